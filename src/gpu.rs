@@ -1,0 +1,543 @@
+//! The GPU context: adapter choice, device, compiled-pipeline cache, and the one function every
+//! kernel launch goes through ([`Gpu::dispatch`]).
+//!
+//! Life of a kernel launch, in order:
+//! 1. the op checks shapes on the CPU (never trust the GPU to catch them);
+//! 2. [`Gpu::dispatch`] fetches (or compiles once) the pipeline for `(shader, entry point)`;
+//! 3. it packs the op's small parameters into a uniform buffer at binding 0 and the tensors'
+//!    storage buffers at the bindings the WGSL declares;
+//! 4. it records one compute pass into the *pending* command encoder. Nothing runs yet: commands
+//!    are batched and submitted together by [`Gpu::flush`], which reading a tensor back calls.
+//!
+//! wgpu reports most mistakes (a wrong binding, a buffer too large, running out of memory) through
+//! "error scopes" rather than return values; [`Gpu::scoped`] turns those into `Result` errors that
+//! name the op, instead of the default behaviour of panicking.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+
+use wgpu::util::DeviceExt;
+
+use crate::error::{Error, Result};
+use crate::kernels::Shader;
+
+/// Optional features we ask for when the adapter has them. None is required: every kernel runs
+/// without them. Timestamps let benchmarks time kernels on the GPU itself; f16 and subgroups are
+/// for kernels that can use them.
+const WANTED_FEATURES: wgpu::Features = wgpu::Features::TIMESTAMP_QUERY
+    .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS)
+    .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES)
+    .union(wgpu::Features::SHADER_F16)
+    .union(wgpu::Features::SUBGROUP);
+
+/// Submit the pending encoder after this many dispatches even if nobody reads a result, so the
+/// per-dispatch uniform buffers of a long chain of ops do not pile up.
+const MAX_PENDING_DISPATCHES: u32 = 512;
+
+/// A handle to one GPU device. Cheap to clone (an `Arc`); every tensor keeps one.
+#[derive(Clone)]
+pub struct Gpu {
+    inner: Arc<GpuInner>,
+}
+
+struct GpuInner {
+    adapter: wgpu::Adapter,
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    info: wgpu::AdapterInfo,
+    limits: wgpu::Limits,
+    features: wgpu::Features,
+    modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
+    pipelines: Mutex<HashMap<(&'static str, &'static str), wgpu::ComputePipeline>>,
+    pending: Mutex<Pending>,
+    /// Errors wgpu raised outside any error scope (e.g. while a command buffer executed).
+    uncaptured: Arc<Mutex<Vec<String>>>,
+    stats: Arc<MemoryStats>,
+    dispatches: AtomicU64,
+}
+
+#[derive(Default)]
+struct Pending {
+    encoder: Option<wgpu::CommandEncoder>,
+    dispatches: u32,
+}
+
+/// Bytes of tensor storage alive on the device now, and the most ever alive at once.
+#[derive(Default, Debug)]
+pub struct MemoryStats {
+    live: AtomicU64,
+    peak: AtomicU64,
+}
+
+impl MemoryStats {
+    fn alloc(&self, bytes: u64) {
+        let now = self.live.fetch_add(bytes, Ordering::Relaxed) + bytes;
+        self.peak.fetch_max(now, Ordering::Relaxed);
+    }
+    fn free(&self, bytes: u64) {
+        self.live.fetch_sub(bytes, Ordering::Relaxed);
+    }
+}
+
+/// A storage buffer that keeps the device's memory accounting right when it is dropped.
+pub struct GpuBuffer {
+    pub(crate) buffer: wgpu::Buffer,
+    bytes: u64,
+    stats: Arc<MemoryStats>,
+}
+
+impl Drop for GpuBuffer {
+    fn drop(&mut self) {
+        self.stats.free(self.bytes);
+    }
+}
+
+impl GpuBuffer {
+    pub fn raw(&self) -> &wgpu::Buffer {
+        &self.buffer
+    }
+}
+
+/// What `vpt info` prints about one adapter.
+pub struct AdapterReport {
+    pub info: wgpu::AdapterInfo,
+    pub features: wgpu::Features,
+    pub limits: wgpu::Limits,
+}
+
+/// The backends to try: `WGPU_BACKEND` (e.g. `vulkan`, `gl`, `metal`, `dx12`, comma-separated)
+/// when set, otherwise every backend this build has.
+pub fn backends_from_env() -> wgpu::Backends {
+    wgpu::Backends::from_env().unwrap_or(wgpu::Backends::all())
+}
+
+fn new_instance(backends: wgpu::Backends) -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle().with_env();
+    desc.backends = backends;
+    wgpu::Instance::new(desc)
+}
+
+/// Every adapter the given backends expose, for `vpt info`.
+pub fn list_adapters(backends: wgpu::Backends) -> Vec<AdapterReport> {
+    let instance = new_instance(backends);
+    pollster::block_on(instance.enumerate_adapters(backends))
+        .into_iter()
+        .map(|a| AdapterReport { info: a.get_info(), features: a.features(), limits: a.limits() })
+        .collect()
+}
+
+/// Preference among adapters: a real GPU before a software one, and a native API before GL
+/// (wgpu's GL backend lacks timestamp queries and is slower to dispatch).
+fn adapter_rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
+    let device = match info.device_type {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    };
+    let api = if info.backend == wgpu::Backend::Gl { 1 } else { 0 };
+    (device, api)
+}
+
+impl Gpu {
+    /// Open the best adapter allowed by `WGPU_BACKEND` and `WGPU_ADAPTER_NAME`.
+    pub fn new() -> Result<Gpu> {
+        Gpu::with_backends(backends_from_env())
+    }
+
+    /// Open the best adapter among `backends`, still honouring `WGPU_ADAPTER_NAME`
+    /// (a case-insensitive substring of the adapter's name).
+    pub fn with_backends(backends: wgpu::Backends) -> Result<Gpu> {
+        let instance = new_instance(backends);
+        let mut adapters = pollster::block_on(instance.enumerate_adapters(backends));
+        if adapters.is_empty() {
+            return Err(Error::NoAdapter { backends: format!("{backends:?}") });
+        }
+        if let Ok(wanted) = std::env::var("WGPU_ADAPTER_NAME") {
+            let names: Vec<String> =
+                adapters.iter().map(|a| format!("{} ({:?})", a.get_info().name, a.get_info().backend)).collect();
+            adapters.retain(|a| a.get_info().name.to_lowercase().contains(&wanted.to_lowercase()));
+            if adapters.is_empty() {
+                return Err(Error::AdapterNotFound { wanted, available: names });
+            }
+        }
+        adapters.sort_by_key(|a| adapter_rank(&a.get_info()));
+        Gpu::from_adapter(adapters.remove(0))
+    }
+
+    /// Open a device on this adapter with every limit it offers (large models need large buffers)
+    /// and the optional features it has.
+    pub fn from_adapter(adapter: wgpu::Adapter) -> Result<Gpu> {
+        let features = adapter.features() & WANTED_FEATURES;
+        let limits = adapter.limits();
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("vpt-wgsl"),
+            required_features: features,
+            required_limits: limits.clone(),
+            ..Default::default()
+        }))
+        .map_err(|e| Error::Device(e.to_string()))?;
+
+        // Without a handler wgpu panics on errors that happen outside an error scope; we keep them
+        // and report them from the next flush instead.
+        let uncaptured = Arc::new(Mutex::new(Vec::new()));
+        let sink = uncaptured.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            sink.lock().unwrap().push(e.to_string());
+        }));
+
+        Ok(Gpu {
+            inner: Arc::new(GpuInner {
+                info: adapter.get_info(),
+                adapter,
+                device,
+                queue,
+                limits,
+                features,
+                modules: Mutex::default(),
+                pipelines: Mutex::default(),
+                pending: Mutex::default(),
+                uncaptured,
+                stats: Arc::default(),
+                dispatches: AtomicU64::new(0),
+            }),
+        })
+    }
+
+    pub fn device(&self) -> &wgpu::Device {
+        &self.inner.device
+    }
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.inner.queue
+    }
+    pub fn adapter(&self) -> &wgpu::Adapter {
+        &self.inner.adapter
+    }
+    pub fn info(&self) -> &wgpu::AdapterInfo {
+        &self.inner.info
+    }
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.inner.limits
+    }
+    pub fn features(&self) -> wgpu::Features {
+        self.inner.features
+    }
+    /// "llvmpipe (LLVM 15.0.6, 256 bits) on Vulkan": for test and benchmark output.
+    pub fn describe(&self) -> String {
+        format!("{} on {:?}", self.inner.info.name, self.inner.info.backend)
+    }
+    /// Kernel launches recorded since the device was opened.
+    pub fn dispatch_count(&self) -> u64 {
+        self.inner.dispatches.load(Ordering::Relaxed)
+    }
+    /// Bytes of tensor storage alive now.
+    pub fn live_bytes(&self) -> u64 {
+        self.inner.stats.live.load(Ordering::Relaxed)
+    }
+    /// The most tensor storage ever alive at once.
+    pub fn peak_bytes(&self) -> u64 {
+        self.inner.stats.peak.load(Ordering::Relaxed)
+    }
+    /// Start measuring the peak from what is alive now.
+    pub fn reset_peak_bytes(&self) {
+        self.inner.stats.peak.store(self.live_bytes(), Ordering::Relaxed);
+    }
+
+    /// Run `f` inside wgpu error scopes and turn any validation, out-of-memory or internal error
+    /// it raised into `Error::Gpu` naming `op`.
+    pub fn scoped<T>(&self, op: &str, f: impl FnOnce() -> T) -> Result<T> {
+        let device = &self.inner.device;
+        // Scopes nest like a stack: pushed outer to inner, popped inner to outer.
+        let internal = device.push_error_scope(wgpu::ErrorFilter::Internal);
+        let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let value = f();
+        let errors = [validation.pop(), oom.pop(), internal.pop()].map(pollster::block_on);
+        match errors.into_iter().flatten().next() {
+            Some(e) => Err(Error::Gpu { op: op.to_string(), msg: e.to_string() }),
+            None => Ok(value),
+        }
+    }
+
+    /// Check a storage buffer of `bytes` fits one binding on this adapter.
+    pub fn check_binding_size(&self, what: &str, bytes: u64) -> Result<()> {
+        let limit = self.inner.limits.max_storage_buffer_binding_size.min(self.inner.limits.max_buffer_size);
+        if bytes > limit {
+            return Err(Error::TooLarge { what: what.to_string(), bytes, limit });
+        }
+        Ok(())
+    }
+
+    /// A zero-filled storage buffer (wgpu zero-initialises every new buffer).
+    pub fn alloc(&self, what: &str, bytes: u64) -> Result<GpuBuffer> {
+        self.check_binding_size(what, bytes)?;
+        // Storage buffers must be non-empty and a multiple of 4 bytes.
+        let size = bytes.max(4).next_multiple_of(4);
+        let buffer = self.scoped(what, || {
+            self.inner.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some(what),
+                size,
+                usage: storage_usage(),
+                mapped_at_creation: false,
+            })
+        })?;
+        Ok(self.track(buffer, size))
+    }
+
+    /// A storage buffer holding `data`, written at creation (mapped), so it cannot race with
+    /// commands still pending in the encoder.
+    pub fn alloc_init(&self, what: &str, data: &[u8]) -> Result<GpuBuffer> {
+        self.check_binding_size(what, data.len() as u64)?;
+        let mut padded;
+        let contents = if data.is_empty() || data.len() % 4 != 0 {
+            padded = data.to_vec();
+            padded.resize(data.len().max(4).next_multiple_of(4), 0);
+            &padded[..]
+        } else {
+            data
+        };
+        let buffer = self.scoped(what, || {
+            self.inner.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some(what),
+                contents,
+                usage: storage_usage(),
+            })
+        })?;
+        Ok(self.track(buffer, contents.len() as u64))
+    }
+
+    fn track(&self, buffer: wgpu::Buffer, bytes: u64) -> GpuBuffer {
+        self.inner.stats.alloc(bytes);
+        GpuBuffer { buffer, bytes, stats: self.inner.stats.clone() }
+    }
+
+    /// The compiled pipeline for one entry point of one WGSL file; compiled on first use, then cached.
+    pub fn pipeline(&self, shader: &Shader, entry: &'static str) -> Result<wgpu::ComputePipeline> {
+        if let Some(p) = self.inner.pipelines.lock().unwrap().get(&(shader.name, entry)) {
+            return Ok(p.clone());
+        }
+        let module = self.module(shader)?;
+        let label = format!("{}::{entry}", shader.name);
+        let pipeline = self.scoped(&label, || {
+            self.inner.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(&label),
+                // `None` lets wgpu derive the bind group layout from the bindings this entry point uses.
+                layout: None,
+                module: &module,
+                entry_point: Some(entry),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    // Every kernel writes workgroup memory before reading it, so the zero-fill
+                    // wgpu would otherwise insert is wasted work.
+                    zero_initialize_workgroup_memory: false,
+                    ..Default::default()
+                },
+                cache: None,
+            })
+        })?;
+        self.inner.pipelines.lock().unwrap().insert((shader.name, entry), pipeline.clone());
+        Ok(pipeline)
+    }
+
+    fn module(&self, shader: &Shader) -> Result<wgpu::ShaderModule> {
+        let mut modules = self.inner.modules.lock().unwrap();
+        if let Some(m) = modules.get(shader.name) {
+            return Ok(m.clone());
+        }
+        let module = self.scoped(shader.name, || {
+            self.inner.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(shader.name),
+                source: wgpu::ShaderSource::Wgsl(shader.source.into()),
+            })
+        })?;
+        modules.insert(shader.name, module.clone());
+        Ok(module)
+    }
+
+    /// Record one kernel launch.
+    ///
+    /// - `params`: the kernel's uniform struct (binding 0), as bytes; see [`Params`].
+    /// - `buffers`: `(binding, buffer)` for each storage buffer the entry point uses.
+    /// - `workgroups`: the grid, from [`Gpu::grid`] for 1-D problems.
+    pub fn dispatch(
+        &self,
+        shader: &Shader,
+        entry: &'static str,
+        params: &[u8],
+        buffers: &[(u32, &GpuBuffer)],
+        workgroups: [u32; 3],
+    ) -> Result<()> {
+        let op = format!("{}::{entry}", shader.name);
+        let max = self.inner.limits.max_compute_workgroups_per_dimension;
+        if workgroups.iter().any(|&n| n == 0 || n > max) {
+            return Err(Error::Gpu { op, msg: format!("grid {workgroups:?} outside 1..={max} per dimension") });
+        }
+        let pipeline = self.pipeline(shader, entry)?;
+        let device = &self.inner.device;
+        let bind_group = self.scoped(&op, || {
+            let uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("params"),
+                contents: params,
+                usage: wgpu::BufferUsages::UNIFORM,
+            });
+            let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() }];
+            entries.extend(
+                buffers.iter().map(|(binding, b)| wgpu::BindGroupEntry { binding: *binding, resource: b.buffer.as_entire_binding() }),
+            );
+            device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(&op),
+                layout: &pipeline.get_bind_group_layout(0),
+                entries: &entries,
+            })
+        })?;
+
+        let flush_now = {
+            let mut pending = self.inner.pending.lock().unwrap();
+            let encoder = pending
+                .encoder
+                .get_or_insert_with(|| device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("ops") }));
+            {
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(&op), timestamp_writes: None });
+                pass.set_pipeline(&pipeline);
+                pass.set_bind_group(0, &bind_group, &[]);
+                pass.dispatch_workgroups(workgroups[0], workgroups[1], workgroups[2]);
+            }
+            pending.dispatches += 1;
+            pending.dispatches >= MAX_PENDING_DISPATCHES
+        };
+        self.inner.dispatches.fetch_add(1, Ordering::Relaxed);
+        if flush_now {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// A grid of `n` workgroups laid out in x then y, since one dimension holds at most 65535
+    /// (on most adapters). Kernels recover the flat index as `wid.y * num_workgroups.x + wid.x`.
+    pub fn grid(&self, n: u32) -> [u32; 3] {
+        let max = self.inner.limits.max_compute_workgroups_per_dimension;
+        let n = n.max(1);
+        if n <= max {
+            [n, 1, 1]
+        } else {
+            let y = n.div_ceil(max);
+            [n.div_ceil(y), y, 1]
+        }
+    }
+
+    /// Submit everything recorded so far, and report any GPU error it raised.
+    pub fn flush(&self) -> Result<()> {
+        self.submit_pending(|_| ())?;
+        self.take_uncaptured()
+    }
+
+    /// Let `last` record into the pending encoder, then submit it, all under the lock: with
+    /// several threads sharing a device, releasing the lock between taking the encoder and
+    /// submitting it would let another thread's later commands reach the queue first.
+    fn submit_pending(&self, last: impl FnOnce(&mut wgpu::CommandEncoder)) -> Result<()> {
+        let device = &self.inner.device;
+        let mut pending = self.inner.pending.lock().unwrap();
+        let mut encoder = match pending.encoder.take() {
+            Some(e) => e,
+            None => device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("ops") }),
+        };
+        pending.dispatches = 0;
+        self.scoped("submit", || {
+            last(&mut encoder);
+            self.inner.queue.submit([encoder.finish()]);
+        })
+    }
+
+    fn take_uncaptured(&self) -> Result<()> {
+        let mut errors = self.inner.uncaptured.lock().unwrap();
+        if errors.is_empty() {
+            return Ok(());
+        }
+        let msg = errors.join("; ");
+        errors.clear();
+        Err(Error::Gpu { op: "device".into(), msg })
+    }
+
+    /// Copy a storage buffer back to the host: append a copy into a mappable staging buffer to
+    /// the pending work, submit, wait for the GPU, read.
+    pub fn read(&self, buffer: &GpuBuffer, bytes: u64) -> Result<Vec<u8>> {
+        let size = bytes.max(4).next_multiple_of(4);
+        let staging = self.scoped("read", || {
+            self.inner.device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("readback"),
+                size,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        })?;
+        // The copy goes after every kernel already recorded, in the same submission.
+        self.submit_pending(|encoder| encoder.copy_buffer_to_buffer(&buffer.buffer, 0, &staging, 0, size))?;
+        let (tx, rx) = std::sync::mpsc::channel();
+        staging.map_async(wgpu::MapMode::Read, .., move |r| {
+            let _ = tx.send(r);
+        });
+        self.wait()?;
+        rx.recv()
+            .map_err(|_| Error::Gpu { op: "read".into(), msg: "map callback never ran".into() })?
+            .map_err(|e| Error::Gpu { op: "read".into(), msg: e.to_string() })?;
+        let bytes_out = {
+            let view = staging.get_mapped_range(..).map_err(|e| Error::Gpu { op: "read".into(), msg: e.to_string() })?;
+            view[..bytes as usize].to_vec()
+        };
+        staging.unmap();
+        self.take_uncaptured()?;
+        Ok(bytes_out)
+    }
+
+    /// Block until the GPU has finished everything submitted.
+    pub fn wait(&self) -> Result<()> {
+        self.inner
+            .device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Gpu { op: "wait".into(), msg: e.to_string() })?;
+        Ok(())
+    }
+}
+
+fn storage_usage() -> wgpu::BufferUsages {
+    wgpu::BufferUsages::STORAGE | wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST
+}
+
+/// Builds a kernel's uniform parameter block: 4-byte fields appended in the order the WGSL
+/// `struct Params` declares them, padded to 16 bytes as uniform buffers require.
+#[derive(Default)]
+pub struct Params(Vec<u8>);
+
+impl Params {
+    pub fn new() -> Params {
+        Params(Vec::new())
+    }
+    pub fn u32(mut self, v: u32) -> Params {
+        self.0.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+    /// A `usize` dimension; the kernels index in `u32`, and tensors never exceed that
+    /// (a storage binding is at most 4 GiB).
+    pub fn dim(self, v: usize) -> Params {
+        self.u32(u32::try_from(v).expect("dimension exceeds u32; tensors are bounded by the binding size"))
+    }
+    pub fn f32(mut self, v: f32) -> Params {
+        self.0.extend_from_slice(&v.to_le_bytes());
+        self
+    }
+    pub fn flag(self, v: bool) -> Params {
+        self.u32(v as u32)
+    }
+    pub fn bytes(mut self) -> Vec<u8> {
+        self.0.resize(self.0.len().max(16).next_multiple_of(16), 0);
+        self.0
+    }
+}
+
+impl Gpu {
+    /// Are these two handles the same device?
+    pub fn same_device(&self, other: &Gpu) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+}

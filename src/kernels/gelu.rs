@@ -1,0 +1,48 @@
+//! GELU: the exact erf form of `torch.nn.GELU()` and, separately, the tanh approximation of
+//! `torch.nn.GELU(approximate="tanh")`. Kernels in `wgsl/gelu.wgsl`.
+
+use super::{grid_1d, same_device, same_shape, wgsl_shader};
+use crate::error::Result;
+use crate::gpu::Params;
+use crate::tensor::Tensor;
+
+wgsl_shader!("gelu");
+
+/// y = x·Φ(x), element-wise. x: any shape → y: same shape.
+pub fn gelu_forward(x: &Tensor) -> Result<Tensor> {
+    unary(x, "gelu_forward")
+}
+
+/// dx = dy·(Φ(x) + x·φ(x)). x, dy: same shape → dx: same shape.
+pub fn gelu_backward(x: &Tensor, dy: &Tensor) -> Result<Tensor> {
+    unary_backward(x, dy, "gelu_backward")
+}
+
+/// y = ½x(1 + tanh(√(2/π)(x + 0.044715x³))), element-wise.
+pub fn gelu_tanh_forward(x: &Tensor) -> Result<Tensor> {
+    unary(x, "gelu_tanh_forward")
+}
+
+/// Gradient of [`gelu_tanh_forward`].
+pub fn gelu_tanh_backward(x: &Tensor, dy: &Tensor) -> Result<Tensor> {
+    unary_backward(x, dy, "gelu_tanh_backward")
+}
+
+fn unary(x: &Tensor, entry: &'static str) -> Result<Tensor> {
+    let gpu = x.gpu();
+    let y = x.empty_like_shape(x.shape())?;
+    let params = Params::new().dim(x.numel()).bytes();
+    gpu.dispatch(&SHADER, entry, &params, &[(1, x.buffer()), (2, y.buffer())], grid_1d(gpu, x.numel())?)?;
+    Ok(y)
+}
+
+fn unary_backward(x: &Tensor, dy: &Tensor, entry: &'static str) -> Result<Tensor> {
+    let op = if entry == "gelu_backward" { "gelu_backward" } else { "gelu_tanh_backward" };
+    same_device(op, x, dy)?;
+    same_shape(op, x, dy, "x", "dy")?;
+    let gpu = x.gpu();
+    let dx = x.empty_like_shape(x.shape())?;
+    let params = Params::new().dim(x.numel()).bytes();
+    gpu.dispatch(&SHADER, entry, &params, &[(1, x.buffer()), (3, dy.buffer()), (4, dx.buffer())], grid_1d(gpu, x.numel())?)?;
+    Ok(dx)
+}

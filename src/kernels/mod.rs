@@ -1,0 +1,64 @@
+//! Kernel launchers: one file per WGSL family in `wgsl/`, each with its `*_forward` and
+//! `*_backward` functions side by side.
+//!
+//! Every launcher follows the same steps: check shapes (an error names the op and the shapes),
+//! allocate the output, pack the kernel's `Params`, and call [`Gpu::dispatch`].
+
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::tensor::Tensor;
+
+pub mod gelu;
+
+/// One WGSL source file, embedded in the binary at compile time.
+pub struct Shader {
+    /// File stem in `wgsl/`; also the cache key and the label in GPU error messages.
+    pub name: &'static str,
+    pub source: &'static str,
+}
+
+/// Declares a family's `SHADER` from `wgsl/<name>.wgsl`.
+macro_rules! wgsl_shader {
+    ($name:literal) => {
+        pub const SHADER: $crate::kernels::Shader =
+            $crate::kernels::Shader { name: $name, source: include_str!(concat!("../../wgsl/", $name, ".wgsl")) };
+    };
+}
+pub(crate) use wgsl_shader;
+
+/// Every kernel source, for the portability test and for `vpt info`.
+pub const ALL_SHADERS: &[&Shader] = &[&gelu::SHADER];
+
+/// Workgroup size of the 1-D (element-wise) kernels; must match `WG` in their WGSL.
+pub const WG_1D: u32 = 256;
+
+/// Grid for a 1-D kernel over `n` elements, one thread each.
+pub(crate) fn grid_1d(gpu: &Gpu, n: usize) -> Result<[u32; 3]> {
+    let groups = u32::try_from(n.div_ceil(WG_1D as usize))
+        .map_err(|_| Error::shape("grid", format!("{n} elements is more than one launch can cover")))?;
+    Ok(gpu.grid(groups))
+}
+
+/// Error unless `a` and `b` have the same shape.
+pub(crate) fn same_shape(op: &'static str, a: &Tensor, b: &Tensor, a_name: &str, b_name: &str) -> Result<()> {
+    if a.shape() != b.shape() {
+        return Err(Error::shape(op, format!("{a_name} has shape {:?} but {b_name} has shape {:?}; they must match", a.shape(), b.shape())));
+    }
+    Ok(())
+}
+
+/// Error unless `t` has rank `rank`.
+pub(crate) fn expect_rank(op: &'static str, t: &Tensor, name: &str, rank: usize, layout: &str) -> Result<()> {
+    if t.rank() != rank {
+        return Err(Error::shape(op, format!("{name} must be {layout} (rank {rank}), got shape {:?}", t.shape())));
+    }
+    Ok(())
+}
+
+/// Error unless both tensors live on the same device (buffers cannot cross devices).
+pub(crate) fn same_device(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()> {
+    if !a.gpu().same_device(b.gpu()) {
+        return Err(Error::shape(op, "tensors live on different GPU devices"));
+    }
+    Ok(())
+}

@@ -1,0 +1,5 @@
+//! Plain f64 CPU references, one module per kernel family. Kept small and obvious on purpose:
+//! they are what the GPU kernels are tested against, and what the finite-difference gradient
+//! checks differentiate. Layouts match the GPU kernels (row-major, last axis contiguous).
+
+pub mod gelu;

@@ -1,0 +1,166 @@
+//! `Tensor`: an f32 storage buffer on the GPU plus its shape (row-major, last axis contiguous).
+//!
+//! Tensors are immutable values: every op returns a new tensor, and `reshape` shares the buffer.
+//! The only ops that write into an existing tensor are the optimizer updates, which say so.
+//! Host data in f16 or bf16 (as checkpoints often store it) is widened to f32 on upload.
+
+use std::sync::Arc;
+
+use half::{bf16, f16};
+
+use crate::error::{Error, Result};
+use crate::gpu::{Gpu, GpuBuffer};
+
+#[derive(Clone)]
+pub struct Tensor {
+    gpu: Gpu,
+    buffer: Arc<GpuBuffer>,
+    shape: Vec<usize>,
+}
+
+impl std::fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Tensor{:?}", self.shape)
+    }
+}
+
+/// Number of elements of a shape, or an error naming `op` when it is empty or overflows.
+pub fn numel_of(op: &'static str, shape: &[usize]) -> Result<usize> {
+    if shape.is_empty() || shape.contains(&0) {
+        return Err(Error::shape(op, format!("shape {shape:?} has no elements; every dimension must be at least 1")));
+    }
+    shape
+        .iter()
+        .try_fold(1usize, |n, &d| n.checked_mul(d))
+        .ok_or_else(|| Error::shape(op, format!("shape {shape:?} has more elements than fit in memory")))
+}
+
+impl Tensor {
+    /// Upload f32 host data.
+    pub fn from_slice(gpu: &Gpu, shape: &[usize], data: &[f32]) -> Result<Tensor> {
+        let n = numel_of("Tensor::from_slice", shape)?;
+        if data.len() != n {
+            return Err(Error::shape(
+                "Tensor::from_slice",
+                format!("shape {shape:?} holds {n} elements but {} values were given", data.len()),
+            ));
+        }
+        let buffer = gpu.alloc_init(&format!("tensor {shape:?}"), bytemuck::cast_slice(data))?;
+        Ok(Tensor { gpu: gpu.clone(), buffer: Arc::new(buffer), shape: shape.to_vec() })
+    }
+
+    /// Upload f16 host data, widened to f32.
+    pub fn from_f16(gpu: &Gpu, shape: &[usize], data: &[f16]) -> Result<Tensor> {
+        let wide: Vec<f32> = data.iter().map(|v| v.to_f32()).collect();
+        Tensor::from_slice(gpu, shape, &wide)
+    }
+
+    /// Upload bf16 host data, widened to f32.
+    pub fn from_bf16(gpu: &Gpu, shape: &[usize], data: &[bf16]) -> Result<Tensor> {
+        let wide: Vec<f32> = data.iter().map(|v| v.to_f32()).collect();
+        Tensor::from_slice(gpu, shape, &wide)
+    }
+
+    /// A tensor of zeros (fresh wgpu buffers are zero-filled, so this uploads nothing).
+    pub fn zeros(gpu: &Gpu, shape: &[usize]) -> Result<Tensor> {
+        let n = numel_of("Tensor::zeros", shape)?;
+        let bytes = (n as u64).checked_mul(4).ok_or_else(|| Error::shape("Tensor::zeros", format!("shape {shape:?} is too large")))?;
+        let buffer = gpu.alloc(&format!("tensor {shape:?}"), bytes)?;
+        Ok(Tensor { gpu: gpu.clone(), buffer: Arc::new(buffer), shape: shape.to_vec() })
+    }
+
+    /// A tensor filled with one value.
+    pub fn full(gpu: &Gpu, shape: &[usize], value: f32) -> Result<Tensor> {
+        let n = numel_of("Tensor::full", shape)?;
+        Tensor::from_slice(gpu, shape, &vec![value; n])
+    }
+
+    /// Download to the host (waits for every pending kernel).
+    pub fn to_vec(&self) -> Result<Vec<f32>> {
+        let bytes = self.gpu.read(&self.buffer, self.numel() as u64 * 4)?;
+        Ok(bytemuck::pod_collect_to_vec(&bytes))
+    }
+
+    /// Download a one-element tensor as a number.
+    pub fn to_scalar(&self) -> Result<f32> {
+        if self.numel() != 1 {
+            return Err(Error::shape("Tensor::to_scalar", format!("shape {:?} is not a single value", self.shape)));
+        }
+        Ok(self.to_vec()?[0])
+    }
+
+    /// The same storage seen with another shape of the same number of elements.
+    pub fn reshape(&self, shape: &[usize]) -> Result<Tensor> {
+        let n = numel_of("reshape", shape)?;
+        if n != self.numel() {
+            return Err(Error::shape(
+                "reshape",
+                format!("cannot view {:?} ({} elements) as {shape:?} ({n} elements)", self.shape, self.numel()),
+            ));
+        }
+        Ok(Tensor { gpu: self.gpu.clone(), buffer: self.buffer.clone(), shape: shape.to_vec() })
+    }
+
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+    pub fn rank(&self) -> usize {
+        self.shape.len()
+    }
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+    /// Size of the last axis (the contiguous one).
+    pub fn last_dim(&self) -> usize {
+        *self.shape.last().expect("tensors always have at least one dimension")
+    }
+    /// Number of rows when the tensor is seen as `[rows, last_dim]`.
+    pub fn rows(&self) -> usize {
+        self.numel() / self.last_dim()
+    }
+    pub fn gpu(&self) -> &Gpu {
+        &self.gpu
+    }
+    pub fn buffer(&self) -> &GpuBuffer {
+        &self.buffer
+    }
+    /// Do two tensors share storage? (Used to refuse in-place ops that would alias.)
+    pub fn same_storage(&self, other: &Tensor) -> bool {
+        Arc::ptr_eq(&self.buffer, &other.buffer)
+    }
+
+    /// An op's output: a zeroed tensor on the same device.
+    pub(crate) fn empty_like_shape(&self, shape: &[usize]) -> Result<Tensor> {
+        Tensor::zeros(&self.gpu, shape)
+    }
+}
+
+/// Labels for classification: one `u32` class index per sample, on the GPU.
+#[derive(Clone)]
+pub struct Labels {
+    buffer: Arc<GpuBuffer>,
+    len: usize,
+}
+
+impl Labels {
+    /// Upload class indices; each must be below `num_classes`.
+    pub fn new(gpu: &Gpu, labels: &[u32], num_classes: usize) -> Result<Labels> {
+        if labels.is_empty() {
+            return Err(Error::shape("Labels::new", "no labels given"));
+        }
+        if let Some((i, &l)) = labels.iter().enumerate().find(|(_, &l)| l as usize >= num_classes) {
+            return Err(Error::shape("Labels::new", format!("label {l} at position {i} is not below the {num_classes} classes")));
+        }
+        let buffer = gpu.alloc_init("labels", bytemuck::cast_slice(labels))?;
+        Ok(Labels { buffer: Arc::new(buffer), len: labels.len() })
+    }
+    pub fn len(&self) -> usize {
+        self.len
+    }
+    pub fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+    pub fn buffer(&self) -> &GpuBuffer {
+        &self.buffer
+    }
+}

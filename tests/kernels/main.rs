@@ -1,0 +1,5 @@
+//! Kernel suite: every GPU kernel against its f64 CPU reference on random shapes (proptest), and
+//! every backward against finite differences. Runs on each backend found (see `common::gpus`).
+
+mod common;
+mod gelu;
