@@ -3,3 +3,4 @@
 //! checks differentiate. Layouts match the GPU kernels (row-major, last axis contiguous).
 
 pub mod gelu;
+pub mod reduce;
