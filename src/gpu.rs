@@ -505,11 +505,16 @@ fn storage_usage() -> wgpu::BufferUsages {
 }
 
 /// Builds a kernel's uniform parameter block: 4-byte fields appended in the order the WGSL
-/// `struct Params` declares them, padded to 16 bytes as uniform buffers require.
+/// `struct Params` declares them. The block is zero-padded to at least [`Params::MIN_BYTES`] (and
+/// to a multiple of 16, as uniform buffers require), so an entry point may leave unset the trailing
+/// fields of a struct it shares with its family and does not read (SGD and AdamW share one).
 #[derive(Default)]
 pub struct Params(Vec<u8>);
 
 impl Params {
+    /// Room for 16 fields: every kernel's `Params` struct fits.
+    pub const MIN_BYTES: usize = 64;
+
     pub fn new() -> Params {
         Params(Vec::new())
     }
@@ -530,7 +535,7 @@ impl Params {
         self.u32(v as u32)
     }
     pub fn bytes(mut self) -> Vec<u8> {
-        self.0.resize(self.0.len().max(16).next_multiple_of(16), 0);
+        self.0.resize(self.0.len().max(Self::MIN_BYTES).next_multiple_of(16), 0);
         self.0
     }
 }

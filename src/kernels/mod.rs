@@ -8,8 +8,13 @@ use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::tensor::Tensor;
 
+pub mod elementwise;
 pub mod gelu;
+pub mod heads;
+pub mod optim;
+pub mod patch;
 pub mod reduce;
+pub mod tokens;
 
 /// One WGSL source file, embedded in the binary at compile time.
 pub struct Shader {
@@ -28,7 +33,15 @@ macro_rules! wgsl_shader {
 pub(crate) use wgsl_shader;
 
 /// Every kernel source, for the portability test and for `vpt info`.
-pub const ALL_SHADERS: &[&Shader] = &[&gelu::SHADER, &reduce::SHADER];
+pub const ALL_SHADERS: &[&Shader] = &[
+    &elementwise::SHADER,
+    &gelu::SHADER,
+    &heads::SHADER,
+    &optim::SHADER,
+    &patch::SHADER,
+    &reduce::SHADER,
+    &tokens::SHADER,
+];
 
 /// Workgroup size of the 1-D (element-wise) kernels; must match `WG` in their WGSL.
 pub const WG_1D: u32 = 256;

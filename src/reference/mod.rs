@@ -2,5 +2,10 @@
 //! they are what the GPU kernels are tested against, and what the finite-difference gradient
 //! checks differentiate. Layouts match the GPU kernels (row-major, last axis contiguous).
 
+pub mod elementwise;
 pub mod gelu;
+pub mod heads;
+pub mod optim;
+pub mod patch;
 pub mod reduce;
+pub mod tokens;

@@ -2,5 +2,10 @@
 //! every backward against finite differences. Runs on each backend found (see `common::gpus`).
 
 mod common;
+mod elementwise;
 mod gelu;
+mod heads;
+mod optim;
+mod patch;
 mod reduce;
+mod tokens;

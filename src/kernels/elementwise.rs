@@ -1,0 +1,75 @@
+//! Element-wise ops: residual add, broadcast bias add, scale, and in-place gradient accumulation.
+//! Kernels in `wgsl/elementwise.wgsl`.
+
+use super::{grid_1d, same_device, same_shape, wgsl_shader};
+use crate::error::{Error, Result};
+use crate::gpu::Params;
+use crate::kernels::reduce;
+use crate::tensor::Tensor;
+
+wgsl_shader!("elementwise");
+
+/// y = a + b. a, b: same shape → y: that shape.
+pub fn add_forward(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    same_device("add_forward", a, b)?;
+    same_shape("add_forward", a, b, "a", "b")?;
+    let y = a.empty_like_shape(a.shape())?;
+    let params = Params::new().dim(a.numel()).bytes();
+    let gpu = a.gpu();
+    gpu.dispatch(&SHADER, "add_forward", &params, &[(1, a.buffer()), (2, b.buffer()), (3, y.buffer())], grid_1d(gpu, a.numel())?)?;
+    Ok(y)
+}
+
+/// Gradient of [`add_forward`]: both inputs receive dy unchanged (shared, not copied).
+pub fn add_backward(dy: &Tensor) -> (Tensor, Tensor) {
+    (dy.clone(), dy.clone())
+}
+
+/// y[.., j] = x[.., j] + bias[j]. x: [..., N], bias: [N] → y: like x.
+pub fn bias_add_forward(x: &Tensor, bias: &Tensor) -> Result<Tensor> {
+    same_device("bias_add_forward", x, bias)?;
+    if bias.rank() != 1 || bias.numel() != x.last_dim() {
+        return Err(Error::shape(
+            "bias_add_forward",
+            format!("bias must be [{}] to match the last axis of x {:?}, got {:?}", x.last_dim(), x.shape(), bias.shape()),
+        ));
+    }
+    let y = x.empty_like_shape(x.shape())?;
+    let params = Params::new().dim(x.numel()).dim(x.last_dim()).bytes();
+    let gpu = x.gpu();
+    gpu.dispatch(&SHADER, "bias_add_forward", &params, &[(1, x.buffer()), (2, bias.buffer()), (3, y.buffer())], grid_1d(gpu, x.numel())?)?;
+    Ok(y)
+}
+
+/// Gradient of [`bias_add_forward`]: (dx = dy, dbias = Σ over every row of dy).
+pub fn bias_add_backward(dy: &Tensor) -> Result<(Tensor, Tensor)> {
+    let dbias = reduce::sum_rows_forward(&dy.reshape(&[dy.rows(), dy.last_dim()])?)?;
+    Ok((dy.clone(), dbias))
+}
+
+/// y = s·x. Also the backward of itself: dx = s·dy.
+pub fn scale_forward(x: &Tensor, s: f32) -> Result<Tensor> {
+    let y = x.empty_like_shape(x.shape())?;
+    let params = Params::new().dim(x.numel()).u32(0).f32(s).bytes();
+    let gpu = x.gpu();
+    gpu.dispatch(&SHADER, "scale_forward", &params, &[(1, x.buffer()), (3, y.buffer())], grid_1d(gpu, x.numel())?)?;
+    Ok(y)
+}
+
+/// Gradient of [`scale_forward`].
+pub fn scale_backward(dy: &Tensor, s: f32) -> Result<Tensor> {
+    scale_forward(dy, s)
+}
+
+/// acc += x, in place. Used to sum gradients arriving at one tensor by several paths (a residual
+/// stream feeds both the block and the skip connection).
+pub fn accumulate(acc: &Tensor, x: &Tensor) -> Result<()> {
+    same_device("accumulate", acc, x)?;
+    same_shape("accumulate", acc, x, "acc", "x")?;
+    if acc.same_storage(x) {
+        return Err(Error::shape("accumulate", "acc and x share storage; accumulate a copy instead"));
+    }
+    let params = Params::new().dim(acc.numel()).bytes();
+    let gpu = acc.gpu();
+    gpu.dispatch(&SHADER, "accumulate", &params, &[(1, x.buffer()), (4, acc.buffer())], grid_1d(gpu, acc.numel())?)
+}

@@ -1,0 +1,100 @@
+//! The permutes around multi-head attention. Kernels in `wgsl/heads.wgsl`.
+
+use super::{expect_rank, grid_1d, same_device, same_shape, wgsl_shader};
+use crate::error::{Error, Result};
+use crate::gpu::Params;
+use crate::tensor::Tensor;
+
+wgsl_shader!("heads");
+
+/// q, k, v: [B, H, T, hd] each.
+#[derive(Debug)]
+pub struct Qkv {
+    pub q: Tensor,
+    pub k: Tensor,
+    pub v: Tensor,
+}
+
+fn head_params(batch: usize, tokens: usize, heads: usize, head_dim: usize) -> Vec<u8> {
+    Params::new().dim(batch).dim(tokens).dim(heads).dim(head_dim).bytes()
+}
+
+/// qkv: [B, T, 3·D], D = H·hd → q, k, v: [B, H, T, hd].
+pub fn split_heads_forward(qkv: &Tensor, heads: usize) -> Result<Qkv> {
+    let op = "split_heads_forward";
+    expect_rank(op, qkv, "qkv", 3, "[B, T, 3·D]")?;
+    let (batch, tokens, three_d) = (qkv.shape()[0], qkv.shape()[1], qkv.shape()[2]);
+    if heads == 0 || three_d % (3 * heads) != 0 {
+        return Err(Error::shape(op, format!("qkv {:?}: last axis must be 3·H·hd for H = {heads} heads", qkv.shape())));
+    }
+    let head_dim = three_d / (3 * heads);
+    let out = [batch, heads, tokens, head_dim];
+    let (q, k, v) = (qkv.empty_like_shape(&out)?, qkv.empty_like_shape(&out)?, qkv.empty_like_shape(&out)?);
+    let gpu = qkv.gpu();
+    gpu.dispatch(
+        &SHADER,
+        "split_heads_forward",
+        &head_params(batch, tokens, heads, head_dim),
+        &[(1, qkv.buffer()), (2, q.buffer()), (3, k.buffer()), (4, v.buffer())],
+        grid_1d(gpu, qkv.numel())?,
+    )?;
+    Ok(Qkv { q, k, v })
+}
+
+/// Gradient of [`split_heads_forward`]: dq, dk, dv [B, H, T, hd] → dqkv [B, T, 3·H·hd].
+pub fn split_heads_backward(dq: &Tensor, dk: &Tensor, dv: &Tensor) -> Result<Tensor> {
+    let op = "split_heads_backward";
+    expect_rank(op, dq, "dq", 4, "[B, H, T, hd]")?;
+    same_shape(op, dq, dk, "dq", "dk")?;
+    same_shape(op, dq, dv, "dq", "dv")?;
+    same_device(op, dq, dk)?;
+    same_device(op, dq, dv)?;
+    let (batch, heads, tokens, head_dim) = (dq.shape()[0], dq.shape()[1], dq.shape()[2], dq.shape()[3]);
+    let dqkv = dq.empty_like_shape(&[batch, tokens, 3 * heads * head_dim])?;
+    let gpu = dq.gpu();
+    gpu.dispatch(
+        &SHADER,
+        "split_heads_backward",
+        &head_params(batch, tokens, heads, head_dim),
+        &[(5, dqkv.buffer()), (6, dq.buffer()), (7, dk.buffer()), (8, dv.buffer())],
+        grid_1d(gpu, dqkv.numel())?,
+    )?;
+    Ok(dqkv)
+}
+
+/// x: [B, H, T, hd] → y: [B, T, H·hd].
+pub fn merge_heads_forward(x: &Tensor) -> Result<Tensor> {
+    expect_rank("merge_heads_forward", x, "x", 4, "[B, H, T, hd]")?;
+    let (batch, heads, tokens, head_dim) = (x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3]);
+    let y = x.empty_like_shape(&[batch, tokens, heads * head_dim])?;
+    let gpu = x.gpu();
+    gpu.dispatch(
+        &SHADER,
+        "merge_heads_forward",
+        &head_params(batch, tokens, heads, head_dim),
+        &[(9, x.buffer()), (10, y.buffer())],
+        grid_1d(gpu, x.numel())?,
+    )?;
+    Ok(y)
+}
+
+/// Gradient of [`merge_heads_forward`]: dy [B, T, H·hd] → dx [B, H, T, hd].
+pub fn merge_heads_backward(dy: &Tensor, heads: usize) -> Result<Tensor> {
+    let op = "merge_heads_backward";
+    expect_rank(op, dy, "dy", 3, "[B, T, D]")?;
+    let (batch, tokens, width) = (dy.shape()[0], dy.shape()[1], dy.shape()[2]);
+    if heads == 0 || width % heads != 0 {
+        return Err(Error::shape(op, format!("dy {:?}: D = {width} is not divisible by H = {heads} heads", dy.shape())));
+    }
+    let head_dim = width / heads;
+    let dx = dy.empty_like_shape(&[batch, heads, tokens, head_dim])?;
+    let gpu = dy.gpu();
+    gpu.dispatch(
+        &SHADER,
+        "merge_heads_backward",
+        &head_params(batch, tokens, heads, head_dim),
+        &[(9, dy.buffer()), (10, dx.buffer())],
+        grid_1d(gpu, dy.numel())?,
+    )?;
+    Ok(dx)
+}

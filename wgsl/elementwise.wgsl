@@ -1,0 +1,57 @@
+// Element-wise ops of a transformer block and their backwards.
+//
+//   add:         y = a + b                      (residual connection)      backward: da = db = dy (no kernel)
+//   bias_add:    y[r, j] = x[r, j] + bias[j]    x, y: [R, N], bias: [N]    backward: dx = dy, dbias = Σ_r dy (reduce.wgsl)
+//   scale:       y = s · x                                                 backward: dx = s · dy (this same kernel)
+//   accumulate:  acc += x, in place              (sums gradients that reach one tensor by several paths)
+
+struct Params {
+    n: u32,       // elements of the output
+    cols: u32,    // N, the bias length (bias_add)
+    s: f32,       // the factor (scale)
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> a: array<f32>;
+@group(0) @binding(2) var<storage, read> b: array<f32>;
+@group(0) @binding(3) var<storage, read_write> y: array<f32>;
+@group(0) @binding(4) var<storage, read_write> acc: array<f32>;
+
+const WG: u32 = 256u;
+
+fn flat_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    return (wid.y * nwg.x + wid.x) * WG + lid;
+}
+
+@compute @workgroup_size(256)
+fn add_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) lid: u32) {
+    let i = flat_index(wid, nwg, lid);
+    if (i >= params.n) { return; }
+    y[i] = a[i] + b[i];
+}
+
+// a: x [R, N], b: bias [N]. The bias index is the column, i mod N.
+@compute @workgroup_size(256)
+fn bias_add_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                    @builtin(local_invocation_index) lid: u32) {
+    let i = flat_index(wid, nwg, lid);
+    if (i >= params.n) { return; }
+    y[i] = a[i] + b[i % params.cols];
+}
+
+@compute @workgroup_size(256)
+fn scale_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                 @builtin(local_invocation_index) lid: u32) {
+    let i = flat_index(wid, nwg, lid);
+    if (i >= params.n) { return; }
+    y[i] = params.s * a[i];
+}
+
+@compute @workgroup_size(256)
+fn accumulate(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+              @builtin(local_invocation_index) lid: u32) {
+    let i = flat_index(wid, nwg, lid);
+    if (i >= params.n) { return; }
+    acc[i] = acc[i] + a[i];
+}
