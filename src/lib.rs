@@ -4,10 +4,12 @@
 //! - [`gpu`]: adapter choice, device, pipeline cache, kernel dispatch.
 //! - [`tensor`]: f32 tensors on the GPU.
 //! - [`kernels`]: one module per WGSL family, `*_forward` beside `*_backward`.
+//! - [`io`]: `.safetensors` reading and atomic writing.
 //! - [`reference`]: plain f64 CPU versions of every kernel, the yardstick for the tests.
 
 pub mod error;
 pub mod gpu;
+pub mod io;
 pub mod kernels;
 pub mod reference;
 pub mod tensor;

@@ -14,22 +14,37 @@ use vpt_wgsl::{Gpu, Tensor};
 pub fn gpus() -> &'static [Gpu] {
     static GPUS: OnceLock<Vec<Gpu>> = OnceLock::new();
     GPUS.get_or_init(|| {
-        let gpus: Vec<Gpu> = if std::env::var_os("WGPU_BACKEND").is_some() {
-            vec![Gpu::new().unwrap_or_else(|e| panic!("{e}"))]
-        } else {
-            [wgpu::Backends::VULKAN, wgpu::Backends::GL, wgpu::Backends::METAL, wgpu::Backends::DX12]
-                .into_iter()
-                .filter_map(|b| Gpu::with_backends(b).ok())
-                .collect()
-        };
-        if gpus.is_empty() {
-            panic!("{}", vpt_wgsl::Error::NoAdapter { backends: "Vulkan, GL, Metal, DX12".into() });
-        }
+        let gpus = find_gpus(std::env::var("WGPU_BACKEND").ok().as_deref()).unwrap_or_else(|e| panic!("{e}"));
         for g in &gpus {
             eprintln!("kernel tests on: {}", g.describe());
         }
         gpus
     })
+}
+
+/// The adapters to test on for a `WGPU_BACKEND` value (None: try each backend separately).
+pub fn find_gpus(backend: Option<&str>) -> Result<Vec<Gpu>, vpt_wgsl::Error> {
+    let candidates = match backend {
+        Some(list) => vec![wgpu::Backends::from_comma_list(list)],
+        None => vec![wgpu::Backends::VULKAN, wgpu::Backends::GL, wgpu::Backends::METAL, wgpu::Backends::DX12],
+    };
+    let gpus: Vec<Gpu> = candidates.iter().filter_map(|&b| Gpu::with_backends(b).ok()).collect();
+    if gpus.is_empty() {
+        let tried: Vec<String> = candidates.iter().map(|b| format!("{b:?}")).collect();
+        return Err(vpt_wgsl::Error::NoAdapter { backends: tried.join(", ") });
+    }
+    Ok(gpus)
+}
+
+/// The test harness must fail, with the fix in the message, where a backend has no adapter.
+#[test]
+fn missing_backend_fails_with_install_hint() {
+    let absent = if cfg!(target_os = "windows") { "metal" } else { "dx12" };
+    let err = find_gpus(Some(absent)).err().expect("a backend this OS lacks has no adapter").to_string();
+    assert!(err.contains("no GPU adapter found"), "{err}");
+    if cfg!(target_os = "linux") {
+        assert!(err.contains("apt-get install -y mesa-vulkan-drivers"), "{err}");
+    }
 }
 
 /// Proptest settings: `cases` random cases per property unless `PROPTEST_CASES` says otherwise.

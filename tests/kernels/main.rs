@@ -7,5 +7,6 @@ mod gelu;
 mod heads;
 mod optim;
 mod patch;
+mod pytorch;
 mod reduce;
 mod tokens;

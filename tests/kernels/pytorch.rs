@@ -1,0 +1,183 @@
+//! Every kernel against PyTorch: fixtures/kernels/<family>.safetensors, written by
+//! fixtures/generate.py (torch pinned in fixtures/requirements.txt), hold inputs, outputs and
+//! torch.autograd gradients. Each comparison prints its error; run with `-- --nocapture` to see the
+//! table:  cargo test --release --test kernels pytorch -- --nocapture
+//!
+//! Errors are measured as the targets are stated: "relative" = max|ours − torch| / max|torch|;
+//! "absolute" = max over elements of |ours − torch| / max(1, |torch|), i.e. absolute error where
+//! torch's value is at most 1 and relative above (used for GELU: for |y| ≥ 8 one f32 ulp is
+//! already ≥ 9.5e-7, so no f32 implementation, torch's included, is within 1e-6 absolute there).
+
+use vpt_wgsl::io::TensorFile;
+use vpt_wgsl::kernels::{elementwise, gelu, heads, optim, patch, reduce, tokens};
+use vpt_wgsl::{Gpu, Tensor};
+
+use crate::common::gpus;
+
+pub fn fixture(family: &str) -> TensorFile {
+    let path = format!("{}/fixtures/kernels/{family}.safetensors", env!("CARGO_MANIFEST_DIR"));
+    TensorFile::read(&path).unwrap_or_else(|e| panic!("{e}\n(regenerate with: python3 fixtures/generate.py, see README)"))
+}
+
+/// Upload fixture tensor `case.role`.
+pub fn load(gpu: &Gpu, f: &TensorFile, case: &str, role: &str) -> Tensor {
+    let (shape, data) = f.f32(&format!("{case}.{role}")).unwrap();
+    // torch stores 0-d tensors (a loss) with shape []; ours are [1].
+    let shape = if shape.is_empty() { vec![1] } else { shape.to_vec() };
+    Tensor::from_slice(gpu, &shape, data).unwrap()
+}
+
+#[derive(Clone, Copy)]
+pub enum Metric {
+    Relative,
+    Absolute,
+}
+
+/// Compare our tensor with torch's `case.role`, print the error, assert it is within `tol`.
+pub fn check(gpu: &Gpu, f: &TensorFile, case: &str, role: &str, ours: &Tensor, metric: Metric, tol: f64) {
+    let (shape, want) = f.f32(&format!("{case}.{role}")).unwrap();
+    let numel: usize = shape.iter().product();
+    assert_eq!(ours.numel(), numel, "{case}.{role}: ours {:?} vs torch {shape:?}", ours.shape());
+    let got = ours.to_vec().unwrap();
+    let pairs = got.iter().zip(want).map(|(&a, &b)| (a as f64, b as f64));
+    let (err, kind) = match metric {
+        Metric::Relative => {
+            let diff = pairs.fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+            let scale = want.iter().fold(0.0f64, |m, &b| m.max((b as f64).abs()));
+            (diff / scale.max(f64::MIN_POSITIVE), "relative")
+        }
+        Metric::Absolute => (pairs.fold(0.0f64, |m, (a, b)| m.max((a - b).abs() / b.abs().max(1.0))), "absolute"),
+    };
+    let family = f.path.rsplit('/').next().unwrap_or("").trim_end_matches(".safetensors");
+    println!("pytorch {:<28} {kind:>8} error {err:.2e}  (tolerance {tol:.0e})  {}", format!("{family}/{case}.{role}"), gpu.describe());
+    assert!(err.is_finite() && err <= tol, "{family}/{case}.{role} on {}: {kind} error {err:.3e} > {tol:.0e}", gpu.describe());
+}
+
+// Element-wise and data-movement kernels: f32 results within a few ulps of torch's (or exact).
+const EXACT: f64 = 0.0;
+const ELEMENTWISE: f64 = 1e-6;
+// Sums of ≤ 301 values in a different order than torch: a few 1e-7 relative.
+const SUMS: f64 = 1e-5;
+
+#[test]
+fn gelu_matches_pytorch() {
+    let f = fixture("gelu");
+    for gpu in gpus() {
+        for case in ["unit", "wide"] {
+            let (x, dy) = (load(gpu, &f, case, "x"), load(gpu, &f, case, "dy"));
+            // The target for exact GELU: ≤ 1e-6 absolute (see Metric::Absolute for large values).
+            check(gpu, &f, case, "y", &gelu::gelu_forward(&x).unwrap(), Metric::Absolute, 1e-6);
+            check(gpu, &f, case, "dx", &gelu::gelu_backward(&x, &dy).unwrap(), Metric::Absolute, 1e-6);
+            check(gpu, &f, case, "y_tanh", &gelu::gelu_tanh_forward(&x).unwrap(), Metric::Absolute, 1e-6);
+            // The tanh form's backward has 1 − tanh²(u), which cancels as |u| grows; torch's f32
+            // and ours each lose ~1e-7 there, amplified by x·du/dx ≈ 3 and by |dy| up to ~4.
+            check(gpu, &f, case, "dx_tanh", &gelu::gelu_tanh_backward(&x, &dy).unwrap(), Metric::Absolute, 4e-6);
+        }
+    }
+}
+
+#[test]
+fn reductions_match_pytorch() {
+    let f = fixture("reduce");
+    for gpu in gpus() {
+        for case in ["tall", "wide"] {
+            let x = load(gpu, &f, case, "x");
+            check(gpu, &f, case, "sum", &reduce::sum_rows_forward(&x).unwrap(), Metric::Relative, SUMS);
+            let rows = x.shape()[0];
+            check(gpu, &f, case, "dx_sum", &reduce::sum_rows_backward(&load(gpu, &f, case, "dsum"), rows).unwrap(), Metric::Relative, EXACT);
+            check(gpu, &f, case, "mean", &reduce::mean_forward(&x).unwrap(), Metric::Relative, SUMS);
+            let one = Tensor::from_slice(gpu, &[1], &[1.0]).unwrap();
+            check(gpu, &f, case, "dx_mean", &reduce::mean_backward(&one, x.shape()).unwrap(), Metric::Relative, ELEMENTWISE);
+        }
+    }
+}
+
+#[test]
+fn elementwise_matches_pytorch() {
+    let f = fixture("elementwise");
+    for gpu in gpus() {
+        let (x, bias, dy) = (load(gpu, &f, "bias_add", "x"), load(gpu, &f, "bias_add", "bias"), load(gpu, &f, "bias_add", "dy"));
+        check(gpu, &f, "bias_add", "y", &elementwise::bias_add_forward(&x, &bias).unwrap(), Metric::Relative, ELEMENTWISE);
+        let (dx, dbias) = elementwise::bias_add_backward(&dy).unwrap();
+        check(gpu, &f, "bias_add", "dx", &dx, Metric::Relative, EXACT);
+        check(gpu, &f, "bias_add", "dbias", &dbias, Metric::Relative, SUMS);
+        let (a, b) = (load(gpu, &f, "add", "a"), load(gpu, &f, "add", "b"));
+        check(gpu, &f, "add", "y", &elementwise::add_forward(&a, &b).unwrap(), Metric::Relative, EXACT);
+        let s: f32 = f.meta("scale.s").unwrap();
+        let (xs, dys) = (load(gpu, &f, "scale", "x"), load(gpu, &f, "scale", "dy"));
+        check(gpu, &f, "scale", "y", &elementwise::scale_forward(&xs, s).unwrap(), Metric::Relative, EXACT);
+        check(gpu, &f, "scale", "dx", &elementwise::scale_backward(&dys, s).unwrap(), Metric::Relative, EXACT);
+    }
+}
+
+#[test]
+fn tokens_match_pytorch() {
+    let f = fixture("tokens");
+    for gpu in gpus() {
+        let parts = ["cls", "prompts", "patches"].map(|r| load(gpu, &f, "vpt", r));
+        let y = tokens::concat_tokens_forward(&parts.iter().collect::<Vec<_>>()).unwrap();
+        check(gpu, &f, "vpt", "y", &y, Metric::Relative, EXACT);
+        let shapes: Vec<Vec<usize>> = parts.iter().map(|p| p.shape().to_vec()).collect();
+        let grads = tokens::concat_tokens_backward(&load(gpu, &f, "vpt", "dy"), &shapes).unwrap();
+        for (g, role) in grads.iter().zip(["dcls", "dprompts", "dpatches"]) {
+            check(gpu, &f, "vpt", role, g, Metric::Relative, SUMS);
+        }
+        let (start, count): (usize, usize) = (f.meta("slice.start").unwrap(), f.meta("slice.count").unwrap());
+        check(gpu, &f, "slice", "y", &tokens::slice_tokens_forward(&y, start, count).unwrap(), Metric::Relative, EXACT);
+    }
+}
+
+#[test]
+fn heads_match_pytorch() {
+    let f = fixture("heads");
+    for gpu in gpus() {
+        let h: usize = f.meta("split.heads").unwrap();
+        let out = heads::split_heads_forward(&load(gpu, &f, "split", "qkv"), h).unwrap();
+        check(gpu, &f, "split", "q", &out.q, Metric::Relative, EXACT);
+        check(gpu, &f, "split", "k", &out.k, Metric::Relative, EXACT);
+        check(gpu, &f, "split", "v", &out.v, Metric::Relative, EXACT);
+        let [dq, dk, dv] = ["dq", "dk", "dv"].map(|r| load(gpu, &f, "split", r));
+        check(gpu, &f, "split", "dqkv", &heads::split_heads_backward(&dq, &dk, &dv).unwrap(), Metric::Relative, EXACT);
+        check(gpu, &f, "merge", "y", &heads::merge_heads_forward(&load(gpu, &f, "merge", "x")).unwrap(), Metric::Relative, EXACT);
+        check(gpu, &f, "merge", "dx", &heads::merge_heads_backward(&load(gpu, &f, "merge", "dy"), h).unwrap(), Metric::Relative, EXACT);
+    }
+}
+
+/// im2col against torch's unfold (the patch embedding itself is checked with matmul).
+#[test]
+fn im2col_matches_pytorch_unfold() {
+    let f = fixture("patch");
+    for gpu in gpus() {
+        let p: usize = f.meta("embed.patch").unwrap();
+        let images = load(gpu, &f, "embed", "images");
+        check(gpu, &f, "embed", "patches", &patch::im2col_forward(&images, p).unwrap(), Metric::Relative, EXACT);
+        let dimages = patch::im2col_backward(&load(gpu, &f, "embed", "dpatches"), images.shape(), p).unwrap();
+        check(gpu, &f, "embed", "dimages_unfold", &dimages, Metric::Relative, EXACT);
+    }
+}
+
+#[test]
+fn optimizers_match_pytorch() {
+    let f = fixture("optim");
+    for gpu in gpus() {
+        for case in ["sgd", "sgd_nesterov", "adamw"] {
+            let steps: usize = f.meta(&format!("{case}.steps")).unwrap();
+            let m = |k: &str| -> f32 { f.meta(&format!("{case}.{k}")).unwrap() };
+            let p = load(gpu, &f, case, "p0");
+            let (n, (_, grads)) = (p.numel(), f.f32(&format!("{case}.grads")).unwrap());
+            let (s1, s2) = (Tensor::zeros(gpu, &[n]).unwrap(), Tensor::zeros(gpu, &[n]).unwrap());
+            for step in 0..steps {
+                let g = Tensor::from_slice(gpu, &[n], &grads[step * n..(step + 1) * n]).unwrap();
+                if case == "adamw" {
+                    let cfg = optim::AdamW { lr: m("lr"), beta1: m("beta1"), beta2: m("beta2"), eps: m("eps"), weight_decay: m("weight_decay") };
+                    optim::adamw_step(&p, &g, &s1, &s2, step as u32 + 1, cfg).unwrap();
+                } else {
+                    let cfg = optim::Sgd { lr: m("lr"), momentum: m("momentum"), weight_decay: m("weight_decay"), nesterov: m("nesterov") == 1.0 };
+                    optim::sgd_step(&p, &g, &s1, cfg).unwrap();
+                }
+            }
+            // Six steps of a few f32 operations each, in the same order as torch's: ~1e-7.
+            check(gpu, &f, case, "p", &p, Metric::Relative, 1e-6);
+        }
+    }
+}
