@@ -9,6 +9,7 @@ use crate::gpu::Gpu;
 use crate::tensor::Tensor;
 
 pub mod gelu;
+pub mod matmul;
 pub mod reduce;
 
 /// One WGSL source file, embedded in the binary at compile time.
@@ -28,7 +29,7 @@ macro_rules! wgsl_shader {
 pub(crate) use wgsl_shader;
 
 /// Every kernel source, for the portability test and for `vpt info`.
-pub const ALL_SHADERS: &[&Shader] = &[&gelu::SHADER, &reduce::SHADER];
+pub const ALL_SHADERS: &[&Shader] = &[&gelu::SHADER, &matmul::SHADER, &reduce::SHADER];
 
 /// Workgroup size of the 1-D (element-wise) kernels; must match `WG` in their WGSL.
 pub const WG_1D: u32 = 256;

@@ -3,4 +3,5 @@
 //! checks differentiate. Layouts match the GPU kernels (row-major, last axis contiguous).
 
 pub mod gelu;
+pub mod matmul;
 pub mod reduce;
