@@ -11,6 +11,7 @@ use crate::tensor::Tensor;
 pub mod elementwise;
 pub mod gelu;
 pub mod heads;
+pub mod matmul;
 pub mod optim;
 pub mod patch;
 pub mod reduce;
@@ -37,6 +38,7 @@ pub const ALL_SHADERS: &[&Shader] = &[
     &elementwise::SHADER,
     &gelu::SHADER,
     &heads::SHADER,
+    &matmul::SHADER,
     &optim::SHADER,
     &patch::SHADER,
     &reduce::SHADER,

@@ -5,6 +5,7 @@
 pub mod elementwise;
 pub mod gelu;
 pub mod heads;
+pub mod matmul;
 pub mod optim;
 pub mod patch;
 pub mod reduce;

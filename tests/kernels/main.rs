@@ -5,6 +5,7 @@ mod common;
 mod elementwise;
 mod gelu;
 mod heads;
+mod matmul;
 mod optim;
 mod patch;
 mod pytorch;

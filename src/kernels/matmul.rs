@@ -1,0 +1,326 @@
+//! Matrix multiply: C = op(A)·op(B) (+ bias), op(X) = X or Xᵀ, batched, and its backward composed
+//! from the same kernel with the operands transposed. Kernels in `wgsl/matmul.wgsl`.
+//!
+//! Shapes (M, N, K as usual; `batch...` any number of leading dims, flattened into one count):
+//! - A: [batch..., M, K], or [batch..., K, M] with `trans_a`
+//! - B: [batch..., K, N], or [batch..., N, K] with `trans_b`
+//! - bias: [N], added to every row
+//! - C: [batch..., M, N]
+//!
+//! Either operand may be a plain matrix (rank 2) shared by every batch of the other, like a
+//! weight; when both have batch dims they must be equal.
+
+use super::{reduce, same_device, wgsl_shader};
+use crate::error::{Error, Result};
+use crate::gpu::{Gpu, GpuBuffer, Params};
+use crate::tensor::Tensor;
+
+wgsl_shader!("matmul");
+
+/// Which operands enter transposed.
+#[derive(Default, Clone, Copy, Debug)]
+pub struct MatmulOptions {
+    /// A is stored [batch..., K, M] and used as its transpose.
+    pub trans_a: bool,
+    /// B is stored [batch..., N, K] and used as its transpose (a PyTorch `Linear` weight [out, in]).
+    pub trans_b: bool,
+}
+
+/// The two forward kernels. They compute the same thing; the engine uses [`MatmulKernel::Tiled`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum MatmulKernel {
+    /// One thread per output element: the readable reference and the benchmark baseline.
+    Naive,
+    /// 64×64 output tiles staged through workgroup memory, 4×4 outputs per thread.
+    Tiled,
+}
+
+impl MatmulKernel {
+    pub const ALL: [MatmulKernel; 2] = [MatmulKernel::Naive, MatmulKernel::Tiled];
+
+    /// Short name for test and benchmark output.
+    pub fn name(self) -> &'static str {
+        match self {
+            MatmulKernel::Naive => "naive",
+            MatmulKernel::Tiled => "tiled",
+        }
+    }
+
+    fn entry(self) -> &'static str {
+        match self {
+            MatmulKernel::Naive => "matmul_naive",
+            MatmulKernel::Tiled => "matmul_tiled",
+        }
+    }
+
+    /// Outputs one workgroup covers, (rows, columns); must match the WGSL.
+    fn tile(self) -> (usize, usize) {
+        match self {
+            MatmulKernel::Naive => (16, 16),
+            MatmulKernel::Tiled => (64, 64),
+        }
+    }
+}
+
+/// Which gradients [`matmul_backward`] should compute. Nothing is dispatched for the others: a
+/// frozen weight asks for `a` only.
+#[derive(Clone, Copy, Debug)]
+pub struct MatmulNeed {
+    pub a: bool,
+    pub b: bool,
+    pub bias: bool,
+}
+
+/// The gradients asked for; `None` where [`MatmulNeed`] said no. Each has its operand's shape.
+#[derive(Debug)]
+pub struct MatmulGrads {
+    pub da: Option<Tensor>,
+    pub db: Option<Tensor>,
+    pub dbias: Option<Tensor>,
+}
+
+/// C = op(A)·op(B) (+ bias) with the tiled kernel. See the module docs for shapes.
+pub fn matmul_forward(a: &Tensor, b: &Tensor, bias: Option<&Tensor>, opts: MatmulOptions) -> Result<Tensor> {
+    matmul_forward_with(MatmulKernel::Tiled, a, b, bias, opts)
+}
+
+/// C = op(A)·op(B) (+ bias) with the chosen kernel (for tests and benchmarks).
+pub fn matmul_forward_with(
+    kernel: MatmulKernel,
+    a: &Tensor,
+    b: &Tensor,
+    bias: Option<&Tensor>,
+    opts: MatmulOptions,
+) -> Result<Tensor> {
+    const OP: &str = "matmul_forward";
+    let s = check_shapes(OP, a, b, opts)?;
+    if let Some(bias) = bias {
+        check_bias(OP, a, b, opts, bias, &s)?;
+    }
+    let gpu = a.gpu();
+    let grid = grid(OP, kernel, gpu, &s)?;
+    let c = a.empty_like_shape(&s.output_shape())?;
+
+    // The kernel always declares the bias binding, so without a bias we bind a 4-byte stand-in
+    // that `has_bias = 0` keeps it from reading.
+    let no_bias: GpuBuffer;
+    let bias_buffer = match bias {
+        Some(t) => t.buffer(),
+        None => {
+            no_bias = gpu.alloc("matmul: no bias", 4)?;
+            &no_bias
+        }
+    };
+    let params = Params::new()
+        .dim(s.m)
+        .dim(s.n)
+        .dim(s.k)
+        .dim(s.batch)
+        .flag(opts.trans_a)
+        .flag(opts.trans_b)
+        .dim(if s.a_batched { s.m * s.k } else { 0 })
+        .dim(if s.b_batched { s.k * s.n } else { 0 })
+        .flag(bias.is_some())
+        .bytes();
+    let buffers = [(1, a.buffer()), (2, b.buffer()), (3, bias_buffer), (4, c.buffer())];
+    gpu.dispatch(&SHADER, kernel.entry(), &params, &buffers, grid)?;
+    Ok(c)
+}
+
+/// Gradients of C = op(A)·op(B) + bias given dC = ∂L/∂C ([batch..., M, N]), only those `need`
+/// asks for. Per batch:
+/// - dA = dC·op(B)ᵀ, or op(B)·dCᵀ when A entered transposed (dA then comes out [K, M] like A);
+/// - dB = op(A)ᵀ·dC, or dCᵀ·op(A) when B entered transposed;
+/// - dbias = the sum of dC over all rows.
+///
+/// An operand shared across the batch gets the sum of its per-batch gradients.
+pub fn matmul_backward(a: &Tensor, b: &Tensor, dc: &Tensor, opts: MatmulOptions, need: MatmulNeed) -> Result<MatmulGrads> {
+    const OP: &str = "matmul_backward";
+    let s = check_shapes(OP, a, b, opts)?;
+    same_device(OP, a, dc)?;
+    if dc.shape() != s.output_shape() {
+        return Err(Error::shape(
+            OP,
+            format!("dc has shape {:?} but C = op(A)·op(B) for A {:?}, B {:?} has shape {:?}", dc.shape(), a.shape(), b.shape(), s.output_shape()),
+        ));
+    }
+    Ok(MatmulGrads {
+        da: if need.a { Some(grad_a(a, b, dc, opts, &s)?) } else { None },
+        db: if need.b { Some(grad_b(a, b, dc, opts, &s)?) } else { None },
+        dbias: if need.bias { Some(grad_bias(dc, &s)?) } else { None },
+    })
+}
+
+/// dA, shaped like A.
+fn grad_a(a: &Tensor, b: &Tensor, dc: &Tensor, opts: MatmulOptions, s: &MatmulShape) -> Result<Tensor> {
+    let per_batch = if opts.trans_a {
+        // dA [K, M] = op(B) [K, N] · dCᵀ [N, M]
+        matmul_forward(b, dc, None, MatmulOptions { trans_a: opts.trans_b, trans_b: true })?
+    } else {
+        // dA [M, K] = dC [M, N] · op(B)ᵀ [N, K]
+        matmul_forward(dc, b, None, MatmulOptions { trans_a: false, trans_b: !opts.trans_b })?
+    };
+    // per_batch: [batch..., rows, cols] of A's own layout.
+    if s.is_shared(s.a_batched) {
+        sum_over_batch(&per_batch, s.batch, a.shape())
+    } else {
+        Ok(per_batch)
+    }
+}
+
+/// dB, shaped like B.
+fn grad_b(a: &Tensor, b: &Tensor, dc: &Tensor, opts: MatmulOptions, s: &MatmulShape) -> Result<Tensor> {
+    let shared = s.is_shared(s.b_batched);
+    if shared && !opts.trans_a {
+        // Σ over batches of op(A)ᵀ·dC is a single product once the batches are stacked as rows:
+        // A [batch·M, K] and dC [batch·M, N] contract over all batch·M rows at once, with no
+        // per-batch intermediate and no separate sum. (With trans_a, A is [batch, K, M], whose
+        // batches do not stack along M, so that case takes the general path below.)
+        let a_rows = a.reshape(&[s.batch * s.m, s.k])?;
+        let dc_rows = dc.reshape(&[s.batch * s.m, s.n])?;
+        return db_product(&a_rows, &dc_rows, opts);
+    }
+    let per_batch = db_product(a, dc, opts)?;
+    if shared {
+        sum_over_batch(&per_batch, s.batch, b.shape())
+    } else {
+        Ok(per_batch)
+    }
+}
+
+/// The per-batch dB products, in B's own layout.
+fn db_product(a: &Tensor, dc: &Tensor, opts: MatmulOptions) -> Result<Tensor> {
+    if opts.trans_b {
+        // dB [N, K] = dCᵀ [N, M] · op(A) [M, K]
+        matmul_forward(dc, a, None, MatmulOptions { trans_a: true, trans_b: opts.trans_a })
+    } else {
+        // dB [K, N] = op(A)ᵀ [K, M] · dC [M, N]
+        matmul_forward(a, dc, None, MatmulOptions { trans_a: !opts.trans_a, trans_b: false })
+    }
+}
+
+/// dbias [N]: the bias was added to every row of C, so its gradient sums dC over all of them.
+fn grad_bias(dc: &Tensor, s: &MatmulShape) -> Result<Tensor> {
+    reduce::sum_rows_forward(&dc.reshape(&[dc.rows(), s.n])?)
+}
+
+/// Sum per-batch gradients [batch..., rows, cols] into one matrix of `shape` (the shared operand's).
+fn sum_over_batch(per_batch: &Tensor, batch: usize, shape: &[usize]) -> Result<Tensor> {
+    if batch == 1 {
+        // One batch: nothing to add. `per_batch` is our own fresh tensor, so sharing it is safe.
+        return per_batch.reshape(shape);
+    }
+    let summed = reduce::sum_rows_forward(&per_batch.reshape(&[batch, per_batch.numel() / batch])?)?;
+    summed.reshape(shape)
+}
+
+/// A checked problem: `batch` products op(A) [M, K] · op(B) [K, N].
+struct MatmulShape {
+    /// C's leading dims: those of whichever operand has them (both, when both do).
+    batch_dims: Vec<usize>,
+    /// Product of `batch_dims` (1 when there are none).
+    batch: usize,
+    m: usize,
+    k: usize,
+    n: usize,
+    a_batched: bool,
+    b_batched: bool,
+}
+
+impl MatmulShape {
+    /// C: [batch..., M, N].
+    fn output_shape(&self) -> Vec<usize> {
+        let mut shape = self.batch_dims.clone();
+        shape.extend([self.m, self.n]);
+        shape
+    }
+
+    /// Is an operand with (`batched`) or without batch dims one matrix shared by a batched product?
+    fn is_shared(&self, batched: bool) -> bool {
+        !batched && !self.batch_dims.is_empty()
+    }
+}
+
+/// "A [2, 3, 4] and B [4, 5] (transposed)": the operands, for error messages.
+fn describe(a: &Tensor, b: &Tensor, opts: MatmulOptions) -> String {
+    let t = |yes: bool| if yes { " (transposed)" } else { "" };
+    format!("A {:?}{} and B {:?}{}", a.shape(), t(opts.trans_a), b.shape(), t(opts.trans_b))
+}
+
+/// The trailing matrix of `t` as op(t) sees it: (rows, cols).
+fn op_matrix(t: &Tensor, trans: bool) -> (usize, usize) {
+    let s = t.shape();
+    let (rows, cols) = (s[s.len() - 2], s[s.len() - 1]);
+    if trans { (cols, rows) } else { (rows, cols) }
+}
+
+/// Check A and B can be multiplied and work out M, N, K and the batch.
+fn check_shapes(op: &'static str, a: &Tensor, b: &Tensor, opts: MatmulOptions) -> Result<MatmulShape> {
+    same_device(op, a, b)?;
+    if a.rank() < 2 || b.rank() < 2 {
+        return Err(Error::shape(
+            op,
+            format!("{}: both need rank ≥ 2 (a matrix, optionally with batch dims in front)", describe(a, b, opts)),
+        ));
+    }
+    let (m, k) = op_matrix(a, opts.trans_a);
+    let (k_b, n) = op_matrix(b, opts.trans_b);
+    if k != k_b {
+        return Err(Error::shape(
+            op,
+            format!("{}: op(A) is {m}×{k} but op(B) is {k_b}×{n}; the inner dimensions {k} and {k_b} must match", describe(a, b, opts)),
+        ));
+    }
+    let a_batch = &a.shape()[..a.rank() - 2];
+    let b_batch = &b.shape()[..b.rank() - 2];
+    if !a_batch.is_empty() && !b_batch.is_empty() && a_batch != b_batch {
+        return Err(Error::shape(
+            op,
+            format!(
+                "{}: batch dims {a_batch:?} and {b_batch:?} differ; they must be equal, or one operand must be a plain matrix shared across the batch",
+                describe(a, b, opts)
+            ),
+        ));
+    }
+    let batch_dims = if a_batch.is_empty() { b_batch.to_vec() } else { a_batch.to_vec() };
+    Ok(MatmulShape {
+        batch: batch_dims.iter().product(),
+        batch_dims,
+        m,
+        k,
+        n,
+        a_batched: !a_batch.is_empty(),
+        b_batched: !b_batch.is_empty(),
+    })
+}
+
+fn check_bias(op: &'static str, a: &Tensor, b: &Tensor, opts: MatmulOptions, bias: &Tensor, s: &MatmulShape) -> Result<()> {
+    same_device(op, a, bias)?;
+    if bias.shape() != [s.n] {
+        return Err(Error::shape(
+            op,
+            format!("bias has shape {:?} but C = op(A)·op(B) for {} is {:?}, so bias must be [{}]", bias.shape(), describe(a, b, opts), s.output_shape(), s.n),
+        ));
+    }
+    Ok(())
+}
+
+/// Workgroups along (x: column tiles, y: row tiles, z: batch), each within the adapter's limit.
+fn grid(op: &'static str, kernel: MatmulKernel, gpu: &Gpu, s: &MatmulShape) -> Result<[u32; 3]> {
+    let max = gpu.limits().max_compute_workgroups_per_dimension as usize;
+    let (tile_rows, tile_cols) = kernel.tile();
+    let counts = [
+        (s.n.div_ceil(tile_cols), format!("N = {} in tiles of {tile_cols} columns", s.n)),
+        (s.m.div_ceil(tile_rows), format!("M = {} in tiles of {tile_rows} rows", s.m)),
+        (s.batch, format!("a batch of {} matrices, one workgroup layer each", s.batch)),
+    ];
+    for (groups, what) in &counts {
+        if *groups > max {
+            return Err(Error::shape(
+                op,
+                format!("{what} needs {groups} workgroups along one grid axis, but this adapter allows at most {max}; split the work into smaller calls"),
+            ));
+        }
+    }
+    Ok(counts.map(|(groups, _)| groups as u32))
+}
