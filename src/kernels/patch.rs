@@ -1,6 +1,8 @@
 //! Patch extraction (im2col) for the ViT patch embedding. Kernel in `wgsl/patch.wgsl`.
-//! The embedding itself is `matmul(im2col(images), Wᵀ) + bias` with W = conv weight [D, C·p·p].
+//! The embedding itself is `matmul(im2col(images), Wᵀ) + bias` with W = conv weight [D, C·p·p]
+//! ([`patch_embed_forward`]).
 
+use super::matmul::{self, MatmulNeed, MatmulOptions};
 use super::{expect_rank, grid_1d, wgsl_shader};
 use crate::error::{Error, Result};
 use crate::gpu::Params;
@@ -47,4 +49,44 @@ fn check_divisible(op: &'static str, image_shape: &[usize], patch: usize) -> Res
         return Err(Error::shape(op, format!("images {image_shape:?}: height and width must be multiples of the patch size {patch}")));
     }
     Ok(())
+}
+
+/// ViT patch embedding, as timm's `PatchEmbed` (Conv2d with stride p, then flatten + transpose):
+/// images [B, C, Hi, Wi], weight [D, C, p, p], bias [D] → embeddings [B, N, D].
+/// Computed as im2col, then patches [B, N, C·p·p] · weightᵀ [C·p·p, D] + bias.
+pub fn patch_embed_forward(images: &Tensor, weight: &Tensor, bias: Option<&Tensor>) -> Result<Tensor> {
+    let (width, patch) = check_weight("patch_embed_forward", images, weight)?;
+    let patches = im2col_forward(images, patch)?;
+    let flat_weight = weight.reshape(&[width, weight.numel() / width])?;
+    matmul::matmul_forward(&patches, &flat_weight, bias, MatmulOptions { trans_a: false, trans_b: true })
+}
+
+/// Gradients of [`patch_embed_forward`] that were asked for: dimages (through the matmul and
+/// col2im), dweight [D, C, p, p], dbias [D]. A frozen backbone asks for none of them.
+pub struct PatchEmbedGrads {
+    pub dimages: Option<Tensor>,
+    pub dweight: Option<Tensor>,
+    pub dbias: Option<Tensor>,
+}
+
+pub fn patch_embed_backward(images: &Tensor, weight: &Tensor, dembed: &Tensor, need: MatmulNeed) -> Result<PatchEmbedGrads> {
+    let (width, patch) = check_weight("patch_embed_backward", images, weight)?;
+    let patches = im2col_forward(images, patch)?;
+    let flat_weight = weight.reshape(&[width, weight.numel() / width])?;
+    let grads = matmul::matmul_backward(&patches, &flat_weight, dembed, MatmulOptions { trans_a: false, trans_b: true }, need)?;
+    Ok(PatchEmbedGrads {
+        dimages: grads.da.map(|d| im2col_backward(&d, images.shape(), patch)).transpose()?,
+        dweight: grads.db.map(|d| d.reshape(weight.shape())).transpose()?,
+        dbias: grads.dbias,
+    })
+}
+
+/// weight must be [D, C, p, p] with C matching the images; returns (D, p).
+fn check_weight(op: &'static str, images: &Tensor, weight: &Tensor) -> Result<(usize, usize)> {
+    expect_rank(op, weight, "weight", 4, "[D, C, p, p]")?;
+    let s = weight.shape();
+    if s[2] != s[3] || images.rank() != 4 || s[1] != images.shape()[1] {
+        return Err(Error::shape(op, format!("weight {s:?} must be [D, C, p, p] with C = channels of images {:?}", images.shape())));
+    }
+    Ok((s[0], s[2]))
 }
