@@ -8,8 +8,11 @@ use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::tensor::Tensor;
 
+pub mod cross_entropy;
 pub mod gelu;
+pub mod layernorm;
 pub mod reduce;
+pub mod softmax;
 
 /// One WGSL source file, embedded in the binary at compile time.
 pub struct Shader {
@@ -28,7 +31,7 @@ macro_rules! wgsl_shader {
 pub(crate) use wgsl_shader;
 
 /// Every kernel source, for the portability test and for `vpt info`.
-pub const ALL_SHADERS: &[&Shader] = &[&gelu::SHADER, &reduce::SHADER];
+pub const ALL_SHADERS: &[&Shader] = &[&gelu::SHADER, &reduce::SHADER, &softmax::SHADER, &layernorm::SHADER, &cross_entropy::SHADER];
 
 /// Workgroup size of the 1-D (element-wise) kernels; must match `WG` in their WGSL.
 pub const WG_1D: u32 = 256;

@@ -2,5 +2,8 @@
 //! they are what the GPU kernels are tested against, and what the finite-difference gradient
 //! checks differentiate. Layouts match the GPU kernels (row-major, last axis contiguous).
 
+pub mod cross_entropy;
 pub mod gelu;
+pub mod layernorm;
 pub mod reduce;
+pub mod softmax;

@@ -2,5 +2,8 @@
 //! every backward against finite differences. Runs on each backend found (see `common::gpus`).
 
 mod common;
+mod cross_entropy;
 mod gelu;
+mod layernorm;
 mod reduce;
+mod softmax;
