@@ -8,13 +8,16 @@ use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::tensor::Tensor;
 
+pub mod cross_entropy;
 pub mod elementwise;
 pub mod gelu;
 pub mod heads;
+pub mod layernorm;
 pub mod matmul;
 pub mod optim;
 pub mod patch;
 pub mod reduce;
+pub mod softmax;
 pub mod tokens;
 
 /// One WGSL source file, embedded in the binary at compile time.
@@ -35,13 +38,16 @@ pub(crate) use wgsl_shader;
 
 /// Every kernel source, for the portability test and for `vpt info`.
 pub const ALL_SHADERS: &[&Shader] = &[
+    &cross_entropy::SHADER,
     &elementwise::SHADER,
     &gelu::SHADER,
     &heads::SHADER,
+    &layernorm::SHADER,
     &matmul::SHADER,
     &optim::SHADER,
     &patch::SHADER,
     &reduce::SHADER,
+    &softmax::SHADER,
     &tokens::SHADER,
 ];
 

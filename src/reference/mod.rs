@@ -2,11 +2,14 @@
 //! they are what the GPU kernels are tested against, and what the finite-difference gradient
 //! checks differentiate. Layouts match the GPU kernels (row-major, last axis contiguous).
 
+pub mod cross_entropy;
 pub mod elementwise;
 pub mod gelu;
 pub mod heads;
+pub mod layernorm;
 pub mod matmul;
 pub mod optim;
 pub mod patch;
 pub mod reduce;
+pub mod softmax;
 pub mod tokens;

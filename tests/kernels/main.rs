@@ -2,12 +2,15 @@
 //! every backward against finite differences. Runs on each backend found (see `common::gpus`).
 
 mod common;
+mod cross_entropy;
 mod elementwise;
 mod gelu;
 mod heads;
+mod layernorm;
 mod matmul;
 mod optim;
 mod patch;
 mod pytorch;
 mod reduce;
+mod softmax;
 mod tokens;

@@ -1,0 +1,40 @@
+//! Softmax over the last axis, numerically stable (the row max is subtracted before `exp`).
+//! Kernels in `wgsl/softmax.wgsl`.
+
+use super::{same_device, same_shape, wgsl_shader};
+use crate::error::{Error, Result};
+use crate::gpu::{Gpu, Params};
+use crate::tensor::Tensor;
+
+wgsl_shader!("softmax");
+
+/// y = softmax(x) along the last axis. x: [..., n] (rows = product of the leading dims) → y: same shape.
+pub fn softmax_forward(x: &Tensor) -> Result<Tensor> {
+    let (rows, n) = (x.rows(), x.last_dim());
+    let y = x.empty_like_shape(x.shape())?;
+    let params = Params::new().dim(rows).dim(n).bytes();
+    let grid = grid_rows(x.gpu(), "softmax_forward", rows)?;
+    x.gpu().dispatch(&SHADER, "softmax_forward", &params, &[(1, x.buffer()), (2, y.buffer())], grid)?;
+    Ok(y)
+}
+
+/// dx = y ⊙ (dy − Σ_j dy_j·y_j) per row, from the forward's output y. y, dy: [..., n] → dx: same shape.
+pub fn softmax_backward(y: &Tensor, dy: &Tensor) -> Result<Tensor> {
+    let op = "softmax_backward";
+    same_device(op, y, dy)?;
+    same_shape(op, y, dy, "y", "dy")?;
+    let (rows, n) = (y.rows(), y.last_dim());
+    let dx = y.empty_like_shape(y.shape())?;
+    let params = Params::new().dim(rows).dim(n).bytes();
+    let grid = grid_rows(y.gpu(), op, rows)?;
+    y.gpu().dispatch(&SHADER, op, &params, &[(3, y.buffer()), (4, dy.buffer()), (5, dx.buffer())], grid)?;
+    Ok(dx)
+}
+
+/// Grid for a kernel that runs one workgroup per row (softmax, layernorm, cross-entropy): `rows`
+/// workgroups, folded into two dimensions past 65535 (attention has B·H·T ≈ 95k rows). The
+/// kernels recover the row as `wid.y * num_workgroups.x + wid.x` and skip the few extra groups.
+pub(crate) fn grid_rows(gpu: &Gpu, op: &'static str, rows: usize) -> Result<[u32; 3]> {
+    let rows = u32::try_from(rows).map_err(|_| Error::shape(op, format!("{rows} rows is more than one launch can cover")))?;
+    Ok(gpu.grid(rows))
+}

@@ -1,0 +1,207 @@
+//! LayerNorm: GPU vs f64 reference (offsets, D = 1, variance far below eps), dx/dweight/dbias vs
+//! finite differences, frozen parameters skipping their kernel, and shape errors.
+
+use proptest::prelude::*;
+use vpt_wgsl::kernels::layernorm::*;
+use vpt_wgsl::reference::layernorm as cpu;
+use vpt_wgsl::{Gpu, Tensor};
+
+use crate::common::*;
+
+// Tolerances, relative to the output scale (floor 1). Forward: the kernel centres each row on its
+// first element before summing, so the mean and x − mean carry rounding of ~(D/256 + 8)·2^-24
+// ≈ 7e-7 (≤ 4 terms per thread, then 8 tree levels) of the row's spread, not of its offset; rstd
+// adds ~2 ulp (inverseSqrt) and y one multiply-add: ~1e-6 in all. Backward: x̂ is rebuilt from the
+// saved f32 mean, whose rounding (≤ ½ulp(30) ≈ 1e-6, ~2e-6 of these rows' std) shifts every x̂ of
+// a row, and the row sums of g and g·x̂ add ~7e-7; dweight/dbias add ≤ 24 rows in order.
+// Measured here: ≤ 2e-7 forward, ≤ 2e-6 backward. 1e-5 leaves room for other drivers' rounding
+// and still fails any wrong term by orders of magnitude.
+const FWD_TOL: f64 = 1e-5;
+const BWD_TOL: f64 = 1e-5;
+
+/// The eps timm's ViT uses.
+const EPS: f32 = 1e-6;
+
+/// Runs forward and backward on the GPU and checks every output against the f64 reference.
+fn check_against_reference(gpu: &Gpu, x: &[f64], shape: &[usize], seed: u64, eps: f32) {
+    let d = *shape.last().unwrap();
+    let rows = x.len() / d;
+    let xt = Tensor::from_slice(gpu, shape, &as_f32(x)).unwrap();
+    let (w, wt) = random_tensor(gpu, &[d], seed ^ 1, 1.0);
+    let (b, bt) = random_tensor(gpu, &[d], seed ^ 2, 1.0);
+    let (dy, dyt) = random_tensor(gpu, shape, seed ^ 3, 1.0);
+
+    let out = layernorm_forward(&xt, &wt, &bt, eps).unwrap();
+    assert_eq!((out.y.shape(), out.mean.shape(), out.rstd.shape()), (shape, &[rows][..], &[rows][..]));
+    let want = cpu::layernorm_forward(x, &w, &b, eps as f64);
+    assert_close("layernorm_forward y", gpu, &out.y.to_vec().unwrap(), &want.y, FWD_TOL);
+    assert_close("layernorm_forward mean", gpu, &out.mean.to_vec().unwrap(), &want.mean, FWD_TOL);
+    assert_close("layernorm_forward rstd", gpu, &out.rstd.to_vec().unwrap(), &want.rstd, FWD_TOL);
+
+    let grads = layernorm_backward(&xt, &wt, &out.mean, &out.rstd, &dyt, true).unwrap();
+    let want = cpu::layernorm_backward(x, &w, &dy, eps as f64);
+    assert_close("layernorm_backward dx", gpu, &grads.dx.to_vec().unwrap(), &want.dx, BWD_TOL);
+    assert_close("layernorm_backward dweight", gpu, &grads.dweight.unwrap().to_vec().unwrap(), &want.dweight, BWD_TOL);
+    assert_close("layernorm_backward dbias", gpu, &grads.dbias.unwrap().to_vec().unwrap(), &want.dbias, BWD_TOL);
+}
+
+/// x: [rows, D] = offset + values in [−1, 1], every row (D ≥ 2) holding both −1 and +1.
+///
+/// The fixed spread matters for the backward, which rebuilds x̂ = (x − mean)·rstd from the saved
+/// f32 mean: that mean is off by up to ½ulp(mean), an error rstd carries into every x̂ of the row,
+/// so for a row whose spread is tiny next to its mean (say [30.001, 30.002]) no f32 backward that
+/// works from the saved mean (PyTorch's included) reaches 1e-5. Random rows of 2 or 3 values
+/// would produce such rows now and then.
+fn spread_rows(seed: u64, rows: usize, d: usize, offset: f64) -> Vec<f64> {
+    let mut x = random_vec(seed, rows * d, 1.0);
+    if d >= 2 {
+        for row in x.chunks_mut(d) {
+            row[0] = -1.0;
+            row[d - 1] = 1.0;
+        }
+    }
+    as_f64(&as_f32(&x.iter().map(|v| v + offset).collect::<Vec<_>>()))
+}
+
+proptest! {
+    #![proptest_config(cases(12))]
+
+    /// x: [rows, D] with D from 1 (variance exactly 0, so y = bias) past the workgroup size.
+    /// At offset 30, E[x²] − E[x]² would keep only ~3 of f32's 7 digits of the variance.
+    #[test]
+    fn layernorm_matches_reference(rows in dim(24), d in dim(800), seed in any::<u64>(),
+                                   offset in prop_oneof![Just(0.0), Just(30.0)],
+                                   eps in prop_oneof![Just(EPS), Just(1e-5f32)]) {
+        for gpu in gpus() {
+            check_against_reference(gpu, &spread_rows(seed, rows, d, offset), &[rows, d], seed, eps);
+        }
+    }
+
+    /// dx, dweight and dbias each against the directional derivative of ⟨y, dy⟩. D = 2 is left
+    /// out: x̂ is then ±1 whatever x is, so the true dx is O(eps/var), the cancellation of terms of
+    /// size rstd·|g|, and ⟨dx, v⟩ is pure f32 noise. (D = 1 is exact: dx = 0.)
+    #[test]
+    fn layernorm_backward_matches_finite_differences(rows in dim(6), d in dim(64).prop_filter("D = 2", |&d| d != 2),
+                                                     seed in any::<u64>()) {
+        for gpu in gpus() {
+            let (x, xt) = random_tensor(gpu, &[rows, d], seed, 2.0);
+            let (w, wt) = random_tensor(gpu, &[d], seed ^ 1, 1.0);
+            let (b, bt) = random_tensor(gpu, &[d], seed ^ 2, 1.0);
+            let (dy, dyt) = random_tensor(gpu, &[rows, d], seed ^ 3, 1.0);
+            let eps = EPS as f64;
+            let out = layernorm_forward(&xt, &wt, &bt, EPS).unwrap();
+            let grads = layernorm_backward(&xt, &wt, &out.mean, &out.rstd, &dyt, true).unwrap();
+
+            let v = random_vec(seed ^ 4, rows * d, 1.0);
+            let fd = directional_fd(|x| cpu::layernorm_forward(x, &w, &b, eps).y, &x, &v, &dy);
+            assert_grad_matches_fd("layernorm_backward dx", gpu, &grads.dx.to_vec().unwrap(), fd, &v, GRAD_TOL);
+            let v = random_vec(seed ^ 5, d, 1.0);
+            let fd = directional_fd(|w| cpu::layernorm_forward(&x, w, &b, eps).y, &w, &v, &dy);
+            assert_grad_matches_fd("layernorm_backward dweight", gpu, &grads.dweight.unwrap().to_vec().unwrap(), fd, &v, GRAD_TOL);
+            let fd = directional_fd(|b| cpu::layernorm_forward(&x, &w, b, eps).y, &b, &v, &dy);
+            assert_grad_matches_fd("layernorm_backward dbias", gpu, &grads.dbias.unwrap().to_vec().unwrap(), fd, &v, GRAD_TOL);
+        }
+    }
+}
+
+/// Rows whose variance (~3e-9) is far below eps (1e-6): rstd ≈ 1/sqrt(eps) rather than 1/std, so
+/// y is small instead of unit-scale. A kernel that drops eps or adds it outside the square root
+/// fails here by orders of magnitude. One row is constant (variance exactly 0). Rank 3, so the
+/// leading axes flatten into rows.
+///
+/// The rows are centred near 0 on purpose: with mean m ≠ 0, the saved f32 mean is off by up to
+/// ½ulp(m), which rstd ≈ 1000 turns into an error in x̂ that no f32 kernel (PyTorch's included)
+/// avoids in the backward.
+#[test]
+fn layernorm_handles_variance_far_below_eps() {
+    let (shape, d) = ([2, 3, 40], 40);
+    let mut x = random_vec(7, 6 * d, 1e-4);
+    x[5 * d..].fill(0.25);
+    let x = as_f64(&as_f32(&x));
+    for gpu in gpus() {
+        check_against_reference(gpu, &x, &shape, 11, EPS);
+        let xt = Tensor::from_slice(gpu, &shape, &as_f32(&x)).unwrap();
+        let ones = Tensor::full(gpu, &[d], 1.0).unwrap();
+        let zeros = Tensor::zeros(gpu, &[d]).unwrap();
+        let rstd = layernorm_forward(&xt, &ones, &zeros, EPS).unwrap().rstd.to_vec().unwrap();
+        // 1/sqrt(var + eps) is within 0.5% of 1/sqrt(eps) = 1000 here; 1/std would be ~17000.
+        assert!(rstd.iter().all(|&r| (r - 1000.0).abs() < 5.0), "{}: rstd {rstd:?}, want ≈ 1/sqrt(eps) = 1000", gpu.describe());
+    }
+}
+
+/// D = 1: each value is its row's mean, so x̂ = 0, y = bias, dx = 0, dweight = 0, dbias = Σ_rows dy.
+#[test]
+fn layernorm_handles_rows_of_one() {
+    let x = as_f64(&as_f32(&random_vec(3, 5, 10.0)));
+    for gpu in gpus() {
+        check_against_reference(gpu, &x, &[5, 1], 4, EPS);
+    }
+}
+
+/// Rows at 1000 ± 1: the mean's f32 rounding (ulp(1000) ≈ 6e-5) is far above the 1e-5 target, so
+/// only a forward that centres the row before summing (here, on its first element) gets y right;
+/// the one-pass E[x²] − E[x]² would leave nothing of the variance (ulp(1e6) = 0.0625 ≫ 0.33).
+/// Forward only: the backward rebuilds x̂ from the saved f32 mean (see `spread_rows`).
+#[test]
+fn layernorm_forward_is_accurate_far_from_zero() {
+    let (rows, d) = (4, 300);
+    let x = spread_rows(5, rows, d, 1000.0);
+    let for_gpu = |v: Vec<f64>| as_f64(&as_f32(&v));
+    let (w, b) = (for_gpu(random_vec(6, d, 1.0)), for_gpu(random_vec(7, d, 1.0)));
+    let want = cpu::layernorm_forward(&x, &w, &b, EPS as f64);
+    for gpu in gpus() {
+        let upload = |v: &[f64], shape: &[usize]| Tensor::from_slice(gpu, shape, &as_f32(v)).unwrap();
+        let out = layernorm_forward(&upload(&x, &[rows, d]), &upload(&w, &[d]), &upload(&b, &[d]), EPS).unwrap();
+        assert_close("layernorm_forward y at 1000", gpu, &out.y.to_vec().unwrap(), &want.y, FWD_TOL);
+        assert_close("layernorm_forward rstd at 1000", gpu, &out.rstd.to_vec().unwrap(), &want.rstd, FWD_TOL);
+    }
+}
+
+/// need_params = false launches only the dx kernel and returns no parameter gradients.
+#[test]
+fn layernorm_frozen_params_skip_their_kernel() {
+    for shared in gpus() {
+        // A device of our own: tests run in parallel, and the shared one counts their dispatches too.
+        let gpu = &Gpu::from_adapter(shared.adapter().clone()).unwrap();
+        let (_, xt) = random_tensor(gpu, &[4, 16], 1, 1.0);
+        let (_, wt) = random_tensor(gpu, &[16], 2, 1.0);
+        let (_, bt) = random_tensor(gpu, &[16], 3, 1.0);
+        let (_, dyt) = random_tensor(gpu, &[4, 16], 4, 1.0);
+        let out = layernorm_forward(&xt, &wt, &bt, EPS).unwrap();
+
+        let before = gpu.dispatch_count();
+        let frozen = layernorm_backward(&xt, &wt, &out.mean, &out.rstd, &dyt, false).unwrap();
+        assert_eq!(gpu.dispatch_count() - before, 1, "{}", gpu.describe());
+        assert!(frozen.dweight.is_none() && frozen.dbias.is_none());
+
+        let before = gpu.dispatch_count();
+        let trained = layernorm_backward(&xt, &wt, &out.mean, &out.rstd, &dyt, true).unwrap();
+        assert_eq!(gpu.dispatch_count() - before, 2, "{}", gpu.describe());
+        assert_eq!(frozen.dx.to_vec().unwrap(), trained.dx.to_vec().unwrap(), "{}", gpu.describe());
+    }
+}
+
+/// Every mismatch is an error that names the op and both shapes.
+#[test]
+fn layernorm_rejects_mismatched_shapes() {
+    let gpu = &gpus()[0];
+    let x = Tensor::zeros(gpu, &[2, 3, 8]).unwrap();
+    let w = Tensor::zeros(gpu, &[8]).unwrap();
+    let bad_w = Tensor::zeros(gpu, &[7]).unwrap();
+    let stats = Tensor::zeros(gpu, &[6]).unwrap();
+    let bad_stats = Tensor::zeros(gpu, &[2, 3]).unwrap();
+    let bad_dy = Tensor::zeros(gpu, &[3, 2, 8]).unwrap();
+
+    let expect = |r: vpt_wgsl::Result<()>, op: &str, a: &str, b: &str| {
+        let msg = r.unwrap_err().to_string();
+        assert!(msg.contains(op) && msg.contains(a) && msg.contains(b), "{msg}");
+    };
+    expect(layernorm_forward(&x, &bad_w, &w, EPS).map(drop), "layernorm_forward", "[7]", "[2, 3, 8]");
+    expect(layernorm_forward(&x, &w, &bad_w, EPS).map(drop), "layernorm_forward", "[7]", "[2, 3, 8]");
+    expect(layernorm_backward(&x, &bad_w, &stats, &stats, &x, true).map(drop), "layernorm_backward", "[7]", "[2, 3, 8]");
+    expect(layernorm_backward(&x, &w, &bad_stats, &stats, &x, true).map(drop), "layernorm_backward", "[2, 3]", "[2, 3, 8]");
+    expect(layernorm_backward(&x, &w, &stats, &bad_stats, &x, true).map(drop), "layernorm_backward", "[2, 3]", "[2, 3, 8]");
+    expect(layernorm_backward(&x, &w, &stats, &stats, &bad_dy, true).map(drop), "layernorm_backward", "[3, 2, 8]", "[2, 3, 8]");
+    let msg = layernorm_forward(&x, &w, &w, -1.0).map(drop).unwrap_err().to_string();
+    assert!(msg.contains("layernorm_forward") && msg.contains("eps"), "{msg}");
+}

@@ -1,0 +1,123 @@
+// Softmax cross-entropy, fused (torch.nn.functional.cross_entropy with integer class labels).
+//
+//   forward:   m_b       = max_c logits[b, c]
+//              lse_b     = m_b + log Σ_c exp(logits[b, c] − m_b)            (log-sum-exp)
+//              losses[b] = lse_b − logits[b, label_b]
+//              probs[b, c] = exp(logits[b, c] − m_b) / Σ_c' exp(logits[b, c'] − m_b)   (saved)
+//   backward:  dlogits[b, c] = (probs[b, c] − [c == label_b]) · dloss / B
+//
+// logits, probs, dlogits: [B, C]; labels, losses: [B]; dloss: [1]. The batch mean of `losses` is
+// taken afterwards by reduce.wgsl's `mean_forward`; the 1/B of that mean appears in the backward.
+// Forward: one workgroup per sample. Backward: one thread per element.
+
+struct Params {
+    batch: u32,     // B
+    classes: u32,   // C
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> logits: array<f32>;          // [B, C]
+@group(0) @binding(2) var<storage, read> labels: array<u32>;          // [B], class indices
+@group(0) @binding(3) var<storage, read_write> probs: array<f32>;     // forward: [B, C]
+@group(0) @binding(4) var<storage, read_write> losses: array<f32>;    // forward: [B]
+@group(0) @binding(5) var<storage, read> probs_saved: array<f32>;     // backward: the forward's probs
+@group(0) @binding(6) var<storage, read> dloss: array<f32>;           // backward: [1]
+@group(0) @binding(7) var<storage, read_write> dlogits: array<f32>;   // backward: [B, C]
+
+const WG: u32 = 256u;
+const LOWEST_F32: f32 = -3.40282347e38;   // max() identity; WGSL has no −∞ literal
+
+var<workgroup> scratch: array<f32, WG>;
+
+fn row_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return wid.y * nwg.x + wid.x;
+}
+
+fn flat_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    return (wid.y * nwg.x + wid.x) * WG + lid;
+}
+
+// Labels are checked against a class count when uploaded, but that count need not be this C.
+// A label ≥ C would read another sample's logits, so it yields NaN instead: loud, never a
+// plausible wrong number.
+fn quiet_nan() -> f32 {
+    return bitcast<f32>(0x7fc00000u);
+}
+
+// Tree reductions over the workgroup, as in softmax.wgsl: all threads must call them, and all
+// get the result.
+fn workgroup_max(lid: u32, v: f32) -> f32 {
+    scratch[lid] = v;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
+        if (lid < stride) {
+            scratch[lid] = max(scratch[lid], scratch[lid + stride]);
+        }
+        workgroupBarrier();
+    }
+    let result = scratch[0];
+    workgroupBarrier();
+    return result;
+}
+
+fn workgroup_sum(lid: u32, v: f32) -> f32 {
+    scratch[lid] = v;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
+        if (lid < stride) {
+            scratch[lid] += scratch[lid + stride];
+        }
+        workgroupBarrier();
+    }
+    let result = scratch[0];
+    workgroupBarrier();
+    return result;
+}
+
+@compute @workgroup_size(256)
+fn cross_entropy_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                         @builtin(local_invocation_index) lid: u32) {
+    let b = row_index(wid, nwg);
+    // Uniform across the workgroup, so every thread that stays reaches the barriers below.
+    if (b >= params.batch) { return; }
+    let start = b * params.classes;
+
+    // Row max, then Σ exp(logit − max): every exponent ≤ 0, so no overflow, and the sum is ≥ 1.
+    var local_max = LOWEST_F32;
+    for (var c = lid; c < params.classes; c += WG) {
+        local_max = max(local_max, logits[start + c]);
+    }
+    let row_max = workgroup_max(lid, local_max);
+    var local_sum = 0.0;
+    for (var c = lid; c < params.classes; c += WG) {
+        local_sum += exp(logits[start + c] - row_max);
+    }
+    let denom = workgroup_sum(lid, local_sum);
+
+    for (var c = lid; c < params.classes; c += WG) {
+        probs[start + c] = exp(logits[start + c] - row_max) / denom;
+    }
+    if (lid == 0u) {
+        let label = labels[b];
+        // lse − logit[label] written as log(denom) − (logit[label] − max): both differences are
+        // taken before adding, so a large common offset (logits ≈ 50) costs no precision.
+        var loss = quiet_nan();
+        if (label < params.classes) {
+            loss = log(denom) - (logits[start + label] - row_max);
+        }
+        losses[b] = loss;
+    }
+}
+
+@compute @workgroup_size(256)
+fn cross_entropy_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                          @builtin(local_invocation_index) lid: u32) {
+    let i = flat_index(wid, nwg, lid);
+    if (i >= params.batch * params.classes) { return; }
+    let b = i / params.classes;
+    let c = i % params.classes;
+    let label = labels[b];
+    let onehot = select(0.0, 1.0, c == label);
+    let grad = (probs_saved[i] - onehot) * dloss[0] / f32(params.batch);
+    dlogits[i] = select(quiet_nan(), grad, label < params.classes);
+}

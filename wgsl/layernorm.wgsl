@@ -1,0 +1,170 @@
+// LayerNorm over the last axis (torch.nn.LayerNorm: biased variance, eps inside the square root).
+//
+//   forward:   mean_r = Σ_j x[r, j] / D
+//              var_r  = Σ_j (x[r, j] − mean_r)² / D
+//              rstd_r = 1 / sqrt(var_r + eps)
+//              x̂[r, j] = (x[r, j] − mean_r) · rstd_r
+//              y[r, j] = x̂[r, j] · weight[j] + bias[j]
+//   backward:  g = dy · weight
+//              dx[r, j]   = rstd_r · (g[r, j] − mean_j g[r, j] − x̂[r, j] · mean_j(g·x̂)[r, j])
+//              dweight[j] = Σ_r dy[r, j] · x̂[r, j]
+//              dbias[j]   = Σ_r dy[r, j]
+//
+// x, y, dy, dx: [rows, D]; weight, bias, dweight, dbias: [D]; mean, rstd: [rows].
+// The forward and dx kernels run one workgroup per row; the dweight/dbias kernel runs one thread
+// per column, walking down the rows in a fixed order (coalesced and deterministic).
+
+struct Params {
+    rows: u32,   // rows: the leading axes flattened (B·T for a ViT)
+    d: u32,      // D: the normalised width
+    eps: f32,    // added to the variance (timm's ViT: 1e-6)
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;               // [rows, D]
+@group(0) @binding(2) var<storage, read> weight: array<f32>;          // [D]
+@group(0) @binding(3) var<storage, read> bias: array<f32>;            // [D]
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;         // forward: [rows, D]
+@group(0) @binding(5) var<storage, read_write> mean_out: array<f32>;  // forward: [rows]
+@group(0) @binding(6) var<storage, read_write> rstd_out: array<f32>;  // forward: [rows]
+@group(0) @binding(7) var<storage, read> mean: array<f32>;            // backward: the forward's mean
+@group(0) @binding(8) var<storage, read> rstd: array<f32>;            // backward: the forward's rstd
+@group(0) @binding(9) var<storage, read> dy: array<f32>;              // backward: [rows, D]
+@group(0) @binding(10) var<storage, read_write> dx: array<f32>;       // backward: [rows, D]
+@group(0) @binding(11) var<storage, read_write> dweight: array<f32>;  // backward: [D]
+@group(0) @binding(12) var<storage, read_write> dbias: array<f32>;    // backward: [D]
+
+const WG: u32 = 256u;
+
+var<workgroup> scratch: array<f32, WG>;
+var<workgroup> scratch2: array<vec2<f32>, WG>;
+
+fn row_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return wid.y * nwg.x + wid.x;
+}
+
+fn flat_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
+    return (wid.y * nwg.x + wid.x) * WG + lid;
+}
+
+// Tree reduction over the workgroup (256 → 128 → … → 1); every thread gets the total. All threads
+// must call it (it contains barriers). The last barrier keeps a fast thread from overwriting
+// `scratch` for the next reduction before the others have read this total.
+fn workgroup_sum(lid: u32, v: f32) -> f32 {
+    scratch[lid] = v;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
+        if (lid < stride) {
+            scratch[lid] += scratch[lid + stride];
+        }
+        workgroupBarrier();
+    }
+    let total = scratch[0];
+    workgroupBarrier();
+    return total;
+}
+
+// The same for two sums at once, so the dx kernel needs one reduction instead of two.
+fn workgroup_sum2(lid: u32, v: vec2<f32>) -> vec2<f32> {
+    scratch2[lid] = v;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
+        if (lid < stride) {
+            scratch2[lid] += scratch2[lid + stride];
+        }
+        workgroupBarrier();
+    }
+    let total = scratch2[0];
+    workgroupBarrier();
+    return total;
+}
+
+@compute @workgroup_size(256)
+fn layernorm_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                     @builtin(local_invocation_index) lid: u32) {
+    let row = row_index(wid, nwg);
+    // Uniform across the workgroup, so every thread that stays reaches the barriers below.
+    if (row >= params.rows) { return; }
+    let start = row * params.d;
+    let d = f32(params.d);
+
+    // Everything is computed relative to the row's first element, x0. For a row like 30 + noise,
+    // Σx in f32 rounds at the scale of 30·D and loses the noise's low digits; x − x0 is exact
+    // (Sterbenz: the operands are within 2× of each other) and Σ(x − x0) rounds only at the
+    // noise's scale. The shift cancels exactly out of x − mean.
+    let x0 = x[start];
+
+    // Pass 1: mean, as x0 + mean(x − x0).
+    var local_sum = 0.0;
+    for (var j = lid; j < params.d; j += WG) {
+        local_sum += x[start + j] - x0;
+    }
+    let shifted_mean = workgroup_sum(lid, local_sum) / d;
+
+    // Pass 2: variance as the mean of squared deviations. The one-pass E[x²] − E[x]² would
+    // subtract two nearly equal numbers when |mean| ≫ std and keep only rounding noise.
+    var local_sq = 0.0;
+    for (var j = lid; j < params.d; j += WG) {
+        let centered = (x[start + j] - x0) - shifted_mean;
+        local_sq += centered * centered;
+    }
+    let variance = workgroup_sum(lid, local_sq) / d;
+    let row_rstd = inverseSqrt(variance + params.eps);
+
+    // Pass 3: normalise, scale and shift.
+    for (var j = lid; j < params.d; j += WG) {
+        let xhat = ((x[start + j] - x0) - shifted_mean) * row_rstd;
+        y[start + j] = xhat * weight[j] + bias[j];
+    }
+    if (lid == 0u) {
+        mean_out[row] = x0 + shifted_mean;
+        rstd_out[row] = row_rstd;
+    }
+}
+
+@compute @workgroup_size(256)
+fn layernorm_backward_dx(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                         @builtin(local_invocation_index) lid: u32) {
+    let row = row_index(wid, nwg);
+    if (row >= params.rows) { return; }
+    let start = row * params.d;
+    let d = f32(params.d);
+    let row_mean = mean[row];
+    let row_rstd = rstd[row];
+
+    // Pass 1: Σ g and Σ g·x̂ over the row, g = dy·weight (the gradient reaching x̂).
+    var local = vec2<f32>(0.0, 0.0);
+    for (var j = lid; j < params.d; j += WG) {
+        let xhat = (x[start + j] - row_mean) * row_rstd;
+        let g = dy[start + j] * weight[j];
+        local += vec2<f32>(g, g * xhat);
+    }
+    let sums = workgroup_sum2(lid, local);
+    let mean_g = sums.x / d;
+    let mean_gxhat = sums.y / d;
+
+    // Pass 2: the chain rule through mean_r and rstd_r takes from g its row mean (adding a
+    // constant to x leaves x̂ unchanged) and a part along x̂ (since ∂rstd_r/∂x ∝ x − mean_r).
+    for (var j = lid; j < params.d; j += WG) {
+        let xhat = (x[start + j] - row_mean) * row_rstd;
+        let g = dy[start + j] * weight[j];
+        dx[start + j] = row_rstd * (g - mean_g - xhat * mean_gxhat);
+    }
+}
+
+@compute @workgroup_size(256)
+fn layernorm_backward_params(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                             @builtin(local_invocation_index) lid: u32) {
+    let j = flat_index(wid, nwg, lid);
+    if (j >= params.d) { return; }
+    var dw = 0.0;
+    var db = 0.0;
+    for (var r = 0u; r < params.rows; r++) {
+        let i = r * params.d + j;
+        let xhat = (x[i] - mean[r]) * rstd[r];
+        dw += dy[i] * xhat;
+        db += dy[i];
+    }
+    dweight[j] = dw;
+    dbias[j] = db;
+}

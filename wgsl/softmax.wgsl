@@ -1,0 +1,113 @@
+// Softmax over the last axis, forward and backward.
+//
+//   forward:   y[r, j] = exp(x[r, j] − m_r) / Σ_k exp(x[r, k] − m_r),   m_r = max_k x[r, k]
+//   backward:  dx[r, j] = y[r, j] · (dy[r, j] − Σ_k dy[r, k]·y[r, k])
+//
+// x, y, dy, dx: [rows, n], the leading axes of any tensor flattened into rows (for attention,
+// rows = B·H·T and n = T). One workgroup per row: its 256 threads stride along the row, then
+// combine their partial results in workgroup memory.
+//
+// Subtracting the row max m_r changes nothing mathematically (it cancels between numerator and
+// denominator) but keeps every exponent ≤ 0, so exp never overflows and the denominator is ≥ 1.
+
+struct Params {
+    rows: u32,   // number of rows
+    n: u32,      // row length (the softmax axis)
+}
+
+@group(0) @binding(0) var<uniform> params: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;           // forward input
+@group(0) @binding(2) var<storage, read_write> y: array<f32>;     // forward output
+@group(0) @binding(3) var<storage, read> y_saved: array<f32>;     // backward: the forward's y
+@group(0) @binding(4) var<storage, read> dy: array<f32>;          // backward: upstream gradient
+@group(0) @binding(5) var<storage, read_write> dx: array<f32>;    // backward: output gradient
+
+const WG: u32 = 256u;
+const LOWEST_F32: f32 = -3.40282347e38;   // max() identity; WGSL has no −∞ literal
+
+var<workgroup> scratch: array<f32, WG>;
+
+// Rows are spread over a 2-D grid because one grid axis holds at most 65535 workgroups.
+fn row_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return wid.y * nwg.x + wid.x;
+}
+
+// Tree reductions over the workgroup: 256 → 128 → … → 1 partial values, then every thread reads
+// the result. All threads of the workgroup must call them (they contain barriers). The last
+// barrier stops a fast thread from overwriting `scratch` for the next reduction before the slow
+// ones have read this result.
+fn workgroup_max(lid: u32, v: f32) -> f32 {
+    scratch[lid] = v;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
+        if (lid < stride) {
+            scratch[lid] = max(scratch[lid], scratch[lid + stride]);
+        }
+        workgroupBarrier();
+    }
+    let result = scratch[0];
+    workgroupBarrier();
+    return result;
+}
+
+fn workgroup_sum(lid: u32, v: f32) -> f32 {
+    scratch[lid] = v;
+    workgroupBarrier();
+    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
+        if (lid < stride) {
+            scratch[lid] += scratch[lid + stride];
+        }
+        workgroupBarrier();
+    }
+    let result = scratch[0];
+    workgroupBarrier();
+    return result;
+}
+
+@compute @workgroup_size(256)
+fn softmax_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                   @builtin(local_invocation_index) lid: u32) {
+    let row = row_index(wid, nwg);
+    // The whole workgroup leaves together (row is the same for all its threads), so the barriers
+    // below are still reached by every thread that remains.
+    if (row >= params.rows) { return; }
+    let start = row * params.n;
+
+    // Pass 1: the row max m_r.
+    var local_max = LOWEST_F32;
+    for (var j = lid; j < params.n; j += WG) {
+        local_max = max(local_max, x[start + j]);
+    }
+    let row_max = workgroup_max(lid, local_max);
+
+    // Pass 2: the denominator Σ exp(x − m_r), each term in (0, 1], so the sum is in [1, n].
+    var local_sum = 0.0;
+    for (var j = lid; j < params.n; j += WG) {
+        local_sum += exp(x[start + j] - row_max);
+    }
+    let denom = workgroup_sum(lid, local_sum);
+
+    // Pass 3: normalise. Recomputing exp is cheaper than storing n values in workgroup memory.
+    for (var j = lid; j < params.n; j += WG) {
+        y[start + j] = exp(x[start + j] - row_max) / denom;
+    }
+}
+
+@compute @workgroup_size(256)
+fn softmax_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                    @builtin(local_invocation_index) lid: u32) {
+    let row = row_index(wid, nwg);
+    if (row >= params.rows) { return; }
+    let start = row * params.n;
+
+    // The Jacobian of softmax is diag(y) − y·yᵀ, so dx = y ⊙ dy − y·⟨y, dy⟩: one reduction per row.
+    var local_dot = 0.0;
+    for (var j = lid; j < params.n; j += WG) {
+        local_dot += dy[start + j] * y_saved[start + j];
+    }
+    let dot = workgroup_sum(lid, local_dot);
+
+    for (var j = lid; j < params.n; j += WG) {
+        dx[start + j] = y_saved[start + j] * (dy[start + j] - dot);
+    }
+}
