@@ -55,6 +55,8 @@ struct GpuInner {
     uncaptured: Arc<Mutex<Vec<String>>>,
     stats: Arc<MemoryStats>,
     dispatches: AtomicU64,
+    /// Launches per "shader::entry", for tests and benchmarks that count work.
+    dispatches_by_kernel: Mutex<HashMap<String, u64>>,
 }
 
 #[derive(Default)]
@@ -202,6 +204,7 @@ impl Gpu {
                 uncaptured,
                 stats: Arc::default(),
                 dispatches: AtomicU64::new(0),
+                dispatches_by_kernel: Mutex::default(),
             }),
         })
     }
@@ -231,6 +234,10 @@ impl Gpu {
     /// Kernel launches recorded since the device was opened.
     pub fn dispatch_count(&self) -> u64 {
         self.inner.dispatches.load(Ordering::Relaxed)
+    }
+    /// Kernel launches per "shader::entry" (e.g. "matmul::matmul_tiled") since the device was opened.
+    pub fn dispatch_counts(&self) -> HashMap<String, u64> {
+        self.inner.dispatches_by_kernel.lock().unwrap().clone()
     }
     /// Bytes of tensor storage alive now.
     pub fn live_bytes(&self) -> u64 {
@@ -407,6 +414,7 @@ impl Gpu {
             pending.dispatches >= MAX_PENDING_DISPATCHES
         };
         self.inner.dispatches.fetch_add(1, Ordering::Relaxed);
+        *self.inner.dispatches_by_kernel.lock().unwrap().entry(op).or_default() += 1;
         if flush_now {
             self.flush()?;
         }

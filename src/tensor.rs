@@ -140,6 +140,7 @@ impl Tensor {
 pub struct Labels {
     buffer: Arc<GpuBuffer>,
     len: usize,
+    num_classes: usize,
 }
 
 impl Labels {
@@ -152,13 +153,17 @@ impl Labels {
             return Err(Error::shape("Labels::new", format!("label {l} at position {i} is not below the {num_classes} classes")));
         }
         let buffer = gpu.alloc_init("labels", bytemuck::cast_slice(labels))?;
-        Ok(Labels { buffer: Arc::new(buffer), len: labels.len() })
+        Ok(Labels { buffer: Arc::new(buffer), len: labels.len(), num_classes })
     }
     pub fn len(&self) -> usize {
         self.len
     }
     pub fn is_empty(&self) -> bool {
         self.len == 0
+    }
+    /// The class count every label was checked against on upload.
+    pub fn num_classes(&self) -> usize {
+        self.num_classes
     }
     pub fn buffer(&self) -> &GpuBuffer {
         &self.buffer

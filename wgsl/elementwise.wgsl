@@ -1,6 +1,7 @@
 // Element-wise ops of a transformer block and their backwards.
 //
 //   add:         y = a + b                      (residual connection)      backward: da = db = dy (no kernel)
+//   mul:         y = a ⊙ b                      (dropout mask)             backward: da = dy ⊙ b, db = dy ⊙ a (this same kernel)
 //   bias_add:    y[r, j] = x[r, j] + bias[j]    x, y: [R, N], bias: [N]    backward: dx = dy, dbias = Σ_r dy (reduce.wgsl)
 //   scale:       y = s · x                                                 backward: dx = s · dy (this same kernel)
 //   accumulate:  acc += x, in place              (sums gradients that reach one tensor by several paths)
@@ -29,6 +30,14 @@ fn add_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     let i = flat_index(wid, nwg, lid);
     if (i >= params.n) { return; }
     y[i] = a[i] + b[i];
+}
+
+@compute @workgroup_size(256)
+fn mul_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+               @builtin(local_invocation_index) lid: u32) {
+    let i = flat_index(wid, nwg, lid);
+    if (i >= params.n) { return; }
+    y[i] = a[i] * b[i];
 }
 
 // a: x [R, N], b: bias [N]. The bias index is the column, i mod N.

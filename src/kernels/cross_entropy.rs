@@ -3,7 +3,7 @@
 //! `wgsl/cross_entropy.wgsl`; the batch mean is `reduce::mean_forward`.
 
 use super::reduce::mean_forward;
-use super::softmax::grid_rows;
+use super::grid_rows;
 use super::{expect_rank, grid_1d, same_device, wgsl_shader};
 use crate::error::{Error, Result};
 use crate::gpu::Params;
@@ -21,9 +21,7 @@ pub struct CrossEntropyOut {
     pub probs: Tensor,
 }
 
-/// logits: [B, C], labels: B class indices → loss [1], losses [B], probs [B, C].
-/// A label ≥ C (possible when the labels were validated against a larger class count) gives a
-/// NaN loss for its sample rather than a wrong number.
+/// logits: [B, C], labels: B class indices, checked against C classes → loss [1], losses [B], probs [B, C].
 pub fn cross_entropy_forward(logits: &Tensor, labels: &Labels) -> Result<CrossEntropyOut> {
     let op = "cross_entropy_forward";
     check_batch(op, logits, "logits", labels)?;
@@ -63,6 +61,14 @@ fn check_batch(op: &'static str, t: &Tensor, name: &str, labels: &Labels) -> Res
         return Err(Error::shape(
             op,
             format!("{name} has shape {:?} (B = {}) but labels has shape [{}]; they need one label per row", t.shape(), t.shape()[0], labels.len()),
+        ));
+    }
+    // Labels were checked to lie below their class count when uploaded; that count must be C, or
+    // a label could index past the row.
+    if labels.num_classes() != t.shape()[1] {
+        return Err(Error::shape(
+            op,
+            format!("{name} has shape {:?} (C = {}) but the labels were made for {} classes", t.shape(), t.shape()[1], labels.num_classes()),
         ));
     }
     Ok(())

@@ -25,6 +25,24 @@ pub fn add_backward(dy: &Tensor) -> (Tensor, Tensor) {
     (dy.clone(), dy.clone())
 }
 
+/// y = a ⊙ b (element-wise product). a, b: same shape → y: that shape.
+pub fn mul_forward(a: &Tensor, b: &Tensor) -> Result<Tensor> {
+    same_device("mul_forward", a, b)?;
+    same_shape("mul_forward", a, b, "a", "b")?;
+    let y = a.empty_like_shape(a.shape())?;
+    let params = Params::new().dim(a.numel()).bytes();
+    let gpu = a.gpu();
+    gpu.dispatch(&SHADER, "mul_forward", &params, &[(1, a.buffer()), (2, b.buffer()), (3, y.buffer())], grid_1d(gpu, a.numel())?)?;
+    Ok(y)
+}
+
+/// Gradient of [`mul_forward`]: (da = dy ⊙ b, db = dy ⊙ a), each computed only if asked for.
+pub fn mul_backward(a: &Tensor, b: &Tensor, dy: &Tensor, need_a: bool, need_b: bool) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    let da = if need_a { Some(mul_forward(dy, b)?) } else { None };
+    let db = if need_b { Some(mul_forward(dy, a)?) } else { None };
+    Ok((da, db))
+}
+
 /// y[.., j] = x[.., j] + bias[j]. x: [..., N], bias: [N] → y: like x.
 pub fn bias_add_forward(x: &Tensor, bias: &Tensor) -> Result<Tensor> {
     same_device("bias_add_forward", x, bias)?;

@@ -1,7 +1,7 @@
 //! LayerNorm over the last axis with `torch.nn.LayerNorm` semantics (biased variance, eps inside
 //! the square root). Kernels in `wgsl/layernorm.wgsl`.
 
-use super::softmax::grid_rows;
+use super::grid_rows;
 use super::{grid_1d, same_device, same_shape, wgsl_shader};
 use crate::error::{Error, Result};
 use crate::gpu::Params;

@@ -61,6 +61,14 @@ pub(crate) fn grid_1d(gpu: &Gpu, n: usize) -> Result<[u32; 3]> {
     Ok(gpu.grid(groups))
 }
 
+/// Grid for a kernel that runs one workgroup per row (softmax, layernorm, cross-entropy): `rows`
+/// workgroups, folded into two dimensions past 65535 (attention has B·H·T ≈ 95k rows). The
+/// kernels recover the row as `wid.y * num_workgroups.x + wid.x` and skip the few extra groups.
+pub(crate) fn grid_rows(gpu: &Gpu, op: &'static str, rows: usize) -> Result<[u32; 3]> {
+    let rows = u32::try_from(rows).map_err(|_| Error::shape(op, format!("{rows} rows is more than one launch can cover")))?;
+    Ok(gpu.grid(rows))
+}
+
 /// Error unless `a` and `b` have the same shape.
 pub(crate) fn same_shape(op: &'static str, a: &Tensor, b: &Tensor, a_name: &str, b_name: &str) -> Result<()> {
     if a.shape() != b.shape() {

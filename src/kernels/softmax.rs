@@ -1,9 +1,10 @@
 //! Softmax over the last axis, numerically stable (the row max is subtracted before `exp`).
 //! Kernels in `wgsl/softmax.wgsl`.
 
+use super::grid_rows;
 use super::{same_device, same_shape, wgsl_shader};
-use crate::error::{Error, Result};
-use crate::gpu::{Gpu, Params};
+use crate::error::Result;
+use crate::gpu::Params;
 use crate::tensor::Tensor;
 
 wgsl_shader!("softmax");
@@ -31,10 +32,3 @@ pub fn softmax_backward(y: &Tensor, dy: &Tensor) -> Result<Tensor> {
     Ok(dx)
 }
 
-/// Grid for a kernel that runs one workgroup per row (softmax, layernorm, cross-entropy): `rows`
-/// workgroups, folded into two dimensions past 65535 (attention has B·H·T ≈ 95k rows). The
-/// kernels recover the row as `wid.y * num_workgroups.x + wid.x` and skip the few extra groups.
-pub(crate) fn grid_rows(gpu: &Gpu, op: &'static str, rows: usize) -> Result<[u32; 3]> {
-    let rows = u32::try_from(rows).map_err(|_| Error::shape(op, format!("{rows} rows is more than one launch can cover")))?;
-    Ok(gpu.grid(rows))
-}

@@ -12,3 +12,7 @@ pub fn bias_add_forward(x: &[f64], bias: &[f64]) -> Vec<f64> {
 pub fn scale_forward(x: &[f64], s: f64) -> Vec<f64> {
     x.iter().map(|v| s * v).collect()
 }
+
+pub fn mul_forward(a: &[f64], b: &[f64]) -> Vec<f64> {
+    a.iter().zip(b).map(|(x, y)| x * y).collect()
+}

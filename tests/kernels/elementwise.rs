@@ -22,6 +22,7 @@ proptest! {
             let (bias, biast) = random_tensor(gpu, &[cols], seed ^ 2, 2.0);
             assert_close("add_forward", gpu, &add_forward(&at, &bt).unwrap().to_vec().unwrap(), &cpu::add_forward(&a, &b), TOL);
             assert_close("bias_add_forward", gpu, &bias_add_forward(&at, &biast).unwrap().to_vec().unwrap(), &cpu::bias_add_forward(&a, &bias), TOL);
+            assert_close("mul_forward", gpu, &mul_forward(&at, &bt).unwrap().to_vec().unwrap(), &cpu::mul_forward(&a, &b), TOL);
             assert_close("scale_forward", gpu, &scale_forward(&at, s).unwrap().to_vec().unwrap(), &cpu::scale_forward(&a, s as f64), TOL);
             let acc = Tensor::from_slice(gpu, &[rows, cols], &as_f32(&a)).unwrap();
             accumulate(&acc, &bt).unwrap();
@@ -51,6 +52,12 @@ proptest! {
             let dx = scale_backward(&wt, s).unwrap();
             let fd = directional_fd(|x| cpu::scale_forward(x, s as f64), &x, &v, &w);
             assert_grad_matches_fd("scale_backward", gpu, &dx.to_vec().unwrap(), fd, &v, GRAD_TOL);
+            let (bt_other, other) = (Tensor::from_slice(gpu, &[rows, cols], &as_f32(&bias.repeat(rows))).unwrap(), bias.repeat(rows));
+            let (da, db) = mul_backward(&Tensor::from_slice(gpu, &[rows, cols], &as_f32(&x)).unwrap(), &bt_other, &wt, true, true).unwrap();
+            let fd = directional_fd(|x| cpu::mul_forward(x, &other), &x, &v, &w);
+            assert_grad_matches_fd("mul_backward da", gpu, &da.unwrap().to_vec().unwrap(), fd, &v, GRAD_TOL);
+            let fd = directional_fd(|o| cpu::mul_forward(&x, o), &other, &v, &w);
+            assert_grad_matches_fd("mul_backward db", gpu, &db.unwrap().to_vec().unwrap(), fd, &v, GRAD_TOL);
             let (da, db) = add_backward(&wt);
             let fd = directional_fd(|x| cpu::add_forward(x, &bias.repeat(rows)), &x, &v, &w);
             assert_grad_matches_fd("add_backward da", gpu, &da.to_vec().unwrap(), fd, &v, GRAD_TOL);
