@@ -11,7 +11,9 @@ pub mod error;
 pub mod gpu;
 pub mod io;
 pub mod kernels;
+pub mod pos_embed;
 pub mod reference;
+pub mod synthetic;
 pub mod tensor;
 
 pub use error::{Error, Result};
