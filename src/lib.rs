@@ -6,15 +6,23 @@
 //! - [`kernels`]: one module per WGSL family, `*_forward` beside `*_backward`.
 //! - [`io`]: `.safetensors` reading and atomic writing.
 //! - [`reference`]: plain f64 CPU versions of every kernel, the yardstick for the tests.
+//! - [`graph`]: the autodiff tape and differentiable ops.
+//! - [`vit`], [`vpt`], [`train`]: the frozen ViT, visual prompts, and training steps.
+//! - [`pos_embed`], [`synthetic`]: timm's position-embedding resampling; seeded synthetic weights.
 
 pub mod error;
 pub mod gpu;
+pub mod graph;
 pub mod io;
 pub mod kernels;
 pub mod pos_embed;
 pub mod reference;
+pub mod rng;
 pub mod synthetic;
 pub mod tensor;
+pub mod train;
+pub mod vit;
+pub mod vpt;
 
 pub use error::{Error, Result};
 pub use gpu::Gpu;

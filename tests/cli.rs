@@ -43,3 +43,50 @@ fn unknown_adapter_name_is_an_error_not_a_panic() {
     assert!(stderr.contains("no-such-gpu-xyz") && stderr.contains("matches no adapter"), "{stderr}");
     assert!(!stderr.contains("panicked"), "{stderr}");
 }
+
+fn fixture(case: &str, file: &str) -> String {
+    format!("{}/fixtures/vit/{case}/{file}", env!("CARGO_MANIFEST_DIR"))
+}
+
+fn max_relative_error(ours: &[f32], theirs: &[f32]) -> f64 {
+    let diff = ours.iter().zip(theirs).fold(0.0f64, |m, (&a, &b)| m.max((a as f64 - b as f64).abs()));
+    diff / theirs.iter().fold(0.0f64, |m, &b| m.max((b as f64).abs()))
+}
+
+/// `vpt grad` and `vpt forward` on a timm fixture (deep prompts, image pooling, f16 checkpoint)
+/// write what PyTorch computed.
+#[test]
+fn grad_and_forward_write_what_pytorch_computed() {
+    let out_dir = std::env::temp_dir().join(format!("vpt-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let out = out_dir.join("grads.safetensors").to_string_lossy().into_owned();
+    let case = "deep_image";
+    let inputs = ["--model", &fixture(case, "model.safetensors"), "--task", &fixture(case, "task.safetensors"), "--batch", &fixture(case, "batch.safetensors")];
+    let (ok, stdout, stderr) = vpt(&[&["grad"][..], &inputs, &["--out", &out]].concat(), &[]);
+    assert!(ok, "vpt grad failed: {stderr}");
+    assert!(stdout.contains("loss"), "{stdout}");
+    let ours = vpt_wgsl::io::TensorFile::read(&out).unwrap();
+    let torch = vpt_wgsl::io::TensorFile::read(fixture(case, "expected.safetensors")).unwrap();
+    for (name, tol) in [("logits", 1e-4), ("loss", 1e-4), ("grad.prompts", 1e-3), ("grad.head.weight", 1e-3), ("grad.head.bias", 1e-3)] {
+        let err = max_relative_error(ours.f32(name).unwrap().1, torch.f32(name).unwrap().1);
+        assert!(err <= tol, "{name}: relative error {err:.2e}");
+    }
+    let logits_out = out_dir.join("logits.safetensors").to_string_lossy().into_owned();
+    let (ok, _, stderr) = vpt(&[&["forward"][..], &inputs, &["--out", &logits_out]].concat(), &[]);
+    assert!(ok, "vpt forward failed: {stderr}");
+    let logits = vpt_wgsl::io::TensorFile::read(&logits_out).unwrap();
+    assert_eq!(logits.f32("logits").unwrap().1, ours.f32("logits").unwrap().1);
+    std::fs::remove_dir_all(&out_dir).unwrap();
+}
+
+/// A task made for another backbone is refused with a message, and no output file appears.
+#[test]
+fn grad_refuses_a_task_for_another_backbone() {
+    let out = std::env::temp_dir().join(format!("vpt-cli-mismatch-{}.safetensors", std::process::id()));
+    let (ok, _, stderr) = vpt(
+        &["grad", "--model", &fixture("odd_sizes", "model.safetensors"), "--task", &fixture("deep_image", "task.safetensors"), "--batch", &fixture("odd_sizes", "batch.safetensors"), "--out", &out.to_string_lossy()],
+        &[],
+    );
+    assert!(!ok && !out.exists());
+    assert!(stderr.contains("error:") && !stderr.contains("panicked"), "{stderr}");
+}

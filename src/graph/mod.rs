@@ -1,0 +1,210 @@
+//! A minimal reverse-mode autodiff graph: a tape of recorded ops, each with its backward.
+//!
+//! The whole idea, in the spirit of micrograd:
+//! - A [`Var`] is a tensor plus a flag: does anything we train depend on it (`requires_grad`)?
+//!   Trainable leaves ([`Graph::param`]) do; inputs and frozen weights ([`Graph::constant`]) do
+//!   not; an op's output does if any of its inputs does.
+//! - Every op (see `ops.rs`) computes its forward at once. Only if its output requires a
+//!   gradient does it append an [`Entry`] to the tape: which inputs need gradients, and a closure
+//!   that turns the output's gradient into the inputs' gradients. The closure captures exactly the
+//!   tensors that backward needs (the "saved activations"); nothing else is kept.
+//! - [`Graph::backward`] walks the tape from the end, feeding each entry the gradient of its
+//!   outputs and adding what comes out into the gradients of its inputs. Each entry is consumed
+//!   as it runs, so its saved tensors are freed as soon as they are used.
+//!
+//! What VPT gets from this: a frozen backbone weight never requires a gradient, so no gradient
+//! buffer is ever made for it and no weight-gradient kernel (no dW matmul) is ever dispatched;
+//! ops before the prompts enter (the patch embedding) record nothing at all.
+
+mod ops;
+
+use std::cell::{Cell, RefCell};
+use std::collections::HashMap;
+
+pub use ops::Dropout;
+
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::kernels::elementwise;
+use crate::tensor::Tensor;
+
+/// A value in the graph.
+#[derive(Clone, Debug)]
+pub struct Var {
+    id: usize,
+    value: Tensor,
+    requires_grad: bool,
+}
+
+impl Var {
+    pub fn value(&self) -> &Tensor {
+        &self.value
+    }
+    pub fn shape(&self) -> &[usize] {
+        self.value.shape()
+    }
+    pub fn requires_grad(&self) -> bool {
+        self.requires_grad
+    }
+}
+
+/// Turns the gradients of an entry's outputs (None: no gradient reached that output) into the
+/// gradients of its inputs (None: that input needs none).
+type BackwardFn = Box<dyn FnOnce(&[Option<Tensor>]) -> Result<Vec<Option<Tensor>>>>;
+
+/// One recorded op.
+struct Entry {
+    op: &'static str,
+    /// For each input: its id if it requires a gradient.
+    inputs: Vec<Option<usize>>,
+    outputs: Vec<usize>,
+    backward: BackwardFn,
+}
+
+/// The tape. One per forward pass: build it, call `backward` once, drop it.
+pub struct Graph {
+    gpu: Gpu,
+    /// False for inference: no op records anything and no activation is kept.
+    recording: bool,
+    tape: RefCell<Vec<Entry>>,
+    next_id: Cell<usize>,
+}
+
+/// Gradients of the trainable leaves, by `Var`.
+pub struct Grads {
+    by_id: HashMap<usize, Tensor>,
+}
+
+impl Grads {
+    /// The gradient of `v`, or None if `v` is not trainable or the loss does not depend on it.
+    pub fn get(&self, v: &Var) -> Option<&Tensor> {
+        self.by_id.get(&v.id)
+    }
+    /// How many gradient tensors exist: one per trainable leaf the loss depends on.
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+}
+
+impl Graph {
+    /// A graph that records ops for a backward pass.
+    pub fn new(gpu: &Gpu) -> Graph {
+        Graph { gpu: gpu.clone(), recording: true, tape: RefCell::default(), next_id: Cell::new(0) }
+    }
+
+    /// A graph for inference: ops only compute forwards.
+    pub fn inference(gpu: &Gpu) -> Graph {
+        Graph { recording: false, ..Graph::new(gpu) }
+    }
+
+    pub fn gpu(&self) -> &Gpu {
+        &self.gpu
+    }
+
+    /// A trainable leaf (prompts, the head): gets a gradient from `backward`.
+    pub fn param(&self, value: Tensor) -> Var {
+        Var { id: self.fresh_id(), value, requires_grad: self.recording }
+    }
+
+    /// A leaf that gets no gradient: inputs and frozen weights.
+    pub fn constant(&self, value: Tensor) -> Var {
+        Var { id: self.fresh_id(), value, requires_grad: false }
+    }
+
+    /// Names of the ops on the tape, in recording order (ops whose backward will run).
+    pub fn tape_ops(&self) -> Vec<&'static str> {
+        self.tape.borrow().iter().map(|e| e.op).collect()
+    }
+
+    fn fresh_id(&self) -> usize {
+        let id = self.next_id.get();
+        self.next_id.set(id + 1);
+        id
+    }
+
+    /// Record an op with one output. `backward(dy, needs)` gets the output's gradient and which
+    /// inputs need one, and returns one gradient per input (None where not needed).
+    pub(crate) fn record(
+        &self,
+        op: &'static str,
+        inputs: &[&Var],
+        value: Tensor,
+        backward: impl FnOnce(&Tensor, &[bool]) -> Result<Vec<Option<Tensor>>> + 'static,
+    ) -> Result<Var> {
+        let out_shape = value.shape().to_vec();
+        let mut vars = self.record_multi(op, inputs, vec![value], move |dys: &[Option<Tensor>], needs: &[bool]| {
+            let dy = dys[0].as_ref().ok_or_else(|| Error::shape(op, format!("no gradient for output {out_shape:?}")))?;
+            backward(dy, needs)
+        });
+        Ok(vars.pop().expect("one output"))
+    }
+
+    /// Record an op with several outputs (e.g. splitting qkv into q, k, v).
+    pub(crate) fn record_multi(
+        &self,
+        op: &'static str,
+        inputs: &[&Var],
+        values: Vec<Tensor>,
+        backward: impl FnOnce(&[Option<Tensor>], &[bool]) -> Result<Vec<Option<Tensor>>> + 'static,
+    ) -> Vec<Var> {
+        let requires_grad = self.recording && inputs.iter().any(|v| v.requires_grad);
+        let outputs: Vec<Var> = values.into_iter().map(|value| Var { id: self.fresh_id(), value, requires_grad }).collect();
+        if requires_grad {
+            let needs: Vec<bool> = inputs.iter().map(|v| v.requires_grad).collect();
+            self.tape.borrow_mut().push(Entry {
+                op,
+                inputs: inputs.iter().map(|v| v.requires_grad.then_some(v.id)).collect(),
+                outputs: outputs.iter().map(|v| v.id).collect(),
+                backward: Box::new(move |dys: &[Option<Tensor>]| backward(dys, &needs)),
+            });
+        }
+        // Without an entry the closure (and every tensor it captured) is dropped right here.
+        outputs
+    }
+
+    /// Gradients of the one-element `loss` with respect to every trainable leaf it depends on.
+    /// Consumes the tape: call once per forward pass.
+    pub fn backward(&self, loss: &Var) -> Result<Grads> {
+        if loss.value.numel() != 1 {
+            return Err(Error::shape("backward", format!("the loss must be a single value, got shape {:?}", loss.shape())));
+        }
+        if !loss.requires_grad {
+            return Err(Error::shape("backward", "the loss does not depend on any trainable parameter (or the graph is an inference graph)"));
+        }
+        let mut grads: HashMap<usize, Tensor> = HashMap::new();
+        grads.insert(loss.id, Tensor::full(&self.gpu, loss.shape(), 1.0)?);
+        let tape = std::mem::take(&mut *self.tape.borrow_mut());
+        for entry in tape.into_iter().rev() {
+            // An output's gradient is complete once we reach the op that made it: every later use
+            // of it is further down the tape and has already run.
+            let dys: Vec<Option<Tensor>> = entry.outputs.iter().map(|id| grads.remove(id)).collect();
+            if dys.iter().all(Option::is_none) {
+                continue; // nothing that reaches the loss depends on this op
+            }
+            let dxs = (entry.backward)(&dys).map_err(|e| match e {
+                Error::Shape { op, msg } => Error::Shape { op, msg: format!("{msg} (in the backward of {})", entry.op) },
+                other => other,
+            })?;
+            for (input, dx) in entry.inputs.iter().zip(dxs) {
+                if let (Some(id), Some(dx)) = (input, dx) {
+                    add_into(&mut grads, *id, dx)?;
+                }
+            }
+        }
+        Ok(Grads { by_id: grads })
+    }
+}
+
+/// grads[id] += dx. Out of place, because a gradient tensor may be shared by several inputs
+/// (the backward of `a + b` hands the same dy to both).
+fn add_into(grads: &mut HashMap<usize, Tensor>, id: usize, dx: Tensor) -> Result<()> {
+    let sum = match grads.remove(&id) {
+        Some(prev) => elementwise::add_forward(&prev, &dx)?,
+        None => dx,
+    };
+    grads.insert(id, sum);
+    Ok(())
+}

@@ -1,0 +1,209 @@
+//! Differentiable ops: each computes its forward with a kernel launcher and records a backward
+//! closure that captures only what that backward reads. Shapes use B batch, T tokens, D width,
+//! H heads, hd head width, C classes, N/K matmul sizes.
+
+use super::{Graph, Var};
+use crate::error::{Error, Result};
+use crate::kernels::cross_entropy::{self, CrossEntropyOut};
+use crate::kernels::layernorm::{self, LayerNormOut};
+use crate::kernels::matmul::{self, MatmulNeed, MatmulOptions};
+use crate::kernels::{elementwise, gelu, heads, patch, softmax, tokens};
+use crate::tensor::{Labels, Tensor};
+
+/// Prompt dropout: during training each element is zeroed with probability `p` and the survivors
+/// scaled by 1/(1−p) (torch.nn.Dropout). The mask comes from a seeded generator on the host.
+#[derive(Clone, Copy, Debug)]
+pub struct Dropout {
+    pub p: f32,
+    pub seed: u64,
+}
+
+impl Graph {
+    /// y = x · wᵀ + b, like torch.nn.Linear. x: [..., K], w: [N, K], b: [N] → y: [..., N].
+    pub fn linear(&self, x: &Var, w: &Var, b: Option<&Var>) -> Result<Var> {
+        let opts = MatmulOptions { trans_a: false, trans_b: true };
+        let y = matmul::matmul_forward(x.value(), w.value(), b.map(Var::value), opts)?;
+        let (xs, ws) = (x.value().clone(), w.value().clone());
+        let mut inputs = vec![x, w];
+        inputs.extend(b);
+        self.record("linear", &inputs, y, move |dy, needs| {
+            let need = MatmulNeed { a: needs[0], b: needs[1], bias: needs.get(2).copied().unwrap_or(false) };
+            let g = matmul::matmul_backward(&xs, &ws, dy, opts, need)?;
+            Ok(vec![g.da, g.db, g.dbias])
+        })
+    }
+
+    /// Batched c = op(a) · op(b) (attention's q·kᵀ and attn·v).
+    pub fn matmul(&self, a: &Var, b: &Var, opts: MatmulOptions) -> Result<Var> {
+        let c = matmul::matmul_forward(a.value(), b.value(), None, opts)?;
+        let (av, bv) = (a.value().clone(), b.value().clone());
+        self.record("matmul", &[a, b], c, move |dc, needs| {
+            let g = matmul::matmul_backward(&av, &bv, dc, opts, MatmulNeed { a: needs[0], b: needs[1], bias: false })?;
+            Ok(vec![g.da, g.db])
+        })
+    }
+
+    /// y = a + b (residual connection).
+    pub fn add(&self, a: &Var, b: &Var) -> Result<Var> {
+        let y = elementwise::add_forward(a.value(), b.value())?;
+        self.record("add", &[a, b], y, |dy, _| {
+            let (da, db) = elementwise::add_backward(dy);
+            Ok(vec![Some(da), Some(db)])
+        })
+    }
+
+    /// y = x + b broadcast over the rows. x: [..., N], b: [N].
+    pub fn bias_add(&self, x: &Var, b: &Var) -> Result<Var> {
+        let y = elementwise::bias_add_forward(x.value(), b.value())?;
+        self.record("bias_add", &[x, b], y, |dy, needs| {
+            let (dx, db) = if needs[1] { let (dx, db) = elementwise::bias_add_backward(dy)?; (dx, Some(db)) } else { (dy.clone(), None) };
+            Ok(vec![Some(dx), db])
+        })
+    }
+
+    /// [1, T, D] → [B, T, D]: every image gets the same tokens (their gradient is summed over the
+    /// batch). Needed where each image must have its own copy, e.g. a per-image dropout mask.
+    pub fn expand_batch(&self, x: &Var, batch: usize) -> Result<Var> {
+        if x.shape().len() != 3 || x.shape()[0] != 1 {
+            return Err(Error::shape("expand_batch", format!("x must be [1, T, D], got {:?}", x.shape())));
+        }
+        let stacked = self.concat_tokens(&vec![x; batch])?; // [1, B·T, D]
+        self.reshape(&stacked, &[batch, x.shape()[1], x.shape()[2]])
+    }
+
+    /// y = s · x.
+    pub fn scale(&self, x: &Var, s: f32) -> Result<Var> {
+        let y = elementwise::scale_forward(x.value(), s)?;
+        self.record("scale", &[x], y, move |dy, _| Ok(vec![Some(elementwise::scale_backward(dy, s)?)]))
+    }
+
+    /// y = a ⊙ b.
+    pub fn mul(&self, a: &Var, b: &Var) -> Result<Var> {
+        let y = elementwise::mul_forward(a.value(), b.value())?;
+        let (av, bv) = (a.value().clone(), b.value().clone());
+        self.record("mul", &[a, b], y, move |dy, needs| {
+            let (da, db) = elementwise::mul_backward(&av, &bv, dy, needs[0], needs[1])?;
+            Ok(vec![da, db])
+        })
+    }
+
+    /// Exact (erf) GELU.
+    pub fn gelu(&self, x: &Var) -> Result<Var> {
+        let y = gelu::gelu_forward(x.value())?;
+        let xs = x.value().clone();
+        self.record("gelu", &[x], y, move |dy, _| Ok(vec![Some(gelu::gelu_backward(&xs, dy)?)]))
+    }
+
+    /// LayerNorm over the last axis. x: [..., D], w, b: [D].
+    pub fn layernorm(&self, x: &Var, w: &Var, b: &Var, eps: f32) -> Result<Var> {
+        let LayerNormOut { y, mean, rstd } = layernorm::layernorm_forward(x.value(), w.value(), b.value(), eps)?;
+        let (xs, ws) = (x.value().clone(), w.value().clone());
+        self.record("layernorm", &[x, w, b], y, move |dy, needs| {
+            let need_params = needs[1] || needs[2];
+            let g = layernorm::layernorm_backward(&xs, &ws, &mean, &rstd, dy, need_params)?;
+            Ok(vec![needs[0].then_some(g.dx), g.dweight.filter(|_| needs[1]), g.dbias.filter(|_| needs[2])])
+        })
+    }
+
+    /// Softmax over the last axis.
+    pub fn softmax(&self, x: &Var) -> Result<Var> {
+        let y = softmax::softmax_forward(x.value())?;
+        let ys = y.clone();
+        self.record("softmax", &[x], y, move |dy, _| Ok(vec![Some(softmax::softmax_backward(&ys, dy)?)]))
+    }
+
+    /// qkv [B, T, 3·D] → q, k, v [B, H, T, hd].
+    pub fn split_heads(&self, qkv: &Var, num_heads: usize) -> Result<[Var; 3]> {
+        let out = heads::split_heads_forward(qkv.value(), num_heads)?;
+        let head_shape = out.q.shape().to_vec();
+        let gpu = self.gpu.clone();
+        let vars = self.record_multi("split_heads", &[qkv], vec![out.q, out.k, out.v], move |dys, _| {
+            // A part that no gradient reached (not possible in attention, but allowed) counts as zeros.
+            let parts: Vec<Tensor> = dys.iter().map(|d| d.clone().map_or_else(|| Tensor::zeros(&gpu, &head_shape), Ok)).collect::<Result<_>>()?;
+            Ok(vec![Some(heads::split_heads_backward(&parts[0], &parts[1], &parts[2])?)])
+        });
+        let [q, k, v]: [Var; 3] = vars.try_into().expect("three outputs");
+        Ok([q, k, v])
+    }
+
+    /// x [B, H, T, hd] → [B, T, H·hd].
+    pub fn merge_heads(&self, x: &Var) -> Result<Var> {
+        let y = heads::merge_heads_forward(x.value())?;
+        let num_heads = x.shape()[1];
+        self.record("merge_heads", &[x], y, move |dy, _| Ok(vec![Some(heads::merge_heads_backward(dy, num_heads)?)]))
+    }
+
+    /// Concatenate [Bᵢ, Tᵢ, D] parts along the token axis (Bᵢ = 1 broadcasts over the batch).
+    pub fn concat_tokens(&self, parts: &[&Var]) -> Result<Var> {
+        let values: Vec<&Tensor> = parts.iter().map(|p| p.value()).collect();
+        let y = tokens::concat_tokens_forward(&values)?;
+        let shapes: Vec<Vec<usize>> = parts.iter().map(|p| p.shape().to_vec()).collect();
+        self.record("concat_tokens", parts, y, move |dy, needs| {
+            // Slicing out every part is cheap; drop the ones no input needs.
+            let grads = tokens::concat_tokens_backward(dy, &shapes)?;
+            Ok(grads.into_iter().zip(needs).map(|(g, &need)| need.then_some(g)).collect())
+        })
+    }
+
+    /// x [B, T, D] → tokens start..start+count, [B, count, D].
+    pub fn slice_tokens(&self, x: &Var, start: usize, count: usize) -> Result<Var> {
+        let y = tokens::slice_tokens_forward(x.value(), start, count)?;
+        let total = x.shape()[1];
+        self.record("slice_tokens", &[x], y, move |dy, _| Ok(vec![Some(tokens::slice_tokens_backward(dy, total, start)?)]))
+    }
+
+    /// Mean over the token axis: x [B, T, D] → [B, D]. A matmul with a row of 1/T, so it needs no
+    /// kernel of its own: [1, T] · [B, T, D] → [B, 1, D].
+    pub fn mean_tokens(&self, x: &Var) -> Result<Var> {
+        let (batch, count, width) = match x.shape() {
+            &[b, t, d] => (b, t, d),
+            other => return Err(Error::shape("mean_tokens", format!("x must be [B, T, D], got {other:?}"))),
+        };
+        let averager = self.constant(Tensor::full(&self.gpu, &[1, count], 1.0 / count as f32)?);
+        let pooled = self.matmul(&averager, x, MatmulOptions::default())?;
+        self.reshape(&pooled, &[batch, width])
+    }
+
+    /// The same values with another shape of the same size.
+    pub fn reshape(&self, x: &Var, shape: &[usize]) -> Result<Var> {
+        let y = x.value().reshape(shape)?;
+        let original = x.shape().to_vec();
+        self.record("reshape", &[x], y, move |dy, _| Ok(vec![Some(dy.reshape(&original)?)]))
+    }
+
+    /// Mean softmax cross-entropy over the batch. logits [B, C] → loss [1].
+    pub fn cross_entropy(&self, logits: &Var, labels: &Labels) -> Result<Var> {
+        let CrossEntropyOut { loss, probs, .. } = cross_entropy::cross_entropy_forward(logits.value(), labels)?;
+        let labels = labels.clone();
+        self.record("cross_entropy", &[logits], loss, move |dloss, _| {
+            Ok(vec![Some(cross_entropy::cross_entropy_backward(&probs, &labels, dloss)?)])
+        })
+    }
+
+    /// timm's PatchEmbed: images [B, C, H, W], weight [D, C, p, p], bias [D] → [B, N, D].
+    pub fn patch_embed(&self, images: &Var, weight: &Var, bias: &Var) -> Result<Var> {
+        let y = patch::patch_embed_forward(images.value(), weight.value(), Some(bias.value()))?;
+        let (im, w) = (images.value().clone(), weight.value().clone());
+        self.record("patch_embed", &[images, weight, bias], y, move |dy, needs| {
+            let g = patch::patch_embed_backward(&im, &w, dy, MatmulNeed { a: needs[0], b: needs[1], bias: needs[2] })?;
+            Ok(vec![g.dimages, g.dweight, g.dbias])
+        })
+    }
+
+    /// Dropout with a host-generated mask (identity when p = 0).
+    pub fn dropout(&self, x: &Var, dropout: Dropout) -> Result<Var> {
+        if dropout.p <= 0.0 {
+            return Ok(x.clone());
+        }
+        if dropout.p >= 1.0 {
+            return Err(Error::shape("dropout", format!("p = {} must be below 1", dropout.p)));
+        }
+        let keep = 1.0 / (1.0 - dropout.p);
+        let mut state = dropout.seed;
+        let mask: Vec<f32> = (0..x.value().numel())
+            .map(|_| if crate::rng::next_unit(&mut state) < dropout.p as f64 { 0.0 } else { keep })
+            .collect();
+        let mask = self.constant(Tensor::from_slice(&self.gpu, x.shape(), &mask)?);
+        self.mul(x, &mask)
+    }
+}

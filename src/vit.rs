@@ -1,0 +1,320 @@
+//! A Vision Transformer with timm's `VisionTransformer` semantics, frozen, on the autodiff graph.
+//!
+//! Forward (timm names in brackets):
+//!   images [B, 3, H, W] → patch embedding [patch_embed.proj] → [B, N, D], N = (H/p)·(W/p)
+//!   → prepend CLS [cls_token] → + position embedding [pos_embed] → [B, 1+N, D]
+//!   → L pre-norm blocks [blocks.i]:  x = x + proj(attn(norm1(x)));  x = x + fc2(gelu(fc1(norm2(x))))
+//!   → final LayerNorm [norm].
+//! LayerNorm eps is 1e-6, attention scores are scaled by 1/√hd, GELU is the exact erf form.
+//! Every weight enters the graph as a constant: it never gets a gradient.
+
+use std::collections::HashMap;
+
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::graph::{Graph, Var};
+use crate::io::{HostData, TensorFile};
+use crate::kernels::matmul::MatmulOptions;
+use crate::tensor::Tensor;
+
+/// Shape of a ViT.
+#[derive(Clone, Debug, PartialEq)]
+pub struct VitConfig {
+    /// D
+    pub embed_dim: usize,
+    /// L
+    pub depth: usize,
+    /// H (head width hd = D / H)
+    pub num_heads: usize,
+    /// p
+    pub patch_size: usize,
+    /// (H, W) of the images the model runs on.
+    pub img_size: (usize, usize),
+    pub in_chans: usize,
+    /// Width of the MLP's hidden layer (4·D in every timm preset).
+    pub mlp_hidden: usize,
+    pub eps: f32,
+}
+
+impl VitConfig {
+    pub fn head_dim(&self) -> usize {
+        self.embed_dim / self.num_heads
+    }
+    /// (rows, columns) of the patch grid.
+    pub fn grid(&self) -> (usize, usize) {
+        (self.img_size.0 / self.patch_size, self.img_size.1 / self.patch_size)
+    }
+    pub fn num_patches(&self) -> usize {
+        let (h, w) = self.grid();
+        h * w
+    }
+}
+
+/// timm preset names `vit_{tiny,small,base,large,huge}_patch{14,16,32}_{224,384}`.
+pub fn preset(name: &str) -> Option<VitConfig> {
+    let rest = name.strip_prefix("vit_")?;
+    let (size, rest) = rest.split_once("_patch")?;
+    let (patch, img) = rest.split_once('_')?;
+    let (embed_dim, depth, num_heads) = match size {
+        "tiny" => (192, 12, 3),
+        "small" => (384, 12, 6),
+        "base" => (768, 12, 12),
+        "large" => (1024, 24, 16),
+        "huge" => (1280, 32, 16), // head width 80
+        _ => return None,
+    };
+    let patch_size: usize = patch.parse().ok().filter(|p| [14, 16, 32].contains(p))?;
+    let img: usize = img.parse().ok().filter(|s| [224, 384].contains(s))?;
+    Some(VitConfig { embed_dim, depth, num_heads, patch_size, img_size: (img, img), in_chans: 3, mlp_hidden: 4 * embed_dim, eps: 1e-6 })
+}
+
+/// Weights by timm name, on the host, f32 (f16/bf16 checkpoints already widened).
+pub struct StateDict {
+    /// Where the weights came from, for error messages.
+    pub source: String,
+    pub tensors: HashMap<String, (Vec<usize>, Vec<f32>)>,
+    pub metadata: HashMap<String, String>,
+    /// Tensors stored with an integer dtype, by name: never a ViT weight.
+    not_float: HashMap<String, String>,
+}
+
+impl StateDict {
+    /// Read a timm state dict from `.safetensors` (f32, f16 or bf16 storage).
+    pub fn read(path: &str) -> Result<StateDict> {
+        let file = TensorFile::read(path)?;
+        let (mut tensors, mut not_float) = (HashMap::new(), HashMap::new());
+        for (name, t) in file.tensors {
+            match t.data {
+                HostData::F32(data) => drop(tensors.insert(name, (t.shape, data))),
+                HostData::I64(_) => drop(not_float.insert(name, t.stored_as)),
+            }
+        }
+        Ok(StateDict { source: path.to_string(), tensors, metadata: file.metadata, not_float })
+    }
+
+    pub fn from_tensors(source: &str, list: Vec<(String, Vec<usize>, Vec<f32>)>, metadata: HashMap<String, String>) -> StateDict {
+        let tensors = list.into_iter().map(|(n, s, d)| (n, (s, d))).collect();
+        StateDict { source: source.to_string(), tensors, metadata, not_float: HashMap::new() }
+    }
+
+    fn get(&self, name: &str) -> Result<&(Vec<usize>, Vec<f32>)> {
+        if let Some(dtype) = self.not_float.get(name) {
+            return Err(self.err(format!("tensor {name:?} is stored as {dtype}; expected F32, F16 or BF16")));
+        }
+        self.tensors.get(name).ok_or_else(|| self.err(format!("missing tensor {name:?}; is this a timm VisionTransformer checkpoint?")))
+    }
+
+    /// Tensor `name`, which must have exactly `shape`.
+    fn shaped(&self, name: &str, shape: &[usize]) -> Result<&[f32]> {
+        let (found, data) = self.get(name)?;
+        if found != shape {
+            return Err(self.err(format!("tensor {name:?} has shape {found:?}, expected {shape:?}")));
+        }
+        Ok(data)
+    }
+
+    fn err(&self, msg: String) -> Error {
+        Error::Format { path: self.source.clone(), msg }
+    }
+}
+
+/// How to read a checkpoint: the head count if the file does not say, and the image size to run
+/// at if not the checkpoint's own (`pos_embed` is then resampled as timm does).
+#[derive(Clone, Debug, Default)]
+pub struct LoadOptions {
+    pub num_heads: Option<usize>,
+    pub img_size: Option<(usize, usize)>,
+}
+
+/// One transformer block's weights: (weight, bias) pairs.
+pub struct Block {
+    pub norm1: (Tensor, Tensor),
+    pub qkv: (Tensor, Tensor),
+    pub proj: (Tensor, Tensor),
+    pub norm2: (Tensor, Tensor),
+    pub fc1: (Tensor, Tensor),
+    pub fc2: (Tensor, Tensor),
+}
+
+/// A loaded, frozen ViT.
+pub struct Vit {
+    pub cfg: VitConfig,
+    cls_token: Tensor,
+    pos_embed: Tensor,
+    patch_weight: Tensor,
+    patch_bias: Tensor,
+    blocks: Vec<Block>,
+    norm: (Tensor, Tensor),
+}
+
+impl Vit {
+    /// Read a `.safetensors` checkpoint with timm names and upload it.
+    pub fn load(gpu: &Gpu, path: &str, opts: &LoadOptions) -> Result<Vit> {
+        Vit::from_state_dict(gpu, &StateDict::read(path)?, opts)
+    }
+
+    /// Work out the config from the tensors' shapes, check every tensor, upload.
+    pub fn from_state_dict(gpu: &Gpu, sd: &StateDict, opts: &LoadOptions) -> Result<Vit> {
+        for unsupported in ["reg_token", "norm_pre.weight", "fc_norm.weight"] {
+            if sd.tensors.contains_key(unsupported) {
+                return Err(sd.err(format!("has {unsupported:?}: ViT variants with register tokens, a pre-norm or an fc_norm are not supported")));
+            }
+        }
+        let cfg = infer_config(sd, opts)?;
+        let (d, p, c, hidden) = (cfg.embed_dim, cfg.patch_size, cfg.in_chans, cfg.mlp_hidden);
+        let up = |name: &str, shape: &[usize]| -> Result<Tensor> { Tensor::from_slice(gpu, shape, sd.shaped(name, shape)?) };
+        let pair = |prefix: &str, w: &[usize], b: &[usize]| -> Result<(Tensor, Tensor)> {
+            Ok((up(&format!("{prefix}.weight"), w)?, up(&format!("{prefix}.bias"), b)?))
+        };
+        let blocks = (0..cfg.depth)
+            .map(|i| {
+                let pre = format!("blocks.{i}");
+                Ok(Block {
+                    norm1: pair(&format!("{pre}.norm1"), &[d], &[d])?,
+                    qkv: pair(&format!("{pre}.attn.qkv"), &[3 * d, d], &[3 * d])?,
+                    proj: pair(&format!("{pre}.attn.proj"), &[d, d], &[d])?,
+                    norm2: pair(&format!("{pre}.norm2"), &[d], &[d])?,
+                    fc1: pair(&format!("{pre}.mlp.fc1"), &[hidden, d], &[hidden])?,
+                    fc2: pair(&format!("{pre}.mlp.fc2"), &[d, hidden], &[d])?,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Vit {
+            cls_token: up("cls_token", &[1, 1, d])?,
+            pos_embed: Tensor::from_slice(gpu, &[1, 1 + cfg.num_patches(), d], &pos_embed_for(sd, &cfg)?)?,
+            patch_weight: up("patch_embed.proj.weight", &[d, c, p, p])?,
+            patch_bias: up("patch_embed.proj.bias", &[d])?,
+            blocks,
+            norm: pair("norm", &[d], &[d])?,
+            cfg,
+        })
+    }
+
+    /// Patch embedding, CLS token and position embedding: images [B, C, H, W] → [B, 1+N, D].
+    /// Nothing here is trainable, so nothing is recorded on the tape.
+    pub fn embed(&self, g: &Graph, images: &Tensor) -> Result<Var> {
+        let expected = [self.cfg.in_chans, self.cfg.img_size.0, self.cfg.img_size.1];
+        if images.rank() != 4 || images.shape()[1..] != expected {
+            return Err(Error::shape("vit embed", format!("images must be [B, {}, {}, {}] for this model, got {:?}", expected[0], expected[1], expected[2], images.shape())));
+        }
+        let c = |t: &Tensor| g.constant(t.clone());
+        let patches = g.patch_embed(&g.constant(images.clone()), &c(&self.patch_weight), &c(&self.patch_bias))?; // [B, N, D]
+        let tokens = g.concat_tokens(&[&c(&self.cls_token), &patches])?; // [B, 1+N, D]
+        // The position embedding [1, 1+N, D] is the same for every image: add it as a bias over
+        // the flattened (token, channel) axis, [B, (1+N)·D] + [(1+N)·D].
+        let shape = tokens.shape().to_vec();
+        let flat = g.reshape(&tokens, &[shape[0], shape[1] * shape[2]])?;
+        let pos = c(&self.pos_embed.reshape(&[shape[1] * shape[2]])?);
+        g.reshape(&g.bias_add(&flat, &pos)?, &shape)
+    }
+
+    /// Transformer block `i`: x [B, T, D] → [B, T, D].
+    pub fn block(&self, g: &Graph, i: usize, x: &Var) -> Result<Var> {
+        let b = &self.blocks[i];
+        let c = |t: &Tensor| g.constant(t.clone());
+        let eps = self.cfg.eps;
+        // Attention: x + proj(softmax(q·kᵀ/√hd)·v)
+        let h = g.layernorm(x, &c(&b.norm1.0), &c(&b.norm1.1), eps)?; // [B, T, D]
+        let qkv = g.linear(&h, &c(&b.qkv.0), Some(&c(&b.qkv.1)))?; // [B, T, 3D]
+        let [q, k, v] = g.split_heads(&qkv, self.cfg.num_heads)?; // [B, H, T, hd] each
+        let q = g.scale(&q, 1.0 / (self.cfg.head_dim() as f32).sqrt())?;
+        let scores = g.matmul(&q, &k, MatmulOptions { trans_a: false, trans_b: true })?; // [B, H, T, T]
+        let attn = g.softmax(&scores)?;
+        let o = g.matmul(&attn, &v, MatmulOptions::default())?; // [B, H, T, hd]
+        let o = g.merge_heads(&o)?; // [B, T, D]
+        let o = g.linear(&o, &c(&b.proj.0), Some(&c(&b.proj.1)))?;
+        let x = g.add(x, &o)?;
+        // MLP: x + fc2(gelu(fc1(norm2(x))))
+        let h = g.layernorm(&x, &c(&b.norm2.0), &c(&b.norm2.1), eps)?;
+        let h = g.linear(&h, &c(&b.fc1.0), Some(&c(&b.fc1.1)))?; // [B, T, 4D]
+        let h = g.gelu(&h)?;
+        let h = g.linear(&h, &c(&b.fc2.0), Some(&c(&b.fc2.1)))?; // [B, T, D]
+        g.add(&x, &h)
+    }
+
+    /// The final LayerNorm.
+    pub fn final_norm(&self, g: &Graph, x: &Var) -> Result<Var> {
+        g.layernorm(x, &g.constant(self.norm.0.clone()), &g.constant(self.norm.1.clone()), self.cfg.eps)
+    }
+}
+
+/// D, p, C, L, hidden from the tensors; H from the options, the file, or its preset; image size
+/// from the options or the checkpoint's own position grid.
+fn infer_config(sd: &StateDict, opts: &LoadOptions) -> Result<VitConfig> {
+    let (cls_shape, _) = sd.get("cls_token")?;
+    let (patch_shape, _) = sd.get("patch_embed.proj.weight")?;
+    let (pos_shape, _) = sd.get("pos_embed")?;
+    if cls_shape.len() != 3 || patch_shape.len() != 4 || pos_shape.len() != 3 || patch_shape[2] != patch_shape[3] {
+        return Err(sd.err(format!("cls_token {cls_shape:?}, patch_embed.proj.weight {patch_shape:?}, pos_embed {pos_shape:?} are not a ViT's shapes")));
+    }
+    let embed_dim = cls_shape[2];
+    let depth = (0..).take_while(|i| sd.tensors.contains_key(&format!("blocks.{i}.norm1.weight"))).count();
+    if depth == 0 {
+        return Err(sd.err("no transformer blocks (blocks.0.norm1.weight is missing)".into()));
+    }
+    let (fc1_shape, _) = sd.get("blocks.0.mlp.fc1.weight")?;
+    let num_heads = match opts.num_heads {
+        Some(h) => h,
+        None => heads_from_metadata(sd)?,
+    };
+    if num_heads == 0 || embed_dim % num_heads != 0 {
+        return Err(sd.err(format!("num_heads = {num_heads} does not divide the embedding width {embed_dim}")));
+    }
+    let patch_size = patch_shape[2];
+    let old_grid = checkpoint_grid(sd, pos_shape[1], patch_size, opts.img_size)?;
+    let img_size = opts.img_size.unwrap_or((old_grid.0 * patch_size, old_grid.1 * patch_size));
+    if img_size.0 % patch_size != 0 || img_size.1 % patch_size != 0 || img_size.0 == 0 || img_size.1 == 0 {
+        return Err(sd.err(format!("image size {img_size:?} is not a multiple of the patch size {patch_size}")));
+    }
+    Ok(VitConfig { embed_dim, depth, num_heads, patch_size, img_size, in_chans: patch_shape[1], mlp_hidden: fc1_shape[0], eps: 1e-6 })
+}
+
+fn heads_from_metadata(sd: &StateDict) -> Result<usize> {
+    if let Some(h) = sd.metadata.get("num_heads") {
+        return h.parse().map_err(|_| sd.err(format!("__metadata__ num_heads = {h:?} is not a number")));
+    }
+    if let Some(cfg) = sd.metadata.get("preset").and_then(|p| preset(p)) {
+        return Ok(cfg.num_heads);
+    }
+    Err(sd.err("the number of attention heads is unknown: the file's __metadata__ has neither \"num_heads\" nor a \"preset\"; pass it explicitly (--num-heads or a preset name)".into()))
+}
+
+/// The position grid the checkpoint was trained at, from (in order) its metadata "grid" = "HxW",
+/// its metadata "img_size" = "H,W" with the patch size, a square grid, or, for a non-square grid
+/// the file does not describe, the grid of the requested image size if it has as many positions.
+fn checkpoint_grid(sd: &StateDict, pos_tokens: usize, patch: usize, wanted: Option<(usize, usize)>) -> Result<(usize, usize)> {
+    let patches = pos_tokens.checked_sub(1).ok_or_else(|| sd.err("pos_embed has no tokens".into()))?;
+    let pair = |text: &str, sep: char| text.split_once(sep).and_then(|(h, w)| Some((h.trim().parse::<usize>().ok()?, w.trim().parse::<usize>().ok()?)));
+    let described = match (sd.metadata.get("grid"), sd.metadata.get("img_size")) {
+        (Some(g), _) => Some((format!("grid = {g:?}"), pair(g, 'x'))),
+        (None, Some(img)) => Some((format!("img_size = {img:?}"), pair(img, ',').map(|(h, w)| (h / patch, w / patch)))),
+        _ => None,
+    };
+    if let Some((what, grid)) = described {
+        return match grid {
+            Some((h, w)) if h * w == patches => Ok((h, w)),
+            _ => Err(sd.err(format!("__metadata__ {what} does not match pos_embed's {patches} patch positions"))),
+        };
+    }
+    let side = (patches as f64).sqrt().round() as usize;
+    if side * side == patches {
+        return Ok((side, side));
+    }
+    match wanted.map(|(h, w)| (h / patch, w / patch)) {
+        Some((h, w)) if h * w == patches => Ok((h, w)),
+        _ => Err(sd.err(format!("pos_embed has {patches} patch positions, not a square grid; add __metadata__ \"img_size\" = \"H,W\""))),
+    }
+}
+
+/// The checkpoint's pos_embed, resampled to the model's grid when the image size differs.
+fn pos_embed_for(sd: &StateDict, cfg: &VitConfig) -> Result<Vec<f32>> {
+    let (shape, data) = sd.get("pos_embed")?;
+    let old_grid = checkpoint_grid(sd, shape[1], cfg.patch_size, Some(cfg.img_size))?;
+    if shape[2] != cfg.embed_dim {
+        return Err(sd.err(format!("tensor \"pos_embed\" has shape {shape:?}, expected [1, {}, {}]", shape[1], cfg.embed_dim)));
+    }
+    if old_grid == cfg.grid() {
+        return Ok(data.clone());
+    }
+    crate::pos_embed::resample_abs_pos_embed(data, old_grid, cfg.grid(), 1, cfg.embed_dim)
+}

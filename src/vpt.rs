@@ -1,0 +1,259 @@
+//! Visual Prompt Tuning, as the official implementation (KMnP/vpt) does it.
+//!
+//! - prompts [depth_p, P, D]: depth_p = 1 is VPT-shallow, depth_p = L is VPT-deep, anything
+//!   between prompts the first depth_p layers, depth_p = 0 (no prompts) is the linear probe;
+//! - input of block 0: [CLS, prompts[0], patch tokens], prompts get no position embedding;
+//! - before block i (1 ≤ i < depth_p) the previous block's outputs at the prompt positions are
+//!   replaced by prompts[i];
+//! - after the final norm, pooling: the CLS token (default), the mean of the image tokens, or the
+//!   mean of the prompt tokens; then the task's linear head;
+//! - loss: mean softmax cross-entropy; only prompts, head weight and head bias get gradients.
+
+use std::collections::HashMap;
+
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::graph::{Dropout, Grads, Graph, Var};
+use crate::io::{write_f32_tensors, TensorFile};
+use crate::tensor::{Labels, Tensor};
+use crate::vit::Vit;
+
+/// How the final tokens become one vector per image.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pool {
+    /// The CLS token after the final norm (VPT's default).
+    Cls,
+    /// Mean of the image (patch) tokens.
+    Image,
+    /// Mean of the prompt tokens.
+    Prompt,
+}
+
+impl Pool {
+    pub fn name(self) -> &'static str {
+        match self {
+            Pool::Cls => "cls",
+            Pool::Image => "image",
+            Pool::Prompt => "prompt",
+        }
+    }
+}
+
+impl std::str::FromStr for Pool {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Pool> {
+        match s {
+            "cls" => Ok(Pool::Cls),
+            "image" => Ok(Pool::Image),
+            "prompt" => Ok(Pool::Prompt),
+            other => Err(Error::shape("pool", format!("unknown pooling {other:?}: use cls, image or prompt"))),
+        }
+    }
+}
+
+/// What a task trains: prompts, head and pooling.
+pub struct VptTask {
+    /// [depth_p, P, D], or None for the linear probe.
+    pub prompts: Option<Tensor>,
+    /// [C, D]
+    pub head_weight: Tensor,
+    /// [C]
+    pub head_bias: Tensor,
+    pub pool: Pool,
+}
+
+impl VptTask {
+    /// Prompt depth (number of prompted layers) and length P.
+    pub fn prompt_dims(&self) -> (usize, usize) {
+        self.prompts.as_ref().map_or((0, 0), |p| (p.shape()[0], p.shape()[1]))
+    }
+
+    pub fn num_classes(&self) -> usize {
+        self.head_weight.shape()[0]
+    }
+
+    /// Read a task file: `prompts` [depth_p, P, D] (absent or with no elements for the linear
+    /// probe), `head.weight` [C, D], `head.bias` [C], `__metadata__` pool (default cls).
+    pub fn read(gpu: &Gpu, path: &str) -> Result<VptTask> {
+        let f = TensorFile::read(path)?;
+        let fmt = |msg: String| Error::Format { path: path.to_string(), msg };
+        let (w_shape, w) = f.f32("head.weight")?;
+        if w_shape.len() != 2 {
+            return Err(fmt(format!("tensor \"head.weight\" has shape {w_shape:?}, expected [C, D]")));
+        }
+        let head_bias = Tensor::from_slice(gpu, &[w_shape[0]], f.f32_shaped("head.bias", &[w_shape[0]])?)?;
+        let prompts = match f.tensors.get("prompts") {
+            Some(_) => {
+                let (shape, data) = f.f32("prompts")?;
+                if shape.len() != 3 || shape[2] != w_shape[1] && !data.is_empty() {
+                    return Err(fmt(format!("tensor \"prompts\" has shape {shape:?}, expected [depth, P, {}]", w_shape[1])));
+                }
+                if data.is_empty() { None } else { Some(Tensor::from_slice(gpu, shape, data)?) }
+            }
+            None => None,
+        };
+        let pool = f.metadata.get("pool").map_or(Ok(Pool::Cls), |p| p.parse()).map_err(|e| fmt(e.to_string()))?;
+        Ok(VptTask { prompts, head_weight: Tensor::from_slice(gpu, w_shape, w)?, head_bias, pool })
+    }
+
+    /// Check the task fits the backbone: D, prompt depth ≤ L, pooling has tokens to pool.
+    pub fn check_against(&self, vit: &Vit) -> Result<()> {
+        let d = vit.cfg.embed_dim;
+        let (depth_p, p) = self.prompt_dims();
+        let op = "vpt task";
+        if self.head_weight.shape()[1] != d {
+            return Err(Error::shape(op, format!("head.weight {:?} does not match the backbone width D = {d}", self.head_weight.shape())));
+        }
+        if let Some(prompts) = &self.prompts {
+            if prompts.shape()[2] != d || depth_p > vit.cfg.depth {
+                return Err(Error::shape(op, format!("prompts {:?} must be [depth ≤ {}, P, {d}]", prompts.shape(), vit.cfg.depth)));
+            }
+        }
+        if self.pool == Pool::Prompt && p == 0 {
+            return Err(Error::shape(op, "prompt pooling needs prompts"));
+        }
+        Ok(())
+    }
+}
+
+/// The task's tensors as graph leaves.
+pub struct TaskVars {
+    pub prompts: Option<Var>,
+    pub head_weight: Var,
+    pub head_bias: Var,
+}
+
+impl TaskVars {
+    /// Trainable leaves (on a recording graph).
+    pub fn params(g: &Graph, task: &VptTask) -> TaskVars {
+        TaskVars {
+            prompts: task.prompts.as_ref().map(|p| g.param(p.clone())),
+            head_weight: g.param(task.head_weight.clone()),
+            head_bias: g.param(task.head_bias.clone()),
+        }
+    }
+}
+
+/// The forward pass: images [B, C, H, W] → logits [B, C].
+pub fn vpt_logits(g: &Graph, vit: &Vit, task: &VptTask, vars: &TaskVars, images: &Tensor, dropout: Option<Dropout>) -> Result<Var> {
+    task.check_against(vit)?;
+    let (depth_p, p) = task.prompt_dims();
+    let batch = images.shape()[0];
+    let mut x = vit.embed(g, images)?; // [B, 1+N, D]
+    let tokens = x.shape()[1] + p;
+    for i in 0..vit.cfg.depth {
+        if i < depth_p {
+            let prompts = layer_prompts(g, vars, i, p, batch, dropout.map(|d| Dropout { seed: d.seed.wrapping_add(i as u64), ..d }))?;
+            // Block 0: insert after CLS. Later blocks: overwrite what block i−1 computed there.
+            let skip = if i == 0 { 1 } else { 1 + p };
+            let cls = g.slice_tokens(&x, 0, 1)?;
+            let rest = g.slice_tokens(&x, skip, x.shape()[1] - skip)?;
+            x = g.concat_tokens(&[&cls, &prompts, &rest])?; // [B, 1+P+N, D]
+        }
+        x = vit.block(g, i, &x)?;
+    }
+    let x = vit.final_norm(g, &x)?;
+    let pooled = match task.pool {
+        Pool::Cls => g.reshape(&g.slice_tokens(&x, 0, 1)?, &[batch, vit.cfg.embed_dim])?,
+        Pool::Image => g.mean_tokens(&g.slice_tokens(&x, 1 + p, tokens - 1 - p)?)?,
+        Pool::Prompt => g.mean_tokens(&g.slice_tokens(&x, 1, p)?)?,
+    }; // [B, D]
+    g.linear(&pooled, &vars.head_weight, Some(&vars.head_bias)) // [B, C]
+}
+
+/// Layer i's prompts as [1, P, D] (shared by the batch), or [B, P, D] with per-image dropout.
+fn layer_prompts(g: &Graph, vars: &TaskVars, i: usize, p: usize, batch: usize, dropout: Option<Dropout>) -> Result<Var> {
+    let all = vars.prompts.as_ref().expect("depth_p > 0 implies prompts");
+    let d = all.shape()[2];
+    let flat = g.reshape(all, &[1, all.shape()[0] * p, d])?; // [1, depth_p·P, D]
+    let mine = g.slice_tokens(&flat, i * p, p)?; // [1, P, D]
+    match dropout {
+        Some(drop) if drop.p > 0.0 => g.dropout(&g.expand_batch(&mine, batch)?, drop),
+        _ => Ok(mine),
+    }
+}
+
+/// Result of one forward and backward pass.
+pub struct VptStep {
+    pub logits: Tensor,
+    pub loss: Tensor,
+    pub grad_prompts: Option<Tensor>,
+    pub grad_head_weight: Tensor,
+    pub grad_head_bias: Tensor,
+}
+
+/// Loss and gradients for one batch (no dropout: what `vpt grad` computes).
+pub fn vpt_grad(gpu: &Gpu, vit: &Vit, task: &VptTask, images: &Tensor, labels: &[u32]) -> Result<VptStep> {
+    vpt_step(gpu, vit, task, images, labels, None)
+}
+
+/// Loss and gradients for one batch, with optional prompt dropout (training).
+pub fn vpt_step(gpu: &Gpu, vit: &Vit, task: &VptTask, images: &Tensor, labels: &[u32], dropout: Option<Dropout>) -> Result<VptStep> {
+    let batch = images.shape().first().copied().unwrap_or(0);
+    if labels.len() != batch {
+        return Err(Error::shape("vpt_grad", format!("{} labels for images {:?}", labels.len(), images.shape())));
+    }
+    let g = Graph::new(gpu);
+    let vars = TaskVars::params(&g, task);
+    let logits = vpt_logits(&g, vit, task, &vars, images, dropout)?;
+    let labels = Labels::new(gpu, labels, task.num_classes())?;
+    let loss = g.cross_entropy(&logits, &labels)?;
+    let grads: Grads = g.backward(&loss)?;
+    let missing = || Error::shape("vpt_grad", "the loss does not depend on the head (internal error)");
+    Ok(VptStep {
+        grad_prompts: vars.prompts.as_ref().and_then(|p| grads.get(p).cloned()),
+        grad_head_weight: grads.get(&vars.head_weight).cloned().ok_or_else(missing)?,
+        grad_head_bias: grads.get(&vars.head_bias).cloned().ok_or_else(missing)?,
+        logits: logits.value().clone(),
+        loss: loss.value().clone(),
+    })
+}
+
+/// Logits only, recording nothing.
+pub fn vpt_forward(gpu: &Gpu, vit: &Vit, task: &VptTask, images: &Tensor) -> Result<Tensor> {
+    let g = Graph::inference(gpu);
+    let vars = TaskVars {
+        prompts: task.prompts.as_ref().map(|p| g.constant(p.clone())),
+        head_weight: g.constant(task.head_weight.clone()),
+        head_bias: g.constant(task.head_bias.clone()),
+    };
+    Ok(vpt_logits(&g, vit, task, &vars, images, None)?.value().clone())
+}
+
+/// A batch file: `images` f32 [B, C, H, W] (already normalised), `labels` i64 [B].
+pub fn read_batch(gpu: &Gpu, path: &str) -> Result<(Tensor, Vec<u32>)> {
+    let f = TensorFile::read(path)?;
+    let (shape, images) = f.f32("images")?;
+    if shape.len() != 4 {
+        return Err(Error::Format { path: path.into(), msg: format!("tensor \"images\" has shape {shape:?}, expected [B, 3, H, W]") });
+    }
+    let labels = match f.tensors.get("labels") {
+        Some(_) => {
+            let (lshape, l) = f.i64("labels")?;
+            if lshape != [shape[0]] {
+                return Err(Error::Format { path: path.into(), msg: format!("tensor \"labels\" has shape {lshape:?}, expected [{}]", shape[0]) });
+            }
+            l.iter()
+                .map(|&v| u32::try_from(v).map_err(|_| Error::Format { path: path.into(), msg: format!("label {v} is negative or too large") }))
+                .collect::<Result<Vec<_>>>()?
+        }
+        None => Vec::new(),
+    };
+    Ok((Tensor::from_slice(gpu, shape, images)?, labels))
+}
+
+/// Write logits, loss and the gradients (the `vpt grad` output format).
+pub fn write_step(path: &str, step: &VptStep) -> Result<()> {
+    let host = |t: &Tensor| -> Result<(Vec<usize>, Vec<f32>)> { Ok((t.shape().to_vec(), t.to_vec()?)) };
+    let mut out: Vec<(&str, (Vec<usize>, Vec<f32>))> = vec![
+        ("logits", host(&step.logits)?),
+        ("loss", (vec![], step.loss.to_vec()?)),
+        ("grad.head.weight", host(&step.grad_head_weight)?),
+        ("grad.head.bias", host(&step.grad_head_bias)?),
+    ];
+    if let Some(gp) = &step.grad_prompts {
+        out.push(("grad.prompts", host(gp)?));
+    }
+    let list: Vec<(&str, &[usize], &[f32])> = out.iter().map(|(n, (s, d))| (*n, &s[..], &d[..])).collect();
+    write_f32_tensors(path, &list, HashMap::new())
+}

@@ -1,0 +1,184 @@
+//! The whole VPT forward and backward against PyTorch/timm: fixtures/vit/<case>/ hold a timm
+//! checkpoint, a task, a batch and what PyTorch computed (fixtures/generate_vit.py). Each case
+//! prints its errors; run with `-- --nocapture` to see them:
+//!     cargo test --release --test vit_pytorch -- --nocapture
+//!
+//! Error = max|ours − torch| / max|torch| per tensor. Targets: logits and loss ≤ 1e-4, every
+//! gradient ≤ 1e-3.
+
+#[path = "kernels/common.rs"]
+#[allow(dead_code)]
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use vpt_wgsl::io::TensorFile;
+use vpt_wgsl::synthetic::{self, SyntheticVit};
+use vpt_wgsl::train::{Optimizer, Trainer, WarmupCosine};
+use vpt_wgsl::vit::{LoadOptions, StateDict, Vit};
+use vpt_wgsl::vpt::{self, VptTask};
+use vpt_wgsl::{Gpu, Tensor};
+
+const LOGITS_TOL: f64 = 1e-4;
+const GRAD_TOL: f64 = 1e-3;
+
+fn fixtures() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/vit")
+}
+
+fn path(case: &Path, file: &str) -> String {
+    case.join(file).to_string_lossy().into_owned()
+}
+
+/// max|a − b| / max|b|.
+fn relative_error(ours: &[f32], theirs: &[f32]) -> f64 {
+    assert_eq!(ours.len(), theirs.len());
+    let diff = ours.iter().zip(theirs).fold(0.0f64, |m, (&a, &b)| m.max((a as f64 - b as f64).abs()));
+    let scale = theirs.iter().fold(0.0f64, |m, &b| m.max((b as f64).abs()));
+    if ours.iter().any(|v| !v.is_finite()) {
+        return f64::INFINITY;
+    }
+    diff / scale.max(f64::MIN_POSITIVE)
+}
+
+fn compare(gpu: &Gpu, case: &str, name: &str, ours: &Tensor, expected: &TensorFile, tol: f64) {
+    let (shape, theirs) = expected.f32(name).unwrap();
+    let numel: usize = shape.iter().product::<usize>().max(1);
+    assert_eq!(ours.numel(), numel, "{case}/{name}: ours {:?}, torch {shape:?}", ours.shape());
+    let err = relative_error(&ours.to_vec().unwrap(), theirs);
+    println!("vit {case:<24} {name:<18} relative error {err:.2e} (tolerance {tol:.0e})  {}", gpu.describe());
+    assert!(err <= tol, "{case}/{name} on {}: relative error {err:.3e} > {tol:.0e}", gpu.describe());
+}
+
+/// The backbone of a case: its model.safetensors, or the synthetic generator the metadata names.
+fn backbone(gpu: &Gpu, case: &Path, expected: &TensorFile, img: (usize, usize)) -> Vit {
+    let opts = LoadOptions { num_heads: None, img_size: Some(img) };
+    match expected.metadata.get("synthetic") {
+        Some(spec) => {
+            let sd = synthetic_state_dict(spec);
+            Vit::from_state_dict(gpu, &sd, &opts).unwrap()
+        }
+        None => Vit::load(gpu, &path(case, "model.safetensors"), &opts).unwrap(),
+    }
+}
+
+/// "vit_base_patch16_224:1234" → that preset's weights (without a head) from the seeded generator.
+fn synthetic_state_dict(spec: &str) -> StateDict {
+    let (preset, seed) = spec.split_once(':').expect("synthetic = preset:seed");
+    let cfg = SyntheticVit { num_classes: 0, ..SyntheticVit::preset(preset).unwrap() };
+    let tensors = synthetic::synthetic_vit_state_dict(&cfg, seed.parse().unwrap());
+    StateDict::from_tensors(spec, tensors, [("preset".to_string(), preset.to_string())].into())
+}
+
+/// A tensor the fixture did not store but described: metadata `key` = "synthetic:<name>:<seed>"
+/// and `<key>_shape` = "a,b,c" (the ViT-B/16 case keeps its prompts and image out of the repo).
+fn synthetic_from_metadata(gpu: &Gpu, f: &TensorFile, key: &str) -> Option<Tensor> {
+    let spec = f.metadata.get(key)?.strip_prefix("synthetic:")?;
+    let (name, seed) = spec.rsplit_once(':')?;
+    let shape: Vec<usize> = f.metadata.get(&format!("{key}_shape"))?.split(',').map(|d| d.trim().parse().unwrap()).collect();
+    Some(Tensor::from_slice(gpu, &shape, &synthetic::synthetic_tensor(name, &shape, seed.parse().unwrap())).unwrap())
+}
+
+fn case_dirs() -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(fixtures())
+        .expect("fixtures/vit exists")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.join("batch.safetensors").exists())
+        .collect();
+    dirs.sort();
+    dirs
+}
+
+fn run_case(gpu: &Gpu, case: &Path) {
+    let name = case.file_name().unwrap().to_string_lossy().into_owned();
+    let expected = TensorFile::read(path(case, "expected.safetensors")).unwrap();
+    let batch_file = TensorFile::read(path(case, "batch.safetensors")).unwrap();
+    let (images, labels) = match synthetic_from_metadata(gpu, &batch_file, "images") {
+        Some(images) => (images, batch_file.i64("labels").unwrap().1.iter().map(|&l| l as u32).collect()),
+        None => vpt::read_batch(gpu, &path(case, "batch.safetensors")).unwrap(),
+    };
+    let vit = backbone(gpu, case, &expected, (images.shape()[2], images.shape()[3]));
+    let mut task = VptTask::read(gpu, &path(case, "task.safetensors")).unwrap();
+    if task.prompts.is_none() {
+        task.prompts = synthetic_from_metadata(gpu, &TensorFile::read(path(case, "task.safetensors")).unwrap(), "prompts");
+    }
+    let out = vpt::vpt_grad(gpu, &vit, &task, &images, &labels).unwrap();
+    compare(gpu, &name, "logits", &out.logits, &expected, LOGITS_TOL);
+    compare(gpu, &name, "loss", &out.loss, &expected, LOGITS_TOL);
+    compare(gpu, &name, "grad.head.weight", &out.grad_head_weight, &expected, GRAD_TOL);
+    compare(gpu, &name, "grad.head.bias", &out.grad_head_bias, &expected, GRAD_TOL);
+    match (&out.grad_prompts, expected.tensors.contains_key("grad.prompts")) {
+        (Some(g), true) => compare(gpu, &name, "grad.prompts", g, &expected, GRAD_TOL),
+        (None, false) => {}
+        (ours, theirs) => panic!("{name}: prompts gradient present in ours: {}, in torch's: {theirs}", ours.is_some()),
+    }
+    // Inference gives the same logits as the training forward.
+    let logits = vpt::vpt_forward(gpu, &vit, &task, &images).unwrap();
+    assert_eq!(logits.to_vec().unwrap(), out.logits.to_vec().unwrap(), "{name}: inference vs training forward");
+}
+
+fn is_full_size(case: &Path) -> bool {
+    case.file_name().unwrap().to_string_lossy().starts_with("vit_base")
+}
+
+/// Every small case, on every backend.
+#[test]
+fn small_vit_cases_match_pytorch() {
+    let cases: Vec<PathBuf> = case_dirs().into_iter().filter(|c| !is_full_size(c)).collect();
+    let names: Vec<String> = cases.iter().map(|c| c.file_name().unwrap().to_string_lossy().into_owned()).collect();
+    // The cases fixtures/generate_vit.py writes: shallow, deep, partial depth, linear probe, each
+    // pooling, odd sizes, non-square images, and a checkpoint run at another image size.
+    let expected = ["deep_image", "linear_probe", "nonsquare", "odd_sizes", "partial_prompt", "resampled", "shallow_cls"];
+    assert_eq!(names, expected, "fixture cases");
+    for gpu in common::gpus() {
+        for case in &cases {
+            run_case(gpu, case);
+        }
+    }
+}
+
+/// The full-size ViT-B/16 at 224 with 50 deep prompts, once, on the default adapter: about
+/// 90 GFLOP, ~30 s on lavapipe.
+#[test]
+fn vit_base_16_deep_prompts_match_pytorch() {
+    let case = case_dirs().into_iter().find(|c| is_full_size(c)).expect("the vit_base case of fixtures/generate_vit.py");
+    run_case(&common::gpus()[0], &case);
+}
+
+/// 20 SGD steps with warm-up + cosine on a fixed batch sequence: the loss at every step and the
+/// final prompts and head match PyTorch doing the same.
+#[test]
+fn twenty_training_steps_match_pytorch() {
+    let dir = fixtures().join("train");
+    let expected = TensorFile::read(path(&dir, "expected.safetensors")).unwrap();
+    let batches = TensorFile::read(path(&dir, "batches.safetensors")).unwrap();
+    let (img_shape, images) = batches.f32("images").unwrap();
+    let (_, labels) = batches.i64("labels").unwrap();
+    let (steps, batch) = (img_shape[0], img_shape[1]);
+    let per_batch: usize = img_shape[1..].iter().product();
+    let meta = |k: &str| -> f64 { expected.meta(k).unwrap() };
+    let schedule = WarmupCosine { base_lr: meta("base_lr"), warmup_steps: meta("warmup_steps") as usize, total_steps: meta("total_steps") as usize };
+    let (_, torch_lr) = expected.f32("lr").unwrap();
+    let (_, torch_losses) = expected.f32("losses").unwrap();
+    for gpu in common::gpus() {
+        let vit = Vit::load(gpu, &path(&dir, "model.safetensors"), &LoadOptions { num_heads: None, img_size: Some((img_shape[3], img_shape[4])) }).unwrap();
+        let task = VptTask::read(gpu, &path(&dir, "task.safetensors")).unwrap();
+        let optimizer = Optimizer::Sgd { momentum: meta("momentum") as f32, weight_decay: meta("weight_decay") as f32 };
+        let mut trainer = Trainer::new(gpu, &task, optimizer, schedule).unwrap();
+        let mut worst: f64 = 0.0;
+        for s in 0..steps {
+            assert!((schedule.lr(s) - torch_lr[s] as f64).abs() <= 1e-6 * schedule.base_lr, "lr at step {s}: {} vs torch {}", schedule.lr(s), torch_lr[s]);
+            let imgs = Tensor::from_slice(gpu, &img_shape[1..], &images[s * per_batch..(s + 1) * per_batch]).unwrap();
+            let labs: Vec<u32> = labels[s * batch..(s + 1) * batch].iter().map(|&l| l as u32).collect();
+            let loss = trainer.train_step(gpu, &vit, &task, &imgs, &labs, None).unwrap();
+            let err = (loss as f64 - torch_losses[s] as f64).abs() / (torch_losses[s] as f64).abs();
+            println!("train step {s:>2}: lr {:.5} loss {loss:.6} torch {:.6} relative error {err:.2e}  {}", schedule.lr(s), torch_losses[s], gpu.describe());
+            worst = worst.max(err);
+            assert!(err <= 1e-4, "step {s} on {}: loss {loss} vs torch {} (relative {err:.2e} > 1e-4)", gpu.describe(), torch_losses[s]);
+        }
+        compare(gpu, "train", "prompts", task.prompts.as_ref().unwrap(), &expected, GRAD_TOL);
+        compare(gpu, "train", "head.weight", &task.head_weight, &expected, GRAD_TOL);
+        compare(gpu, "train", "head.bias", &task.head_bias, &expected, GRAD_TOL);
+        println!("train: worst loss error over {steps} steps {worst:.2e}");
+    }
+}

@@ -1,0 +1,224 @@
+//! The autodiff graph under VPT: gradients reach only prompts and head, nothing is computed or
+//! kept for the frozen backbone, and inference records nothing.
+
+use std::collections::HashMap;
+
+use vpt_wgsl::graph::Graph;
+use vpt_wgsl::rng::next_unit;
+use vpt_wgsl::vit::{LoadOptions, StateDict, Vit};
+use vpt_wgsl::vpt::{vpt_logits, Pool, TaskVars, VptTask};
+use vpt_wgsl::{Gpu, Labels, Tensor};
+
+const D: usize = 24;
+const HEADS: usize = 3;
+const DEPTH: usize = 3;
+const PATCH: usize = 4;
+const IMG: usize = 16;
+
+/// A device of this test's own: dispatch counts must not include other tests' work.
+fn own_gpu() -> Gpu {
+    Gpu::new().unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn random(state: &mut u64, n: usize, scale: f32) -> Vec<f32> {
+    (0..n).map(|_| (next_unit(state) as f32 * 2.0 - 1.0) * scale).collect()
+}
+
+/// A small random ViT with timm names.
+fn tiny_vit(gpu: &Gpu) -> Vit {
+    let mut s = 7u64;
+    let mut list = vec![];
+    let mut add = |name: String, shape: Vec<usize>, scale: f32, s: &mut u64| {
+        let n = shape.iter().product();
+        list.push((name, shape, random(s, n, scale)));
+    };
+    let n = (IMG / PATCH) * (IMG / PATCH);
+    add("cls_token".into(), vec![1, 1, D], 0.1, &mut s);
+    add("pos_embed".into(), vec![1, 1 + n, D], 0.1, &mut s);
+    add("patch_embed.proj.weight".into(), vec![D, 3, PATCH, PATCH], 0.1, &mut s);
+    add("patch_embed.proj.bias".into(), vec![D], 0.1, &mut s);
+    for i in 0..DEPTH {
+        for (name, shape) in [
+            ("norm1.weight", vec![D]),
+            ("norm1.bias", vec![D]),
+            ("attn.qkv.weight", vec![3 * D, D]),
+            ("attn.qkv.bias", vec![3 * D]),
+            ("attn.proj.weight", vec![D, D]),
+            ("attn.proj.bias", vec![D]),
+            ("norm2.weight", vec![D]),
+            ("norm2.bias", vec![D]),
+            ("mlp.fc1.weight", vec![4 * D, D]),
+            ("mlp.fc1.bias", vec![4 * D]),
+            ("mlp.fc2.weight", vec![D, 4 * D]),
+            ("mlp.fc2.bias", vec![D]),
+        ] {
+            add(format!("blocks.{i}.{name}"), shape, 0.2, &mut s);
+        }
+    }
+    add("norm.weight".into(), vec![D], 0.5, &mut s);
+    add("norm.bias".into(), vec![D], 0.1, &mut s);
+    let sd = StateDict::from_tensors("tiny test ViT", list, HashMap::from([("num_heads".to_string(), HEADS.to_string())]));
+    Vit::from_state_dict(gpu, &sd, &LoadOptions::default()).unwrap()
+}
+
+fn task(gpu: &Gpu, depth_p: usize, prompts: usize, pool: Pool) -> VptTask {
+    let mut s = 11u64;
+    let classes = 5;
+    VptTask {
+        prompts: (depth_p > 0).then(|| Tensor::from_slice(gpu, &[depth_p, prompts, D], &random(&mut s, depth_p * prompts * D, 0.1)).unwrap()),
+        head_weight: Tensor::from_slice(gpu, &[classes, D], &random(&mut s, classes * D, 0.2)).unwrap(),
+        head_bias: Tensor::from_slice(gpu, &[classes], &random(&mut s, classes, 0.2)).unwrap(),
+        pool,
+    }
+}
+
+fn images(gpu: &Gpu, batch: usize) -> Tensor {
+    let mut s = 3u64;
+    Tensor::from_slice(gpu, &[batch, 3, IMG, IMG], &random(&mut s, batch * 3 * IMG * IMG, 1.0)).unwrap()
+}
+
+fn matmuls(gpu: &Gpu) -> u64 {
+    gpu.dispatch_counts().iter().filter(|(k, _)| k.starts_with("matmul::")).map(|(_, v)| v).sum()
+}
+
+/// One training step's backward dispatches only input-gradient matmuls in the backbone: per block
+/// dX of qkv, proj, fc1, fc2 and the four of attention (dq, dk, d(attn), dv) — 8 — plus the
+/// head's dW and dX. A weight gradient of any backbone linear would add 4 per block.
+#[test]
+fn backward_computes_no_backbone_weight_gradients() {
+    let gpu = own_gpu();
+    let vit = tiny_vit(&gpu);
+    for (depth_p, pool, expected_matmuls) in [
+        (DEPTH, Pool::Cls, 8 * DEPTH as u64 + 2),   // VPT-deep
+        (1, Pool::Cls, 8 * DEPTH as u64 + 2),       // VPT-shallow: every block is after the prompts
+        (2, Pool::Image, 8 * DEPTH as u64 + 2 + 1), // mean pooling adds one matmul (dX of the averager product)
+        (0, Pool::Cls, 1),                          // linear probe: only the head's dW
+    ] {
+        let task = task(&gpu, depth_p, 4, pool);
+        let g = Graph::new(&gpu);
+        let vars = TaskVars::params(&g, &task);
+        let logits = vpt_logits(&g, &vit, &task, &vars, &images(&gpu, 2), None).unwrap();
+        let loss = g.cross_entropy(&logits, &Labels::new(&gpu, &[1, 3], 5).unwrap()).unwrap();
+        let ops = g.tape_ops();
+        assert!(!ops.contains(&"patch_embed"), "the frozen patch embedding must record nothing: {ops:?}");
+        let before = matmuls(&gpu);
+        let grads = g.backward(&loss).unwrap();
+        let dispatched = matmuls(&gpu) - before;
+        assert_eq!(dispatched, expected_matmuls, "depth_p {depth_p}, pool {pool:?}: matmuls in backward");
+        // Gradient buffers exist for the task's tensors only.
+        let trained = 2 + usize::from(depth_p > 0);
+        assert_eq!(grads.len(), trained, "depth_p {depth_p}: gradient tensors");
+        assert!(grads.get(&vars.head_weight).is_some() && grads.get(&vars.head_bias).is_some());
+        if let Some(p) = &vars.prompts {
+            assert_eq!(grads.get(p).unwrap().shape(), &[depth_p, 4, D]);
+        }
+    }
+}
+
+/// An inference graph records nothing, so it keeps no activation alive.
+#[test]
+fn inference_records_nothing_and_frees_activations() {
+    let gpu = own_gpu();
+    let vit = tiny_vit(&gpu);
+    let task = task(&gpu, DEPTH, 4, Pool::Cls);
+    let imgs = images(&gpu, 2);
+    let live_before = gpu.live_bytes();
+    let g = Graph::inference(&gpu);
+    let vars = TaskVars {
+        prompts: task.prompts.as_ref().map(|p| g.constant(p.clone())),
+        head_weight: g.constant(task.head_weight.clone()),
+        head_bias: g.constant(task.head_bias.clone()),
+    };
+    let logits = vpt_logits(&g, &vit, &task, &vars, &imgs, None).unwrap();
+    assert!(g.tape_ops().is_empty());
+    let logits_bytes = (logits.value().numel() * 4) as u64;
+    drop(vars);
+    assert_eq!(gpu.live_bytes(), live_before + logits_bytes.max(4), "only the logits outlive the forward");
+}
+
+/// After backward the tape is consumed: what stays alive is the gradients, not the activations.
+#[test]
+fn backward_frees_saved_activations() {
+    let gpu = own_gpu();
+    let vit = tiny_vit(&gpu);
+    let task = task(&gpu, DEPTH, 4, Pool::Cls);
+    let imgs = images(&gpu, 2);
+    let live_before = gpu.live_bytes();
+    let g = Graph::new(&gpu);
+    let vars = TaskVars::params(&g, &task);
+    let logits = vpt_logits(&g, &vit, &task, &vars, &imgs, None).unwrap();
+    let loss = g.cross_entropy(&logits, &Labels::new(&gpu, &[0, 4], 5).unwrap()).unwrap();
+    let during = gpu.live_bytes();
+    let grads = g.backward(&loss).unwrap();
+    assert!(g.tape_ops().is_empty());
+    drop((logits, loss, vars));
+    let grad_bytes: u64 = [DEPTH * 4 * D, 5 * D, 5].iter().map(|&n| (n * 4) as u64).sum();
+    assert!(during > live_before + 10 * grad_bytes, "the forward should hold activations ({during} vs {live_before})");
+    assert_eq!(gpu.live_bytes(), live_before + grad_bytes, "after backward only the 3 gradients remain");
+    drop(grads);
+}
+
+/// The loss must be a single value that depends on something trainable.
+#[test]
+fn backward_rejects_a_loss_without_trainable_inputs() {
+    let gpu = own_gpu();
+    let g = Graph::new(&gpu);
+    let x = g.constant(Tensor::full(&gpu, &[1], 2.0).unwrap());
+    let y = g.scale(&x, 3.0).unwrap();
+    let msg = g.backward(&y).err().unwrap().to_string();
+    assert!(msg.contains("does not depend on any trainable"), "{msg}");
+}
+
+/// Checkpoint problems are errors naming the tensor and the shapes, never panics.
+#[test]
+fn bad_checkpoints_are_clear_errors() {
+    let gpu = own_gpu();
+    let dir = std::env::temp_dir().join(format!("vpt-bad-ckpt-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = |n: &str| dir.join(n).to_string_lossy().into_owned();
+    let write = |name: &str, tensors: &[(&str, &[usize])], meta: &[(&str, &str)]| {
+        let data: Vec<Vec<f32>> = tensors.iter().map(|(_, s)| vec![0.5; s.iter().product()]).collect();
+        let list: Vec<(&str, &[usize], &[f32])> = tensors.iter().zip(&data).map(|((n, s), d)| (*n, *s, &d[..])).collect();
+        let meta = meta.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect();
+        vpt_wgsl::io::write_f32_tensors(path(name), &list, meta).unwrap();
+        path(name)
+    };
+    let load = |p: &str| Vit::load(&gpu, p, &LoadOptions::default()).err().expect("should fail").to_string();
+
+    // Not a ViT at all.
+    let msg = load(&write("resnet.safetensors", &[("conv1.weight", &[8, 3, 7, 7])], &[]));
+    assert!(msg.contains("missing tensor \"cls_token\"") && msg.contains("VisionTransformer"), "{msg}");
+    // A ViT with one tensor of the wrong shape.
+    let good = [("cls_token", &[1, 1, 8][..]), ("pos_embed", &[1, 5, 8]), ("patch_embed.proj.weight", &[8, 3, 4, 4]), ("patch_embed.proj.bias", &[8]),
+        ("blocks.0.norm1.weight", &[8]), ("blocks.0.norm1.bias", &[8]), ("blocks.0.attn.qkv.weight", &[24, 8]), ("blocks.0.attn.qkv.bias", &[24]),
+        ("blocks.0.attn.proj.weight", &[8, 8]), ("blocks.0.attn.proj.bias", &[8]), ("blocks.0.norm2.weight", &[8]), ("blocks.0.norm2.bias", &[8]),
+        ("blocks.0.mlp.fc1.weight", &[32, 8]), ("blocks.0.mlp.fc1.bias", &[32]), ("blocks.0.mlp.fc2.weight", &[8, 32]), ("blocks.0.mlp.fc2.bias", &[8]),
+        ("norm.weight", &[8]), ("norm.bias", &[8])];
+    let vit = Vit::load(&gpu, &write("good.safetensors", &good, &[("num_heads", "2")]), &LoadOptions::default()).unwrap();
+    assert_eq!((vit.cfg.embed_dim, vit.cfg.depth, vit.cfg.num_heads, vit.cfg.patch_size, vit.cfg.img_size, vit.cfg.mlp_hidden), (8, 1, 2, 4, (8, 8), 32));
+    let mut bad = good.to_vec();
+    bad[6] = ("blocks.0.attn.qkv.weight", &[24, 9]);
+    let msg = load(&write("bad_shape.safetensors", &bad, &[("num_heads", "2")]));
+    assert!(msg.contains("blocks.0.attn.qkv.weight") && msg.contains("[24, 9]") && msg.contains("[24, 8]"), "{msg}");
+    // The head count cannot be guessed.
+    let msg = load(&write("no_heads.safetensors", &good, &[]));
+    assert!(msg.contains("num_heads"), "{msg}");
+    let msg = load(&write("bad_heads.safetensors", &good, &[("num_heads", "3")]));
+    assert!(msg.contains("num_heads = 3") && msg.contains("8"), "{msg}");
+    // Not a safetensors file.
+    std::fs::write(path("garbage.safetensors"), b"hello").unwrap();
+    let msg = load(&path("garbage.safetensors"));
+    assert!(msg.contains("not a safetensors file"), "{msg}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
+fn presets_follow_timm() {
+    use vpt_wgsl::vit::preset;
+    let b = preset("vit_base_patch16_224").unwrap();
+    assert_eq!((b.embed_dim, b.depth, b.num_heads, b.patch_size, b.img_size, b.mlp_hidden, b.num_patches()), (768, 12, 12, 16, (224, 224), 3072, 196));
+    let h = preset("vit_huge_patch14_224").unwrap();
+    assert_eq!((h.embed_dim, h.depth, h.num_heads, h.head_dim()), (1280, 32, 16, 80));
+    assert_eq!(preset("vit_small_patch32_384").unwrap().grid(), (12, 12));
+    assert!(preset("vit_base_patch15_224").is_none() && preset("resnet50").is_none());
+}
