@@ -13,4 +13,5 @@ mod patch;
 mod pytorch;
 mod reduce;
 mod softmax;
+mod tensor;
 mod tokens;

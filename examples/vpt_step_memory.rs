@@ -1,0 +1,67 @@
+//! Memory and time of one VPT-deep training step on a full-size ViT-B/16 (synthetic weights):
+//! what the frozen weights take, what the forward keeps for backward, and the peak.
+//!
+//!     cargo run --release --example vpt_step_memory -- [BATCH] [PROMPTS]     (default 8 50)
+//!
+//! Bytes are those of tensor storage buffers (our allocator's accounting); uniform and staging
+//! buffers (a few KiB per dispatch) are not counted. benches/pytorch_vpt_memory.py measures
+//! what PyTorch keeps for the same step.
+
+use std::time::Instant;
+
+use vpt_wgsl::graph::Graph;
+use vpt_wgsl::synthetic::{synthetic_tensor, synthetic_vit_state_dict, SyntheticVit};
+use vpt_wgsl::vit::{LoadOptions, StateDict, Vit};
+use vpt_wgsl::vpt::{vpt_logits, Pool, TaskVars, VptTask};
+use vpt_wgsl::{Gpu, Labels, Result, Tensor};
+
+fn mib(bytes: u64) -> String {
+    format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
+}
+
+fn main() -> Result<()> {
+    let args: Vec<usize> = std::env::args().skip(1).map(|a| a.parse().expect("BATCH and PROMPTS are numbers")).collect();
+    let (batch, prompts) = (args.first().copied().unwrap_or(8), args.get(1).copied().unwrap_or(50));
+    let gpu = Gpu::new()?;
+    let cfg = SyntheticVit { num_classes: 0, ..SyntheticVit::preset("vit_base_patch16_224")? };
+    let sd = StateDict::from_tensors("synthetic ViT-B/16", synthetic_vit_state_dict(&cfg, 1234), [("num_heads".into(), "12".into())].into());
+    let vit = Vit::from_state_dict(&gpu, &sd, &LoadOptions::default())?;
+    drop(sd);
+    let weights = gpu.live_bytes();
+
+    let (d, depth, classes) = (768, 12, 10);
+    let task = VptTask {
+        prompts: Some(Tensor::from_slice(&gpu, &[depth, prompts, d], &synthetic_tensor("vpt.prompts", &[depth, prompts, d], 1))?),
+        head_weight: Tensor::from_slice(&gpu, &[classes, d], &synthetic_tensor("vpt.head.weight", &[classes, d], 1))?,
+        head_bias: Tensor::zeros(&gpu, &[classes])?,
+        pool: Pool::Cls,
+    };
+    let images = Tensor::from_slice(&gpu, &[batch, 3, 224, 224], &synthetic_tensor("batch.images", &[batch, 3, 224, 224], 1))?;
+    let labels = Labels::new(&gpu, &(0..batch as u32).map(|i| i % classes as u32).collect::<Vec<_>>(), classes)?;
+    gpu.flush()?;
+    let before_step = gpu.live_bytes();
+    gpu.reset_peak_bytes();
+
+    let t = Instant::now();
+    let g = Graph::new(&gpu);
+    let vars = TaskVars::params(&g, &task);
+    let logits = vpt_logits(&g, &vit, &task, &vars, &images, None)?;
+    let loss = g.cross_entropy(&logits, &labels)?;
+    let loss_value = loss.value().to_scalar()?;
+    let forward_s = t.elapsed().as_secs_f64();
+    let kept = gpu.live_bytes() - before_step;
+    let t = Instant::now();
+    let grads = g.backward(&loss)?;
+    let grad_prompts = grads.get(vars.prompts.as_ref().unwrap()).unwrap().to_vec()?;
+    let backward_s = t.elapsed().as_secs_f64();
+
+    println!("adapter:                      {}", gpu.describe());
+    println!("step:                         ViT-B/16 at 224, batch {batch}, {prompts} deep prompts (VPT-deep), loss {loss_value:.4}, |grad prompts| max {:.3e}",
+        grad_prompts.iter().fold(0.0f32, |m, v| m.max(v.abs())));
+    println!("frozen weights:               {}", mib(weights));
+    println!("kept by the forward for backward (activations, {} ops on the tape): {}", g.tape_ops().len(), mib(kept));
+    println!("peak during the step:         {} (weights and inputs included)", mib(gpu.peak_bytes()));
+    println!("peak above weights and inputs: {}", mib(gpu.peak_bytes() - before_step));
+    println!("time: forward {forward_s:.1} s, backward {backward_s:.1} s");
+    Ok(())
+}
