@@ -8,8 +8,10 @@
 //! - [`reference`]: plain f64 CPU versions of every kernel, the yardstick for the tests.
 //! - [`graph`]: the autodiff tape and differentiable ops.
 //! - [`vit`], [`vpt`], [`train`]: the frozen ViT, visual prompts, and training steps.
+//! - [`data`]: image folders, the stratified train/val split, transforms, the epoch loader.
 //! - [`pos_embed`], [`synthetic`]: timm's position-embedding resampling; seeded synthetic weights.
 
+pub mod data;
 pub mod error;
 pub mod gpu;
 pub mod graph;
