@@ -50,6 +50,7 @@ fn main() -> Result<()> {
     let loss_value = loss.value().to_scalar()?;
     let forward_s = t.elapsed().as_secs_f64();
     let kept = gpu.live_bytes() - before_step;
+    let recorded = g.tape_ops().len();
     let t = Instant::now();
     let grads = g.backward(&loss)?;
     let grad_prompts = grads.get(vars.prompts.as_ref().unwrap()).unwrap().to_vec()?;
@@ -59,7 +60,7 @@ fn main() -> Result<()> {
     println!("step:                         ViT-B/16 at 224, batch {batch}, {prompts} deep prompts (VPT-deep), loss {loss_value:.4}, |grad prompts| max {:.3e}",
         grad_prompts.iter().fold(0.0f32, |m, v| m.max(v.abs())));
     println!("frozen weights:               {}", mib(weights));
-    println!("kept by the forward for backward (activations, {} ops on the tape): {}", g.tape_ops().len(), mib(kept));
+    println!("kept by the forward for backward (activations, {} ops on the tape): {}", recorded, mib(kept));
     println!("peak during the step:         {} (weights and inputs included)", mib(gpu.peak_bytes()));
     println!("peak above weights and inputs: {}", mib(gpu.peak_bytes() - before_step));
     println!("time: forward {forward_s:.1} s, backward {backward_s:.1} s");

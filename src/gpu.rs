@@ -421,6 +421,17 @@ impl Gpu {
         Ok(())
     }
 
+    /// Record a copy of `bytes` from `src` to `dst` after everything already recorded.
+    pub fn copy(&self, src: &GpuBuffer, dst: &GpuBuffer, bytes: u64) -> Result<()> {
+        let device = &self.inner.device;
+        let mut pending = self.inner.pending.lock().unwrap();
+        let encoder = pending
+            .encoder
+            .get_or_insert_with(|| device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("ops") }));
+        encoder.copy_buffer_to_buffer(&src.buffer, 0, &dst.buffer, 0, bytes.next_multiple_of(4));
+        Ok(())
+    }
+
     /// A grid of `n` workgroups laid out in x then y, since one dimension holds at most 65535
     /// (on most adapters). Kernels recover the flat index as `wid.y * num_workgroups.x + wid.x`.
     pub fn grid(&self, n: u32) -> [u32; 3] {

@@ -9,18 +9,23 @@
 //! - [`graph`]: the autodiff tape and differentiable ops.
 //! - [`vit`], [`vpt`], [`train`]: the frozen ViT, visual prompts, and training steps.
 //! - [`data`]: image folders, the stratified train/val split, transforms, the epoch loader.
+//! - [`task`], [`fit`], [`predict`]: task files, `vpt train`, and several tasks served from one backbone.
 //! - [`pos_embed`], [`synthetic`]: timm's position-embedding resampling; seeded synthetic weights.
 
 pub mod data;
+pub mod demo;
 pub mod error;
+pub mod fit;
 pub mod gpu;
 pub mod graph;
 pub mod io;
 pub mod kernels;
 pub mod pos_embed;
+pub mod predict;
 pub mod reference;
 pub mod rng;
 pub mod synthetic;
+pub mod task;
 pub mod tensor;
 pub mod train;
 pub mod vit;

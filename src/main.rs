@@ -1,10 +1,14 @@
 //! The `vpt` command-line tool. Each subcommand is a thin layer over the library: parse the
 //! arguments, call it, print the result; any error is printed and the exit code is non-zero.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 use vpt_wgsl::gpu::{backends_from_env, list_adapters, AdapterReport};
+use vpt_wgsl::data::{default_resize, ImageFolder, Normalization, Transform};
+use vpt_wgsl::fit::{self, OptimizerKind, TrainConfig};
+use vpt_wgsl::task::TaskFile;
 use vpt_wgsl::vit::{LoadOptions, Vit};
 use vpt_wgsl::vpt::{self, VptTask};
 use vpt_wgsl::{Gpu, Result, Tensor};
@@ -40,6 +44,117 @@ enum Command {
         #[arg(long)]
         out: String,
     },
+    /// The bundled demo: prompt-tune a small pretrained ViT on handwritten digits it never saw
+    /// (linear probe, VPT-shallow, VPT-deep) and compare with the PyTorch reference.
+    Demo {
+        /// The demo's folder (backbone, images, PyTorch reference).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+        /// Where the three task files go.
+        #[arg(long, default_value = "vpt-demo")]
+        out_dir: PathBuf,
+        /// Override the reference recipe's epochs (then the comparison is no longer like for like).
+        #[arg(long)]
+        epochs: Option<usize>,
+    },
+    /// Prompt-tune the backbone on a folder of images (one sub-folder per class).
+    Train(TrainArgs),
+    /// Top-1 and per-class accuracy of a task on a folder of images.
+    Eval {
+        #[arg(long)]
+        model: String,
+        #[arg(long)]
+        task: String,
+        /// Images in class sub-folders named as the task's classes.
+        #[arg(long)]
+        data: PathBuf,
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+        #[arg(long)]
+        num_heads: Option<usize>,
+    },
+    /// Top-k classes for images, from one or more tasks served by one backbone in one batch.
+    Predict {
+        #[arg(long)]
+        model: String,
+        /// Task files (repeat --task to ask several tasks at once).
+        #[arg(long = "task", required = true)]
+        tasks: Vec<String>,
+        #[arg(long, default_value_t = 3)]
+        top_k: usize,
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+        #[arg(long)]
+        num_heads: Option<usize>,
+        /// Image files (JPEG or PNG).
+        #[arg(required = true)]
+        images: Vec<PathBuf>,
+    },
+}
+
+/// `vpt train` arguments. Defaults follow the paper's recipe (SGD, momentum 0.9, warm-up then
+/// cosine, LR = base LR × batch / 256).
+#[derive(clap::Args)]
+struct TrainArgs {
+    /// Backbone checkpoint with timm names (.safetensors).
+    #[arg(long)]
+    model: String,
+    /// Training images: one sub-folder per class.
+    #[arg(long)]
+    data: PathBuf,
+    /// Validation images (same class folders); default: a seeded 90/10 split of --data.
+    #[arg(long)]
+    val: Option<PathBuf>,
+    /// The task file to write (after every epoch).
+    #[arg(long)]
+    out: String,
+    /// Prompt tokens per layer (0: linear probe).
+    #[arg(long, default_value_t = 50)]
+    prompts: usize,
+    /// Prompted layers: shallow (the first), deep (all), or a number.
+    #[arg(long, default_value = "deep")]
+    depth: String,
+    /// Output pooling: cls, image or prompt.
+    #[arg(long, default_value = "cls")]
+    pool: String,
+    #[arg(long, default_value_t = 100)]
+    epochs: usize,
+    #[arg(long, default_value_t = 64)]
+    batch: usize,
+    /// Base learning rate; the rate used is lr × batch / 256. The paper searches
+    /// {50, 25, 10, 5, 2.5, 1, 0.5, 0.25, 0.1, 0.05}.
+    #[arg(long, default_value_t = 0.5)]
+    lr: f64,
+    /// Weight decay (the paper searches {0.01, 1e-3, 1e-4, 0}).
+    #[arg(long, default_value_t = 1e-4)]
+    wd: f32,
+    /// Warm-up epochs.
+    #[arg(long, default_value_t = 10)]
+    warmup: usize,
+    /// sgd (momentum 0.9) or adamw.
+    #[arg(long, default_value = "sgd")]
+    optimizer: String,
+    #[arg(long, default_value_t = 0)]
+    seed: u64,
+    /// Crop size; default: the checkpoint's image size.
+    #[arg(long)]
+    img_size: Option<usize>,
+    /// No horizontal flips at training (for images that are not mirror-symmetric, like digits).
+    #[arg(long)]
+    no_flip: bool,
+    /// Prompt dropout (the paper uses 0.1 for VPT-deep).
+    #[arg(long, default_value_t = 0.0)]
+    prompt_dropout: f32,
+    /// Normalisation mean "r,g,b"; default: the checkpoint's metadata, else ImageNet's.
+    #[arg(long, requires = "std")]
+    mean: Option<String>,
+    #[arg(long, requires = "mean")]
+    std: Option<String>,
+    #[arg(long)]
+    num_heads: Option<usize>,
+    /// Continue the run whose task file is --out, from its last finished epoch.
+    #[arg(long)]
+    resume: bool,
 }
 
 /// The files `grad` and `forward` read.
@@ -65,6 +180,10 @@ fn main() -> ExitCode {
         Command::Info => info(),
         Command::Grad { inputs, out } => grad(&inputs, &out),
         Command::Forward { inputs, out } => forward(&inputs, &out),
+        Command::Train(args) => train(args),
+        Command::Demo { dir, out_dir, epochs } => demo(dir, &out_dir, epochs),
+        Command::Eval { model, task, data, batch, num_heads } => eval(&model, &task, &data, batch, num_heads),
+        Command::Predict { model, tasks, top_k, batch, num_heads, images } => predict(&model, &tasks, top_k, batch, num_heads, &images),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -115,6 +234,149 @@ fn forward(inputs: &ModelInputs, out: &str) -> Result<()> {
     let data = logits.to_vec()?;
     vpt_wgsl::io::write_f32_tensors(out, &[("logits", logits.shape(), &data)], Default::default())?;
     println!("logits {:?} → {out}", logits.shape());
+    Ok(())
+}
+
+fn train(a: TrainArgs) -> Result<()> {
+    let norm = match (&a.mean, &a.std) {
+        (Some(m), Some(s)) => Some(Normalization::parse(m, s)?),
+        _ => None,
+    };
+    let optimizer = match a.optimizer.as_str() {
+        "sgd" => OptimizerKind::Sgd,
+        "adamw" => OptimizerKind::AdamW,
+        other => return Err(vpt_wgsl::Error::shape("--optimizer", format!("{other:?} is not sgd or adamw"))),
+    };
+    let cfg = TrainConfig {
+        model: a.model,
+        data: a.data,
+        val: a.val,
+        out: a.out,
+        num_prompts: a.prompts,
+        depth: a.depth.parse()?,
+        pool: a.pool.parse()?,
+        epochs: a.epochs,
+        batch: a.batch,
+        base_lr: a.lr,
+        weight_decay: a.wd,
+        warmup_epochs: a.warmup,
+        optimizer,
+        seed: a.seed,
+        img_size: a.img_size,
+        flip: !a.no_flip,
+        prompt_dropout: a.prompt_dropout,
+        norm,
+        num_heads: a.num_heads,
+        resume: a.resume,
+    };
+    let gpu = Gpu::new()?;
+    let mut bar = ProgressBarObserver::new();
+    let last = fit::fit(&gpu, &cfg, &mut bar)?;
+    bar.finish();
+    println!("task written to {} (metrics: {}); validation accuracy {:.2}%", cfg.out, fit::metrics_path(&cfg.out), 100.0 * last.val_accuracy);
+    Ok(())
+}
+
+fn demo(dir: Option<PathBuf>, out_dir: &std::path::Path, epochs: Option<usize>) -> Result<()> {
+    let gpu = Gpu::new()?;
+    let dir = dir.unwrap_or_else(vpt_wgsl::demo::default_dir);
+    let start = std::time::Instant::now();
+    let mut bar = ProgressBarObserver::new();
+    let rows = vpt_wgsl::demo::run_demo(&gpu, &dir, out_dir, epochs, &mut bar)?;
+    bar.finish();
+    print!("{}", vpt_wgsl::demo::format_table(&rows));
+    println!("\nbackbone pretrained on digits 0–4, tuned on digits 5–9 (test: {}), on {} in {:.0} s",
+        dir.join("digits-5to9/test").display(), gpu.describe(), start.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Progress bar with loss, accuracy and images/s; one summary line per epoch.
+struct ProgressBarObserver {
+    bar: Option<indicatif::ProgressBar>,
+}
+
+impl ProgressBarObserver {
+    fn new() -> Self {
+        ProgressBarObserver { bar: None }
+    }
+    fn finish(&mut self) {
+        if let Some(bar) = self.bar.take() {
+            bar.finish_and_clear();
+        }
+    }
+}
+
+impl fit::Observer for ProgressBarObserver {
+    fn start(&mut self, message: &str) {
+        println!("{message}");
+    }
+    fn step(&mut self, s: &fit::StepInfo) {
+        let bar = self.bar.get_or_insert_with(|| {
+            let bar = indicatif::ProgressBar::new(s.batches as u64);
+            bar.set_style(
+                indicatif::ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg}").expect("valid template").progress_chars("=> "),
+            );
+            bar
+        });
+        bar.set_length(s.batches as u64);
+        bar.set_prefix(s.epoch.to_string());
+        bar.set_position(s.batch as u64);
+        bar.set_message(format!("loss {:.4} acc {:.1}% {:.1} img/s", s.loss, 100.0 * s.accuracy, s.images_per_second));
+    }
+    fn epoch(&mut self, e: &fit::EpochSummary) {
+        let line = format!(
+            "epoch {:>3}/{}: lr {:.5}  loss {:.4}  train acc {:5.1}%  val acc {:5.1}%  {:.1} img/s  {:.1} s",
+            e.epoch, e.epochs, e.lr, e.train_loss, 100.0 * e.train_accuracy, 100.0 * e.val_accuracy, e.images_per_second, e.seconds
+        );
+        match &self.bar {
+            Some(bar) => bar.println(line),
+            None => println!("{line}"),
+        }
+    }
+}
+
+/// A backbone plus tasks checked to belong to it.
+fn load_tasks(gpu: &Gpu, model: &str, tasks: &[String], num_heads: Option<usize>) -> Result<(Vit, Vec<TaskFile>)> {
+    let first = TaskFile::read(gpu, &tasks[0])?;
+    let (vit, fingerprint, _) = fit::load_backbone(gpu, model, num_heads, Some(first.img_size.0))?;
+    let mut files = vec![first];
+    for path in &tasks[1..] {
+        files.push(TaskFile::read(gpu, path)?);
+    }
+    for (file, path) in files.iter().zip(tasks) {
+        file.check_backbone(&fingerprint, path, model)?;
+    }
+    Ok((vit, files))
+}
+
+fn eval(model: &str, task: &str, data: &std::path::Path, batch: usize, num_heads: Option<usize>) -> Result<()> {
+    let gpu = Gpu::new()?;
+    let (vit, files) = load_tasks(&gpu, model, &[task.to_string()], num_heads)?;
+    let t = &files[0];
+    let folder = ImageFolder::scan_with_classes(data, &t.classes)?;
+    if !folder.skipped.is_empty() {
+        eprintln!("warning: skipped {} files that are not readable images", folder.skipped.len());
+    }
+    let size = t.img_size.0;
+    let result = fit::evaluate(&gpu, &vit, &t.task, &folder.samples, Transform::Eval { size, resize: default_resize(size) }, t.norm, batch, t.classes.len())?;
+    println!("top-1 accuracy: {:.2}% on {} images", 100.0 * result.top1, folder.samples.len());
+    for (name, (correct, total)) in t.classes.iter().zip(&result.per_class) {
+        println!("  {name:<24} {:6.2}%  ({correct}/{total})", 100.0 * *correct as f64 / (*total).max(1) as f64);
+    }
+    Ok(())
+}
+
+fn predict(model: &str, tasks: &[String], top_k: usize, batch: usize, num_heads: Option<usize>, images: &[PathBuf]) -> Result<()> {
+    let gpu = Gpu::new()?;
+    let (vit, files) = load_tasks(&gpu, model, tasks, num_heads)?;
+    let results = vpt_wgsl::predict::predict(&gpu, &vit, &files, images, top_k, batch)?;
+    for (image, per_task) in images.iter().zip(results) {
+        println!("{}", image.display());
+        for (task, guesses) in tasks.iter().zip(per_task) {
+            let shown: Vec<String> = guesses.iter().map(|g| format!("{} {:.1}%", g.class, 100.0 * g.probability)).collect();
+            println!("  {task}: {}", shown.join(", "));
+        }
+    }
     Ok(())
 }
 

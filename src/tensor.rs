@@ -129,6 +129,15 @@ impl Tensor {
         Arc::ptr_eq(&self.buffer, &other.buffer)
     }
 
+    /// Overwrite this tensor's values with `src`'s (same shape), in place: for restoring saved
+    /// training state into tensors an optimizer updates.
+    pub fn copy_from(&self, src: &Tensor) -> Result<()> {
+        if src.shape != self.shape || !self.gpu.same_device(&src.gpu) {
+            return Err(Error::shape("Tensor::copy_from", format!("cannot copy {:?} into {:?}", src.shape, self.shape)));
+        }
+        self.gpu.copy(&src.buffer, &self.buffer, self.numel() as u64 * 4)
+    }
+
     /// An op's output: a zeroed tensor on the same device.
     pub(crate) fn empty_like_shape(&self, shape: &[usize]) -> Result<Tensor> {
         Tensor::zeros(&self.gpu, shape)

@@ -64,6 +64,11 @@ impl Trainer {
 
     /// One forward, backward and update on a batch; returns the loss of the forward (before the update).
     pub fn train_step(&mut self, gpu: &Gpu, vit: &Vit, task: &VptTask, images: &Tensor, labels: &[u32], dropout: Option<Dropout>) -> Result<f32> {
+        Ok(self.train_step_with_logits(gpu, vit, task, images, labels, dropout)?.0)
+    }
+
+    /// [`Trainer::train_step`], also returning the forward's logits [B, C] (for accuracy).
+    pub fn train_step_with_logits(&mut self, gpu: &Gpu, vit: &Vit, task: &VptTask, images: &Tensor, labels: &[u32], dropout: Option<Dropout>) -> Result<(f32, Tensor)> {
         let out = vpt_step(gpu, vit, task, images, labels, dropout)?;
         let grads: Vec<&Tensor> = out.grad_prompts.iter().chain([&out.grad_head_weight, &out.grad_head_bias]).collect();
         let lr = self.schedule.lr(self.step) as f32;
@@ -77,7 +82,30 @@ impl Trainer {
             }
         }
         self.step += 1;
-        out.loss.to_scalar()
+        Ok((out.loss.to_scalar()?, out.logits))
+    }
+
+    /// The optimizer's state tensors, in a fixed order (for the resume file).
+    pub fn state_tensors(&self) -> Vec<Tensor> {
+        self.state.iter().flat_map(|(a, b)| std::iter::once(a.clone()).chain(b.clone())).collect()
+    }
+
+    /// Continue from a saved state: `step` steps taken, `tensors` as [`Trainer::state_tensors`] gave them.
+    pub fn restore(&mut self, step: usize, tensors: &[Vec<f32>]) -> Result<()> {
+        let mine = self.state_tensors();
+        if tensors.len() != mine.len() {
+            return Err(crate::Error::shape("Trainer::restore", format!("{} state tensors for {} expected", tensors.len(), mine.len())));
+        }
+        let gpu = mine[0].gpu().clone();
+        let mut fresh = tensors.iter().zip(&mine).map(|(data, t)| Tensor::from_slice(&gpu, t.shape(), data));
+        for (a, b) in self.state.iter_mut() {
+            *a = fresh.next().expect("counted")?;
+            if b.is_some() {
+                *b = Some(fresh.next().expect("counted")?);
+            }
+        }
+        self.step = step;
+        Ok(())
     }
 }
 

@@ -137,13 +137,32 @@ impl TaskVars {
 /// The forward pass: images [B, C, H, W] → logits [B, C].
 pub fn vpt_logits(g: &Graph, vit: &Vit, task: &VptTask, vars: &TaskVars, images: &Tensor, dropout: Option<Dropout>) -> Result<Var> {
     task.check_against(vit)?;
-    let (depth_p, p) = task.prompt_dims();
+    let pooled = vpt_pooled(g, vit, vars.prompts.as_ref(), task.pool, images, dropout)?; // [B, D]
+    g.linear(&pooled, &vars.head_weight, Some(&vars.head_bias)) // [B, C]
+}
+
+/// Backbone with prompts, final norm and pooling: images [B, C, H, W] → features [B, D].
+///
+/// `prompts` is [depth_p, P, D], shared by every image, or [depth_p, B, P, D], one set per image
+/// (how `vpt predict` serves several tasks from one batch).
+pub fn vpt_pooled(g: &Graph, vit: &Vit, prompts: Option<&Var>, pool: Pool, images: &Tensor, dropout: Option<Dropout>) -> Result<Var> {
     let batch = images.shape()[0];
+    let (depth_p, p) = match prompts.map(|v| v.shape()) {
+        None => (0, 0),
+        Some(&[depth, n, _]) => (depth, n),
+        Some(&[depth, b, n, _]) if b == batch => (depth, n),
+        Some(other) => return Err(Error::shape("vpt", format!("prompts {other:?} must be [depth, P, D] or [depth, B = {batch}, P, D]"))),
+    };
+    if depth_p > vit.cfg.depth {
+        return Err(Error::shape("vpt", format!("{depth_p} prompted layers but the backbone has {}", vit.cfg.depth)));
+    }
     let mut x = vit.embed(g, images)?; // [B, 1+N, D]
     let tokens = x.shape()[1] + p;
     for i in 0..vit.cfg.depth {
         if i < depth_p {
-            let prompts = layer_prompts(g, vars, i, p, batch, dropout.map(|d| Dropout { seed: d.seed.wrapping_add(i as u64), ..d }))?;
+            let prompts = prompts.expect("depth_p > 0 implies prompts");
+            let layer_dropout = dropout.map(|d| Dropout { seed: d.seed.wrapping_add(i as u64), ..d });
+            let prompts = layer_prompts(g, prompts, i, batch, layer_dropout)?;
             // Block 0: insert after CLS. Later blocks: overwrite what block i−1 computed there.
             let skip = if i == 0 { 1 } else { 1 + p };
             let cls = g.slice_tokens(&x, 0, 1)?;
@@ -153,22 +172,27 @@ pub fn vpt_logits(g: &Graph, vit: &Vit, task: &VptTask, vars: &TaskVars, images:
         x = vit.block(g, i, &x)?;
     }
     let x = vit.final_norm(g, &x)?;
-    let pooled = match task.pool {
-        Pool::Cls => g.reshape(&g.slice_tokens(&x, 0, 1)?, &[batch, vit.cfg.embed_dim])?,
-        Pool::Image => g.mean_tokens(&g.slice_tokens(&x, 1 + p, tokens - 1 - p)?)?,
-        Pool::Prompt => g.mean_tokens(&g.slice_tokens(&x, 1, p)?)?,
-    }; // [B, D]
-    g.linear(&pooled, &vars.head_weight, Some(&vars.head_bias)) // [B, C]
+    match pool {
+        Pool::Cls => g.reshape(&g.slice_tokens(&x, 0, 1)?, &[batch, vit.cfg.embed_dim]),
+        Pool::Image => g.mean_tokens(&g.slice_tokens(&x, 1 + p, tokens - 1 - p)?),
+        Pool::Prompt if p > 0 => g.mean_tokens(&g.slice_tokens(&x, 1, p)?),
+        Pool::Prompt => Err(Error::shape("vpt", "prompt pooling needs prompts")),
+    }
 }
 
-/// Layer i's prompts as [1, P, D] (shared by the batch), or [B, P, D] with per-image dropout.
-fn layer_prompts(g: &Graph, vars: &TaskVars, i: usize, p: usize, batch: usize, dropout: Option<Dropout>) -> Result<Var> {
-    let all = vars.prompts.as_ref().expect("depth_p > 0 implies prompts");
-    let d = all.shape()[2];
-    let flat = g.reshape(all, &[1, all.shape()[0] * p, d])?; // [1, depth_p·P, D]
-    let mine = g.slice_tokens(&flat, i * p, p)?; // [1, P, D]
+/// Layer i's prompts: [1, P, D] shared by the batch, or [B, P, D] (per-image prompts, or shared
+/// ones expanded so each image gets its own dropout mask).
+fn layer_prompts(g: &Graph, all: &Var, i: usize, batch: usize, dropout: Option<Dropout>) -> Result<Var> {
+    let shape = all.shape().to_vec();
+    let (per_layer, d) = (shape[1..shape.len() - 1].iter().product::<usize>(), shape[shape.len() - 1]);
+    let flat = g.reshape(all, &[1, shape[0] * per_layer, d])?; // [1, depth_p·(B·)P, D]
+    let mine = g.slice_tokens(&flat, i * per_layer, per_layer)?; // [1, (B·)P, D]
+    let mine = if shape.len() == 4 { g.reshape(&mine, &[batch, shape[2], d])? } else { mine };
     match dropout {
-        Some(drop) if drop.p > 0.0 => g.dropout(&g.expand_batch(&mine, batch)?, drop),
+        Some(drop) if drop.p > 0.0 => {
+            let expanded = if mine.shape()[0] == 1 { g.expand_batch(&mine, batch)? } else { mine };
+            g.dropout(&expanded, drop)
+        }
         _ => Ok(mine),
     }
 }

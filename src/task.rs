@@ -1,0 +1,149 @@
+//! The task file: what `vpt train` produces and `vpt eval` / `vpt predict` use. One
+//! `.safetensors` of a few hundred kilobytes at most:
+//!
+//! - tensors `prompts` [depth_p, P, D] (absent for the linear probe), `head.weight` [C, D],
+//!   `head.bias` [C];
+//! - `__metadata__`: `format`, `classes` (JSON list of class names, index = label), `pool`,
+//!   `mean` / `std` (the normalisation the images need), `img_size` ("H,W"), and `backbone`: a
+//!   fingerprint of the backbone's weights, so a task is never run on the wrong backbone.
+//!
+//! A second file, `<task>.resume.safetensors`, holds what `--resume` needs: the same tensors plus
+//! the optimizer state and the training settings. Both are written atomically (temporary file +
+//! rename) after every epoch.
+
+use std::collections::HashMap;
+
+use crate::data::Normalization;
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::io::{write_f32_tensors, TensorFile};
+use crate::tensor::Tensor;
+use crate::vit::StateDict;
+use crate::vpt::{Pool, VptTask};
+
+pub const FORMAT: &str = "vpt-wgsl task v1";
+
+/// A trained task: the VPT tensors plus what is needed to use them.
+pub struct TaskFile {
+    pub task: VptTask,
+    pub classes: Vec<String>,
+    pub norm: Normalization,
+    pub img_size: (usize, usize),
+    /// [`backbone_fingerprint`] of the backbone it was trained on.
+    pub backbone: String,
+}
+
+/// FNV-1a (64-bit) over every backbone tensor's name, shape and f32 values, in name order. Not a
+/// cryptographic hash: it guards against running a task on the wrong backbone by accident.
+pub fn backbone_fingerprint(sd: &StateDict) -> String {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut feed = |bytes: &[u8]| {
+        for &b in bytes {
+            hash ^= b as u64;
+            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    };
+    let mut names: Vec<&String> = sd.tensors.keys().filter(|n| !n.starts_with("head.")).collect();
+    names.sort();
+    for name in names {
+        let (shape, data) = &sd.tensors[name];
+        feed(name.as_bytes());
+        for d in shape {
+            feed(&(*d as u64).to_le_bytes());
+        }
+        feed(bytemuck::cast_slice(data));
+    }
+    format!("fnv1a64:{hash:016x}")
+}
+
+impl TaskFile {
+    pub fn read(gpu: &Gpu, path: &str) -> Result<TaskFile> {
+        let task = VptTask::read(gpu, path)?;
+        let f = TensorFile::read(path)?;
+        let fmt = |msg: String| Error::Format { path: path.to_string(), msg };
+        let meta = |key: &str| f.metadata.get(key).ok_or_else(|| fmt(format!("missing metadata {key:?}: not a task file written by `vpt train`")));
+        if meta("format")? != FORMAT {
+            return Err(fmt(format!("format {:?} is not {FORMAT:?}", meta("format")?)));
+        }
+        let classes: Vec<String> = serde_json::from_str(meta("classes")?).map_err(|e| fmt(format!("metadata classes: {e}")))?;
+        if classes.len() != task.num_classes() {
+            return Err(fmt(format!("{} class names for a head with {} outputs", classes.len(), task.num_classes())));
+        }
+        let norm = Normalization::parse(meta("mean")?, meta("std")?).map_err(|e| fmt(e.to_string()))?;
+        let img_size = parse_size(meta("img_size")?).ok_or_else(|| fmt(format!("metadata img_size {:?} is not \"H,W\"", meta("img_size"))))?;
+        Ok(TaskFile { task, classes, norm, img_size, backbone: meta("backbone")?.clone(), })
+    }
+
+    /// The metadata block of the task file.
+    fn metadata(&self) -> HashMap<String, String> {
+        let (mean, std) = self.norm.to_strings();
+        HashMap::from([
+            ("format".into(), FORMAT.into()),
+            ("classes".into(), serde_json::to_string(&self.classes).expect("strings serialise")),
+            ("pool".into(), self.task.pool.name().into()),
+            ("mean".into(), mean),
+            ("std".into(), std),
+            ("img_size".into(), format!("{},{}", self.img_size.0, self.img_size.1)),
+            ("backbone".into(), self.backbone.clone()),
+        ])
+    }
+
+    /// Write the task file atomically, plus `extra` tensors and metadata (the resume state).
+    pub fn write(&self, path: &str, extra: &[(String, Tensor)], extra_meta: &[(String, String)]) -> Result<()> {
+        let mut host: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
+        if let Some(p) = &self.task.prompts {
+            host.push(("prompts".into(), p.shape().to_vec(), p.to_vec()?));
+        }
+        host.push(("head.weight".into(), self.task.head_weight.shape().to_vec(), self.task.head_weight.to_vec()?));
+        host.push(("head.bias".into(), self.task.head_bias.shape().to_vec(), self.task.head_bias.to_vec()?));
+        for (name, t) in extra {
+            host.push((name.clone(), t.shape().to_vec(), t.to_vec()?));
+        }
+        let list: Vec<(&str, &[usize], &[f32])> = host.iter().map(|(n, s, d)| (n.as_str(), &s[..], &d[..])).collect();
+        let mut meta = self.metadata();
+        meta.extend(extra_meta.iter().cloned());
+        write_f32_tensors(path, &list, meta)
+    }
+
+    /// Refuse to run this task on a backbone with another fingerprint.
+    pub fn check_backbone(&self, fingerprint: &str, task_path: &str, model_path: &str) -> Result<()> {
+        if self.backbone != fingerprint {
+            return Err(Error::Format {
+                path: task_path.to_string(),
+                msg: format!("this task was trained on backbone {} but {model_path} is {fingerprint}; use the backbone it was trained with", self.backbone),
+            });
+        }
+        Ok(())
+    }
+}
+
+/// "H,W" → (H, W).
+pub fn parse_size(s: &str) -> Option<(usize, usize)> {
+    let (h, w) = s.split_once(',')?;
+    Some((h.trim().parse().ok()?, w.trim().parse().ok()?))
+}
+
+/// The prompt initialisation of KMnP/vpt: uniform(−v, v), v = √(6 / (3·p² + D)).
+pub fn init_prompts(depth: usize, num_prompts: usize, dim: usize, patch: usize, rng: &mut u64) -> Vec<f32> {
+    let v = (6.0 / (3.0 * (patch * patch) as f64 + dim as f64)).sqrt();
+    (0..depth * num_prompts * dim).map(|_| ((crate::rng::next_unit(rng) * 2.0 - 1.0) * v) as f32).collect()
+}
+
+/// torch.nn.Linear's initialisation of a [C, D] head: weight and bias uniform(−1/√D, 1/√D).
+pub fn init_head(classes: usize, dim: usize, rng: &mut u64) -> (Vec<f32>, Vec<f32>) {
+    let bound = 1.0 / (dim as f64).sqrt();
+    let mut draw = |n: usize| -> Vec<f32> { (0..n).map(|_| ((crate::rng::next_unit(rng) * 2.0 - 1.0) * bound) as f32).collect() };
+    (draw(classes * dim), draw(classes))
+}
+
+/// A fresh task for `classes` on a backbone of width `dim` and patch `patch`.
+pub fn new_task(gpu: &Gpu, depth: usize, num_prompts: usize, dim: usize, patch: usize, classes: usize, pool: Pool, seed: u64) -> Result<VptTask> {
+    let mut rng = seed ^ 0x5650_545f_494e_4954; // "VPT_INIT": keep init draws apart from data draws
+    let prompts = if depth > 0 && num_prompts > 0 {
+        Some(Tensor::from_slice(gpu, &[depth, num_prompts, dim], &init_prompts(depth, num_prompts, dim, patch, &mut rng))?)
+    } else {
+        None
+    };
+    let (w, b) = init_head(classes, dim, &mut rng);
+    Ok(VptTask { prompts, head_weight: Tensor::from_slice(gpu, &[classes, dim], &w)?, head_bias: Tensor::from_slice(gpu, &[classes], &b)?, pool })
+}

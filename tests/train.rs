@@ -1,0 +1,214 @@
+//! The user's job end to end on a tiny backbone and image folder made here: `vpt train` killed
+//! mid-run and resumed ends exactly where an uninterrupted run ends; `vpt predict` with several
+//! tasks in one batch answers each image as each task alone does; bad input is a clear error.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use vpt_wgsl::data::Normalization;
+use vpt_wgsl::io::{write_f32_tensors, TensorFile};
+use vpt_wgsl::synthetic::{synthetic_vit_state_dict, SyntheticVit};
+use vpt_wgsl::task::{backbone_fingerprint, new_task, TaskFile};
+use vpt_wgsl::vit::StateDict;
+use vpt_wgsl::vpt::Pool;
+use vpt_wgsl::Gpu;
+
+const CLASSES: [&str; 3] = ["circle", "cross", "stripes"];
+
+fn workdir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("vpt-train-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// A tiny ViT (D 24, 2 blocks, 2 heads, patch 4, 16×16) with synthetic weights, as a checkpoint file.
+fn tiny_backbone(dir: &Path) -> String {
+    let cfg = SyntheticVit { embed_dim: 24, depth: 2, num_heads: 2, patch_size: 4, img_size: (16, 16), in_chans: 3, mlp_ratio: 4.0, num_classes: 0 };
+    let tensors = synthetic_vit_state_dict(&cfg, 5);
+    let list: Vec<(&str, &[usize], &[f32])> = tensors.iter().map(|(n, s, d)| (n.as_str(), &s[..], &d[..])).collect();
+    let path = dir.join("backbone.safetensors").to_string_lossy().into_owned();
+    let meta = [("num_heads", "2"), ("mean", "0.5,0.5,0.5"), ("std", "0.25,0.25,0.25")].map(|(k, v)| (k.to_string(), v.to_string())).into();
+    write_f32_tensors(&path, &list, meta).unwrap();
+    path
+}
+
+/// 3 classes × `per_class` 20×20 PNGs with a class-dependent pattern and per-image noise.
+fn image_folder(dir: &Path, per_class: usize) -> PathBuf {
+    let root = dir.join("images");
+    for (c, class) in CLASSES.iter().enumerate() {
+        std::fs::create_dir_all(root.join(class)).unwrap();
+        for i in 0..per_class {
+            let img = image::RgbImage::from_fn(20, 20, |x, y| {
+                let (fx, fy) = (x as f32 - 10.0, y as f32 - 10.0);
+                let on = match c {
+                    0 => (fx * fx + fy * fy).sqrt() < 6.0,
+                    1 => (fx.abs() < 2.0) || (fy.abs() < 2.0),
+                    _ => (y / 3) % 2 == 0,
+                };
+                let noise = ((x * 31 + y * 17 + i as u32 * 97) % 40) as u8;
+                let v = if on { 200 + noise / 2 } else { noise };
+                image::Rgb([v, v / 2 + (c as u8) * 10, 255 - v])
+            });
+            img.save(root.join(class).join(format!("{i:03}.png"))).unwrap();
+        }
+    }
+    root
+}
+
+fn vpt_train(args: &[&str]) -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_vpt"));
+    cmd.arg("train").args(args).stdout(Stdio::null()).stderr(Stdio::piped());
+    cmd
+}
+
+fn task_tensors(path: &str) -> Vec<(String, Vec<f32>)> {
+    let f = TensorFile::read(path).unwrap();
+    ["prompts", "head.weight", "head.bias"].iter().map(|n| (n.to_string(), f.f32(n).unwrap().1.to_vec())).collect()
+}
+
+/// Killing `vpt train` (SIGKILL, mid-run) and running it again with --resume ends with the same
+/// prompts and head, bit for bit, as an uninterrupted run.
+#[test]
+fn killed_and_resumed_run_ends_like_an_uninterrupted_one() {
+    let dir = workdir("resume");
+    let model = tiny_backbone(&dir);
+    let data = image_folder(&dir, 10);
+    let common = |out: &str| -> Vec<String> {
+        [
+            "--model", &model, "--data", &data.to_string_lossy(), "--out", out, "--prompts", "3", "--depth", "deep",
+            "--epochs", "10", "--batch", "4", "--lr", "2", "--warmup", "1", "--seed", "7", "--prompt-dropout", "0.1",
+        ]
+        .map(String::from)
+        .to_vec()
+    };
+    let straight = dir.join("straight.safetensors").to_string_lossy().into_owned();
+    let out = vpt_train(&common(&straight).iter().map(String::as_str).collect::<Vec<_>>()).output().unwrap();
+    assert!(out.status.success(), "uninterrupted run failed: {}", String::from_utf8_lossy(&out.stderr));
+
+    let interrupted = dir.join("interrupted.safetensors").to_string_lossy().into_owned();
+    let args = common(&interrupted);
+    let mut child = vpt_train(&args.iter().map(String::as_str).collect::<Vec<_>>()).spawn().unwrap();
+    // Wait until the first epoch is on disk, then kill the process wherever it is.
+    let start = Instant::now();
+    while !Path::new(&interrupted).exists() {
+        assert!(child.try_wait().unwrap().is_none(), "training ended before its first epoch was written");
+        assert!(start.elapsed() < Duration::from_secs(300), "no epoch written in 5 minutes");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    assert!(child.try_wait().unwrap().is_none(), "training finished before it could be killed: make the run longer");
+    child.kill().unwrap();
+    child.wait().unwrap();
+    let epochs_before = TensorFile::read(vpt_wgsl::fit::resume_path(&interrupted)).unwrap().metadata["epochs_done"].clone();
+    assert_ne!(epochs_before, "10", "killed after the last epoch: nothing was interrupted");
+
+    let mut resumed_args = args.clone();
+    resumed_args.push("--resume".into());
+    let out = vpt_train(&resumed_args.iter().map(String::as_str).collect::<Vec<_>>()).output().unwrap();
+    assert!(out.status.success(), "resumed run failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(task_tensors(&straight), task_tensors(&interrupted), "resumed after epoch {epochs_before}: final task differs");
+    let metrics = std::fs::read_to_string(vpt_wgsl::fit::metrics_path(&interrupted)).unwrap();
+    assert_eq!(metrics.lines().count(), 10, "one metrics line per epoch:\n{metrics}");
+
+    // A second resume finds nothing to do and says so, without touching the task.
+    let out = vpt_train(&resumed_args.iter().map(String::as_str).collect::<Vec<_>>()).output().unwrap();
+    assert!(!out.status.success() && String::from_utf8_lossy(&out.stderr).contains("already finished"));
+    assert_eq!(task_tensors(&straight), task_tensors(&interrupted));
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Several tasks in one `predict` call (mixed in one batch) give each image exactly the answer
+/// each task gives alone.
+#[test]
+fn predict_with_several_tasks_answers_as_each_task_alone() {
+    let dir = workdir("predict");
+    let model = tiny_backbone(&dir);
+    let data = image_folder(&dir, 2);
+    let gpu = Gpu::new().unwrap_or_else(|e| panic!("{e}"));
+    let (vit, fingerprint, _) = vpt_wgsl::fit::load_backbone(&gpu, &model, None, None).unwrap();
+    let classes: Vec<String> = CLASSES.iter().map(|s| s.to_string()).collect();
+    // Two tasks of the same prompt shape (they share batches) and one of another (its own batch).
+    let make = |depth, prompts, pool, seed| TaskFile {
+        task: new_task(&gpu, depth, prompts, 24, 4, 3, pool, seed).unwrap(),
+        classes: classes.clone(),
+        norm: Normalization::parse("0.5,0.5,0.5", "0.25,0.25,0.25").unwrap(),
+        img_size: (16, 16),
+        backbone: fingerprint.clone(),
+    };
+    let tasks = [make(2, 3, Pool::Cls, 1), make(2, 3, Pool::Cls, 2), make(1, 5, Pool::Image, 3)];
+    let images: Vec<PathBuf> = CLASSES.iter().flat_map(|c| (0..2).map(|i| data.join(c).join(format!("{i:03}.png"))).collect::<Vec<_>>()).collect();
+    let together = vpt_wgsl::predict::predict(&gpu, &vit, &tasks, &images, 3, 64).unwrap();
+    for (t, task) in tasks.iter().enumerate() {
+        let alone = vpt_wgsl::predict::predict(&gpu, &vit, std::slice::from_ref(task), &images, 3, 64).unwrap();
+        for (i, image) in images.iter().enumerate() {
+            assert_eq!(together[i][t], alone[i][0], "task {t}, image {}", image.display());
+        }
+    }
+    // The tasks really differ, so the comparison above is not vacuous.
+    assert_ne!(together[0][0], together[0][1]);
+
+    // Through the CLI too: files on disk, two --task flags.
+    let paths: Vec<String> = (0..2).map(|t| dir.join(format!("task{t}.safetensors")).to_string_lossy().into_owned()).collect();
+    for (t, p) in tasks.iter().zip(&paths) {
+        t.write(p, &[], &[]).unwrap();
+    }
+    let out = Command::new(env!("CARGO_BIN_EXE_vpt"))
+        .args(["predict", "--model", &model, "--task", &paths[0], "--task", &paths[1], "--top-k", "2"])
+        .arg(&images[0])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains(&paths[0]) && stdout.contains(&paths[1]) && stdout.contains('%'), "{stdout}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// A task is refused on a backbone other than the one it was trained on.
+#[test]
+fn task_for_another_backbone_is_refused() {
+    let dir = workdir("other-backbone");
+    let model = tiny_backbone(&dir);
+    let gpu = Gpu::new().unwrap_or_else(|e| panic!("{e}"));
+    let task = TaskFile {
+        task: new_task(&gpu, 1, 2, 24, 4, 3, Pool::Cls, 1).unwrap(),
+        classes: CLASSES.iter().map(|s| s.to_string()).collect(),
+        norm: Normalization::IMAGENET,
+        img_size: (16, 16),
+        backbone: "fnv1a64:0000000000000000".into(),
+    };
+    let path = dir.join("task.safetensors").to_string_lossy().into_owned();
+    task.write(&path, &[], &[]).unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_vpt")).args(["predict", "--model", &model, "--task", &path, "nothing.png"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains("trained on backbone") && !stderr.contains("panicked"), "{stderr}");
+    let sd = StateDict::read(&model).unwrap();
+    assert!(stderr.contains(&backbone_fingerprint(&sd)), "{stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Bad training input: a clear message, a non-zero exit, and no task file.
+#[test]
+fn bad_training_input_is_a_clear_error() {
+    let dir = workdir("bad-input");
+    let model = tiny_backbone(&dir);
+    let out = dir.join("task.safetensors");
+    let run = |data: &Path| {
+        let o = vpt_train(&["--model", &model, "--data", &data.to_string_lossy(), "--out", &out.to_string_lossy(), "--epochs", "1"]).output().unwrap();
+        (o.status.success(), String::from_utf8_lossy(&o.stderr).into_owned())
+    };
+    let (ok, stderr) = run(&dir.join("missing"));
+    assert!(!ok && stderr.contains("missing") && !stderr.contains("panicked"), "{stderr}");
+    std::fs::create_dir_all(dir.join("empty")).unwrap();
+    let (ok, stderr) = run(&dir.join("empty"));
+    assert!(!ok && stderr.contains("error:") && !stderr.contains("panicked"), "{stderr}");
+    // A checkpoint that is not a ViT.
+    let not_vit = dir.join("not_vit.safetensors").to_string_lossy().into_owned();
+    write_f32_tensors(&not_vit, &[("conv1.weight", &[2, 3][..], &[0.0; 6][..])], Default::default()).unwrap();
+    let data = image_folder(&dir, 2);
+    let o = vpt_train(&["--model", &not_vit, "--data", &data.to_string_lossy(), "--out", &out.to_string_lossy()]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && stderr.contains("cls_token") && !stderr.contains("panicked"), "{stderr}");
+    assert!(!out.exists(), "no task file may appear after a failed run");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
