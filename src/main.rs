@@ -329,8 +329,9 @@ impl fit::Observer for ProgressBarObserver {
             e.epoch, e.epochs, e.lr, e.train_loss, 100.0 * e.train_accuracy, 100.0 * e.val_accuracy, e.images_per_second, e.seconds
         );
         match &self.bar {
-            Some(bar) => bar.println(line),
-            None => println!("{line}"),
+            // A hidden bar (output is not a terminal) would swallow println: print directly.
+            Some(bar) if !bar.is_hidden() => bar.println(line),
+            _ => println!("{line}"),
         }
     }
 }
