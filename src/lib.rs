@@ -7,6 +7,7 @@
 //! - [`io`]: `.safetensors` reading and atomic writing.
 //! - [`reference`]: plain f64 CPU versions of every kernel, the yardstick for the tests.
 
+pub mod bench;
 pub mod error;
 pub mod gpu;
 pub mod io;

@@ -4,6 +4,7 @@
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use vpt_wgsl::bench::BenchArgs;
 use vpt_wgsl::gpu::{backends_from_env, list_adapters, AdapterReport};
 use vpt_wgsl::Result;
 
@@ -19,12 +20,16 @@ enum Command {
     /// List every GPU adapter with its backend, driver, optional features and the limits that
     /// matter for large tensors. Honours WGPU_BACKEND (e.g. `vulkan`, `gl`).
     Info,
+    /// Time every kernel of a ViT training step (matmul variants side by side, LayerNorm,
+    /// softmax, GELU, cross-entropy; forward and backward) on this machine's GPU.
+    Bench(BenchArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info => info(),
+        Command::Bench(args) => vpt_wgsl::bench::run_cli(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
