@@ -217,7 +217,8 @@ fn matmul_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
 //
 // lavapipe (Mesa's software Vulkan, llvmpipe underneath) runs a workgroup as a CPU loop over
 // groups of 8 invocations, one per lane of an 8-wide AVX2 vector. What that rewards, found by
-// reading llvmpipe's code generator (lp_bld_nir_soa.c) and measuring each change:
+// reading llvmpipe's code generator (lp_bld_nir_soa.c in Mesa 21.3 and a later release; this
+// machine runs 22.3) and measuring each change:
 //
 // - A load from a storage buffer *or from workgroup memory*, inside a loop, is a scalar loop over
 //   the 8 lanes (take the lane's index, bounds-check it, load, insert), even when every lane reads
@@ -226,9 +227,10 @@ fn matmul_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
 // - A vec4 load is one trip round that lane loop for four values instead of four trips.
 // - A barrier stops each 8-lane group of the workgroup and switches to the next (coroutines).
 // - A private array indexed in a loop lives in memory, each access again a per-lane gather; named
-//   variables live in registers. (The 16×8 kernel below with its accumulators in an array updated
-//   in loops ran at 7.6 GFLOP/s instead of 23.7.) The accumulators are named `var<private>`s.
-// - A branch on a uniform value (`params.trans_a`) inside the K loop cost 10–15% against the
+//   variables live in registers. (An earlier, fc1-only version of the 16×8 kernel below ran at
+//   7.6 GFLOP/s with its accumulators in an array updated in loops, 23.7 with named ones.) The
+//   accumulators are named `var<private>`s.
+// - A branch on a uniform value (`params.trans_a`) inside the K loop cost 14–20% against the
 //   same kernel with the layout fixed at compile time. The transposes are therefore WGSL
 //   `override` constants, set when the pipeline is created (one pipeline per layout), and the
 //   compiler deletes the untaken side.
@@ -244,10 +246,10 @@ fn matmul_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
 // never stored), and the last, partial step of the K loop zeroes the values past K, so every
 // M, N, K works.
 //
-// What each step bought on lavapipe, [247, 768]·[3072, 768]ᵀ (GFLOP/s, README "Benchmarks" has
-// every shape and the command): tiled 3.2 → reg4x4 (no workgroup memory, no barriers, layout
-// fixed at compile time) 6.6 → reg4x4 with vec4 loads 12.2 → reg16x8 (24 loads per 512 FMAs
-// instead of 8 per 64) 23.7.
+// What each step bought on lavapipe (2 cores, quiet), fc1 [247, 768]·[3072, 768]ᵀ in GFLOP/s
+// (README "Benchmarks" has every shape and the command): tiled 3.3 → reg4x4 (no workgroup memory,
+// no barriers, layout fixed at compile time) 6.3 → reg4x4_vec4 (vec4 loads) 11.4 → reg16x8
+// (24 loads per 512 FMAs instead of 8 per 64) 23.8.
 
 override TRANS_A: bool = false;   // A is stored [K, M]
 override TRANS_B: bool = false;   // B is stored [N, K]
@@ -408,12 +410,13 @@ fn matmul_reg4x4(@builtin(global_invocation_id) gid: vec3<u32>) {
 // workgroup (a 128×64 tile of C). Per step of 4 along K: 24 quad loads for 8 block products
 // (512 FMAs): each loaded block of op(A) serves 2 products and each block of op(B) 4.
 //
-// Block shapes tried on lavapipe, rows × columns per invocation, [247, 768]·[3072, 768]ᵀ in
-// GFLOP/s: 4×4 12.2, 4×8 14.2, 8×4 15.2, 8×8 21.0, 12×8 19.2, 8×12 22.5, 16×8 23.7, 8×16 12.7
-// (past ~32 accumulators per lane they spill out of the CPU's registers). Workgroups of 8×8,
-// 16×4, 32×2 or 64×1 invocations ran within noise of each other; 4×16 ran 30% slower (the 8 lanes
-// of a SIMD group then span two rows of blocks and stop sharing their loads of A). Unrolling the
-// K loop to 8 per iteration bought nothing.
+// Block shapes tried on lavapipe (an earlier version of this kernel, fc1's layout only), rows ×
+// columns per invocation, GFLOP/s: 4×4 12.2, 4×8 14.2, 8×4 15.2, 8×8 21.0, 12×8 19.2, 8×12 22.5,
+// 16×8 23.7, 8×16 12.7 (past ~32 accumulators per lane they spill out of the CPU's registers).
+// Also tried on this kernel, at fc1: workgroups of 16×4, 32×2 or 64×1 invocations ran within 3%
+// of 8×8, and 4×16 30% slower (the 8 lanes of a SIMD group then span two rows of blocks and stop
+// reading the same quads of A); two K steps per loop iteration, 11% slower; vec4 stores of C,
+// 6% faster at K = 64 (attention) and no faster at K = 768: not worth a second, writable view of C.
 // ---------------------------------------------------------------------------------------------
 
 // acc_ij: Cᵀ of the 4×4 block at rows m + 4i, columns n + 4j.
