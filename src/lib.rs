@@ -12,6 +12,7 @@
 //! - [`task`], [`fit`], [`predict`]: task files, `vpt train`, and several tasks served from one backbone.
 //! - [`pos_embed`], [`synthetic`]: timm's position-embedding resampling; seeded synthetic weights.
 
+pub mod bench;
 pub mod data;
 pub mod demo;
 pub mod error;

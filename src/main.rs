@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use vpt_wgsl::bench::BenchArgs;
 use vpt_wgsl::gpu::{backends_from_env, list_adapters, AdapterReport};
 use vpt_wgsl::data::{default_resize, ImageFolder, Normalization, Transform};
 use vpt_wgsl::fit::{self, OptimizerKind, TrainConfig};
@@ -59,6 +60,9 @@ enum Command {
     },
     /// Prompt-tune the backbone on a folder of images (one sub-folder per class).
     Train(TrainArgs),
+    /// Time every kernel of a ViT training step (matmul variants side by side, LayerNorm,
+    /// softmax, GELU, cross-entropy; forward and backward) on this machine's GPU.
+    Bench(BenchArgs),
     /// Top-1 and per-class accuracy of a task on a folder of images.
     Eval {
         #[arg(long)]
@@ -184,6 +188,7 @@ fn main() -> ExitCode {
         Command::Demo { dir, out_dir, epochs } => demo(dir, &out_dir, epochs),
         Command::Eval { model, task, data, batch, num_heads } => eval(&model, &task, &data, batch, num_heads),
         Command::Predict { model, tasks, top_k, batch, num_heads, images } => predict(&model, &tasks, top_k, batch, num_heads, &images),
+        Command::Bench(args) => vpt_wgsl::bench::run_cli(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -3,7 +3,7 @@
 //! catches what would break there (reserved words, unsupported constructs) before a user sees it.
 //! Needs no GPU.
 
-use naga::back::{glsl, hlsl, msl, spv};
+use naga::back::{glsl, hlsl, msl, spv, PipelineConstants};
 use naga::valid::{Capabilities, ModuleInfo, ValidationFlags, Validator};
 use vpt_wgsl::kernels::{Shader, ALL_SHADERS};
 
@@ -14,7 +14,12 @@ fn parse_and_validate(shader: &Shader) -> (naga::Module, ModuleInfo) {
     let info = Validator::new(ValidationFlags::all(), Capabilities::empty())
         .validate(&module)
         .unwrap_or_else(|e| panic!("{}.wgsl does not validate:\n{}", shader.name, e.emit_to_string(shader.source)));
-    (module, info)
+    // Kernels with `override` constants (matmul's specialised layouts) get their values when the
+    // pipeline is created; wgpu resolves them before translating, and so do we, with the defaults.
+    // Both sides of every branch they decide are still in the module, so both get translated.
+    let (module, info) = naga::back::pipeline_constants::process_overrides(&module, &info, None, &PipelineConstants::default())
+        .unwrap_or_else(|e| panic!("{}.wgsl: override constants: {e}", shader.name));
+    (module.into_owned(), info.into_owned())
 }
 
 #[test]

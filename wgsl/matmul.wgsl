@@ -11,8 +11,9 @@
 // matrix. There is no backward entry point: the gradients are matmuls too (dA = dC·op(B)ᵀ,
 // dB = op(A)ᵀ·dC, up to transposes), so the launcher composes them from these kernels.
 //
-// Both kernels use the z grid dimension for the batch: workgroup (x, y, z) covers columns of
-// tile x, rows of tile y, of batch z.
+// Five kernels compute the same thing, each after `tiled` adding one change (llm.c style; the
+// launcher's `MatmulKernel` names them and picks one per device and shape). All use the z grid
+// dimension for the batch: workgroup (x, y, z) covers columns of tile x, rows of tile y, of batch z.
 
 struct Params {
     M: u32,
@@ -208,4 +209,267 @@ fn matmul_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
     store_row(c_base, m0 + ty + THREAD_ROWS, n0 + tx, acc1);
     store_row(c_base, m0 + ty + 2u * THREAD_ROWS, n0 + tx, acc2);
     store_row(c_base, m0 + ty + 3u * THREAD_ROWS, n0 + tx, acc3);
+}
+
+// =============================================================================================
+// Register-tiled kernels, specialised per layout: what a CPU-run "GPU" (lavapipe) rewards.
+// =============================================================================================
+//
+// lavapipe (Mesa's software Vulkan, llvmpipe underneath) runs a workgroup as a CPU loop over
+// groups of 8 invocations, one per lane of an 8-wide AVX2 vector. What that rewards, found by
+// reading llvmpipe's code generator (lp_bld_nir_soa.c in Mesa 21.3 and a later release; this
+// machine runs 22.3) and measuring each change:
+//
+// - A load from a storage buffer *or from workgroup memory*, inside a loop, is a scalar loop over
+//   the 8 lanes (take the lane's index, bounds-check it, load, insert), even when every lane reads
+//   the same address. So the number of load *instructions* per FMA sets the speed, and staging
+//   tiles through workgroup memory buys nothing: it doubles the loads (global → shared → register).
+// - A vec4 load is one trip round that lane loop for four values instead of four trips.
+// - A barrier stops each 8-lane group of the workgroup and switches to the next (coroutines).
+// - A private array indexed in a loop lives in memory, each access again a per-lane gather; named
+//   variables live in registers. (An earlier, fc1-only version of the 16×8 kernel below ran at
+//   7.6 GFLOP/s with its accumulators in an array updated in loops, 23.7 with named ones.) The
+//   accumulators are named `var<private>`s.
+// - A branch on a uniform value (`params.trans_a`) inside the K loop cost 14–20% against the
+//   same kernel with the layout fixed at compile time. The transposes are therefore WGSL
+//   `override` constants, set when the pipeline is created (one pipeline per layout), and the
+//   compiler deletes the untaken side.
+//
+// So these kernels use no workgroup memory and no barriers: each invocation computes a block of C
+// straight from global memory, 4 values of K at a time, as products of 4×4 blocks held in
+// mat4x4s. Each 4×4 block of op(A) or op(B) is read as four quads (4 consecutive stored values):
+// along K where the operand is stored with K innermost, along M or N otherwise. A quad is one vec4
+// load when the stored rows are a multiple of 4 long (the `*_VEC4` constants), else four scalar
+// loads; the ViT's widths (64, 768, 2304, 3072) all are, its token count (197 + 50) is not.
+//
+// Edges: quads outside the matrix are clamped into it (valid loads; the results they feed are
+// never stored), and the last, partial step of the K loop zeroes the values past K, so every
+// M, N, K works.
+//
+// What each step bought on lavapipe (2 cores, quiet), fc1 [247, 768]·[3072, 768]ᵀ in GFLOP/s
+// (README "Benchmarks" has every shape and the command): tiled 3.3 → reg4x4 (no workgroup memory,
+// no barriers, layout fixed at compile time) 6.3 → reg4x4_vec4 (vec4 loads) 11.4 → reg16x8
+// (24 loads per 512 FMAs instead of 8 per 64) 23.8.
+
+override TRANS_A: bool = false;   // A is stored [K, M]
+override TRANS_B: bool = false;   // B is stored [N, K]
+override A_VEC4: bool = false;    // A's stored rows are a multiple of 4 long: read quads as vec4
+override B_VEC4: bool = false;    // same for B
+
+// The same buffers as a and b, seen as vec4s (bound only when the *_VEC4 constant is true;
+// otherwise a 16-byte stand-in sits there and is never read).
+@group(0) @binding(5) var<storage, read> a4: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read> b4: array<vec4<f32>>;
+
+// Stored A (row-major, `rows` × `cols`, starting at `base`): 4 consecutive values of stored row r
+// from column c, with r and each column clamped into the matrix. With A_VEC4, c is a multiple of 4.
+fn a_quad(base: u32, r: u32, c: u32, rows: u32, cols: u32) -> vec4<f32> {
+    let row = base + min(r, rows - 1u) * cols;
+    if (A_VEC4) {
+        return a4[(row + min(c, cols - 4u)) / 4u];
+    }
+    let last = cols - 1u;
+    return vec4<f32>(a[row + min(c, last)], a[row + min(c + 1u, last)], a[row + min(c + 2u, last)], a[row + min(c + 3u, last)]);
+}
+
+// Same for B.
+fn b_quad(base: u32, r: u32, c: u32, rows: u32, cols: u32) -> vec4<f32> {
+    let row = base + min(r, rows - 1u) * cols;
+    if (B_VEC4) {
+        return b4[(row + min(c, cols - 4u)) / 4u];
+    }
+    let last = cols - 1u;
+    return vec4<f32>(b[row + min(c, last)], b[row + min(c + 1u, last)], b[row + min(c + 2u, last)], b[row + min(c + 3u, last)]);
+}
+
+// For the last step of the K loop: zero the values of a quad that runs along K at k ≥ K ...
+fn k_quad(v: vec4<f32>, k: u32) -> vec4<f32> {
+    return select(vec4<f32>(0.0), v, vec4<u32>(k) + vec4<u32>(0u, 1u, 2u, 3u) < vec4<u32>(params.K));
+}
+// ... or a whole quad that lies at one k ≥ K.
+fn k_row(v: vec4<f32>, k: u32) -> vec4<f32> {
+    return select(vec4<f32>(0.0), v, k < params.K);
+}
+
+// The block of op(A) at rows m..m+3, k..k+3, transposed: column q holds op(A)[m + q, k..k+3].
+// `tail`: this is the last step and some of k..k+3 may be ≥ K.
+fn a_block_t(base: u32, m: u32, k: u32, tail: bool) -> mat4x4<f32> {
+    let M = params.M;
+    let K = params.K;
+    if (TRANS_A) {
+        // Stored [K, M]: quads run along m, quad q is op(A)[m.., k + q], so they form the block
+        // itself (not transposed). transpose() costs nothing: it only renames registers.
+        var q0 = a_quad(base, k, m, K, M);
+        var q1 = a_quad(base, k + 1u, m, K, M);
+        var q2 = a_quad(base, k + 2u, m, K, M);
+        var q3 = a_quad(base, k + 3u, m, K, M);
+        if (tail) {
+            q0 = k_row(q0, k);
+            q1 = k_row(q1, k + 1u);
+            q2 = k_row(q2, k + 2u);
+            q3 = k_row(q3, k + 3u);
+        }
+        return transpose(mat4x4<f32>(q0, q1, q2, q3));
+    }
+    // Stored [M, K]: quad q is row m + q along k.
+    var q0 = a_quad(base, m, k, M, K);
+    var q1 = a_quad(base, m + 1u, k, M, K);
+    var q2 = a_quad(base, m + 2u, k, M, K);
+    var q3 = a_quad(base, m + 3u, k, M, K);
+    if (tail) {
+        q0 = k_quad(q0, k);
+        q1 = k_quad(q1, k);
+        q2 = k_quad(q2, k);
+        q3 = k_quad(q3, k);
+    }
+    return mat4x4<f32>(q0, q1, q2, q3);
+}
+
+// The block of op(B) at k..k+3, columns n..n+3, transposed: column q holds op(B)[k + q, n..n+3].
+fn b_block_t(base: u32, k: u32, n: u32, tail: bool) -> mat4x4<f32> {
+    let N = params.N;
+    let K = params.K;
+    if (TRANS_B) {
+        // Stored [N, K]: quad q is stored row n + q along k, i.e. op(B)[k.., n + q]: the block
+        // itself; transpose it.
+        var q0 = b_quad(base, n, k, N, K);
+        var q1 = b_quad(base, n + 1u, k, N, K);
+        var q2 = b_quad(base, n + 2u, k, N, K);
+        var q3 = b_quad(base, n + 3u, k, N, K);
+        if (tail) {
+            q0 = k_quad(q0, k);
+            q1 = k_quad(q1, k);
+            q2 = k_quad(q2, k);
+            q3 = k_quad(q3, k);
+        }
+        return transpose(mat4x4<f32>(q0, q1, q2, q3));
+    }
+    // Stored [K, N]: quad q is row k + q along n.
+    var q0 = b_quad(base, k, n, K, N);
+    var q1 = b_quad(base, k + 1u, n, K, N);
+    var q2 = b_quad(base, k + 2u, n, K, N);
+    var q3 = b_quad(base, k + 3u, n, K, N);
+    if (tail) {
+        q0 = k_row(q0, k);
+        q1 = k_row(q1, k + 1u);
+        q2 = k_row(q2, k + 2u);
+        q3 = k_row(q3, k + 3u);
+    }
+    return mat4x4<f32>(q0, q1, q2, q3);
+}
+
+// Write C[m, n..n+3] (plus bias), skipping what lies outside C.
+fn store_quad(c_base: u32, m: u32, n: u32, v: vec4<f32>) {
+    store_one(c_base, m, n, v.x);
+    store_one(c_base, m, n + 1u, v.y);
+    store_one(c_base, m, n + 2u, v.z);
+    store_one(c_base, m, n + 3u, v.w);
+}
+
+// Write a Cᵀ block: column q is C[m + q, n..n+3].
+fn store_block_t(c_base: u32, m: u32, n: u32, t: mat4x4<f32>) {
+    store_quad(c_base, m, n, t[0]);
+    store_quad(c_base, m + 1u, n, t[1]);
+    store_quad(c_base, m + 2u, n, t[2]);
+    store_quad(c_base, m + 3u, n, t[3]);
+}
+
+// ---------------------------------------------------------------------------------------------
+// reg4x4: one 4×4 block of C per invocation, 8×8 invocations per workgroup (a 32×32 tile of C).
+// Per step of 4 along K: 8 quad loads, one 4×4×4 block product (64 FMAs).
+// ---------------------------------------------------------------------------------------------
+
+// Cᵀ of this invocation's block (column q = row m + q of C).
+var<private> acc_4x4: mat4x4<f32>;
+
+fn step_4x4(a_base: u32, b_base: u32, m: u32, n: u32, k: u32, tail: bool) {
+    // Cᵀ += op(B)ᵀ·op(A)ᵀ, one block each.
+    acc_4x4 += b_block_t(b_base, k, n, tail) * a_block_t(a_base, m, k, tail);
+}
+
+@compute @workgroup_size(8, 8, 1)
+fn matmul_reg4x4(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let m = gid.y * 4u;
+    let n = gid.x * 4u;
+    let batch = gid.z;
+    let a_base = batch * params.a_batch_stride;
+    let b_base = batch * params.b_batch_stride;
+    acc_4x4 = mat4x4<f32>();
+    var k = 0u;
+    for (; k + 4u <= params.K; k += 4u) {
+        step_4x4(a_base, b_base, m, n, k, false);
+    }
+    if (k < params.K) {
+        step_4x4(a_base, b_base, m, n, k, true);
+    }
+    store_block_t(batch * params.M * params.N, m, n, acc_4x4);
+}
+
+// ---------------------------------------------------------------------------------------------
+// reg16x8: a 16×8 block of C per invocation (4 × 2 blocks of 4×4), 8×8 invocations per
+// workgroup (a 128×64 tile of C). Per step of 4 along K: 24 quad loads for 8 block products
+// (512 FMAs): each loaded block of op(A) serves 2 products and each block of op(B) 4.
+//
+// Block shapes tried on lavapipe (an earlier version of this kernel, fc1's layout only), rows ×
+// columns per invocation, GFLOP/s: 4×4 12.2, 4×8 14.2, 8×4 15.2, 8×8 21.0, 12×8 19.2, 8×12 22.5,
+// 16×8 23.7, 8×16 12.7 (past ~32 accumulators per lane they spill out of the CPU's registers).
+// Also tried on this kernel, at fc1: workgroups of 16×4, 32×2 or 64×1 invocations ran within 3%
+// of 8×8, and 4×16 30% slower (the 8 lanes of a SIMD group then span two rows of blocks and stop
+// reading the same quads of A); two K steps per loop iteration, 11% slower; vec4 stores of C,
+// 6% faster at K = 64 (attention) and no faster at K = 768: not worth a second, writable view of C.
+// ---------------------------------------------------------------------------------------------
+
+// acc_ij: Cᵀ of the 4×4 block at rows m + 4i, columns n + 4j.
+var<private> acc00: mat4x4<f32>;
+var<private> acc01: mat4x4<f32>;
+var<private> acc10: mat4x4<f32>;
+var<private> acc11: mat4x4<f32>;
+var<private> acc20: mat4x4<f32>;
+var<private> acc21: mat4x4<f32>;
+var<private> acc30: mat4x4<f32>;
+var<private> acc31: mat4x4<f32>;
+
+fn step_16x8(a_base: u32, b_base: u32, m: u32, n: u32, k: u32, tail: bool) {
+    let a0 = a_block_t(a_base, m, k, tail);
+    let a1 = a_block_t(a_base, m + 4u, k, tail);
+    let a2 = a_block_t(a_base, m + 8u, k, tail);
+    let a3 = a_block_t(a_base, m + 12u, k, tail);
+    let b0 = b_block_t(b_base, k, n, tail);
+    let b1 = b_block_t(b_base, k, n + 4u, tail);
+    acc00 += b0 * a0;
+    acc01 += b1 * a0;
+    acc10 += b0 * a1;
+    acc11 += b1 * a1;
+    acc20 += b0 * a2;
+    acc21 += b1 * a2;
+    acc30 += b0 * a3;
+    acc31 += b1 * a3;
+}
+
+@compute @workgroup_size(8, 8, 1)
+fn matmul_reg16x8(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let m = gid.y * 16u;
+    let n = gid.x * 8u;
+    let batch = gid.z;
+    let a_base = batch * params.a_batch_stride;
+    let b_base = batch * params.b_batch_stride;
+    let zero = mat4x4<f32>();
+    acc00 = zero; acc01 = zero; acc10 = zero; acc11 = zero;
+    acc20 = zero; acc21 = zero; acc30 = zero; acc31 = zero;
+    var k = 0u;
+    for (; k + 4u <= params.K; k += 4u) {
+        step_16x8(a_base, b_base, m, n, k, false);
+    }
+    if (k < params.K) {
+        step_16x8(a_base, b_base, m, n, k, true);
+    }
+    let c_base = batch * params.M * params.N;
+    store_block_t(c_base, m, n, acc00);
+    store_block_t(c_base, m, n + 4u, acc01);
+    store_block_t(c_base, m + 4u, n, acc10);
+    store_block_t(c_base, m + 4u, n + 4u, acc11);
+    store_block_t(c_base, m + 8u, n, acc20);
+    store_block_t(c_base, m + 8u, n + 4u, acc21);
+    store_block_t(c_base, m + 12u, n, acc30);
+    store_block_t(c_base, m + 12u, n + 4u, acc31);
 }

@@ -12,7 +12,7 @@
 
 use super::{reduce, same_device, wgsl_shader};
 use crate::error::{Error, Result};
-use crate::gpu::{Gpu, GpuBuffer, Params};
+use crate::gpu::{Gpu, Params};
 use crate::tensor::Tensor;
 
 wgsl_shader!("matmul");
@@ -26,30 +26,70 @@ pub struct MatmulOptions {
     pub trans_b: bool,
 }
 
-/// The two forward kernels. They compute the same thing; the engine uses [`MatmulKernel::Tiled`].
+/// The forward kernels, side by side (llm.c style): each computes the same thing, and each after
+/// `tiled` adds one change whose effect on lavapipe the WGSL comments record. The engine picks one
+/// per adapter with [`MatmulKernel::best_for`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MatmulKernel {
     /// One thread per output element: the readable reference and the benchmark baseline.
     Naive,
-    /// 64×64 output tiles staged through workgroup memory, 4×4 outputs per thread.
+    /// 64×64 output tiles staged through workgroup memory, 4×4 outputs per thread: the classic
+    /// GPU kernel.
     Tiled,
+    /// No workgroup memory and no barriers: a 4×4 block per thread read straight from global
+    /// memory with scalar loads, the pipeline specialised per transpose layout.
+    Reg4x4,
+    /// `Reg4x4` reading four consecutive values with one vec4 load where the layout allows.
+    Reg4x4Vec4,
+    /// `Reg4x4Vec4` with a 16×8 block per thread: 2.7× fewer loads per multiply-add.
+    Reg16x8,
 }
 
 impl MatmulKernel {
-    pub const ALL: [MatmulKernel; 2] = [MatmulKernel::Naive, MatmulKernel::Tiled];
+    pub const ALL: [MatmulKernel; 5] =
+        [MatmulKernel::Naive, MatmulKernel::Tiled, MatmulKernel::Reg4x4, MatmulKernel::Reg4x4Vec4, MatmulKernel::Reg16x8];
 
     /// Short name for test and benchmark output.
     pub fn name(self) -> &'static str {
         match self {
             MatmulKernel::Naive => "naive",
             MatmulKernel::Tiled => "tiled",
+            MatmulKernel::Reg4x4 => "reg4x4",
+            MatmulKernel::Reg4x4Vec4 => "reg4x4_vec4",
+            MatmulKernel::Reg16x8 => "reg16x8",
         }
     }
 
-    fn entry(self) -> &'static str {
+    /// The kernel the engine uses for an M×N output on this device.
+    ///
+    /// On a CPU adapter (lavapipe; llvmpipe's GL too) the register-tiled kernels, measured
+    /// fastest there at every ViT shape (README "Benchmarks"): `Reg16x8` computes about twice as fast
+    /// as `Reg4x4Vec4`, but in 128×64 tiles, so where M or N is small enough that those tiles
+    /// would be mostly padding (a 32-row classifier head), `Reg4x4Vec4`'s 32×32 tiles finish
+    /// first. On a GPU, `Tiled`, the kernel built for GPU memory; run `vpt bench` to check yours.
+    pub fn best_for(gpu: &Gpu, m: usize, n: usize) -> MatmulKernel {
+        if gpu.info().device_type != wgpu::DeviceType::Cpu {
+            return MatmulKernel::Tiled;
+        }
+        // Time ∝ outputs computed, padding included, / speed (Reg16x8 ≈ 2× Reg4x4Vec4).
+        let padded = |k: MatmulKernel| {
+            let (rows, cols) = k.tile();
+            (m.next_multiple_of(rows) * n.next_multiple_of(cols)) as f64
+        };
+        if padded(MatmulKernel::Reg16x8) / 2.0 <= padded(MatmulKernel::Reg4x4Vec4) {
+            MatmulKernel::Reg16x8
+        } else {
+            MatmulKernel::Reg4x4Vec4
+        }
+    }
+
+    /// The WGSL entry point in `wgsl/matmul.wgsl` (dispatch counts and profiles name it).
+    pub fn entry(self) -> &'static str {
         match self {
             MatmulKernel::Naive => "matmul_naive",
             MatmulKernel::Tiled => "matmul_tiled",
+            MatmulKernel::Reg4x4 | MatmulKernel::Reg4x4Vec4 => "matmul_reg4x4",
+            MatmulKernel::Reg16x8 => "matmul_reg16x8",
         }
     }
 
@@ -58,7 +98,19 @@ impl MatmulKernel {
         match self {
             MatmulKernel::Naive => (16, 16),
             MatmulKernel::Tiled => (64, 64),
+            MatmulKernel::Reg4x4 | MatmulKernel::Reg4x4Vec4 => (32, 32),
+            MatmulKernel::Reg16x8 => (128, 64),
         }
+    }
+
+    /// Does the kernel take its layout as `override` constants (and vec4 views at bindings 5, 6)?
+    fn specialized(self) -> bool {
+        matches!(self, MatmulKernel::Reg4x4 | MatmulKernel::Reg4x4Vec4 | MatmulKernel::Reg16x8)
+    }
+
+    /// May it read four consecutive values with one vec4 load where the layout allows?
+    fn vec4_loads(self) -> bool {
+        matches!(self, MatmulKernel::Reg4x4Vec4 | MatmulKernel::Reg16x8)
     }
 }
 
@@ -79,9 +131,11 @@ pub struct MatmulGrads {
     pub dbias: Option<Tensor>,
 }
 
-/// C = op(A)·op(B) (+ bias) with the tiled kernel. See the module docs for shapes.
+/// C = op(A)·op(B) (+ bias) with the best kernel for the shape on this device
+/// ([`MatmulKernel::best_for`]). See the module docs for shapes.
 pub fn matmul_forward(a: &Tensor, b: &Tensor, bias: Option<&Tensor>, opts: MatmulOptions) -> Result<Tensor> {
-    matmul_forward_with(MatmulKernel::Tiled, a, b, bias, opts)
+    let s = check_shapes("matmul_forward", a, b, opts)?;
+    matmul_forward_with(MatmulKernel::best_for(a.gpu(), s.m, s.n), a, b, bias, opts)
 }
 
 /// C = op(A)·op(B) (+ bias) with the chosen kernel (for tests and benchmarks).
@@ -101,16 +155,10 @@ pub fn matmul_forward_with(
     let grid = grid(OP, kernel, gpu, &s)?;
     let c = a.empty_like_shape(&s.output_shape())?;
 
-    // The kernel always declares the bias binding, so without a bias we bind a 4-byte stand-in
-    // that `has_bias = 0` keeps it from reading.
-    let no_bias: GpuBuffer;
-    let bias_buffer = match bias {
-        Some(t) => t.buffer(),
-        None => {
-            no_bias = gpu.alloc("matmul: no bias", 4)?;
-            &no_bias
-        }
-    };
+    // The kernels always declare the bias binding, so without a bias we bind a 16-byte stand-in
+    // that `has_bias = 0` keeps them from reading (16 bytes: it also stands in for a vec4 view).
+    let stand_in = gpu.alloc("matmul: unused binding", 16)?;
+    let bias_buffer = bias.map_or(&stand_in, |t| t.buffer());
     let params = Params::new()
         .dim(s.m)
         .dim(s.n)
@@ -122,8 +170,25 @@ pub fn matmul_forward_with(
         .dim(if s.b_batched { s.k * s.n } else { 0 })
         .flag(bias.is_some())
         .bytes();
-    let buffers = [(1, a.buffer()), (2, b.buffer()), (3, bias_buffer), (4, c.buffer())];
-    gpu.dispatch(&SHADER, kernel.entry(), &params, &buffers, grid)?;
+    let mut buffers = vec![(1, a.buffer()), (2, b.buffer()), (3, bias_buffer), (4, c.buffer())];
+    if !kernel.specialized() {
+        gpu.dispatch(&SHADER, kernel.entry(), &params, &buffers, grid)?;
+        return Ok(c);
+    }
+    // Quads of four consecutive stored values are read with one vec4 load when every stored row
+    // is a multiple of 4 long, so that no quad straddles two rows and the vec4s are aligned.
+    let a_vec4 = kernel.vec4_loads() && (if opts.trans_a { s.m } else { s.k }) % 4 == 0;
+    let b_vec4 = kernel.vec4_loads() && (if opts.trans_b { s.k } else { s.n }) % 4 == 0;
+    buffers.push((5, if a_vec4 { a.buffer() } else { &stand_in }));
+    buffers.push((6, if b_vec4 { b.buffer() } else { &stand_in }));
+    let flag = |on: bool| if on { 1.0 } else { 0.0 };
+    let constants = [
+        ("TRANS_A", flag(opts.trans_a)),
+        ("TRANS_B", flag(opts.trans_b)),
+        ("A_VEC4", flag(a_vec4)),
+        ("B_VEC4", flag(b_vec4)),
+    ];
+    gpu.dispatch_specialized(&SHADER, kernel.entry(), &constants, &params, &buffers, grid)?;
     Ok(c)
 }
 

@@ -1,4 +1,4 @@
-//! Matmul: both kernels vs the f64 reference over every transpose and batching layout, the
+//! Matmul: every kernel vs the f64 reference over every transpose and batching layout, the
 //! composed backward vs the reference and finite differences, dispatch counts, shape errors.
 
 use proptest::prelude::*;
@@ -201,9 +201,9 @@ proptest! {
 }
 
 /// A ViT-S/16 qkv projection: 197 tokens × 192 features → 576, weight [576, 192] used transposed,
-/// with bias. Large enough to span several 64×64 tiles with ragged edges on M and K.
+/// with bias. Large enough to span several tiles of every kernel with ragged edges on M and K.
 #[test]
-fn tiled_matches_reference_at_vit_shape() {
+fn every_kernel_matches_reference_at_vit_shape() {
     let c = Case {
         batching: Batching::SharedB,
         batch_dims: vec![1],
@@ -216,10 +216,52 @@ fn tiled_matches_reference_at_vit_shape() {
     };
     for gpu in gpus() {
         let x = inputs(gpu, &c);
-        let got = matmul_forward(&x.at, &x.bt, Some(&x.biast), c.opts).unwrap();
-        assert_eq!(got.shape(), &[1, 197, 576]);
         let want = cpu::matmul_forward(&x.a, &x.b, Some(&x.bias), c.dims());
-        assert_close("matmul_tiled 197×192·192×576", gpu, &download(&got), &want, FWD_TOL);
+        for kernel in MatmulKernel::ALL {
+            let got = matmul_forward_with(kernel, &x.at, &x.bt, Some(&x.biast), c.opts).unwrap();
+            assert_eq!(got.shape(), &[1, 197, 576]);
+            assert_close(&format!("matmul_{} 197×192·192×576", kernel.name()), gpu, &download(&got), &want, FWD_TOL);
+        }
+    }
+}
+
+/// Past the edges of the largest tile (Reg16x8's 128×64) in M and N, in every layout: with every
+/// stored row a multiple of 4 long (vec4 loads) and with none (scalar loads, a partial K step).
+#[test]
+fn every_kernel_matches_reference_across_tile_edges() {
+    for (m, k, n) in [(132, 68, 68), (129, 67, 65)] {
+        for (trans_a, trans_b) in [(false, false), (false, true), (true, false), (true, true)] {
+            let opts = MatmulOptions { trans_a, trans_b };
+            let c = Case { batching: Batching::SharedB, batch_dims: vec![2], m, k, n, opts, bias: true, seed: (m * n) as u64 };
+            for gpu in gpus() {
+                let x = inputs(gpu, &c);
+                let want = cpu::matmul_forward(&x.a, &x.b, Some(&x.bias), c.dims());
+                for kernel in MatmulKernel::ALL {
+                    let got = matmul_forward_with(kernel, &x.at, &x.bt, Some(&x.biast), c.opts).unwrap();
+                    assert_close(&format!("matmul_{} {c:?}", kernel.name()), gpu, &download(&got), &want, FWD_TOL);
+                }
+            }
+        }
+    }
+}
+
+/// `matmul_forward` launches the kernel `MatmulKernel::best_for` names for the shape.
+#[test]
+fn matmul_forward_uses_the_best_kernel_for_the_shape() {
+    for shared in gpus() {
+        // A private device, so launches by tests running in parallel don't count.
+        let gpu = &Gpu::from_adapter(shared.adapter().clone()).unwrap();
+        for (m, n) in [(247, 96), (20, 40)] {
+            let (a, b) = (Tensor::zeros(gpu, &[m, 8]).unwrap(), Tensor::zeros(gpu, &[8, n]).unwrap());
+            let before = gpu.dispatch_counts();
+            matmul_forward(&a, &b, None, MatmulOptions::default()).unwrap();
+            let key = format!("matmul::{}", MatmulKernel::best_for(gpu, m, n).entry());
+            assert_eq!(gpu.dispatch_counts()[&key], before.get(&key).unwrap_or(&0) + 1, "{m}×{n} on {}", gpu.describe());
+        }
+        if gpu.info().device_type == wgpu::DeviceType::Cpu {
+            assert_eq!(MatmulKernel::best_for(gpu, 247, 3072), MatmulKernel::Reg16x8);
+            assert_eq!(MatmulKernel::best_for(gpu, 20, 768), MatmulKernel::Reg4x4Vec4);
+        }
     }
 }
 

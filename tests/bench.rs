@@ -1,0 +1,158 @@
+//! The benchmark code path, at toy sizes: profiling (both timing methods), the suite as a library
+//! function, its JSON, and `vpt bench` as a user runs it. Nothing here checks a speed: the
+//! numbers themselves belong to `vpt bench`, on a quiet machine.
+
+use std::process::Command;
+
+use vpt_wgsl::bench::{self, BenchOptions, Dims};
+use vpt_wgsl::gpu::TimingMethod;
+use vpt_wgsl::kernels::gelu::gelu_forward;
+use vpt_wgsl::kernels::matmul::{matmul_forward_with, MatmulKernel, MatmulOptions};
+use vpt_wgsl::{Gpu, Tensor};
+
+/// A device of this test's own: a profile times every launch on its device, so tests running in
+/// parallel on a shared one would land in each other's profiles.
+fn private_gpu() -> Gpu {
+    let shared = Gpu::new().unwrap_or_else(|e| panic!("{e}"));
+    Gpu::from_adapter(shared.adapter().clone()).unwrap()
+}
+
+/// Sizes small enough for a test, every kernel still distinct (head dim 4, odd token count).
+fn toy_dims() -> Dims {
+    Dims { batch: 2, tokens: 5, dim: 8, heads: 2, mlp: 12, classes: 3 }
+}
+
+#[test]
+fn profile_lists_every_launch_by_name_with_either_method() {
+    let gpu = private_gpu();
+    let x = Tensor::full(&gpu, &[4, 6], 0.5).unwrap();
+    let w = Tensor::full(&gpu, &[3, 6], 0.25).unwrap();
+    let mut methods = vec![TimingMethod::WallClock];
+    if gpu.features().contains(wgpu::Features::TIMESTAMP_QUERY) {
+        methods.push(TimingMethod::GpuTimestamps);
+    }
+    for method in methods {
+        let (y, profile) = gpu
+            .profile_with(method, || {
+                let h = matmul_forward_with(MatmulKernel::Tiled, &x, &w, None, MatmulOptions { trans_a: false, trans_b: true })?;
+                gelu_forward(&h)
+            })
+            .unwrap();
+        assert_eq!(profile.method, method);
+        let names: Vec<&str> = profile.kernels.iter().map(|k| k.name.as_str()).collect();
+        assert_eq!(names, ["matmul::matmul_tiled", "gelu::gelu_forward"], "{method:?}");
+        assert_eq!(profile.total_ns(), profile.kernels.iter().map(|k| k.ns).sum::<u64>());
+        // The profiled ops still computed: GELU(6 · 0.5 · 0.25) = GELU(0.75).
+        assert!(y.to_vec().unwrap().iter().all(|&v| (v - 0.5800).abs() < 1e-3), "{method:?}");
+    }
+}
+
+#[test]
+fn profile_ends_even_when_the_ops_fail_and_does_not_nest() {
+    let gpu = private_gpu();
+    let bad = gpu.profile(|| matmul_forward_with(MatmulKernel::Tiled, &Tensor::zeros(&gpu, &[2, 3])?, &Tensor::zeros(&gpu, &[4, 5])?, None, MatmulOptions::default()));
+    assert!(bad.unwrap_err().to_string().contains("matmul_forward"));
+    // Not stuck profiling: a new profile starts, and one inside it is refused.
+    let (inner, profile) = gpu.profile(|| Ok(gpu.profile(|| Ok(())).map(|_| ()))).unwrap();
+    assert!(inner.unwrap_err().to_string().contains("already being profiled"));
+    assert!(profile.kernels.is_empty());
+}
+
+#[test]
+fn suite_measures_every_kernel_and_variant_and_writes_json() {
+    let gpu = private_gpu();
+    let options = BenchOptions { reps: 2, ..BenchOptions::new(toy_dims()) };
+    let mut streamed = 0;
+    let report = bench::run(&gpu, &options, |_| streamed += 1).unwrap();
+
+    // 14 matmuls of a step with each kernel, and LayerNorm, softmax, GELU, cross-entropy both ways.
+    let matmuls = ["qkv", "proj", "fc1", "fc2"].len() * 2 + 6;
+    assert_eq!(report.results.len(), matmuls * MatmulKernel::ALL.len() + 8);
+    assert_eq!(streamed, report.results.len());
+    for kernel in MatmulKernel::ALL {
+        let n = report.results.iter().filter(|r| r.kernel.starts_with("matmul") && r.variant == kernel.name()).count();
+        assert_eq!(n, matmuls, "{}", kernel.name());
+    }
+    for kernel in ["layernorm", "softmax", "gelu", "cross_entropy"] {
+        for dir in ["fwd", "bwd"] {
+            assert!(report.results.iter().any(|r| r.kernel == format!("{kernel} {dir}")), "{kernel} {dir}");
+        }
+    }
+    for r in &report.results {
+        assert!(r.min_ms <= r.median_ms && r.median_ms <= r.max_ms, "{r:?}");
+        // GFLOP/s for matmuls, GB/s for the rest (either may be absent if a kernel took 0 ns).
+        if r.kernel.starts_with("matmul") {
+            assert!(r.gbps.is_none(), "{r:?}");
+        } else {
+            assert!(r.gflops.is_none(), "{r:?}");
+        }
+    }
+    let ce = report.results.iter().find(|r| r.kernel == "cross_entropy fwd").unwrap();
+    assert_eq!(ce.variant, "cross_entropy_forward+mean_forward");
+    assert_eq!(ce.shape, "[2,3]");
+
+    let json: serde_json::Value = serde_json::from_str(&report.to_json()).expect("to_json writes valid JSON");
+    assert_eq!(json["adapter"], report.adapter.as_str());
+    assert_eq!(json["timing"], report.timing.name());
+    assert_eq!(json["dims"]["tokens"], 5);
+    let results = json["results"].as_array().unwrap();
+    assert_eq!(results.len(), report.results.len());
+    for (r, j) in report.results.iter().zip(results) {
+        assert_eq!(j["kernel"], r.kernel.as_str());
+        assert_eq!(j["variant"], r.variant.as_str());
+        assert_eq!(j["shape"], r.shape.as_str());
+        // serde_json's default float parser may miss the last bit; the text itself round-trips.
+        assert!((j["median_ms"].as_f64().unwrap() - r.median_ms).abs() <= 1e-12 * r.median_ms, "{j}");
+        for field in ["min_ms", "max_ms", "gflops", "gbps"] {
+            assert!(j.get(field).is_some(), "{field} missing from {j}");
+        }
+    }
+    assert!(report.to_table().contains("matmul fc1 dX"));
+}
+
+#[test]
+fn filter_selects_cases_and_bad_sizes_are_errors() {
+    let gpu = private_gpu();
+    let options = BenchOptions { reps: 1, filter: vec!["GELU".into(), "fc2 dx".into()], ..BenchOptions::new(toy_dims()) };
+    let report = bench::run(&gpu, &options, |_| ()).unwrap();
+    let kernels: Vec<&str> = report.results.iter().map(|r| r.kernel.as_str()).collect();
+    assert_eq!(kernels.iter().filter(|k| **k == "matmul fc2 dX").count(), MatmulKernel::ALL.len());
+    assert_eq!(kernels.len(), MatmulKernel::ALL.len() + 2, "{kernels:?}");
+
+    let bad = BenchOptions::new(Dims { heads: 3, ..toy_dims() });
+    assert!(bench::run(&gpu, &bad, |_| ()).unwrap_err().to_string().contains("multiple of heads"));
+}
+
+fn vpt(args: &[&str]) -> (bool, String, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_vpt"))
+        .args(args)
+        .env_remove("WGPU_BACKEND")
+        .env_remove("WGPU_ADAPTER_NAME")
+        .output()
+        .expect("run vpt");
+    (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+/// `vpt bench --json` prints one JSON object on stdout and nothing else there.
+#[test]
+fn cli_json_is_one_object() {
+    let (ok, stdout, stderr) = vpt(&["bench", "--filter", "gelu", "--reps", "1", "--json"]);
+    assert!(ok, "{stderr}");
+    let json: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+    let results = json["results"].as_array().unwrap();
+    assert_eq!(results.len(), 2);
+    assert!(results.iter().all(|r| r["gbps"].is_number() && r["gflops"].is_null()), "{json}");
+    assert!(stderr.contains("gelu fwd"), "progress rows go to stderr: {stderr}");
+}
+
+/// Errors: a backend with no adapter, a filter that matches nothing. Non-zero exit, clear message.
+#[test]
+fn cli_errors_exit_non_zero() {
+    let absent = if cfg!(target_os = "windows") { "metal" } else { "dx12" };
+    let (ok, _, stderr) = vpt(&["bench", "--backend", absent]);
+    assert!(!ok);
+    assert!(stderr.contains("no GPU adapter found"), "{stderr}");
+    let (ok, _, stderr) = vpt(&["bench", "--filter", "no-such-kernel", "--reps", "1"]);
+    assert!(!ok);
+    assert!(stderr.contains("matches no case"), "{stderr}");
+}
