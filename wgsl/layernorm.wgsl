@@ -34,10 +34,15 @@ struct Params {
 @group(0) @binding(11) var<storage, read_write> dweight: array<f32>;  // backward: [D]
 @group(0) @binding(12) var<storage, read_write> dbias: array<f32>;    // backward: [D]
 
+// Threads per row in the per-row kernels (forward, dx). 64 threads cover a row of D = 768 with
+// 12 elements each and do not leave most threads idle on small D, which on lavapipe (every
+// invocation runs on the CPU, busy or not) made the old 256 several times slower.
+const ROW_WG: u32 = 64u;
+// Threads per workgroup of the per-column kernel (dweight, dbias): a flat 1-D launch.
 const WG: u32 = 256u;
 
-var<workgroup> scratch: array<f32, WG>;
-var<workgroup> scratch2: array<vec2<f32>, WG>;
+var<workgroup> scratch: array<f32, ROW_WG>;
+var<workgroup> scratch2: array<vec2<f32>, ROW_WG>;
 
 fn row_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return wid.y * nwg.x + wid.x;
@@ -47,13 +52,13 @@ fn flat_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return (wid.y * nwg.x + wid.x) * WG + lid;
 }
 
-// Tree reduction over the workgroup (256 → 128 → … → 1); every thread gets the total. All threads
+// Tree reduction over the workgroup (64 → 32 → … → 1); every thread gets the total. All threads
 // must call it (it contains barriers). The last barrier keeps a fast thread from overwriting
 // `scratch` for the next reduction before the others have read this total.
 fn workgroup_sum(lid: u32, v: f32) -> f32 {
     scratch[lid] = v;
     workgroupBarrier();
-    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
+    for (var stride = ROW_WG / 2u; stride > 0u; stride = stride / 2u) {
         if (lid < stride) {
             scratch[lid] += scratch[lid + stride];
         }
@@ -68,7 +73,7 @@ fn workgroup_sum(lid: u32, v: f32) -> f32 {
 fn workgroup_sum2(lid: u32, v: vec2<f32>) -> vec2<f32> {
     scratch2[lid] = v;
     workgroupBarrier();
-    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
+    for (var stride = ROW_WG / 2u; stride > 0u; stride = stride / 2u) {
         if (lid < stride) {
             scratch2[lid] += scratch2[lid + stride];
         }
@@ -79,7 +84,7 @@ fn workgroup_sum2(lid: u32, v: vec2<f32>) -> vec2<f32> {
     return total;
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(ROW_WG)
 fn layernorm_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                      @builtin(local_invocation_index) lid: u32) {
     let row = row_index(wid, nwg);
@@ -96,7 +101,7 @@ fn layernorm_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
 
     // Pass 1: mean, as x0 + mean(x − x0).
     var local_sum = 0.0;
-    for (var j = lid; j < params.d; j += WG) {
+    for (var j = lid; j < params.d; j += ROW_WG) {
         local_sum += x[start + j] - x0;
     }
     let shifted_mean = workgroup_sum(lid, local_sum) / d;
@@ -104,7 +109,7 @@ fn layernorm_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
     // Pass 2: variance as the mean of squared deviations. The one-pass E[x²] − E[x]² would
     // subtract two nearly equal numbers when |mean| ≫ std and keep only rounding noise.
     var local_sq = 0.0;
-    for (var j = lid; j < params.d; j += WG) {
+    for (var j = lid; j < params.d; j += ROW_WG) {
         let centered = (x[start + j] - x0) - shifted_mean;
         local_sq += centered * centered;
     }
@@ -112,7 +117,7 @@ fn layernorm_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
     let row_rstd = inverseSqrt(variance + params.eps);
 
     // Pass 3: normalise, scale and shift.
-    for (var j = lid; j < params.d; j += WG) {
+    for (var j = lid; j < params.d; j += ROW_WG) {
         let xhat = ((x[start + j] - x0) - shifted_mean) * row_rstd;
         y[start + j] = xhat * weight[j] + bias[j];
     }
@@ -122,7 +127,7 @@ fn layernorm_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
     }
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(ROW_WG)
 fn layernorm_backward_dx(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                          @builtin(local_invocation_index) lid: u32) {
     let row = row_index(wid, nwg);
@@ -134,7 +139,7 @@ fn layernorm_backward_dx(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wor
 
     // Pass 1: Σ g and Σ g·x̂ over the row, g = dy·weight (the gradient reaching x̂).
     var local = vec2<f32>(0.0, 0.0);
-    for (var j = lid; j < params.d; j += WG) {
+    for (var j = lid; j < params.d; j += ROW_WG) {
         let xhat = (x[start + j] - row_mean) * row_rstd;
         let g = dy[start + j] * weight[j];
         local += vec2<f32>(g, g * xhat);
@@ -145,7 +150,7 @@ fn layernorm_backward_dx(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wor
 
     // Pass 2: the chain rule through mean_r and rstd_r takes from g its row mean (adding a
     // constant to x leaves x̂ unchanged) and a part along x̂ (since ∂rstd_r/∂x ∝ x − mean_r).
-    for (var j = lid; j < params.d; j += WG) {
+    for (var j = lid; j < params.d; j += ROW_WG) {
         let xhat = (x[start + j] - row_mean) * row_rstd;
         let g = dy[start + j] * weight[j];
         dx[start + j] = row_rstd * (g - mean_g - xhat * mean_gxhat);
