@@ -142,36 +142,28 @@ pub struct SyntheticVit {
     pub num_classes: usize,
 }
 
-/// timm presets [`SyntheticVit::preset`] knows: (name, embed_dim, depth, heads, patch, img,
-/// default num_classes). `python fixtures/vit_common.py` checks every one against timm.
-const PRESETS: &[(&str, usize, usize, usize, usize, usize, usize)] = &[
-    ("vit_tiny_patch16_224", 192, 12, 3, 16, 224, 1000),
-    ("vit_tiny_patch16_384", 192, 12, 3, 16, 384, 1000),
-    ("vit_small_patch16_224", 384, 12, 6, 16, 224, 1000),
-    ("vit_small_patch16_384", 384, 12, 6, 16, 384, 1000),
-    ("vit_small_patch32_224", 384, 12, 6, 32, 224, 1000),
-    ("vit_base_patch8_224", 768, 12, 12, 8, 224, 1000),
-    ("vit_base_patch16_224", 768, 12, 12, 16, 224, 1000),
-    ("vit_base_patch16_384", 768, 12, 12, 16, 384, 1000),
-    ("vit_base_patch32_224", 768, 12, 12, 32, 224, 1000),
-    ("vit_large_patch16_224", 1024, 24, 16, 16, 224, 1000),
-];
-
 impl SyntheticVit {
-    /// A timm preset by name (e.g. `vit_base_patch16_224`), with timm's default head (1000
-    /// classes); set `num_classes` to 0 for a headless backbone.
+    /// A timm preset by name (e.g. `vit_base_patch16_224`, see [`crate::vit::preset`]), with
+    /// timm's default head (1000 classes); set `num_classes` to 0 for a headless backbone.
     pub fn preset(name: &str) -> Result<SyntheticVit> {
-        let &(_, embed_dim, depth, num_heads, patch_size, img, num_classes) =
-            PRESETS.iter().find(|p| p.0 == name).ok_or_else(|| {
-                let known: Vec<&str> = PRESETS.iter().map(|p| p.0).collect();
-                Error::shape("synthetic_vit", format!("unknown timm preset {name:?}; known: {}", known.join(", ")))
-            })?;
-        Ok(SyntheticVit { embed_dim, depth, num_heads, patch_size, img_size: (img, img), in_chans: 3, mlp_ratio: 4.0, num_classes })
+        let cfg = crate::vit::preset(name).ok_or_else(|| {
+            Error::shape("synthetic_vit", format!("unknown timm preset {name:?}: names are vit_{{tiny,small,base,large,huge}}_patch{{8,14,16,32}}_{{224,384}}"))
+        })?;
+        Ok(SyntheticVit::from_config(&cfg, 1000))
     }
 
-    /// The names of the presets [`SyntheticVit::preset`] knows.
-    pub fn preset_names() -> impl Iterator<Item = &'static str> {
-        PRESETS.iter().map(|p| p.0)
+    /// The timm state-dict shape of a ViT config, with a backbone head of `num_classes` (0: none).
+    pub fn from_config(cfg: &crate::vit::VitConfig, num_classes: usize) -> SyntheticVit {
+        SyntheticVit {
+            embed_dim: cfg.embed_dim,
+            depth: cfg.depth,
+            num_heads: cfg.num_heads,
+            patch_size: cfg.patch_size,
+            img_size: cfg.img_size,
+            in_chans: cfg.in_chans,
+            mlp_ratio: cfg.mlp_hidden as f64 / cfg.embed_dim as f64,
+            num_classes,
+        }
     }
 
     /// The patch grid (rows, cols): floor division, as timm's `PatchEmbed`.

@@ -50,7 +50,7 @@ impl VitConfig {
     }
 }
 
-/// timm preset names `vit_{tiny,small,base,large,huge}_patch{14,16,32}_{224,384}`.
+/// timm preset names `vit_{tiny,small,base,large,huge}_patch{8,14,16,32}_{224,384}`.
 pub fn preset(name: &str) -> Option<VitConfig> {
     let rest = name.strip_prefix("vit_")?;
     let (size, rest) = rest.split_once("_patch")?;
@@ -63,7 +63,7 @@ pub fn preset(name: &str) -> Option<VitConfig> {
         "huge" => (1280, 32, 16), // head width 80
         _ => return None,
     };
-    let patch_size: usize = patch.parse().ok().filter(|p| [14, 16, 32].contains(p))?;
+    let patch_size: usize = patch.parse().ok().filter(|p| [8, 14, 16, 32].contains(p))?;
     let img: usize = img.parse().ok().filter(|s| [224, 384].contains(s))?;
     Some(VitConfig { embed_dim, depth, num_heads, patch_size, img_size: (img, img), in_chans: 3, mlp_hidden: 4 * embed_dim, eps: 1e-6 })
 }

@@ -220,5 +220,6 @@ fn presets_follow_timm() {
     let h = preset("vit_huge_patch14_224").unwrap();
     assert_eq!((h.embed_dim, h.depth, h.num_heads, h.head_dim()), (1280, 32, 16, 80));
     assert_eq!(preset("vit_small_patch32_384").unwrap().grid(), (12, 12));
+    assert_eq!(preset("vit_base_patch8_224").unwrap().num_patches(), 784);
     assert!(preset("vit_base_patch15_224").is_none() && preset("resnet50").is_none());
 }
