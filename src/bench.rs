@@ -101,12 +101,41 @@ pub struct BenchOptions {
     pub filter: Vec<String>,
     /// How to time; `None`: GPU timestamps where the adapter has them, else the host clock.
     pub timing: Option<TimingMethod>,
+    /// Also time a whole VPT-deep training step of a ViT with these sizes (see [`train_step`]).
+    pub train_step: Option<TrainStepSpec>,
 }
 
 impl BenchOptions {
     pub fn new(dims: Dims) -> BenchOptions {
-        BenchOptions { dims, reps: 10, matmul_kernels: MatmulKernel::ALL.to_vec(), filter: Vec::new(), timing: None }
+        BenchOptions { dims, reps: 10, matmul_kernels: MatmulKernel::ALL.to_vec(), filter: Vec::new(), timing: None, train_step: None }
     }
+}
+
+/// The model around [`Dims`] for the training-step benchmark: `depth` blocks, `prompts` deep
+/// prompts per block, patches of `patch`² pixels; the image is square, with
+/// `dims.tokens − 1 − prompts` patches.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct TrainStepSpec {
+    pub depth: usize,
+    pub prompts: usize,
+    pub patch: usize,
+}
+
+/// One VPT-deep training step, end to end: images/s and where the time goes.
+#[derive(Clone, Debug)]
+pub struct TrainStepResult {
+    pub images_per_second: f64,
+    /// Median milliseconds of the forward (to the loss), the backward (to the prompt and head
+    /// gradients) and the optimizer (SGD on prompts and head), each waited for.
+    pub forward_ms: f64,
+    pub backward_ms: f64,
+    pub optimizer_ms: f64,
+    /// Kernel launches in one step.
+    pub dispatches: u64,
+    /// Most tensor storage alive during the step, and how much of it is the frozen weights.
+    pub peak_bytes: u64,
+    pub weight_bytes: u64,
+    pub description: String,
 }
 
 /// One case's timings.
@@ -138,6 +167,7 @@ pub struct BenchReport {
     pub dims: Dims,
     pub reps: usize,
     pub results: Vec<BenchResult>,
+    pub train_step: Option<TrainStepResult>,
 }
 
 /// Run every case `options` selects on `gpu`, calling `progress` after each. Profiles the device,
@@ -157,6 +187,11 @@ pub fn run(gpu: &Gpu, options: &BenchOptions, mut progress: impl FnMut(&BenchRes
         progress(&result);
         results.push(result);
     }
+    let wants_step = options.filter.is_empty() || options.filter.iter().any(|f| "train step".contains(&f.to_lowercase()));
+    let train_step = match options.train_step {
+        Some(spec) if wants_step => Some(train_step(gpu, &options.dims, spec, options.reps.min(3))?),
+        _ => None,
+    };
     let info = gpu.info();
     Ok(BenchReport {
         adapter: info.name.clone(),
@@ -166,6 +201,96 @@ pub fn run(gpu: &Gpu, options: &BenchOptions, mut progress: impl FnMut(&BenchRes
         dims: options.dims,
         reps: options.reps,
         results,
+        train_step,
+    })
+}
+
+/// Time a whole VPT-deep training step: a ViT with `dims`' widths and `spec`'s depth, synthetic
+/// weights, `spec.prompts` prompts in every block, a `dims.classes` head; `reps` timed steps after
+/// one untimed. Host-clock time, each phase waited for, so it includes submission and sync.
+pub fn train_step(gpu: &Gpu, dims: &Dims, spec: TrainStepSpec, reps: usize) -> Result<TrainStepResult> {
+    use crate::graph::Graph;
+    use crate::kernels::optim::{sgd_step, Sgd};
+    use crate::synthetic::{synthetic_tensor, synthetic_vit_state_dict, SyntheticVit};
+    use crate::vit::{LoadOptions, StateDict, Vit};
+    use crate::vpt::{vpt_logits, Pool, TaskVars, VptTask};
+    use std::time::Instant;
+
+    let patches = dims.tokens.checked_sub(1 + spec.prompts).filter(|&n| n > 0);
+    let side = patches.map(|n| (n as f64).sqrt().round() as usize).filter(|s| s * s == patches.unwrap_or(0));
+    let side = side.ok_or_else(|| Error::shape("bench train step", format!("{} tokens − 1 CLS − {} prompts is not a square number of patches", dims.tokens, spec.prompts)))?;
+    let img = side * spec.patch;
+    let cfg = SyntheticVit {
+        embed_dim: dims.dim,
+        depth: spec.depth,
+        num_heads: dims.heads,
+        patch_size: spec.patch,
+        img_size: (img, img),
+        in_chans: 3,
+        mlp_ratio: dims.mlp as f64 / dims.dim as f64,
+        num_classes: 0,
+    };
+    let live_before = gpu.live_bytes();
+    let sd = StateDict::from_tensors("bench", synthetic_vit_state_dict(&cfg, 1), [("num_heads".to_string(), dims.heads.to_string())].into());
+    let vit = Vit::from_state_dict(gpu, &sd, &LoadOptions::default())?;
+    drop(sd);
+    let weight_bytes = gpu.live_bytes() - live_before;
+    let (b, d, c, p) = (dims.batch, dims.dim, dims.classes, spec.prompts);
+    let task = VptTask {
+        prompts: Some(Tensor::from_slice(gpu, &[spec.depth, p, d], &synthetic_tensor("vpt.prompts", &[spec.depth, p, d], 1))?),
+        head_weight: Tensor::from_slice(gpu, &[c, d], &synthetic_tensor("vpt.head.weight", &[c, d], 1))?,
+        head_bias: Tensor::zeros(gpu, &[c])?,
+        pool: Pool::Cls,
+    };
+    let momentum: Vec<Tensor> = [&[spec.depth, p, d][..], &[c, d], &[c]].iter().map(|s| Tensor::zeros(gpu, s)).collect::<Result<_>>()?;
+    let images = Tensor::from_slice(gpu, &[b, 3, img, img], &synthetic_tensor("batch.images", &[b, 3, img, img], 1))?;
+    let labels = random_labels(gpu, b, c, 1)?;
+    gpu.flush()?;
+
+    let (mut fwd, mut bwd, mut opt, mut dispatches) = (Vec::new(), Vec::new(), Vec::new(), 0);
+    gpu.reset_peak_bytes();
+    for rep in 0..=reps {
+        let start_dispatches = gpu.dispatch_count();
+        let t = Instant::now();
+        let g = Graph::new(gpu);
+        let vars = TaskVars::params(&g, &task);
+        let loss = g.cross_entropy(&vpt_logits(&g, &vit, &task, &vars, &images, None)?, &labels)?;
+        loss.value().to_scalar()?; // waits for the forward
+        let forward = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let grads = g.backward(&loss)?;
+        let trained = [vars.prompts.as_ref().expect("prompts"), &vars.head_weight, &vars.head_bias];
+        let grads: Vec<&Tensor> = trained.iter().map(|v| grads.get(v).expect("trained tensors get gradients")).collect();
+        gpu.wait_for_all()?;
+        let backward = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let params = [task.prompts.as_ref().expect("prompts"), &task.head_weight, &task.head_bias];
+        for ((param, grad), buf) in params.iter().zip(&grads).zip(&momentum) {
+            sgd_step(param, grad, buf, Sgd { lr: 1e-3, momentum: 0.9, weight_decay: 1e-4, nesterov: false })?;
+        }
+        gpu.wait_for_all()?;
+        let optimizer = t.elapsed().as_secs_f64();
+        if rep > 0 {
+            fwd.push(forward * 1e3);
+            bwd.push(backward * 1e3);
+            opt.push(optimizer * 1e3);
+            dispatches = gpu.dispatch_count() - start_dispatches;
+        }
+    }
+    let med = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        median(v)
+    };
+    let (forward_ms, backward_ms, optimizer_ms) = (med(&mut fwd), med(&mut bwd), med(&mut opt));
+    Ok(TrainStepResult {
+        images_per_second: b as f64 / ((forward_ms + backward_ms + optimizer_ms) / 1e3),
+        forward_ms,
+        backward_ms,
+        optimizer_ms,
+        dispatches,
+        peak_bytes: gpu.peak_bytes() - live_before,
+        weight_bytes,
+        description: format!("VPT-deep step: {} blocks, {p} prompts each, {img}×{img} images (patch {}), batch {b}", spec.depth, spec.patch),
     })
 }
 
@@ -446,7 +571,8 @@ impl BenchReport {
                 json_number(r.gbps),
             );
         }
-        out += "\n  ]\n}\n";
+        out += "\n  ],\n";
+        out += &format!("  \"train_step\": {}\n}}\n", self.train_step.as_ref().map_or("null".to_string(), train_step_json));
         out
     }
 
@@ -456,12 +582,38 @@ impl BenchReport {
         for r in &self.results {
             out += &table_row(r);
         }
+        if let Some(t) = &self.train_step {
+            out += &train_step_text(t);
+        }
         out
     }
 
     fn adapter_line(&self) -> String {
         format!("{} ({}, {})", self.adapter, self.backend, self.driver)
     }
+}
+
+fn train_step_json(t: &TrainStepResult) -> String {
+    format!(
+        "{{\"description\": {}, \"images_per_second\": {}, \"forward_ms\": {}, \"backward_ms\": {}, \"optimizer_ms\": {}, \"dispatches\": {}, \"peak_bytes\": {}, \"weight_bytes\": {}}}",
+        json_string(&t.description),
+        json_number(Some(t.images_per_second)),
+        json_number(Some(t.forward_ms)),
+        json_number(Some(t.backward_ms)),
+        json_number(Some(t.optimizer_ms)),
+        t.dispatches,
+        t.peak_bytes,
+        t.weight_bytes
+    )
+}
+
+/// The training-step lines under the kernel table.
+pub fn train_step_text(t: &TrainStepResult) -> String {
+    let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
+    format!(
+        "\ntrain step ({}):\n  {:.2} images/s = forward {:.1} ms + backward {:.1} ms + optimizer {:.1} ms (host clock, each waited for)\n  {} kernel launches per step; peak tensor memory {:.1} MiB, of which frozen weights {:.1} MiB\n",
+        t.description, t.images_per_second, t.forward_ms, t.backward_ms, t.optimizer_ms, t.dispatches, mib(t.peak_bytes), mib(t.weight_bytes)
+    )
 }
 
 /// What ran where, and the column titles of [`table_row`].
@@ -612,6 +764,8 @@ impl BenchArgs {
                 TimingArg::Gpu => Some(TimingMethod::GpuTimestamps),
                 TimingArg::Wall => Some(TimingMethod::WallClock),
             },
+            // ViT-B/16: 12 blocks of 16×16 patches; the presets' tokens are 1 + patches + prompts.
+            train_step: Some(TrainStepSpec { depth: 12, prompts: if preset == Preset::VitB { 50 } else { 10 }, patch: 16 }),
             ..BenchOptions::new(preset.dims(self.batch))
         }
     }
@@ -627,7 +781,10 @@ pub fn run_cli(args: &BenchArgs) -> Result<()> {
     let show = |text: &str| if args.json { eprint!("{text}") } else { print!("{text}") };
     show(&head);
     let report = run(&gpu, &options, |r| show(&table_row(r)))?;
-    if report.results.is_empty() {
+    if let Some(t) = &report.train_step {
+        show(&train_step_text(t));
+    }
+    if report.results.is_empty() && report.train_step.is_none() {
         return Err(Error::shape("bench", format!("--filter {:?} matches no case", args.filter.join(","))));
     }
     if args.json {

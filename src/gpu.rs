@@ -569,6 +569,12 @@ impl Gpu {
         Ok(bytes_out)
     }
 
+    /// Submit everything recorded and block until the GPU has finished it.
+    pub fn wait_for_all(&self) -> Result<()> {
+        self.flush()?;
+        self.wait()
+    }
+
     /// Block until the GPU has finished everything submitted.
     pub fn wait(&self) -> Result<()> {
         self.inner

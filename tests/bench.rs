@@ -156,3 +156,20 @@ fn cli_errors_exit_non_zero() {
     assert!(!ok);
     assert!(stderr.contains("matches no case"), "{stderr}");
 }
+
+/// The training-step benchmark runs a real VPT-deep step and accounts for it.
+#[test]
+fn train_step_benchmark_times_a_real_step() {
+    let gpu = vpt_wgsl::Gpu::new().unwrap_or_else(|e| panic!("{e}"));
+    let dims = Dims { batch: 2, tokens: 1 + 4 + 2, dim: 8, heads: 2, mlp: 12, classes: 3 };
+    let spec = bench::TrainStepSpec { depth: 2, prompts: 2, patch: 4 };
+    let t = bench::train_step(&gpu, &dims, spec, 1).unwrap();
+    assert!(t.images_per_second > 0.0 && t.forward_ms > 0.0 && t.backward_ms > 0.0 && t.optimizer_ms > 0.0, "{t:?}");
+    // Forward, backward and 3 SGD updates: dozens of launches, and at least the 3 updates.
+    assert!(t.dispatches > 20, "{t:?}");
+    assert!(t.peak_bytes > t.weight_bytes && t.weight_bytes > 0, "{t:?}");
+    assert!(bench::train_step_text(&t).contains("images/s"));
+    // Sizes that do not make a square patch grid are an error, not a panic.
+    let bad = Dims { tokens: 1 + 3 + 2, ..dims };
+    assert!(bench::train_step(&gpu, &bad, spec, 1).unwrap_err().to_string().contains("square"));
+}
