@@ -315,7 +315,7 @@ impl Gpu {
     pub fn alloc_init(&self, what: &str, data: &[u8]) -> Result<GpuBuffer> {
         self.check_binding_size(what, data.len() as u64)?;
         let mut padded;
-        let contents = if data.is_empty() || data.len() % 4 != 0 {
+        let contents = if data.is_empty() || !data.len().is_multiple_of(4) {
             padded = data.to_vec();
             padded.resize(data.len().max(4).next_multiple_of(4), 0);
             &padded[..]

@@ -263,7 +263,7 @@ fn infer_config(sd: &StateDict, opts: &LoadOptions) -> Result<VitConfig> {
     let patch_size = patch_shape[2];
     let old_grid = checkpoint_grid(sd, pos_shape[1], patch_size, opts.img_size)?;
     let img_size = opts.img_size.unwrap_or((old_grid.0 * patch_size, old_grid.1 * patch_size));
-    if img_size.0 % patch_size != 0 || img_size.1 % patch_size != 0 || img_size.0 == 0 || img_size.1 == 0 {
+    if !img_size.0.is_multiple_of(patch_size) || !img_size.1.is_multiple_of(patch_size) || img_size.0 == 0 || img_size.1 == 0 {
         return Err(sd.err(format!("image size {img_size:?} is not a multiple of the patch size {patch_size}")));
     }
     Ok(VitConfig { embed_dim, depth, num_heads, patch_size, img_size, in_chans: patch_shape[1], mlp_hidden: fc1_shape[0], eps: 1e-6 })
