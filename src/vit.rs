@@ -217,9 +217,10 @@ impl Vit {
         let h = g.layernorm(x, &c(&b.norm1.0), &c(&b.norm1.1), eps)?; // [B, T, D]
         let qkv = g.linear(&h, &c(&b.qkv.0), Some(&c(&b.qkv.1)))?; // [B, T, 3D]
         let [q, k, v] = g.split_heads(&qkv, self.cfg.num_heads)?; // [B, H, T, hd] each
-        let q = g.scale(&q, 1.0 / (self.cfg.head_dim() as f32).sqrt())?;
         let scores = g.matmul(&q, &k, MatmulOptions { trans_a: false, trans_b: true })?; // [B, H, T, T]
-        let attn = g.softmax(&scores)?;
+        // softmax(q·kᵀ/√hd): the scale is applied inside the softmax kernel (timm scales q first;
+        // the same product, without a pass over q of its own).
+        let attn = g.softmax_scaled(&scores, 1.0 / (self.cfg.head_dim() as f32).sqrt())?;
         let o = g.matmul(&attn, &v, MatmulOptions::default())?; // [B, H, T, hd]
         let o = g.merge_heads(&o)?; // [B, T, D]
         let o = g.linear(&o, &c(&b.proj.0), Some(&c(&b.proj.1)))?;

@@ -1,7 +1,10 @@
-// Softmax over the last axis, forward and backward.
+// Softmax over the last axis, of the input times a scale s, forward and backward.
 //
-//   forward:   y[r, j] = exp(x[r, j] − m_r) / Σ_k exp(x[r, k] − m_r),   m_r = max_k x[r, k]
-//   backward:  dx[r, j] = y[r, j] · (dy[r, j] − Σ_k dy[r, k]·y[r, k])
+//   forward:   y[r, j] = exp(s·x[r, j] − m_r) / Σ_k exp(s·x[r, k] − m_r),   m_r = max_k s·x[r, k]
+//   backward:  dx[r, j] = s · y[r, j] · (dy[r, j] − Σ_k dy[r, k]·y[r, k])
+//
+// s = 1 is plain softmax. Attention passes s = 1/√hd: softmax(q·kᵀ/√hd) in one pass over the
+// scores, where scaling q first would be a pass of its own (and another in the backward).
 //
 // x, y, dy, dx: [rows, n], the leading axes of any tensor flattened into rows (for attention,
 // rows = B·H·T and n = T). One workgroup per row: its 256 threads stride along the row, then
@@ -13,6 +16,7 @@
 struct Params {
     rows: u32,   // number of rows
     n: u32,      // row length (the softmax axis)
+    scale: f32,  // s, applied to the input before the softmax
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -81,20 +85,20 @@ fn softmax_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
     // Pass 1: the row max m_r.
     var local_max = LOWEST_F32;
     for (var j = lid; j < params.n; j += WG) {
-        local_max = max(local_max, x[start + j]);
+        local_max = max(local_max, params.scale * x[start + j]);
     }
     let row_max = workgroup_max(lid, local_max);
 
     // Pass 2: the denominator Σ exp(x − m_r), each term in (0, 1], so the sum is in [1, n].
     var local_sum = 0.0;
     for (var j = lid; j < params.n; j += WG) {
-        local_sum += exp(x[start + j] - row_max);
+        local_sum += exp(params.scale * x[start + j] - row_max);
     }
     let denom = workgroup_sum(lid, local_sum);
 
     // Pass 3: normalise. Recomputing exp is cheaper than storing n values in workgroup memory.
     for (var j = lid; j < params.n; j += WG) {
-        y[start + j] = exp(x[start + j] - row_max) / denom;
+        y[start + j] = exp(params.scale * x[start + j] - row_max) / denom;
     }
 }
 
@@ -105,7 +109,7 @@ fn softmax_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
     if (row >= params.rows) { return; }
     let start = row * params.n;
 
-    // The Jacobian of softmax is diag(y) − y·yᵀ, so dx = y ⊙ dy − y·⟨y, dy⟩: one reduction per row.
+    // The Jacobian of softmax is diag(y) − y·yᵀ, so dx = s·(y ⊙ dy − y·⟨y, dy⟩): one reduction per row.
     var local_dot = 0.0;
     for (var j = lid; j < params.n; j += WG) {
         local_dot += dy[start + j] * y_saved[start + j];
@@ -113,6 +117,6 @@ fn softmax_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
     let dot = workgroup_sum(lid, local_dot);
 
     for (var j = lid; j < params.n; j += WG) {
-        dx[start + j] = y_saved[start + j] * (dy[start + j] - dot);
+        dx[start + j] = params.scale * y_saved[start + j] * (dy[start + j] - dot);
     }
 }

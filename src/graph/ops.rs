@@ -107,9 +107,14 @@ impl Graph {
 
     /// Softmax over the last axis.
     pub fn softmax(&self, x: &Var) -> Result<Var> {
-        let y = softmax::softmax_forward(x.value())?;
+        self.softmax_scaled(x, 1.0)
+    }
+
+    /// softmax(s·x) over the last axis, in one kernel (attention's scaled scores).
+    pub fn softmax_scaled(&self, x: &Var, scale: f32) -> Result<Var> {
+        let y = softmax::softmax_scaled_forward(x.value(), scale)?;
         let ys = y.clone();
-        self.record("softmax", &[x], y, move |dy, _| Ok(vec![Some(softmax::softmax_backward(&ys, dy)?)]))
+        self.record("softmax", &[x], y, move |dy, _| Ok(vec![Some(softmax::softmax_scaled_backward(&ys, dy, scale)?)]))
     }
 
     /// qkv [B, T, 3·D] → q, k, v [B, H, T, hd].

@@ -11,22 +11,32 @@ wgsl_shader!("softmax");
 
 /// y = softmax(x) along the last axis. x: [..., n] (rows = product of the leading dims) → y: same shape.
 pub fn softmax_forward(x: &Tensor) -> Result<Tensor> {
+    softmax_scaled_forward(x, 1.0)
+}
+
+/// dx = y ⊙ (dy − Σ_j dy_j·y_j) per row, from the forward's output y. y, dy: [..., n] → dx: same shape.
+pub fn softmax_backward(y: &Tensor, dy: &Tensor) -> Result<Tensor> {
+    softmax_scaled_backward(y, dy, 1.0)
+}
+
+/// y = softmax(s·x) along the last axis, in one pass: attention's softmax(q·kᵀ/√hd).
+pub fn softmax_scaled_forward(x: &Tensor, scale: f32) -> Result<Tensor> {
     let (rows, n) = (x.rows(), x.last_dim());
     let y = x.empty_like_shape(x.shape())?;
-    let params = Params::new().dim(rows).dim(n).bytes();
+    let params = Params::new().dim(rows).dim(n).f32(scale).bytes();
     let grid = grid_rows(x.gpu(), "softmax_forward", rows)?;
     x.gpu().dispatch(&SHADER, "softmax_forward", &params, &[(1, x.buffer()), (2, y.buffer())], grid)?;
     Ok(y)
 }
 
-/// dx = y ⊙ (dy − Σ_j dy_j·y_j) per row, from the forward's output y. y, dy: [..., n] → dx: same shape.
-pub fn softmax_backward(y: &Tensor, dy: &Tensor) -> Result<Tensor> {
+/// Gradient of [`softmax_scaled_forward`]: dx = s · y ⊙ (dy − Σ_j dy_j·y_j) per row.
+pub fn softmax_scaled_backward(y: &Tensor, dy: &Tensor, scale: f32) -> Result<Tensor> {
     let op = "softmax_backward";
     same_device(op, y, dy)?;
     same_shape(op, y, dy, "y", "dy")?;
     let (rows, n) = (y.rows(), y.last_dim());
     let dx = y.empty_like_shape(y.shape())?;
-    let params = Params::new().dim(rows).dim(n).bytes();
+    let params = Params::new().dim(rows).dim(n).f32(scale).bytes();
     let grid = grid_rows(y.gpu(), op, rows)?;
     y.gpu().dispatch(&SHADER, op, &params, &[(3, y.buffer()), (4, dy.buffer()), (5, dx.buffer())], grid)?;
     Ok(dx)

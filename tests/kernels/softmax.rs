@@ -22,7 +22,7 @@ proptest! {
     #![proptest_config(cases(12))]
 
     /// x: [a, b, n], rank 3, so rows = a·b; n covers 1, tiny rows, and lengths that are not a
-    /// multiple of the 256-thread workgroup. Scale 80 gives inputs in ±80, where a naive
+    /// multiple of the 64-thread workgroup. Scale 80 gives inputs in ±80, where a naive
     /// exp(x) would overflow f32; offset 50 shifts every logit of a row.
     #[test]
     fn softmax_matches_reference(a in dim(4), b in dim(8), n in dim(700), seed in any::<u64>(),
@@ -58,6 +58,28 @@ proptest! {
             let g = softmax_backward(&y, &dyt).unwrap().to_vec().unwrap();
             let fd = directional_fd(|x| cpu::softmax_forward(x, n), &x, &v, &dy);
             assert_grad_matches_fd("softmax_backward", gpu, &g, fd, &v, GRAD_TOL);
+        }
+    }
+}
+
+proptest! {
+    #![proptest_config(cases(12))]
+
+    /// softmax(s·x) in one kernel equals softmax of the scaled input, and its backward (which
+    /// carries the factor s) matches finite differences of that composition. Negative and
+    /// attention-like scales (1/√hd) included.
+    #[test]
+    fn scaled_softmax_matches_reference_and_finite_differences(rows in dim(6), n in dim(90), seed in any::<u64>(),
+                                                               s in prop_oneof![Just(0.125f32), Just(1.0 / 12f32.sqrt()), Just(2.5), Just(-0.7)]) {
+        for gpu in gpus() {
+            let (x, xt) = random_tensor(gpu, &[rows, n], seed, 4.0);
+            let scaled = |x: &[f64]| -> Vec<f64> { cpu::softmax_forward(&x.iter().map(|v| s as f64 * v).collect::<Vec<_>>(), n) };
+            let y = softmax_scaled_forward(&xt, s).unwrap();
+            assert_close("softmax_scaled_forward", gpu, &y.to_vec().unwrap(), &scaled(&x), FWD_TOL);
+            let (dy, dyt) = random_tensor(gpu, &[rows, n], seed ^ 2, 1.0);
+            let v = random_vec(seed ^ 3, rows * n, 1.0);
+            let g = softmax_scaled_backward(&y, &dyt, s).unwrap().to_vec().unwrap();
+            assert_grad_matches_fd("softmax_scaled_backward", gpu, &g, directional_fd(scaled, &x, &v, &dy), &v, GRAD_TOL);
         }
     }
 }
