@@ -82,11 +82,19 @@ struct Pending {
     profiler: Option<Profiler>,
 }
 
-/// Bytes of tensor storage alive on the device now, and the most ever alive at once.
+/// Most bytes of idle storage buffers kept for reuse; past it a freed buffer is released.
+const POOL_MAX_IDLE_BYTES: u64 = 512 << 20;
+
+/// Tensor storage on the device: bytes alive now and the most ever alive at once, and a pool of
+/// freed buffers by size, so a training loop that makes the same shapes every step reuses them
+/// instead of asking the driver for new memory each time.
 #[derive(Default, Debug)]
 pub struct MemoryStats {
     live: AtomicU64,
     peak: AtomicU64,
+    idle: Mutex<HashMap<u64, Vec<wgpu::Buffer>>>,
+    idle_bytes: AtomicU64,
+    created: AtomicU64,
 }
 
 impl MemoryStats {
@@ -94,12 +102,23 @@ impl MemoryStats {
         let now = self.live.fetch_add(bytes, Ordering::Relaxed) + bytes;
         self.peak.fetch_max(now, Ordering::Relaxed);
     }
-    fn free(&self, bytes: u64) {
+    /// A tensor let go of its buffer: keep it for reuse unless the pool is full.
+    fn free(&self, buffer: wgpu::Buffer, bytes: u64) {
         self.live.fetch_sub(bytes, Ordering::Relaxed);
+        if self.idle_bytes.load(Ordering::Relaxed) + bytes <= POOL_MAX_IDLE_BYTES {
+            self.idle_bytes.fetch_add(bytes, Ordering::Relaxed);
+            self.idle.lock().unwrap().entry(bytes).or_default().push(buffer);
+        }
+    }
+    fn take_idle(&self, bytes: u64) -> Option<wgpu::Buffer> {
+        let buffer = self.idle.lock().unwrap().get_mut(&bytes)?.pop()?;
+        self.idle_bytes.fetch_sub(bytes, Ordering::Relaxed);
+        Some(buffer)
     }
 }
 
-/// A storage buffer that keeps the device's memory accounting right when it is dropped.
+/// A storage buffer that keeps the device's memory accounting right, and returns to the pool,
+/// when it is dropped.
 pub struct GpuBuffer {
     pub(crate) buffer: wgpu::Buffer,
     bytes: u64,
@@ -108,7 +127,7 @@ pub struct GpuBuffer {
 
 impl Drop for GpuBuffer {
     fn drop(&mut self) {
-        self.stats.free(self.bytes);
+        self.stats.free(self.buffer.clone(), self.bytes);
     }
 }
 
@@ -294,11 +313,17 @@ impl Gpu {
         Ok(())
     }
 
-    /// A zero-filled storage buffer (wgpu zero-initialises every new buffer).
+    /// A zero-filled storage buffer: a freed one of the same size from the pool, cleared, or a
+    /// new one (wgpu zero-initialises every new buffer).
     pub fn alloc(&self, what: &str, bytes: u64) -> Result<GpuBuffer> {
         self.check_binding_size(what, bytes)?;
         // Storage buffers must be non-empty and a multiple of 4 bytes.
         let size = bytes.max(4).next_multiple_of(4);
+        if let Some(buffer) = self.inner.stats.take_idle(size) {
+            self.clear_in_order(&buffer);
+            return Ok(self.track(buffer, size));
+        }
+        self.inner.stats.created.fetch_add(1, Ordering::Relaxed);
         let buffer = self.scoped(what, || {
             self.inner.device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some(what),
@@ -311,7 +336,8 @@ impl Gpu {
     }
 
     /// A storage buffer holding `data`, written at creation (mapped), so it cannot race with
-    /// commands still pending in the encoder.
+    /// commands still pending in the encoder. Always a new buffer: a pooled one could only be
+    /// written through the queue, which would run before those pending commands.
     pub fn alloc_init(&self, what: &str, data: &[u8]) -> Result<GpuBuffer> {
         self.check_binding_size(what, data.len() as u64)?;
         let mut padded;
@@ -330,6 +356,32 @@ impl Gpu {
             })
         })?;
         Ok(self.track(buffer, contents.len() as u64))
+    }
+
+    /// Zero a reused buffer. The clear goes into the pending encoder, after every command already
+    /// recorded: commands that still read the buffer's old contents (its previous tensor was
+    /// dropped, but they were recorded earlier) run first, and the new owner's writes come after.
+    /// (An upload by `queue.write_buffer` would not be ordered so: it runs before all pending
+    /// commands at the next submit, which is why uploads never take pooled buffers.)
+    fn clear_in_order(&self, buffer: &wgpu::Buffer) {
+        let device = &self.inner.device;
+        let mut pending = self.inner.pending.lock().unwrap();
+        let encoder = pending
+            .encoder
+            .get_or_insert_with(|| device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("ops") }));
+        encoder.clear_buffer(buffer, 0, None);
+    }
+
+    /// Storage buffers [`Gpu::alloc`] had to create (op outputs, zeros) since the device was
+    /// opened; reuses from the pool are not counted, nor are uploads, which always take a fresh
+    /// buffer (see [`Gpu::alloc_init`]).
+    pub fn buffers_created(&self) -> u64 {
+        self.inner.stats.created.load(Ordering::Relaxed)
+    }
+
+    /// Bytes of freed storage buffers kept for reuse.
+    pub fn pooled_bytes(&self) -> u64 {
+        self.inner.stats.idle_bytes.load(Ordering::Relaxed)
     }
 
     fn track(&self, buffer: wgpu::Buffer, bytes: u64) -> GpuBuffer {

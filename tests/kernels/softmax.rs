@@ -67,12 +67,14 @@ proptest! {
 
     /// softmax(s·x) in one kernel equals softmax of the scaled input, and its backward (which
     /// carries the factor s) matches finite differences of that composition. Negative and
-    /// attention-like scales (1/√hd) included.
+    /// attention-like scales (1/√hd) included. |x| ≤ 1.5 keeps |s·x| ≤ 3.75, the regime of the
+    /// unscaled test above: far larger logits make the softmax one-hot and its gradient a
+    /// cancellation (dy − ⟨y, dy⟩) in f32, which would test f32 rather than the kernel.
     #[test]
     fn scaled_softmax_matches_reference_and_finite_differences(rows in dim(6), n in dim(90), seed in any::<u64>(),
                                                                s in prop_oneof![Just(0.125f32), Just(1.0 / 12f32.sqrt()), Just(2.5), Just(-0.7)]) {
         for gpu in gpus() {
-            let (x, xt) = random_tensor(gpu, &[rows, n], seed, 4.0);
+            let (x, xt) = random_tensor(gpu, &[rows, n], seed, 1.5);
             let scaled = |x: &[f64]| -> Vec<f64> { cpu::softmax_forward(&x.iter().map(|v| s as f64 * v).collect::<Vec<_>>(), n) };
             let y = softmax_scaled_forward(&xt, s).unwrap();
             assert_close("softmax_scaled_forward", gpu, &y.to_vec().unwrap(), &scaled(&x), FWD_TOL);
