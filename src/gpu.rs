@@ -364,12 +364,14 @@ impl Gpu {
     /// (An upload by `queue.write_buffer` would not be ordered so: it runs before all pending
     /// commands at the next submit, which is why uploads never take pooled buffers.)
     fn clear_in_order(&self, buffer: &wgpu::Buffer) {
+        self.record(|encoder| encoder.clear_buffer(buffer, 0, None));
+    }
+
+    /// Record a command into the pending encoder, after everything already recorded.
+    fn record(&self, f: impl FnOnce(&mut wgpu::CommandEncoder)) {
         let device = &self.inner.device;
         let mut pending = self.inner.pending.lock().unwrap();
-        let encoder = pending
-            .encoder
-            .get_or_insert_with(|| device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("ops") }));
-        encoder.clear_buffer(buffer, 0, None);
+        f(pending.encoder.get_or_insert_with(|| new_encoder(device)));
     }
 
     /// Storage buffers [`Gpu::alloc`] had to create (op outputs, zeros) since the device was
@@ -506,7 +508,7 @@ impl Gpu {
         let device = &self.inner.device;
         let mut pending = self.inner.pending.lock().unwrap();
         let Pending { encoder, dispatches, profiler } = &mut *pending;
-        let encoder = encoder.get_or_insert_with(|| device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("ops") }));
+        let encoder = encoder.get_or_insert_with(|| new_encoder(device));
         let timestamp_writes = profiler.as_mut().and_then(|p| p.time_pass(device, op));
         {
             let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(op), timestamp_writes });
@@ -532,12 +534,7 @@ impl Gpu {
 
     /// Record a copy of `bytes` from `src` to `dst` after everything already recorded.
     pub fn copy(&self, src: &GpuBuffer, dst: &GpuBuffer, bytes: u64) -> Result<()> {
-        let device = &self.inner.device;
-        let mut pending = self.inner.pending.lock().unwrap();
-        let encoder = pending
-            .encoder
-            .get_or_insert_with(|| device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("ops") }));
-        encoder.copy_buffer_to_buffer(&src.buffer, 0, &dst.buffer, 0, bytes.next_multiple_of(4));
+        self.record(|encoder| encoder.copy_buffer_to_buffer(&src.buffer, 0, &dst.buffer, 0, bytes.next_multiple_of(4)));
         Ok(())
     }
 
@@ -566,10 +563,7 @@ impl Gpu {
     fn submit_pending(&self, last: impl FnOnce(&mut wgpu::CommandEncoder)) -> Result<()> {
         let device = &self.inner.device;
         let mut pending = self.inner.pending.lock().unwrap();
-        let mut encoder = match pending.encoder.take() {
-            Some(e) => e,
-            None => device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("ops") }),
-        };
+        let mut encoder = pending.encoder.take().unwrap_or_else(|| new_encoder(device));
         pending.dispatches = 0;
         self.scoped("submit", || {
             last(&mut encoder);
@@ -826,6 +820,11 @@ impl Gpu {
     fn profiling(&self) -> Option<TimingMethod> {
         self.inner.pending.lock().unwrap().profiler.as_ref().map(|p| p.method)
     }
+}
+
+/// The encoder that collects the ops' commands until the next submit.
+fn new_encoder(device: &wgpu::Device) -> wgpu::CommandEncoder {
+    device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("ops") })
 }
 
 fn storage_usage() -> wgpu::BufferUsages {
