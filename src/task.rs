@@ -58,8 +58,8 @@ pub fn backbone_fingerprint(sd: &StateDict) -> String {
 
 impl TaskFile {
     pub fn read(gpu: &Gpu, path: &str) -> Result<TaskFile> {
-        let task = VptTask::read(gpu, path)?;
         let f = TensorFile::read(path)?;
+        let task = VptTask::from_file(gpu, &f)?;
         let fmt = |msg: String| Error::Format { path: path.to_string(), msg };
         let meta = |key: &str| f.metadata.get(key).ok_or_else(|| fmt(format!("missing metadata {key:?}: not a task file written by `vpt train`")));
         if meta("format")? != FORMAT {

@@ -75,8 +75,12 @@ impl VptTask {
     /// Read a task file: `prompts` [depth_p, P, D] (absent or with no elements for the linear
     /// probe), `head.weight` [C, D], `head.bias` [C], `__metadata__` pool (default cls).
     pub fn read(gpu: &Gpu, path: &str) -> Result<VptTask> {
-        let f = TensorFile::read(path)?;
-        let fmt = |msg: String| Error::Format { path: path.to_string(), msg };
+        VptTask::from_file(gpu, &TensorFile::read(path)?)
+    }
+
+    /// [`VptTask::read`] from a file already read (a task file's metadata comes from the same read).
+    pub fn from_file(gpu: &Gpu, f: &TensorFile) -> Result<VptTask> {
+        let fmt = |msg: String| Error::Format { path: f.path.clone(), msg };
         let (w_shape, w) = f.f32("head.weight")?;
         if w_shape.len() != 2 {
             return Err(fmt(format!("tensor \"head.weight\" has shape {w_shape:?}, expected [C, D]")));
@@ -130,6 +134,15 @@ impl TaskVars {
             prompts: task.prompts.as_ref().map(|p| g.param(p.clone())),
             head_weight: g.param(task.head_weight.clone()),
             head_bias: g.param(task.head_bias.clone()),
+        }
+    }
+
+    /// Leaves that get no gradient (inference).
+    pub fn constants(g: &Graph, task: &VptTask) -> TaskVars {
+        TaskVars {
+            prompts: task.prompts.as_ref().map(|p| g.constant(p.clone())),
+            head_weight: g.constant(task.head_weight.clone()),
+            head_bias: g.constant(task.head_bias.clone()),
         }
     }
 }
@@ -236,11 +249,7 @@ pub fn vpt_step(gpu: &Gpu, vit: &Vit, task: &VptTask, images: &Tensor, labels: &
 /// Logits only, recording nothing.
 pub fn vpt_forward(gpu: &Gpu, vit: &Vit, task: &VptTask, images: &Tensor) -> Result<Tensor> {
     let g = Graph::inference(gpu);
-    let vars = TaskVars {
-        prompts: task.prompts.as_ref().map(|p| g.constant(p.clone())),
-        head_weight: g.constant(task.head_weight.clone()),
-        head_bias: g.constant(task.head_bias.clone()),
-    };
+    let vars = TaskVars::constants(&g, task);
     Ok(vpt_logits(&g, vit, task, &vars, images, None)?.value().clone())
 }
 

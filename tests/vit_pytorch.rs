@@ -98,9 +98,10 @@ fn run_case(gpu: &Gpu, case: &Path) {
         None => vpt::read_batch(gpu, &path(case, "batch.safetensors")).unwrap(),
     };
     let vit = backbone(gpu, case, &expected, (images.shape()[2], images.shape()[3]));
-    let mut task = VptTask::read(gpu, &path(case, "task.safetensors")).unwrap();
+    let task_file = TensorFile::read(path(case, "task.safetensors")).unwrap();
+    let mut task = VptTask::from_file(gpu, &task_file).unwrap();
     if task.prompts.is_none() {
-        task.prompts = synthetic_from_metadata(gpu, &TensorFile::read(path(case, "task.safetensors")).unwrap(), "prompts");
+        task.prompts = synthetic_from_metadata(gpu, &task_file, "prompts");
     }
     let out = vpt::vpt_grad(gpu, &vit, &task, &images, &labels).unwrap();
     compare(gpu, &name, "logits", &out.logits, &expected, LOGITS_TOL);

@@ -5,6 +5,7 @@ use std::collections::HashMap;
 
 use vpt_wgsl::graph::Graph;
 use vpt_wgsl::rng::next_unit;
+use vpt_wgsl::synthetic::{synthetic_vit_state_dict, SyntheticVit};
 use vpt_wgsl::vit::{LoadOptions, StateDict, Vit};
 use vpt_wgsl::vpt::{vpt_logits, Pool, TaskVars, VptTask};
 use vpt_wgsl::{Gpu, Labels, Tensor};
@@ -24,40 +25,10 @@ fn random(state: &mut u64, n: usize, scale: f32) -> Vec<f32> {
     (0..n).map(|_| (next_unit(state) as f32 * 2.0 - 1.0) * scale).collect()
 }
 
-/// A small random ViT with timm names.
+/// A small ViT with timm names and the seeded synthetic weights.
 fn tiny_vit(gpu: &Gpu) -> Vit {
-    let mut s = 7u64;
-    let mut list = vec![];
-    let mut add = |name: String, shape: Vec<usize>, scale: f32, s: &mut u64| {
-        let n = shape.iter().product();
-        list.push((name, shape, random(s, n, scale)));
-    };
-    let n = (IMG / PATCH) * (IMG / PATCH);
-    add("cls_token".into(), vec![1, 1, D], 0.1, &mut s);
-    add("pos_embed".into(), vec![1, 1 + n, D], 0.1, &mut s);
-    add("patch_embed.proj.weight".into(), vec![D, 3, PATCH, PATCH], 0.1, &mut s);
-    add("patch_embed.proj.bias".into(), vec![D], 0.1, &mut s);
-    for i in 0..DEPTH {
-        for (name, shape) in [
-            ("norm1.weight", vec![D]),
-            ("norm1.bias", vec![D]),
-            ("attn.qkv.weight", vec![3 * D, D]),
-            ("attn.qkv.bias", vec![3 * D]),
-            ("attn.proj.weight", vec![D, D]),
-            ("attn.proj.bias", vec![D]),
-            ("norm2.weight", vec![D]),
-            ("norm2.bias", vec![D]),
-            ("mlp.fc1.weight", vec![4 * D, D]),
-            ("mlp.fc1.bias", vec![4 * D]),
-            ("mlp.fc2.weight", vec![D, 4 * D]),
-            ("mlp.fc2.bias", vec![D]),
-        ] {
-            add(format!("blocks.{i}.{name}"), shape, 0.2, &mut s);
-        }
-    }
-    add("norm.weight".into(), vec![D], 0.5, &mut s);
-    add("norm.bias".into(), vec![D], 0.1, &mut s);
-    let sd = StateDict::from_tensors("tiny test ViT", list, HashMap::from([("num_heads".to_string(), HEADS.to_string())]));
+    let cfg = SyntheticVit { embed_dim: D, depth: DEPTH, num_heads: HEADS, patch_size: PATCH, img_size: (IMG, IMG), in_chans: 3, mlp_ratio: 4.0, num_classes: 0 };
+    let sd = StateDict::from_tensors("tiny test ViT", synthetic_vit_state_dict(&cfg, 7), HashMap::from([("num_heads".to_string(), HEADS.to_string())]));
     Vit::from_state_dict(gpu, &sd, &LoadOptions::default()).unwrap()
 }
 
@@ -124,11 +95,7 @@ fn inference_records_nothing_and_frees_activations() {
     let imgs = images(&gpu, 2);
     let live_before = gpu.live_bytes();
     let g = Graph::inference(&gpu);
-    let vars = TaskVars {
-        prompts: task.prompts.as_ref().map(|p| g.constant(p.clone())),
-        head_weight: g.constant(task.head_weight.clone()),
-        head_bias: g.constant(task.head_bias.clone()),
-    };
+    let vars = TaskVars::constants(&g, &task);
     let logits = vpt_logits(&g, &vit, &task, &vars, &imgs, None).unwrap();
     assert!(g.tape_ops().is_empty());
     let logits_bytes = (logits.value().numel() * 4) as u64;
