@@ -14,7 +14,7 @@ use crate::gpu::{Gpu, Profile, TimingMethod};
 use crate::kernels::cross_entropy::{cross_entropy_backward, cross_entropy_forward};
 use crate::kernels::gelu::{gelu_backward, gelu_forward};
 use crate::kernels::layernorm::{layernorm_backward, layernorm_forward};
-use crate::kernels::matmul::{matmul_forward_with, MatmulKernel, MatmulOptions};
+use crate::kernels::matmul::{matmul_forward_with, matmul_gelu_forward_with, matmul_gelu_grad_with, MatmulKernel, MatmulOptions};
 use crate::kernels::softmax::{softmax_backward, softmax_forward};
 use crate::tensor::{Labels, Tensor};
 
@@ -345,7 +345,8 @@ fn matmul_cases(gpu: &Gpu, kernel: MatmulKernel, d: Dims) -> Vec<Case<'_>> {
     let nt = MatmulOptions { trans_a: false, trans_b: true };
     let nn = MatmulOptions { trans_a: false, trans_b: false };
     let tn = MatmulOptions { trans_a: true, trans_b: false };
-    let mm = |name: &str, a: Vec<usize>, b: Vec<usize>, opts| matmul_case(gpu, kernel, name, a, b, opts);
+    let mm = |name: &str, a: Vec<usize>, b: Vec<usize>, opts| matmul_case(gpu, kernel, name, a, b, opts, Epilogue::None);
+    let fused = |name: &str, a: Vec<usize>, b: Vec<usize>, opts, epilogue| matmul_case(gpu, kernel, name, a, b, opts, epilogue);
     vec![
         // Linear layers: X [rows, in] · W [out, in]ᵀ, and dX [rows, in] = dY [rows, out] · W.
         mm("qkv", vec![rows, d.dim], vec![3 * d.dim, d.dim], nt),
@@ -356,6 +357,10 @@ fn matmul_cases(gpu: &Gpu, kernel: MatmulKernel, d: Dims) -> Vec<Case<'_>> {
         mm("fc1 dX", vec![rows, d.mlp], vec![d.mlp, d.dim], nn),
         mm("fc2", vec![rows, d.mlp], vec![d.dim, d.mlp], nt),
         mm("fc2 dX", vec![rows, d.dim], vec![d.dim, d.mlp], nn),
+        // What the training step runs instead of fc1 + "gelu fwd" and fc2 dX + "gelu bwd": the same
+        // products with GELU, or its derivative at the saved pre-activation, applied as C is stored.
+        fused("fc1+gelu", vec![rows, d.dim], vec![d.mlp, d.dim], nt, Epilogue::Gelu),
+        fused("fc2 dX*gelu'", vec![rows, d.dim], vec![d.dim, d.mlp], nn, Epilogue::GeluGrad),
         // Attention, per (image, head): S = Q·Kᵀ, dQ = dS·K, dK = dSᵀ·Q.
         mm("q.kT", vec![bh, t, hd], vec![bh, t, hd], nt),
         mm("q.kT dQ", vec![bh, t, t], vec![bh, t, hd], nn),
@@ -367,12 +372,31 @@ fn matmul_cases(gpu: &Gpu, kernel: MatmulKernel, d: Dims) -> Vec<Case<'_>> {
     ]
 }
 
-fn matmul_case<'a>(gpu: &'a Gpu, kernel: MatmulKernel, name: &str, a: Vec<usize>, b: Vec<usize>, opts: MatmulOptions) -> Case<'a> {
+/// Which matmul launcher a case times: the plain product or one of the fused GELU epilogues.
+#[derive(Clone, Copy)]
+enum Epilogue {
+    None,
+    /// `matmul_gelu_forward`: also writes the pre-activation.
+    Gelu,
+    /// `matmul_gelu_grad`: also reads a pre-activation of C's shape.
+    GeluGrad,
+}
+
+fn matmul_case<'a>(
+    gpu: &'a Gpu,
+    kernel: MatmulKernel,
+    name: &str,
+    a: Vec<usize>,
+    b: Vec<usize>,
+    opts: MatmulOptions,
+    epilogue: Epilogue,
+) -> Case<'a> {
     // op(A) [batch, M, K] · op(B) [batch, K, N]
     let batch: usize = a[..a.len() - 2].iter().product();
     let (m, k) = if opts.trans_a { (a[a.len() - 1], a[a.len() - 2]) } else { (a[a.len() - 2], a[a.len() - 1]) };
     let n = if opts.trans_b { b[b.len() - 2] } else { b[b.len() - 1] };
     let t = |yes: bool| if yes { "^T" } else { "" };
+    let c_shape: Vec<usize> = a[..a.len() - 2].iter().copied().chain([m, n]).collect();
     Case {
         kernel: format!("matmul {name}"),
         variant: Some(kernel.name()),
@@ -380,7 +404,15 @@ fn matmul_case<'a>(gpu: &'a Gpu, kernel: MatmulKernel, name: &str, a: Vec<usize>
         work: Work::Flops(2.0 * (batch * m * n * k) as f64),
         prepare: Box::new(move |seed| {
             let (a, b) = (random(gpu, &a, seed, -1.0, 1.0)?, random(gpu, &b, seed + 1, -1.0, 1.0)?);
-            Ok(Box::new(move || matmul_forward_with(kernel, &a, &b, None, opts)))
+            let op: Op<'a> = match epilogue {
+                Epilogue::None => Box::new(move || matmul_forward_with(kernel, &a, &b, None, opts)),
+                Epilogue::Gelu => Box::new(move || Ok(matmul_gelu_forward_with(kernel, &a, &b, None, opts)?.y)),
+                Epilogue::GeluGrad => {
+                    let pre = random(gpu, &c_shape, seed + 2, -3.0, 3.0)?;
+                    Box::new(move || matmul_gelu_grad_with(kernel, &a, &b, opts, &pre))
+                }
+            };
+            Ok(op)
         }),
     }
 }

@@ -227,9 +227,7 @@ impl Vit {
         let x = g.add(x, &o)?;
         // MLP: x + fc2(gelu(fc1(norm2(x))))
         let h = g.layernorm(&x, &c(&b.norm2.0), &c(&b.norm2.1), eps)?;
-        let h = g.linear(&h, &c(&b.fc1.0), Some(&c(&b.fc1.1)))?; // [B, T, 4D]
-        let h = g.gelu(&h)?;
-        let h = g.linear(&h, &c(&b.fc2.0), Some(&c(&b.fc2.1)))?; // [B, T, D]
+        let h = g.mlp(&h, (&c(&b.fc1.0), &c(&b.fc1.1)), (&c(&b.fc2.0), &c(&b.fc2.1)))?; // [B, T, 4D] inside, [B, T, D] out
         g.add(&x, &h)
     }
 

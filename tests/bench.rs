@@ -65,8 +65,9 @@ fn suite_measures_every_kernel_and_variant_and_writes_json() {
     let mut streamed = 0;
     let report = bench::run(&gpu, &options, |_| streamed += 1).unwrap();
 
-    // 14 matmuls of a step with each kernel, and LayerNorm, softmax, GELU, cross-entropy both ways.
-    let matmuls = ["qkv", "proj", "fc1", "fc2"].len() * 2 + 6;
+    // 14 matmuls of a step and the 2 with a fused GELU epilogue, with each kernel, and LayerNorm,
+    // softmax, GELU, cross-entropy both ways.
+    let matmuls = ["qkv", "proj", "fc1", "fc2"].len() * 2 + 6 + 2;
     assert_eq!(report.results.len(), matmuls * MatmulKernel::ALL.len() + 8);
     assert_eq!(streamed, report.results.len());
     for kernel in MatmulKernel::ALL {
@@ -117,7 +118,11 @@ fn filter_selects_cases_and_bad_sizes_are_errors() {
     let report = bench::run(&gpu, &options, |_| ()).unwrap();
     let kernels: Vec<&str> = report.results.iter().map(|r| r.kernel.as_str()).collect();
     assert_eq!(kernels.iter().filter(|k| **k == "matmul fc2 dX").count(), MatmulKernel::ALL.len());
-    assert_eq!(kernels.len(), MatmulKernel::ALL.len() + 2, "{kernels:?}");
+    // "gelu" also picks the fused "fc1+gelu" and "fc2 dX*gelu'" (which "fc2 dx" matches too).
+    for fused in ["matmul fc1+gelu", "matmul fc2 dX*gelu'"] {
+        assert_eq!(kernels.iter().filter(|k| **k == fused).count(), MatmulKernel::ALL.len(), "{fused}");
+    }
+    assert_eq!(kernels.len(), 3 * MatmulKernel::ALL.len() + 2, "{kernels:?}");
 
     let bad = BenchOptions::new(Dims { heads: 3, ..toy_dims() });
     assert!(bench::run(&gpu, &bad, |_| ()).unwrap_err().to_string().contains("multiple of heads"));
@@ -136,7 +141,7 @@ fn vpt(args: &[&str]) -> (bool, String, String) {
 /// `vpt bench --json` prints one JSON object on stdout and nothing else there.
 #[test]
 fn cli_json_is_one_object() {
-    let (ok, stdout, stderr) = vpt(&["bench", "--filter", "gelu", "--reps", "1", "--json"]);
+    let (ok, stdout, stderr) = vpt(&["bench", "--filter", "gelu fwd,gelu bwd", "--reps", "1", "--json"]);
     assert!(ok, "{stderr}");
     let json: serde_json::Value = serde_json::from_str(&stdout).unwrap_or_else(|e| panic!("{e}: {stdout}"));
     let results = json["results"].as_array().unwrap();

@@ -90,11 +90,17 @@ fn every_wgsl_file_is_registered() {
         .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
         .collect();
     files.sort();
-    let mut registered: Vec<String> = ALL_SHADERS.iter().map(|s| s.name.to_string()).collect();
+    // Kernel families, and the shared function files they prepend (`uses`).
+    let mut registered: Vec<String> = ALL_SHADERS.iter().flat_map(|s| [Some(s.name), s.uses]).flatten().map(String::from).collect();
     registered.sort();
-    assert_eq!(files, registered, "wgsl/ files vs kernels::ALL_SHADERS");
+    registered.dedup();
+    assert_eq!(files, registered, "wgsl/ files vs kernels::ALL_SHADERS and the files they use");
+    let read = |stem: &str| std::fs::read_to_string(dir.join(format!("{stem}.wgsl"))).unwrap();
     for shader in ALL_SHADERS {
-        let on_disk = std::fs::read_to_string(dir.join(format!("{}.wgsl", shader.name))).unwrap();
+        let on_disk = match shader.uses {
+            Some(lib) => format!("{}\n{}", read(lib), read(shader.name)),
+            None => read(shader.name),
+        };
         assert_eq!(on_disk, shader.source, "{}.wgsl differs from the embedded copy", shader.name);
     }
 }

@@ -125,6 +125,57 @@ fn backward_frees_saved_activations() {
     drop(grads);
 }
 
+/// The fused MLP op (GELU inside fc1's matmul, its derivative inside the matmul back through
+/// fc2) computes what linear → gelu → linear computes: the same loss and the same gradient for
+/// the input and, when they train, for every weight and bias, with 2 fewer launches (one in the
+/// forward, one in the backward).
+#[test]
+fn fused_mlp_matches_linear_gelu_linear() {
+    let gpu = own_gpu();
+    let (batch, tokens, width, hidden) = (2, 7, 12, 48);
+    let mut s = 5u64;
+    let mut tensor = |shape: &[usize], scale: f32| Tensor::from_slice(&gpu, shape, &random(&mut s, shape.iter().product(), scale)).unwrap();
+    let x = tensor(&[batch, tokens, width], 1.0);
+    let (w1, b1) = (tensor(&[hidden, width], 0.5), tensor(&[hidden], 0.5));
+    let (w2, b2) = (tensor(&[width, hidden], 0.3), tensor(&[width], 0.3));
+    let labels = Labels::new(&gpu, &(0..batch * tokens).map(|i| (i % width) as u32).collect::<Vec<_>>(), width).unwrap();
+
+    for weights_train in [false, true] {
+        // (loss, gradients [x, w1, b1, w2, b2] where they exist, launches)
+        let run = |fused: bool| {
+            let g = Graph::new(&gpu);
+            let leaf = |t: &Tensor| if weights_train { g.param(t.clone()) } else { g.constant(t.clone()) };
+            let xv = g.param(x.clone());
+            let (w1, b1, w2, b2) = (leaf(&w1), leaf(&b1), leaf(&w2), leaf(&b2));
+            let before = gpu.dispatch_count();
+            let y = if fused {
+                g.mlp(&xv, (&w1, &b1), (&w2, &b2)).unwrap()
+            } else {
+                let h = g.linear(&xv, &w1, Some(&b1)).unwrap();
+                let h = g.gelu(&h).unwrap();
+                g.linear(&h, &w2, Some(&b2)).unwrap()
+            };
+            let logits = g.reshape(&y, &[batch * tokens, width]).unwrap();
+            let loss = g.cross_entropy(&logits, &labels).unwrap();
+            let grads = g.backward(&loss).unwrap();
+            let launches = gpu.dispatch_count() - before;
+            let got: Vec<Vec<f32>> = [&xv, &w1, &b1, &w2, &b2].iter().filter_map(|v| grads.get(v)).map(|t| t.to_vec().unwrap()).collect();
+            (loss.value().to_vec().unwrap()[0], got, launches)
+        };
+        let (fused_loss, fused_grads, fused_launches) = run(true);
+        let (loss, grads, launches) = run(false);
+        assert!((fused_loss - loss).abs() <= 1e-6 * loss.abs().max(1.0), "weights train: {weights_train}: loss {fused_loss} vs {loss}");
+        assert_eq!(fused_grads.len(), if weights_train { 5 } else { 1 }, "weights train: {weights_train}");
+        assert_eq!(fused_grads.len(), grads.len());
+        for (i, (f, u)) in fused_grads.iter().zip(&grads).enumerate() {
+            let scale = u.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+            let worst = f.iter().zip(u).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+            assert!(worst <= 1e-5 * scale, "weights train: {weights_train}: gradient {i} differs by {worst} (scale {scale})");
+        }
+        assert_eq!(fused_launches + 2, launches, "weights train: {weights_train}: launches");
+    }
+}
+
 /// The loss must be a single value that depends on something trainable.
 #[test]
 fn backward_rejects_a_loss_without_trainable_inputs() {

@@ -6,9 +6,29 @@ use super::{Graph, Var};
 use crate::error::{Error, Result};
 use crate::kernels::cross_entropy::{self, CrossEntropyOut};
 use crate::kernels::layernorm::{self, LayerNormOut};
-use crate::kernels::matmul::{self, MatmulNeed, MatmulOptions};
+use crate::kernels::matmul::{self, MatmulGeluOut, MatmulNeed, MatmulOptions};
 use crate::kernels::{elementwise, gelu, heads, patch, softmax, tokens};
 use crate::tensor::{Labels, Tensor};
+
+/// torch.nn.Linear's layout: y = x · wᵀ, w stored [out, in].
+const LINEAR: MatmulOptions = MatmulOptions { trans_a: false, trans_b: true };
+
+/// Gradients [dx, dw, db] of y = x · wᵀ + b given dy, those `need` asks for. `x` is the saved
+/// input, or None when w is frozen (dw is then never asked for, and x was not kept): dx = dy · w
+/// needs only the weight.
+fn linear_backward(x: Option<&Tensor>, w: &Tensor, dy: &Tensor, need: MatmulNeed) -> Result<[Option<Tensor>; 3]> {
+    if let Some(x) = x {
+        let g = matmul::matmul_backward(x, w, dy, LINEAR, need)?;
+        return Ok([g.da, g.db, g.dbias]);
+    }
+    if need.b {
+        return Err(Error::shape("linear_backward", "dW asked for, but the layer's input was not kept (its weight was frozen when the op ran)"));
+    }
+    // dx [..., K] = dy [..., N] · w [N, K]
+    let dx = need.a.then(|| matmul::matmul_forward(dy, w, None, MatmulOptions::default())).transpose()?;
+    let db = need.bias.then(|| matmul::bias_backward(dy)).transpose()?;
+    Ok([dx, None, db])
+}
 
 /// Prompt dropout: during training each element is zeroed with probability `p` and the survivors
 /// scaled by 1/(1−p) (torch.nn.Dropout). The mask comes from a seeded generator on the host.
@@ -21,15 +41,41 @@ pub struct Dropout {
 impl Graph {
     /// y = x · wᵀ + b, like torch.nn.Linear. x: [..., K], w: [N, K], b: [N] → y: [..., N].
     pub fn linear(&self, x: &Var, w: &Var, b: Option<&Var>) -> Result<Var> {
-        let opts = MatmulOptions { trans_a: false, trans_b: true };
-        let y = matmul::matmul_forward(x.value(), w.value(), b.map(Var::value), opts)?;
-        let (xs, ws) = (x.value().clone(), w.value().clone());
+        let y = matmul::matmul_forward(x.value(), w.value(), b.map(Var::value), LINEAR)?;
+        // x is needed only for dW: a frozen backbone layer keeps nothing but its own weight.
+        let saved_x = w.requires_grad().then(|| x.value().clone());
+        let ws = w.value().clone();
         let mut inputs = vec![x, w];
         inputs.extend(b);
         self.record("linear", &inputs, y, move |dy, needs| {
             let need = MatmulNeed { a: needs[0], b: needs[1], bias: needs.get(2).copied().unwrap_or(false) };
-            let g = matmul::matmul_backward(&xs, &ws, dy, opts, need)?;
-            Ok(vec![g.da, g.db, g.dbias])
+            Ok(linear_backward(saved_x.as_ref(), &ws, dy, need)?.to_vec())
+        })
+    }
+
+    /// The transformer MLP, fc2(gelu(fc1(x))), as one op so that GELU costs no pass of its own:
+    /// it runs in fc1's matmul as each result is stored, and its derivative in the matmul that
+    /// takes the gradient back through fc2 (`matmul_gelu_forward`, `matmul_gelu_grad`).
+    /// x: [..., D]; fc1 = (w1 [Hd, D], b1 [Hd]); fc2 = (w2 [D, Hd], b2 [D]) → [..., D].
+    pub fn mlp(&self, x: &Var, fc1: (&Var, &Var), fc2: (&Var, &Var)) -> Result<Var> {
+        let MatmulGeluOut { pre, y: hidden } = matmul::matmul_gelu_forward(x.value(), fc1.0.value(), Some(fc1.1.value()), LINEAR)?; // [..., Hd] each
+        let y = matmul::matmul_forward(&hidden, fc2.0.value(), Some(fc2.1.value()), LINEAR)?; // [..., D]
+        // Kept for backward: the pre-activation (GELU's derivative needs it) and the weights; the
+        // layers' inputs only where their weight trains. hidden, the largest, is usually freed here.
+        let saved_x = fc1.0.requires_grad().then(|| x.value().clone());
+        let saved_hidden = fc2.0.requires_grad().then_some(hidden);
+        let (w1, w2) = (fc1.0.value().clone(), fc2.0.value().clone());
+        self.record("mlp", &[x, fc1.0, fc1.1, fc2.0, fc2.1], y, move |dy, needs| {
+            // fc2's own parameters (dy [..., D]); its dX is never stored, see dpre.
+            let [_, dw2, db2] = linear_backward(saved_hidden.as_ref(), &w2, dy, MatmulNeed { a: false, b: needs[3], bias: needs[4] })?;
+            let [dx, dw1, db1] = if needs[..3].contains(&true) {
+                // d(pre) [..., Hd] = (dy · w2) ⊙ gelu'(pre), in one kernel.
+                let dpre = matmul::matmul_gelu_grad(dy, &w2, MatmulOptions::default(), &pre)?;
+                linear_backward(saved_x.as_ref(), &w1, &dpre, MatmulNeed { a: needs[0], b: needs[1], bias: needs[2] })?
+            } else {
+                [None, None, None]
+            };
+            Ok(vec![dx, dw1, db1, dw2, db2])
         })
     }
 

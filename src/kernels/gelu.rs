@@ -1,12 +1,13 @@
 //! GELU: the exact erf form of `torch.nn.GELU()` and, separately, the tanh approximation of
-//! `torch.nn.GELU(approximate="tanh")`. Kernels in `wgsl/gelu.wgsl`.
+//! `torch.nn.GELU(approximate="tanh")`. Kernels in `wgsl/gelu.wgsl`, after the shared
+//! `wgsl/gelu_math.wgsl`.
 
 use super::{grid_1d, same_device, same_shape, wgsl_shader};
 use crate::error::Result;
 use crate::gpu::Params;
 use crate::tensor::Tensor;
 
-wgsl_shader!("gelu");
+wgsl_shader!("gelu", uses "gelu_math");
 
 /// y = x·Φ(x), element-wise. x: any shape → y: same shape.
 pub fn gelu_forward(x: &Tensor) -> Result<Tensor> {

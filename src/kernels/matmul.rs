@@ -1,6 +1,10 @@
 //! Matrix multiply: C = op(A)·op(B) (+ bias), op(X) = X or Xᵀ, batched, and its backward composed
 //! from the same kernel with the operands transposed. Kernels in `wgsl/matmul.wgsl`.
 //!
+//! Two fused variants serve the MLP's GELU: [`matmul_gelu_forward`] applies GELU as each result
+//! is stored (keeping the pre-activation for backward), and [`matmul_gelu_grad`] multiplies each
+//! result by GELU's derivative at a saved pre-activation.
+//!
 //! Shapes (M, N, K as usual; `batch...` any number of leading dims, flattened into one count):
 //! - A: [batch..., M, K], or [batch..., K, M] with `trans_a`
 //! - B: [batch..., K, N], or [batch..., N, K] with `trans_b`
@@ -15,7 +19,7 @@ use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Params};
 use crate::tensor::Tensor;
 
-wgsl_shader!("matmul");
+wgsl_shader!("matmul", uses "gelu_math");
 
 /// Which operands enter transposed.
 #[derive(Default, Clone, Copy, Debug)]
@@ -104,6 +108,7 @@ impl MatmulKernel {
     }
 
     /// Does the kernel take its layout as `override` constants (and vec4 views at bindings 5, 6)?
+    /// (Every kernel takes the `EPILOGUE` constant.)
     fn specialized(self) -> bool {
         matches!(self, MatmulKernel::Reg4x4 | MatmulKernel::Reg4x4Vec4 | MatmulKernel::Reg16x8)
     }
@@ -146,18 +151,118 @@ pub fn matmul_forward_with(
     bias: Option<&Tensor>,
     opts: MatmulOptions,
 ) -> Result<Tensor> {
-    const OP: &str = "matmul_forward";
-    let s = check_shapes(OP, a, b, opts)?;
+    launch("matmul_forward", kernel, a, b, bias, opts, Epilogue::None)
+}
+
+/// The two results of [`matmul_gelu_forward`], both [batch..., M, N].
+#[derive(Debug)]
+pub struct MatmulGeluOut {
+    /// op(A)·op(B) + bias: what GELU's backward needs.
+    pub pre: Tensor,
+    /// gelu(pre), the exact (erf) GELU of `torch.nn.GELU()`.
+    pub y: Tensor,
+}
+
+/// y = gelu(op(A)·op(B) + bias) in one kernel, also returning the pre-activation: a linear layer
+/// followed by GELU (the MLP's fc1) without a separate pass over its output.
+pub fn matmul_gelu_forward(a: &Tensor, b: &Tensor, bias: Option<&Tensor>, opts: MatmulOptions) -> Result<MatmulGeluOut> {
+    let s = check_shapes("matmul_gelu_forward", a, b, opts)?;
+    matmul_gelu_forward_with(MatmulKernel::best_for(a.gpu(), s.m, s.n), a, b, bias, opts)
+}
+
+/// [`matmul_gelu_forward`] with the chosen kernel (for tests and benchmarks).
+pub fn matmul_gelu_forward_with(
+    kernel: MatmulKernel,
+    a: &Tensor,
+    b: &Tensor,
+    bias: Option<&Tensor>,
+    opts: MatmulOptions,
+) -> Result<MatmulGeluOut> {
+    const OP: &str = "matmul_gelu_forward";
+    let pre = a.empty_like_shape(&check_shapes(OP, a, b, opts)?.output_shape())?;
+    let y = launch(OP, kernel, a, b, bias, opts, Epilogue::Gelu(&pre))?;
+    Ok(MatmulGeluOut { pre, y })
+}
+
+/// C = (op(A)·op(B)) ⊙ gelu'(pre), pre: [batch..., M, N]. Given dY of a GELU's output, already
+/// pushed back through the layer after it (A = that layer's output gradient, B its weight), this
+/// is the gradient at the GELU's input in one kernel (the MLP backward: fc2's dX becomes fc1's
+/// d(pre) without being stored).
+pub fn matmul_gelu_grad(a: &Tensor, b: &Tensor, opts: MatmulOptions, pre: &Tensor) -> Result<Tensor> {
+    let s = check_shapes("matmul_gelu_grad", a, b, opts)?;
+    matmul_gelu_grad_with(MatmulKernel::best_for(a.gpu(), s.m, s.n), a, b, opts, pre)
+}
+
+/// [`matmul_gelu_grad`] with the chosen kernel (for tests and benchmarks).
+pub fn matmul_gelu_grad_with(kernel: MatmulKernel, a: &Tensor, b: &Tensor, opts: MatmulOptions, pre: &Tensor) -> Result<Tensor> {
+    launch("matmul_gelu_grad", kernel, a, b, None, opts, Epilogue::GeluGrad(pre))
+}
+
+/// What the kernel does with each result on its way to memory (the `EPILOGUE` override constant
+/// in the WGSL: one pipeline per epilogue).
+#[derive(Clone, Copy)]
+enum Epilogue<'a> {
+    /// C = dot + bias.
+    None,
+    /// The pre-activation dot + bias goes to this tensor, gelu of it to C.
+    Gelu(&'a Tensor),
+    /// C = dot · gelu'(this tensor).
+    GeluGrad(&'a Tensor),
+}
+
+impl<'a> Epilogue<'a> {
+    /// The WGSL's EPILOGUE_* code.
+    fn code(self) -> u32 {
+        match self {
+            Epilogue::None => 0,
+            Epilogue::Gelu(_) => 1,
+            Epilogue::GeluGrad(_) => 2,
+        }
+    }
+
+    /// The tensor bound as `aux`, if any.
+    fn aux(self) -> Option<&'a Tensor> {
+        match self {
+            Epilogue::None => None,
+            Epilogue::Gelu(t) | Epilogue::GeluGrad(t) => Some(t),
+        }
+    }
+}
+
+/// Check the operands, then dispatch `kernel` for C = op(A)·op(B) (+ bias) through `epilogue`.
+fn launch(
+    op: &'static str,
+    kernel: MatmulKernel,
+    a: &Tensor,
+    b: &Tensor,
+    bias: Option<&Tensor>,
+    opts: MatmulOptions,
+    epilogue: Epilogue,
+) -> Result<Tensor> {
+    let s = check_shapes(op, a, b, opts)?;
     if let Some(bias) = bias {
-        check_bias(OP, a, b, opts, bias, &s)?;
+        check_bias(op, a, b, opts, bias, &s)?;
+    }
+    if let Some(aux) = epilogue.aux() {
+        check_aux(op, a, b, opts, aux, &s)?;
     }
     let gpu = a.gpu();
-    let grid = grid(OP, kernel, gpu, &s)?;
+    let grid = grid(op, kernel, gpu, &s)?;
     let c = a.empty_like_shape(&s.output_shape())?;
 
-    // The kernels always declare the bias binding, so without a bias we bind a 16-byte stand-in
-    // that `has_bias = 0` keeps them from reading (16 bytes: it also stands in for a vec4 view).
+    // The kernels always declare the bias and aux bindings, so without them we bind 16-byte
+    // stand-ins that `has_bias = 0` and `epilogue = 0` keep them from touching (16 bytes: one also
+    // stands in for the vec4 views). aux gets its own: it is bound read-write, and wgpu refuses a
+    // buffer bound both read-only and read-write in one dispatch.
     let stand_in = gpu.alloc("matmul: unused binding", 16)?;
+    let aux_stand_in;
+    let aux_buffer = match epilogue.aux() {
+        Some(t) => t.buffer(),
+        None => {
+            aux_stand_in = gpu.alloc("matmul: unused aux binding", 16)?;
+            &aux_stand_in
+        }
+    };
     let bias_buffer = bias.map_or(&stand_in, |t| t.buffer());
     let params = Params::new()
         .dim(s.m)
@@ -170,9 +275,10 @@ pub fn matmul_forward_with(
         .dim(if s.b_batched { s.k * s.n } else { 0 })
         .flag(bias.is_some())
         .bytes();
-    let mut buffers = vec![(1, a.buffer()), (2, b.buffer()), (3, bias_buffer), (4, c.buffer())];
+    let mut buffers = vec![(1, a.buffer()), (2, b.buffer()), (3, bias_buffer), (4, c.buffer()), (7, aux_buffer)];
+    let epilogue_code = ("EPILOGUE", epilogue.code() as f64);
     if !kernel.specialized() {
-        gpu.dispatch(&SHADER, kernel.entry(), &params, &buffers, grid)?;
+        gpu.dispatch_specialized(&SHADER, kernel.entry(), &[epilogue_code], &params, &buffers, grid)?;
         return Ok(c);
     }
     // Quads of four consecutive stored values are read with one vec4 load when every stored row
@@ -187,6 +293,7 @@ pub fn matmul_forward_with(
         ("TRANS_B", flag(opts.trans_b)),
         ("A_VEC4", flag(a_vec4)),
         ("B_VEC4", flag(b_vec4)),
+        epilogue_code,
     ];
     gpu.dispatch_specialized(&SHADER, kernel.entry(), &constants, &params, &buffers, grid)?;
     Ok(c)
@@ -267,6 +374,12 @@ fn db_product(a: &Tensor, dc: &Tensor, opts: MatmulOptions) -> Result<Tensor> {
 /// dbias [N]: the bias was added to every row of C, so its gradient sums dC over all of them.
 fn grad_bias(dc: &Tensor, s: &MatmulShape) -> Result<Tensor> {
     reduce::sum_rows_forward(&dc.reshape(&[dc.rows(), s.n])?)
+}
+
+/// The gradient of a bias added to every row: dC [..., N] summed over all rows → [N].
+pub fn bias_backward(dc: &Tensor) -> Result<Tensor> {
+    let n = *dc.shape().last().ok_or_else(|| Error::shape("bias_backward", "dc must have at least one dim, got a scalar shape []"))?;
+    reduce::sum_rows_forward(&dc.reshape(&[dc.numel() / n.max(1), n])?)
 }
 
 /// Sum per-batch gradients [batch..., rows, cols] into one matrix of `shape` (the shared operand's).
@@ -365,6 +478,18 @@ fn check_bias(op: &'static str, a: &Tensor, b: &Tensor, opts: MatmulOptions, bia
         return Err(Error::shape(
             op,
             format!("bias has shape {:?} but C = op(A)·op(B) for {} is {:?}, so bias must be [{}]", bias.shape(), describe(a, b, opts), s.output_shape(), s.n),
+        ));
+    }
+    Ok(())
+}
+
+/// The epilogue's tensor must have C's shape: it is read or written at C's indices.
+fn check_aux(op: &'static str, a: &Tensor, b: &Tensor, opts: MatmulOptions, aux: &Tensor, s: &MatmulShape) -> Result<()> {
+    same_device(op, a, aux)?;
+    if aux.shape() != s.output_shape() {
+        return Err(Error::shape(
+            op,
+            format!("the pre-activation has shape {:?} but op(A)·op(B) for {} is {:?}; they must match", aux.shape(), describe(a, b, opts), s.output_shape()),
         ));
     }
     Ok(())

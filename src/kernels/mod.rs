@@ -24,14 +24,34 @@ pub mod tokens;
 pub struct Shader {
     /// File stem in `wgsl/`; also the cache key and the label in GPU error messages.
     pub name: &'static str,
+    /// What the GPU compiles: `wgsl/<uses>.wgsl` (if any), a newline, then `wgsl/<name>.wgsl`.
     pub source: &'static str,
+    /// The shared function file prepended to this family's own (see [`wgsl_shader!`]).
+    pub uses: Option<&'static str>,
 }
 
-/// Declares a family's `SHADER` from `wgsl/<name>.wgsl`.
+/// Declares a family's `SHADER` from `wgsl/<name>.wgsl`. With `uses "<lib>"`, `wgsl/<lib>.wgsl`
+/// (plain functions shared by several families, e.g. `gelu_math`) is prepended to it, since WGSL
+/// has no `#include`.
 macro_rules! wgsl_shader {
     ($name:literal) => {
         pub const SHADER: $crate::kernels::Shader =
-            $crate::kernels::Shader { name: $name, source: include_str!(concat!("../../wgsl/", $name, ".wgsl")) };
+            $crate::kernels::Shader {
+            name: $name,
+            source: include_str!(concat!("../../wgsl/", $name, ".wgsl")),
+            uses: None,
+        };
+    };
+    ($name:literal, uses $lib:literal) => {
+        pub const SHADER: $crate::kernels::Shader = $crate::kernels::Shader {
+            name: $name,
+            source: concat!(
+                include_str!(concat!("../../wgsl/", $lib, ".wgsl")),
+                "\n",
+                include_str!(concat!("../../wgsl/", $name, ".wgsl"))
+            ),
+            uses: Some($lib),
+        };
     };
 }
 pub(crate) use wgsl_shader;

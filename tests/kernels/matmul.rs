@@ -1,8 +1,10 @@
 //! Matmul: every kernel vs the f64 reference over every transpose and batching layout, the
-//! composed backward vs the reference and finite differences, dispatch counts, shape errors.
+//! composed backward vs the reference and finite differences, the fused GELU epilogues, dispatch
+//! counts, shape errors.
 
 use proptest::prelude::*;
 use vpt_wgsl::kernels::matmul::*;
+use vpt_wgsl::reference::gelu as gelu_ref;
 use vpt_wgsl::reference::matmul::{self as cpu, MatmulDims};
 use vpt_wgsl::{Gpu, Tensor};
 
@@ -200,6 +202,38 @@ proptest! {
     }
 }
 
+proptest! {
+    // Fewer cases than the plain forward: each new layout compiles two more pipelines per kernel,
+    // and the GELU epilogue, inlined at all 128 stores of reg16x8, makes them slow to compile.
+    #![proptest_config(cases(16))]
+
+    /// The GELU epilogues give what the separate kernels would: pre = op(A)·op(B) + bias and
+    /// y = gelu(pre) from `matmul_gelu_forward`; (op(A)·op(B)) ⊙ gelu'(pre) for a given pre from
+    /// `matmul_gelu_grad`. Every kernel, every layout.
+    #[test]
+    fn gelu_epilogues_match_reference(c in case(70)) {
+        for gpu in gpus() {
+            let x = inputs(gpu, &c);
+            let pre_want = cpu::matmul_forward(&x.a, &x.b, c.bias.then_some(&x.bias[..]), c.dims());
+            let y_want = gelu_ref::gelu_forward(&pre_want);
+            // A pre-activation of typical size (|x| ≤ 3: GELU's curved part) for the grad epilogue.
+            let (pre, pre_t) = random_tensor(gpu, &c.c_shape(), c.seed ^ 7, 3.0);
+            let dot = cpu::matmul_forward(&x.a, &x.b, None, c.dims());
+            let grad_want = gelu_ref::gelu_backward(&pre, &dot);
+            for kernel in MatmulKernel::ALL {
+                let what = format!("matmul_{} {c:?}", kernel.name());
+                let out = matmul_gelu_forward_with(kernel, &x.at, &x.bt, c.bias.then_some(&x.biast), c.opts).unwrap();
+                prop_assert_eq!(out.pre.shape(), &c.c_shape()[..]);
+                prop_assert_eq!(out.y.shape(), &c.c_shape()[..]);
+                assert_close(&format!("{what}: gelu epilogue, pre"), gpu, &download(&out.pre), &pre_want, FWD_TOL);
+                assert_close(&format!("{what}: gelu epilogue, y"), gpu, &download(&out.y), &y_want, FWD_TOL);
+                let grad = matmul_gelu_grad_with(kernel, &x.at, &x.bt, c.opts, &pre_t).unwrap();
+                assert_close(&format!("{what}: gelu-grad epilogue"), gpu, &download(&grad), &grad_want, FWD_TOL);
+            }
+        }
+    }
+}
+
 /// A ViT-S/16 qkv projection: 197 tokens × 192 features → 576, weight [576, 192] used transposed,
 /// with bias. Large enough to span several tiles of every kernel with ragged edges on M and K.
 #[test]
@@ -335,6 +369,9 @@ fn mismatched_shapes_are_errors_naming_both() {
         // A vector is not a matrix.
         assert_shape_error(fwd(&t(&[4]), &t(&[4, 5]), None, plain), "matmul_forward", &["[4]", "[4, 5]"]);
     }
+    // The pre-activation of the GELU-grad epilogue must have C's shape [2, 3, 5].
+    assert_shape_error(matmul_gelu_grad(&t(&[2, 3, 4]), &t(&[4, 5]), plain, &t(&[3, 5])), "matmul_gelu_grad", &["[3, 5]", "[2, 3, 5]"]);
+    assert_shape_error(matmul_gelu_forward(&t(&[2, 3, 4]), &t(&[5, 6]), None, plain).map(|o| o.y), "matmul_gelu_forward", &["[2, 3, 4]", "[5, 6]"]);
     let all = ALL_GRADS;
     assert_shape_error(matmul_backward(&t(&[3, 4]), &t(&[5, 6]), &t(&[3, 6]), plain, all), "matmul_backward", &["[3, 4]", "[5, 6]"]);
     // dC must be C's shape [2, 3, 5].
