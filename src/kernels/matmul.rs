@@ -139,8 +139,7 @@ pub struct MatmulGrads {
 /// C = op(A)·op(B) (+ bias) with the best kernel for the shape on this device
 /// ([`MatmulKernel::best_for`]). See the module docs for shapes.
 pub fn matmul_forward(a: &Tensor, b: &Tensor, bias: Option<&Tensor>, opts: MatmulOptions) -> Result<Tensor> {
-    let s = check_shapes("matmul_forward", a, b, opts)?;
-    matmul_forward_with(MatmulKernel::best_for(a.gpu(), s.m, s.n), a, b, bias, opts)
+    matmul_forward_with(best_kernel("matmul_forward", a, b, opts)?, a, b, bias, opts)
 }
 
 /// C = op(A)·op(B) (+ bias) with the chosen kernel (for tests and benchmarks).
@@ -166,8 +165,7 @@ pub struct MatmulGeluOut {
 /// y = gelu(op(A)·op(B) + bias) in one kernel, also returning the pre-activation: a linear layer
 /// followed by GELU (the MLP's fc1) without a separate pass over its output.
 pub fn matmul_gelu_forward(a: &Tensor, b: &Tensor, bias: Option<&Tensor>, opts: MatmulOptions) -> Result<MatmulGeluOut> {
-    let s = check_shapes("matmul_gelu_forward", a, b, opts)?;
-    matmul_gelu_forward_with(MatmulKernel::best_for(a.gpu(), s.m, s.n), a, b, bias, opts)
+    matmul_gelu_forward_with(best_kernel("matmul_gelu_forward", a, b, opts)?, a, b, bias, opts)
 }
 
 /// [`matmul_gelu_forward`] with the chosen kernel (for tests and benchmarks).
@@ -189,13 +187,18 @@ pub fn matmul_gelu_forward_with(
 /// is the gradient at the GELU's input in one kernel (the MLP backward: fc2's dX becomes fc1's
 /// d(pre) without being stored).
 pub fn matmul_gelu_grad(a: &Tensor, b: &Tensor, opts: MatmulOptions, pre: &Tensor) -> Result<Tensor> {
-    let s = check_shapes("matmul_gelu_grad", a, b, opts)?;
-    matmul_gelu_grad_with(MatmulKernel::best_for(a.gpu(), s.m, s.n), a, b, opts, pre)
+    matmul_gelu_grad_with(best_kernel("matmul_gelu_grad", a, b, opts)?, a, b, opts, pre)
 }
 
 /// [`matmul_gelu_grad`] with the chosen kernel (for tests and benchmarks).
 pub fn matmul_gelu_grad_with(kernel: MatmulKernel, a: &Tensor, b: &Tensor, opts: MatmulOptions, pre: &Tensor) -> Result<Tensor> {
     launch("matmul_gelu_grad", kernel, a, b, None, opts, Epilogue::GeluGrad(pre))
+}
+
+/// [`MatmulKernel::best_for`] op(A)·op(B)'s shape, once the operands are checked.
+fn best_kernel(op: &'static str, a: &Tensor, b: &Tensor, opts: MatmulOptions) -> Result<MatmulKernel> {
+    let s = check_shapes(op, a, b, opts)?;
+    Ok(MatmulKernel::best_for(a.gpu(), s.m, s.n))
 }
 
 /// What the kernel does with each result on its way to memory (the `EPILOGUE` override constant
