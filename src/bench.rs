@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Profile, TimingMethod};
 use crate::kernels::cross_entropy::{cross_entropy_backward, cross_entropy_forward};
 use crate::kernels::gelu::{gelu_backward, gelu_forward};
-use crate::kernels::layernorm::{layernorm_backward, layernorm_forward};
+use crate::kernels::layernorm::{add_layernorm_backward, add_layernorm_forward, layernorm_backward, layernorm_forward};
 use crate::kernels::matmul::{matmul_forward_with, matmul_gelu_forward_with, matmul_gelu_grad_with, MatmulKernel, MatmulOptions};
 use crate::kernels::softmax::{softmax_backward, softmax_forward};
 use crate::tensor::{Labels, Tensor};
@@ -422,7 +422,8 @@ fn case<'a>(kernel: &str, shape: Vec<usize>, bytes: f64, prepare: impl Fn(u64) -
     Case { kernel: kernel.to_string(), variant: None, shape: dims_text(&shape), work: Work::Bytes(bytes), prepare: Box::new(prepare) }
 }
 
-/// LayerNorm, softmax, GELU and cross-entropy, forward and backward.
+/// LayerNorm (alone and fused with the residual add), softmax, GELU and cross-entropy, forward
+/// and backward.
 fn other_cases(gpu: &Gpu, d: Dims) -> Vec<Case<'_>> {
     let rows = d.batch * d.tokens;
     let attn_rows = d.batch * d.heads * d.tokens; // one softmax row per (image, head, query)
@@ -441,6 +442,21 @@ fn other_cases(gpu: &Gpu, d: Dims) -> Vec<Case<'_>> {
             let w = random(gpu, &[dim], seed + 2, 0.5, 1.5)?;
             let (mean, rstd) = (random(gpu, &[rows], seed + 3, -0.1, 0.1)?, random(gpu, &[rows], seed + 4, 0.5, 1.5)?);
             Ok(Box::new(move || Ok(layernorm_backward(&x, &w, &mean, &rstd, &dy, false)?.dx)))
+        }),
+        // The residual add fused with the LayerNorm after it. Reads x, r, weight, bias; writes s,
+        // y and the per-row mean and rstd (an add then a LayerNorm move 5·rows·D floats).
+        case("add_layernorm fwd", vec![rows, dim], f32s(4 * rows * dim + 2 * dim + 2 * rows), move |seed| {
+            let (x, r) = (random(gpu, &[rows, dim], seed, -1.0, 1.0)?, random(gpu, &[rows, dim], seed + 3, -1.0, 1.0)?);
+            let (w, bias) = (random(gpu, &[dim], seed + 1, 0.5, 1.5)?, random(gpu, &[dim], seed + 2, -0.1, 0.1)?);
+            Ok(Box::new(move || Ok(add_layernorm_forward(&x, &r, &w, &bias, 1e-6)?.y)))
+        }),
+        // dx = dsum + LayerNorm's dx. Reads s, dy, dsum, weight, mean, rstd; writes dx.
+        case("add_layernorm bwd", vec![rows, dim], f32s(4 * rows * dim + dim + 2 * rows), move |seed| {
+            let (s, dy) = (random(gpu, &[rows, dim], seed, -1.0, 1.0)?, random(gpu, &[rows, dim], seed + 1, -1.0, 1.0)?);
+            let dsum = random(gpu, &[rows, dim], seed + 5, -1.0, 1.0)?;
+            let w = random(gpu, &[dim], seed + 2, 0.5, 1.5)?;
+            let (mean, rstd) = (random(gpu, &[rows], seed + 3, -0.1, 0.1)?, random(gpu, &[rows], seed + 4, 0.5, 1.5)?);
+            Ok(Box::new(move || Ok(add_layernorm_backward(&s, &w, &mean, &rstd, &dy, &dsum, false)?.dx)))
         }),
         // Attention probabilities: reads and writes [rows, T].
         case("softmax fwd", vec![attn_rows, t], f32s(2 * attn_rows * t), move |seed| {

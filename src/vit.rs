@@ -224,9 +224,11 @@ impl Vit {
         let o = g.matmul(&attn, &v, MatmulOptions::default())?; // [B, H, T, hd]
         let o = g.merge_heads(&o)?; // [B, T, D]
         let o = g.linear(&o, &c(&b.proj.0), Some(&c(&b.proj.1)))?;
-        let x = g.add(x, &o)?;
+        // The residual add and norm2 in one kernel each way: x = x + o, h = norm2(x), [B, T, D].
+        // The add at the end of the block stays on its own: the next block's norm1 reads its sum
+        // only after VPT-deep has replaced the prompt tokens in it.
+        let (x, h) = g.add_layernorm(x, &o, &c(&b.norm2.0), &c(&b.norm2.1), eps)?;
         // MLP: x + fc2(gelu(fc1(norm2(x))))
-        let h = g.layernorm(&x, &c(&b.norm2.0), &c(&b.norm2.1), eps)?;
         let h = g.mlp(&h, (&c(&b.fc1.0), &c(&b.fc1.1)), (&c(&b.fc2.0), &c(&b.fc2.1)))?; // [B, T, 4D] inside, [B, T, D] out
         g.add(&x, &h)
     }

@@ -66,15 +66,15 @@ fn suite_measures_every_kernel_and_variant_and_writes_json() {
     let report = bench::run(&gpu, &options, |_| streamed += 1).unwrap();
 
     // 14 matmuls of a step and the 2 with a fused GELU epilogue, with each kernel, and LayerNorm,
-    // softmax, GELU, cross-entropy both ways.
+    // add + LayerNorm, softmax, GELU, cross-entropy both ways.
     let matmuls = ["qkv", "proj", "fc1", "fc2"].len() * 2 + 6 + 2;
-    assert_eq!(report.results.len(), matmuls * MatmulKernel::ALL.len() + 8);
+    assert_eq!(report.results.len(), matmuls * MatmulKernel::ALL.len() + 10);
     assert_eq!(streamed, report.results.len());
     for kernel in MatmulKernel::ALL {
         let n = report.results.iter().filter(|r| r.kernel.starts_with("matmul") && r.variant == kernel.name()).count();
         assert_eq!(n, matmuls, "{}", kernel.name());
     }
-    for kernel in ["layernorm", "softmax", "gelu", "cross_entropy"] {
+    for kernel in ["layernorm", "add_layernorm", "softmax", "gelu", "cross_entropy"] {
         for dir in ["fwd", "bwd"] {
             assert!(report.results.iter().any(|r| r.kernel == format!("{kernel} {dir}")), "{kernel} {dir}");
         }

@@ -176,6 +176,55 @@ fn fused_mlp_matches_linear_gelu_linear() {
     }
 }
 
+/// `Graph::add_layernorm` against `add` then `layernorm`: the same gradients for x, r, w and b
+/// whether the loss reaches both s and y (the fused backward kernel), y only (plain LayerNorm
+/// backward) or s only (ds itself; w and b get none).
+#[test]
+fn add_layernorm_op_matches_add_then_layernorm() {
+    let gpu = own_gpu();
+    let (shape, d, n) = ([2, 3, 8], 8, 48);
+    let mut state = 5u64;
+    let [x, r, w, b, mask] = [(n, 1.0), (n, 1.0), (d, 1.0), (d, 0.5), (n, 1.0)].map(|(len, scale)| random(&mut state, len, scale));
+    let labels = Labels::new(&gpu, &[1, 5], 24).unwrap();
+    for (use_s, use_y) in [(true, true), (false, true), (true, false)] {
+        let grads_of = |fused: bool| -> Vec<Option<Vec<f32>>> {
+            let g = Graph::new(&gpu);
+            let up = |v: &[f32], shape: &[usize]| Tensor::from_slice(&gpu, shape, v).unwrap();
+            let (xv, rv, wv, bv) = (g.param(up(&x, &shape)), g.param(up(&r, &shape)), g.param(up(&w, &[d])), g.param(up(&b, &[d])));
+            let (s, y) = if fused {
+                g.add_layernorm(&xv, &rv, &wv, &bv, 1e-6).unwrap()
+            } else {
+                let s = g.add(&xv, &rv).unwrap();
+                let y = g.layernorm(&s, &wv, &bv, 1e-6).unwrap();
+                (s, y)
+            };
+            // A mask on s, so that its gradient differs from y's.
+            let masked = || g.mul(&s, &g.constant(up(&mask, &shape))).unwrap();
+            let z = match (use_s, use_y) {
+                (true, true) => g.add(&masked(), &y).unwrap(),
+                (false, true) => y,
+                _ => masked(),
+            };
+            let loss = g.cross_entropy(&g.reshape(&z, &[2, 24]).unwrap(), &labels).unwrap();
+            let grads = g.backward(&loss).unwrap();
+            [&xv, &rv, &wv, &bv].iter().map(|v| grads.get(v).map(|t| t.to_vec().unwrap())).collect()
+        };
+        let (fused, unfused) = (grads_of(true), grads_of(false));
+        for (name, (got, want)) in ["x", "r", "w", "b"].iter().zip(fused.iter().zip(&unfused)) {
+            let case = format!("d{name} with the loss on s: {use_s}, on y: {use_y}");
+            match (got, want) {
+                (Some(got), Some(want)) => {
+                    let scale = want.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+                    let err = got.iter().zip(want).fold(0.0f32, |m, (a, b)| m.max((a - b).abs())) / scale;
+                    assert!(err <= 1e-5, "{case}: fused and unfused differ by {err:.2e} of the gradient's scale");
+                }
+                (None, None) => assert!(!use_y && (*name == "w" || *name == "b"), "{case}: no gradient"),
+                _ => panic!("{case}: fused {:?}, unfused {:?}", got.is_some(), want.is_some()),
+            }
+        }
+    }
+}
+
 /// The loss must be a single value that depends on something trainable.
 #[test]
 fn backward_rejects_a_loss_without_trainable_inputs() {

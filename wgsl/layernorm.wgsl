@@ -13,6 +13,16 @@
 // x, y, dy, dx: [rows, D]; weight, bias, dweight, dbias: [D]; mean, rstd: [rows].
 // The forward and dx kernels run one workgroup per row; the dweight/dbias kernel runs one thread
 // per column, walking down the rows in a fixed order (coalesced and deterministic).
+//
+// Fused with the residual add before it (a pre-norm ViT block's `x = x + attn(…); norm2(x)`):
+//   add_layernorm_forward:      s = x + r, then the forward above on s (s is written too: the
+//                               next residual reads it). One pass over x and r instead of an add
+//                               kernel (read 2, write 1) and a LayerNorm that reads s back.
+//   add_layernorm_backward_dx:  dx = dsum + (the dx above), where dsum is the gradient that
+//                               reaches s from its other use (the next residual). It is the
+//                               gradient of both x and r, and the add of the two gradients of s
+//                               happens here instead of in a kernel of its own.
+// dweight/dbias of the fused op are the plain kernel's, run on s.
 
 struct Params {
     rows: u32,   // rows: the leading axes flattened (B·T for a ViT)
@@ -33,6 +43,12 @@ struct Params {
 @group(0) @binding(10) var<storage, read_write> dx: array<f32>;       // backward: [rows, D]
 @group(0) @binding(11) var<storage, read_write> dweight: array<f32>;  // backward: [D]
 @group(0) @binding(12) var<storage, read_write> dbias: array<f32>;    // backward: [D]
+// The fused add. Each entry point's automatic layout has only the bindings it uses, and none
+// uses more than 8 storage buffers (wgpu's default per-stage limit): the fused forward uses
+// 1-6, 13 and 14, the fused dx 1, 2, 7-10 and 15.
+@group(0) @binding(13) var<storage, read> r: array<f32>;               // fused forward: [rows, D]
+@group(0) @binding(14) var<storage, read_write> sum_out: array<f32>;  // fused forward: s = x + r, [rows, D]
+@group(0) @binding(15) var<storage, read> dsum: array<f32>;           // fused dx: [rows, D]
 
 // Threads per row in the per-row kernels (forward, dx). 64 threads cover a row of D = 768 with
 // 12 elements each and do not leave most threads idle on small D, which on lavapipe (every
@@ -127,33 +143,96 @@ fn layernorm_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
     }
 }
 
+// layernorm_forward on s = x + r, writing s as well. Pass 1 makes s (each element once) and
+// reads only x and r; passes 2 and 3 read s back, each thread the elements it wrote itself
+// (the same j = lid + k·ROW_WG in every pass), so no barrier is needed for them. The shift s0
+// is recomputed by every thread rather than read from sum_out, which thread 0 writes.
 @compute @workgroup_size(ROW_WG)
-fn layernorm_backward_dx(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+fn add_layernorm_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                          @builtin(local_invocation_index) lid: u32) {
     let row = row_index(wid, nwg);
     if (row >= params.rows) { return; }
     let start = row * params.d;
     let d = f32(params.d);
-    let row_mean = mean[row];
-    let row_rstd = rstd[row];
+    let s0 = x[start] + r[start];
 
-    // Pass 1: Σ g and Σ g·x̂ over the row, g = dy·weight (the gradient reaching x̂).
+    // Pass 1: s, and its mean as s0 + mean(s − s0) (see layernorm_forward for the shift).
+    var local_sum = 0.0;
+    for (var j = lid; j < params.d; j += ROW_WG) {
+        let s = x[start + j] + r[start + j];
+        sum_out[start + j] = s;
+        local_sum += s - s0;
+    }
+    let shifted_mean = workgroup_sum(lid, local_sum) / d;
+
+    // Pass 2: variance as the mean of squared deviations.
+    var local_sq = 0.0;
+    for (var j = lid; j < params.d; j += ROW_WG) {
+        let centered = (sum_out[start + j] - s0) - shifted_mean;
+        local_sq += centered * centered;
+    }
+    let variance = workgroup_sum(lid, local_sq) / d;
+    let row_rstd = inverseSqrt(variance + params.eps);
+
+    // Pass 3: normalise, scale and shift.
+    for (var j = lid; j < params.d; j += ROW_WG) {
+        let shat = ((sum_out[start + j] - s0) - shifted_mean) * row_rstd;
+        y[start + j] = shat * weight[j] + bias[j];
+    }
+    if (lid == 0u) {
+        mean_out[row] = s0 + shifted_mean;
+        rstd_out[row] = row_rstd;
+    }
+}
+
+// Row means of g and g·x̂, g = dy·weight (the gradient reaching x̂): the two sums the chain rule
+// through mean_r and rstd_r needs. One reduction for both. Every thread of the row must call it.
+fn dx_row_means(start: u32, lid: u32, row_mean: f32, row_rstd: f32) -> vec2<f32> {
     var local = vec2<f32>(0.0, 0.0);
     for (var j = lid; j < params.d; j += ROW_WG) {
         let xhat = (x[start + j] - row_mean) * row_rstd;
         let g = dy[start + j] * weight[j];
         local += vec2<f32>(g, g * xhat);
     }
-    let sums = workgroup_sum2(lid, local);
-    let mean_g = sums.x / d;
-    let mean_gxhat = sums.y / d;
+    return workgroup_sum2(lid, local) / f32(params.d);
+}
 
-    // Pass 2: the chain rule through mean_r and rstd_r takes from g its row mean (adding a
-    // constant to x leaves x̂ unchanged) and a part along x̂ (since ∂rstd_r/∂x ∝ x − mean_r).
+// dx of element j of a row: the chain rule through mean_r and rstd_r takes from g its row mean
+// (adding a constant to x leaves x̂ unchanged) and a part along x̂ (since ∂rstd_r/∂x ∝ x − mean_r).
+fn dx_element(start: u32, j: u32, row_mean: f32, row_rstd: f32, means: vec2<f32>) -> f32 {
+    let xhat = (x[start + j] - row_mean) * row_rstd;
+    let g = dy[start + j] * weight[j];
+    return row_rstd * (g - means.x - xhat * means.y);
+}
+
+@compute @workgroup_size(ROW_WG)
+fn layernorm_backward_dx(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                         @builtin(local_invocation_index) lid: u32) {
+    let row = row_index(wid, nwg);
+    if (row >= params.rows) { return; }
+    let start = row * params.d;
+    let row_mean = mean[row];
+    let row_rstd = rstd[row];
+    let means = dx_row_means(start, lid, row_mean, row_rstd);
     for (var j = lid; j < params.d; j += ROW_WG) {
-        let xhat = (x[start + j] - row_mean) * row_rstd;
-        let g = dy[start + j] * weight[j];
-        dx[start + j] = row_rstd * (g - mean_g - xhat * mean_gxhat);
+        dx[start + j] = dx_element(start, j, row_mean, row_rstd, means);
+    }
+}
+
+// layernorm_backward_dx plus the gradient s receives from elsewhere (x here is the forward's s).
+// A separate entry point rather than a flag: a flag would put dsum in the plain kernel's layout,
+// which would then need a dummy buffer bound.
+@compute @workgroup_size(ROW_WG)
+fn add_layernorm_backward_dx(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                             @builtin(local_invocation_index) lid: u32) {
+    let row = row_index(wid, nwg);
+    if (row >= params.rows) { return; }
+    let start = row * params.d;
+    let row_mean = mean[row];
+    let row_rstd = rstd[row];
+    let means = dx_row_means(start, lid, row_mean, row_rstd);
+    for (var j = lid; j < params.d; j += ROW_WG) {
+        dx[start + j] = dsum[start + j] + dx_element(start, j, row_mean, row_rstd, means);
     }
 }
 

@@ -5,7 +5,7 @@
 use super::{Graph, Var};
 use crate::error::{Error, Result};
 use crate::kernels::cross_entropy::{self, CrossEntropyOut};
-use crate::kernels::layernorm::{self, LayerNormOut};
+use crate::kernels::layernorm::{self, AddLayerNormOut, LayerNormOut};
 use crate::kernels::matmul::{self, MatmulGeluOut, MatmulNeed, MatmulOptions};
 use crate::kernels::{elementwise, gelu, heads, patch, softmax, tokens};
 use crate::tensor::{Labels, Tensor};
@@ -149,6 +149,36 @@ impl Graph {
             let g = layernorm::layernorm_backward(&xs, &ws, &mean, &rstd, dy, need_params)?;
             Ok(vec![needs[0].then_some(g.dx), g.dweight.filter(|_| needs[1]), g.dbias.filter(|_| needs[2])])
         })
+    }
+
+    /// s = x + r and y = LayerNorm(s) in one kernel each way: a pre-norm block's residual add and
+    /// the norm after it (see `add_layernorm_forward`). x, r: [..., D], w, b: [D] → (s, y).
+    ///
+    /// s has other uses (the next residual), so its gradient arrives in two parts: ds from those
+    /// uses and dy through the norm. The backward adds them inside the LayerNorm backward kernel
+    /// and hands the result to both x and r. Saves s, mean, rstd and w, as `layernorm` does.
+    pub fn add_layernorm(&self, x: &Var, r: &Var, w: &Var, b: &Var, eps: f32) -> Result<(Var, Var)> {
+        let AddLayerNormOut { sum, y, mean, rstd } = layernorm::add_layernorm_forward(x.value(), r.value(), w.value(), b.value(), eps)?;
+        let (ss, ws) = (sum.clone(), w.value().clone());
+        let vars = self.record_multi("add_layernorm", &[x, r, w, b], vec![sum, y], move |dys, needs| {
+            let need_params = needs[2] || needs[3];
+            let (dsum, dweight, dbias) = match (&dys[0], &dys[1]) {
+                (Some(ds), Some(dy)) => {
+                    let g = layernorm::add_layernorm_backward(&ss, &ws, &mean, &rstd, dy, ds, need_params)?;
+                    (g.dx, g.dweight, g.dbias)
+                }
+                (None, Some(dy)) => {
+                    let g = layernorm::layernorm_backward(&ss, &ws, &mean, &rstd, dy, need_params)?;
+                    (g.dx, g.dweight, g.dbias)
+                }
+                // Nothing reached y: s's gradient is ds, and w and b get none.
+                (Some(ds), None) => (ds.clone(), None, None),
+                (None, None) => return Err(Error::shape("add_layernorm", "no gradient for either output")),
+            };
+            Ok(vec![needs[0].then(|| dsum.clone()), needs[1].then_some(dsum), dweight.filter(|_| needs[2]), dbias.filter(|_| needs[3])])
+        });
+        let [s, y]: [Var; 2] = vars.try_into().expect("two outputs");
+        Ok((s, y))
     }
 
     /// Softmax over the last axis.

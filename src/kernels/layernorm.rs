@@ -19,9 +19,23 @@ pub struct LayerNormOut {
     pub rstd: Tensor,
 }
 
+/// What [`add_layernorm_forward`] returns: the sum, which the block's next residual reads, and
+/// LayerNorm's output and statistics for it.
+pub struct AddLayerNormOut {
+    /// s = x + r, [..., D].
+    pub sum: Tensor,
+    /// LN(s), [..., D].
+    pub y: Tensor,
+    /// [rows], of s.
+    pub mean: Tensor,
+    /// [rows], 1 / sqrt(var(s) + eps).
+    pub rstd: Tensor,
+}
+
 /// Gradients of the loss with respect to LayerNorm's inputs.
 pub struct LayerNormGrads {
-    /// [..., D], the shape of x.
+    /// [..., D], the shape of x. For [`add_layernorm_backward`], the gradient of s = x + r (and
+    /// so of both x and r).
     pub dx: Tensor,
     /// [D]; `None` when the parameters are frozen (`need_params = false`).
     pub dweight: Option<Tensor>,
@@ -33,11 +47,7 @@ pub struct LayerNormGrads {
 /// → y: [..., D], mean: [rows], rstd: [rows]. timm's ViT uses eps = 1e-6.
 pub fn layernorm_forward(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f32) -> Result<LayerNormOut> {
     let op = "layernorm_forward";
-    check_width(op, x, weight, "weight")?;
-    check_width(op, x, bias, "bias")?;
-    if !(eps >= 0.0 && eps.is_finite()) {
-        return Err(Error::shape(op, format!("eps must be a finite number ≥ 0, got {eps}")));
-    }
+    check_affine(op, x, weight, bias, eps)?;
     let (rows, d) = (x.rows(), x.last_dim());
     let y = x.empty_like_shape(x.shape())?;
     let mean = x.empty_like_shape(&[rows])?;
@@ -46,6 +56,35 @@ pub fn layernorm_forward(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f32) -
     let buffers = [(1, x.buffer()), (2, weight.buffer()), (3, bias.buffer()), (4, y.buffer()), (5, mean.buffer()), (6, rstd.buffer())];
     x.gpu().dispatch(&SHADER, op, &params, &buffers, grid_rows(x.gpu(), op, rows)?)?;
     Ok(LayerNormOut { y, mean, rstd })
+}
+
+/// s = x + r and y = LayerNorm(s) in one kernel: a pre-norm block's residual add and the norm
+/// after it, one pass over memory instead of an add (read 2, write 1) and a LayerNorm that reads
+/// s back. s is returned too, for the residual that uses it next. x, r: [..., D], the same shape;
+/// weight, bias: [D] → sum, y: [..., D], mean, rstd: [rows].
+pub fn add_layernorm_forward(x: &Tensor, r: &Tensor, weight: &Tensor, bias: &Tensor, eps: f32) -> Result<AddLayerNormOut> {
+    let op = "add_layernorm_forward";
+    same_device(op, x, r)?;
+    same_shape(op, x, r, "x", "r")?;
+    check_affine(op, x, weight, bias, eps)?;
+    let (rows, d) = (x.rows(), x.last_dim());
+    let sum = x.empty_like_shape(x.shape())?;
+    let y = x.empty_like_shape(x.shape())?;
+    let mean = x.empty_like_shape(&[rows])?;
+    let rstd = x.empty_like_shape(&[rows])?;
+    let params = Params::new().dim(rows).dim(d).f32(eps).bytes();
+    let buffers = [
+        (1, x.buffer()),
+        (13, r.buffer()),
+        (2, weight.buffer()),
+        (3, bias.buffer()),
+        (14, sum.buffer()),
+        (4, y.buffer()),
+        (5, mean.buffer()),
+        (6, rstd.buffer()),
+    ];
+    x.gpu().dispatch(&SHADER, op, &params, &buffers, grid_rows(x.gpu(), op, rows)?)?;
+    Ok(AddLayerNormOut { sum, y, mean, rstd })
 }
 
 /// Gradients of [`layernorm_forward`]. x, dy: [..., D]; weight: [D]; mean, rstd: [rows] from the
@@ -59,20 +98,65 @@ pub fn layernorm_backward(
     dy: &Tensor,
     need_params: bool,
 ) -> Result<LayerNormGrads> {
-    let op = "layernorm_backward";
+    backward("layernorm_backward", x, weight, mean, rstd, dy, None, need_params)
+}
+
+/// Gradients of [`add_layernorm_forward`]. sum: the forward's s, [..., D]; dy: the gradient of y;
+/// dsum: the gradient s received from its other uses (the next residual), both like s. dx =
+/// dsum + LN'(dy), the gradient of s and so of both x and r, in the same pass as LN'(dy): the
+/// two gradients of s need no add kernel of their own. dweight, dbias as in
+/// [`layernorm_backward`]. (Where no gradient reached y, the gradient of s is dsum itself; where
+/// none reached s, [`layernorm_backward`] on s.)
+pub fn add_layernorm_backward(
+    sum: &Tensor,
+    weight: &Tensor,
+    mean: &Tensor,
+    rstd: &Tensor,
+    dy: &Tensor,
+    dsum: &Tensor,
+    need_params: bool,
+) -> Result<LayerNormGrads> {
+    backward("add_layernorm_backward", sum, weight, mean, rstd, dy, Some(dsum), need_params)
+}
+
+/// The backward of both: dx = [dsum +] LN'(dy), then dweight and dbias if asked for.
+#[allow(clippy::too_many_arguments)]
+fn backward(
+    op: &'static str,
+    x: &Tensor,
+    weight: &Tensor,
+    mean: &Tensor,
+    rstd: &Tensor,
+    dy: &Tensor,
+    dsum: Option<&Tensor>,
+    need_params: bool,
+) -> Result<LayerNormGrads> {
     check_width(op, x, weight, "weight")?;
     check_row_stats(op, x, mean, "mean")?;
     check_row_stats(op, x, rstd, "rstd")?;
+    // The fused op's x is the forward's sum.
+    let x_name = if dsum.is_some() { "sum" } else { "x" };
     same_device(op, x, dy)?;
-    same_shape(op, x, dy, "x", "dy")?;
+    same_shape(op, x, dy, x_name, "dy")?;
+    if let Some(dsum) = dsum {
+        same_device(op, x, dsum)?;
+        same_shape(op, x, dsum, x_name, "dsum")?;
+    }
     let gpu = x.gpu();
     let (rows, d) = (x.rows(), x.last_dim());
     // eps is not needed: rstd already contains it.
     let params = Params::new().dim(rows).dim(d).f32(0.0).bytes();
 
     let dx = x.empty_like_shape(x.shape())?;
-    let buffers = [(1, x.buffer()), (2, weight.buffer()), (7, mean.buffer()), (8, rstd.buffer()), (9, dy.buffer()), (10, dx.buffer())];
-    gpu.dispatch(&SHADER, "layernorm_backward_dx", &params, &buffers, grid_rows(gpu, op, rows)?)?;
+    let mut buffers = vec![(1, x.buffer()), (2, weight.buffer()), (7, mean.buffer()), (8, rstd.buffer()), (9, dy.buffer()), (10, dx.buffer())];
+    let entry = match dsum {
+        Some(dsum) => {
+            buffers.push((15, dsum.buffer()));
+            "add_layernorm_backward_dx"
+        }
+        None => "layernorm_backward_dx",
+    };
+    gpu.dispatch(&SHADER, entry, &params, &buffers, grid_rows(gpu, op, rows)?)?;
     if !need_params {
         return Ok(LayerNormGrads { dx, dweight: None, dbias: None });
     }
@@ -82,6 +166,16 @@ pub fn layernorm_backward(
     let buffers = [(1, x.buffer()), (7, mean.buffer()), (8, rstd.buffer()), (9, dy.buffer()), (11, dweight.buffer()), (12, dbias.buffer())];
     gpu.dispatch(&SHADER, "layernorm_backward_params", &params, &buffers, grid_1d(gpu, d)?)?;
     Ok(LayerNormGrads { dx, dweight: Some(dweight), dbias: Some(dbias) })
+}
+
+/// The forward's weight and bias must be [D], and eps finite and ≥ 0.
+fn check_affine(op: &'static str, x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f32) -> Result<()> {
+    check_width(op, x, weight, "weight")?;
+    check_width(op, x, bias, "bias")?;
+    if !(eps >= 0.0 && eps.is_finite()) {
+        return Err(Error::shape(op, format!("eps must be a finite number ≥ 0, got {eps}")));
+    }
+    Ok(())
 }
 
 /// A per-column parameter (weight or bias) must be [D], D = x's last dimension.

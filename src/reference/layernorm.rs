@@ -51,3 +51,18 @@ pub fn layernorm_backward(x: &[f64], weight: &[f64], dy: &[f64], eps: f64) -> La
     }
     grads
 }
+
+/// s = x + r and LayerNorm(s): the fused residual add. Returns (s, LayerNorm of s).
+pub fn add_layernorm_forward(x: &[f64], r: &[f64], weight: &[f64], bias: &[f64], eps: f64) -> (Vec<f64>, LayerNorm) {
+    let sum: Vec<f64> = x.iter().zip(r).map(|(a, b)| a + b).collect();
+    let out = layernorm_forward(&sum, weight, bias, eps);
+    (sum, out)
+}
+
+/// Gradients of [`add_layernorm_forward`] given dsum (the gradient s gets from its other uses) and
+/// dy: dx = dsum + LayerNorm's dx, the gradient of s and of both x and r.
+pub fn add_layernorm_backward(sum: &[f64], weight: &[f64], dy: &[f64], dsum: &[f64], eps: f64) -> LayerNormGrads {
+    let mut grads = layernorm_backward(sum, weight, dy, eps);
+    grads.dx.iter_mut().zip(dsum).for_each(|(dx, ds)| *dx += ds);
+    grads
+}

@@ -1,5 +1,6 @@
 //! LayerNorm: GPU vs f64 reference (offsets, D = 1, variance far below eps), dx/dweight/dbias vs
-//! finite differences, frozen parameters skipping their kernel, and shape errors.
+//! finite differences, frozen parameters skipping their kernel, and shape errors. The same for
+//! the fused residual add + LayerNorm (`add_layernorm_*`), which must also be one launch each way.
 
 use proptest::prelude::*;
 use vpt_wgsl::kernels::layernorm::*;
@@ -43,6 +44,40 @@ fn check_against_reference(gpu: &Gpu, x: &[f64], shape: &[usize], seed: u64, eps
     assert_close("layernorm_backward dx", gpu, &grads.dx.to_vec().unwrap(), &want.dx, BWD_TOL);
     assert_close("layernorm_backward dweight", gpu, &grads.dweight.unwrap().to_vec().unwrap(), &want.dweight, BWD_TOL);
     assert_close("layernorm_backward dbias", gpu, &grads.dbias.unwrap().to_vec().unwrap(), &want.dbias, BWD_TOL);
+}
+
+/// The fused add + LayerNorm on the GPU against the f64 reference, forward and backward. x is
+/// `spread_rows`-like; r adds a smaller residual, so every row of s keeps a spread of at least 1.5.
+///
+/// The GPU's s is x + r rounded to f32 (WGSL's add is correctly rounded), so it must equal that
+/// exactly, and the LayerNorm reference runs on that rounded s: the f64 sum differs from it by up
+/// to ½ulp(32) ≈ 2e-6 at offset 30, which would take a third of the tolerance away from what the
+/// test is about, the kernel's LayerNorm.
+fn check_fused_against_reference(gpu: &Gpu, x: &[f64], shape: &[usize], seed: u64, eps: f32) {
+    let d = *shape.last().unwrap();
+    let rows = x.len() / d;
+    let xt = Tensor::from_slice(gpu, shape, &as_f32(x)).unwrap();
+    let (r, rt) = random_tensor(gpu, shape, seed ^ 5, 0.25);
+    let (w, wt) = random_tensor(gpu, &[d], seed ^ 1, 1.0);
+    let (b, bt) = random_tensor(gpu, &[d], seed ^ 2, 1.0);
+    let (dy, dyt) = random_tensor(gpu, shape, seed ^ 3, 1.0);
+    let (dsum, dsumt) = random_tensor(gpu, shape, seed ^ 6, 1.0);
+
+    let out = add_layernorm_forward(&xt, &rt, &wt, &bt, eps).unwrap();
+    let shapes = (out.sum.shape(), out.y.shape(), out.mean.shape(), out.rstd.shape());
+    assert_eq!(shapes, (shape, shape, &[rows][..], &[rows][..]));
+    let sum = as_f64(&x.iter().zip(&r).map(|(a, b)| *a as f32 + *b as f32).collect::<Vec<_>>());
+    assert_eq!(as_f64(&out.sum.to_vec().unwrap()), sum, "add_layernorm_forward sum on {}", gpu.describe());
+    let want = cpu::layernorm_forward(&sum, &w, &b, eps as f64);
+    assert_close("add_layernorm_forward y", gpu, &out.y.to_vec().unwrap(), &want.y, FWD_TOL);
+    assert_close("add_layernorm_forward mean", gpu, &out.mean.to_vec().unwrap(), &want.mean, FWD_TOL);
+    assert_close("add_layernorm_forward rstd", gpu, &out.rstd.to_vec().unwrap(), &want.rstd, FWD_TOL);
+
+    let grads = add_layernorm_backward(&out.sum, &wt, &out.mean, &out.rstd, &dyt, &dsumt, true).unwrap();
+    let want = cpu::add_layernorm_backward(&sum, &w, &dy, &dsum, eps as f64);
+    assert_close("add_layernorm_backward dx", gpu, &grads.dx.to_vec().unwrap(), &want.dx, BWD_TOL);
+    assert_close("add_layernorm_backward dweight", gpu, &grads.dweight.unwrap().to_vec().unwrap(), &want.dweight, BWD_TOL);
+    assert_close("add_layernorm_backward dbias", gpu, &grads.dbias.unwrap().to_vec().unwrap(), &want.dbias, BWD_TOL);
 }
 
 /// x: [rows, D] = offset + values in [−1, 1], every row (D ≥ 2) holding both −1 and +1.
@@ -101,6 +136,94 @@ proptest! {
             let fd = directional_fd(|b| cpu::layernorm_forward(&x, &w, b, eps).y, &b, &v, &dy);
             assert_grad_matches_fd("layernorm_backward dbias", gpu, &grads.dbias.unwrap().to_vec().unwrap(), fd, &v, GRAD_TOL);
         }
+    }
+
+    /// The fused op on random shapes, D from 1 past the workgroup size (primes included).
+    #[test]
+    fn add_layernorm_matches_reference(rows in dim(24), d in dim(800), seed in any::<u64>(),
+                                       offset in prop_oneof![Just(0.0), Just(30.0)],
+                                       eps in prop_oneof![Just(EPS), Just(1e-5f32)]) {
+        for gpu in gpus() {
+            check_fused_against_reference(gpu, &spread_rows(seed, rows, d, offset), &[rows, d], seed, eps);
+        }
+    }
+
+    /// The fused backward against the directional derivative of L = ⟨s, dsum⟩ + ⟨y, dy⟩, the loss
+    /// whose gradient reaches s both directly (dsum) and through the norm (dy): dx along x and,
+    /// the same tensor, along r; dweight and dbias. D = 2 is left out as above.
+    #[test]
+    fn add_layernorm_backward_matches_finite_differences(rows in dim(6), d in dim(64).prop_filter("D = 2", |&d| d != 2),
+                                                         seed in any::<u64>()) {
+        for gpu in gpus() {
+            let (x, xt) = random_tensor(gpu, &[rows, d], seed, 2.0);
+            let (r, rt) = random_tensor(gpu, &[rows, d], seed ^ 6, 1.0);
+            let (w, wt) = random_tensor(gpu, &[d], seed ^ 1, 1.0);
+            let (b, bt) = random_tensor(gpu, &[d], seed ^ 2, 1.0);
+            let (dy, dyt) = random_tensor(gpu, &[rows, d], seed ^ 3, 1.0);
+            let (dsum, dsumt) = random_tensor(gpu, &[rows, d], seed ^ 7, 1.0);
+            let eps = EPS as f64;
+            let out = add_layernorm_forward(&xt, &rt, &wt, &bt, EPS).unwrap();
+            let grads = add_layernorm_backward(&out.sum, &wt, &out.mean, &out.rstd, &dyt, &dsumt, true).unwrap();
+
+            // [s, y] against [dsum, dy]: one weighted sum covers both outputs.
+            let weights: Vec<f64> = dsum.iter().chain(&dy).copied().collect();
+            let both = |x: &[f64], r: &[f64], w: &[f64], b: &[f64]| {
+                let (s, ln) = cpu::add_layernorm_forward(x, r, w, b, eps);
+                s.into_iter().chain(ln.y).collect::<Vec<f64>>()
+            };
+            let dx = grads.dx.to_vec().unwrap();
+            let v = random_vec(seed ^ 4, rows * d, 1.0);
+            let fd = directional_fd(|x| both(x, &r, &w, &b), &x, &v, &weights);
+            assert_grad_matches_fd("add_layernorm_backward dx (along x)", gpu, &dx, fd, &v, GRAD_TOL);
+            let v = random_vec(seed ^ 8, rows * d, 1.0);
+            let fd = directional_fd(|r| both(&x, r, &w, &b), &r, &v, &weights);
+            assert_grad_matches_fd("add_layernorm_backward dx (along r)", gpu, &dx, fd, &v, GRAD_TOL);
+            let v = random_vec(seed ^ 5, d, 1.0);
+            let fd = directional_fd(|w| both(&x, &r, w, &b), &w, &v, &weights);
+            assert_grad_matches_fd("add_layernorm_backward dweight", gpu, &grads.dweight.unwrap().to_vec().unwrap(), fd, &v, GRAD_TOL);
+            let fd = directional_fd(|b| both(&x, &r, &w, b), &b, &v, &weights);
+            assert_grad_matches_fd("add_layernorm_backward dbias", gpu, &grads.dbias.unwrap().to_vec().unwrap(), fd, &v, GRAD_TOL);
+        }
+    }
+}
+
+/// The fused op at the widths the proptest reaches only by chance: D = 1 (ŝ = 0, y = bias, LN's
+/// dx = 0, so dx = dsum), primes below and above the 64 threads of a row, and ViT-B's 768.
+#[test]
+fn add_layernorm_handles_rows_of_one_and_odd_widths() {
+    for gpu in gpus() {
+        for (rows, d) in [(5, 1), (3, 61), (2, 67), (2, 769), (3, 768)] {
+            check_fused_against_reference(gpu, &spread_rows(d as u64, rows, d, 30.0), &[rows, d], 9 + d as u64, EPS);
+        }
+    }
+}
+
+/// The point of the fusion: one launch forward (not an add and a LayerNorm) and one backward with
+/// frozen parameters (not a LayerNorm dx and an add of the two gradients of s), whose dx is the
+/// plain backward's dx + dsum.
+#[test]
+fn add_layernorm_is_one_launch_each_way() {
+    for shared in gpus() {
+        let gpu = &Gpu::from_adapter(shared.adapter().clone()).unwrap();
+        let (_, xt) = random_tensor(gpu, &[4, 16], 1, 1.0);
+        let (_, rt) = random_tensor(gpu, &[4, 16], 5, 1.0);
+        let (_, wt) = random_tensor(gpu, &[16], 2, 1.0);
+        let (_, bt) = random_tensor(gpu, &[16], 3, 1.0);
+        let (_, dyt) = random_tensor(gpu, &[4, 16], 4, 1.0);
+        let (dsum, dsumt) = random_tensor(gpu, &[4, 16], 6, 1.0);
+
+        let before = gpu.dispatch_count();
+        let out = add_layernorm_forward(&xt, &rt, &wt, &bt, EPS).unwrap();
+        assert_eq!(gpu.dispatch_count() - before, 1, "{}", gpu.describe());
+
+        let before = gpu.dispatch_count();
+        let fused = add_layernorm_backward(&out.sum, &wt, &out.mean, &out.rstd, &dyt, &dsumt, false).unwrap();
+        assert_eq!(gpu.dispatch_count() - before, 1, "{}", gpu.describe());
+        assert!(fused.dweight.is_none() && fused.dbias.is_none());
+
+        let plain = layernorm_backward(&out.sum, &wt, &out.mean, &out.rstd, &dyt, false).unwrap().dx.to_vec().unwrap();
+        let want: Vec<f64> = plain.iter().zip(&dsum).map(|(&p, &s)| p as f64 + s).collect();
+        assert_close("add_layernorm_backward dx vs layernorm_backward dx + dsum", gpu, &fused.dx.to_vec().unwrap(), &want, 1e-6);
     }
 }
 
@@ -204,4 +327,16 @@ fn layernorm_rejects_mismatched_shapes() {
     expect(layernorm_backward(&x, &w, &stats, &stats, &bad_dy, true).map(drop), "layernorm_backward", "[3, 2, 8]", "[2, 3, 8]");
     let msg = layernorm_forward(&x, &w, &w, -1.0).map(drop).unwrap_err().to_string();
     assert!(msg.contains("layernorm_forward") && msg.contains("eps"), "{msg}");
+
+    // The fused op: r, dsum and dy must have x's shape; weight, bias and the statistics as above.
+    let (op, bwd) = ("add_layernorm_forward", "add_layernorm_backward");
+    expect(add_layernorm_forward(&x, &bad_dy, &w, &w, EPS).map(drop), op, "[3, 2, 8]", "[2, 3, 8]");
+    expect(add_layernorm_forward(&x, &x, &bad_w, &w, EPS).map(drop), op, "[7]", "[2, 3, 8]");
+    expect(add_layernorm_forward(&x, &x, &w, &bad_w, EPS).map(drop), op, "[7]", "[2, 3, 8]");
+    let msg = add_layernorm_forward(&x, &x, &w, &w, f32::NAN).map(drop).unwrap_err().to_string();
+    assert!(msg.contains(op) && msg.contains("eps"), "{msg}");
+    expect(add_layernorm_backward(&x, &w, &stats, &stats, &x, &bad_dy, true).map(drop), bwd, "[3, 2, 8]", "[2, 3, 8]");
+    expect(add_layernorm_backward(&x, &w, &stats, &stats, &bad_dy, &x, true).map(drop), bwd, "[3, 2, 8]", "[2, 3, 8]");
+    expect(add_layernorm_backward(&x, &bad_w, &stats, &stats, &x, &x, true).map(drop), bwd, "[7]", "[2, 3, 8]");
+    expect(add_layernorm_backward(&x, &w, &bad_stats, &stats, &x, &x, true).map(drop), bwd, "[2, 3]", "[2, 3, 8]");
 }
