@@ -208,13 +208,14 @@ impl Vit {
         g.reshape(&g.bias_add(&flat, &pos)?, &shape)
     }
 
-    /// Transformer block `i`: x [B, T, D] → [B, T, D].
-    pub fn block(&self, g: &Graph, i: usize, x: &Var) -> Result<Var> {
+    /// Transformer block `i`: x [B, T, D] → [B, T, D], as a [`Stream`] whose last residual add is
+    /// left for whatever reads it next.
+    pub fn block(&self, g: &Graph, i: usize, x: Stream) -> Result<Stream> {
         let b = &self.blocks[i];
         let c = |t: &Tensor| g.constant(t.clone());
-        let eps = self.cfg.eps;
-        // Attention: x + proj(softmax(q·kᵀ/√hd)·v)
-        let h = g.layernorm(x, &c(&b.norm1.0), &c(&b.norm1.1), eps)?; // [B, T, D]
+        // Attention: x + proj(softmax(q·kᵀ/√hd)·v). norm1 also does the previous block's
+        // residual add, if that is still pending.
+        let (x, h) = self.norm(g, x, &b.norm1)?; // [B, T, D] each
         let qkv = g.linear(&h, &c(&b.qkv.0), Some(&c(&b.qkv.1)))?; // [B, T, 3D]
         let [q, k, v] = g.split_heads(&qkv, self.cfg.num_heads)?; // [B, H, T, hd] each
         let scores = g.matmul(&q, &k, MatmulOptions { trans_a: false, trans_b: true })?; // [B, H, T, T]
@@ -225,17 +226,51 @@ impl Vit {
         let o = g.merge_heads(&o)?; // [B, T, D]
         let o = g.linear(&o, &c(&b.proj.0), Some(&c(&b.proj.1)))?;
         // The residual add and norm2 in one kernel each way: x = x + o, h = norm2(x), [B, T, D].
-        // The add at the end of the block stays on its own: the next block's norm1 reads its sum
-        // only after VPT-deep has replaced the prompt tokens in it.
-        let (x, h) = g.add_layernorm(x, &o, &c(&b.norm2.0), &c(&b.norm2.1), eps)?;
-        // MLP: x + fc2(gelu(fc1(norm2(x))))
+        let (x, h) = g.add_layernorm(&x, &o, &c(&b.norm2.0), &c(&b.norm2.1), self.cfg.eps)?;
+        // MLP: x + fc2(gelu(fc1(norm2(x)))), the add left pending.
         let h = g.mlp(&h, (&c(&b.fc1.0), &c(&b.fc1.1)), (&c(&b.fc2.0), &c(&b.fc2.1)))?; // [B, T, 4D] inside, [B, T, D] out
-        g.add(&x, &h)
+        Ok(Stream { x, pending: Some(h) })
     }
 
-    /// The final LayerNorm.
-    pub fn final_norm(&self, g: &Graph, x: &Var) -> Result<Var> {
-        g.layernorm(x, &g.constant(self.norm.0.clone()), &g.constant(self.norm.1.clone()), self.cfg.eps)
+    /// The final LayerNorm (doing the last block's residual add in the same kernel).
+    pub fn final_norm(&self, g: &Graph, x: Stream) -> Result<Var> {
+        Ok(self.norm(g, x, &self.norm)?.1)
+    }
+
+    /// LayerNorm of a stream: (the stream's sum, its normalised copy), the pending add fused in.
+    fn norm(&self, g: &Graph, x: Stream, (w, b): &(Tensor, Tensor)) -> Result<(Var, Var)> {
+        let (w, b) = (g.constant(w.clone()), g.constant(b.clone()));
+        match x.pending {
+            Some(delta) => g.add_layernorm(&x.x, &delta, &w, &b, self.cfg.eps),
+            None => {
+                let y = g.layernorm(&x.x, &w, &b, self.cfg.eps)?;
+                Ok((x.x, y))
+            }
+        }
+    }
+}
+
+/// The residual stream between blocks: `x + pending`, with the add not yet done, so that the
+/// LayerNorm that reads it next (the next block's norm1, or the final norm) does the add in its
+/// own kernel: one pass over [B, T, D] and one launch less each way.
+pub struct Stream {
+    x: Var,
+    pending: Option<Var>,
+}
+
+impl Stream {
+    /// A stream with nothing pending (the embedding's output).
+    pub fn new(x: Var) -> Stream {
+        Stream { x, pending: None }
+    }
+
+    /// x + pending as one tensor: for code that must read or change the tokens themselves
+    /// (VPT-deep replacing the prompt tokens between blocks).
+    pub fn sum(self, g: &Graph) -> Result<Var> {
+        match self.pending {
+            Some(delta) => g.add(&self.x, &delta),
+            None => Ok(self.x),
+        }
     }
 }
 

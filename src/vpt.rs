@@ -16,7 +16,7 @@ use crate::gpu::Gpu;
 use crate::graph::{Dropout, Grads, Graph, Var};
 use crate::io::{write_f32_tensors, TensorFile};
 use crate::tensor::{Labels, Tensor};
-use crate::vit::Vit;
+use crate::vit::{Stream, Vit};
 
 /// How the final tokens become one vector per image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -169,8 +169,9 @@ pub fn vpt_pooled(g: &Graph, vit: &Vit, prompts: Option<&Var>, pool: Pool, image
     if depth_p > vit.cfg.depth {
         return Err(Error::shape("vpt", format!("{depth_p} prompted layers but the backbone has {}", vit.cfg.depth)));
     }
-    let mut x = vit.embed(g, images)?; // [B, 1+N, D]
-    let tokens = x.shape()[1] + p;
+    let embedded = vit.embed(g, images)?; // [B, 1+N, D]
+    let tokens = embedded.shape()[1] + p;
+    let mut x = Stream::new(embedded);
     for i in 0..vit.cfg.depth {
         if i < depth_p {
             let prompts = prompts.expect("depth_p > 0 implies prompts");
@@ -178,13 +179,14 @@ pub fn vpt_pooled(g: &Graph, vit: &Vit, prompts: Option<&Var>, pool: Pool, image
             let prompts = layer_prompts(g, prompts, i, batch, layer_dropout)?;
             // Block 0: insert after CLS. Later blocks: overwrite what block i−1 computed there.
             let skip = if i == 0 { 1 } else { 1 + p };
-            let cls = g.slice_tokens(&x, 0, 1)?;
-            let rest = g.slice_tokens(&x, skip, x.shape()[1] - skip)?;
-            x = g.concat_tokens(&[&cls, &prompts, &rest])?; // [B, 1+P+N, D]
+            let full = x.sum(g)?; // the previous block's residual add, done here to edit tokens
+            let cls = g.slice_tokens(&full, 0, 1)?;
+            let rest = g.slice_tokens(&full, skip, full.shape()[1] - skip)?;
+            x = Stream::new(g.concat_tokens(&[&cls, &prompts, &rest])?); // [B, 1+P+N, D]
         }
-        x = vit.block(g, i, &x)?;
+        x = vit.block(g, i, x)?;
     }
-    let x = vit.final_norm(g, &x)?;
+    let x = vit.final_norm(g, x)?;
     match pool {
         Pool::Cls => g.reshape(&g.slice_tokens(&x, 0, 1)?, &[batch, vit.cfg.embed_dim]),
         Pool::Image => g.mean_tokens(&g.slice_tokens(&x, 1 + p, tokens - 1 - p)?),
