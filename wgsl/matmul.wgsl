@@ -23,7 +23,7 @@
 // matrix. There is no backward entry point: the gradients are matmuls too (dA = dC·op(B)ᵀ,
 // dB = op(A)ᵀ·dC, up to transposes), so the launcher composes them from these kernels.
 //
-// Five kernels compute the same thing, each after `tiled` adding one change (llm.c style; the
+// Six kernels compute the same thing, each after `tiled` adding one change (llm.c style; the
 // launcher's `MatmulKernel` names them and picks one per device and shape). All use the z grid
 // dimension for the batch: workgroup (x, y, z) covers columns of tile x, rows of tile y, of batch z.
 
@@ -281,7 +281,9 @@ fn matmul_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
 // What each step bought on lavapipe (2 cores, quiet), fc1 [247, 768]·[3072, 768]ᵀ in GFLOP/s
 // (README "Benchmarks" has every shape and the command): tiled 3.3 → reg4x4 (no workgroup memory,
 // no barriers, layout fixed at compile time) 6.3 → reg4x4_vec4 (vec4 loads) 11.4 → reg16x8
-// (24 loads per 512 FMAs instead of 8 per 64) 23.8.
+// (24 loads per 512 FMAs instead of 8 per 64) 23.8 → reg32x8 (40 loads per 1024 FMAs: half the
+// loads of op(B) per FMA) 26.9–27.6, and 19.7–20.5 → 24.4–24.9 on fc1's dX, whose B is stored
+// [K, N] (reg16x8 and reg32x8 measured in the same minutes).
 
 override TRANS_A: bool = false;   // A is stored [K, M]
 override TRANS_B: bool = false;   // B is stored [N, K]
@@ -444,7 +446,8 @@ fn matmul_reg4x4(@builtin(global_invocation_id) gid: vec3<u32>) {
 //
 // Block shapes tried on lavapipe (an earlier version of this kernel, fc1's layout only), rows ×
 // columns per invocation, GFLOP/s: 4×4 12.2, 4×8 14.2, 8×4 15.2, 8×8 21.0, 12×8 19.2, 8×12 22.5,
-// 16×8 23.7, 8×16 12.7 (past ~32 accumulators per lane they spill out of the CPU's registers).
+// 16×8 23.7, 8×16 12.7 (past ~32 accumulators per lane they spill out of the CPU's registers;
+// but see reg32x8 below, whose 64 run faster still).
 // Also tried on this kernel, at fc1: workgroups of 16×4, 32×2 or 64×1 invocations ran within 3%
 // of 8×8, and 4×16 30% slower (the 8 lanes of a SIMD group then span two rows of blocks and stop
 // reading the same quads of A); two K steps per loop iteration, 11% slower; vec4 stores of C,
@@ -504,4 +507,130 @@ fn matmul_reg16x8(@builtin(global_invocation_id) gid: vec3<u32>) {
     store_block_t(c_base, m + 8u, n + 4u, acc21);
     store_block_t(c_base, m + 12u, n, acc30);
     store_block_t(c_base, m + 12u, n + 4u, acc31);
+}
+
+// ---------------------------------------------------------------------------------------------
+// reg32x8: reg16x8 with a 32×8 block of C per invocation (8 × 2 blocks of 4×4), 8×8 invocations
+// per workgroup (a 256×64 tile of C). Per step of 4 along K: 40 quad loads for 16 block products
+// (1024 FMAs): the 8 quads of op(B) now serve 8 products each instead of 4, so op(B) costs half
+// the loads per FMA; op(A) costs the same (32 quads per 1024 FMAs, as 16 per 512).
+//
+// Why: reg16x8 ran the [K, N] layout (the backward dX = dY·W products) ~10% slower than
+// [N, K] (fc1 dX 20.4–21.0 GFLOP/s against fc1's 23.4). Not the arithmetic: the same kernel with
+// B's row index wrapped to k mod 16 (wrong results, but B always in L1) ran fc1 dX, fc2 dX and
+// qkv dX at 25.0–26.1, faster than fc1. It is fetching B: stored [K, N], each K step of a SIMD
+// group reads 256 contiguous bytes from each of 4 rows of B that lie N floats apart, where
+// stored [N, K] its 64 rows of B are 64 sequential streams along K. Which part of that costs
+// (the hardware prefetchers, which follow sequential streams, or a new page per row: 2304 pages
+// in one pass over fc1 dX's [3072, 768] W) this VM has no counters to tell. Loading B less often
+// per FMA is what pays; twice the rows per invocation does that without adding loads of A.
+//
+// Measured on lavapipe (2 cores, load average 0.8–1.4, reg16x8 and reg32x8 runs interleaved, 3
+// rounds each, GFLOP/s at the median of 5; `vpt bench --preset vit-b --batch 1 --filter
+// reg16x8,reg32x8 --reps 5`), reg16x8 → reg32x8:
+//   [K, N]: fc1 dX 19.7–20.5 → 24.4–24.9, fc2 dX 21.0–21.4 → 23.5–24.4, qkv dX 20.7–21.5 →
+//           24.6–25.0, proj dX 23.3–23.7 → 25.9–26.2, fc2 dX·gelu' 20.7–21.0 → 22.8–23.2
+//   [N, K]: fc1 23.2–23.3 → 26.9–27.6, fc2 23.6–23.9 → 27.3–27.8, qkv 22.6–23.3 → 26.9–27.3,
+//           proj 23.1–23.4 → 27.4–27.8, fc1+gelu 22.3–22.6 → 25.0–25.7,
+//           q·kᵀ (K = 64) 16.5–16.7 → 18.3–18.5, attn·v dP 16.4–16.7 → 18.0–18.8
+//   at batch 4 (M = 988, another session): fc1 23.2–23.4 → 27.2, fc1 dX 20.8 → 24.4.
+// Slower where op(A)'s stored rows are not a multiple of 4 (the attention products whose A is
+// [247, 247] probabilities: q·kᵀ dQ and dK, attn·v and its dV): A's quads
+// are then four scalar loads each, A's loads dominate, and this kernel does not reduce them:
+// q·kᵀ dQ 15.7–15.9 → 14.7–15.0, dK 16.1–16.4 → 15.3–15.4, attn·v 15.9–16.2 → 14.9–15.2, dV
+// 16.2–16.4 → 15.3–15.5. So `MatmulKernel::best_for` takes it only where op(A) is read with vec4
+// loads.
+//
+// (The lore above, "past ~32 accumulators per lane they spill", came from an earlier, fc1-only
+// kernel's 8×16 shape; this kernel's 64 vec4 accumulators run faster than reg16x8's 32. On AVX2
+// every accumulator lives on the stack either way: 32 vec4s of 8 lanes are 128 ymm registers.)
+//
+// Also tried for the [K, N] layout, at reg16x8's 16×8, none faster (fc1 dX / fc2 dX GFLOP/s,
+// against 20.7 / 21.3 in the same minutes): SIMD lanes along m instead of n, so that the 8 lanes
+// share B's quads and read A's rows as 8 sequential streams, 20.6–21.2 / 19.2–19.5; B's quads
+// for n and n + 4 of each row loaded together, 18.9–19.1 / 20.1–20.2 (the load order is kept all
+// the way down, and block by block is better); an 8×16 block (512 contiguous bytes of each B row
+// per SIMD group) 20.4–20.6 / 20.7–20.9; a workgroupBarrier every 32, 64 or 128 values of K so
+// that the 8 SIMD groups of a workgroup take turns on one L1-sized slice of B, 15–20% slower
+// (lavapipe's coroutine switch at each barrier costs more than the misses it saves), and with the
+// barrier in the [N, K] layout too, fc1 a third slower (both measured under another 2-core job,
+// as ratios to reg16x8 in the same minutes).
+// ---------------------------------------------------------------------------------------------
+
+// acc_ij as in reg16x8, for the row blocks i = 4..7 (rows m + 16..m + 31).
+var<private> acc40: mat4x4<f32>;
+var<private> acc41: mat4x4<f32>;
+var<private> acc50: mat4x4<f32>;
+var<private> acc51: mat4x4<f32>;
+var<private> acc60: mat4x4<f32>;
+var<private> acc61: mat4x4<f32>;
+var<private> acc70: mat4x4<f32>;
+var<private> acc71: mat4x4<f32>;
+
+fn step_32x8(a_base: u32, b_base: u32, m: u32, n: u32, k: u32, tail: bool) {
+    let b0 = b_block_t(b_base, k, n, tail);
+    let b1 = b_block_t(b_base, k, n + 4u, tail);
+    // Two halves of 4 blocks of op(A), so that only 4 of them are live at once.
+    let a0 = a_block_t(a_base, m, k, tail);
+    let a1 = a_block_t(a_base, m + 4u, k, tail);
+    let a2 = a_block_t(a_base, m + 8u, k, tail);
+    let a3 = a_block_t(a_base, m + 12u, k, tail);
+    acc00 += b0 * a0;
+    acc01 += b1 * a0;
+    acc10 += b0 * a1;
+    acc11 += b1 * a1;
+    acc20 += b0 * a2;
+    acc21 += b1 * a2;
+    acc30 += b0 * a3;
+    acc31 += b1 * a3;
+    let a4 = a_block_t(a_base, m + 16u, k, tail);
+    let a5 = a_block_t(a_base, m + 20u, k, tail);
+    let a6 = a_block_t(a_base, m + 24u, k, tail);
+    let a7 = a_block_t(a_base, m + 28u, k, tail);
+    acc40 += b0 * a4;
+    acc41 += b1 * a4;
+    acc50 += b0 * a5;
+    acc51 += b1 * a5;
+    acc60 += b0 * a6;
+    acc61 += b1 * a6;
+    acc70 += b0 * a7;
+    acc71 += b1 * a7;
+}
+
+@compute @workgroup_size(8, 8, 1)
+fn matmul_reg32x8(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let m = gid.y * 32u;
+    let n = gid.x * 8u;
+    let batch = gid.z;
+    let a_base = batch * params.a_batch_stride;
+    let b_base = batch * params.b_batch_stride;
+    let zero = mat4x4<f32>();
+    acc00 = zero; acc01 = zero; acc10 = zero; acc11 = zero;
+    acc20 = zero; acc21 = zero; acc30 = zero; acc31 = zero;
+    acc40 = zero; acc41 = zero; acc50 = zero; acc51 = zero;
+    acc60 = zero; acc61 = zero; acc70 = zero; acc71 = zero;
+    var k = 0u;
+    for (; k + 4u <= params.K; k += 4u) {
+        step_32x8(a_base, b_base, m, n, k, false);
+    }
+    if (k < params.K) {
+        step_32x8(a_base, b_base, m, n, k, true);
+    }
+    let c_base = batch * params.M * params.N;
+    store_block_t(c_base, m, n, acc00);
+    store_block_t(c_base, m, n + 4u, acc01);
+    store_block_t(c_base, m + 4u, n, acc10);
+    store_block_t(c_base, m + 4u, n + 4u, acc11);
+    store_block_t(c_base, m + 8u, n, acc20);
+    store_block_t(c_base, m + 8u, n + 4u, acc21);
+    store_block_t(c_base, m + 12u, n, acc30);
+    store_block_t(c_base, m + 12u, n + 4u, acc31);
+    store_block_t(c_base, m + 16u, n, acc40);
+    store_block_t(c_base, m + 16u, n + 4u, acc41);
+    store_block_t(c_base, m + 20u, n, acc50);
+    store_block_t(c_base, m + 20u, n + 4u, acc51);
+    store_block_t(c_base, m + 24u, n, acc60);
+    store_block_t(c_base, m + 24u, n + 4u, acc61);
+    store_block_t(c_base, m + 28u, n, acc70);
+    store_block_t(c_base, m + 28u, n + 4u, acc71);
 }

@@ -47,11 +47,20 @@ pub enum MatmulKernel {
     Reg4x4Vec4,
     /// `Reg4x4Vec4` with a 16×8 block per thread: 2.7× fewer loads per multiply-add.
     Reg16x8,
+    /// `Reg16x8` with a 32×8 block per thread: half the loads of op(B) per multiply-add, which
+    /// most helps B stored [K, N] (the backward `dX = dY·W`), read in rows far apart.
+    Reg32x8,
 }
 
 impl MatmulKernel {
-    pub const ALL: [MatmulKernel; 5] =
-        [MatmulKernel::Naive, MatmulKernel::Tiled, MatmulKernel::Reg4x4, MatmulKernel::Reg4x4Vec4, MatmulKernel::Reg16x8];
+    pub const ALL: [MatmulKernel; 6] = [
+        MatmulKernel::Naive,
+        MatmulKernel::Tiled,
+        MatmulKernel::Reg4x4,
+        MatmulKernel::Reg4x4Vec4,
+        MatmulKernel::Reg16x8,
+        MatmulKernel::Reg32x8,
+    ];
 
     /// Short name for test and benchmark output.
     pub fn name(self) -> &'static str {
@@ -61,30 +70,42 @@ impl MatmulKernel {
             MatmulKernel::Reg4x4 => "reg4x4",
             MatmulKernel::Reg4x4Vec4 => "reg4x4_vec4",
             MatmulKernel::Reg16x8 => "reg16x8",
+            MatmulKernel::Reg32x8 => "reg32x8",
         }
     }
 
-    /// The kernel the engine uses for an M×N output on this device.
+    /// The kernel the engine uses for op(A) [M, K] · op(B) [K, N] in layout `opts` on this device.
     ///
     /// On a CPU adapter (lavapipe; llvmpipe's GL too) the register-tiled kernels, measured
     /// fastest there at every ViT shape (README "Benchmarks"): `Reg16x8` computes about twice as fast
-    /// as `Reg4x4Vec4`, but in 128×64 tiles, so where M or N is small enough that those tiles
-    /// would be mostly padding (a 32-row classifier head), `Reg4x4Vec4`'s 32×32 tiles finish
-    /// first. On a GPU, `Tiled`, the kernel built for GPU memory; run `vpt bench` to check yours.
-    pub fn best_for(gpu: &Gpu, m: usize, n: usize) -> MatmulKernel {
+    /// as `Reg4x4Vec4`, and `Reg32x8` 1.1–1.17× as fast as `Reg16x8` where op(A) is read with vec4
+    /// loads (A's stored rows a multiple of 4 long; elsewhere ~5% slower: A's scalar loads then
+    /// dominate and it does not reduce them). Their tiles are 32×32, 128×64 and 256×64, so where M
+    /// or N is small enough that the larger tiles would be mostly padding (a 32-row classifier
+    /// head) the smaller ones finish first. On a GPU, `Tiled`, the kernel built for GPU memory;
+    /// run `vpt bench` to check yours.
+    pub fn best_for(gpu: &Gpu, m: usize, n: usize, k: usize, opts: MatmulOptions) -> MatmulKernel {
         if gpu.info().device_type != wgpu::DeviceType::Cpu {
             return MatmulKernel::Tiled;
         }
-        // Time ∝ outputs computed, padding included, / speed (Reg16x8 ≈ 2× Reg4x4Vec4).
-        let padded = |k: MatmulKernel| {
-            let (rows, cols) = k.tile();
-            (m.next_multiple_of(rows) * n.next_multiple_of(cols)) as f64
+        let a_vec4 = (if opts.trans_a { m } else { k }) % 4 == 0;
+        // Time ∝ outputs computed, padding included, / speed (relative to Reg4x4Vec4).
+        let time = |kernel: MatmulKernel, speed: f64| {
+            let (rows, cols) = kernel.tile();
+            (m.next_multiple_of(rows) * n.next_multiple_of(cols)) as f64 / speed
         };
-        if padded(MatmulKernel::Reg16x8) / 2.0 <= padded(MatmulKernel::Reg4x4Vec4) {
-            MatmulKernel::Reg16x8
-        } else {
-            MatmulKernel::Reg4x4Vec4
+        let mut best = (MatmulKernel::Reg4x4Vec4, time(MatmulKernel::Reg4x4Vec4, 1.0));
+        let mut candidates = vec![(MatmulKernel::Reg16x8, 2.0)];
+        if a_vec4 {
+            candidates.push((MatmulKernel::Reg32x8, 2.2));
         }
+        for (kernel, speed) in candidates {
+            let t = time(kernel, speed);
+            if t <= best.1 {
+                best = (kernel, t);
+            }
+        }
+        best.0
     }
 
     /// The WGSL entry point in `wgsl/matmul.wgsl` (dispatch counts and profiles name it).
@@ -94,6 +115,7 @@ impl MatmulKernel {
             MatmulKernel::Tiled => "matmul_tiled",
             MatmulKernel::Reg4x4 | MatmulKernel::Reg4x4Vec4 => "matmul_reg4x4",
             MatmulKernel::Reg16x8 => "matmul_reg16x8",
+            MatmulKernel::Reg32x8 => "matmul_reg32x8",
         }
     }
 
@@ -104,18 +126,19 @@ impl MatmulKernel {
             MatmulKernel::Tiled => (64, 64),
             MatmulKernel::Reg4x4 | MatmulKernel::Reg4x4Vec4 => (32, 32),
             MatmulKernel::Reg16x8 => (128, 64),
+            MatmulKernel::Reg32x8 => (256, 64),
         }
     }
 
     /// Does the kernel take its layout as `override` constants (and vec4 views at bindings 5, 6)?
     /// (Every kernel takes the `EPILOGUE` constant.)
     fn specialized(self) -> bool {
-        matches!(self, MatmulKernel::Reg4x4 | MatmulKernel::Reg4x4Vec4 | MatmulKernel::Reg16x8)
+        matches!(self, MatmulKernel::Reg4x4 | MatmulKernel::Reg4x4Vec4 | MatmulKernel::Reg16x8 | MatmulKernel::Reg32x8)
     }
 
     /// May it read four consecutive values with one vec4 load where the layout allows?
     fn vec4_loads(self) -> bool {
-        matches!(self, MatmulKernel::Reg4x4Vec4 | MatmulKernel::Reg16x8)
+        matches!(self, MatmulKernel::Reg4x4Vec4 | MatmulKernel::Reg16x8 | MatmulKernel::Reg32x8)
     }
 }
 
@@ -198,7 +221,7 @@ pub fn matmul_gelu_grad_with(kernel: MatmulKernel, a: &Tensor, b: &Tensor, opts:
 /// [`MatmulKernel::best_for`] op(A)·op(B)'s shape, once the operands are checked.
 fn best_kernel(op: &'static str, a: &Tensor, b: &Tensor, opts: MatmulOptions) -> Result<MatmulKernel> {
     let s = check_shapes(op, a, b, opts)?;
-    Ok(MatmulKernel::best_for(a.gpu(), s.m, s.n))
+    Ok(MatmulKernel::best_for(a.gpu(), s.m, s.n, s.k, opts))
 }
 
 /// What the kernel does with each result on its way to memory (the `EPILOGUE` override constant

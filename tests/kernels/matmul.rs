@@ -259,11 +259,12 @@ fn every_kernel_matches_reference_at_vit_shape() {
     }
 }
 
-/// Past the edges of the largest tile (Reg16x8's 128×64) in M and N, in every layout: with every
-/// stored row a multiple of 4 long (vec4 loads) and with none (scalar loads, a partial K step).
+/// Past the edges of the largest tile (Reg32x8's 256×64, and every smaller one) in M and N, in
+/// every layout: with every stored row a multiple of 4 long (vec4 loads) and with none (scalar
+/// loads, a partial K step).
 #[test]
 fn every_kernel_matches_reference_across_tile_edges() {
-    for (m, k, n) in [(132, 68, 68), (129, 67, 65)] {
+    for (m, k, n) in [(260, 68, 68), (257, 67, 65)] {
         for (trans_a, trans_b) in [(false, false), (false, true), (true, false), (true, true)] {
             let opts = MatmulOptions { trans_a, trans_b };
             let c = Case { batching: Batching::SharedB, batch_dims: vec![2], m, k, n, opts, bias: true, seed: (m * n) as u64 };
@@ -289,12 +290,24 @@ fn matmul_forward_uses_the_best_kernel_for_the_shape() {
             let (a, b) = (Tensor::zeros(gpu, &[m, 8]).unwrap(), Tensor::zeros(gpu, &[8, n]).unwrap());
             let before = gpu.dispatch_counts();
             matmul_forward(&a, &b, None, MatmulOptions::default()).unwrap();
-            let key = format!("matmul::{}", MatmulKernel::best_for(gpu, m, n).entry());
+            let key = format!("matmul::{}", MatmulKernel::best_for(gpu, m, n, 8, MatmulOptions::default()).entry());
             assert_eq!(gpu.dispatch_counts()[&key], before.get(&key).unwrap_or(&0) + 1, "{m}×{n} on {}", gpu.describe());
         }
         if gpu.info().device_type == wgpu::DeviceType::Cpu {
-            assert_eq!(MatmulKernel::best_for(gpu, 247, 3072), MatmulKernel::Reg16x8);
-            assert_eq!(MatmulKernel::best_for(gpu, 20, 768), MatmulKernel::Reg4x4Vec4);
+            let (nn, tn, nt) = (
+                MatmulOptions::default(),
+                MatmulOptions { trans_a: false, trans_b: true },
+                MatmulOptions { trans_a: true, trans_b: false },
+            );
+            // The ViT's linear layers and their dX: A read with vec4 loads.
+            assert_eq!(MatmulKernel::best_for(gpu, 247, 3072, 768, tn), MatmulKernel::Reg32x8);
+            assert_eq!(MatmulKernel::best_for(gpu, 247, 768, 3072, nn), MatmulKernel::Reg32x8);
+            // A [247, 247] attention probabilities, as stored or transposed: A's loads are scalar.
+            assert_eq!(MatmulKernel::best_for(gpu, 247, 64, 247, nn), MatmulKernel::Reg16x8);
+            assert_eq!(MatmulKernel::best_for(gpu, 247, 64, 247, nt), MatmulKernel::Reg16x8);
+            // Small M: the 256-row tiles would be mostly padding.
+            assert_eq!(MatmulKernel::best_for(gpu, 100, 768, 768, tn), MatmulKernel::Reg16x8);
+            assert_eq!(MatmulKernel::best_for(gpu, 20, 768, 768, tn), MatmulKernel::Reg4x4Vec4);
         }
     }
 }
