@@ -19,7 +19,8 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
+use std::thread::ThreadId;
 use std::time::Instant;
 
 use wgpu::util::DeviceExt;
@@ -62,6 +63,51 @@ struct GpuInner {
     dispatches: AtomicU64,
     /// Launches per "shader::entry", for tests and benchmarks that count work.
     dispatches_by_kernel: Mutex<HashMap<String, u64>>,
+    /// On the GL backend only: whose turn it is to call into wgpu (see [`Turns`]).
+    turns: Option<Arc<Turns>>,
+}
+
+/// One thread at a time in wgpu, on a GL device.
+///
+/// wgpu's GL backend guards the GL context with a lock that it waits on for at most 6 s before
+/// panicking ("Could not lock adapter context"), and it holds that lock for as long as a shader
+/// compiles or the GPU takes to finish the work a `poll` waits for. Two threads sharing one GL
+/// device (the test suite's do) then crash whenever one of them compiles or waits for long, e.g.
+/// with Mesa's shader cache still cold, where llvmpipe compiles each matmul pipeline for seconds.
+/// So on GL each `Gpu` method that reaches wgpu first takes its turn here, and a thread waits for
+/// its turn as long as it takes. A thread may take its turn again while it holds it (a method
+/// calling another); the turn passes on when the outermost one ends.
+#[derive(Default, Debug)]
+struct Turns {
+    /// The thread whose turn it is, and how many nested turns it holds.
+    holder: Mutex<(Option<ThreadId>, usize)>,
+    passed_on: Condvar,
+}
+
+/// A turn taken with [`Turns::take`]; passes it on when dropped.
+struct Turn<'a>(&'a Turns);
+
+impl Turns {
+    fn take(&self) -> Turn<'_> {
+        let me = std::thread::current().id();
+        let mut holder = self.holder.lock().unwrap_or_else(|e| e.into_inner());
+        while holder.0.is_some_and(|other| other != me) {
+            holder = self.passed_on.wait(holder).unwrap_or_else(|e| e.into_inner());
+        }
+        *holder = (Some(me), holder.1 + 1);
+        Turn(self)
+    }
+}
+
+impl Drop for Turn<'_> {
+    fn drop(&mut self) {
+        let mut holder = self.0.holder.lock().unwrap_or_else(|e| e.into_inner());
+        holder.1 -= 1;
+        if holder.1 == 0 {
+            holder.0 = None;
+            self.0.passed_on.notify_one();
+        }
+    }
 }
 
 /// A compiled pipeline is one entry point of one shader with one set of override constants
@@ -95,6 +141,9 @@ pub struct MemoryStats {
     idle: Mutex<HashMap<u64, Vec<wgpu::Buffer>>>,
     idle_bytes: AtomicU64,
     created: AtomicU64,
+    /// On GL, buffers the full pool let go: released at the next turn, since destroying a buffer
+    /// takes wgpu's GL context lock and a tensor may be dropped on any thread at any time.
+    released: Option<Mutex<Vec<wgpu::Buffer>>>,
 }
 
 impl MemoryStats {
@@ -108,6 +157,8 @@ impl MemoryStats {
         if self.idle_bytes.load(Ordering::Relaxed) + bytes <= POOL_MAX_IDLE_BYTES {
             self.idle_bytes.fetch_add(bytes, Ordering::Relaxed);
             self.idle.lock().unwrap().entry(bytes).or_default().push(buffer);
+        } else if let Some(released) = &self.released {
+            released.lock().unwrap().push(buffer);
         }
     }
     fn take_idle(&self, bytes: u64) -> Option<wgpu::Buffer> {
@@ -210,6 +261,7 @@ impl Gpu {
     pub fn from_adapter(adapter: wgpu::Adapter) -> Result<Gpu> {
         let features = adapter.features() & WANTED_FEATURES;
         let limits = adapter.limits();
+        let gl = adapter.get_info().backend == wgpu::Backend::Gl;
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("vpt-wgsl"),
             required_features: features,
@@ -238,11 +290,23 @@ impl Gpu {
                 pipelines: Mutex::default(),
                 pending: Mutex::default(),
                 uncaptured,
-                stats: Arc::default(),
+                stats: Arc::new(MemoryStats { released: gl.then(Mutex::default), ..MemoryStats::default() }),
                 dispatches: AtomicU64::new(0),
                 dispatches_by_kernel: Mutex::default(),
+                turns: gl.then(Arc::default),
             }),
         })
+    }
+
+    /// This thread's turn to call into wgpu, on GL (see [`Turns`]); nothing elsewhere. Every
+    /// method that reaches wgpu, or takes a lock that one which does may take after it, starts
+    /// here, so that the turn is always the first lock a thread takes.
+    fn turn(&self) -> Option<Turn<'_>> {
+        let turn = self.inner.turns.as_deref().map(Turns::take)?;
+        if let Some(released) = &self.inner.stats.released {
+            released.lock().unwrap().clear();
+        }
+        Some(turn)
     }
 
     pub fn device(&self) -> &wgpu::Device {
@@ -291,6 +355,7 @@ impl Gpu {
     /// Run `f` inside wgpu error scopes and turn any validation, out-of-memory or internal error
     /// it raised into `Error::Gpu` naming `op`.
     pub fn scoped<T>(&self, op: &str, f: impl FnOnce() -> T) -> Result<T> {
+        let _turn = self.turn();
         let device = &self.inner.device;
         // Scopes nest like a stack: pushed outer to inner, popped inner to outer.
         let internal = device.push_error_scope(wgpu::ErrorFilter::Internal);
@@ -316,6 +381,7 @@ impl Gpu {
     /// A zero-filled storage buffer: a freed one of the same size from the pool, cleared, or a
     /// new one (wgpu zero-initialises every new buffer).
     pub fn alloc(&self, what: &str, bytes: u64) -> Result<GpuBuffer> {
+        let _turn = self.turn();
         self.check_binding_size(what, bytes)?;
         // Storage buffers must be non-empty and a multiple of 4 bytes.
         let size = bytes.max(4).next_multiple_of(4);
@@ -369,6 +435,7 @@ impl Gpu {
 
     /// Record a command into the pending encoder, after everything already recorded.
     fn record(&self, f: impl FnOnce(&mut wgpu::CommandEncoder)) {
+        let _turn = self.turn();
         let device = &self.inner.device;
         let mut pending = self.inner.pending.lock().unwrap();
         f(pending.encoder.get_or_insert_with(|| new_encoder(device)));
@@ -394,6 +461,7 @@ impl Gpu {
     /// The compiled pipeline for one entry point of one WGSL file, its `override` constants set to
     /// `constants` (the WGSL defaults where empty); compiled on first use, then cached.
     pub fn pipeline(&self, shader: &Shader, entry: &'static str, constants: Constants) -> Result<wgpu::ComputePipeline> {
+        let _turn = self.turn();
         let key: PipelineKey = (shader.name, entry, constants.iter().map(|&(name, v)| (name, v.to_bits())).collect());
         if let Some(p) = self.inner.pipelines.lock().unwrap().get(&key) {
             return Ok(p.clone());
@@ -421,6 +489,7 @@ impl Gpu {
     }
 
     fn module(&self, shader: &Shader) -> Result<wgpu::ShaderModule> {
+        let _turn = self.turn();
         let mut modules = self.inner.modules.lock().unwrap();
         if let Some(m) = modules.get(shader.name) {
             return Ok(m.clone());
@@ -461,6 +530,7 @@ impl Gpu {
         buffers: &[(u32, &GpuBuffer)],
         workgroups: [u32; 3],
     ) -> Result<()> {
+        let _turn = self.turn();
         let op = format!("{}::{entry}", shader.name);
         let max = self.inner.limits.max_compute_workgroups_per_dimension;
         if workgroups.iter().any(|&n| n == 0 || n > max) {
@@ -561,6 +631,7 @@ impl Gpu {
     /// several threads sharing a device, releasing the lock between taking the encoder and
     /// submitting it would let another thread's later commands reach the queue first.
     fn submit_pending(&self, last: impl FnOnce(&mut wgpu::CommandEncoder)) -> Result<()> {
+        let _turn = self.turn();
         let device = &self.inner.device;
         let mut pending = self.inner.pending.lock().unwrap();
         let mut encoder = pending.encoder.take().unwrap_or_else(|| new_encoder(device));
@@ -587,6 +658,7 @@ impl Gpu {
     /// Copy a storage buffer back to the host: append a copy into a mappable staging buffer to
     /// the pending work, submit, wait for the GPU, read.
     pub fn read(&self, buffer: &GpuBuffer, bytes: u64) -> Result<Vec<u8>> {
+        let _turn = self.turn();
         let size = bytes.max(4).next_multiple_of(4);
         let staging = self.scoped("read", || {
             self.inner.device.create_buffer(&wgpu::BufferDescriptor {
@@ -623,6 +695,7 @@ impl Gpu {
 
     /// Block until the GPU has finished everything submitted.
     pub fn wait(&self) -> Result<()> {
+        let _turn = self.turn();
         self.inner
             .device
             .poll(wgpu::PollType::wait_indefinitely())
@@ -763,6 +836,7 @@ impl Gpu {
     /// [`Gpu::profile`] with the method chosen by the caller; `GpuTimestamps` is an error on an
     /// adapter without timestamp queries.
     pub fn profile_with<T>(&self, method: TimingMethod, ops: impl FnOnce() -> Result<T>) -> Result<(T, Profile)> {
+        let _turn = self.turn();
         if method == TimingMethod::GpuTimestamps && !self.inner.features.contains(wgpu::Features::TIMESTAMP_QUERY) {
             return Err(Error::Gpu {
                 op: "profile".into(),
@@ -871,5 +945,38 @@ impl Gpu {
     /// Are these two handles the same device?
     pub fn same_device(&self, other: &Gpu) -> bool {
         Arc::ptr_eq(&self.inner, &other.inner)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Turns;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::Arc;
+    use std::time::Duration;
+
+    /// A thread may take its turn again while holding it; another thread waits until the
+    /// outermost turn ends.
+    #[test]
+    fn turns_are_reentrant_and_exclusive() {
+        let turns = Arc::new(Turns::default());
+        let other_ran = Arc::new(AtomicBool::new(false));
+        let outer = turns.take();
+        let inner = turns.take(); // the same thread again: must not block
+        let other = {
+            let (turns, other_ran) = (turns.clone(), other_ran.clone());
+            std::thread::spawn(move || {
+                let _turn = turns.take();
+                other_ran.store(true, Ordering::SeqCst);
+            })
+        };
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!other_ran.load(Ordering::SeqCst), "another thread took the turn while this one held it");
+        drop(inner);
+        std::thread::sleep(Duration::from_millis(100));
+        assert!(!other_ran.load(Ordering::SeqCst), "the turn passed on before the outermost one ended");
+        drop(outer);
+        other.join().unwrap();
+        assert!(other_ran.load(Ordering::SeqCst));
     }
 }
