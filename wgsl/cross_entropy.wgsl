@@ -24,14 +24,13 @@ struct Params {
 @group(0) @binding(6) var<storage, read> dloss: array<f32>;           // backward: [1]
 @group(0) @binding(7) var<storage, read_write> dlogits: array<f32>;   // backward: [B, C]
 
+// Threads per row of logits (forward), and per workgroup of the flat backward. row_index,
+// LOWEST_F32 and the tree reductions over `scratch` are in wgsl/row_reduce.wgsl, prepended to
+// this file.
+const ROW_WG: u32 = 256u;
 const WG: u32 = 256u;
-const LOWEST_F32: f32 = -3.40282347e38;   // max() identity; WGSL has no −∞ literal
 
-var<workgroup> scratch: array<f32, WG>;
-
-fn row_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return wid.y * nwg.x + wid.x;
-}
+var<workgroup> scratch: array<f32, ROW_WG>;
 
 fn flat_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return (wid.y * nwg.x + wid.x) * WG + lid;
@@ -44,37 +43,7 @@ fn quiet_nan() -> f32 {
     return bitcast<f32>(0x7fc00000u);
 }
 
-// Tree reductions over the workgroup, as in softmax.wgsl: all threads must call them, and all
-// get the result.
-fn workgroup_max(lid: u32, v: f32) -> f32 {
-    scratch[lid] = v;
-    workgroupBarrier();
-    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
-        if (lid < stride) {
-            scratch[lid] = max(scratch[lid], scratch[lid + stride]);
-        }
-        workgroupBarrier();
-    }
-    let result = scratch[0];
-    workgroupBarrier();
-    return result;
-}
-
-fn workgroup_sum(lid: u32, v: f32) -> f32 {
-    scratch[lid] = v;
-    workgroupBarrier();
-    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
-        if (lid < stride) {
-            scratch[lid] += scratch[lid + stride];
-        }
-        workgroupBarrier();
-    }
-    let result = scratch[0];
-    workgroupBarrier();
-    return result;
-}
-
-@compute @workgroup_size(256)
+@compute @workgroup_size(ROW_WG)
 fn cross_entropy_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                          @builtin(local_invocation_index) lid: u32) {
     let b = row_index(wid, nwg);
@@ -84,17 +53,17 @@ fn cross_entropy_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wor
 
     // Row max, then Σ exp(logit − max): every exponent ≤ 0, so no overflow, and the sum is ≥ 1.
     var local_max = LOWEST_F32;
-    for (var c = lid; c < params.classes; c += WG) {
+    for (var c = lid; c < params.classes; c += ROW_WG) {
         local_max = max(local_max, logits[start + c]);
     }
     let row_max = workgroup_max(lid, local_max);
     var local_sum = 0.0;
-    for (var c = lid; c < params.classes; c += WG) {
+    for (var c = lid; c < params.classes; c += ROW_WG) {
         local_sum += exp(logits[start + c] - row_max);
     }
     let denom = workgroup_sum(lid, local_sum);
 
-    for (var c = lid; c < params.classes; c += WG) {
+    for (var c = lid; c < params.classes; c += ROW_WG) {
         probs[start + c] = exp(logits[start + c] - row_max) / denom;
     }
     if (lid == 0u) {

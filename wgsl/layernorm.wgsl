@@ -54,38 +54,19 @@ struct Params {
 // 12 elements each and do not leave most threads idle on small D, which on lavapipe (every
 // invocation runs on the CPU, busy or not) made the old 256 several times slower.
 const ROW_WG: u32 = 64u;
+// row_index and workgroup_sum over `scratch` are in wgsl/row_reduce.wgsl, prepended to this file.
 // Threads per workgroup of the per-column kernel (dweight, dbias): a flat 1-D launch.
 const WG: u32 = 256u;
 
 var<workgroup> scratch: array<f32, ROW_WG>;
 var<workgroup> scratch2: array<vec2<f32>, ROW_WG>;
 
-fn row_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return wid.y * nwg.x + wid.x;
-}
-
 fn flat_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
     return (wid.y * nwg.x + wid.x) * WG + lid;
 }
 
-// Tree reduction over the workgroup (64 → 32 → … → 1); every thread gets the total. All threads
-// must call it (it contains barriers). The last barrier keeps a fast thread from overwriting
-// `scratch` for the next reduction before the others have read this total.
-fn workgroup_sum(lid: u32, v: f32) -> f32 {
-    scratch[lid] = v;
-    workgroupBarrier();
-    for (var stride = ROW_WG / 2u; stride > 0u; stride = stride / 2u) {
-        if (lid < stride) {
-            scratch[lid] += scratch[lid + stride];
-        }
-        workgroupBarrier();
-    }
-    let total = scratch[0];
-    workgroupBarrier();
-    return total;
-}
-
-// The same for two sums at once, so the dx kernel needs one reduction instead of two.
+// workgroup_sum (wgsl/row_reduce.wgsl, prepended to this file) for two sums at once, so the dx
+// kernel needs one reduction instead of two.
 fn workgroup_sum2(lid: u32, v: vec2<f32>) -> vec2<f32> {
     scratch2[lid] = v;
     workgroupBarrier();

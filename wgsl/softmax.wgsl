@@ -31,49 +31,13 @@ struct Params {
 // hardware wave size. 256 left most threads idle on short rows: on lavapipe, which runs every
 // invocation of a workgroup on the CPU whether it has work or not, it made softmax slower than
 // the q·kᵀ matmul that feeds it.
-const WG: u32 = 64u;
-const LOWEST_F32: f32 = -3.40282347e38;   // max() identity; WGSL has no −∞ literal
+const ROW_WG: u32 = 64u;
+// row_index, LOWEST_F32 and the tree reductions over `scratch` are in wgsl/row_reduce.wgsl,
+// prepended to this file.
 
-var<workgroup> scratch: array<f32, WG>;
+var<workgroup> scratch: array<f32, ROW_WG>;
 
-// Rows are spread over a 2-D grid because one grid axis holds at most 65535 workgroups.
-fn row_index(wid: vec3<u32>, nwg: vec3<u32>) -> u32 {
-    return wid.y * nwg.x + wid.x;
-}
-
-// Tree reductions over the workgroup: 64 → 32 → … → 1 partial values, then every thread reads
-// the result. All threads of the workgroup must call them (they contain barriers). The last
-// barrier stops a fast thread from overwriting `scratch` for the next reduction before the slow
-// ones have read this result.
-fn workgroup_max(lid: u32, v: f32) -> f32 {
-    scratch[lid] = v;
-    workgroupBarrier();
-    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
-        if (lid < stride) {
-            scratch[lid] = max(scratch[lid], scratch[lid + stride]);
-        }
-        workgroupBarrier();
-    }
-    let result = scratch[0];
-    workgroupBarrier();
-    return result;
-}
-
-fn workgroup_sum(lid: u32, v: f32) -> f32 {
-    scratch[lid] = v;
-    workgroupBarrier();
-    for (var stride = WG / 2u; stride > 0u; stride = stride / 2u) {
-        if (lid < stride) {
-            scratch[lid] += scratch[lid + stride];
-        }
-        workgroupBarrier();
-    }
-    let result = scratch[0];
-    workgroupBarrier();
-    return result;
-}
-
-@compute @workgroup_size(WG)
+@compute @workgroup_size(ROW_WG)
 fn softmax_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                    @builtin(local_invocation_index) lid: u32) {
     let row = row_index(wid, nwg);
@@ -84,25 +48,25 @@ fn softmax_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroup
 
     // Pass 1: the row max m_r.
     var local_max = LOWEST_F32;
-    for (var j = lid; j < params.n; j += WG) {
+    for (var j = lid; j < params.n; j += ROW_WG) {
         local_max = max(local_max, params.scale * x[start + j]);
     }
     let row_max = workgroup_max(lid, local_max);
 
     // Pass 2: the denominator Σ exp(x − m_r), each term in (0, 1], so the sum is in [1, n].
     var local_sum = 0.0;
-    for (var j = lid; j < params.n; j += WG) {
+    for (var j = lid; j < params.n; j += ROW_WG) {
         local_sum += exp(params.scale * x[start + j] - row_max);
     }
     let denom = workgroup_sum(lid, local_sum);
 
     // Pass 3: normalise. Recomputing exp is cheaper than storing n values in workgroup memory.
-    for (var j = lid; j < params.n; j += WG) {
+    for (var j = lid; j < params.n; j += ROW_WG) {
         y[start + j] = exp(params.scale * x[start + j] - row_max) / denom;
     }
 }
 
-@compute @workgroup_size(WG)
+@compute @workgroup_size(ROW_WG)
 fn softmax_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                     @builtin(local_invocation_index) lid: u32) {
     let row = row_index(wid, nwg);
@@ -111,12 +75,12 @@ fn softmax_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
 
     // The Jacobian of softmax is diag(y) − y·yᵀ, so dx = s·(y ⊙ dy − y·⟨y, dy⟩): one reduction per row.
     var local_dot = 0.0;
-    for (var j = lid; j < params.n; j += WG) {
+    for (var j = lid; j < params.n; j += ROW_WG) {
         local_dot += dy[start + j] * y_saved[start + j];
     }
     let dot = workgroup_sum(lid, local_dot);
 
-    for (var j = lid; j < params.n; j += WG) {
+    for (var j = lid; j < params.n; j += ROW_WG) {
         dx[start + j] = params.scale * y_saved[start + j] * (dy[start + j] - dot);
     }
 }

@@ -9,7 +9,7 @@ use crate::error::{Error, Result};
 use crate::gpu::Params;
 use crate::tensor::{Labels, Tensor};
 
-wgsl_shader!("cross_entropy");
+wgsl_shader!("cross_entropy", uses "row_reduce");
 
 /// What the forward returns.
 pub struct CrossEntropyOut {

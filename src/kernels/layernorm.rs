@@ -7,7 +7,7 @@ use crate::error::{Error, Result};
 use crate::gpu::Params;
 use crate::tensor::Tensor;
 
-wgsl_shader!("layernorm");
+wgsl_shader!("layernorm", uses "row_reduce");
 
 /// What the forward returns: the output and the per-row statistics the backward needs.
 pub struct LayerNormOut {

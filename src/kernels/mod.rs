@@ -31,7 +31,7 @@ pub struct Shader {
 }
 
 /// Declares a family's `SHADER` from `wgsl/<name>.wgsl`. With `uses "<lib>"`, `wgsl/<lib>.wgsl`
-/// (plain functions shared by several families, e.g. `gelu_math`) is prepended to it, since WGSL
+/// (plain functions shared by several families: `gelu_math`, `row_reduce`) is prepended to it, since WGSL
 /// has no `#include`.
 macro_rules! wgsl_shader {
     ($name:literal) => {

@@ -7,7 +7,7 @@ use crate::error::Result;
 use crate::gpu::Params;
 use crate::tensor::Tensor;
 
-wgsl_shader!("softmax");
+wgsl_shader!("softmax", uses "row_reduce");
 
 /// y = softmax(x) along the last axis. x: [..., n] (rows = product of the leading dims) → y: same shape.
 pub fn softmax_forward(x: &Tensor) -> Result<Tensor> {
