@@ -215,7 +215,7 @@ impl Vit {
         let c = |t: &Tensor| g.constant(t.clone());
         // Attention: x + proj(softmax(q·kᵀ/√hd)·v). norm1 also does the previous block's
         // residual add, if that is still pending.
-        let (x, h) = self.norm(g, x, &b.norm1)?; // [B, T, D] each
+        let (x, h) = self.norm_stream(g, x, &b.norm1)?; // [B, T, D] each
         let qkv = g.linear(&h, &c(&b.qkv.0), Some(&c(&b.qkv.1)))?; // [B, T, 3D]
         let [q, k, v] = g.split_heads(&qkv, self.cfg.num_heads)?; // [B, H, T, hd] each
         let scores = g.matmul(&q, &k, MatmulOptions { trans_a: false, trans_b: true })?; // [B, H, T, T]
@@ -234,11 +234,11 @@ impl Vit {
 
     /// The final LayerNorm (doing the last block's residual add in the same kernel).
     pub fn final_norm(&self, g: &Graph, x: Stream) -> Result<Var> {
-        Ok(self.norm(g, x, &self.norm)?.1)
+        Ok(self.norm_stream(g, x, &self.norm)?.1)
     }
 
     /// LayerNorm of a stream: (the stream's sum, its normalised copy), the pending add fused in.
-    fn norm(&self, g: &Graph, x: Stream, (w, b): &(Tensor, Tensor)) -> Result<(Var, Var)> {
+    fn norm_stream(&self, g: &Graph, x: Stream, (w, b): &(Tensor, Tensor)) -> Result<(Var, Var)> {
         let (w, b) = (g.constant(w.clone()), g.constant(b.clone()));
         match x.pending {
             Some(delta) => g.add_layernorm(&x.x, &delta, &w, &b, self.cfg.eps),
