@@ -4,26 +4,20 @@
 //! cargo bench                                            # the small preset
 //! cargo bench -- --preset vit-b --batch 1 --filter fc1   # one matmul at ViT-B/16 sizes
 //! ```
+//!
+//! It runs the `vpt` binary Cargo built alongside, `vpt bench FLAGS`, so the two can never differ
+//! in flags or behaviour (the flags are defined once, in `src/main.rs`).
 
-use std::process::ExitCode;
-
-use clap::Parser;
-use vpt_wgsl::bench::{run_cli, BenchArgs};
-
-#[derive(Parser)]
-#[command(name = "cargo bench --", about = "Time every kernel of a ViT training step (the flags of `vpt bench`)")]
-struct Cli {
-    #[command(flatten)]
-    bench: BenchArgs,
-}
+use std::process::{Command, ExitCode};
 
 fn main() -> ExitCode {
     // Cargo adds `--bench` for every bench target (libtest uses it); it is not one of ours.
-    let cli = Cli::parse_from(std::env::args().filter(|a| a != "--bench"));
-    match run_cli(&cli.bench) {
-        Ok(()) => ExitCode::SUCCESS,
+    let flags = std::env::args().skip(1).filter(|a| a != "--bench");
+    match Command::new(env!("CARGO_BIN_EXE_vpt")).arg("bench").args(flags).status() {
+        Ok(status) if status.success() => ExitCode::SUCCESS,
+        Ok(_) => ExitCode::FAILURE,
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: could not run {}: {e}", env!("CARGO_BIN_EXE_vpt"));
             ExitCode::FAILURE
         }
     }

@@ -10,9 +10,9 @@
 use std::time::Instant;
 
 use vpt_wgsl::graph::Graph;
-use vpt_wgsl::synthetic::{synthetic_tensor, synthetic_vit_state_dict, SyntheticVit};
-use vpt_wgsl::vit::{LoadOptions, StateDict, Vit};
-use vpt_wgsl::vpt::{vpt_logits, Pool, TaskVars, VptTask};
+use vpt_wgsl::model::synthetic::{synthetic_tensor, synthetic_vit_state_dict};
+use vpt_wgsl::model::vit::{LoadOptions, StateDict, Vit, VitConfig};
+use vpt_wgsl::model::vpt::{vpt_logits, Pool, TaskVars, VptTask};
 use vpt_wgsl::{Gpu, Labels, Result, Tensor};
 
 fn mib(bytes: u64) -> String {
@@ -23,8 +23,8 @@ fn main() -> Result<()> {
     let args: Vec<usize> = std::env::args().skip(1).map(|a| a.parse().expect("BATCH and PROMPTS are numbers")).collect();
     let (batch, prompts) = (args.first().copied().unwrap_or(8), args.get(1).copied().unwrap_or(50));
     let gpu = Gpu::new()?;
-    let cfg = SyntheticVit { num_classes: 0, ..SyntheticVit::preset("vit_base_patch16_224")? };
-    let sd = StateDict::from_tensors("synthetic ViT-B/16", synthetic_vit_state_dict(&cfg, 1234), [("num_heads".into(), "12".into())].into());
+    let cfg = VitConfig::from_preset("vit_base_patch16_224")?;
+    let sd = StateDict::from_tensors("synthetic ViT-B/16", synthetic_vit_state_dict(&cfg, 0, 1234), [("num_heads".into(), "12".into())].into());
     let vit = Vit::from_state_dict(&gpu, &sd, &LoadOptions::default())?;
     drop(sd);
     let weights = gpu.live_bytes();

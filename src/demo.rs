@@ -8,9 +8,10 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
-use crate::fit::{fit, Depth, EpochSummary, Observer, OptimizerKind, TrainConfig};
+use crate::train::fit::{fit, Depth, EpochSummary, Observer, TrainConfig};
+use crate::train::Optimizer;
 use crate::gpu::Gpu;
-use crate::vpt::Pool;
+use crate::model::vpt::Pool;
 
 /// One row of the table.
 pub struct DemoRow {
@@ -74,9 +75,8 @@ fn variant_config(dir: &Path, out_dir: &Path, variant: &str, v: &Value, epochs: 
         epochs: epochs.unwrap_or(num("epochs")? as usize),
         batch: num("batch")? as usize,
         base_lr: num("base_lr")?,
-        weight_decay: num("weight_decay")? as f32,
         warmup_epochs: (num("warmup_steps")? / steps_per_epoch).round() as usize,
-        optimizer: OptimizerKind::Sgd,
+        optimizer: Optimizer::sgd(num("weight_decay")? as f32),
         seed: v["seed"].as_u64().unwrap_or(0),
         img_size: None,
         // Digits are not mirror-symmetric: the reference trains without flips.
@@ -90,7 +90,7 @@ fn variant_config(dir: &Path, out_dir: &Path, variant: &str, v: &Value, epochs: 
 
 /// The demo starts afresh each time: its own previous outputs go.
 fn remove_previous(task: &str) {
-    for path in [task.to_string(), crate::fit::resume_path(task), crate::fit::metrics_path(task)] {
+    for path in [task.to_string(), crate::train::fit::resume_path(task), crate::train::fit::metrics_path(task)] {
         let _ = std::fs::remove_file(path);
     }
 }

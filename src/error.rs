@@ -16,8 +16,11 @@ pub enum Error {
     AdapterNotFound { wanted: String, available: Vec<String> },
     /// The adapter refused to give us a device.
     Device(String),
-    /// An op was called with shapes (or values) it cannot work on.
+    /// An op was called with shapes it cannot work on.
     Shape { op: &'static str, msg: String },
+    /// A setting, flag, argument or environment variable with a value that cannot be used
+    /// (`what` names it: `--lr`, `WGPU_BACKEND`, `adamw_step`'s step...), and what would do.
+    Invalid { what: String, msg: String },
     /// A buffer larger than the adapter can bind in one storage binding.
     TooLarge { what: String, bytes: u64, limit: u64 },
     /// wgpu reported a validation, out-of-memory or internal error inside an op.
@@ -32,6 +35,10 @@ impl Error {
     /// Shorthand used by every op's shape checks.
     pub fn shape(op: &'static str, msg: impl Into<String>) -> Error {
         Error::Shape { op, msg: msg.into() }
+    }
+    /// Shorthand for a value the user (or a caller) gave that cannot be used.
+    pub fn invalid(what: impl Into<String>, msg: impl Into<String>) -> Error {
+        Error::Invalid { what: what.into(), msg: msg.into() }
     }
 }
 
@@ -64,6 +71,7 @@ impl fmt::Display for Error {
             ),
             Error::Device(msg) => write!(f, "could not open the GPU device: {msg}"),
             Error::Shape { op, msg } => write!(f, "{op}: {msg}"),
+            Error::Invalid { what, msg } => write!(f, "{what}: {msg}"),
             Error::TooLarge { what, bytes, limit } => write!(
                 f,
                 "{what} needs {bytes} bytes but this adapter binds at most {limit} bytes per storage buffer; \

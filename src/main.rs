@@ -4,14 +4,15 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use clap::{Parser, Subcommand};
-use vpt_wgsl::bench::BenchArgs;
-use vpt_wgsl::gpu::{backends_from_env, list_adapters, AdapterReport};
-use vpt_wgsl::data::{default_resize, ImageFolder, Normalization, Transform};
-use vpt_wgsl::fit::{self, OptimizerKind, TrainConfig};
-use vpt_wgsl::task::TaskFile;
-use vpt_wgsl::vit::{LoadOptions, Vit};
-use vpt_wgsl::vpt::{self, VptTask};
+use clap::{Parser, Subcommand, ValueEnum};
+use vpt_wgsl::bench::{BenchOptions, Preset};
+use vpt_wgsl::gpu::{backends_from_env, list_adapters, AdapterReport, TimingMethod};
+use vpt_wgsl::model::vit::{LoadOptions, Vit};
+use vpt_wgsl::model::vpt::{self, Pool, VptTask};
+use vpt_wgsl::train::data::{default_resize, ImageFolder, Normalization, Transform};
+use vpt_wgsl::train::fit::{self, Depth, TrainConfig};
+use vpt_wgsl::train::task::TaskFile;
+use vpt_wgsl::train::Optimizer;
 use vpt_wgsl::{Gpu, Result, Tensor};
 
 #[derive(Parser)]
@@ -96,6 +97,19 @@ enum Command {
     },
 }
 
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum PoolArg {
+    Cls,
+    Image,
+    Prompt,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug)]
+enum OptimizerArg {
+    Sgd,
+    Adamw,
+}
+
 /// `vpt train` arguments. Defaults follow the paper's recipe (SGD, momentum 0.9, warm-up then
 /// cosine, LR = base LR × batch / 256).
 #[derive(clap::Args)]
@@ -116,11 +130,11 @@ struct TrainArgs {
     #[arg(long, default_value_t = 50)]
     prompts: usize,
     /// Prompted layers: shallow (the first), deep (all), or a number.
-    #[arg(long, default_value = "deep")]
-    depth: String,
-    /// Output pooling: cls, image or prompt.
-    #[arg(long, default_value = "cls")]
-    pool: String,
+    #[arg(long, default_value = "deep", value_parser = clap::value_parser!(Depth))]
+    depth: Depth,
+    /// Output pooling: the CLS token, the mean of the image tokens, or the mean of the prompts.
+    #[arg(long, value_enum, default_value_t = PoolArg::Cls)]
+    pool: PoolArg,
     #[arg(long, default_value_t = 100)]
     epochs: usize,
     #[arg(long, default_value_t = 64)]
@@ -135,9 +149,9 @@ struct TrainArgs {
     /// Warm-up epochs.
     #[arg(long, default_value_t = 10)]
     warmup: usize,
-    /// sgd (momentum 0.9) or adamw.
-    #[arg(long, default_value = "sgd")]
-    optimizer: String,
+    /// sgd (momentum 0.9, the paper's) or adamw (β = 0.9, 0.999).
+    #[arg(long, value_enum, default_value_t = OptimizerArg::Sgd)]
+    optimizer: OptimizerArg,
     #[arg(long, default_value_t = 0)]
     seed: u64,
     /// Crop size; default: the checkpoint's image size.
@@ -159,6 +173,95 @@ struct TrainArgs {
     /// Continue the run whose task file is --out, from its last finished epoch.
     #[arg(long)]
     resume: bool,
+}
+
+
+/// The flags of `vpt bench` (and of `cargo bench -- ...`).
+#[derive(clap::Args, Clone, Debug)]
+struct BenchArgs {
+    /// Sizes: `small` (ViT-B widths, batch 1, 60 tokens: minutes on lavapipe) or `vit-b` (ViT-B/16
+    /// with 50 VPT prompts: 247 tokens, batch 32 unless --batch says otherwise).
+    #[arg(long, value_enum, default_value_t = PresetArg::Small)]
+    preset: PresetArg,
+    /// Images per step, replacing the preset's.
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Timed repetitions per case (each after one untimed run).
+    #[arg(long, default_value_t = 10)]
+    reps: usize,
+    /// GPU API to use; default: WGPU_BACKEND if set, else the best adapter of any.
+    #[arg(long, value_enum)]
+    backend: Option<BackendArg>,
+    /// Only the cases whose "kernel variant" contains one of these words, comma-separated
+    /// (e.g. `fc1`, `reg16x8`, `softmax,gelu`).
+    #[arg(long, value_delimiter = ',')]
+    filter: Vec<String>,
+    /// `gpu`: timestamps written by the GPU around each kernel; `wall`: the host clock around each
+    /// kernel submitted alone; `auto`: `gpu` where the adapter supports it.
+    #[arg(long, value_enum, default_value_t = TimingArg::Auto)]
+    timing: TimingArg,
+    /// Print one JSON object at the end instead of the table (progress goes to stderr).
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum PresetArg {
+    Small,
+    VitB,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum BackendArg {
+    Vulkan,
+    Metal,
+    Dx12,
+    Gl,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug)]
+enum TimingArg {
+    Auto,
+    Gpu,
+    Wall,
+}
+
+impl BenchArgs {
+    /// The device the flags ask for.
+    fn gpu(&self) -> Result<Gpu> {
+        match self.backend {
+            None => Gpu::new(),
+            Some(b) => Gpu::with_backends(match b {
+                BackendArg::Vulkan => wgpu::Backends::VULKAN,
+                BackendArg::Metal => wgpu::Backends::METAL,
+                BackendArg::Dx12 => wgpu::Backends::DX12,
+                BackendArg::Gl => wgpu::Backends::GL,
+            }),
+        }
+    }
+
+    fn options(&self) -> BenchOptions {
+        let preset = match self.preset {
+            PresetArg::Small => Preset::Small,
+            PresetArg::VitB => Preset::VitB,
+        };
+        BenchOptions {
+            reps: self.reps,
+            filter: self.filter.clone(),
+            timing: match self.timing {
+                TimingArg::Auto => None,
+                TimingArg::Gpu => Some(TimingMethod::GpuTimestamps),
+                TimingArg::Wall => Some(TimingMethod::WallClock),
+            },
+            train_step: true,
+            ..BenchOptions::new(preset.shape(self.batch))
+        }
+    }
+}
+
+/// `vpt bench`: the device and options the flags ask for, then the table (or JSON).
+fn bench(args: &BenchArgs) -> Result<()> {
+    vpt_wgsl::bench::run_and_print(&args.gpu()?, &args.options(), args.json)
 }
 
 /// The files `grad` and `forward` read.
@@ -188,7 +291,7 @@ fn main() -> ExitCode {
         Command::Demo { dir, out_dir, epochs } => demo(dir, &out_dir, epochs),
         Command::Eval { model, task, data, batch, num_heads } => eval(&model, &task, &data, batch, num_heads),
         Command::Predict { model, tasks, top_k, batch, num_heads, images } => predict(&model, &tasks, top_k, batch, num_heads, &images),
-        Command::Bench(args) => vpt_wgsl::bench::run_cli(&args),
+        Command::Bench(args) => bench(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -200,7 +303,7 @@ fn main() -> ExitCode {
 }
 
 fn info() -> Result<()> {
-    let backends = backends_from_env();
+    let backends = backends_from_env()?;
     let adapters = list_adapters(backends);
     if adapters.is_empty() {
         return Err(vpt_wgsl::Error::NoAdapter { backends: format!("{backends:?}") });
@@ -247,10 +350,9 @@ fn train(a: TrainArgs) -> Result<()> {
         (Some(m), Some(s)) => Some(Normalization::parse(m, s)?),
         _ => None,
     };
-    let optimizer = match a.optimizer.as_str() {
-        "sgd" => OptimizerKind::Sgd,
-        "adamw" => OptimizerKind::AdamW,
-        other => return Err(vpt_wgsl::Error::shape("--optimizer", format!("{other:?} is not sgd or adamw"))),
+    let optimizer = match a.optimizer {
+        OptimizerArg::Sgd => Optimizer::sgd(a.wd),
+        OptimizerArg::Adamw => Optimizer::adamw(a.wd),
     };
     let cfg = TrainConfig {
         model: a.model,
@@ -258,12 +360,15 @@ fn train(a: TrainArgs) -> Result<()> {
         val: a.val,
         out: a.out,
         num_prompts: a.prompts,
-        depth: a.depth.parse()?,
-        pool: a.pool.parse()?,
+        depth: a.depth,
+        pool: match a.pool {
+            PoolArg::Cls => Pool::Cls,
+            PoolArg::Image => Pool::Image,
+            PoolArg::Prompt => Pool::Prompt,
+        },
         epochs: a.epochs,
         batch: a.batch,
         base_lr: a.lr,
-        weight_decay: a.wd,
         warmup_epochs: a.warmup,
         optimizer,
         seed: a.seed,
@@ -375,7 +480,7 @@ fn eval(model: &str, task: &str, data: &std::path::Path, batch: usize, num_heads
 fn predict(model: &str, tasks: &[String], top_k: usize, batch: usize, num_heads: Option<usize>, images: &[PathBuf]) -> Result<()> {
     let gpu = Gpu::new()?;
     let (vit, files) = load_tasks(&gpu, model, tasks, num_heads)?;
-    let results = vpt_wgsl::predict::predict(&gpu, &vit, &files, images, top_k, batch)?;
+    let results = vpt_wgsl::train::predict::predict(&gpu, &vit, &files, images, top_k, batch)?;
     for (image, per_task) in images.iter().zip(results) {
         println!("{}", image.display());
         for (task, guesses) in tasks.iter().zip(per_task) {

@@ -4,10 +4,11 @@
 
 use std::process::Command;
 
-use vpt_wgsl::bench::{self, BenchOptions, Dims};
+use vpt_wgsl::bench::{self, BenchOptions, StepShape};
 use vpt_wgsl::gpu::TimingMethod;
 use vpt_wgsl::kernels::gelu::gelu_forward;
 use vpt_wgsl::kernels::matmul::{matmul_forward_with, MatmulKernel, MatmulOptions};
+use vpt_wgsl::model::vit::VitConfig;
 use vpt_wgsl::{Gpu, Tensor};
 
 /// A device of this test's own: a profile times every launch on its device, so tests running in
@@ -17,9 +18,14 @@ fn private_gpu() -> Gpu {
     Gpu::from_adapter(shared.adapter().clone()).unwrap()
 }
 
-/// Sizes small enough for a test, every kernel still distinct (head dim 4, odd token count).
-fn toy_dims() -> Dims {
-    Dims { batch: 2, tokens: 5, dim: 8, heads: 2, mlp: 12, classes: 3 }
+/// A ViT small enough for a test, every kernel still distinct (head dim 4, MLP 12): one block,
+/// 8×8 images of 4×4 patches, so 5 tokens (an odd count) without prompts.
+fn toy_vit() -> VitConfig {
+    VitConfig { embed_dim: 8, depth: 1, num_heads: 2, patch_size: 4, img_size: (8, 8), in_chans: 3, mlp_hidden: 12, eps: 1e-6 }
+}
+
+fn toy_shape() -> StepShape {
+    StepShape { vit: toy_vit(), batch: 2, prompts: 0, classes: 3 }
 }
 
 #[test]
@@ -61,7 +67,7 @@ fn profile_ends_even_when_the_ops_fail_and_does_not_nest() {
 #[test]
 fn suite_measures_every_kernel_and_variant_and_writes_json() {
     let gpu = private_gpu();
-    let options = BenchOptions { reps: 2, ..BenchOptions::new(toy_dims()) };
+    let options = BenchOptions { reps: 2, ..BenchOptions::new(toy_shape()) };
     let mut streamed = 0;
     let report = bench::run(&gpu, &options, |_| streamed += 1).unwrap();
 
@@ -114,7 +120,7 @@ fn suite_measures_every_kernel_and_variant_and_writes_json() {
 #[test]
 fn filter_selects_cases_and_bad_sizes_are_errors() {
     let gpu = private_gpu();
-    let options = BenchOptions { reps: 1, filter: vec!["GELU".into(), "fc2 dx".into()], ..BenchOptions::new(toy_dims()) };
+    let options = BenchOptions { reps: 1, filter: vec!["GELU".into(), "fc2 dx".into()], ..BenchOptions::new(toy_shape()) };
     let report = bench::run(&gpu, &options, |_| ()).unwrap();
     let kernels: Vec<&str> = report.results.iter().map(|r| r.kernel.as_str()).collect();
     assert_eq!(kernels.iter().filter(|k| **k == "matmul fc2 dX").count(), MatmulKernel::ALL.len());
@@ -124,8 +130,8 @@ fn filter_selects_cases_and_bad_sizes_are_errors() {
     }
     assert_eq!(kernels.len(), 3 * MatmulKernel::ALL.len() + 2, "{kernels:?}");
 
-    let bad = BenchOptions::new(Dims { heads: 3, ..toy_dims() });
-    assert!(bench::run(&gpu, &bad, |_| ()).unwrap_err().to_string().contains("multiple of heads"));
+    let bad = BenchOptions::new(StepShape { vit: VitConfig { num_heads: 3, ..toy_vit() }, ..toy_shape() });
+    assert!(bench::run(&gpu, &bad, |_| ()).unwrap_err().to_string().contains("not a multiple of num_heads"));
 }
 
 fn vpt(args: &[&str]) -> (bool, String, String) {
@@ -166,15 +172,14 @@ fn cli_errors_exit_non_zero() {
 #[test]
 fn train_step_benchmark_times_a_real_step() {
     let gpu = vpt_wgsl::Gpu::new().unwrap_or_else(|e| panic!("{e}"));
-    let dims = Dims { batch: 2, tokens: 1 + 4 + 2, dim: 8, heads: 2, mlp: 12, classes: 3 };
-    let spec = bench::TrainStepSpec { depth: 2, prompts: 2, patch: 4 };
-    let t = bench::train_step(&gpu, &dims, spec, 1).unwrap();
+    let shape = StepShape { vit: VitConfig { depth: 2, ..toy_vit() }, prompts: 2, ..toy_shape() };
+    let t = bench::train_step(&gpu, &shape, 1).unwrap();
     assert!(t.images_per_second > 0.0 && t.forward_ms > 0.0 && t.backward_ms > 0.0 && t.optimizer_ms > 0.0, "{t:?}");
     // Forward, backward and 3 SGD updates: dozens of launches, and at least the 3 updates.
     assert!(t.dispatches > 20, "{t:?}");
     assert!(t.peak_bytes > t.weight_bytes && t.weight_bytes > 0, "{t:?}");
     assert!(bench::train_step_text(&t).contains("images/s"));
-    // Sizes that do not make a square patch grid are an error, not a panic.
-    let bad = Dims { tokens: 1 + 3 + 2, ..dims };
-    assert!(bench::train_step(&gpu, &bad, spec, 1).unwrap_err().to_string().contains("square"));
+    // An image smaller than one patch is an error, not a panic.
+    let bad = StepShape { vit: VitConfig { img_size: (2, 8), ..shape.vit.clone() }, ..shape };
+    assert!(bench::train_step(&gpu, &bad, 1).unwrap_err().to_string().contains("smaller than one"));
 }

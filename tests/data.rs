@@ -3,7 +3,7 @@
 
 use image::{GrayAlphaImage, GrayImage, ImageBuffer, Luma, LumaA, Rgb, RgbImage, Rgba, RgbaImage};
 use std::path::{Path, PathBuf};
-use vpt_wgsl::data::*;
+use vpt_wgsl::train::data::*;
 
 /// A fresh folder under the system temp dir, removed when dropped.
 struct TempDir(PathBuf);

@@ -5,7 +5,8 @@
 
 use naga::back::{glsl, hlsl, msl, spv, PipelineConstants};
 use naga::valid::{Capabilities, ModuleInfo, ValidationFlags, Validator};
-use vpt_wgsl::kernels::{Shader, ALL_SHADERS};
+use vpt_wgsl::gpu::Shader;
+use vpt_wgsl::kernels::ALL_SHADERS;
 
 fn parse_and_validate(shader: &Shader) -> (naga::Module, ModuleInfo) {
     let module = naga::front::wgsl::parse_str(shader.source)
@@ -79,28 +80,32 @@ fn every_kernel_translates_to_glsl_es_310() {
     }
 }
 
-/// Every file in wgsl/ is embedded and registered, so none escapes these checks (or the binary).
+/// Every file in wgsl/ (families) and wgsl/lib/ (what they include) is embedded and registered,
+/// so none escapes these checks (or the binary).
 #[test]
 fn every_wgsl_file_is_registered() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("wgsl");
-    let mut files: Vec<String> = std::fs::read_dir(&dir)
-        .expect("wgsl/ directory")
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "wgsl"))
-        .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
-        .collect();
-    files.sort();
-    // Kernel families, and the shared function files they prepend (`uses`).
-    let mut registered: Vec<String> = ALL_SHADERS.iter().flat_map(|s| [Some(s.name), s.uses]).flatten().map(String::from).collect();
-    registered.sort();
-    registered.dedup();
-    assert_eq!(files, registered, "wgsl/ files vs kernels::ALL_SHADERS and the files they use");
-    let read = |stem: &str| std::fs::read_to_string(dir.join(format!("{stem}.wgsl"))).unwrap();
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("wgsl");
+    let stems = |dir: &std::path::Path| -> Vec<String> {
+        let mut files: Vec<String> = std::fs::read_dir(dir)
+            .expect("wgsl/ directory")
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "wgsl"))
+            .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
+            .collect();
+        files.sort();
+        files
+    };
+    let mut families: Vec<String> = ALL_SHADERS.iter().map(|s| s.name.to_string()).collect();
+    families.sort();
+    assert_eq!(stems(&root), families, "wgsl/ files vs kernels::ALL_SHADERS");
+    let mut libs: Vec<String> = ALL_SHADERS.iter().flat_map(|s| s.uses.iter().map(|l| l.to_string())).collect();
+    libs.sort();
+    libs.dedup();
+    assert_eq!(stems(&root.join("lib")), libs, "wgsl/lib/ files vs the files the families use");
+    let read = |path: String| std::fs::read_to_string(root.join(path)).unwrap();
     for shader in ALL_SHADERS {
-        let on_disk = match shader.uses {
-            Some(lib) => format!("{}\n{}", read(lib), read(shader.name)),
-            None => read(shader.name),
-        };
+        let mut on_disk: String = shader.uses.iter().map(|lib| read(format!("lib/{lib}.wgsl")) + "\n").collect();
+        on_disk += &read(format!("{}.wgsl", shader.name));
         assert_eq!(on_disk, shader.source, "{}.wgsl differs from the embedded copy", shader.name);
     }
 }

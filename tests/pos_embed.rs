@@ -1,4 +1,4 @@
-//! `vpt_wgsl::pos_embed::resample_abs_pos_embed` against timm 1.0.31's `resample_abs_pos_embed`
+//! `vpt_wgsl::model::pos_embed::resample_abs_pos_embed` against timm 1.0.31's `resample_abs_pos_embed`
 //! (bicubic, antialias=True): fixtures/vit/pos_embed.safetensors, written by
 //! fixtures/generate_vit.py, holds "<case>.input" [1, prefix + h·w, D] and "<case>.output", with
 //! "<case>.old_grid", "<case>.new_grid" ("H,W") and "<case>.num_prefix_tokens" in its metadata.
@@ -7,7 +7,7 @@
 //!     cargo test --release --test pos_embed -- --nocapture
 
 use vpt_wgsl::io::TensorFile;
-use vpt_wgsl::pos_embed::resample_abs_pos_embed;
+use vpt_wgsl::model::pos_embed::resample_abs_pos_embed;
 
 /// Relative error bound: max|ours − timm| / max|timm|. We mirror torch's float arithmetic
 /// (upsampling comes out bit-identical, downsampling within a last-bit difference, ~1e-7), so

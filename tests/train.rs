@@ -6,13 +6,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use vpt_wgsl::data::Normalization;
+use vpt_wgsl::train::data::Normalization;
 use vpt_wgsl::io::{write_f32_tensors, TensorFile};
-use vpt_wgsl::synthetic::{synthetic_vit_state_dict, SyntheticVit};
-use vpt_wgsl::task::{backbone_fingerprint, new_task, TaskFile};
-use vpt_wgsl::vit::StateDict;
-use vpt_wgsl::vpt::Pool;
+use vpt_wgsl::train::task::{backbone_fingerprint, new_task, TaskFile};
+use vpt_wgsl::model::vit::StateDict;
+use vpt_wgsl::model::vpt::Pool;
 use vpt_wgsl::Gpu;
+
+mod common;
+use common::write_tiny_backbone;
 
 const CLASSES: [&str; 3] = ["circle", "cross", "stripes"];
 
@@ -21,17 +23,6 @@ fn workdir(name: &str) -> PathBuf {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     dir
-}
-
-/// A tiny ViT (D 24, 2 blocks, 2 heads, patch 4, 16×16) with synthetic weights, as a checkpoint file.
-fn tiny_backbone(dir: &Path) -> String {
-    let cfg = SyntheticVit { embed_dim: 24, depth: 2, num_heads: 2, patch_size: 4, img_size: (16, 16), in_chans: 3, mlp_ratio: 4.0, num_classes: 0 };
-    let tensors = synthetic_vit_state_dict(&cfg, 5);
-    let list: Vec<(&str, &[usize], &[f32])> = tensors.iter().map(|(n, s, d)| (n.as_str(), &s[..], &d[..])).collect();
-    let path = dir.join("backbone.safetensors").to_string_lossy().into_owned();
-    let meta = [("num_heads", "2"), ("mean", "0.5,0.5,0.5"), ("std", "0.25,0.25,0.25")].map(|(k, v)| (k.to_string(), v.to_string())).into();
-    write_f32_tensors(&path, &list, meta).unwrap();
-    path
 }
 
 /// 3 classes × `per_class` 20×20 PNGs with a class-dependent pattern and per-image noise.
@@ -73,7 +64,7 @@ fn task_tensors(path: &str) -> Vec<(String, Vec<f32>)> {
 #[test]
 fn killed_and_resumed_run_ends_like_an_uninterrupted_one() {
     let dir = workdir("resume");
-    let model = tiny_backbone(&dir);
+    let model = write_tiny_backbone(&dir);
     let data = image_folder(&dir, 10);
     let common = |out: &str| -> Vec<String> {
         [
@@ -100,7 +91,7 @@ fn killed_and_resumed_run_ends_like_an_uninterrupted_one() {
     assert!(child.try_wait().unwrap().is_none(), "training finished before it could be killed: make the run longer");
     child.kill().unwrap();
     child.wait().unwrap();
-    let epochs_before = TensorFile::read(vpt_wgsl::fit::resume_path(&interrupted)).unwrap().metadata["epochs_done"].clone();
+    let epochs_before = TensorFile::read(vpt_wgsl::train::fit::resume_path(&interrupted)).unwrap().metadata["epochs_done"].clone();
     assert_ne!(epochs_before, "10", "killed after the last epoch: nothing was interrupted");
 
     let mut resumed_args = args.clone();
@@ -108,7 +99,7 @@ fn killed_and_resumed_run_ends_like_an_uninterrupted_one() {
     let out = vpt_train(&resumed_args.iter().map(String::as_str).collect::<Vec<_>>()).output().unwrap();
     assert!(out.status.success(), "resumed run failed: {}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(task_tensors(&straight), task_tensors(&interrupted), "resumed after epoch {epochs_before}: final task differs");
-    let metrics = std::fs::read_to_string(vpt_wgsl::fit::metrics_path(&interrupted)).unwrap();
+    let metrics = std::fs::read_to_string(vpt_wgsl::train::fit::metrics_path(&interrupted)).unwrap();
     assert_eq!(metrics.lines().count(), 10, "one metrics line per epoch:\n{metrics}");
 
     // A second resume finds nothing to do and says so, without touching the task.
@@ -123,10 +114,10 @@ fn killed_and_resumed_run_ends_like_an_uninterrupted_one() {
 #[test]
 fn predict_with_several_tasks_answers_as_each_task_alone() {
     let dir = workdir("predict");
-    let model = tiny_backbone(&dir);
+    let model = write_tiny_backbone(&dir);
     let data = image_folder(&dir, 2);
     let gpu = Gpu::new().unwrap_or_else(|e| panic!("{e}"));
-    let (vit, fingerprint, _) = vpt_wgsl::fit::load_backbone(&gpu, &model, None, None).unwrap();
+    let (vit, fingerprint, _) = vpt_wgsl::train::fit::load_backbone(&gpu, &model, None, None).unwrap();
     let classes: Vec<String> = CLASSES.iter().map(|s| s.to_string()).collect();
     // Two tasks of the same prompt shape (they share batches) and one of another (its own batch).
     let make = |depth, prompts, pool, seed| TaskFile {
@@ -138,9 +129,9 @@ fn predict_with_several_tasks_answers_as_each_task_alone() {
     };
     let tasks = [make(2, 3, Pool::Cls, 1), make(2, 3, Pool::Cls, 2), make(1, 5, Pool::Image, 3)];
     let images: Vec<PathBuf> = CLASSES.iter().flat_map(|c| (0..2).map(|i| data.join(c).join(format!("{i:03}.png"))).collect::<Vec<_>>()).collect();
-    let together = vpt_wgsl::predict::predict(&gpu, &vit, &tasks, &images, 3, 64).unwrap();
+    let together = vpt_wgsl::train::predict::predict(&gpu, &vit, &tasks, &images, 3, 64).unwrap();
     for (t, task) in tasks.iter().enumerate() {
-        let alone = vpt_wgsl::predict::predict(&gpu, &vit, std::slice::from_ref(task), &images, 3, 64).unwrap();
+        let alone = vpt_wgsl::train::predict::predict(&gpu, &vit, std::slice::from_ref(task), &images, 3, 64).unwrap();
         for (i, image) in images.iter().enumerate() {
             assert_eq!(together[i][t], alone[i][0], "task {t}, image {}", image.display());
         }
@@ -168,7 +159,7 @@ fn predict_with_several_tasks_answers_as_each_task_alone() {
 #[test]
 fn task_for_another_backbone_is_refused() {
     let dir = workdir("other-backbone");
-    let model = tiny_backbone(&dir);
+    let model = write_tiny_backbone(&dir);
     let gpu = Gpu::new().unwrap_or_else(|e| panic!("{e}"));
     let task = TaskFile {
         task: new_task(&gpu, 1, 2, 24, 4, 3, Pool::Cls, 1).unwrap(),
@@ -191,7 +182,7 @@ fn task_for_another_backbone_is_refused() {
 #[test]
 fn bad_training_input_is_a_clear_error() {
     let dir = workdir("bad-input");
-    let model = tiny_backbone(&dir);
+    let model = write_tiny_backbone(&dir);
     let out = dir.join("task.safetensors");
     let run = |data: &Path| {
         let o = vpt_train(&["--model", &model, "--data", &data.to_string_lossy(), "--out", &out.to_string_lossy(), "--epochs", "1"]).output().unwrap();

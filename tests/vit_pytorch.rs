@@ -13,10 +13,10 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use vpt_wgsl::io::TensorFile;
-use vpt_wgsl::synthetic::{self, SyntheticVit};
+use vpt_wgsl::model::synthetic;
 use vpt_wgsl::train::{Optimizer, Trainer, WarmupCosine};
-use vpt_wgsl::vit::{LoadOptions, StateDict, Vit};
-use vpt_wgsl::vpt::{self, VptTask};
+use vpt_wgsl::model::vit::{LoadOptions, StateDict, Vit, VitConfig};
+use vpt_wgsl::model::vpt::{self, VptTask};
 use vpt_wgsl::{Gpu, Tensor};
 
 const LOGITS_TOL: f64 = 1e-4;
@@ -65,8 +65,8 @@ fn backbone(gpu: &Gpu, case: &Path, expected: &TensorFile, img: (usize, usize)) 
 /// "vit_base_patch16_224:1234" → that preset's weights (without a head) from the seeded generator.
 fn synthetic_state_dict(spec: &str) -> StateDict {
     let (preset, seed) = spec.split_once(':').expect("synthetic = preset:seed");
-    let cfg = SyntheticVit { num_classes: 0, ..SyntheticVit::preset(preset).unwrap() };
-    let tensors = synthetic::synthetic_vit_state_dict(&cfg, seed.parse().unwrap());
+    let cfg = VitConfig::from_preset(preset).unwrap();
+    let tensors = synthetic::synthetic_vit_state_dict(&cfg, 0, seed.parse().unwrap());
     StateDict::from_tensors(spec, tensors, [("preset".to_string(), preset.to_string())].into())
 }
 

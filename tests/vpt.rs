@@ -1,20 +1,14 @@
 //! The autodiff graph under VPT: gradients reach only prompts and head, nothing is computed or
 //! kept for the frozen backbone, and inference records nothing.
 
-use std::collections::HashMap;
-
 use vpt_wgsl::graph::Graph;
 use vpt_wgsl::rng::next_unit;
-use vpt_wgsl::synthetic::{synthetic_vit_state_dict, SyntheticVit};
-use vpt_wgsl::vit::{LoadOptions, StateDict, Vit};
-use vpt_wgsl::vpt::{vpt_logits, Pool, TaskVars, VptTask};
+use vpt_wgsl::model::vit::{LoadOptions, Vit};
+use vpt_wgsl::model::vpt::{vpt_logits, Pool, TaskVars, VptTask};
 use vpt_wgsl::{Gpu, Labels, Tensor};
 
-const D: usize = 24;
-const HEADS: usize = 3;
-const DEPTH: usize = 3;
-const PATCH: usize = 4;
-const IMG: usize = 16;
+mod common;
+use common::{tiny_vit, D, DEPTH, IMG};
 
 /// A device of this test's own: dispatch counts must not include other tests' work.
 fn own_gpu() -> Gpu {
@@ -23,13 +17,6 @@ fn own_gpu() -> Gpu {
 
 fn random(state: &mut u64, n: usize, scale: f32) -> Vec<f32> {
     (0..n).map(|_| (next_unit(state) as f32 * 2.0 - 1.0) * scale).collect()
-}
-
-/// A small ViT with timm names and the seeded synthetic weights.
-fn tiny_vit(gpu: &Gpu) -> Vit {
-    let cfg = SyntheticVit { embed_dim: D, depth: DEPTH, num_heads: HEADS, patch_size: PATCH, img_size: (IMG, IMG), in_chans: 3, mlp_ratio: 4.0, num_classes: 0 };
-    let sd = StateDict::from_tensors("tiny test ViT", synthetic_vit_state_dict(&cfg, 7), HashMap::from([("num_heads".to_string(), HEADS.to_string())]));
-    Vit::from_state_dict(gpu, &sd, &LoadOptions::default()).unwrap()
 }
 
 fn task(gpu: &Gpu, depth_p: usize, prompts: usize, pool: Pool) -> VptTask {
@@ -281,7 +268,7 @@ fn bad_checkpoints_are_clear_errors() {
 
 #[test]
 fn presets_follow_timm() {
-    use vpt_wgsl::vit::preset;
+    use vpt_wgsl::model::vit::preset;
     let b = preset("vit_base_patch16_224").unwrap();
     assert_eq!((b.embed_dim, b.depth, b.num_heads, b.patch_size, b.img_size, b.mlp_hidden, b.num_patches()), (768, 12, 12, 16, (224, 224), 3072, 196));
     let h = preset("vit_huge_patch14_224").unwrap();

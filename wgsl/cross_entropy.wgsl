@@ -25,16 +25,11 @@ struct Params {
 @group(0) @binding(7) var<storage, read_write> dlogits: array<f32>;   // backward: [B, C]
 
 // Threads per row of logits (forward), and per workgroup of the flat backward. row_index,
-// LOWEST_F32 and the tree reductions over `scratch` are in wgsl/row_reduce.wgsl, prepended to
+// LOWEST_F32 and the tree reductions over `scratch` are in wgsl/lib/row_reduce.wgsl, prepended to
 // this file.
 const ROW_WG: u32 = 256u;
-const WG: u32 = 256u;
 
 var<workgroup> scratch: array<f32, ROW_WG>;
-
-fn flat_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-    return (wid.y * nwg.x + wid.x) * WG + lid;
-}
 
 // Labels are checked against a class count when uploaded, but that count need not be this C.
 // A label ≥ C would read another sample's logits, so it yields NaN instead: loud, never a
@@ -78,7 +73,7 @@ fn cross_entropy_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wor
     }
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn cross_entropy_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                           @builtin(local_invocation_index) lid: u32) {
     let i = flat_index(wid, nwg, lid);

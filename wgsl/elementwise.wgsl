@@ -18,13 +18,7 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> y: array<f32>;
 @group(0) @binding(4) var<storage, read_write> acc: array<f32>;
 
-const WG: u32 = 256u;
-
-fn flat_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-    return (wid.y * nwg.x + wid.x) * WG + lid;
-}
-
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn add_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) lid: u32) {
     let i = flat_index(wid, nwg, lid);
@@ -32,7 +26,7 @@ fn add_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
     y[i] = a[i] + b[i];
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn mul_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                @builtin(local_invocation_index) lid: u32) {
     let i = flat_index(wid, nwg, lid);
@@ -41,7 +35,7 @@ fn mul_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) n
 }
 
 // a: x [R, N], b: bias [N]. The bias index is the column, i mod N.
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn bias_add_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                     @builtin(local_invocation_index) lid: u32) {
     let i = flat_index(wid, nwg, lid);
@@ -49,7 +43,7 @@ fn bias_add_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
     y[i] = a[i] + b[i % params.cols];
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn scale_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                  @builtin(local_invocation_index) lid: u32) {
     let i = flat_index(wid, nwg, lid);
@@ -57,7 +51,7 @@ fn scale_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups)
     y[i] = params.s * a[i];
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn accumulate(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
               @builtin(local_invocation_index) lid: u32) {
     let i = flat_index(wid, nwg, lid);

@@ -6,7 +6,7 @@
 //
 // x, y, dy, dx: [n], any shape flattened. One thread per element.
 //
-// gelu_exact, gelu_exact_grad and the erfc fit behind them are in wgsl/gelu_math.wgsl, which the
+// gelu_exact, gelu_exact_grad and the erfc fit behind them are in wgsl/lib/gelu_math.wgsl, which the
 // launcher prepends to this file (matmul.wgsl's fused epilogues use the same functions).
 
 struct Params {
@@ -19,15 +19,11 @@ struct Params {
 @group(0) @binding(3) var<storage, read> dy: array<f32>;            // backward: upstream gradient
 @group(0) @binding(4) var<storage, read_write> dx: array<f32>;     // backward: output gradient
 
-const WG: u32 = 256u;
 const SQRT_2_OVER_PI: f32 = 0.79788456080286536;
 
 // Flat element index for a 1-D problem spread over a 2-D grid (one grid axis holds ≤ 65535 groups).
-fn flat_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-    return (wid.y * nwg.x + wid.x) * WG + lid;
-}
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn gelu_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                 @builtin(local_invocation_index) lid: u32) {
     let i = flat_index(wid, nwg, lid);
@@ -35,7 +31,7 @@ fn gelu_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) 
     y[i] = gelu_exact(x[i]);
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn gelu_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                  @builtin(local_invocation_index) lid: u32) {
     let i = flat_index(wid, nwg, lid);
@@ -49,7 +45,7 @@ fn tanh_stable(u: f32) -> f32 {
     return sign(u) * (1.0 - e) / (1.0 + e);
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn gelu_tanh_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                      @builtin(local_invocation_index) lid: u32) {
     let i = flat_index(wid, nwg, lid);
@@ -59,7 +55,7 @@ fn gelu_tanh_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
     y[i] = 0.5 * v * (1.0 + th);
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn gelu_tanh_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                       @builtin(local_invocation_index) lid: u32) {
     let i = flat_index(wid, nwg, lid);

@@ -27,12 +27,6 @@ struct Params {
 @group(0) @binding(9) var<storage, read> x: array<f32>;
 @group(0) @binding(10) var<storage, read_write> y: array<f32>;
 
-const WG: u32 = 256u;
-
-fn flat_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-    return (wid.y * nwg.x + wid.x) * WG + lid;
-}
-
 // Where element (b, t, h, e) of a [B, T, H·hd] row-major tensor lives in [B, H, T, hd].
 struct Coord { b: u32, t: u32, h: u32, e: u32 }
 
@@ -48,7 +42,7 @@ fn head_major_index(c: Coord) -> u32 {
 }
 
 // One thread per element of qkv [B, T, 3·D]; which of q, k, v is the element's position / D.
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn split_heads_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                        @builtin(local_invocation_index) lid: u32) {
     let d = params.heads * params.head_dim;
@@ -60,7 +54,7 @@ fn split_heads_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
     if (which == 0u) { q[dst_i] = value; } else if (which == 1u) { k[dst_i] = value; } else { v[dst_i] = value; }
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn split_heads_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                         @builtin(local_invocation_index) lid: u32) {
     let d = params.heads * params.head_dim;
@@ -72,7 +66,7 @@ fn split_heads_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_work
 }
 
 // One thread per element of y [B, T, D].
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn merge_heads_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                        @builtin(local_invocation_index) lid: u32) {
     let d = params.heads * params.head_dim;
@@ -82,7 +76,7 @@ fn merge_heads_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workg
 }
 
 // dy [B, T, D] (bound as `x`) → dx [B, H, T, hd] (bound as `y`): the same gather, inverted.
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn merge_heads_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                         @builtin(local_invocation_index) lid: u32) {
     let d = params.heads * params.head_dim;

@@ -54,18 +54,13 @@ struct Params {
 // 12 elements each and do not leave most threads idle on small D, which on lavapipe (every
 // invocation runs on the CPU, busy or not) made the old 256 several times slower.
 const ROW_WG: u32 = 64u;
-// row_index and workgroup_sum over `scratch` are in wgsl/row_reduce.wgsl, prepended to this file.
-// Threads per workgroup of the per-column kernel (dweight, dbias): a flat 1-D launch.
-const WG: u32 = 256u;
+// row_index and workgroup_sum over `scratch` are in wgsl/lib/row_reduce.wgsl, and flat_index for
+// the per-column kernel (dweight, dbias) in wgsl/lib/flat.wgsl, both prepended to this file.
 
 var<workgroup> scratch: array<f32, ROW_WG>;
 var<workgroup> scratch2: array<vec2<f32>, ROW_WG>;
 
-fn flat_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-    return (wid.y * nwg.x + wid.x) * WG + lid;
-}
-
-// workgroup_sum (wgsl/row_reduce.wgsl, prepended to this file) for two sums at once, so the dx
+// workgroup_sum (wgsl/lib/row_reduce.wgsl, prepended to this file) for two sums at once, so the dx
 // kernel needs one reduction instead of two.
 fn workgroup_sum2(lid: u32, v: vec2<f32>) -> vec2<f32> {
     scratch2[lid] = v;
@@ -217,7 +212,7 @@ fn add_layernorm_backward_dx(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num
     }
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn layernorm_backward_params(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                              @builtin(local_invocation_index) lid: u32) {
     let j = flat_index(wid, nwg, lid);

@@ -10,7 +10,7 @@
 //
 // The epilogue (the EPILOGUE override constant) is what happens to each result on its way to memory, so that the
 // MLP's GELU costs no pass over the [B·T, 4D] activations of its own (gelu_exact and
-// gelu_exact_grad come from wgsl/gelu_math.wgsl, prepended to this file):
+// gelu_exact_grad come from wgsl/lib/gelu_math.wgsl, prepended to this file):
 //
 //   0  none        C = dot + bias
 //   1  GELU        aux = dot + bias (the pre-activation, kept for backward);  C = gelu(aux)

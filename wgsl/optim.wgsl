@@ -33,13 +33,7 @@ struct Params {
 @group(0) @binding(3) var<storage, read_write> state1: array<f32>;   // SGD: momentum buffer; AdamW: m
 @group(0) @binding(4) var<storage, read_write> state2: array<f32>;   // AdamW: v
 
-const WG: u32 = 256u;
-
-fn flat_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-    return (wid.y * nwg.x + wid.x) * WG + lid;
-}
-
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn sgd_step(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
             @builtin(local_invocation_index) lid: u32) {
     let i = flat_index(wid, nwg, lid);
@@ -55,7 +49,7 @@ fn sgd_step(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg:
     param[i] = param[i] - params.lr * g;
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn adamw_step(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
               @builtin(local_invocation_index) lid: u32) {
     let i = flat_index(wid, nwg, lid);

@@ -21,12 +21,6 @@ struct Params {
 @group(0) @binding(3) var<storage, read> dpatches: array<f32>;
 @group(0) @binding(4) var<storage, read_write> dimages: array<f32>;
 
-const WG: u32 = 256u;
-
-fn flat_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-    return (wid.y * nwg.x + wid.x) * WG + lid;
-}
-
 // For image element i (b, c, y, x), its index in the patches tensor.
 fn patch_index_of_pixel(i: u32) -> u32 {
     let p = params.patch_size;
@@ -42,7 +36,7 @@ fn patch_index_of_pixel(i: u32) -> u32 {
 }
 
 // One thread per pixel: each pixel belongs to exactly one patch.
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn im2col_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                   @builtin(local_invocation_index) lid: u32) {
     let i = flat_index(wid, nwg, lid);
@@ -50,7 +44,7 @@ fn im2col_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups
     patches[patch_index_of_pixel(i)] = images[i];
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn im2col_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                    @builtin(local_invocation_index) lid: u32) {
     let i = flat_index(wid, nwg, lid);

@@ -16,16 +16,10 @@ struct Params {
 @group(0) @binding(3) var<storage, read> dy: array<f32>;
 @group(0) @binding(4) var<storage, read_write> dx: array<f32>;
 
-const WG: u32 = 256u;
-
-fn flat_index(wid: vec3<u32>, nwg: vec3<u32>, lid: u32) -> u32 {
-    return (wid.y * nwg.x + wid.x) * WG + lid;
-}
-
 // One thread per column walks down all rows. Neighbouring threads read neighbouring addresses
 // of the same row, so every load is coalesced; the order of summation is fixed, so the result is
 // deterministic run to run.
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn sum_rows_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                     @builtin(local_invocation_index) lid: u32) {
     let j = flat_index(wid, nwg, lid);
@@ -37,7 +31,7 @@ fn sum_rows_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
     y[j] = acc;
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn sum_rows_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                      @builtin(local_invocation_index) lid: u32) {
     let i = flat_index(wid, nwg, lid);
@@ -49,7 +43,7 @@ var<workgroup> partial: array<f32, WG>;
 
 // A single workgroup: each thread sums a strided slice, then a tree reduction in workgroup
 // memory halves the active threads each step (256 → 128 → … → 1).
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn mean_forward(@builtin(local_invocation_index) lid: u32) {
     var acc = 0.0;
     for (var i = lid; i < params.cols; i += WG) {
@@ -68,7 +62,7 @@ fn mean_forward(@builtin(local_invocation_index) lid: u32) {
     }
 }
 
-@compute @workgroup_size(256)
+@compute @workgroup_size(WG)
 fn mean_backward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                  @builtin(local_invocation_index) lid: u32) {
     let i = flat_index(wid, nwg, lid);

@@ -32,7 +32,7 @@ struct Params {
 // invocation of a workgroup on the CPU whether it has work or not, it made softmax slower than
 // the q·kᵀ matmul that feeds it.
 const ROW_WG: u32 = 64u;
-// row_index, LOWEST_F32 and the tree reductions over `scratch` are in wgsl/row_reduce.wgsl,
+// row_index, LOWEST_F32 and the tree reductions over `scratch` are in wgsl/lib/row_reduce.wgsl,
 // prepended to this file.
 
 var<workgroup> scratch: array<f32, ROW_WG>;

@@ -4,7 +4,7 @@
 //! - A [`Var`] is a tensor plus a flag: does anything we train depend on it (`requires_grad`)?
 //!   Trainable leaves ([`Graph::param`]) do; inputs and frozen weights ([`Graph::constant`]) do
 //!   not; an op's output does if any of its inputs does.
-//! - Every op (see `ops.rs`) computes its forward at once. Only if its output requires a
+//! - Every op (see `ops.rs`, and `fused.rs` for the ViT's fused and token ops) computes its forward at once. Only if its output requires a
 //!   gradient does it append an [`Entry`] to the tape: which inputs need gradients, and a closure
 //!   that turns the output's gradient into the inputs' gradients. The closure captures exactly the
 //!   tensors that backward needs (the "saved activations"); nothing else is kept.
@@ -16,6 +16,7 @@
 //! buffer is ever made for it and no weight-gradient kernel (no dW matmul) is ever dispatched;
 //! ops before the prompts enter (the patch embedding) record nothing at all.
 
+mod fused;
 mod ops;
 
 use std::cell::{Cell, RefCell};

@@ -5,18 +5,18 @@
 use super::{Graph, Var};
 use crate::error::{Error, Result};
 use crate::kernels::cross_entropy::{self, CrossEntropyOut};
-use crate::kernels::layernorm::{self, AddLayerNormOut, LayerNormOut};
-use crate::kernels::matmul::{self, MatmulGeluOut, MatmulNeed, MatmulOptions};
-use crate::kernels::{elementwise, gelu, heads, patch, softmax, tokens};
+use crate::kernels::layernorm::{self, LayerNormOut};
+use crate::kernels::matmul::{self, MatmulNeed, MatmulOptions};
+use crate::kernels::{elementwise, gelu};
 use crate::tensor::{Labels, Tensor};
 
 /// torch.nn.Linear's layout: y = x · wᵀ, w stored [out, in].
-const LINEAR: MatmulOptions = MatmulOptions { trans_a: false, trans_b: true };
+pub(super) const LINEAR: MatmulOptions = MatmulOptions { trans_a: false, trans_b: true };
 
 /// Gradients [dx, dw, db] of y = x · wᵀ + b given dy, those `need` asks for. `x` is the saved
 /// input, or None when w is frozen (dw is then never asked for, and x was not kept): dx = dy · w
 /// needs only the weight.
-fn linear_backward(x: Option<&Tensor>, w: &Tensor, dy: &Tensor, need: MatmulNeed) -> Result<[Option<Tensor>; 3]> {
+pub(super) fn linear_backward(x: Option<&Tensor>, w: &Tensor, dy: &Tensor, need: MatmulNeed) -> Result<[Option<Tensor>; 3]> {
     if let Some(x) = x {
         let g = matmul::matmul_backward(x, w, dy, LINEAR, need)?;
         return Ok([g.da, g.db, g.dbias]);
@@ -53,32 +53,6 @@ impl Graph {
         })
     }
 
-    /// The transformer MLP, fc2(gelu(fc1(x))), as one op so that GELU costs no pass of its own:
-    /// it runs in fc1's matmul as each result is stored, and its derivative in the matmul that
-    /// takes the gradient back through fc2 (`matmul_gelu_forward`, `matmul_gelu_grad`).
-    /// x: [..., D]; fc1 = (w1 [Hd, D], b1 [Hd]); fc2 = (w2 [D, Hd], b2 [D]) → [..., D].
-    pub fn mlp(&self, x: &Var, fc1: (&Var, &Var), fc2: (&Var, &Var)) -> Result<Var> {
-        let MatmulGeluOut { pre, y: hidden } = matmul::matmul_gelu_forward(x.value(), fc1.0.value(), Some(fc1.1.value()), LINEAR)?; // [..., Hd] each
-        let y = matmul::matmul_forward(&hidden, fc2.0.value(), Some(fc2.1.value()), LINEAR)?; // [..., D]
-        // Kept for backward: the pre-activation (GELU's derivative needs it) and the weights; the
-        // layers' inputs only where their weight trains. hidden, the largest, is usually freed here.
-        let saved_x = fc1.0.requires_grad().then(|| x.value().clone());
-        let saved_hidden = fc2.0.requires_grad().then_some(hidden);
-        let (w1, w2) = (fc1.0.value().clone(), fc2.0.value().clone());
-        self.record("mlp", &[x, fc1.0, fc1.1, fc2.0, fc2.1], y, move |dy, needs| {
-            // fc2's own parameters (dy [..., D]); its dX is never stored, see dpre.
-            let [_, dw2, db2] = linear_backward(saved_hidden.as_ref(), &w2, dy, MatmulNeed { a: false, b: needs[3], bias: needs[4] })?;
-            let [dx, dw1, db1] = if needs[..3].contains(&true) {
-                // d(pre) [..., Hd] = (dy · w2) ⊙ gelu'(pre), in one kernel.
-                let dpre = matmul::matmul_gelu_grad(dy, &w2, MatmulOptions::default(), &pre)?;
-                linear_backward(saved_x.as_ref(), &w1, &dpre, MatmulNeed { a: needs[0], b: needs[1], bias: needs[2] })?
-            } else {
-                [None, None, None]
-            };
-            Ok(vec![dx, dw1, db1, dw2, db2])
-        })
-    }
-
     /// Batched c = op(a) · op(b) (attention's q·kᵀ and attn·v).
     pub fn matmul(&self, a: &Var, b: &Var, opts: MatmulOptions) -> Result<Var> {
         let c = matmul::matmul_forward(a.value(), b.value(), None, opts)?;
@@ -105,16 +79,6 @@ impl Graph {
             let (dx, db) = if needs[1] { let (dx, db) = elementwise::bias_add_backward(dy)?; (dx, Some(db)) } else { (dy.clone(), None) };
             Ok(vec![Some(dx), db])
         })
-    }
-
-    /// [1, T, D] → [B, T, D]: every image gets the same tokens (their gradient is summed over the
-    /// batch). Needed where each image must have its own copy, e.g. a per-image dropout mask.
-    pub fn expand_batch(&self, x: &Var, batch: usize) -> Result<Var> {
-        if x.shape().len() != 3 || x.shape()[0] != 1 {
-            return Err(Error::shape("expand_batch", format!("x must be [1, T, D], got {:?}", x.shape())));
-        }
-        let stacked = self.concat_tokens(&vec![x; batch])?; // [1, B·T, D]
-        self.reshape(&stacked, &[batch, x.shape()[1], x.shape()[2]])
     }
 
     /// y = s · x.
@@ -151,98 +115,9 @@ impl Graph {
         })
     }
 
-    /// s = x + r and y = LayerNorm(s) in one kernel each way: a pre-norm block's residual add and
-    /// the norm after it (see `add_layernorm_forward`). x, r: [..., D], w, b: [D] → (s, y).
-    ///
-    /// s has other uses (the next residual), so its gradient arrives in two parts: ds from those
-    /// uses and dy through the norm. The backward adds them inside the LayerNorm backward kernel
-    /// and hands the result to both x and r. Saves s, mean, rstd and w, as `layernorm` does.
-    pub fn add_layernorm(&self, x: &Var, r: &Var, w: &Var, b: &Var, eps: f32) -> Result<(Var, Var)> {
-        let AddLayerNormOut { sum, y, mean, rstd } = layernorm::add_layernorm_forward(x.value(), r.value(), w.value(), b.value(), eps)?;
-        let (ss, ws) = (sum.clone(), w.value().clone());
-        let vars = self.record_multi("add_layernorm", &[x, r, w, b], vec![sum, y], move |dys, needs| {
-            let need_params = needs[2] || needs[3];
-            let (dsum, dweight, dbias) = match (&dys[0], &dys[1]) {
-                (Some(ds), Some(dy)) => {
-                    let g = layernorm::add_layernorm_backward(&ss, &ws, &mean, &rstd, dy, ds, need_params)?;
-                    (g.dx, g.dweight, g.dbias)
-                }
-                (None, Some(dy)) => {
-                    let g = layernorm::layernorm_backward(&ss, &ws, &mean, &rstd, dy, need_params)?;
-                    (g.dx, g.dweight, g.dbias)
-                }
-                // Nothing reached y: s's gradient is ds, and w and b get none.
-                (Some(ds), None) => (ds.clone(), None, None),
-                (None, None) => return Err(Error::shape("add_layernorm", "no gradient for either output")),
-            };
-            Ok(vec![needs[0].then(|| dsum.clone()), needs[1].then_some(dsum), dweight.filter(|_| needs[2]), dbias.filter(|_| needs[3])])
-        });
-        let [s, y]: [Var; 2] = vars.try_into().expect("two outputs");
-        Ok((s, y))
-    }
-
     /// Softmax over the last axis.
     pub fn softmax(&self, x: &Var) -> Result<Var> {
         self.softmax_scaled(x, 1.0)
-    }
-
-    /// softmax(s·x) over the last axis, in one kernel (attention's scaled scores).
-    pub fn softmax_scaled(&self, x: &Var, scale: f32) -> Result<Var> {
-        let y = softmax::softmax_scaled_forward(x.value(), scale)?;
-        let ys = y.clone();
-        self.record("softmax", &[x], y, move |dy, _| Ok(vec![Some(softmax::softmax_scaled_backward(&ys, dy, scale)?)]))
-    }
-
-    /// qkv [B, T, 3·D] → q, k, v [B, H, T, hd].
-    pub fn split_heads(&self, qkv: &Var, num_heads: usize) -> Result<[Var; 3]> {
-        let out = heads::split_heads_forward(qkv.value(), num_heads)?;
-        let head_shape = out.q.shape().to_vec();
-        let gpu = self.gpu.clone();
-        let vars = self.record_multi("split_heads", &[qkv], vec![out.q, out.k, out.v], move |dys, _| {
-            // A part that no gradient reached (not possible in attention, but allowed) counts as zeros.
-            let parts: Vec<Tensor> = dys.iter().map(|d| d.clone().map_or_else(|| Tensor::zeros(&gpu, &head_shape), Ok)).collect::<Result<_>>()?;
-            Ok(vec![Some(heads::split_heads_backward(&parts[0], &parts[1], &parts[2])?)])
-        });
-        let [q, k, v]: [Var; 3] = vars.try_into().expect("three outputs");
-        Ok([q, k, v])
-    }
-
-    /// x [B, H, T, hd] → [B, T, H·hd].
-    pub fn merge_heads(&self, x: &Var) -> Result<Var> {
-        let y = heads::merge_heads_forward(x.value())?;
-        let num_heads = x.shape()[1];
-        self.record("merge_heads", &[x], y, move |dy, _| Ok(vec![Some(heads::merge_heads_backward(dy, num_heads)?)]))
-    }
-
-    /// Concatenate [Bᵢ, Tᵢ, D] parts along the token axis (Bᵢ = 1 broadcasts over the batch).
-    pub fn concat_tokens(&self, parts: &[&Var]) -> Result<Var> {
-        let values: Vec<&Tensor> = parts.iter().map(|p| p.value()).collect();
-        let y = tokens::concat_tokens_forward(&values)?;
-        let shapes: Vec<Vec<usize>> = parts.iter().map(|p| p.shape().to_vec()).collect();
-        self.record("concat_tokens", parts, y, move |dy, needs| {
-            // Slicing out every part is cheap; drop the ones no input needs.
-            let grads = tokens::concat_tokens_backward(dy, &shapes)?;
-            Ok(grads.into_iter().zip(needs).map(|(g, &need)| need.then_some(g)).collect())
-        })
-    }
-
-    /// x [B, T, D] → tokens start..start+count, [B, count, D].
-    pub fn slice_tokens(&self, x: &Var, start: usize, count: usize) -> Result<Var> {
-        let y = tokens::slice_tokens_forward(x.value(), start, count)?;
-        let total = x.shape()[1];
-        self.record("slice_tokens", &[x], y, move |dy, _| Ok(vec![Some(tokens::slice_tokens_backward(dy, total, start)?)]))
-    }
-
-    /// Mean over the token axis: x [B, T, D] → [B, D]. A matmul with a row of 1/T, so it needs no
-    /// kernel of its own: [1, T] · [B, T, D] → [B, 1, D].
-    pub fn mean_tokens(&self, x: &Var) -> Result<Var> {
-        let (batch, count, width) = match x.shape() {
-            &[b, t, d] => (b, t, d),
-            other => return Err(Error::shape("mean_tokens", format!("x must be [B, T, D], got {other:?}"))),
-        };
-        let averager = self.constant(Tensor::full(&self.gpu, &[1, count], 1.0 / count as f32)?);
-        let pooled = self.matmul(&averager, x, MatmulOptions::default())?;
-        self.reshape(&pooled, &[batch, width])
     }
 
     /// The same values with another shape of the same size.
@@ -258,16 +133,6 @@ impl Graph {
         let labels = labels.clone();
         self.record("cross_entropy", &[logits], loss, move |dloss, _| {
             Ok(vec![Some(cross_entropy::cross_entropy_backward(&probs, &labels, dloss)?)])
-        })
-    }
-
-    /// timm's PatchEmbed: images [B, C, H, W], weight [D, C, p, p], bias [D] → [B, N, D].
-    pub fn patch_embed(&self, images: &Var, weight: &Var, bias: &Var) -> Result<Var> {
-        let y = patch::patch_embed_forward(images.value(), weight.value(), Some(bias.value()))?;
-        let (im, w) = (images.value().clone(), weight.value().clone());
-        self.record("patch_embed", &[images, weight, bias], y, move |dy, needs| {
-            let g = patch::patch_embed_backward(&im, &w, dy, MatmulNeed { a: needs[0], b: needs[1], bias: needs[2] })?;
-            Ok(vec![g.dimages, g.dweight, g.dbias])
         })
     }
 
@@ -287,4 +152,5 @@ impl Graph {
         let mask = self.constant(Tensor::from_slice(&self.gpu, x.shape(), &mask)?);
         self.mul(x, &mask)
     }
+
 }

@@ -4,12 +4,12 @@
 
 use super::reduce::mean_forward;
 use super::grid_rows;
-use super::{expect_rank, grid_1d, same_device, wgsl_shader};
+use super::{expect_rank, grid_1d, same_device};
 use crate::error::{Error, Result};
-use crate::gpu::Params;
+use crate::gpu::{Bind, Params, wgsl_shader};
 use crate::tensor::{Labels, Tensor};
 
-wgsl_shader!("cross_entropy", uses "row_reduce");
+wgsl_shader!("cross_entropy", uses ["flat", "row_reduce"]);
 
 /// What the forward returns.
 pub struct CrossEntropyOut {
@@ -28,8 +28,8 @@ pub fn cross_entropy_forward(logits: &Tensor, labels: &Labels) -> Result<CrossEn
     let (batch, classes) = (logits.shape()[0], logits.shape()[1]);
     let probs = logits.empty_like_shape(logits.shape())?;
     let losses = logits.empty_like_shape(&[batch])?;
-    let params = Params::new().dim(batch).dim(classes).bytes();
-    let buffers = [(1, logits.buffer()), (2, labels.buffer()), (3, probs.buffer()), (4, losses.buffer())];
+    let params = Params::new().dim("batch", batch).dim("classes", classes);
+    let buffers = [Bind::read(1, logits.buffer()), Bind::read(2, labels.buffer()), Bind::read_write(3, probs.buffer()), Bind::read_write(4, losses.buffer())];
     logits.gpu().dispatch(&SHADER, op, &params, &buffers, grid_rows(logits.gpu(), op, batch)?)?;
     // A separate single-workgroup pass with a fixed summation order, so the loss is deterministic
     // (atomics from each row would add in whatever order the rows finish).
@@ -48,8 +48,8 @@ pub fn cross_entropy_backward(probs: &Tensor, labels: &Labels, dloss: &Tensor) -
     }
     let (batch, classes) = (probs.shape()[0], probs.shape()[1]);
     let dlogits = probs.empty_like_shape(probs.shape())?;
-    let params = Params::new().dim(batch).dim(classes).bytes();
-    let buffers = [(2, labels.buffer()), (5, probs.buffer()), (6, dloss.buffer()), (7, dlogits.buffer())];
+    let params = Params::new().dim("batch", batch).dim("classes", classes);
+    let buffers = [Bind::read(2, labels.buffer()), Bind::read(5, probs.buffer()), Bind::read(6, dloss.buffer()), Bind::read_write(7, dlogits.buffer())];
     probs.gpu().dispatch(&SHADER, op, &params, &buffers, grid_1d(probs.gpu(), probs.numel())?)?;
     Ok(dlogits)
 }

@@ -1,22 +1,22 @@
 //! Element-wise ops: residual add, broadcast bias add, scale, and in-place gradient accumulation.
 //! Kernels in `wgsl/elementwise.wgsl`.
 
-use super::{grid_1d, same_device, same_shape, wgsl_shader};
+use super::{grid_1d, same_device, same_shape};
 use crate::error::{Error, Result};
-use crate::gpu::Params;
+use crate::gpu::{Bind, Params, wgsl_shader};
 use crate::kernels::reduce;
 use crate::tensor::Tensor;
 
-wgsl_shader!("elementwise");
+wgsl_shader!("elementwise", uses ["flat"]);
 
 /// y = a + b. a, b: same shape → y: that shape.
 pub fn add_forward(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     same_device("add_forward", a, b)?;
     same_shape("add_forward", a, b, "a", "b")?;
     let y = a.empty_like_shape(a.shape())?;
-    let params = Params::new().dim(a.numel()).bytes();
+    let params = elementwise_params(a.numel(), 0, 0.0);
     let gpu = a.gpu();
-    gpu.dispatch(&SHADER, "add_forward", &params, &[(1, a.buffer()), (2, b.buffer()), (3, y.buffer())], grid_1d(gpu, a.numel())?)?;
+    gpu.dispatch(&SHADER, "add_forward", &params, &[Bind::read(1, a.buffer()), Bind::read(2, b.buffer()), Bind::read_write(3, y.buffer())], grid_1d(gpu, a.numel())?)?;
     Ok(y)
 }
 
@@ -30,9 +30,9 @@ pub fn mul_forward(a: &Tensor, b: &Tensor) -> Result<Tensor> {
     same_device("mul_forward", a, b)?;
     same_shape("mul_forward", a, b, "a", "b")?;
     let y = a.empty_like_shape(a.shape())?;
-    let params = Params::new().dim(a.numel()).bytes();
+    let params = elementwise_params(a.numel(), 0, 0.0);
     let gpu = a.gpu();
-    gpu.dispatch(&SHADER, "mul_forward", &params, &[(1, a.buffer()), (2, b.buffer()), (3, y.buffer())], grid_1d(gpu, a.numel())?)?;
+    gpu.dispatch(&SHADER, "mul_forward", &params, &[Bind::read(1, a.buffer()), Bind::read(2, b.buffer()), Bind::read_write(3, y.buffer())], grid_1d(gpu, a.numel())?)?;
     Ok(y)
 }
 
@@ -53,9 +53,9 @@ pub fn bias_add_forward(x: &Tensor, bias: &Tensor) -> Result<Tensor> {
         ));
     }
     let y = x.empty_like_shape(x.shape())?;
-    let params = Params::new().dim(x.numel()).dim(x.last_dim()).bytes();
+    let params = elementwise_params(x.numel(), x.last_dim(), 0.0);
     let gpu = x.gpu();
-    gpu.dispatch(&SHADER, "bias_add_forward", &params, &[(1, x.buffer()), (2, bias.buffer()), (3, y.buffer())], grid_1d(gpu, x.numel())?)?;
+    gpu.dispatch(&SHADER, "bias_add_forward", &params, &[Bind::read(1, x.buffer()), Bind::read(2, bias.buffer()), Bind::read_write(3, y.buffer())], grid_1d(gpu, x.numel())?)?;
     Ok(y)
 }
 
@@ -68,9 +68,9 @@ pub fn bias_add_backward(dy: &Tensor) -> Result<(Tensor, Tensor)> {
 /// y = s·x. Also the backward of itself: dx = s·dy.
 pub fn scale_forward(x: &Tensor, s: f32) -> Result<Tensor> {
     let y = x.empty_like_shape(x.shape())?;
-    let params = Params::new().dim(x.numel()).u32(0).f32(s).bytes();
+    let params = elementwise_params(x.numel(), 0, s);
     let gpu = x.gpu();
-    gpu.dispatch(&SHADER, "scale_forward", &params, &[(1, x.buffer()), (3, y.buffer())], grid_1d(gpu, x.numel())?)?;
+    gpu.dispatch(&SHADER, "scale_forward", &params, &[Bind::read(1, x.buffer()), Bind::read_write(3, y.buffer())], grid_1d(gpu, x.numel())?)?;
     Ok(y)
 }
 
@@ -87,7 +87,13 @@ pub fn accumulate(acc: &Tensor, x: &Tensor) -> Result<()> {
     if acc.same_storage(x) {
         return Err(Error::shape("accumulate", "acc and x share storage; accumulate a copy instead"));
     }
-    let params = Params::new().dim(acc.numel()).bytes();
+    let params = elementwise_params(acc.numel(), 0, 0.0);
     let gpu = acc.gpu();
-    gpu.dispatch(&SHADER, "accumulate", &params, &[(1, x.buffer()), (4, acc.buffer())], grid_1d(gpu, acc.numel())?)
+    gpu.dispatch(&SHADER, "accumulate", &params, &[Bind::read(1, x.buffer()), Bind::read_write(4, acc.buffer())], grid_1d(gpu, acc.numel())?)
+}
+
+/// The family's `Params`: `n` elements, `cols` (bias_add's N), `s` (scale's factor); an entry
+/// point ignores the fields it does not read.
+fn elementwise_params(n: usize, cols: usize, s: f32) -> Params {
+    Params::new().dim("n", n).dim("cols", cols).f32("s", s)
 }

@@ -1,13 +1,13 @@
 //! GELU: the exact erf form of `torch.nn.GELU()` and, separately, the tanh approximation of
 //! `torch.nn.GELU(approximate="tanh")`. Kernels in `wgsl/gelu.wgsl`, after the shared
-//! `wgsl/gelu_math.wgsl`.
+//! `wgsl/lib/gelu_math.wgsl`.
 
-use super::{grid_1d, same_device, same_shape, wgsl_shader};
+use super::{grid_1d, same_device, same_shape};
 use crate::error::Result;
-use crate::gpu::Params;
+use crate::gpu::{Bind, Params, wgsl_shader};
 use crate::tensor::Tensor;
 
-wgsl_shader!("gelu", uses "gelu_math");
+wgsl_shader!("gelu", uses ["flat", "gelu_math"]);
 
 /// y = x·Φ(x), element-wise. x: any shape → y: same shape.
 pub fn gelu_forward(x: &Tensor) -> Result<Tensor> {
@@ -32,8 +32,8 @@ pub fn gelu_tanh_backward(x: &Tensor, dy: &Tensor) -> Result<Tensor> {
 fn unary(x: &Tensor, entry: &'static str) -> Result<Tensor> {
     let gpu = x.gpu();
     let y = x.empty_like_shape(x.shape())?;
-    let params = Params::new().dim(x.numel()).bytes();
-    gpu.dispatch(&SHADER, entry, &params, &[(1, x.buffer()), (2, y.buffer())], grid_1d(gpu, x.numel())?)?;
+    let params = Params::new().dim("n", x.numel());
+    gpu.dispatch(&SHADER, entry, &params, &[Bind::read(1, x.buffer()), Bind::read_write(2, y.buffer())], grid_1d(gpu, x.numel())?)?;
     Ok(y)
 }
 
@@ -43,7 +43,7 @@ fn unary_backward(x: &Tensor, dy: &Tensor, entry: &'static str) -> Result<Tensor
     same_shape(op, x, dy, "x", "dy")?;
     let gpu = x.gpu();
     let dx = x.empty_like_shape(x.shape())?;
-    let params = Params::new().dim(x.numel()).bytes();
-    gpu.dispatch(&SHADER, entry, &params, &[(1, x.buffer()), (3, dy.buffer()), (4, dx.buffer())], grid_1d(gpu, x.numel())?)?;
+    let params = Params::new().dim("n", x.numel());
+    gpu.dispatch(&SHADER, entry, &params, &[Bind::read(1, x.buffer()), Bind::read(3, dy.buffer()), Bind::read_write(4, dx.buffer())], grid_1d(gpu, x.numel())?)?;
     Ok(dx)
 }

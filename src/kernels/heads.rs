@@ -1,11 +1,11 @@
 //! The permutes around multi-head attention. Kernels in `wgsl/heads.wgsl`.
 
-use super::{expect_rank, grid_1d, same_device, same_shape, wgsl_shader};
+use super::{expect_rank, grid_1d, same_device, same_shape};
 use crate::error::{Error, Result};
-use crate::gpu::Params;
+use crate::gpu::{Bind, Params, wgsl_shader};
 use crate::tensor::Tensor;
 
-wgsl_shader!("heads");
+wgsl_shader!("heads", uses ["flat"]);
 
 /// q, k, v: [B, H, T, hd] each.
 #[derive(Debug)]
@@ -15,8 +15,8 @@ pub struct Qkv {
     pub v: Tensor,
 }
 
-fn head_params(batch: usize, tokens: usize, heads: usize, head_dim: usize) -> Vec<u8> {
-    Params::new().dim(batch).dim(tokens).dim(heads).dim(head_dim).bytes()
+fn head_params(batch: usize, tokens: usize, heads: usize, head_dim: usize) -> Params {
+    Params::new().dim("batch", batch).dim("tokens", tokens).dim("heads", heads).dim("head_dim", head_dim)
 }
 
 /// qkv: [B, T, 3·D], D = H·hd → q, k, v: [B, H, T, hd].
@@ -35,7 +35,7 @@ pub fn split_heads_forward(qkv: &Tensor, heads: usize) -> Result<Qkv> {
         &SHADER,
         "split_heads_forward",
         &head_params(batch, tokens, heads, head_dim),
-        &[(1, qkv.buffer()), (2, q.buffer()), (3, k.buffer()), (4, v.buffer())],
+        &[Bind::read(1, qkv.buffer()), Bind::read_write(2, q.buffer()), Bind::read_write(3, k.buffer()), Bind::read_write(4, v.buffer())],
         grid_1d(gpu, qkv.numel())?,
     )?;
     Ok(Qkv { q, k, v })
@@ -56,7 +56,7 @@ pub fn split_heads_backward(dq: &Tensor, dk: &Tensor, dv: &Tensor) -> Result<Ten
         &SHADER,
         "split_heads_backward",
         &head_params(batch, tokens, heads, head_dim),
-        &[(5, dqkv.buffer()), (6, dq.buffer()), (7, dk.buffer()), (8, dv.buffer())],
+        &[Bind::read_write(5, dqkv.buffer()), Bind::read(6, dq.buffer()), Bind::read(7, dk.buffer()), Bind::read(8, dv.buffer())],
         grid_1d(gpu, dqkv.numel())?,
     )?;
     Ok(dqkv)
@@ -72,7 +72,7 @@ pub fn merge_heads_forward(x: &Tensor) -> Result<Tensor> {
         &SHADER,
         "merge_heads_forward",
         &head_params(batch, tokens, heads, head_dim),
-        &[(9, x.buffer()), (10, y.buffer())],
+        &[Bind::read(9, x.buffer()), Bind::read_write(10, y.buffer())],
         grid_1d(gpu, x.numel())?,
     )?;
     Ok(y)
@@ -93,7 +93,7 @@ pub fn merge_heads_backward(dy: &Tensor, heads: usize) -> Result<Tensor> {
         &SHADER,
         "merge_heads_backward",
         &head_params(batch, tokens, heads, head_dim),
-        &[(9, dy.buffer()), (10, dx.buffer())],
+        &[Bind::read(9, dy.buffer()), Bind::read_write(10, dx.buffer())],
         grid_1d(gpu, dy.numel())?,
     )?;
     Ok(dx)

@@ -2,12 +2,12 @@
 //! the square root). Kernels in `wgsl/layernorm.wgsl`.
 
 use super::grid_rows;
-use super::{grid_1d, same_device, same_shape, wgsl_shader};
+use super::{grid_1d, same_device, same_shape};
 use crate::error::{Error, Result};
-use crate::gpu::Params;
+use crate::gpu::{Bind, Params, wgsl_shader};
 use crate::tensor::Tensor;
 
-wgsl_shader!("layernorm", uses "row_reduce");
+wgsl_shader!("layernorm", uses ["flat", "row_reduce"]);
 
 /// What the forward returns: the output and the per-row statistics the backward needs.
 pub struct LayerNormOut {
@@ -52,8 +52,8 @@ pub fn layernorm_forward(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f32) -
     let y = x.empty_like_shape(x.shape())?;
     let mean = x.empty_like_shape(&[rows])?;
     let rstd = x.empty_like_shape(&[rows])?;
-    let params = Params::new().dim(rows).dim(d).f32(eps).bytes();
-    let buffers = [(1, x.buffer()), (2, weight.buffer()), (3, bias.buffer()), (4, y.buffer()), (5, mean.buffer()), (6, rstd.buffer())];
+    let params = Params::new().dim("rows", rows).dim("d", d).f32("eps", eps);
+    let buffers = [Bind::read(1, x.buffer()), Bind::read(2, weight.buffer()), Bind::read(3, bias.buffer()), Bind::read_write(4, y.buffer()), Bind::read_write(5, mean.buffer()), Bind::read_write(6, rstd.buffer())];
     x.gpu().dispatch(&SHADER, op, &params, &buffers, grid_rows(x.gpu(), op, rows)?)?;
     Ok(LayerNormOut { y, mean, rstd })
 }
@@ -72,16 +72,16 @@ pub fn add_layernorm_forward(x: &Tensor, r: &Tensor, weight: &Tensor, bias: &Ten
     let y = x.empty_like_shape(x.shape())?;
     let mean = x.empty_like_shape(&[rows])?;
     let rstd = x.empty_like_shape(&[rows])?;
-    let params = Params::new().dim(rows).dim(d).f32(eps).bytes();
+    let params = Params::new().dim("rows", rows).dim("d", d).f32("eps", eps);
     let buffers = [
-        (1, x.buffer()),
-        (13, r.buffer()),
-        (2, weight.buffer()),
-        (3, bias.buffer()),
-        (14, sum.buffer()),
-        (4, y.buffer()),
-        (5, mean.buffer()),
-        (6, rstd.buffer()),
+        Bind::read(1, x.buffer()),
+        Bind::read(13, r.buffer()),
+        Bind::read(2, weight.buffer()),
+        Bind::read(3, bias.buffer()),
+        Bind::read_write(14, sum.buffer()),
+        Bind::read_write(4, y.buffer()),
+        Bind::read_write(5, mean.buffer()),
+        Bind::read_write(6, rstd.buffer()),
     ];
     x.gpu().dispatch(&SHADER, op, &params, &buffers, grid_rows(x.gpu(), op, rows)?)?;
     Ok(AddLayerNormOut { sum, y, mean, rstd })
@@ -145,13 +145,13 @@ fn backward(
     let gpu = x.gpu();
     let (rows, d) = (x.rows(), x.last_dim());
     // eps is not needed: rstd already contains it.
-    let params = Params::new().dim(rows).dim(d).f32(0.0).bytes();
+    let params = Params::new().dim("rows", rows).dim("d", d).f32("eps", 0.0);
 
     let dx = x.empty_like_shape(x.shape())?;
-    let mut buffers = vec![(1, x.buffer()), (2, weight.buffer()), (7, mean.buffer()), (8, rstd.buffer()), (9, dy.buffer()), (10, dx.buffer())];
+    let mut buffers = vec![Bind::read(1, x.buffer()), Bind::read(2, weight.buffer()), Bind::read(7, mean.buffer()), Bind::read(8, rstd.buffer()), Bind::read(9, dy.buffer()), Bind::read_write(10, dx.buffer())];
     let entry = match dsum {
         Some(dsum) => {
-            buffers.push((15, dsum.buffer()));
+            buffers.push(Bind::read(15, dsum.buffer()));
             "add_layernorm_backward_dx"
         }
         None => "layernorm_backward_dx",
@@ -163,7 +163,7 @@ fn backward(
 
     let dweight = x.empty_like_shape(&[d])?;
     let dbias = x.empty_like_shape(&[d])?;
-    let buffers = [(1, x.buffer()), (7, mean.buffer()), (8, rstd.buffer()), (9, dy.buffer()), (11, dweight.buffer()), (12, dbias.buffer())];
+    let buffers = [Bind::read(1, x.buffer()), Bind::read(7, mean.buffer()), Bind::read(8, rstd.buffer()), Bind::read(9, dy.buffer()), Bind::read_write(11, dweight.buffer()), Bind::read_write(12, dbias.buffer())];
     gpu.dispatch(&SHADER, "layernorm_backward_params", &params, &buffers, grid_1d(gpu, d)?)?;
     Ok(LayerNormGrads { dx, dweight: Some(dweight), dbias: Some(dbias) })
 }

@@ -14,12 +14,12 @@
 //! Either operand may be a plain matrix (rank 2) shared by every batch of the other, like a
 //! weight; when both have batch dims they must be equal.
 
-use super::{reduce, same_device, wgsl_shader};
+use super::{reduce, same_device};
 use crate::error::{Error, Result};
-use crate::gpu::{Gpu, Params};
+use crate::gpu::{Bind, Gpu, Params, wgsl_shader};
 use crate::tensor::Tensor;
 
-wgsl_shader!("matmul", uses "gelu_math");
+wgsl_shader!("matmul", uses ["gelu_math"]);
 
 /// Which operands enter transposed.
 #[derive(Default, Clone, Copy, Debug)]
@@ -291,17 +291,16 @@ fn launch(
     };
     let bias_buffer = bias.map_or(&stand_in, |t| t.buffer());
     let params = Params::new()
-        .dim(s.m)
-        .dim(s.n)
-        .dim(s.k)
-        .dim(s.batch)
-        .flag(opts.trans_a)
-        .flag(opts.trans_b)
-        .dim(if s.a_batched { s.m * s.k } else { 0 })
-        .dim(if s.b_batched { s.k * s.n } else { 0 })
-        .flag(bias.is_some())
-        .bytes();
-    let mut buffers = vec![(1, a.buffer()), (2, b.buffer()), (3, bias_buffer), (4, c.buffer()), (7, aux_buffer)];
+        .dim("M", s.m)
+        .dim("N", s.n)
+        .dim("K", s.k)
+        .dim("batch", s.batch)
+        .flag("trans_a", opts.trans_a)
+        .flag("trans_b", opts.trans_b)
+        .dim("a_batch_stride", if s.a_batched { s.m * s.k } else { 0 })
+        .dim("b_batch_stride", if s.b_batched { s.k * s.n } else { 0 })
+        .flag("has_bias", bias.is_some());
+    let mut buffers = vec![Bind::read(1, a.buffer()), Bind::read(2, b.buffer()), Bind::read(3, bias_buffer), Bind::read_write(4, c.buffer()), Bind::read_write(7, aux_buffer)];
     let epilogue_code = ("EPILOGUE", epilogue.code() as f64);
     if !kernel.specialized() {
         gpu.dispatch_specialized(&SHADER, kernel.entry(), &[epilogue_code], &params, &buffers, grid)?;
@@ -311,8 +310,8 @@ fn launch(
     // is a multiple of 4 long, so that no quad straddles two rows and the vec4s are aligned.
     let a_vec4 = kernel.vec4_loads() && (if opts.trans_a { s.m } else { s.k }) % 4 == 0;
     let b_vec4 = kernel.vec4_loads() && (if opts.trans_b { s.k } else { s.n }) % 4 == 0;
-    buffers.push((5, if a_vec4 { a.buffer() } else { &stand_in }));
-    buffers.push((6, if b_vec4 { b.buffer() } else { &stand_in }));
+    buffers.push(Bind::read(5, if a_vec4 { a.buffer() } else { &stand_in }));
+    buffers.push(Bind::read(6, if b_vec4 { b.buffer() } else { &stand_in }));
     let flag = |on: bool| if on { 1.0 } else { 0.0 };
     let constants = [
         ("TRANS_A", flag(opts.trans_a)),

@@ -2,10 +2,12 @@
 //! `*_backward` functions side by side.
 //!
 //! Every launcher follows the same steps: check shapes (an error names the op and the shapes),
-//! allocate the output, pack the kernel's `Params`, and call [`Gpu::dispatch`].
+//! allocate the output, pack the kernel's `Params`, and call [`Gpu::dispatch`]. The
+//! WGSL side of that contract (`Params`, `Bind`, the `wgsl/lib/` files a family includes) is in
+//! `gpu/shader.rs`.
 
 use crate::error::{Error, Result};
-use crate::gpu::Gpu;
+use crate::gpu::{Gpu, Shader, WG_1D};
 use crate::tensor::Tensor;
 
 pub mod cross_entropy;
@@ -19,42 +21,6 @@ pub mod patch;
 pub mod reduce;
 pub mod softmax;
 pub mod tokens;
-
-/// One WGSL source file, embedded in the binary at compile time.
-pub struct Shader {
-    /// File stem in `wgsl/`; also the cache key and the label in GPU error messages.
-    pub name: &'static str,
-    /// What the GPU compiles: `wgsl/<uses>.wgsl` (if any), a newline, then `wgsl/<name>.wgsl`.
-    pub source: &'static str,
-    /// The shared function file prepended to this family's own (see [`wgsl_shader!`]).
-    pub uses: Option<&'static str>,
-}
-
-/// Declares a family's `SHADER` from `wgsl/<name>.wgsl`. With `uses "<lib>"`, `wgsl/<lib>.wgsl`
-/// (plain functions shared by several families: `gelu_math`, `row_reduce`) is prepended to it, since WGSL
-/// has no `#include`.
-macro_rules! wgsl_shader {
-    ($name:literal) => {
-        pub const SHADER: $crate::kernels::Shader =
-            $crate::kernels::Shader {
-            name: $name,
-            source: include_str!(concat!("../../wgsl/", $name, ".wgsl")),
-            uses: None,
-        };
-    };
-    ($name:literal, uses $lib:literal) => {
-        pub const SHADER: $crate::kernels::Shader = $crate::kernels::Shader {
-            name: $name,
-            source: concat!(
-                include_str!(concat!("../../wgsl/", $lib, ".wgsl")),
-                "\n",
-                include_str!(concat!("../../wgsl/", $name, ".wgsl"))
-            ),
-            uses: Some($lib),
-        };
-    };
-}
-pub(crate) use wgsl_shader;
 
 /// Every kernel source, for the portability test and for `vpt info`.
 pub const ALL_SHADERS: &[&Shader] = &[
@@ -70,9 +36,6 @@ pub const ALL_SHADERS: &[&Shader] = &[
     &softmax::SHADER,
     &tokens::SHADER,
 ];
-
-/// Workgroup size of the 1-D (element-wise) kernels; must match `WG` in their WGSL.
-pub const WG_1D: u32 = 256;
 
 /// Grid for a 1-D kernel over `n` elements, one thread each.
 pub(crate) fn grid_1d(gpu: &Gpu, n: usize) -> Result<[u32; 3]> {
@@ -108,7 +71,7 @@ pub(crate) fn expect_rank(op: &'static str, t: &Tensor, name: &str, rank: usize,
 /// Error unless both tensors live on the same device (buffers cannot cross devices).
 pub(crate) fn same_device(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()> {
     if !a.gpu().same_device(b.gpu()) {
-        return Err(Error::shape(op, "tensors live on different GPU devices"));
+        return Err(Error::invalid(op, "the tensors live on different GPU devices; create them all from one Gpu"));
     }
     Ok(())
 }

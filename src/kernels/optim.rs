@@ -1,12 +1,12 @@
 //! Optimizer updates on the GPU, in place, with torch.optim's exact arithmetic.
 //! Kernels in `wgsl/optim.wgsl`.
 
-use super::{grid_1d, same_device, same_shape, wgsl_shader};
+use super::{grid_1d, same_device, same_shape};
 use crate::error::{Error, Result};
-use crate::gpu::Params;
+use crate::gpu::{Bind, Params, wgsl_shader};
 use crate::tensor::Tensor;
 
-wgsl_shader!("optim");
+wgsl_shader!("optim", uses ["flat"]);
 
 /// torch.optim.SGD settings (dampening is always 0, as in VPT's recipe).
 #[derive(Clone, Copy, Debug)]
@@ -38,18 +38,23 @@ impl Default for AdamW {
 pub fn sgd_step(param: &Tensor, grad: &Tensor, momentum_buf: &Tensor, cfg: Sgd) -> Result<()> {
     check_state("sgd_step", param, grad, &[("momentum_buf", momentum_buf)])?;
     let params = Params::new()
-        .dim(param.numel())
-        .f32(cfg.lr)
-        .f32(cfg.weight_decay)
-        .f32(cfg.momentum)
-        .flag(cfg.nesterov)
-        .bytes();
+        .dim("n", param.numel())
+        .f32("lr", cfg.lr)
+        .f32("weight_decay", cfg.weight_decay)
+        .f32("momentum", cfg.momentum)
+        .flag("nesterov", cfg.nesterov)
+        // AdamW's fields of the shared struct, unused by SGD.
+        .f32("beta1", 0.0)
+        .f32("beta2", 0.0)
+        .f32("eps", 0.0)
+        .f32("bias_correction1", 0.0)
+        .f32("bias_correction2", 0.0);
     let gpu = param.gpu();
     gpu.dispatch(
         &SHADER,
         "sgd_step",
         &params,
-        &[(1, param.buffer()), (2, grad.buffer()), (3, momentum_buf.buffer())],
+        &[Bind::read_write(1, param.buffer()), Bind::read(2, grad.buffer()), Bind::read_write(3, momentum_buf.buffer())],
         grid_1d(gpu, param.numel())?,
     )
 }
@@ -64,23 +69,22 @@ pub fn adamw_step(param: &Tensor, grad: &Tensor, m: &Tensor, v: &Tensor, step: u
     let bias_correction1 = 1.0 - (cfg.beta1 as f64).powi(step as i32);
     let bias_correction2 = 1.0 - (cfg.beta2 as f64).powi(step as i32);
     let params = Params::new()
-        .dim(param.numel())
-        .f32(cfg.lr)
-        .f32(cfg.weight_decay)
-        .f32(0.0)
-        .u32(0)
-        .f32(cfg.beta1)
-        .f32(cfg.beta2)
-        .f32(cfg.eps)
-        .f32(bias_correction1 as f32)
-        .f32(bias_correction2 as f32)
-        .bytes();
+        .dim("n", param.numel())
+        .f32("lr", cfg.lr)
+        .f32("weight_decay", cfg.weight_decay)
+        .f32("momentum", 0.0)
+        .u32("nesterov", 0)
+        .f32("beta1", cfg.beta1)
+        .f32("beta2", cfg.beta2)
+        .f32("eps", cfg.eps)
+        .f32("bias_correction1", bias_correction1 as f32)
+        .f32("bias_correction2", bias_correction2 as f32);
     let gpu = param.gpu();
     gpu.dispatch(
         &SHADER,
         "adamw_step",
         &params,
-        &[(1, param.buffer()), (2, grad.buffer()), (3, m.buffer()), (4, v.buffer())],
+        &[Bind::read_write(1, param.buffer()), Bind::read(2, grad.buffer()), Bind::read_write(3, m.buffer()), Bind::read_write(4, v.buffer())],
         grid_1d(gpu, param.numel())?,
     )
 }

@@ -3,12 +3,12 @@
 //! ([`patch_embed_forward`]).
 
 use super::matmul::{self, MatmulNeed, MatmulOptions};
-use super::{expect_rank, grid_1d, wgsl_shader};
+use super::{expect_rank, grid_1d};
 use crate::error::{Error, Result};
-use crate::gpu::Params;
+use crate::gpu::{Bind, Params, wgsl_shader};
 use crate::tensor::Tensor;
 
-wgsl_shader!("patch");
+wgsl_shader!("patch", uses ["flat"]);
 
 /// images: [B, C, Hi, Wi] → patches: [B, N, C·p·p], N = (Hi/p)·(Wi/p).
 pub fn im2col_forward(images: &Tensor, patch: usize) -> Result<Tensor> {
@@ -17,9 +17,9 @@ pub fn im2col_forward(images: &Tensor, patch: usize) -> Result<Tensor> {
     let [batch, channels, height, width] = [images.shape()[0], images.shape()[1], images.shape()[2], images.shape()[3]];
     check_divisible(op, images.shape(), patch)?;
     let patches = images.empty_like_shape(&[batch, (height / patch) * (width / patch), channels * patch * patch])?;
-    let params = Params::new().dim(batch).dim(channels).dim(height).dim(width).dim(patch).bytes();
+    let params = Params::new().dim("batch", batch).dim("channels", channels).dim("height", height).dim("width", width).dim("patch_size", patch);
     let gpu = images.gpu();
-    gpu.dispatch(&SHADER, "im2col_forward", &params, &[(1, images.buffer()), (2, patches.buffer())], grid_1d(gpu, images.numel())?)?;
+    gpu.dispatch(&SHADER, "im2col_forward", &params, &[Bind::read(1, images.buffer()), Bind::read_write(2, patches.buffer())], grid_1d(gpu, images.numel())?)?;
     Ok(patches)
 }
 
@@ -36,9 +36,9 @@ pub fn im2col_backward(dpatches: &Tensor, image_shape: &[usize], patch: usize) -
         return Err(Error::shape(op, format!("dpatches must be {expected:?} for images {image_shape:?} and patch {patch}, got {:?}", dpatches.shape())));
     }
     let dimages = dpatches.empty_like_shape(image_shape)?;
-    let params = Params::new().dim(batch).dim(channels).dim(height).dim(width).dim(patch).bytes();
+    let params = Params::new().dim("batch", batch).dim("channels", channels).dim("height", height).dim("width", width).dim("patch_size", patch);
     let gpu = dpatches.gpu();
-    gpu.dispatch(&SHADER, "im2col_backward", &params, &[(3, dpatches.buffer()), (4, dimages.buffer())], grid_1d(gpu, dimages.numel())?)?;
+    gpu.dispatch(&SHADER, "im2col_backward", &params, &[Bind::read(3, dpatches.buffer()), Bind::read_write(4, dimages.buffer())], grid_1d(gpu, dimages.numel())?)?;
     Ok(dimages)
 }
 

@@ -1,12 +1,12 @@
 //! Reductions: sum over the leading axis ("sum over batch") and the mean of all elements.
 //! Kernels in `wgsl/reduce.wgsl`.
 
-use super::{grid_1d, wgsl_shader};
+use super::grid_1d;
 use crate::error::{Error, Result};
-use crate::gpu::Params;
+use crate::gpu::{Bind, Params, wgsl_shader};
 use crate::tensor::Tensor;
 
-wgsl_shader!("reduce");
+wgsl_shader!("reduce", uses ["flat"]);
 
 /// Sum over the first axis. x: [R, ...rest] → y: [...rest] (a rank-1 x gives y: [1]).
 pub fn sum_rows_forward(x: &Tensor) -> Result<Tensor> {
@@ -14,8 +14,8 @@ pub fn sum_rows_forward(x: &Tensor) -> Result<Tensor> {
     let rest: Vec<usize> = if x.rank() == 1 { vec![1] } else { x.shape()[1..].to_vec() };
     let cols = x.numel() / rows;
     let y = x.empty_like_shape(&rest)?;
-    let params = Params::new().dim(rows).dim(cols).bytes();
-    x.gpu().dispatch(&SHADER, "sum_rows_forward", &params, &[(1, x.buffer()), (2, y.buffer())], grid_1d(x.gpu(), cols)?)?;
+    let params = Params::new().dim("rows", rows).dim("cols", cols);
+    x.gpu().dispatch(&SHADER, "sum_rows_forward", &params, &[Bind::read(1, x.buffer()), Bind::read_write(2, y.buffer())], grid_1d(x.gpu(), cols)?)?;
     Ok(y)
 }
 
@@ -27,16 +27,16 @@ pub fn sum_rows_backward(dy: &Tensor, rows: usize) -> Result<Tensor> {
     let mut shape = vec![rows];
     shape.extend_from_slice(dy.shape());
     let dx = dy.empty_like_shape(&shape)?;
-    let params = Params::new().dim(rows).dim(dy.numel()).bytes();
-    dy.gpu().dispatch(&SHADER, "sum_rows_backward", &params, &[(3, dy.buffer()), (4, dx.buffer())], grid_1d(dy.gpu(), dx.numel())?)?;
+    let params = Params::new().dim("rows", rows).dim("cols", dy.numel());
+    dy.gpu().dispatch(&SHADER, "sum_rows_backward", &params, &[Bind::read(3, dy.buffer()), Bind::read_write(4, dx.buffer())], grid_1d(dy.gpu(), dx.numel())?)?;
     Ok(dx)
 }
 
 /// Mean of all elements. x: any shape → y: [1].
 pub fn mean_forward(x: &Tensor) -> Result<Tensor> {
     let y = x.empty_like_shape(&[1])?;
-    let params = Params::new().u32(1).dim(x.numel()).bytes();
-    x.gpu().dispatch(&SHADER, "mean_forward", &params, &[(1, x.buffer()), (2, y.buffer())], [1, 1, 1])?;
+    let params = Params::new().u32("rows", 1).dim("cols", x.numel());
+    x.gpu().dispatch(&SHADER, "mean_forward", &params, &[Bind::read(1, x.buffer()), Bind::read_write(2, y.buffer())], [1, 1, 1])?;
     Ok(y)
 }
 
@@ -46,7 +46,7 @@ pub fn mean_backward(dy: &Tensor, shape: &[usize]) -> Result<Tensor> {
         return Err(Error::shape("mean_backward", format!("dy must hold one value, got shape {:?}", dy.shape())));
     }
     let dx = dy.empty_like_shape(shape)?;
-    let params = Params::new().u32(1).dim(dx.numel()).bytes();
-    dy.gpu().dispatch(&SHADER, "mean_backward", &params, &[(3, dy.buffer()), (4, dx.buffer())], grid_1d(dy.gpu(), dx.numel())?)?;
+    let params = Params::new().u32("rows", 1).dim("cols", dx.numel());
+    dy.gpu().dispatch(&SHADER, "mean_backward", &params, &[Bind::read(3, dy.buffer()), Bind::read_write(4, dx.buffer())], grid_1d(dy.gpu(), dx.numel())?)?;
     Ok(dx)
 }

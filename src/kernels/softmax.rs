@@ -2,12 +2,12 @@
 //! Kernels in `wgsl/softmax.wgsl`.
 
 use super::grid_rows;
-use super::{same_device, same_shape, wgsl_shader};
+use super::{same_device, same_shape};
 use crate::error::Result;
-use crate::gpu::Params;
+use crate::gpu::{Bind, Params, wgsl_shader};
 use crate::tensor::Tensor;
 
-wgsl_shader!("softmax", uses "row_reduce");
+wgsl_shader!("softmax", uses ["row_reduce"]);
 
 /// y = softmax(x) along the last axis. x: [..., n] (rows = product of the leading dims) → y: same shape.
 pub fn softmax_forward(x: &Tensor) -> Result<Tensor> {
@@ -23,9 +23,9 @@ pub fn softmax_backward(y: &Tensor, dy: &Tensor) -> Result<Tensor> {
 pub fn softmax_scaled_forward(x: &Tensor, scale: f32) -> Result<Tensor> {
     let (rows, n) = (x.rows(), x.last_dim());
     let y = x.empty_like_shape(x.shape())?;
-    let params = Params::new().dim(rows).dim(n).f32(scale).bytes();
+    let params = Params::new().dim("rows", rows).dim("n", n).f32("scale", scale);
     let grid = grid_rows(x.gpu(), "softmax_forward", rows)?;
-    x.gpu().dispatch(&SHADER, "softmax_forward", &params, &[(1, x.buffer()), (2, y.buffer())], grid)?;
+    x.gpu().dispatch(&SHADER, "softmax_forward", &params, &[Bind::read(1, x.buffer()), Bind::read_write(2, y.buffer())], grid)?;
     Ok(y)
 }
 
@@ -36,9 +36,9 @@ pub fn softmax_scaled_backward(y: &Tensor, dy: &Tensor, scale: f32) -> Result<Te
     same_shape(op, y, dy, "y", "dy")?;
     let (rows, n) = (y.rows(), y.last_dim());
     let dx = y.empty_like_shape(y.shape())?;
-    let params = Params::new().dim(rows).dim(n).f32(scale).bytes();
+    let params = Params::new().dim("rows", rows).dim("n", n).f32("scale", scale);
     let grid = grid_rows(y.gpu(), op, rows)?;
-    y.gpu().dispatch(&SHADER, op, &params, &[(3, y.buffer()), (4, dy.buffer()), (5, dx.buffer())], grid)?;
+    y.gpu().dispatch(&SHADER, op, &params, &[Bind::read(3, y.buffer()), Bind::read(4, dy.buffer()), Bind::read_write(5, dx.buffer())], grid)?;
     Ok(dx)
 }
 

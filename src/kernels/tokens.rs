@@ -4,9 +4,9 @@
 //! Token tensors are [B, T, D]. A part with batch 1 is broadcast over the batch (prompts and the
 //! CLS token are shared by every image); its gradient is summed over the batch.
 
-use super::{expect_rank, grid_1d, same_device, wgsl_shader};
+use super::{expect_rank, grid_1d, same_device};
 use crate::error::{Error, Result};
-use crate::gpu::Params;
+use crate::gpu::{Bind, Params, wgsl_shader};
 use crate::kernels::reduce;
 use crate::tensor::Tensor;
 
@@ -26,18 +26,17 @@ fn copy_tokens(c: Copy) -> Result<()> {
     let (batch, dst_tokens, width) = (c.dst.shape()[0], c.dst.shape()[1], c.dst.shape()[2]);
     let (src_batch, src_tokens) = (c.src.shape()[0], c.src.shape()[1]);
     let params = Params::new()
-        .dim(batch)
-        .dim(src_tokens)
-        .dim(dst_tokens)
-        .dim(width)
-        .dim(c.src_start)
-        .dim(c.dst_start)
-        .dim(c.count)
-        .flag(src_batch == 1 && batch > 1)
-        .flag(c.accumulate)
-        .bytes();
+        .dim("batch", batch)
+        .dim("src_tokens", src_tokens)
+        .dim("dst_tokens", dst_tokens)
+        .dim("width", width)
+        .dim("src_start", c.src_start)
+        .dim("dst_start", c.dst_start)
+        .dim("count", c.count)
+        .flag("src_broadcast", src_batch == 1 && batch > 1)
+        .flag("accumulate", c.accumulate);
     let gpu = c.dst.gpu();
-    gpu.dispatch(&SHADER, "copy_tokens", &params, &[(1, c.src.buffer()), (2, c.dst.buffer())], grid_1d(gpu, batch * c.count * width)?)
+    gpu.dispatch(&SHADER, "copy_tokens", &params, &[Bind::read(1, c.src.buffer()), Bind::read_write(2, c.dst.buffer())], grid_1d(gpu, batch * c.count * width)?)
 }
 
 /// Concatenate along the token axis. parts: [Bᵢ, Tᵢ, D] with each Bᵢ either B or 1 (broadcast)

@@ -56,18 +56,9 @@ pub fn cases(cases: u32) -> Config {
 
 /// Values in [-scale, scale), deterministic for a seed.
 pub fn random_vec(seed: u64, n: usize, scale: f64) -> Vec<f64> {
-    // SplitMix64: tiny and good enough for test data.
-    let mut state = seed.wrapping_add(0x9E37_79B9_7F4A_7C15);
-    (0..n)
-        .map(|_| {
-            state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
-            let mut z = state;
-            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-            z ^= z >> 31;
-            ((z >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0) * scale
-        })
-        .collect()
+    // The crate's SplitMix64 stream (the values these tests were written with).
+    let mut state = seed.wrapping_add(vpt_wgsl::rng::GOLDEN);
+    (0..n).map(|_| (vpt_wgsl::rng::next_unit(&mut state) * 2.0 - 1.0) * scale).collect()
 }
 
 /// f64 values rounded to the f32 the GPU sees, so references compute on exactly the same inputs.

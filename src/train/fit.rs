@@ -6,16 +6,16 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use crate::data::{default_resize, split_train_val, EpochLoader, ImageFolder, Normalization, Sample, Transform};
+use crate::train::data::{default_resize, split_train_val, EpochLoader, ImageFolder, Normalization, Sample, Transform};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::Dropout;
 use crate::io::TensorFile;
-use crate::task::{backbone_fingerprint, new_task, TaskFile};
+use crate::train::task::{backbone_fingerprint, new_task, TaskFile};
 use crate::tensor::Tensor;
 use crate::train::{Optimizer, Trainer, WarmupCosine};
-use crate::vit::{LoadOptions, StateDict, Vit};
-use crate::vpt::{vpt_forward, Pool, VptTask};
+use crate::model::vit::{LoadOptions, StateDict, Vit};
+use crate::model::vpt::{vpt_forward, Pool, VptTask};
 
 /// How many layers get prompts.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -31,7 +31,7 @@ impl std::str::FromStr for Depth {
         match s {
             "shallow" => Ok(Depth::Shallow),
             "deep" => Ok(Depth::Deep),
-            n => n.parse().map(Depth::Layers).map_err(|_| Error::shape("--depth", format!("{n:?} is not shallow, deep or a number of layers"))),
+            n => n.parse().map(Depth::Layers).map_err(|_| Error::invalid("--depth", format!("{n:?} is not shallow, deep or a number of layers"))),
         }
     }
 }
@@ -42,15 +42,9 @@ impl Depth {
             Depth::Shallow => Ok(1),
             Depth::Deep => Ok(backbone_depth),
             Depth::Layers(n) if n <= backbone_depth => Ok(n),
-            Depth::Layers(n) => Err(Error::shape("--depth", format!("{n} prompted layers but the backbone has {backbone_depth}"))),
+            Depth::Layers(n) => Err(Error::invalid("--depth", format!("{n} prompted layers but the backbone has {backbone_depth}"))),
         }
     }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum OptimizerKind {
-    Sgd,
-    AdamW,
 }
 
 /// Everything `vpt train` is told.
@@ -68,9 +62,9 @@ pub struct TrainConfig {
     pub batch: usize,
     /// The paper's base LR: the rate used is base_lr · batch / 256.
     pub base_lr: f64,
-    pub weight_decay: f32,
     pub warmup_epochs: usize,
-    pub optimizer: OptimizerKind,
+    /// The update rule and its weight decay (the learning rate comes from the schedule).
+    pub optimizer: Optimizer,
     pub seed: u64,
     /// Crop size; default: the checkpoint's own image size.
     pub img_size: Option<usize>,
@@ -166,9 +160,9 @@ pub fn load_backbone(gpu: &Gpu, model: &str, num_heads: Option<usize>, img_size:
 /// Settings that change the result: a resumed run must have the same ones.
 fn run_signature(cfg: &TrainConfig, fingerprint: &str) -> String {
     format!(
-        "{fingerprint} prompts={} depth={:?} pool={} epochs={} batch={} lr={} wd={} warmup={} opt={:?} seed={} img={:?} flip={} dropout={} norm={:?} data={} val={:?}",
-        cfg.num_prompts, cfg.depth, cfg.pool.name(), cfg.epochs, cfg.batch, cfg.base_lr, cfg.weight_decay, cfg.warmup_epochs,
-        cfg.optimizer, cfg.seed, cfg.img_size, cfg.flip, cfg.prompt_dropout, cfg.norm, cfg.data.display(), cfg.val
+        "{fingerprint} prompts={} depth={:?} pool={} epochs={} batch={} lr={} wd={} warmup={} opt={} seed={} img={:?} flip={} dropout={} norm={:?} data={} val={:?}",
+        cfg.num_prompts, cfg.depth, cfg.pool.name(), cfg.epochs, cfg.batch, cfg.base_lr, cfg.optimizer.weight_decay(), cfg.warmup_epochs,
+        cfg.optimizer.name(), cfg.seed, cfg.img_size, cfg.flip, cfg.prompt_dropout, cfg.norm, cfg.data.display(), cfg.val
     )
 }
 
@@ -191,11 +185,7 @@ pub fn fit(gpu: &Gpu, cfg: &TrainConfig, observer: &mut dyn Observer) -> Result<
     let steps_per_epoch = data.train.len().div_ceil(cfg.batch);
     let lr = cfg.base_lr * cfg.batch as f64 / 256.0;
     let schedule = WarmupCosine { base_lr: lr, warmup_steps: cfg.warmup_epochs * steps_per_epoch, total_steps: cfg.epochs * steps_per_epoch };
-    let optimizer = match cfg.optimizer {
-        OptimizerKind::Sgd => Optimizer::Sgd { momentum: 0.9, weight_decay: cfg.weight_decay },
-        OptimizerKind::AdamW => Optimizer::AdamW { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay: cfg.weight_decay },
-    };
-    let mut trainer = Trainer::new(gpu, &task_file.task, optimizer, schedule)?;
+    let mut trainer = Trainer::new(gpu, &task_file.task, cfg.optimizer, schedule)?;
     let signature = run_signature(cfg, &fingerprint);
     let first_epoch = if cfg.resume { restore(cfg, &signature, &task_file, &mut trainer, observer)? } else { 0 };
     observer.start(&format!(
@@ -227,11 +217,11 @@ pub fn fit(gpu: &Gpu, cfg: &TrainConfig, observer: &mut dyn Observer) -> Result<
         observer.epoch(&summary);
         last = Some(summary);
     }
-    last.ok_or_else(|| Error::shape("vpt train", format!("nothing to do: the run already finished its {} epochs", cfg.epochs)))
+    last.ok_or_else(|| Error::invalid("--resume", format!("nothing to do: the run in {} already finished its {} epochs", cfg.out, cfg.epochs)))
 }
 
 fn check_config(cfg: &TrainConfig) -> Result<()> {
-    let bad = |msg: String| Err(Error::shape("vpt train", msg));
+    let bad = |msg: String| Err(Error::invalid("vpt train", msg));
     if cfg.batch == 0 || cfg.epochs == 0 {
         return bad("--batch and --epochs must be at least 1".into());
     }

@@ -8,14 +8,14 @@
 
 use std::path::PathBuf;
 
-use crate::data::{default_resize, load_image, Transform};
+use crate::train::data::{default_resize, load_image, Transform};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::Graph;
-use crate::task::TaskFile;
+use crate::train::task::TaskFile;
 use crate::tensor::Tensor;
-use crate::vit::Vit;
-use crate::vpt::vpt_pooled;
+use crate::model::vit::Vit;
+use crate::model::vpt::vpt_pooled;
 
 /// One class with its probability.
 #[derive(Clone, Debug, PartialEq)]

@@ -1,41 +1,43 @@
-//! Training: the learning-rate schedule of the official VPT code and the optimizer step that
-//! updates a task's prompts and head on the GPU.
+//! The optimizer step that updates a task's prompts and head on the GPU (SGD with momentum, or
+//! AdamW), with its state, at the rate the schedule (`schedule.rs`) gives each step.
 
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::graph::Dropout;
 use crate::kernels::optim::{self, AdamW, Sgd};
 use crate::tensor::Tensor;
-use crate::vit::Vit;
-use crate::vpt::{vpt_step, VptTask};
-
-/// KMnP/vpt's `WarmupCosineSchedule` (cycles 0.5): a linear warm-up from 0, then half a cosine
-/// down to 0. `lr(step)` is the rate applied at `step`, counting from 0, so step 0 trains at 0
-/// exactly as torch's LambdaLR does.
-#[derive(Clone, Copy, Debug)]
-pub struct WarmupCosine {
-    pub base_lr: f64,
-    pub warmup_steps: usize,
-    pub total_steps: usize,
-}
-
-impl WarmupCosine {
-    pub fn lr(&self, step: usize) -> f64 {
-        let factor = if step < self.warmup_steps {
-            step as f64 / (self.warmup_steps.max(1)) as f64
-        } else {
-            let progress = (step - self.warmup_steps) as f64 / (self.total_steps.saturating_sub(self.warmup_steps).max(1)) as f64;
-            (0.5 * (1.0 + (std::f64::consts::PI * 2.0 * 0.5 * progress).cos())).max(0.0)
-        };
-        self.base_lr * factor
-    }
-}
+use super::schedule::WarmupCosine;
+use crate::model::vit::Vit;
+use crate::model::vpt::{vpt_step, VptStep, VptTask};
 
 /// Which update rule, with its settings (the learning rate comes from the schedule).
 #[derive(Clone, Copy, Debug)]
 pub enum Optimizer {
     Sgd { momentum: f32, weight_decay: f32 },
     AdamW { beta1: f32, beta2: f32, eps: f32, weight_decay: f32 },
+}
+
+impl Optimizer {
+    /// The paper's optimizer: SGD with momentum 0.9.
+    pub fn sgd(weight_decay: f32) -> Optimizer {
+        Optimizer::Sgd { momentum: 0.9, weight_decay }
+    }
+    /// AdamW with PyTorch's defaults (β = 0.9, 0.999; ε = 1e-8).
+    pub fn adamw(weight_decay: f32) -> Optimizer {
+        Optimizer::AdamW { beta1: 0.9, beta2: 0.999, eps: 1e-8, weight_decay }
+    }
+    /// "Sgd" or "AdamW": the rule's name, as resume signatures record it.
+    pub fn name(self) -> &'static str {
+        match self {
+            Optimizer::Sgd { .. } => "Sgd",
+            Optimizer::AdamW { .. } => "AdamW",
+        }
+    }
+    pub fn weight_decay(self) -> f32 {
+        match self {
+            Optimizer::Sgd { weight_decay, .. } | Optimizer::AdamW { weight_decay, .. } => weight_decay,
+        }
+    }
 }
 
 /// Optimizer state for one task's trainable tensors (prompts, head weight, head bias).
@@ -69,8 +71,15 @@ impl Trainer {
 
     /// [`Trainer::train_step`], also returning the forward's logits [B, C] (for accuracy).
     pub fn train_step_with_logits(&mut self, gpu: &Gpu, vit: &Vit, task: &VptTask, images: &Tensor, labels: &[u32], dropout: Option<Dropout>) -> Result<(f32, Tensor)> {
-        let out = vpt_step(gpu, vit, task, images, labels, dropout)?;
-        let grads: Vec<&Tensor> = out.grad_prompts.iter().chain([&out.grad_head_weight, &out.grad_head_bias]).collect();
+        let step = vpt_step(gpu, vit, task, images, labels, dropout)?;
+        self.apply(task, &step)?;
+        Ok((step.loss.to_scalar()?, step.logits))
+    }
+
+    /// The update half of a step: move the task's prompts and head along the step's gradients
+    /// at this step's learning rate, in place, and count the step.
+    pub fn apply(&mut self, task: &VptTask, step: &VptStep) -> Result<()> {
+        let grads: Vec<&Tensor> = step.grad_prompts.iter().chain([&step.grad_head_weight, &step.grad_head_bias]).collect();
         let lr = self.schedule.lr(self.step) as f32;
         for ((param, grad), (s1, s2)) in trained_tensors(task).into_iter().zip(grads).zip(&self.state) {
             match self.optimizer {
@@ -82,7 +91,7 @@ impl Trainer {
             }
         }
         self.step += 1;
-        Ok((out.loss.to_scalar()?, out.logits))
+        Ok(())
     }
 
     /// The optimizer's state tensors, in a fixed order (for the resume file).
@@ -94,7 +103,7 @@ impl Trainer {
     pub fn restore(&mut self, step: usize, tensors: &[Vec<f32>]) -> Result<()> {
         let mine = self.state_tensors();
         if tensors.len() != mine.len() {
-            return Err(crate::Error::shape("Trainer::restore", format!("{} state tensors for {} expected", tensors.len(), mine.len())));
+            return Err(crate::Error::invalid("Trainer::restore", format!("{} optimizer state tensors given, {} expected for {}", tensors.len(), mine.len(), self.optimizer.name())));
         }
         let gpu = mine[0].gpu().clone();
         let mut fresh = tensors.iter().zip(&mine).map(|(data, t)| Tensor::from_slice(&gpu, t.shape(), data));

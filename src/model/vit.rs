@@ -37,12 +37,37 @@ pub struct VitConfig {
 }
 
 impl VitConfig {
+    /// A timm preset by name (e.g. `vit_base_patch16_224`, see [`preset`]).
+    pub fn from_preset(name: &str) -> Result<VitConfig> {
+        preset(name).ok_or_else(|| {
+            Error::invalid("ViT preset", format!("unknown timm preset {name:?}: names are vit_{{tiny,small,base,large,huge}}_patch{{8,14,16,32}}_{{224,384}}"))
+        })
+    }
     pub fn head_dim(&self) -> usize {
         self.embed_dim / self.num_heads
     }
-    /// (rows, columns) of the patch grid.
+    /// (rows, columns) of the patch grid: floor division, as timm's `PatchEmbed`; (0, 0) for a
+    /// patch size of 0 (which [`VitConfig::validate`] refuses).
     pub fn grid(&self) -> (usize, usize) {
-        (self.img_size.0 / self.patch_size, self.img_size.1 / self.patch_size)
+        let rows = self.img_size.0.checked_div(self.patch_size).unwrap_or(0);
+        let cols = self.img_size.1.checked_div(self.patch_size).unwrap_or(0);
+        (rows, cols)
+    }
+    /// Checks what timm would refuse or what would give an empty model: zero sizes, heads not
+    /// dividing the width, an image smaller than a patch.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |msg: String| Err(Error::invalid("ViT config", msg));
+        if [self.embed_dim, self.depth, self.num_heads, self.patch_size, self.in_chans, self.mlp_hidden].contains(&0) {
+            return bad(format!("every size must be positive: {self:?}"));
+        }
+        if !self.embed_dim.is_multiple_of(self.num_heads) {
+            return bad(format!("embed_dim {} is not a multiple of num_heads {}", self.embed_dim, self.num_heads));
+        }
+        let (gh, gw) = self.grid();
+        if gh == 0 || gw == 0 {
+            return bad(format!("image {:?} is smaller than one {}-pixel patch", self.img_size, self.patch_size));
+        }
+        Ok(())
     }
     pub fn num_patches(&self) -> usize {
         let (h, w) = self.grid();
@@ -352,5 +377,5 @@ fn pos_embed_for(sd: &StateDict, cfg: &VitConfig) -> Result<Vec<f32>> {
     if old_grid == cfg.grid() {
         return Ok(data.clone());
     }
-    crate::pos_embed::resample_abs_pos_embed(data, old_grid, cfg.grid(), 1, cfg.embed_dim)
+    crate::model::pos_embed::resample_abs_pos_embed(data, old_grid, cfg.grid(), 1, cfg.embed_dim)
 }

@@ -35,23 +35,14 @@
 //! So nothing is zero- or one-initialised, and activations stay well scaled (a value is exactly 0
 //! only where the hash gives r = 0, about once in 2^24 elements: 5 times in ViT-B/16).
 
-use crate::error::{Error, Result};
+use crate::model::vit::VitConfig;
 
 const FNV_OFFSET: u64 = 0xCBF2_9CE4_8422_2325;
 const FNV_PRIME: u64 = 0x0000_0100_0000_01B3;
-/// splitmix64's increment, 2^64 divided by the golden ratio.
-const GOLDEN: u64 = 0x9E37_79B9_7F4A_7C15;
 
 /// FNV-1a 64-bit hash of `bytes`.
 fn fnv1a64(bytes: &[u8]) -> u64 {
     bytes.iter().fold(FNV_OFFSET, |h, &b| (h ^ b as u64).wrapping_mul(FNV_PRIME))
-}
-
-/// splitmix64's output function (Steele, Lea and Flood 2014): a bijective 64-bit mix.
-fn splitmix64_finalize(x: u64) -> u64 {
-    let z = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    let z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 /// The per-tensor key: FNV-1a-64 of the name, XOR the seed.
@@ -61,7 +52,7 @@ fn tensor_key(name: &str, seed: u64) -> u64 {
 
 /// r ∈ [−1, 1) for element `index` of the tensor with key `key`.
 fn uniform_from_key(key: u64, index: u64) -> f32 {
-    let z = splitmix64_finalize(key.wrapping_add(index.wrapping_add(1).wrapping_mul(GOLDEN)));
+    let z = crate::rng::stream_at(key, index);
     // The top 24 bits are exact in f32, and so are u = k / 2^24 and 2u − 1.
     let u = (z >> 40) as f32 / (1u32 << 24) as f32;
     2.0 * u - 1.0
@@ -125,123 +116,51 @@ pub fn synthetic_tensor(name: &str, shape: &[usize], seed: u64) -> Vec<f32> {
     }
 }
 
-/// The shape of a standard timm `VisionTransformer`: CLS token, learned `pos_embed` over CLS +
-/// patches, qkv with bias, exact GELU, LayerNorm everywhere, `in_chans` input channels.
-#[derive(Clone, Debug, PartialEq)]
-pub struct SyntheticVit {
-    pub embed_dim: usize,
-    pub depth: usize,
-    pub num_heads: usize,
-    pub patch_size: usize,
-    /// (height, width) the `pos_embed` grid is made for.
-    pub img_size: (usize, usize),
-    pub in_chans: usize,
-    /// fc1's width is `(embed_dim as f64 * mlp_ratio) as usize`, as timm's `int(dim * mlp_ratio)`.
-    pub mlp_ratio: f64,
-    /// Classes of the backbone's own head; 0 = no `head.*` tensors.
-    pub num_classes: usize,
-}
-
-impl SyntheticVit {
-    /// A timm preset by name (e.g. `vit_base_patch16_224`, see [`crate::vit::preset`]), with
-    /// timm's default head (1000 classes); set `num_classes` to 0 for a headless backbone.
-    pub fn preset(name: &str) -> Result<SyntheticVit> {
-        let cfg = crate::vit::preset(name).ok_or_else(|| {
-            Error::shape("synthetic_vit", format!("unknown timm preset {name:?}: names are vit_{{tiny,small,base,large,huge}}_patch{{8,14,16,32}}_{{224,384}}"))
-        })?;
-        Ok(SyntheticVit::from_config(&cfg, 1000))
-    }
-
-    /// The timm state-dict shape of a ViT config, with a backbone head of `num_classes` (0: none).
-    pub fn from_config(cfg: &crate::vit::VitConfig, num_classes: usize) -> SyntheticVit {
-        SyntheticVit {
-            embed_dim: cfg.embed_dim,
-            depth: cfg.depth,
-            num_heads: cfg.num_heads,
-            patch_size: cfg.patch_size,
-            img_size: cfg.img_size,
-            in_chans: cfg.in_chans,
-            mlp_ratio: cfg.mlp_hidden as f64 / cfg.embed_dim as f64,
-            num_classes,
+/// timm's state-dict names and shapes of a `VisionTransformer` of shape `cfg` (CLS token, learned
+/// `pos_embed` over CLS + patches, qkv with bias, LayerNorm everywhere), in timm's order, with a
+/// backbone head of `num_classes` outputs (0: no `head.*` tensors).
+pub fn param_shapes(cfg: &VitConfig, num_classes: usize) -> Vec<(String, Vec<usize>)> {
+    let (d, p, hid) = (cfg.embed_dim, cfg.patch_size, cfg.mlp_hidden);
+    let (gh, gw) = cfg.grid();
+    let mut out: Vec<(String, Vec<usize>)> = vec![
+        ("cls_token".into(), vec![1, 1, d]),
+        ("pos_embed".into(), vec![1, 1 + gh * gw, d]),
+        ("patch_embed.proj.weight".into(), vec![d, cfg.in_chans, p, p]),
+        ("patch_embed.proj.bias".into(), vec![d]),
+    ];
+    for i in 0..cfg.depth {
+        let b = format!("blocks.{i}.");
+        for (suffix, shape) in [
+            ("norm1.weight", vec![d]),
+            ("norm1.bias", vec![d]),
+            ("attn.qkv.weight", vec![3 * d, d]),
+            ("attn.qkv.bias", vec![3 * d]),
+            ("attn.proj.weight", vec![d, d]),
+            ("attn.proj.bias", vec![d]),
+            ("norm2.weight", vec![d]),
+            ("norm2.bias", vec![d]),
+            ("mlp.fc1.weight", vec![hid, d]),
+            ("mlp.fc1.bias", vec![hid]),
+            ("mlp.fc2.weight", vec![d, hid]),
+            ("mlp.fc2.bias", vec![d]),
+        ] {
+            out.push((format!("{b}{suffix}"), shape));
         }
     }
-
-    /// The patch grid (rows, cols): floor division, as timm's `PatchEmbed`.
-    pub fn grid(&self) -> (usize, usize) {
-        if self.patch_size == 0 {
-            return (0, 0);
-        }
-        (self.img_size.0 / self.patch_size, self.img_size.1 / self.patch_size)
+    out.push(("norm.weight".into(), vec![d]));
+    out.push(("norm.bias".into(), vec![d]));
+    if num_classes > 0 {
+        out.push(("head.weight".into(), vec![num_classes, d]));
+        out.push(("head.bias".into(), vec![num_classes]));
     }
-
-    /// fc1's output width.
-    pub fn mlp_hidden(&self) -> usize {
-        (self.embed_dim as f64 * self.mlp_ratio) as usize
-    }
-
-    /// Checks what timm would refuse or what would give an empty model: zero sizes, heads not
-    /// dividing the width, an image smaller than a patch.
-    pub fn validate(&self) -> Result<()> {
-        let bad = |msg: String| Err(Error::shape("synthetic_vit", msg));
-        if self.embed_dim == 0 || self.depth == 0 || self.num_heads == 0 || self.patch_size == 0 || self.in_chans == 0 {
-            return bad(format!("every size must be positive: {self:?}"));
-        }
-        if !self.embed_dim.is_multiple_of(self.num_heads) {
-            return bad(format!("embed_dim {} is not a multiple of num_heads {}", self.embed_dim, self.num_heads));
-        }
-        let (gh, gw) = self.grid();
-        if gh == 0 || gw == 0 {
-            return bad(format!("image {:?} is smaller than one {}-pixel patch", self.img_size, self.patch_size));
-        }
-        if !(self.mlp_ratio.is_finite() && self.mlp_hidden() > 0) {
-            return bad(format!("mlp_ratio {} gives no MLP", self.mlp_ratio));
-        }
-        Ok(())
-    }
-
-    /// timm's state-dict names and shapes, in timm's order.
-    pub fn param_shapes(&self) -> Vec<(String, Vec<usize>)> {
-        let (d, p, hid) = (self.embed_dim, self.patch_size, self.mlp_hidden());
-        let (gh, gw) = self.grid();
-        let mut out: Vec<(String, Vec<usize>)> = vec![
-            ("cls_token".into(), vec![1, 1, d]),
-            ("pos_embed".into(), vec![1, 1 + gh * gw, d]),
-            ("patch_embed.proj.weight".into(), vec![d, self.in_chans, p, p]),
-            ("patch_embed.proj.bias".into(), vec![d]),
-        ];
-        for i in 0..self.depth {
-            let b = format!("blocks.{i}.");
-            for (suffix, shape) in [
-                ("norm1.weight", vec![d]),
-                ("norm1.bias", vec![d]),
-                ("attn.qkv.weight", vec![3 * d, d]),
-                ("attn.qkv.bias", vec![3 * d]),
-                ("attn.proj.weight", vec![d, d]),
-                ("attn.proj.bias", vec![d]),
-                ("norm2.weight", vec![d]),
-                ("norm2.bias", vec![d]),
-                ("mlp.fc1.weight", vec![hid, d]),
-                ("mlp.fc1.bias", vec![hid]),
-                ("mlp.fc2.weight", vec![d, hid]),
-                ("mlp.fc2.bias", vec![d]),
-            ] {
-                out.push((format!("{b}{suffix}"), shape));
-            }
-        }
-        out.push(("norm.weight".into(), vec![d]));
-        out.push(("norm.bias".into(), vec![d]));
-        if self.num_classes > 0 {
-            out.push(("head.weight".into(), vec![self.num_classes, d]));
-            out.push(("head.bias".into(), vec![self.num_classes]));
-        }
-        out
-    }
+    out
 }
 
 /// The full timm state dict of `cfg`: (name, shape, f32 values) in timm's order, every tensor from
-/// [`synthetic_tensor`]. Does not validate `cfg` (see [`SyntheticVit::validate`]).
-pub fn synthetic_vit_state_dict(cfg: &SyntheticVit, seed: u64) -> Vec<(String, Vec<usize>, Vec<f32>)> {
-    cfg.param_shapes()
+/// [`synthetic_tensor`], with a backbone head of `num_classes` (0: none). Does not validate `cfg`
+/// (see [`VitConfig::validate`]).
+pub fn synthetic_vit_state_dict(cfg: &VitConfig, num_classes: usize, seed: u64) -> Vec<(String, Vec<usize>, Vec<f32>)> {
+    param_shapes(cfg, num_classes)
         .into_iter()
         .map(|(name, shape)| {
             let values = synthetic_tensor(&name, &shape, seed);
@@ -259,10 +178,10 @@ pub fn checksum(values: &[f32]) -> u64 {
         .fold(0u64, |acc, (i, v)| acc.wrapping_add((v.to_bits() as u64).wrapping_mul(2 * i as u64 + 1)))
 }
 
-/// Σ over tensors (in [`SyntheticVit::param_shapes`] order) of checksum(t) XOR FNV-1a(name),
-/// mod 2^64, generating one tensor at a time; `state_dict_checksum` in `fixtures/vit_common.py`.
-pub fn state_dict_checksum(cfg: &SyntheticVit, seed: u64) -> u64 {
-    cfg.param_shapes().iter().fold(0u64, |acc, (name, shape)| {
+/// Σ over tensors (in [`param_shapes`] order) of checksum(t) XOR FNV-1a(name), mod 2^64,
+/// generating one tensor at a time; `state_dict_checksum` in `fixtures/vit_common.py`.
+pub fn state_dict_checksum(cfg: &VitConfig, num_classes: usize, seed: u64) -> u64 {
+    param_shapes(cfg, num_classes).iter().fold(0u64, |acc, (name, shape)| {
         acc.wrapping_add(checksum(&synthetic_tensor(name, shape, seed)) ^ fnv1a64(name.as_bytes()))
     })
 }
@@ -323,12 +242,11 @@ mod tests {
     /// The whole ViT-B/16 backbone (86M values), one tensor at a time.
     #[test]
     fn vit_base_matches_python() {
-        let mut cfg = SyntheticVit::preset("vit_base_patch16_224").unwrap();
-        cfg.num_classes = 0;
+        let cfg = VitConfig::from_preset("vit_base_patch16_224").unwrap();
         cfg.validate().unwrap();
-        let numel: usize = cfg.param_shapes().iter().map(|(_, s)| s.iter().product::<usize>()).sum();
+        let numel: usize = param_shapes(&cfg, 0).iter().map(|(_, s)| s.iter().product::<usize>()).sum();
         assert_eq!(numel, 85_798_656);
-        assert_eq!(state_dict_checksum(&cfg, 1234), 0x1d6d2961e11515dc);
+        assert_eq!(state_dict_checksum(&cfg, 0, 1234), 0x1d6d2961e11515dc);
     }
 
     #[test]
@@ -350,8 +268,8 @@ mod tests {
 
     #[test]
     fn config_errors() {
-        assert!(SyntheticVit::preset("vit_nope").is_err());
-        let mut cfg = SyntheticVit::preset("vit_tiny_patch16_224").unwrap();
+        assert!(VitConfig::from_preset("vit_nope").is_err());
+        let mut cfg = VitConfig::from_preset("vit_tiny_patch16_224").unwrap();
         assert_eq!(cfg.grid(), (14, 14));
         cfg.num_heads = 5;
         assert!(cfg.validate().is_err());
@@ -360,6 +278,7 @@ mod tests {
         assert!(cfg.validate().is_err());
         cfg.patch_size = 0;
         assert!(cfg.validate().is_err());
-        assert!(cfg.param_shapes().iter().all(|(_, s)| !s.is_empty()));
+        assert_eq!(cfg.grid(), (0, 0));
+        assert!(param_shapes(&cfg, 1000).iter().all(|(_, s)| !s.is_empty()));
     }
 }

@@ -13,13 +13,13 @@
 
 use std::collections::HashMap;
 
-use crate::data::Normalization;
+use crate::train::data::Normalization;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::io::{write_f32_tensors, TensorFile};
 use crate::tensor::Tensor;
-use crate::vit::StateDict;
-use crate::vpt::{Pool, VptTask};
+use crate::model::vit::StateDict;
+use crate::model::vpt::{Pool, VptTask};
 
 pub const FORMAT: &str = "vpt-wgsl task v1";
 

@@ -16,7 +16,7 @@ use crate::gpu::Gpu;
 use crate::graph::{Dropout, Grads, Graph, Var};
 use crate::io::{write_f32_tensors, TensorFile};
 use crate::tensor::{Labels, Tensor};
-use crate::vit::{Stream, Vit};
+use crate::model::vit::{Stream, Vit};
 
 /// How the final tokens become one vector per image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -228,24 +228,50 @@ pub fn vpt_grad(gpu: &Gpu, vit: &Vit, task: &VptTask, images: &Tensor, labels: &
 
 /// Loss and gradients for one batch, with optional prompt dropout (training).
 pub fn vpt_step(gpu: &Gpu, vit: &Vit, task: &VptTask, images: &Tensor, labels: &[u32], dropout: Option<Dropout>) -> Result<VptStep> {
-    let batch = images.shape().first().copied().unwrap_or(0);
-    if labels.len() != batch {
-        return Err(Error::shape("vpt_grad", format!("{} labels for images {:?}", labels.len(), images.shape())));
+    VptForward::new(gpu, vit, task, images, labels, dropout)?.backward()
+}
+
+/// The first half of [`vpt_step`]: the forward to the loss, recorded on a graph, its backward
+/// not yet run (so a benchmark can time the two halves apart).
+pub struct VptForward {
+    graph: Graph,
+    vars: TaskVars,
+    logits: Var,
+    loss: Var,
+}
+
+impl VptForward {
+    pub fn new(gpu: &Gpu, vit: &Vit, task: &VptTask, images: &Tensor, labels: &[u32], dropout: Option<Dropout>) -> Result<VptForward> {
+        let batch = images.shape().first().copied().unwrap_or(0);
+        if labels.len() != batch {
+            return Err(Error::shape("vpt_grad", format!("{} labels for images {:?}", labels.len(), images.shape())));
+        }
+        let graph = Graph::new(gpu);
+        let vars = TaskVars::params(&graph, task);
+        let logits = vpt_logits(&graph, vit, task, &vars, images, dropout)?;
+        let labels = Labels::new(gpu, labels, task.num_classes())?;
+        let loss = graph.cross_entropy(&logits, &labels)?;
+        Ok(VptForward { graph, vars, logits, loss })
     }
-    let g = Graph::new(gpu);
-    let vars = TaskVars::params(&g, task);
-    let logits = vpt_logits(&g, vit, task, &vars, images, dropout)?;
-    let labels = Labels::new(gpu, labels, task.num_classes())?;
-    let loss = g.cross_entropy(&logits, &labels)?;
-    let grads: Grads = g.backward(&loss)?;
-    let missing = || Error::shape("vpt_grad", "the loss does not depend on the head (internal error)");
-    Ok(VptStep {
-        grad_prompts: vars.prompts.as_ref().and_then(|p| grads.get(p).cloned()),
-        grad_head_weight: grads.get(&vars.head_weight).cloned().ok_or_else(missing)?,
-        grad_head_bias: grads.get(&vars.head_bias).cloned().ok_or_else(missing)?,
-        logits: logits.value().clone(),
-        loss: loss.value().clone(),
-    })
+
+    /// The mean cross-entropy [1] (computed once the GPU gets to it).
+    pub fn loss(&self) -> &Tensor {
+        self.loss.value()
+    }
+
+    /// The second half: the gradients of prompts and head.
+    pub fn backward(self) -> Result<VptStep> {
+        let VptForward { graph, vars, logits, loss } = self;
+        let grads: Grads = graph.backward(&loss)?;
+        let missing = || Error::shape("vpt_grad", "the loss does not depend on the head (internal error)");
+        Ok(VptStep {
+            grad_prompts: vars.prompts.as_ref().and_then(|p| grads.get(p).cloned()),
+            grad_head_weight: grads.get(&vars.head_weight).cloned().ok_or_else(missing)?,
+            grad_head_bias: grads.get(&vars.head_bias).cloned().ok_or_else(missing)?,
+            logits: logits.value().clone(),
+            loss: loss.value().clone(),
+        })
+    }
 }
 
 /// Logits only, recording nothing.

@@ -1,0 +1,306 @@
+//! The benchmark cases: every kernel of one training step at that step's shapes, each with fresh
+//! random inputs per repetition, timed by [`Gpu::profile_with`].
+
+use super::{BenchOptions, BenchResult, StepShape};
+use crate::error::{Error, Result};
+use crate::gpu::{Gpu, Profile, TimingMethod};
+use crate::kernels::cross_entropy::{cross_entropy_backward, cross_entropy_forward};
+use crate::kernels::gelu::{gelu_backward, gelu_forward};
+use crate::kernels::layernorm::{add_layernorm_backward, add_layernorm_forward, layernorm_backward, layernorm_forward};
+use crate::kernels::matmul::{matmul_forward_with, matmul_gelu_forward_with, matmul_gelu_grad_with, MatmulKernel, MatmulOptions};
+use crate::kernels::softmax::{softmax_backward, softmax_forward};
+use crate::tensor::{Labels, Tensor};
+
+/// The op of one repetition, on inputs already uploaded; returns the output to check.
+type Op<'a> = Box<dyn FnOnce() -> Result<Tensor> + 'a>;
+
+/// The sizes the cases are made of, from a [`StepShape`].
+struct Widths {
+    batch: usize,
+    /// CLS + patches + prompts.
+    tokens: usize,
+    dim: usize,
+    heads: usize,
+    mlp: usize,
+    classes: usize,
+}
+
+impl Widths {
+    fn of(s: &StepShape) -> Widths {
+        Widths { batch: s.batch, tokens: s.tokens(), dim: s.vit.embed_dim, heads: s.vit.num_heads, mlp: s.vit.mlp_hidden, classes: s.classes }
+    }
+}
+
+/// What a case's speed is counted in.
+#[derive(Clone, Copy)]
+enum Work {
+    Flops(f64),
+    Bytes(f64),
+}
+
+pub(super) struct Case<'a> {
+    kernel: String,
+    /// The matmul kernel's name; `None`: named after the entry points the op launched.
+    variant: Option<&'static str>,
+    shape: String,
+    work: Work,
+    /// Upload fresh inputs (from `seed`) and return the op to time on them.
+    prepare: Box<dyn Fn(u64) -> Result<Op<'a>> + 'a>,
+}
+
+/// Every case of one training step, in the order a report lists them.
+pub(super) fn cases<'a>(gpu: &'a Gpu, options: &BenchOptions) -> Vec<Case<'a>> {
+    let mut cases = Vec::new();
+    for &kernel in &options.matmul_kernels {
+        cases.extend(matmul_cases(gpu, kernel, &options.shape));
+    }
+    cases.extend(other_cases(gpu, &options.shape));
+    cases
+}
+
+/// The step's matmuls with one kernel. VPT freezes the backbone, so the backward needs only the
+/// gradients with respect to activations (dX), never the weights'.
+fn matmul_cases<'a>(gpu: &'a Gpu, kernel: MatmulKernel, s: &StepShape) -> Vec<Case<'a>> {
+    let d = Widths::of(s);
+    let rows = d.batch * d.tokens; // every token of every image, as rows of one matrix
+    let (t, hd, bh) = (d.tokens, d.dim / d.heads, d.batch * d.heads);
+    let nt = MatmulOptions { trans_a: false, trans_b: true };
+    let nn = MatmulOptions { trans_a: false, trans_b: false };
+    let tn = MatmulOptions { trans_a: true, trans_b: false };
+    let mm = |name: &str, a: Vec<usize>, b: Vec<usize>, opts| matmul_case(gpu, kernel, name, a, b, opts, Epilogue::None);
+    let fused = |name: &str, a: Vec<usize>, b: Vec<usize>, opts, epilogue| matmul_case(gpu, kernel, name, a, b, opts, epilogue);
+    vec![
+        // Linear layers: X [rows, in] · W [out, in]ᵀ, and dX [rows, in] = dY [rows, out] · W.
+        mm("qkv", vec![rows, d.dim], vec![3 * d.dim, d.dim], nt),
+        mm("qkv dX", vec![rows, 3 * d.dim], vec![3 * d.dim, d.dim], nn),
+        mm("proj", vec![rows, d.dim], vec![d.dim, d.dim], nt),
+        mm("proj dX", vec![rows, d.dim], vec![d.dim, d.dim], nn),
+        mm("fc1", vec![rows, d.dim], vec![d.mlp, d.dim], nt),
+        mm("fc1 dX", vec![rows, d.mlp], vec![d.mlp, d.dim], nn),
+        mm("fc2", vec![rows, d.mlp], vec![d.dim, d.mlp], nt),
+        mm("fc2 dX", vec![rows, d.dim], vec![d.dim, d.mlp], nn),
+        // What the training step runs instead of fc1 + "gelu fwd" and fc2 dX + "gelu bwd": the same
+        // products with GELU, or its derivative at the saved pre-activation, applied as C is stored.
+        fused("fc1+gelu", vec![rows, d.dim], vec![d.mlp, d.dim], nt, Epilogue::Gelu),
+        fused("fc2 dX*gelu'", vec![rows, d.dim], vec![d.dim, d.mlp], nn, Epilogue::GeluGrad),
+        // Attention, per (image, head): S = Q·Kᵀ, dQ = dS·K, dK = dSᵀ·Q.
+        mm("q.kT", vec![bh, t, hd], vec![bh, t, hd], nt),
+        mm("q.kT dQ", vec![bh, t, t], vec![bh, t, hd], nn),
+        mm("q.kT dK", vec![bh, t, t], vec![bh, t, hd], tn),
+        // O = P·V, dP = dO·Vᵀ, dV = Pᵀ·dO.
+        mm("attn.v", vec![bh, t, t], vec![bh, t, hd], nn),
+        mm("attn.v dP", vec![bh, t, hd], vec![bh, t, hd], nt),
+        mm("attn.v dV", vec![bh, t, t], vec![bh, t, hd], tn),
+    ]
+}
+
+/// Which matmul launcher a case times: the plain product or one of the fused GELU epilogues.
+#[derive(Clone, Copy)]
+enum Epilogue {
+    None,
+    /// `matmul_gelu_forward`: also writes the pre-activation.
+    Gelu,
+    /// `matmul_gelu_grad`: also reads a pre-activation of C's shape.
+    GeluGrad,
+}
+
+fn matmul_case<'a>(
+    gpu: &'a Gpu,
+    kernel: MatmulKernel,
+    name: &str,
+    a: Vec<usize>,
+    b: Vec<usize>,
+    opts: MatmulOptions,
+    epilogue: Epilogue,
+) -> Case<'a> {
+    // op(A) [batch, M, K] · op(B) [batch, K, N]
+    let batch: usize = a[..a.len() - 2].iter().product();
+    let (m, k) = if opts.trans_a { (a[a.len() - 1], a[a.len() - 2]) } else { (a[a.len() - 2], a[a.len() - 1]) };
+    let n = if opts.trans_b { b[b.len() - 2] } else { b[b.len() - 1] };
+    let t = |yes: bool| if yes { "^T" } else { "" };
+    let c_shape: Vec<usize> = a[..a.len() - 2].iter().copied().chain([m, n]).collect();
+    Case {
+        kernel: format!("matmul {name}"),
+        variant: Some(kernel.name()),
+        shape: format!("{}{} @ {}{}", dims_text(&a), t(opts.trans_a), dims_text(&b), t(opts.trans_b)),
+        work: Work::Flops(2.0 * (batch * m * n * k) as f64),
+        prepare: Box::new(move |seed| {
+            let (a, b) = (random(gpu, &a, seed, -1.0, 1.0)?, random(gpu, &b, seed + 1, -1.0, 1.0)?);
+            let op: Op<'a> = match epilogue {
+                Epilogue::None => Box::new(move || matmul_forward_with(kernel, &a, &b, None, opts)),
+                Epilogue::Gelu => Box::new(move || Ok(matmul_gelu_forward_with(kernel, &a, &b, None, opts)?.y)),
+                Epilogue::GeluGrad => {
+                    let pre = random(gpu, &c_shape, seed + 2, -3.0, 3.0)?;
+                    Box::new(move || matmul_gelu_grad_with(kernel, &a, &b, opts, &pre))
+                }
+            };
+            Ok(op)
+        }),
+    }
+}
+
+/// A memory-bound case: `bytes` read and written at least once, on operands of `shape`.
+fn case<'a>(kernel: &str, shape: Vec<usize>, bytes: f64, prepare: impl Fn(u64) -> Result<Op<'a>> + 'a) -> Case<'a> {
+    Case { kernel: kernel.to_string(), variant: None, shape: dims_text(&shape), work: Work::Bytes(bytes), prepare: Box::new(prepare) }
+}
+
+/// LayerNorm (alone and fused with the residual add), softmax, GELU and cross-entropy, forward
+/// and backward.
+fn other_cases<'a>(gpu: &'a Gpu, s: &StepShape) -> Vec<Case<'a>> {
+    let d = Widths::of(s);
+    let rows = d.batch * d.tokens;
+    let attn_rows = d.batch * d.heads * d.tokens; // one softmax row per (image, head, query)
+    let f32s = |n: usize| 4.0 * n as f64; // bytes of n f32 (or u32) values
+    let [dim, t, mlp, b, c] = [d.dim, d.tokens, d.mlp, d.batch, d.classes];
+    vec![
+        // Reads x, weight, bias; writes y and the per-row mean and rstd.
+        case("layernorm fwd", vec![rows, dim], f32s(2 * rows * dim + 2 * dim + 2 * rows), move |seed| {
+            let x = random(gpu, &[rows, dim], seed, -1.0, 1.0)?;
+            let (w, bias) = (random(gpu, &[dim], seed + 1, 0.5, 1.5)?, random(gpu, &[dim], seed + 2, -0.1, 0.1)?);
+            Ok(Box::new(move || Ok(layernorm_forward(&x, &w, &bias, 1e-6)?.y)))
+        }),
+        // The frozen backbone's LayerNorm needs dx only. Reads x, dy, weight, mean, rstd; writes dx.
+        case("layernorm bwd", vec![rows, dim], f32s(3 * rows * dim + dim + 2 * rows), move |seed| {
+            let (x, dy) = (random(gpu, &[rows, dim], seed, -1.0, 1.0)?, random(gpu, &[rows, dim], seed + 1, -1.0, 1.0)?);
+            let w = random(gpu, &[dim], seed + 2, 0.5, 1.5)?;
+            let (mean, rstd) = (random(gpu, &[rows], seed + 3, -0.1, 0.1)?, random(gpu, &[rows], seed + 4, 0.5, 1.5)?);
+            Ok(Box::new(move || Ok(layernorm_backward(&x, &w, &mean, &rstd, &dy, false)?.dx)))
+        }),
+        // The residual add fused with the LayerNorm after it. Reads x, r, weight, bias; writes s,
+        // y and the per-row mean and rstd (an add then a LayerNorm move 5·rows·D floats).
+        case("add_layernorm fwd", vec![rows, dim], f32s(4 * rows * dim + 2 * dim + 2 * rows), move |seed| {
+            let (x, r) = (random(gpu, &[rows, dim], seed, -1.0, 1.0)?, random(gpu, &[rows, dim], seed + 3, -1.0, 1.0)?);
+            let (w, bias) = (random(gpu, &[dim], seed + 1, 0.5, 1.5)?, random(gpu, &[dim], seed + 2, -0.1, 0.1)?);
+            Ok(Box::new(move || Ok(add_layernorm_forward(&x, &r, &w, &bias, 1e-6)?.y)))
+        }),
+        // dx = dsum + LayerNorm's dx. Reads s, dy, dsum, weight, mean, rstd; writes dx.
+        case("add_layernorm bwd", vec![rows, dim], f32s(4 * rows * dim + dim + 2 * rows), move |seed| {
+            let (s, dy) = (random(gpu, &[rows, dim], seed, -1.0, 1.0)?, random(gpu, &[rows, dim], seed + 1, -1.0, 1.0)?);
+            let dsum = random(gpu, &[rows, dim], seed + 5, -1.0, 1.0)?;
+            let w = random(gpu, &[dim], seed + 2, 0.5, 1.5)?;
+            let (mean, rstd) = (random(gpu, &[rows], seed + 3, -0.1, 0.1)?, random(gpu, &[rows], seed + 4, 0.5, 1.5)?);
+            Ok(Box::new(move || Ok(add_layernorm_backward(&s, &w, &mean, &rstd, &dy, &dsum, false)?.dx)))
+        }),
+        // Attention probabilities: reads and writes [rows, T].
+        case("softmax fwd", vec![attn_rows, t], f32s(2 * attn_rows * t), move |seed| {
+            let x = random(gpu, &[attn_rows, t], seed, -4.0, 4.0)?;
+            Ok(Box::new(move || softmax_forward(&x)))
+        }),
+        // Reads y and dy, writes dx.
+        case("softmax bwd", vec![attn_rows, t], f32s(3 * attn_rows * t), move |seed| {
+            let (y, dy) = (random(gpu, &[attn_rows, t], seed, 0.0, 1.0)?, random(gpu, &[attn_rows, t], seed + 1, -1.0, 1.0)?);
+            Ok(Box::new(move || softmax_backward(&y, &dy)))
+        }),
+        // The MLP's hidden activation.
+        case("gelu fwd", vec![rows, mlp], f32s(2 * rows * mlp), move |seed| {
+            let x = random(gpu, &[rows, mlp], seed, -3.0, 3.0)?;
+            Ok(Box::new(move || gelu_forward(&x)))
+        }),
+        case("gelu bwd", vec![rows, mlp], f32s(3 * rows * mlp), move |seed| {
+            let (x, dy) = (random(gpu, &[rows, mlp], seed, -3.0, 3.0)?, random(gpu, &[rows, mlp], seed + 1, -1.0, 1.0)?);
+            Ok(Box::new(move || gelu_backward(&x, &dy)))
+        }),
+        // Reads logits and labels, writes probs and per-sample losses; then their mean.
+        case("cross_entropy fwd", vec![b, c], f32s(2 * b * c + 3 * b + 1), move |seed| {
+            let logits = random(gpu, &[b, c], seed, -4.0, 4.0)?;
+            let labels = random_labels(gpu, b, c, seed + 1)?;
+            Ok(Box::new(move || Ok(cross_entropy_forward(&logits, &labels)?.loss)))
+        }),
+        // Reads probs, labels and dloss, writes dlogits.
+        case("cross_entropy bwd", vec![b, c], f32s(2 * b * c + b + 1), move |seed| {
+            let probs = random(gpu, &[b, c], seed, 0.0, 1.0)?;
+            let labels = random_labels(gpu, b, c, seed + 1)?;
+            let dloss = Tensor::full(gpu, &[1], 1.0)?;
+            Ok(Box::new(move || cross_entropy_backward(&probs, &labels, &dloss)))
+        }),
+    ]
+}
+
+impl Case<'_> {
+    /// Does "kernel variant" contain one of `filter` (or is `filter` empty)?
+    pub(super) fn selected(&self, filter: &[String]) -> bool {
+        let text = format!("{} {}", self.kernel, self.variant.unwrap_or("")).to_lowercase();
+        filter.is_empty() || filter.iter().any(|f| text.contains(&f.to_lowercase()))
+    }
+
+    /// One untimed run, `reps` timed ones, and a check of the last output.
+    pub(super) fn measure(&self, gpu: &Gpu, timing: TimingMethod, reps: usize) -> Result<BenchResult> {
+        let run = |seed: u64| -> Result<(Tensor, Profile)> {
+            let op = (self.prepare)(seed)?;
+            gpu.profile_with(timing, op)
+        };
+        let (_, warmup) = run(0)?;
+        let mut times_ms = Vec::with_capacity(reps);
+        let mut last = None;
+        for rep in 1..=reps {
+            let (out, profile) = run(rep as u64 * 16)?;
+            times_ms.push(profile.total_ns() as f64 / 1e6);
+            last = Some(out);
+        }
+        let out = last.expect("reps ≥ 1").to_vec()?;
+        if let Some(i) = out.iter().position(|v| !v.is_finite()) {
+            return Err(Error::Gpu { op: self.kernel.clone(), msg: format!("output {i} is {} on finite inputs", out[i]) });
+        }
+        times_ms.sort_by(f64::total_cmp);
+        let median_ms = median(&times_ms);
+        let per_second = |amount: f64| if median_ms > 0.0 { Some(amount / (median_ms / 1e3) / 1e9) } else { None };
+        Ok(BenchResult {
+            kernel: self.kernel.clone(),
+            variant: self.variant.map_or_else(|| entry_points(&warmup), str::to_string),
+            shape: self.shape.clone(),
+            median_ms,
+            min_ms: times_ms[0],
+            max_ms: times_ms[times_ms.len() - 1],
+            gflops: match self.work {
+                Work::Flops(f) => per_second(f),
+                Work::Bytes(_) => None,
+            },
+            gbps: match self.work {
+                Work::Bytes(b) => per_second(b),
+                Work::Flops(_) => None,
+            },
+        })
+    }
+}
+
+/// Median of sorted values.
+pub(super) fn median(sorted: &[f64]) -> f64 {
+    let n = sorted.len();
+    if n % 2 == 1 { sorted[n / 2] } else { (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0 }
+}
+
+/// "cross_entropy_forward+mean_forward": the entry points a profile saw, in launch order.
+fn entry_points(profile: &Profile) -> String {
+    let mut names: Vec<&str> = Vec::new();
+    for k in &profile.kernels {
+        let entry = k.name.rsplit("::").next().unwrap_or(&k.name);
+        if !names.contains(&entry) {
+            names.push(entry);
+        }
+    }
+    names.join("+")
+}
+
+/// "[247,768]"
+fn dims_text(shape: &[usize]) -> String {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    format!("[{}]", dims.join(","))
+}
+
+/// A tensor of values uniform in [lo, hi), different for each seed (SplitMix64, fast enough to
+/// make every repetition's inputs fresh).
+fn random(gpu: &Gpu, shape: &[usize], seed: u64, lo: f32, hi: f32) -> Result<Tensor> {
+    let n: usize = shape.iter().product();
+    let data: Vec<f32> = (0..n as u64).map(|i| lo + (hi - lo) * unit(seed.wrapping_mul(0x1_0000_0001).wrapping_add(i))).collect();
+    Tensor::from_slice(gpu, shape, &data)
+}
+
+pub(super) fn random_labels(gpu: &Gpu, batch: usize, classes: usize, seed: u64) -> Result<Labels> {
+    let labels: Vec<u32> = (0..batch as u64).map(|i| (unit(seed.wrapping_add(i)) * classes as f32) as u32 % classes as u32).collect();
+    Labels::new(gpu, &labels, classes)
+}
+
+/// The i-th value of the crate's random stream, in [0, 1).
+pub(super) fn unit(i: u64) -> f32 {
+    (crate::rng::stream_at(0, i) >> 40) as f32 / (1u64 << 24) as f32
+}

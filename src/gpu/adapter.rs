@@ -1,0 +1,140 @@
+//! Choosing an adapter and opening a device on it: which backends to try (`WGPU_BACKEND`), which
+//! adapter to prefer (a real GPU before a software one, a native API before GL), and the features
+//! and limits we ask for.
+
+use std::collections::HashMap;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex};
+
+use super::memory::Memory;
+use super::{Gpu, GpuInner};
+use crate::error::{Error, Result};
+
+/// Optional features we ask for when the adapter has them. None is required: every kernel runs
+/// without them. Timestamps let benchmarks time kernels on the GPU itself; f16 and subgroups are
+/// for kernels that can use them.
+const WANTED_FEATURES: wgpu::Features = wgpu::Features::TIMESTAMP_QUERY
+    .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS)
+    .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES)
+    .union(wgpu::Features::SHADER_F16)
+    .union(wgpu::Features::SUBGROUP);
+
+/// What `vpt info` prints about one adapter.
+pub struct AdapterReport {
+    pub info: wgpu::AdapterInfo,
+    pub features: wgpu::Features,
+    pub limits: wgpu::Limits,
+}
+
+/// The backends `WGPU_BACKEND` names (comma-separated: `vulkan`, `gl`, `metal`, `dx12`), or every
+/// backend this build has when it is unset. A value that names no backend is an error that lists
+/// the ones that exist, rather than a silent fall-back.
+pub fn backends_from_env() -> Result<wgpu::Backends> {
+    let Ok(value) = std::env::var("WGPU_BACKEND") else { return Ok(wgpu::Backends::all()) };
+    let backends = wgpu::Backends::from_comma_list(&value);
+    if backends.is_empty() {
+        return Err(Error::Invalid {
+            what: "WGPU_BACKEND".into(),
+            msg: format!("{value:?} names no backend; use one or more of vulkan, metal, dx12, gl (comma-separated), or unset it"),
+        });
+    }
+    Ok(backends)
+}
+
+fn new_instance(backends: wgpu::Backends) -> wgpu::Instance {
+    let mut desc = wgpu::InstanceDescriptor::new_without_display_handle().with_env();
+    desc.backends = backends;
+    wgpu::Instance::new(desc)
+}
+
+/// Every adapter the given backends expose, for `vpt info`.
+pub fn list_adapters(backends: wgpu::Backends) -> Vec<AdapterReport> {
+    let instance = new_instance(backends);
+    pollster::block_on(instance.enumerate_adapters(backends))
+        .into_iter()
+        .map(|a| AdapterReport { info: a.get_info(), features: a.features(), limits: a.limits() })
+        .collect()
+}
+
+/// Preference among adapters: a real GPU before a software one, and a native API before GL
+/// (wgpu's GL backend lacks timestamp queries and is slower to dispatch).
+fn adapter_rank(info: &wgpu::AdapterInfo) -> (u8, u8) {
+    let device = match info.device_type {
+        wgpu::DeviceType::DiscreteGpu => 0,
+        wgpu::DeviceType::IntegratedGpu => 1,
+        wgpu::DeviceType::VirtualGpu => 2,
+        wgpu::DeviceType::Other => 3,
+        wgpu::DeviceType::Cpu => 4,
+    };
+    let api = if info.backend == wgpu::Backend::Gl { 1 } else { 0 };
+    (device, api)
+}
+
+impl Gpu {
+    /// Open the best adapter allowed by `WGPU_BACKEND` and `WGPU_ADAPTER_NAME`.
+    pub fn new() -> Result<Gpu> {
+        Gpu::with_backends(backends_from_env()?)
+    }
+
+    /// Open the best adapter among `backends`, still honouring `WGPU_ADAPTER_NAME`
+    /// (a case-insensitive substring of the adapter's name).
+    pub fn with_backends(backends: wgpu::Backends) -> Result<Gpu> {
+        let instance = new_instance(backends);
+        let mut adapters = pollster::block_on(instance.enumerate_adapters(backends));
+        if adapters.is_empty() {
+            return Err(Error::NoAdapter { backends: format!("{backends:?}") });
+        }
+        if let Ok(wanted) = std::env::var("WGPU_ADAPTER_NAME") {
+            let names: Vec<String> =
+                adapters.iter().map(|a| format!("{} ({:?})", a.get_info().name, a.get_info().backend)).collect();
+            adapters.retain(|a| a.get_info().name.to_lowercase().contains(&wanted.to_lowercase()));
+            if adapters.is_empty() {
+                return Err(Error::AdapterNotFound { wanted, available: names });
+            }
+        }
+        adapters.sort_by_key(|a| adapter_rank(&a.get_info()));
+        Gpu::from_adapter(adapters.remove(0))
+    }
+
+    /// Open a device on this adapter with every limit it offers (large models need large buffers)
+    /// and the optional features it has.
+    pub fn from_adapter(adapter: wgpu::Adapter) -> Result<Gpu> {
+        let features = adapter.features() & WANTED_FEATURES;
+        let limits = adapter.limits();
+        let gl = adapter.get_info().backend == wgpu::Backend::Gl;
+        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+            label: Some("vpt-wgsl"),
+            required_features: features,
+            required_limits: limits.clone(),
+            ..Default::default()
+        }))
+        .map_err(|e| Error::Device(e.to_string()))?;
+
+        // Without a handler wgpu panics on errors that happen outside an error scope; we keep them
+        // and report them from the next flush instead.
+        let uncaptured = Arc::new(Mutex::new(Vec::new()));
+        let sink = uncaptured.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            sink.lock().unwrap().push(e.to_string());
+        }));
+
+        Ok(Gpu {
+            inner: Arc::new(GpuInner {
+                info: adapter.get_info(),
+                adapter,
+                device,
+                queue,
+                limits,
+                features,
+                modules: Mutex::default(),
+                pipelines: Mutex::default(),
+                pending: Mutex::default(),
+                uncaptured,
+                memory: Arc::new(Memory::new(gl)),
+                dispatches: AtomicU64::new(0),
+                launches: Mutex::new(HashMap::new()),
+                turns: gl.then(Arc::default),
+            }),
+        })
+    }
+}

@@ -1,0 +1,276 @@
+//! The GPU context, and the life of a kernel launch from a `Tensor` to `queue.submit`.
+//!
+//! Every op in `kernels/` ends in one call, [`Gpu::dispatch`]. What happens then, in order:
+//! 1. the op has checked shapes on the CPU (never trust the GPU to catch them) and allocated its
+//!    output tensor: a storage buffer (`memory.rs`);
+//! 2. [`Gpu::dispatch`] fetches the compiled pipeline for `(shader, entry point)`, compiling the
+//!    WGSL once on first use (`pipelines.rs`); [`Gpu::dispatch_specialized`] does the same for
+//!    `(shader, entry point, override constants)`;
+//! 3. it writes the op's small parameters ([`Params`]) into a uniform buffer at binding 0 and puts
+//!    the tensors' storage buffers at the bindings the WGSL declares ([`Bind`]): a *bind group*;
+//! 4. it records one compute pass (pipeline + bind group + grid of workgroups) into the *pending*
+//!    command encoder. Nothing runs yet: commands are batched, and [`Gpu::flush`] finishes the
+//!    encoder and hands it to `queue.submit`. Reading a tensor back (`readback.rs`) flushes, and
+//!    so does a long enough chain of launches.
+//!
+//! The rest of the folder, each a concern a first reading can skip: `adapter.rs` (which adapter,
+//! which features), `shader.rs` (the Rust↔WGSL contract), `memory.rs` (buffers and their pool),
+//! `pipelines.rs` (compile cache, error scopes), `readback.rs`, `profile.rs` (kernel timing) and
+//! `gl_turns.rs` (one thread at a time on wgpu's GL backend).
+
+mod adapter;
+mod gl_turns;
+mod memory;
+mod pipelines;
+mod profile;
+mod readback;
+mod shader;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+
+use wgpu::util::DeviceExt;
+
+pub use adapter::{backends_from_env, list_adapters, AdapterReport};
+pub use memory::GpuBuffer;
+pub use profile::{KernelTime, Profile, TimingMethod};
+pub(crate) use shader::wgsl_shader;
+pub use shader::{Access, Bind, Constants, LaunchRecord, ParamType, Params, Shader, WG_1D};
+
+use crate::error::{Error, Result};
+
+/// Submit the pending encoder after this many dispatches even if nobody reads a result, so the
+/// per-dispatch uniform buffers of a long chain of ops do not pile up.
+const MAX_PENDING_DISPATCHES: u32 = 512;
+
+/// A handle to one GPU device. Cheap to clone (an `Arc`); every tensor keeps one.
+#[derive(Clone)]
+pub struct Gpu {
+    inner: Arc<GpuInner>,
+}
+
+struct GpuInner {
+    adapter: wgpu::Adapter,
+    device: wgpu::Device,
+    queue: wgpu::Queue,
+    info: wgpu::AdapterInfo,
+    limits: wgpu::Limits,
+    features: wgpu::Features,
+    modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
+    pipelines: Mutex<HashMap<pipelines::PipelineKey, wgpu::ComputePipeline>>,
+    pending: Mutex<Pending>,
+    /// Errors wgpu raised outside any error scope (e.g. while a command buffer executed).
+    uncaptured: Arc<Mutex<Vec<String>>>,
+    memory: Arc<memory::Memory>,
+    dispatches: AtomicU64,
+    /// Per "shader::entry": how it was last launched, and how often (tests and benchmarks).
+    launches: Mutex<HashMap<String, LaunchRecord>>,
+    /// On the GL backend only: whose turn it is to call into wgpu (`gl_turns.rs`).
+    turns: Option<Arc<gl_turns::Turns>>,
+}
+
+/// The commands recorded since the last submit.
+#[derive(Default)]
+struct Pending {
+    encoder: Option<wgpu::CommandEncoder>,
+    dispatches: u32,
+    /// Set while [`Gpu::profile`] runs.
+    profiler: Option<profile::Profiler>,
+}
+
+/// The pending commands, locked, in this thread's turn on GL. The lock is released before the
+/// turn (fields drop in order).
+struct PendingGuard<'a> {
+    pending: MutexGuard<'a, Pending>,
+    _turn: Option<gl_turns::Turn<'a>>,
+}
+
+impl Gpu {
+    /// Record one kernel launch.
+    ///
+    /// - `params`: the kernel's uniform struct (binding 0); see [`Params`].
+    /// - `buffers`: each storage buffer the entry point uses, at its binding; see [`Bind`].
+    /// - `workgroups`: the grid, from [`Gpu::grid`] for 1-D problems.
+    pub fn dispatch(&self, shader: &Shader, entry: &'static str, params: &Params, buffers: &[Bind], workgroups: [u32; 3]) -> Result<()> {
+        self.dispatch_specialized(shader, entry, &[], params, buffers, workgroups)
+    }
+
+    /// [`Gpu::dispatch`] of an entry point whose `override` constants take the values `constants`.
+    pub fn dispatch_specialized(
+        &self,
+        shader: &Shader,
+        entry: &'static str,
+        constants: Constants,
+        params: &Params,
+        buffers: &[Bind],
+        workgroups: [u32; 3],
+    ) -> Result<()> {
+        let op = format!("{}::{entry}", shader.name);
+        let max = self.inner.limits.max_compute_workgroups_per_dimension;
+        if workgroups.iter().any(|&n| n == 0 || n > max) {
+            return Err(Error::Gpu { op, msg: format!("grid {workgroups:?} outside 1..={max} per dimension") });
+        }
+        // The compiled kernel: WGSL → the driver's code, once per (shader, entry, constants).
+        let pipeline = self.pipeline(shader, entry, constants)?;
+
+        // The bind group: what each `@binding(n)` of the entry point refers to. Binding 0 is a
+        // small uniform buffer made for this launch; the others are the tensors' buffers.
+        let device = &self.inner.device;
+        let bind_group = self.scoped(&op, || {
+            let uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                label: Some("params"),
+                contents: &params.padded_bytes(),
+                usage: wgpu::BufferUsages::UNIFORM,
+            });
+            let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() }];
+            entries.extend(buffers.iter().map(|b| wgpu::BindGroupEntry { binding: b.binding, resource: b.buffer.buffer.as_entire_binding() }));
+            device.create_bind_group(&wgpu::BindGroupDescriptor {
+                label: Some(&op),
+                // The layout wgpu derived from the WGSL's declarations (`layout: None` at compile).
+                layout: &pipeline.get_bind_group_layout(0),
+                entries: &entries,
+            })
+        })?;
+
+        // One compute pass in the pending encoder. Profiling on the host clock times it alone.
+        self.timed_on_host(&op, || self.record_pass(&op, &pipeline, &bind_group, workgroups))?;
+        self.note_launch(op, shader, entry, params, buffers);
+        Ok(())
+    }
+
+    /// Record one compute pass into the pending encoder; submit the encoder once it holds
+    /// [`MAX_PENDING_DISPATCHES`] passes.
+    fn record_pass(&self, op: &str, pipeline: &wgpu::ComputePipeline, bind_group: &wgpu::BindGroup, workgroups: [u32; 3]) -> Result<()> {
+        let device = &self.inner.device;
+        let full = {
+            let mut guard = self.pending();
+            let pending = &mut *guard.pending;
+            let mut encoder = pending.encoder.take().unwrap_or_else(|| new_encoder(device));
+            {
+                // Timestamps are written only while a profile runs (`profile.rs`).
+                let timestamp_writes = pending.timestamps_for(device, op);
+                let mut pass = encoder.begin_compute_pass(&wgpu::ComputePassDescriptor { label: Some(op), timestamp_writes });
+                pass.set_pipeline(pipeline);
+                pass.set_bind_group(0, bind_group, &[]);
+                pass.dispatch_workgroups(workgroups[0], workgroups[1], workgroups[2]);
+            }
+            pending.encoder = Some(encoder);
+            pending.dispatches += 1;
+            pending.dispatches >= MAX_PENDING_DISPATCHES
+        };
+        if full {
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    /// Submit everything recorded so far, and report any GPU error it raised.
+    pub fn flush(&self) -> Result<()> {
+        self.submit_pending(|_| ())?;
+        self.take_uncaptured()
+    }
+
+    /// Let `last` record into the pending encoder, then submit it, all under the lock: with
+    /// several threads sharing a device, releasing the lock between taking the encoder and
+    /// submitting it would let another thread's later commands reach the queue first.
+    fn submit_pending(&self, last: impl FnOnce(&mut wgpu::CommandEncoder)) -> Result<()> {
+        let device = &self.inner.device;
+        let mut guard = self.pending();
+        let pending = &mut *guard.pending;
+        let mut encoder = pending.encoder.take().unwrap_or_else(|| new_encoder(device));
+        pending.dispatches = 0;
+        self.scoped("submit", || {
+            last(&mut encoder);
+            if let Some(p) = pending.profiler.as_mut() {
+                p.resolve_timestamps(device, &mut encoder);
+            }
+            self.inner.queue.submit([encoder.finish()]);
+        })
+    }
+
+    /// Record a command into the pending encoder, after everything already recorded.
+    fn record(&self, f: impl FnOnce(&mut wgpu::CommandEncoder)) {
+        let device = &self.inner.device;
+        let mut guard = self.pending();
+        f(guard.pending.encoder.get_or_insert_with(|| new_encoder(device)));
+    }
+
+    /// The pending commands, taken in this thread's turn (`gl_turns.rs`).
+    fn pending(&self) -> PendingGuard<'_> {
+        let turn = self.turn();
+        PendingGuard { pending: self.inner.pending.lock().unwrap(), _turn: turn }
+    }
+
+    /// Count the launch and keep what it bound, for [`Gpu::launches`].
+    fn note_launch(&self, op: String, shader: &Shader, entry: &'static str, params: &Params, buffers: &[Bind]) {
+        self.inner.dispatches.fetch_add(1, Ordering::Relaxed);
+        let mut launches = self.inner.launches.lock().unwrap();
+        let record = launches.entry(op).or_default();
+        *record = LaunchRecord {
+            source: shader.source,
+            entry,
+            params: params.fields().to_vec(),
+            bindings: buffers.iter().map(|b| (b.binding, b.access)).collect(),
+            count: record.count + 1,
+        };
+    }
+
+    /// A grid of `n` workgroups laid out in x then y, since one dimension holds at most 65535
+    /// (on most adapters). Kernels recover the flat index as `wid.y * num_workgroups.x + wid.x`.
+    pub fn grid(&self, n: u32) -> [u32; 3] {
+        let max = self.inner.limits.max_compute_workgroups_per_dimension;
+        let n = n.max(1);
+        if n <= max {
+            [n, 1, 1]
+        } else {
+            let y = n.div_ceil(max);
+            [n.div_ceil(y), y, 1]
+        }
+    }
+
+    pub fn device(&self) -> &wgpu::Device {
+        &self.inner.device
+    }
+    pub fn queue(&self) -> &wgpu::Queue {
+        &self.inner.queue
+    }
+    pub fn adapter(&self) -> &wgpu::Adapter {
+        &self.inner.adapter
+    }
+    pub fn info(&self) -> &wgpu::AdapterInfo {
+        &self.inner.info
+    }
+    pub fn limits(&self) -> &wgpu::Limits {
+        &self.inner.limits
+    }
+    pub fn features(&self) -> wgpu::Features {
+        self.inner.features
+    }
+    /// "llvmpipe (LLVM 15.0.6, 256 bits) on Vulkan": for test and benchmark output.
+    pub fn describe(&self) -> String {
+        format!("{} on {:?}", self.inner.info.name, self.inner.info.backend)
+    }
+    /// Are these two handles the same device?
+    pub fn same_device(&self, other: &Gpu) -> bool {
+        Arc::ptr_eq(&self.inner, &other.inner)
+    }
+    /// Kernel launches recorded since the device was opened.
+    pub fn dispatch_count(&self) -> u64 {
+        self.inner.dispatches.load(Ordering::Relaxed)
+    }
+    /// Kernel launches per "shader::entry" (e.g. "matmul::matmul_tiled") since the device was opened.
+    pub fn dispatch_counts(&self) -> HashMap<String, u64> {
+        self.inner.launches.lock().unwrap().iter().map(|(op, r)| (op.clone(), r.count)).collect()
+    }
+    /// Every entry point launched since the device was opened, with the params and bindings of
+    /// its last launch: what `tests/contract.rs` checks against the WGSL.
+    pub fn launches(&self) -> HashMap<String, LaunchRecord> {
+        self.inner.launches.lock().unwrap().clone()
+    }
+}
+
+/// The encoder that collects the ops' commands until the next submit.
+fn new_encoder(device: &wgpu::Device) -> wgpu::CommandEncoder {
+    device.create_command_encoder(&wgpu::CommandEncoderDescriptor { label: Some("ops") })
+}

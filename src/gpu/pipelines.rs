@@ -1,0 +1,79 @@
+//! Compiled pipelines, cached, and wgpu's error scopes turned into `Result`s.
+//!
+//! wgpu reports most mistakes (a wrong binding, a buffer too large, running out of memory) through
+//! "error scopes" rather than return values; [`Gpu::scoped`] turns those into `Result` errors that
+//! name the op, instead of the default behaviour of panicking.
+
+use super::shader::{Constants, Shader};
+use super::Gpu;
+use crate::error::{Error, Result};
+
+/// A compiled pipeline is one entry point of one shader with one set of override constants
+/// (each value kept as its bit pattern, so the key can be hashed).
+pub(super) type PipelineKey = (&'static str, &'static str, Vec<(&'static str, u64)>);
+
+impl Gpu {
+    /// Run `f` inside wgpu error scopes and turn any validation, out-of-memory or internal error
+    /// it raised into `Error::Gpu` naming `op`.
+    pub fn scoped<T>(&self, op: &str, f: impl FnOnce() -> T) -> Result<T> {
+        let _turn = self.turn();
+        let device = &self.inner.device;
+        // Scopes nest like a stack: pushed outer to inner, popped inner to outer.
+        let internal = device.push_error_scope(wgpu::ErrorFilter::Internal);
+        let oom = device.push_error_scope(wgpu::ErrorFilter::OutOfMemory);
+        let validation = device.push_error_scope(wgpu::ErrorFilter::Validation);
+        let value = f();
+        let errors = [validation.pop(), oom.pop(), internal.pop()].map(pollster::block_on);
+        match errors.into_iter().flatten().next() {
+            Some(e) => Err(Error::Gpu { op: op.to_string(), msg: e.to_string() }),
+            None => Ok(value),
+        }
+    }
+
+    /// The compiled pipeline for one entry point of one WGSL file, its `override` constants set to
+    /// `constants` (the WGSL defaults where empty); compiled on first use, then cached.
+    pub fn pipeline(&self, shader: &Shader, entry: &'static str, constants: Constants) -> Result<wgpu::ComputePipeline> {
+        let _turn = self.turn();
+        let key: PipelineKey = (shader.name, entry, constants.iter().map(|&(name, v)| (name, v.to_bits())).collect());
+        if let Some(p) = self.inner.pipelines.lock().unwrap().get(&key) {
+            return Ok(p.clone());
+        }
+        let module = self.module(shader)?;
+        let label = format!("{}::{entry}", shader.name);
+        let pipeline = self.scoped(&label, || {
+            self.inner.device.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: Some(&label),
+                // `None` lets wgpu derive the bind group layout from the bindings this entry point uses.
+                layout: None,
+                module: &module,
+                entry_point: Some(entry),
+                compilation_options: wgpu::PipelineCompilationOptions {
+                    constants,
+                    // Every kernel writes workgroup memory before reading it, so the zero-fill
+                    // wgpu would otherwise insert is wasted work.
+                    zero_initialize_workgroup_memory: false,
+                },
+                cache: None,
+            })
+        })?;
+        self.inner.pipelines.lock().unwrap().insert(key, pipeline.clone());
+        Ok(pipeline)
+    }
+
+    /// The shader module of one WGSL family, compiled once.
+    fn module(&self, shader: &Shader) -> Result<wgpu::ShaderModule> {
+        let _turn = self.turn();
+        let mut modules = self.inner.modules.lock().unwrap();
+        if let Some(m) = modules.get(shader.name) {
+            return Ok(m.clone());
+        }
+        let module = self.scoped(shader.name, || {
+            self.inner.device.create_shader_module(wgpu::ShaderModuleDescriptor {
+                label: Some(shader.name),
+                source: wgpu::ShaderSource::Wgsl(shader.source.into()),
+            })
+        })?;
+        modules.insert(shader.name, module.clone());
+        Ok(module)
+    }
+}

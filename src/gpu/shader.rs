@@ -1,0 +1,145 @@
+//! The contract between a Rust launcher and its WGSL kernel, in one place:
+//!
+//! - [`Shader`]: a kernel family's WGSL source, embedded at compile time, with the library files
+//!   from `wgsl/lib/` it includes (WGSL has no `#include`, so they are prepended).
+//! - [`Params`]: the kernel's uniform `struct Params` at binding 0, built field by field with the
+//!   WGSL field names, so a test can hold each launcher against the struct it fills.
+//! - [`Bind`]: a storage buffer at a binding, with the access the launcher expects the WGSL to
+//!   declare (`read` or `read_write`).
+//! - [`WG_1D`]: the workgroup size of the flat 1-D kernels, `WG` in `wgsl/lib/flat.wgsl`.
+//!
+//! Every launch records which params and bindings it used ([`Gpu::launches`](super::Gpu::launches)),
+//! and `tests/contract.rs` checks each against the entry point's declarations as naga parses them.
+//! This file is a leaf: it knows nothing of tensors or kernels.
+
+use super::memory::GpuBuffer;
+
+/// One WGSL source file, embedded in the binary at compile time.
+pub struct Shader {
+    /// File stem in `wgsl/`; also the cache key and the label in GPU error messages.
+    pub name: &'static str,
+    /// What the GPU compiles: each of `wgsl/lib/<uses>.wgsl` in order, then `wgsl/<name>.wgsl`.
+    pub source: &'static str,
+    /// The library files prepended to this family's own (see [`wgsl_shader!`]).
+    pub uses: &'static [&'static str],
+}
+
+/// Declares a family's `SHADER` from `wgsl/<name>.wgsl`. With `uses ["flat", "row_reduce"]`, those
+/// files of `wgsl/lib/` (plain functions and constants shared by several families) are prepended
+/// in that order, since WGSL has no `#include`.
+macro_rules! wgsl_shader {
+    ($name:literal $(, uses [$($lib:literal),* $(,)?])?) => {
+        pub const SHADER: $crate::gpu::Shader = $crate::gpu::Shader {
+            name: $name,
+            source: concat!(
+                $($(include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/wgsl/lib/", $lib, ".wgsl")), "\n",)*)?
+                include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/wgsl/", $name, ".wgsl"))
+            ),
+            uses: &[$($($lib),*)?],
+        };
+    };
+}
+pub(crate) use wgsl_shader;
+
+/// Workgroup size of the 1-D (element-wise) kernels: `WG` in `wgsl/lib/flat.wgsl`
+/// (`tests/contract.rs` checks they agree).
+pub const WG_1D: u32 = 256;
+
+/// Values for a kernel's WGSL `override` constants, fixed when its pipeline is compiled. Each
+/// distinct set compiles (once) a pipeline of its own, and the shader compiler folds the constants,
+/// deleting the branches they decide: a kernel is specialised per case (matmul per transpose
+/// layout) without a runtime branch in its inner loop (14–20% of matmul time on lavapipe).
+pub type Constants<'a> = &'a [(&'static str, f64)];
+
+/// The scalar type of one `Params` field.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParamType {
+    U32,
+    F32,
+}
+
+/// Builds a kernel's uniform parameter block: 4-byte fields appended in the order the WGSL
+/// `struct Params` declares them, each with its WGSL name. The block is zero-padded to at least
+/// [`Params::MIN_BYTES`] (and to a multiple of 16, as uniform buffers require).
+#[derive(Default, Clone, Debug)]
+pub struct Params {
+    bytes: Vec<u8>,
+    fields: Vec<(&'static str, ParamType)>,
+}
+
+impl Params {
+    /// Room for 16 fields: every kernel's `Params` struct fits.
+    pub const MIN_BYTES: usize = 64;
+
+    pub fn new() -> Params {
+        Params::default()
+    }
+    pub fn u32(mut self, name: &'static str, v: u32) -> Params {
+        self.bytes.extend_from_slice(&v.to_le_bytes());
+        self.fields.push((name, ParamType::U32));
+        self
+    }
+    /// A `usize` dimension; the kernels index in `u32`, and tensors never exceed that
+    /// (a storage binding is at most 4 GiB).
+    pub fn dim(self, name: &'static str, v: usize) -> Params {
+        self.u32(name, u32::try_from(v).expect("dimension exceeds u32; tensors are bounded by the binding size"))
+    }
+    pub fn f32(mut self, name: &'static str, v: f32) -> Params {
+        self.bytes.extend_from_slice(&v.to_le_bytes());
+        self.fields.push((name, ParamType::F32));
+        self
+    }
+    pub fn flag(self, name: &'static str, v: bool) -> Params {
+        self.u32(name, v as u32)
+    }
+    /// The fields pushed so far, in order: what `tests/contract.rs` compares with the WGSL struct.
+    pub fn fields(&self) -> &[(&'static str, ParamType)] {
+        &self.fields
+    }
+    /// The uniform buffer's contents, padded.
+    pub fn padded_bytes(&self) -> Vec<u8> {
+        let mut bytes = self.bytes.clone();
+        bytes.resize(bytes.len().max(Self::MIN_BYTES).next_multiple_of(16), 0);
+        bytes
+    }
+}
+
+/// How a kernel may use a storage buffer: WGSL's `var<storage, read>` or `var<storage, read_write>`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Access {
+    Read,
+    ReadWrite,
+}
+
+/// One storage buffer bound for a launch: binding number, the access the launcher expects the
+/// entry point to declare, and the buffer.
+#[derive(Clone, Copy)]
+pub struct Bind<'a> {
+    pub binding: u32,
+    pub access: Access,
+    pub buffer: &'a GpuBuffer,
+}
+
+impl<'a> Bind<'a> {
+    /// An input the kernel only reads.
+    pub fn read(binding: u32, buffer: &'a GpuBuffer) -> Bind<'a> {
+        Bind { binding, access: Access::Read, buffer }
+    }
+    /// An output (or accumulator) the kernel writes.
+    pub fn read_write(binding: u32, buffer: &'a GpuBuffer) -> Bind<'a> {
+        Bind { binding, access: Access::ReadWrite, buffer }
+    }
+}
+
+/// What one entry point was launched with, as the launchers built it: recorded at every launch
+/// (the last one wins) for `tests/contract.rs`, and counted for tests and benchmarks.
+#[derive(Clone, Debug, Default)]
+pub struct LaunchRecord {
+    /// The shader's full source, as compiled.
+    pub source: &'static str,
+    pub entry: &'static str,
+    pub params: Vec<(&'static str, ParamType)>,
+    pub bindings: Vec<(u32, Access)>,
+    /// How many times this entry point was launched.
+    pub count: u64,
+}

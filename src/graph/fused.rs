@@ -1,0 +1,150 @@
+//! The ops a ViT needs beyond the generic ones in `ops.rs`: fusions that save a pass over memory
+//! or a kernel launch (the MLP with GELU in its matmuls, the residual add with the LayerNorm after
+//! it, softmax with its scale), and the token and head reshuffles of attention and VPT. Each
+//! records a backward closure that captures only what that backward reads.
+//! Shapes: B batch, T tokens, D width, H heads, hd head width, N patches.
+
+use super::ops::{linear_backward, LINEAR};
+use super::{Graph, Var};
+use crate::error::{Error, Result};
+use crate::kernels::layernorm::{self, AddLayerNormOut};
+use crate::kernels::matmul::{self, MatmulGeluOut, MatmulNeed, MatmulOptions};
+use crate::kernels::{heads, patch, softmax, tokens};
+use crate::tensor::Tensor;
+
+impl Graph {
+    /// The transformer MLP, fc2(gelu(fc1(x))), as one op so that GELU costs no pass of its own:
+    /// it runs in fc1's matmul as each result is stored, and its derivative in the matmul that
+    /// takes the gradient back through fc2 (`matmul_gelu_forward`, `matmul_gelu_grad`).
+    /// x: [..., D]; fc1 = (w1 [Hd, D], b1 [Hd]); fc2 = (w2 [D, Hd], b2 [D]) → [..., D].
+    pub fn mlp(&self, x: &Var, fc1: (&Var, &Var), fc2: (&Var, &Var)) -> Result<Var> {
+        let MatmulGeluOut { pre, y: hidden } = matmul::matmul_gelu_forward(x.value(), fc1.0.value(), Some(fc1.1.value()), LINEAR)?; // [..., Hd] each
+        let y = matmul::matmul_forward(&hidden, fc2.0.value(), Some(fc2.1.value()), LINEAR)?; // [..., D]
+        // Kept for backward: the pre-activation (GELU's derivative needs it) and the weights; the
+        // layers' inputs only where their weight trains. hidden, the largest, is usually freed here.
+        let saved_x = fc1.0.requires_grad().then(|| x.value().clone());
+        let saved_hidden = fc2.0.requires_grad().then_some(hidden);
+        let (w1, w2) = (fc1.0.value().clone(), fc2.0.value().clone());
+        self.record("mlp", &[x, fc1.0, fc1.1, fc2.0, fc2.1], y, move |dy, needs| {
+            // fc2's own parameters (dy [..., D]); its dX is never stored, see dpre.
+            let [_, dw2, db2] = linear_backward(saved_hidden.as_ref(), &w2, dy, MatmulNeed { a: false, b: needs[3], bias: needs[4] })?;
+            let [dx, dw1, db1] = if needs[..3].contains(&true) {
+                // d(pre) [..., Hd] = (dy · w2) ⊙ gelu'(pre), in one kernel.
+                let dpre = matmul::matmul_gelu_grad(dy, &w2, MatmulOptions::default(), &pre)?;
+                linear_backward(saved_x.as_ref(), &w1, &dpre, MatmulNeed { a: needs[0], b: needs[1], bias: needs[2] })?
+            } else {
+                [None, None, None]
+            };
+            Ok(vec![dx, dw1, db1, dw2, db2])
+        })
+    }
+
+    /// [1, T, D] → [B, T, D]: every image gets the same tokens (their gradient is summed over the
+    /// batch). Needed where each image must have its own copy, e.g. a per-image dropout mask.
+    pub fn expand_batch(&self, x: &Var, batch: usize) -> Result<Var> {
+        if x.shape().len() != 3 || x.shape()[0] != 1 {
+            return Err(Error::shape("expand_batch", format!("x must be [1, T, D], got {:?}", x.shape())));
+        }
+        let stacked = self.concat_tokens(&vec![x; batch])?; // [1, B·T, D]
+        self.reshape(&stacked, &[batch, x.shape()[1], x.shape()[2]])
+    }
+
+    /// s = x + r and y = LayerNorm(s) in one kernel each way: a pre-norm block's residual add and
+    /// the norm after it (see `add_layernorm_forward`). x, r: [..., D], w, b: [D] → (s, y).
+    ///
+    /// s has other uses (the next residual), so its gradient arrives in two parts: ds from those
+    /// uses and dy through the norm. The backward adds them inside the LayerNorm backward kernel
+    /// and hands the result to both x and r. Saves s, mean, rstd and w, as `layernorm` does.
+    pub fn add_layernorm(&self, x: &Var, r: &Var, w: &Var, b: &Var, eps: f32) -> Result<(Var, Var)> {
+        let AddLayerNormOut { sum, y, mean, rstd } = layernorm::add_layernorm_forward(x.value(), r.value(), w.value(), b.value(), eps)?;
+        let (ss, ws) = (sum.clone(), w.value().clone());
+        let vars = self.record_multi("add_layernorm", &[x, r, w, b], vec![sum, y], move |dys, needs| {
+            let need_params = needs[2] || needs[3];
+            let (dsum, dweight, dbias) = match (&dys[0], &dys[1]) {
+                (Some(ds), Some(dy)) => {
+                    let g = layernorm::add_layernorm_backward(&ss, &ws, &mean, &rstd, dy, ds, need_params)?;
+                    (g.dx, g.dweight, g.dbias)
+                }
+                (None, Some(dy)) => {
+                    let g = layernorm::layernorm_backward(&ss, &ws, &mean, &rstd, dy, need_params)?;
+                    (g.dx, g.dweight, g.dbias)
+                }
+                // Nothing reached y: s's gradient is ds, and w and b get none.
+                (Some(ds), None) => (ds.clone(), None, None),
+                (None, None) => return Err(Error::invalid("add_layernorm", "no gradient reached either output (internal error)")),
+            };
+            Ok(vec![needs[0].then(|| dsum.clone()), needs[1].then_some(dsum), dweight.filter(|_| needs[2]), dbias.filter(|_| needs[3])])
+        });
+        let [s, y]: [Var; 2] = vars.try_into().expect("two outputs");
+        Ok((s, y))
+    }
+
+    /// softmax(s·x) over the last axis, in one kernel (attention's scaled scores).
+    pub fn softmax_scaled(&self, x: &Var, scale: f32) -> Result<Var> {
+        let y = softmax::softmax_scaled_forward(x.value(), scale)?;
+        let ys = y.clone();
+        self.record("softmax", &[x], y, move |dy, _| Ok(vec![Some(softmax::softmax_scaled_backward(&ys, dy, scale)?)]))
+    }
+
+    /// qkv [B, T, 3·D] → q, k, v [B, H, T, hd].
+    pub fn split_heads(&self, qkv: &Var, num_heads: usize) -> Result<[Var; 3]> {
+        let out = heads::split_heads_forward(qkv.value(), num_heads)?;
+        let head_shape = out.q.shape().to_vec();
+        let gpu = self.gpu.clone();
+        let vars = self.record_multi("split_heads", &[qkv], vec![out.q, out.k, out.v], move |dys, _| {
+            // A part that no gradient reached (not possible in attention, but allowed) counts as zeros.
+            let parts: Vec<Tensor> = dys.iter().map(|d| d.clone().map_or_else(|| Tensor::zeros(&gpu, &head_shape), Ok)).collect::<Result<_>>()?;
+            Ok(vec![Some(heads::split_heads_backward(&parts[0], &parts[1], &parts[2])?)])
+        });
+        let [q, k, v]: [Var; 3] = vars.try_into().expect("three outputs");
+        Ok([q, k, v])
+    }
+
+    /// x [B, H, T, hd] → [B, T, H·hd].
+    pub fn merge_heads(&self, x: &Var) -> Result<Var> {
+        let y = heads::merge_heads_forward(x.value())?;
+        let num_heads = x.shape()[1];
+        self.record("merge_heads", &[x], y, move |dy, _| Ok(vec![Some(heads::merge_heads_backward(dy, num_heads)?)]))
+    }
+
+    /// Concatenate [Bᵢ, Tᵢ, D] parts along the token axis (Bᵢ = 1 broadcasts over the batch).
+    pub fn concat_tokens(&self, parts: &[&Var]) -> Result<Var> {
+        let values: Vec<&Tensor> = parts.iter().map(|p| p.value()).collect();
+        let y = tokens::concat_tokens_forward(&values)?;
+        let shapes: Vec<Vec<usize>> = parts.iter().map(|p| p.shape().to_vec()).collect();
+        self.record("concat_tokens", parts, y, move |dy, needs| {
+            // Slicing out every part is cheap; drop the ones no input needs.
+            let grads = tokens::concat_tokens_backward(dy, &shapes)?;
+            Ok(grads.into_iter().zip(needs).map(|(g, &need)| need.then_some(g)).collect())
+        })
+    }
+
+    /// x [B, T, D] → tokens start..start+count, [B, count, D].
+    pub fn slice_tokens(&self, x: &Var, start: usize, count: usize) -> Result<Var> {
+        let y = tokens::slice_tokens_forward(x.value(), start, count)?;
+        let total = x.shape()[1];
+        self.record("slice_tokens", &[x], y, move |dy, _| Ok(vec![Some(tokens::slice_tokens_backward(dy, total, start)?)]))
+    }
+
+    /// Mean over the token axis: x [B, T, D] → [B, D]. A matmul with a row of 1/T, so it needs no
+    /// kernel of its own: [1, T] · [B, T, D] → [B, 1, D].
+    pub fn mean_tokens(&self, x: &Var) -> Result<Var> {
+        let (batch, count, width) = match x.shape() {
+            &[b, t, d] => (b, t, d),
+            other => return Err(Error::shape("mean_tokens", format!("x must be [B, T, D], got {other:?}"))),
+        };
+        let averager = self.constant(Tensor::full(&self.gpu, &[1, count], 1.0 / count as f32)?);
+        let pooled = self.matmul(&averager, x, MatmulOptions::default())?;
+        self.reshape(&pooled, &[batch, width])
+    }
+
+    /// timm's PatchEmbed: images [B, C, H, W], weight [D, C, p, p], bias [D] → [B, N, D].
+    pub fn patch_embed(&self, images: &Var, weight: &Var, bias: &Var) -> Result<Var> {
+        let y = patch::patch_embed_forward(images.value(), weight.value(), Some(bias.value()))?;
+        let (im, w) = (images.value().clone(), weight.value().clone());
+        self.record("patch_embed", &[images, weight, bias], y, move |dy, needs| {
+            let g = patch::patch_embed_backward(&im, &w, dy, MatmulNeed { a: needs[0], b: needs[1], bias: needs[2] })?;
+            Ok(vec![g.dimages, g.dweight, g.dbias])
+        })
+    }
+}

@@ -1,0 +1,18 @@
+//! Training and using a task: the layer above the model.
+//!
+//! - [`optim`]: the optimizer step and its state ([`Trainer`]), one training step on a batch;
+//! - [`schedule`]: warm-up + cosine learning rate;
+//! - [`fit`]: a whole `vpt train` run (epochs, validation, resume, metrics);
+//! - [`task`]: the task file `vpt train` writes and `vpt eval` / `vpt predict` read;
+//! - [`predict`]: several tasks served from one backbone in one batch;
+//! - [`data`]: image folders, the train/val split, transforms, the epoch loader.
+
+pub mod data;
+pub mod fit;
+pub mod optim;
+pub mod predict;
+pub mod schedule;
+pub mod task;
+
+pub use optim::{Optimizer, Trainer};
+pub use schedule::WarmupCosine;

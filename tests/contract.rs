@@ -1,0 +1,212 @@
+//! The Rust↔WGSL contract, checked: every launcher against the entry point it launches.
+//!
+//! Each launch records what the launcher built (`Gpu::launches`: the `Params` fields with their
+//! WGSL names and types, and each storage binding with the access the launcher expects). Here
+//! every kernel is launched once at a tiny shape, then each record is held against the entry
+//! point's declarations as naga parses them from the very source the GPU compiled:
+//! - every `Params` field, in order, has the name and scalar type of the WGSL struct's field, and
+//!   the launcher fills the whole struct;
+//! - every buffer bound is a binding the entry point uses, with the access the launcher expects
+//!   (`read` or `read_write`), and every storage binding it uses is bound;
+//! - `WG` in `wgsl/lib/flat.wgsl` is the `WG_1D` the launchers size their grids with.
+//!
+//! And no entry point escapes: each one of every family must have been launched here.
+
+use std::collections::BTreeSet;
+
+use naga::valid::{Capabilities, ValidationFlags, Validator};
+use vpt_wgsl::gpu::{Access, LaunchRecord, ParamType, WG_1D};
+use vpt_wgsl::kernels::matmul::{self, MatmulKernel, MatmulNeed, MatmulOptions};
+use vpt_wgsl::kernels::{cross_entropy, elementwise, gelu, heads, layernorm, optim, patch, reduce, softmax, tokens, ALL_SHADERS};
+use vpt_wgsl::{Gpu, Labels, Result, Tensor};
+
+/// A parsed and validated shader: naga's module, and which globals each entry point uses.
+struct Parsed {
+    module: naga::Module,
+    info: naga::valid::ModuleInfo,
+}
+
+fn parse(source: &str) -> Parsed {
+    let module = naga::front::wgsl::parse_str(source).unwrap_or_else(|e| panic!("{}", e.emit_to_string(source)));
+    let info = Validator::new(ValidationFlags::all(), Capabilities::all()).validate(&module).expect("valid WGSL");
+    Parsed { module, info }
+}
+
+/// The scalar type of a `Params` field, as the Rust side names it.
+fn param_type(module: &naga::Module, ty: naga::Handle<naga::Type>) -> Option<ParamType> {
+    match module.types[ty].inner {
+        naga::TypeInner::Scalar(naga::Scalar { kind: naga::ScalarKind::Uint, width: 4 }) => Some(ParamType::U32),
+        naga::TypeInner::Scalar(naga::Scalar { kind: naga::ScalarKind::Float, width: 4 }) => Some(ParamType::F32),
+        _ => None,
+    }
+}
+
+/// Check one launcher's record against the entry point it launched; the error says what differs.
+fn check_launch(op: &str, record: &LaunchRecord, parsed: &Parsed) -> std::result::Result<(), String> {
+    let Parsed { module, info } = parsed;
+    let index = module.entry_points.iter().position(|e| e.name == record.entry).ok_or_else(|| format!("{op}: no entry point {:?}", record.entry))?;
+    let uses = info.get_entry_point(index);
+    // (binding, access, the global's type) for each resource this entry point uses.
+    let mut used = Vec::new();
+    for (handle, var) in module.global_variables.iter() {
+        let (Some(binding), false) = (&var.binding, uses[handle].is_empty()) else { continue };
+        used.push((binding.binding, &var.space, var.ty, var.name.clone().unwrap_or_default()));
+    }
+    for &(binding, ref space, ty, ref name) in &used {
+        match space {
+            naga::AddressSpace::Uniform if binding == 0 => {
+                let naga::TypeInner::Struct { members, .. } = &module.types[ty].inner else { return Err(format!("{op}: binding 0 is not a struct")) };
+                let wgsl: Vec<(String, Option<ParamType>)> =
+                    members.iter().map(|m| (m.name.clone().unwrap_or_default(), param_type(module, m.ty))).collect();
+                let rust: Vec<(String, Option<ParamType>)> = record.params.iter().map(|&(n, t)| (n.to_string(), Some(t))).collect();
+                if wgsl != rust {
+                    return Err(format!("{op}: the launcher's Params {rust:?} differ from the WGSL struct {wgsl:?}"));
+                }
+            }
+            naga::AddressSpace::Storage { access } => {
+                let expected = if access.contains(naga::StorageAccess::STORE) { Access::ReadWrite } else { Access::Read };
+                match record.bindings.iter().find(|(b, _)| *b == binding) {
+                    None => return Err(format!("{op}: binding {binding} ({name}) is used by the entry point but not bound")),
+                    Some((_, a)) if *a != expected => {
+                        return Err(format!("{op}: binding {binding} ({name}) is declared {expected:?} but the launcher binds it as {a:?}"))
+                    }
+                    Some(_) => {}
+                }
+            }
+            other => return Err(format!("{op}: binding {binding} ({name}) is in address space {other:?}, which no launcher binds")),
+        }
+    }
+    for (binding, _) in &record.bindings {
+        if !used.iter().any(|u| u.0 == *binding) {
+            return Err(format!("{op}: the launcher binds slot {binding}, which the entry point does not declare or use"));
+        }
+    }
+    Ok(())
+}
+
+fn gpu() -> Gpu {
+    Gpu::new().unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn t(gpu: &Gpu, shape: &[usize]) -> Tensor {
+    let n: usize = shape.iter().product();
+    Tensor::from_slice(gpu, shape, &(0..n).map(|i| (i % 7) as f32 * 0.1 - 0.3).collect::<Vec<_>>()).unwrap()
+}
+
+/// Launch every kernel of every family once, at tiny shapes.
+fn launch_every_kernel(gpu: &Gpu) -> Result<()> {
+    let (a, b) = (t(gpu, &[2, 4, 8]), t(gpu, &[2, 4, 8]));
+    elementwise::add_forward(&a, &b)?;
+    elementwise::mul_forward(&a, &b)?;
+    elementwise::bias_add_forward(&a, &t(gpu, &[8]))?;
+    elementwise::scale_forward(&a, 0.5)?;
+    elementwise::accumulate(&a, &b)?;
+    gelu::gelu_forward(&a)?;
+    gelu::gelu_backward(&a, &b)?;
+    gelu::gelu_tanh_forward(&a)?;
+    gelu::gelu_tanh_backward(&a, &b)?;
+    reduce::sum_rows_forward(&a)?;
+    reduce::sum_rows_backward(&t(gpu, &[8]), 8)?;
+    reduce::mean_forward(&a)?;
+    reduce::mean_backward(&t(gpu, &[1]), &[2, 4, 8])?;
+    let y = softmax::softmax_forward(&a)?;
+    softmax::softmax_backward(&y, &b)?;
+    let (w, bias) = (t(gpu, &[8]), t(gpu, &[8]));
+    let ln = layernorm::layernorm_forward(&a, &w, &bias, 1e-6)?;
+    layernorm::layernorm_backward(&a, &w, &ln.mean, &ln.rstd, &b, true)?;
+    let aln = layernorm::add_layernorm_forward(&a, &b, &w, &bias, 1e-6)?;
+    layernorm::add_layernorm_backward(&aln.sum, &w, &aln.mean, &aln.rstd, &b, &a, true)?;
+    let labels = Labels::new(gpu, &[1, 3], 4)?;
+    let ce = cross_entropy::cross_entropy_forward(&t(gpu, &[2, 4]), &labels)?;
+    cross_entropy::cross_entropy_backward(&ce.probs, &labels, &t(gpu, &[1]))?;
+    let qkv = heads::split_heads_forward(&t(gpu, &[2, 3, 24]), 2)?;
+    heads::split_heads_backward(&qkv.q, &qkv.k, &qkv.v)?;
+    let merged = heads::merge_heads_forward(&qkv.q)?;
+    heads::merge_heads_backward(&merged, 2)?;
+    let parts = [&t(gpu, &[2, 1, 8]), &a];
+    let cat = tokens::concat_tokens_forward(&parts)?;
+    tokens::slice_tokens_forward(&cat, 1, 2)?;
+    let patches = patch::im2col_forward(&t(gpu, &[1, 3, 8, 8]), 4)?;
+    patch::im2col_backward(&patches, &[1, 3, 8, 8], 4)?;
+    let param = t(gpu, &[8]);
+    optim::sgd_step(&param, &w, &Tensor::zeros(gpu, &[8])?, optim::Sgd { lr: 0.1, momentum: 0.9, weight_decay: 0.0, nesterov: false })?;
+    optim::adamw_step(&param, &w, &Tensor::zeros(gpu, &[8])?, &Tensor::zeros(gpu, &[8])?, 1, optim::AdamW::default())?;
+    let linear = MatmulOptions { trans_a: false, trans_b: true };
+    let (x, weight) = (t(gpu, &[8, 8]), t(gpu, &[8, 8]));
+    for kernel in MatmulKernel::ALL {
+        matmul::matmul_forward_with(kernel, &x, &weight, Some(&w), linear)?;
+        let fused = matmul::matmul_gelu_forward_with(kernel, &x, &weight, Some(&w), linear)?;
+        matmul::matmul_gelu_grad_with(kernel, &x, &weight, MatmulOptions::default(), &fused.pre)?;
+    }
+    matmul::matmul_backward(&x, &weight, &x, linear, MatmulNeed { a: true, b: true, bias: true })?;
+    gpu.wait_for_all()
+}
+
+#[test]
+fn every_launcher_matches_its_entry_point() {
+    let gpu = gpu();
+    launch_every_kernel(&gpu).unwrap();
+    let launches = gpu.launches();
+    let mut errors = Vec::new();
+    for (op, record) in &launches {
+        if let Err(e) = check_launch(op, record, &parse(record.source)) {
+            errors.push(e);
+        }
+    }
+    assert!(errors.is_empty(), "launchers that break their kernel's contract:\n{}", errors.join("\n"));
+
+    // No entry point escapes the check above.
+    let mut missing = BTreeSet::new();
+    for shader in ALL_SHADERS {
+        for entry in &parse(shader.source).module.entry_points {
+            let op = format!("{}::{}", shader.name, entry.name);
+            if !launches.contains_key(&op) {
+                missing.insert(op);
+            }
+        }
+    }
+    assert!(missing.is_empty(), "entry points never launched here, so never checked: {missing:?}; launch them in launch_every_kernel");
+}
+
+/// The check itself catches what it is for: a binding the entry point does not have, a binding
+/// with the wrong access, a field out of order, a field missing.
+#[test]
+fn a_launcher_that_breaks_the_contract_fails_the_check() {
+    let gpu = gpu();
+    let (a, b) = (t(&gpu, &[4, 8]), t(&gpu, &[4, 8]));
+    elementwise::add_forward(&a, &b).unwrap();
+    let good = gpu.launches()["elementwise::add_forward"].clone();
+    let parsed = parse(good.source);
+    check_launch("add_forward", &good, &parsed).unwrap();
+
+    let mut slot_15 = good.clone();
+    slot_15.bindings.push((15, Access::Read));
+    let err = check_launch("add_forward", &slot_15, &parsed).unwrap_err();
+    assert!(err.contains("slot 15"), "{err}");
+
+    let mut wrong_access = good.clone();
+    wrong_access.bindings[0].1 = Access::ReadWrite;
+    assert!(check_launch("add_forward", &wrong_access, &parsed).unwrap_err().contains("declared Read"));
+
+    let mut unbound = good.clone();
+    unbound.bindings.pop();
+    assert!(check_launch("add_forward", &unbound, &parsed).unwrap_err().contains("not bound"));
+
+    let mut swapped = good.clone();
+    swapped.params.swap(0, 1);
+    assert!(check_launch("add_forward", &swapped, &parsed).unwrap_err().contains("Params"));
+
+    let mut short = good;
+    short.params.pop();
+    assert!(check_launch("add_forward", &short, &parsed).unwrap_err().contains("Params"));
+}
+
+/// `WG` in wgsl/lib/flat.wgsl sizes the workgroups; `WG_1D` sizes the grids. They must agree.
+#[test]
+fn flat_workgroup_size_matches_the_launchers() {
+    let source = include_str!("../wgsl/lib/flat.wgsl");
+    let module = naga::front::wgsl::parse_str(source).unwrap();
+    let (_, wg) = module.constants.iter().find(|(_, c)| c.name.as_deref() == Some("WG")).expect("const WG");
+    let naga::Expression::Literal(naga::Literal::U32(value)) = module.global_expressions[wg.init] else { panic!("WG is not a u32 literal") };
+    assert_eq!(value, WG_1D, "WG in wgsl/lib/flat.wgsl vs WG_1D in src/gpu/shader.rs");
+}
