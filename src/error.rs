@@ -21,6 +21,9 @@ pub enum Error {
     /// A setting, flag, argument or environment variable with a value that cannot be used
     /// (`what` names it: `--lr`, `WGPU_BACKEND`, `adamw_step`'s step...), and what would do.
     Invalid { what: String, msg: String },
+    /// Something that should not happen whatever the input: a bug in vpt-wgsl, or the system
+    /// refusing what it normally gives (a thread).
+    Internal { what: String, msg: String },
     /// A buffer larger than the adapter can bind in one storage binding.
     TooLarge { what: String, bytes: u64, limit: u64 },
     /// wgpu reported a validation, out-of-memory or internal error inside an op.
@@ -72,6 +75,7 @@ impl fmt::Display for Error {
             Error::Device(msg) => write!(f, "could not open the GPU device: {msg}"),
             Error::Shape { op, msg } => write!(f, "{op}: {msg}"),
             Error::Invalid { what, msg } => write!(f, "{what}: {msg}"),
+            Error::Internal { what, msg } => write!(f, "{what}: {msg} (an internal error: please report it)"),
             Error::TooLarge { what, bytes, limit } => write!(
                 f,
                 "{what} needs {bytes} bytes but this adapter binds at most {limit} bytes per storage buffer; \

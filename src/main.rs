@@ -469,7 +469,7 @@ fn eval(model: &str, task: &str, data: &std::path::Path, batch: usize, num_heads
         eprintln!("warning: skipped {} files that are not readable images", folder.skipped.len());
     }
     let size = t.img_size.0;
-    let result = fit::evaluate(&gpu, &vit, &t.task, &folder.samples, Transform::Eval { size, resize: default_resize(size) }, t.norm, batch, t.classes.len())?;
+    let result = fit::evaluate(&gpu, &vit, &t.task, &folder.samples, Transform::Eval { size, resize: default_resize(size) }, t.norm, batch)?;
     println!("top-1 accuracy: {:.2}% on {} images", 100.0 * result.top1, folder.samples.len());
     for (name, (correct, total)) in t.classes.iter().zip(&result.per_class) {
         println!("  {name:<24} {:6.2}%  ({correct}/{total})", 100.0 * *correct as f64 / (*total).max(1) as f64);

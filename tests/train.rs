@@ -121,7 +121,7 @@ fn predict_with_several_tasks_answers_as_each_task_alone() {
     let classes: Vec<String> = CLASSES.iter().map(|s| s.to_string()).collect();
     // Two tasks of the same prompt shape (they share batches) and one of another (its own batch).
     let make = |depth, prompts, pool, seed| TaskFile {
-        task: new_task(&gpu, depth, prompts, 24, 4, 3, pool, seed).unwrap(),
+        task: new_task(&gpu, &vit.cfg, depth, prompts, 3, pool, seed).unwrap(),
         classes: classes.clone(),
         norm: Normalization::parse("0.5,0.5,0.5", "0.25,0.25,0.25").unwrap(),
         img_size: (16, 16),
@@ -162,7 +162,7 @@ fn task_for_another_backbone_is_refused() {
     let model = write_tiny_backbone(&dir);
     let gpu = Gpu::new().unwrap_or_else(|e| panic!("{e}"));
     let task = TaskFile {
-        task: new_task(&gpu, 1, 2, 24, 4, 3, Pool::Cls, 1).unwrap(),
+        task: new_task(&gpu, &common::tiny_config(), 1, 2, 3, Pool::Cls, 1).unwrap(),
         classes: CLASSES.iter().map(|s| s.to_string()).collect(),
         norm: Normalization::IMAGENET,
         img_size: (16, 16),

@@ -279,7 +279,7 @@ fn matmul_tiled(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocation
 // M, N, K works.
 //
 // What each step bought on lavapipe (2 cores, quiet), fc1 [247, 768]·[3072, 768]ᵀ in GFLOP/s
-// (README "Benchmarks" has every shape and the command): tiled 3.3 → reg4x4 (no workgroup memory,
+// (docs/benchmarks.md has every shape and the command): tiled 3.3 → reg4x4 (no workgroup memory,
 // no barriers, layout fixed at compile time) 6.3 → reg4x4_vec4 (vec4 loads) 11.4 → reg16x8
 // (24 loads per 512 FMAs instead of 8 per 64) 23.8 → reg32x8 (40 loads per 1024 FMAs: half the
 // loads of op(B) per FMA) 26.9–27.6, and 19.7–20.5 → 24.4–24.9 on fc1's dX, whose B is stored

@@ -71,7 +71,7 @@ impl Graph {
                 }
                 // Nothing reached y: s's gradient is ds, and w and b get none.
                 (Some(ds), None) => (ds.clone(), None, None),
-                (None, None) => return Err(Error::invalid("add_layernorm", "no gradient reached either output (internal error)")),
+                (None, None) => return Err(Error::Internal { what: "add_layernorm".into(), msg: "no gradient reached either output".into() }),
             };
             Ok(vec![needs[0].then(|| dsum.clone()), needs[1].then_some(dsum), dweight.filter(|_| needs[2]), dbias.filter(|_| needs[3])])
         });

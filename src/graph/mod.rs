@@ -173,7 +173,7 @@ impl Graph {
             return Err(Error::shape("backward", format!("the loss must be a single value, got shape {:?}", loss.shape())));
         }
         if !loss.requires_grad {
-            return Err(Error::shape("backward", "the loss does not depend on any trainable parameter (or the graph is an inference graph)"));
+            return Err(Error::invalid("backward", "the loss does not depend on any trainable parameter (or the graph is an inference graph)"));
         }
         let mut grads: HashMap<usize, Tensor> = HashMap::new();
         grads.insert(loss.id, Tensor::full(&self.gpu, loss.shape(), 1.0)?);

@@ -22,7 +22,7 @@ pub(super) fn linear_backward(x: Option<&Tensor>, w: &Tensor, dy: &Tensor, need:
         return Ok([g.da, g.db, g.dbias]);
     }
     if need.b {
-        return Err(Error::shape("linear_backward", "dW asked for, but the layer's input was not kept (its weight was frozen when the op ran)"));
+        return Err(Error::Internal { what: "linear_backward".into(), msg: "dW asked for, but the layer's input was not kept (its weight was frozen when the op ran)".into() });
     }
     // dx [..., K] = dy [..., N] · w [N, K]
     let dx = need.a.then(|| matmul::matmul_forward(dy, w, None, MatmulOptions::default())).transpose()?;
@@ -142,7 +142,7 @@ impl Graph {
             return Ok(x.clone());
         }
         if dropout.p >= 1.0 {
-            return Err(Error::shape("dropout", format!("p = {} must be below 1", dropout.p)));
+            return Err(Error::invalid("dropout", format!("p = {} must be below 1", dropout.p)));
         }
         let keep = 1.0 / (1.0 - dropout.p);
         let mut state = dropout.seed;

@@ -77,7 +77,7 @@ impl MatmulKernel {
     /// The kernel the engine uses for op(A) [M, K] · op(B) [K, N] in layout `opts` on this device.
     ///
     /// On a CPU adapter (lavapipe; llvmpipe's GL too) the register-tiled kernels, measured
-    /// fastest there at every ViT shape (README "Benchmarks"): `Reg16x8` computes about twice as fast
+    /// fastest there at every ViT shape (docs/benchmarks.md): `Reg16x8` computes about twice as fast
     /// as `Reg4x4Vec4`, and `Reg32x8` 1.1–1.17× as fast as `Reg16x8` where op(A) is read with vec4
     /// loads (A's stored rows a multiple of 4 long; elsewhere ~5% slower: A's scalar loads then
     /// dominate and it does not reduce them). Their tiles are 32×32, 128×64 and 256×64, so where M

@@ -64,7 +64,7 @@ pub fn sgd_step(param: &Tensor, grad: &Tensor, momentum_buf: &Tensor, cfg: Sgd) 
 pub fn adamw_step(param: &Tensor, grad: &Tensor, m: &Tensor, v: &Tensor, step: u32, cfg: AdamW) -> Result<()> {
     check_state("adamw_step", param, grad, &[("m", m), ("v", v)])?;
     if step == 0 {
-        return Err(Error::shape("adamw_step", "step counts from 1"));
+        return Err(Error::invalid("adamw_step", "step counts from 1"));
     }
     let bias_correction1 = 1.0 - (cfg.beta1 as f64).powi(step as i32);
     let bias_correction2 = 1.0 - (cfg.beta2 as f64).powi(step as i32);

@@ -46,7 +46,7 @@ impl std::str::FromStr for Pool {
             "cls" => Ok(Pool::Cls),
             "image" => Ok(Pool::Image),
             "prompt" => Ok(Pool::Prompt),
-            other => Err(Error::shape("pool", format!("unknown pooling {other:?}: use cls, image or prompt"))),
+            other => Err(Error::invalid("pool", format!("unknown pooling {other:?}: use cls, image or prompt"))),
         }
     }
 }
@@ -114,7 +114,7 @@ impl VptTask {
             }
         }
         if self.pool == Pool::Prompt && p == 0 {
-            return Err(Error::shape(op, "prompt pooling needs prompts"));
+            return Err(Error::invalid("pool", "prompt pooling needs prompts: give the task prompts, or pool cls or image"));
         }
         Ok(())
     }
@@ -191,7 +191,7 @@ pub fn vpt_pooled(g: &Graph, vit: &Vit, prompts: Option<&Var>, pool: Pool, image
         Pool::Cls => g.reshape(&g.slice_tokens(&x, 0, 1)?, &[batch, vit.cfg.embed_dim]),
         Pool::Image => g.mean_tokens(&g.slice_tokens(&x, 1 + p, tokens - 1 - p)?),
         Pool::Prompt if p > 0 => g.mean_tokens(&g.slice_tokens(&x, 1, p)?),
-        Pool::Prompt => Err(Error::shape("vpt", "prompt pooling needs prompts")),
+        Pool::Prompt => Err(Error::invalid("pool", "prompt pooling needs prompts: give the task prompts, or pool cls or image")),
     }
 }
 
@@ -263,7 +263,7 @@ impl VptForward {
     pub fn backward(self) -> Result<VptStep> {
         let VptForward { graph, vars, logits, loss } = self;
         let grads: Grads = graph.backward(&loss)?;
-        let missing = || Error::shape("vpt_grad", "the loss does not depend on the head (internal error)");
+        let missing = || Error::Internal { what: "vpt_grad".into(), msg: "the loss does not depend on the head".into() };
         Ok(VptStep {
             grad_prompts: vars.prompts.as_ref().and_then(|p| grads.get(p).cloned()),
             grad_head_weight: grads.get(&vars.head_weight).cloned().ok_or_else(missing)?,
@@ -305,8 +305,10 @@ pub fn read_batch(gpu: &Gpu, path: &str) -> Result<(Tensor, Vec<u32>)> {
 
 /// Write logits, loss and the gradients (the `vpt grad` output format).
 pub fn write_step(path: &str, step: &VptStep) -> Result<()> {
-    let host = |t: &Tensor| -> Result<(Vec<usize>, Vec<f32>)> { Ok((t.shape().to_vec(), t.to_vec()?)) };
-    let mut out: Vec<(&str, (Vec<usize>, Vec<f32>))> = vec![
+    // (shape, values) of a tensor read back.
+    type Host = (Vec<usize>, Vec<f32>);
+    let host = |t: &Tensor| -> Result<Host> { Ok((t.shape().to_vec(), t.to_vec()?)) };
+    let mut out: Vec<(&str, Host)> = vec![
         ("logits", host(&step.logits)?),
         ("loss", (vec![], step.loss.to_vec()?)),
         ("grad.head.weight", host(&step.grad_head_weight)?),

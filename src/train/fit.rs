@@ -178,7 +178,7 @@ pub fn fit(gpu: &Gpu, cfg: &TrainConfig, observer: &mut dyn Observer) -> Result<
     }
     let (size, _) = vit.cfg.img_size;
     let depth = if cfg.num_prompts == 0 { 0 } else { cfg.depth.layers(vit.cfg.depth)? };
-    let task = new_task(gpu, depth, cfg.num_prompts, vit.cfg.embed_dim, vit.cfg.patch_size, data.classes.len(), cfg.pool, cfg.seed)?;
+    let task = new_task(gpu, &vit.cfg, depth, cfg.num_prompts, data.classes.len(), cfg.pool, cfg.seed)?;
     let task_file = TaskFile { task, classes: data.classes.clone(), norm, img_size: vit.cfg.img_size, backbone: fingerprint.clone() };
     task_file.task.check_against(&vit)?;
 
@@ -201,7 +201,7 @@ pub fn fit(gpu: &Gpu, cfg: &TrainConfig, observer: &mut dyn Observer) -> Result<
         let start = Instant::now();
         let lr_now = schedule.lr(trainer.step());
         let (loss, accuracy) = train_epoch(gpu, &vit, &task_file.task, &mut trainer, &data.train, train_tf, norm, cfg, epoch, dropout, observer)?;
-        let val_accuracy = if data.val.is_empty() { f64::NAN } else { evaluate(gpu, &vit, &task_file.task, &data.val, eval_tf, norm, cfg.batch, data.classes.len())?.top1 };
+        let val_accuracy = if data.val.is_empty() { f64::NAN } else { evaluate(gpu, &vit, &task_file.task, &data.val, eval_tf, norm, cfg.batch)?.top1 };
         let seconds = start.elapsed().as_secs_f64();
         let summary = EpochSummary {
             epoch: epoch + 1,
@@ -293,7 +293,8 @@ pub struct Evaluation {
     pub per_class: Vec<(usize, usize)>,
 }
 
-pub fn evaluate(gpu: &Gpu, vit: &Vit, task: &VptTask, samples: &[Sample], transform: Transform, norm: Normalization, batch: usize, classes: usize) -> Result<Evaluation> {
+pub fn evaluate(gpu: &Gpu, vit: &Vit, task: &VptTask, samples: &[Sample], transform: Transform, norm: Normalization, batch: usize) -> Result<Evaluation> {
+    let classes = task.num_classes();
     let mut per_class = vec![(0usize, 0usize); classes];
     for b in EpochLoader::new(samples.to_vec(), transform, norm, batch.max(1), false, 0, 0, 0) {
         let b = b?;

@@ -18,7 +18,7 @@ use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::io::{write_f32_tensors, TensorFile};
 use crate::tensor::Tensor;
-use crate::model::vit::StateDict;
+use crate::model::vit::{StateDict, VitConfig};
 use crate::model::vpt::{Pool, VptTask};
 
 pub const FORMAT: &str = "vpt-wgsl task v1";
@@ -136,8 +136,10 @@ pub fn init_head(classes: usize, dim: usize, rng: &mut u64) -> (Vec<f32>, Vec<f3
     (draw(classes * dim), draw(classes))
 }
 
-/// A fresh task for `classes` on a backbone of width `dim` and patch `patch`.
-pub fn new_task(gpu: &Gpu, depth: usize, num_prompts: usize, dim: usize, patch: usize, classes: usize, pool: Pool, seed: u64) -> Result<VptTask> {
+/// A fresh task for `classes` on a backbone of shape `backbone`: `num_prompts` prompts in each of
+/// its first `depth` layers (0: the linear probe).
+pub fn new_task(gpu: &Gpu, backbone: &VitConfig, depth: usize, num_prompts: usize, classes: usize, pool: Pool, seed: u64) -> Result<VptTask> {
+    let (dim, patch) = (backbone.embed_dim, backbone.patch_size);
     let mut rng = seed ^ 0x5650_545f_494e_4954; // "VPT_INIT": keep init draws apart from data draws
     let prompts = if depth > 0 && num_prompts > 0 {
         Some(Tensor::from_slice(gpu, &[depth, num_prompts, dim], &init_prompts(depth, num_prompts, dim, patch, &mut rng))?)

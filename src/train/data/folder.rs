@@ -1,0 +1,210 @@
+//! An image folder: one sub-folder per class, JPEG/PNG files inside, scanned once and
+//! deterministically (sorted), with the files it cannot use named and skipped.
+
+use std::ffi::OsString;
+use std::path::{Path, PathBuf};
+
+use image::{ImageFormat, ImageReader};
+
+use super::data_error;
+use crate::{Error, Result};
+
+/// An image folder: one sub-folder per class (class names = sub-folder names, sorted), JPEG/PNG files inside.
+pub struct ImageFolder {
+    pub root: PathBuf,
+    pub classes: Vec<String>,
+    /// Sorted by (class, file name): deterministic.
+    pub samples: Vec<Sample>,
+    /// Files that are not decodable images (or not where images belong), with the reason.
+    pub skipped: Vec<(PathBuf, String)>,
+}
+
+/// One image and its class index into [`ImageFolder::classes`].
+#[derive(Clone, Debug)]
+pub struct Sample {
+    pub path: PathBuf,
+    pub label: usize,
+}
+
+impl ImageFolder {
+    /// Scan `root`. Errors (naming the path): root missing or not a folder; no class sub-folders;
+    /// a class sub-folder with no usable images. Non-image and corrupt files are skipped and
+    /// recorded in `skipped`; hidden files (`.DS_Store`, `._foo`) are ignored silently.
+    pub fn scan(root: &Path) -> Result<ImageFolder> {
+        scan_folder(root, None)
+    }
+
+    /// Scan `root` and require exactly these class names; labels follow the given order, so an
+    /// eval/val folder gets the label numbering the model was trained with.
+    pub fn scan_with_classes(root: &Path, classes: &[String]) -> Result<ImageFolder> {
+        scan_folder(root, Some(classes))
+    }
+}
+
+/// Files passed over by a scan, each with the reason.
+type Skipped = Vec<(PathBuf, String)>;
+
+/// The shared body of `scan` and `scan_with_classes`.
+fn scan_folder(root: &Path, expected: Option<&[String]>) -> Result<ImageFolder> {
+    check_root(root)?;
+    let (found, mut skipped) = list_class_dirs(root)?;
+    if found.is_empty() {
+        return Err(no_classes_error(root, skipped.len()));
+    }
+    let classes = match expected {
+        None => found,
+        Some(expected) => {
+            check_same_classes(root, &found, expected)?;
+            expected.to_vec()
+        }
+    };
+    let mut samples = Vec::new();
+    for (label, class) in classes.iter().enumerate() {
+        let (paths, bad) = scan_class(&root.join(class))?;
+        if paths.is_empty() {
+            return Err(empty_class_error(root, class, &bad));
+        }
+        samples.extend(paths.into_iter().map(|path| Sample { path, label }));
+        skipped.extend(bad);
+    }
+    Ok(ImageFolder { root: root.to_path_buf(), classes, samples, skipped })
+}
+
+fn check_root(root: &Path) -> Result<()> {
+    match std::fs::metadata(root) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(data_error(
+            root,
+            "is a file, not a folder; pass the image folder (one sub-folder per class, e.g. ROOT/cat/001.jpg)",
+        )),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(data_error(
+            root,
+            "no such folder; check the path (an image folder has one sub-folder per class, e.g. ROOT/cat/001.jpg)",
+        )),
+        Err(e) => Err(Error::Io { path: root.display().to_string(), source: e }),
+    }
+}
+
+/// The non-hidden entries of a folder, sorted by file name so that nothing depends on the order
+/// the file system happens to list them in.
+fn sorted_entries(dir: &Path) -> Result<Vec<(OsString, PathBuf)>> {
+    let io_err = |e| Error::Io { path: dir.display().to_string(), source: e };
+    let mut entries = Vec::new();
+    for entry in std::fs::read_dir(dir).map_err(io_err)? {
+        let entry = entry.map_err(io_err)?;
+        let name = entry.file_name();
+        // Hidden files are OS litter (.DS_Store, AppleDouble ._foo.jpg, .git): not data, not news.
+        if name.as_encoded_bytes().starts_with(b".") {
+            continue;
+        }
+        entries.push((name, entry.path()));
+    }
+    entries.sort();
+    Ok(entries)
+}
+
+/// The class sub-folders of `root` (sorted names) and the loose files beside them (skipped).
+fn list_class_dirs(root: &Path) -> Result<(Vec<String>, Skipped)> {
+    let mut classes = Vec::new();
+    let mut skipped = Vec::new();
+    for (name, path) in sorted_entries(root)? {
+        // fs::metadata follows symlinks, so a linked class folder counts as a folder.
+        if !std::fs::metadata(&path).map(|m| m.is_dir()).unwrap_or(false) {
+            let why = "not inside a class sub-folder; images belong in ROOT/<class>/";
+            skipped.push((path, why.to_string()));
+            continue;
+        }
+        let Some(name) = name.to_str() else {
+            return Err(data_error(&path, "class folder name is not valid UTF-8; rename the folder"));
+        };
+        classes.push(name.to_string());
+    }
+    Ok((classes, skipped))
+}
+
+fn no_classes_error(root: &Path, loose_files: usize) -> Error {
+    let hint = if loose_files > 0 {
+        format!(" ({loose_files} files lie directly in it; move them into one sub-folder per class)")
+    } else {
+        String::new()
+    };
+    data_error(
+        root,
+        format!("no class sub-folders{hint}; an image folder needs one sub-folder per class with the images inside, e.g. ROOT/cat/001.jpg"),
+    )
+}
+
+/// The folder must hold exactly the expected classes (the order may differ: labels follow `expected`).
+fn check_same_classes(root: &Path, found: &[String], expected: &[String]) -> Result<()> {
+    let mut sorted = expected.to_vec();
+    sorted.sort();
+    if let Some(w) = sorted.windows(2).find(|w| w[0] == w[1]) {
+        return Err(data_error(root, format!("the expected class list names {:?} twice", w[0])));
+    }
+    let missing: Vec<&String> = expected.iter().filter(|c| !found.contains(c)).collect();
+    let extra: Vec<&String> = found.iter().filter(|c| !expected.contains(c)).collect();
+    if missing.is_empty() && extra.is_empty() {
+        return Ok(());
+    }
+    Err(data_error(
+        root,
+        format!(
+            "class sub-folders do not match the training classes: missing {missing:?}, unexpected {extra:?}; \
+             the folder must have exactly one sub-folder for each training class {expected:?}"
+        ),
+    ))
+}
+
+/// The usable images of one class folder (sorted by file name) and the files skipped, with why.
+fn scan_class(dir: &Path) -> Result<(Vec<PathBuf>, Skipped)> {
+    let mut images = Vec::new();
+    let mut skipped = Vec::new();
+    for (_, path) in sorted_entries(dir)? {
+        if std::fs::metadata(&path).map(|m| m.is_dir()).unwrap_or(false) {
+            let why = "a folder inside a class folder; images must sit directly in ROOT/<class>/";
+            skipped.push((path, why.to_string()));
+            continue;
+        }
+        match probe_image(&path) {
+            Ok(()) => images.push(path),
+            Err(why) => skipped.push((path, why)),
+        }
+    }
+    Ok((images, skipped))
+}
+
+/// Check that a file is a JPEG or PNG whose header decodes, without decoding the pixels: cheap
+/// enough for a whole data set, and it catches non-images and garbage at scan time, not mid-epoch.
+fn probe_image(path: &Path) -> std::result::Result<(), String> {
+    let reader = ImageReader::open(path)
+        .and_then(|r| r.with_guessed_format())
+        .map_err(|e| format!("cannot read: {e}"))?;
+    match reader.format() {
+        Some(ImageFormat::Png | ImageFormat::Jpeg) => {}
+        Some(other) => {
+            return Err(format!("a {other:?} image; only JPEG and PNG are supported, convert it"));
+        }
+        None => return Err("not a JPEG or PNG image".to_string()),
+    }
+    let (w, h) = reader.into_dimensions().map_err(|e| format!("corrupt image: {e}"))?;
+    if w == 0 || h == 0 {
+        return Err(format!("empty image ({w}x{h})"));
+    }
+    Ok(())
+}
+
+fn empty_class_error(root: &Path, class: &str, skipped: &[(PathBuf, String)]) -> Error {
+    let reasons: Vec<String> = skipped
+        .iter()
+        .take(3)
+        .map(|(p, why)| format!("{}: {why}", p.file_name().unwrap_or_default().to_string_lossy()))
+        .collect();
+    let detail = match skipped.len() {
+        0 => "it is empty".to_string(),
+        n => format!("{n} files skipped: {}{}", reasons.join("; "), if n > 3 { "; …" } else { "" }),
+    };
+    data_error(
+        &root.join(class),
+        format!("class {class:?} has no usable JPEG or PNG images ({detail}); add images to it or remove the folder"),
+    )
+}
