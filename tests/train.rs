@@ -59,6 +59,27 @@ fn task_tensors(path: &str) -> Vec<(String, Vec<f32>)> {
     ["prompts", "head.weight", "head.bias"].iter().map(|n| (n.to_string(), f.f32(n).unwrap().1.to_vec())).collect()
 }
 
+/// Every byte of tensor storage the engine holds (in use and pooled, uploads included), as the
+/// metrics file reports it after each epoch, stops growing after the first epoch: a run keeps
+/// nothing of the batches it has done with.
+#[test]
+fn a_long_run_holds_no_more_gpu_memory_after_its_first_epoch() {
+    let dir = workdir("flat-memory");
+    let model = write_tiny_backbone(&dir);
+    let data = image_folder(&dir, 10);
+    let out = dir.join("task.safetensors").to_string_lossy().into_owned();
+    let args = ["--model", &model, "--data", &data.to_string_lossy(), "--out", &out, "--prompts", "2", "--epochs", "8", "--batch", "4", "--warmup", "1"];
+    let run = vpt_train(&args).output().unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let metrics = std::fs::read_to_string(dir.join("task.metrics.jsonl")).unwrap();
+    let held: Vec<u64> = metrics
+        .lines()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["gpu_bytes"].as_u64().expect("gpu_bytes in every metrics line"))
+        .collect();
+    assert_eq!(held.len(), 8, "{metrics}");
+    assert!(held.iter().skip(1).all(|&b| b <= held[0]), "GPU bytes held after each epoch grow: {held:?}");
+}
+
 /// Killing `vpt train` (SIGKILL, mid-run) and running it again with --resume ends with the same
 /// prompts and head, bit for bit, as an uninterrupted run.
 #[test]

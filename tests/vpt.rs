@@ -279,27 +279,34 @@ fn presets_follow_timm() {
 }
 
 /// Training steps reuse freed buffers through the pool: once the shapes of a step have been
-/// seen, later steps create no new buffer for any op's output (uploads, here the labels and the
-/// loss seed, always take fresh ones) and the memory in use does not grow.
+/// seen, later steps create no new buffer, for op outputs and uploads (here the labels) alike,
+/// and the memory in use does not grow.
 #[test]
 fn training_steps_reuse_buffers_instead_of_growing() {
     use vpt_wgsl::train::{Optimizer, Trainer, WarmupCosine};
     let gpu = own_gpu();
     let vit = tiny_vit(&gpu);
     let task = task(&gpu, DEPTH, 4, Pool::Cls);
-    let imgs = images(&gpu, 2);
+    let host_images = images(&gpu, 2).to_vec().unwrap();
     let schedule = WarmupCosine { base_lr: 0.1, warmup_steps: 0, total_steps: 10 };
     let mut trainer = Trainer::new(&gpu, &task, Optimizer::Sgd { momentum: 0.9, weight_decay: 0.0 }, schedule).unwrap();
-    let mut step = || trainer.train_step(&gpu, &vit, &task, &imgs, &[1, 3], None).unwrap();
+    // As `vpt train` does: upload the batch, step, trim the pool.
+    let mut step = || {
+        let imgs = Tensor::from_slice(&gpu, &[2, 3, IMG, IMG], &host_images).unwrap();
+        let loss = trainer.train_step(&gpu, &vit, &task, &imgs, &[1, 3], None).unwrap();
+        gpu.trim_pool();
+        loss
+    };
     let first_loss = step();
     step();
-    let (created, live) = (gpu.buffers_created(), gpu.live_bytes());
+    let (created, live, held) = (gpu.buffers_created(), gpu.live_bytes(), gpu.held_bytes());
     let mut last_loss = first_loss;
     for _ in 0..5 {
         last_loss = step();
     }
-    assert_eq!(gpu.buffers_created(), created, "steps after the first two must take every op output from the pool");
+    assert_eq!(gpu.buffers_created(), created, "steps after the first two must take every buffer from the pool");
     assert_eq!(gpu.live_bytes(), live, "memory in use must not grow from step to step");
+    assert_eq!(gpu.held_bytes(), held, "memory held (in use and pooled) must not grow from step to step");
     assert!(gpu.pooled_bytes() > 0);
     // Reused buffers are cleared and the results stay right: the loss keeps falling on a fixed batch.
     assert!(last_loss < first_loss, "loss {first_loss} → {last_loss}");

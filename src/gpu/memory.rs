@@ -1,6 +1,16 @@
 //! Tensor storage on the device: storage buffers, the accounting of bytes alive, and a pool of
 //! freed buffers by size, so that a training loop that makes the same shapes every step reuses
 //! them instead of asking the driver for new memory each time.
+//!
+//! What the pool holds is bounded two ways, so that a long run's memory stays flat:
+//! - at most [`POOL_MAX_IDLE_BYTES`] idle: past it, the buffers idle the longest are given back
+//!   first (the newest are the likeliest to be asked for again);
+//! - [`Gpu::trim_pool`], called once per training step, gives back every buffer that stayed idle
+//!   for a whole step: a size the step's pattern does not ask for (an evaluation's last partial
+//!   batch, a one-off shape) is not kept for ever.
+//!
+//! Uploads take pooled buffers too (written in encoder order, see [`Gpu::alloc_init`]): a loop
+//! that uploads a batch every step reuses one buffer for it.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -11,20 +21,53 @@ use wgpu::util::DeviceExt;
 use super::Gpu;
 use crate::error::{Error, Result};
 
-/// Most bytes of idle storage buffers kept for reuse; past it a freed buffer is released.
+/// Most bytes of idle storage buffers kept for reuse; past it the oldest idle buffers are released.
 const POOL_MAX_IDLE_BYTES: u64 = 512 << 20;
+
+/// A freed buffer waiting in the pool.
+#[derive(Debug)]
+struct Idle {
+    buffer: wgpu::Buffer,
+    /// When it was freed, counting frees: the smallest is the longest idle.
+    freed: u64,
+    /// The [`Gpu::trim_pool`] period it was freed in.
+    period: u64,
+}
 
 /// Bytes alive now and the most ever alive at once, and the pool of idle buffers.
 #[derive(Default, Debug)]
 pub(super) struct Memory {
     live: AtomicU64,
     peak: AtomicU64,
-    idle: Mutex<HashMap<u64, Vec<wgpu::Buffer>>>,
-    idle_bytes: AtomicU64,
+    pool: Mutex<Pool>,
     created: AtomicU64,
-    /// On GL, buffers the full pool let go: released at the next turn, since destroying a buffer
-    /// takes wgpu's GL context lock and a tensor may be dropped on any thread at any time.
+    /// On GL, buffers the pool let go: released at the next turn, since destroying a buffer takes
+    /// wgpu's GL context lock and a tensor may be dropped on any thread at any time.
     released: Option<Mutex<Vec<wgpu::Buffer>>>,
+}
+
+/// Idle buffers by size in bytes.
+#[derive(Default, Debug)]
+struct Pool {
+    by_size: HashMap<u64, Vec<Idle>>,
+    idle_bytes: u64,
+    frees: u64,
+    /// Incremented by each [`Gpu::trim_pool`].
+    period: u64,
+}
+
+impl Pool {
+    /// Remove and return the longest-idle buffer (of any size), with its size.
+    fn pop_oldest(&mut self) -> Option<(wgpu::Buffer, u64)> {
+        let (&size, _) = self.by_size.iter().filter(|(_, v)| !v.is_empty()).min_by_key(|(_, v)| v[0].freed)?;
+        let list = self.by_size.get_mut(&size)?;
+        let idle = list.remove(0); // each list is in the order its buffers were freed
+        if list.is_empty() {
+            self.by_size.remove(&size);
+        }
+        self.idle_bytes -= size;
+        Some((idle.buffer, size))
+    }
 }
 
 impl Memory {
@@ -35,20 +78,68 @@ impl Memory {
         let now = self.live.fetch_add(bytes, Ordering::Relaxed) + bytes;
         self.peak.fetch_max(now, Ordering::Relaxed);
     }
-    /// A tensor let go of its buffer: keep it for reuse unless the pool is full.
+    /// A tensor let go of its buffer: keep it for reuse, giving back the longest-idle buffers
+    /// if the pool would hold more than its cap.
     fn free(&self, buffer: wgpu::Buffer, bytes: u64) {
         self.live.fetch_sub(bytes, Ordering::Relaxed);
-        if self.idle_bytes.load(Ordering::Relaxed) + bytes <= POOL_MAX_IDLE_BYTES {
-            self.idle_bytes.fetch_add(bytes, Ordering::Relaxed);
-            self.idle.lock().unwrap().entry(bytes).or_default().push(buffer);
-        } else if let Some(released) = &self.released {
-            released.lock().unwrap().push(buffer);
+        let mut evicted = Vec::new();
+        {
+            let mut pool = self.pool.lock().unwrap();
+            if bytes > POOL_MAX_IDLE_BYTES {
+                evicted.push(buffer);
+            } else {
+                while pool.idle_bytes + bytes > POOL_MAX_IDLE_BYTES {
+                    let Some((old, _)) = pool.pop_oldest() else { break };
+                    evicted.push(old);
+                }
+                pool.frees += 1;
+                let idle = Idle { buffer, freed: pool.frees, period: pool.period };
+                pool.by_size.entry(bytes).or_default().push(idle);
+                pool.idle_bytes += bytes;
+            }
         }
+        self.release(evicted);
     }
     fn take_idle(&self, bytes: u64) -> Option<wgpu::Buffer> {
-        let buffer = self.idle.lock().unwrap().get_mut(&bytes)?.pop()?;
-        self.idle_bytes.fetch_sub(bytes, Ordering::Relaxed);
-        Some(buffer)
+        let mut pool = self.pool.lock().unwrap();
+        let list = pool.by_size.get_mut(&bytes)?;
+        // The most recently freed: the others are the first to go when the pool must shrink.
+        let idle = list.pop()?;
+        if list.is_empty() {
+            pool.by_size.remove(&bytes);
+        }
+        pool.idle_bytes -= bytes;
+        Some(idle.buffer)
+    }
+    /// Give back the buffers that stayed idle through a whole trim period, and start a new one.
+    fn trim(&self) {
+        let mut stale = Vec::new();
+        {
+            let mut pool = self.pool.lock().unwrap();
+            let current = pool.period;
+            let mut freed_bytes = 0;
+            pool.by_size.retain(|&size, list| {
+                list.retain_mut(|idle| {
+                    let keep = idle.period == current;
+                    if !keep {
+                        stale.push(idle.buffer.clone());
+                        freed_bytes += size;
+                    }
+                    keep
+                });
+                !list.is_empty()
+            });
+            pool.idle_bytes -= freed_bytes;
+            pool.period += 1;
+        }
+        self.release(stale);
+    }
+    /// Destroy buffers: now, or on GL at the next turn.
+    fn release(&self, buffers: Vec<wgpu::Buffer>) {
+        match &self.released {
+            Some(released) if !buffers.is_empty() => released.lock().unwrap().extend(buffers),
+            _ => drop(buffers),
+        }
     }
     /// On GL: destroy the buffers let go of since the last turn (called in a turn).
     pub(super) fn release_pending(&self) {
@@ -115,10 +206,13 @@ impl Gpu {
         Ok(self.track(buffer, size))
     }
 
-    /// A storage buffer holding `data`, written at creation (mapped), so it cannot race with
-    /// commands still pending in the encoder. Always a new buffer: a pooled one could only be
-    /// written through the queue, which would run before those pending commands.
+    /// A storage buffer holding `data`. A freed buffer of the same size from the pool if there is
+    /// one, filled by a copy from a staging buffer recorded into the pending encoder (so it runs
+    /// after every command already recorded, like [`Gpu::clear_in_order`]); otherwise a new buffer
+    /// written at creation (mapped). Never `queue.write_buffer`, which would run before the
+    /// commands still pending and could overwrite what they have yet to read.
     pub fn alloc_init(&self, what: &str, data: &[u8]) -> Result<GpuBuffer> {
+        let _turn = self.turn();
         self.check_binding_size(what, data.len() as u64)?;
         let mut padded;
         let contents = if data.is_empty() || !data.len().is_multiple_of(4) {
@@ -128,6 +222,20 @@ impl Gpu {
         } else {
             data
         };
+        let size = contents.len() as u64;
+        if let Some(buffer) = self.inner.memory.take_idle(size) {
+            let staging = self.scoped(what, || {
+                self.inner.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
+                    label: Some("upload"),
+                    contents,
+                    usage: wgpu::BufferUsages::COPY_SRC,
+                })
+            })?;
+            // The staging buffer lives on inside wgpu until the copy has run.
+            self.record(|encoder| encoder.copy_buffer_to_buffer(&staging, 0, &buffer, 0, size));
+            return Ok(self.track(buffer, size));
+        }
+        self.inner.memory.created.fetch_add(1, Ordering::Relaxed);
         let buffer = self.scoped(what, || {
             self.inner.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
                 label: Some(what),
@@ -135,14 +243,12 @@ impl Gpu {
                 usage: storage_usage(),
             })
         })?;
-        Ok(self.track(buffer, contents.len() as u64))
+        Ok(self.track(buffer, size))
     }
 
     /// Zero a reused buffer. The clear goes into the pending encoder, after every command already
     /// recorded: commands that still read the buffer's old contents (its previous tensor was
     /// dropped, but they were recorded earlier) run first, and the new owner's writes come after.
-    /// (An upload by `queue.write_buffer` would not be ordered so: it runs before all pending
-    /// commands at the next submit, which is why uploads never take pooled buffers.)
     fn clear_in_order(&self, buffer: &wgpu::Buffer) {
         self.record(|encoder| encoder.clear_buffer(buffer, 0, None));
     }
@@ -170,14 +276,24 @@ impl Gpu {
     pub fn reset_peak_bytes(&self) {
         self.inner.memory.peak.store(self.live_bytes(), Ordering::Relaxed);
     }
-    /// Storage buffers [`Gpu::alloc`] had to create (op outputs, zeros) since the device was
-    /// opened; reuses from the pool are not counted, nor are uploads, which always take a fresh
-    /// buffer (see [`Gpu::alloc_init`]).
+    /// Storage buffers the device had to create for tensors (op outputs, zeros, uploads) since it
+    /// was opened; reuses from the pool are not counted.
     pub fn buffers_created(&self) -> u64 {
         self.inner.memory.created.load(Ordering::Relaxed)
     }
     /// Bytes of freed storage buffers kept for reuse.
     pub fn pooled_bytes(&self) -> u64 {
-        self.inner.memory.idle_bytes.load(Ordering::Relaxed)
+        self.inner.memory.pool.lock().unwrap().idle_bytes
+    }
+    /// Every byte of tensor storage the engine holds: alive, plus idle in the pool.
+    pub fn held_bytes(&self) -> u64 {
+        self.live_bytes() + self.pooled_bytes()
+    }
+    /// Give back to the driver the pooled buffers that nothing took since the previous call.
+    /// Call it once per training step (as `vpt train` does): buffers of the sizes a step asks for
+    /// are taken again within a step and stay; those of sizes it no longer asks for go.
+    pub fn trim_pool(&self) {
+        let _turn = self.turn();
+        self.inner.memory.trim();
     }
 }

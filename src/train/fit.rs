@@ -97,6 +97,9 @@ pub struct EpochSummary {
     pub val_accuracy: f64,
     pub images_per_second: f64,
     pub seconds: f64,
+    /// Tensor storage the engine holds at the end of the epoch, pool included
+    /// ([`Gpu::held_bytes`]): flat from one epoch to the next in a healthy run.
+    pub gpu_bytes: u64,
 }
 
 /// Where training reports: the CLI draws a progress bar, tests stay quiet.
@@ -212,6 +215,7 @@ pub fn fit(gpu: &Gpu, cfg: &TrainConfig, observer: &mut dyn Observer) -> Result<
             val_accuracy,
             images_per_second: data.train.len() as f64 / seconds,
             seconds,
+            gpu_bytes: gpu.held_bytes(),
         };
         save(cfg, &task_file, &trainer, epoch + 1, &signature, &summary)?;
         observer.epoch(&summary);
@@ -260,6 +264,8 @@ fn train_epoch(
         let images = Tensor::from_slice(gpu, &batch.shape(), &batch.images)?;
         let step_dropout = dropout.map(|d| Dropout { seed: d.seed ^ (trainer.step() as u64).wrapping_mul(0x9E37_79B9), ..d });
         let (loss, logits) = trainer.train_step_with_logits(gpu, vit, task, &images, &batch.labels, step_dropout)?;
+        // What this step's pattern did not reuse since the last step goes back to the driver.
+        gpu.trim_pool();
         correct += count_correct(&logits, &batch.labels)?;
         seen += batch.len();
         loss_sum += loss as f64 * batch.len() as f64;
@@ -327,7 +333,7 @@ fn append_metrics(path: &str, s: &EpochSummary) -> Result<()> {
     let line = serde_json::json!({
         "epoch": s.epoch, "lr": s.lr, "train_loss": s.train_loss, "train_accuracy": s.train_accuracy,
         "val_accuracy": if s.val_accuracy.is_nan() { serde_json::Value::Null } else { s.val_accuracy.into() },
-        "images_per_second": s.images_per_second, "seconds": s.seconds,
+        "images_per_second": s.images_per_second, "seconds": s.seconds, "gpu_bytes": s.gpu_bytes,
     });
     let io_err = |source| Error::Io { path: path.to_string(), source };
     let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(io_err)?;

@@ -1,0 +1,48 @@
+//! What the engine holds stays bounded: uploads reuse pooled buffers without breaking the order of
+//! commands, and the pool gives back what a training step no longer asks for.
+
+use vpt_wgsl::kernels::elementwise::scale_forward;
+use vpt_wgsl::{Gpu, Tensor};
+
+/// A device of this test's own: byte counts must not include other tests' tensors.
+fn own_gpu() -> Gpu {
+    Gpu::new().unwrap_or_else(|e| panic!("{e}"))
+}
+
+/// An upload that takes a buffer freed while a kernel that reads it is still pending must not
+/// change what that kernel reads: the new contents are written after it, in encoder order.
+#[test]
+fn an_upload_into_a_pooled_buffer_runs_after_the_kernels_before_it() {
+    let gpu = own_gpu();
+    let n = 1000;
+    let ones: Vec<f32> = (0..n).map(|i| i as f32).collect();
+    let x = Tensor::from_slice(&gpu, &[n], &ones).unwrap();
+    let y = scale_forward(&x, 2.0).unwrap(); // recorded, not yet run
+    drop(x); // its buffer goes to the pool while y's kernel still has to read it
+    let created = gpu.buffers_created();
+    let z = Tensor::from_slice(&gpu, &[n], &vec![100.0; n]).unwrap();
+    assert_eq!(gpu.buffers_created(), created, "the upload must take the pooled buffer");
+    let want: Vec<f32> = ones.iter().map(|v| 2.0 * v).collect();
+    assert_eq!(y.to_vec().unwrap(), want, "the pending kernel read the new upload");
+    assert_eq!(z.to_vec().unwrap(), vec![100.0; n]);
+}
+
+/// A size nothing asks for again is given back once it has stayed idle through a whole trim
+/// period; a size that is taken again in time stays.
+#[test]
+fn trim_gives_back_what_a_whole_step_left_idle() {
+    let gpu = own_gpu();
+    let before = gpu.pooled_bytes();
+    drop(Tensor::zeros(&gpu, &[1234]).unwrap());
+    drop(Tensor::zeros(&gpu, &[77]).unwrap());
+    let both = gpu.pooled_bytes();
+    assert_eq!(both, before + 4 * (1234 + 77));
+    gpu.trim_pool(); // freed in the period that just ended: kept
+    assert_eq!(gpu.pooled_bytes(), both);
+    drop(Tensor::zeros(&gpu, &[77]).unwrap()); // taken and freed again: a size still in use
+    gpu.trim_pool(); // the 1234 stayed idle a whole period: given back
+    assert_eq!(gpu.pooled_bytes(), before + 4 * 77);
+    gpu.trim_pool();
+    assert_eq!(gpu.pooled_bytes(), before);
+    gpu.wait_for_all().unwrap();
+}
