@@ -30,14 +30,22 @@ pub const VARIANTS: [&str; 3] = ["linear", "shallow", "deep"];
 /// reference recipe's (for a quick look); the comparison is only like for like without it.
 pub fn run_demo(gpu: &Gpu, dir: &Path, out_dir: &Path, epochs: Option<usize>, observer: &mut dyn Observer) -> Result<Vec<DemoRow>> {
     let reference_path = dir.join("pytorch_reference.json");
+    if !reference_path.is_file() {
+        return Err(Error::invalid("--dir", format!("{:?} is not a demo folder (it has no pytorch_reference.json); leave --dir out to use the bundled demo", dir.display().to_string())));
+    }
+    if out_dir.as_os_str().is_empty() {
+        return Err(Error::invalid("--out-dir", "is empty; give the folder for the three task files"));
+    }
     let text = std::fs::read_to_string(&reference_path).map_err(|source| Error::Io { path: reference_path.display().to_string(), source })?;
     let reference: Value = serde_json::from_str(&text).map_err(|e| Error::Format { path: reference_path.display().to_string(), msg: e.to_string() })?;
+    if out_dir.exists() && !out_dir.is_dir() {
+        return Err(Error::invalid("--out-dir", format!("{} is a file, not a folder; give a folder for the three task files", out_dir.display())));
+    }
     std::fs::create_dir_all(out_dir).map_err(|source| Error::Io { path: out_dir.display().to_string(), source })?;
     let mut rows = Vec::new();
     for variant in VARIANTS {
         let v = &reference["variants"][variant];
         let cfg = variant_config(dir, out_dir, variant, v, epochs).map_err(|msg| Error::Format { path: reference_path.display().to_string(), msg })?;
-        remove_previous(&cfg.out);
         observer.start(&format!("— {variant}: {} prompts × {} layers, base lr {}, {} epochs —", cfg.num_prompts, depth_of(v), cfg.base_lr, cfg.epochs));
         let ours = fit(gpu, &cfg, observer)?;
         let seeds = &v["test_top1_over_seeds"];
@@ -85,14 +93,9 @@ fn variant_config(dir: &Path, out_dir: &Path, variant: &str, v: &Value, epochs: 
         norm: None,
         num_heads: None,
         resume: false,
+        // The demo starts afresh each time: its own task files from an earlier demo are replaced.
+        force: true,
     })
-}
-
-/// The demo starts afresh each time: its own previous outputs go.
-fn remove_previous(task: &str) {
-    for path in [task.to_string(), crate::train::fit::resume_path(task), crate::train::fit::metrics_path(task)] {
-        let _ = std::fs::remove_file(path);
-    }
 }
 
 /// The table, as printed after training.

@@ -24,6 +24,8 @@ pub enum Error {
     /// Something that should not happen whatever the input: a bug in vpt-wgsl, or the system
     /// refusing what it normally gives (a thread).
     Internal { what: String, msg: String },
+    /// The user stopped a run (Ctrl-C); `msg` says what was kept and how to continue.
+    Interrupted { msg: String },
     /// A buffer larger than the adapter can bind in one storage binding.
     TooLarge { what: String, bytes: u64, limit: u64 },
     /// wgpu reported a validation, out-of-memory or internal error inside an op.
@@ -75,6 +77,7 @@ impl fmt::Display for Error {
             Error::Device(msg) => write!(f, "could not open the GPU device: {msg}"),
             Error::Shape { op, msg } => write!(f, "{op}: {msg}"),
             Error::Invalid { what, msg } => write!(f, "{what}: {msg}"),
+            Error::Interrupted { msg } => write!(f, "interrupted: {msg}"),
             Error::Internal { what, msg } => write!(f, "{what}: {msg} (an internal error: please report it)"),
             Error::TooLarge { what, bytes, limit } => write!(
                 f,
@@ -82,10 +85,15 @@ impl fmt::Display for Error {
                  use a smaller batch or model, or an adapter with a larger max_storage_buffer_binding_size (see `vpt info`)"
             ),
             Error::Gpu { op, msg } => write!(f, "{op}: GPU error: {msg}"),
-            Error::Io { path, source } => write!(f, "{path}: {source}"),
-            Error::Format { path, msg } => write!(f, "{path}: {msg}"),
+            Error::Io { path, source } => write!(f, "{}: {source}", shown(path)),
+            Error::Format { path, msg } => write!(f, "{}: {msg}", shown(path)),
         }
     }
+}
+
+/// A path as an error shows it: as given, or `""` when empty (so the message still says which).
+fn shown(path: &str) -> &str {
+    if path.is_empty() { "\"\" (an empty path)" } else { path }
 }
 
 impl std::error::Error for Error {

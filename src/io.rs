@@ -37,10 +37,14 @@ pub struct TensorFile {
 }
 
 impl TensorFile {
+    /// Read a whole `.safetensors` file. Only a regular file is read (a FIFO or a device such as
+    /// `/dev/zero` would block or never end), and only as many bytes as it has; the header's
+    /// own length must fit in the file before anything else is parsed.
     pub fn read(path: impl AsRef<Path>) -> Result<TensorFile> {
         let path_str = path.as_ref().display().to_string();
-        let bytes = std::fs::read(path.as_ref()).map_err(|source| Error::Io { path: path_str.clone(), source })?;
+        let bytes = read_regular_file(path.as_ref())?;
         let format_err = |msg: String| Error::Format { path: path_str.clone(), msg };
+        check_header_length(&bytes).map_err(format_err)?;
         let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| format_err(format!("not a safetensors file: {e}")))?;
         let metadata = header.metadata().clone().unwrap_or_default();
         let file = SafeTensors::deserialize(&bytes).map_err(|e| format_err(format!("not a safetensors file: {e}")))?;
@@ -58,6 +62,32 @@ impl TensorFile {
         match &t.data {
             HostData::F32(v) => Ok((&t.shape, v)),
             HostData::I64(_) => Err(self.err(format!("tensor {name:?} is {} but a float tensor was expected", t.stored_as))),
+        }
+    }
+
+    /// A float tensor as [`TensorFile::f32`] gives it, checked as every tensor of a model, task,
+    /// batch or resume state must be: no dimension of size 0, and every value finite.
+    pub fn checked_f32(&self, name: &str) -> Result<(&[usize], &[f32])> {
+        let (shape, data) = self.f32(name)?;
+        if shape.contains(&0) {
+            return Err(self.err(format!("tensor {name:?} has shape {shape:?}: every dimension must be at least 1")));
+        }
+        self.check_finite(name, data)?;
+        Ok((shape, data))
+    }
+
+    /// [`TensorFile::checked_f32`] of a tensor that must have exactly `shape`.
+    pub fn checked_f32_shaped(&self, name: &str, shape: &[usize]) -> Result<&[f32]> {
+        let data = self.f32_shaped(name, shape)?;
+        self.check_finite(name, data)?;
+        Ok(data)
+    }
+
+    /// Error unless every value of tensor `name` is finite.
+    pub fn check_finite(&self, name: &str, data: &[f32]) -> Result<()> {
+        match first_non_finite(data) {
+            Some(i) => Err(self.err(format!("tensor {name:?} holds {} at index {i}: every value must be finite (a diverged or corrupted file?)", data[i]))),
+            None => Ok(()),
         }
     }
 
@@ -94,6 +124,39 @@ impl TensorFile {
     }
 }
 
+/// The bytes of a regular file, bounded by its size; anything else (a folder, a FIFO, a device)
+/// is an error naming it, without opening it.
+pub fn read_regular_file(path: &Path) -> Result<Vec<u8>> {
+    use std::io::Read;
+    let path_str = path.display().to_string();
+    let io_err = |source| Error::Io { path: path_str.clone(), source };
+    let meta = std::fs::metadata(path).map_err(io_err)?;
+    if !meta.is_file() {
+        let kind = if meta.is_dir() { "a folder" } else { "not a regular file (a pipe, socket or device)" };
+        return Err(Error::Format { path: path_str, msg: format!("is {kind}; give the path of a .safetensors file") });
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    std::fs::File::open(path).map_err(io_err)?.take(meta.len()).read_to_end(&mut bytes).map_err(io_err)?;
+    Ok(bytes)
+}
+
+/// The first 8 bytes of a safetensors file are the header's length: it must fit in the file.
+fn check_header_length(bytes: &[u8]) -> std::result::Result<(), String> {
+    let Some(prefix) = bytes.get(..8) else {
+        return Err(format!("not a safetensors file: {} bytes, shorter than the 8-byte header length", bytes.len()));
+    };
+    let n = u64::from_le_bytes(prefix.try_into().expect("8 bytes"));
+    if n > bytes.len() as u64 - 8 {
+        return Err(format!("not a safetensors file: its header claims {n} bytes but the file has {} after the length", bytes.len() - 8));
+    }
+    Ok(())
+}
+
+/// The index of the first value that is NaN or infinite, if any.
+pub fn first_non_finite(values: &[f32]) -> Option<usize> {
+    values.iter().position(|v| !v.is_finite())
+}
+
 fn decode(view: &TensorView) -> std::result::Result<HostTensor, String> {
     let bytes = view.data();
     let data = match view.dtype() {
@@ -108,8 +171,9 @@ fn decode(view: &TensorView) -> std::result::Result<HostTensor, String> {
     Ok(HostTensor { shape: view.shape().to_vec(), data, stored_as: format!("{:?}", view.dtype()) })
 }
 
-/// Write f32 tensors and metadata to `path` atomically (temporary file in the same directory,
-/// then rename).
+/// Write f32 tensors and metadata to `path` atomically (a temporary file of this process's own in
+/// the same folder, then renamed over `path`; removed if anything fails). The header's keys are
+/// sorted, so the same tensors and metadata always give the same bytes.
 pub fn write_f32_tensors(path: impl AsRef<Path>, tensors: &[(&str, &[usize], &[f32])], metadata: HashMap<String, String>) -> Result<()> {
     let path = path.as_ref();
     let path_str = path.display().to_string();
@@ -122,8 +186,41 @@ pub fn write_f32_tensors(path: impl AsRef<Path>, tensors: &[(&str, &[usize], &[f
         })
         .collect::<Result<Vec<_>>>()?;
     let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| Error::Format { path: path_str.clone(), msg: e.to_string() })?;
-    let tmp = path.with_extension("safetensors.tmp");
+    let bytes = with_sorted_header(&bytes).map_err(|msg| Error::Format { path: path_str.clone(), msg })?;
+    write_atomically(path, &bytes)
+}
+
+/// Write `bytes` to `path` through a temporary file named after this process (two processes
+/// never share one), renamed into place; the temporary file is removed if anything fails.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    let path_str = path.display().to_string();
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
     let io_err = |source| Error::Io { path: path_str.clone(), source };
-    std::fs::write(&tmp, &bytes).map_err(io_err)?;
-    std::fs::rename(&tmp, path).map_err(io_err)
+    let written = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
+    if written.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    written.map_err(io_err)
+}
+
+/// A serialized safetensors file with its header's keys (tensor names, `__metadata__` keys) in
+/// sorted order: the serializer writes the metadata map in hash order, which changes from run to
+/// run. Tensor offsets are relative to the end of the header, so they stay valid.
+fn with_sorted_header(bytes: &[u8]) -> std::result::Result<Vec<u8>, String> {
+    use std::collections::BTreeMap;
+    let n = u64::from_le_bytes(bytes[..8].try_into().expect("8 bytes")) as usize;
+    let mut header: BTreeMap<String, serde_json::Value> = serde_json::from_slice(&bytes[8..8 + n]).map_err(|e| e.to_string())?;
+    if let Some(meta) = header.get_mut("__metadata__") {
+        let sorted: BTreeMap<String, serde_json::Value> = serde_json::from_value(meta.take()).map_err(|e| e.to_string())?;
+        *meta = serde_json::to_value(sorted).map_err(|e| e.to_string())?;
+    }
+    let mut text = serde_json::to_string(&header).map_err(|e| e.to_string())?.into_bytes();
+    // The format pads the header with spaces to a multiple of 8 bytes, so the data stays aligned.
+    text.resize(text.len().next_multiple_of(8), b' ');
+    let mut out = Vec::with_capacity(8 + text.len() + bytes.len() - 8 - n);
+    out.extend_from_slice(&(text.len() as u64).to_le_bytes());
+    out.extend_from_slice(&text);
+    out.extend_from_slice(&bytes[8 + n..]);
+    Ok(out)
 }

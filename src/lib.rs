@@ -2,7 +2,8 @@
 //! Vulkan, Metal, DX12 or GL, built for Visual Prompt Tuning of Vision Transformers.
 //!
 //! Layers, each using only those above it in this list:
-//! - [`error`], [`rng`]: the crate's error type; the one seeded random generator.
+//! - [`error`], [`rng`], [`hash`]: the crate's error type; the one seeded random generator; the
+//!   one fingerprint (FNV-1a).
 //! - [`gpu`]: adapter, device, buffers, pipelines, the kernel launch; the Rust↔WGSL contract.
 //! - [`tensor`]: f32 tensors on the GPU.
 //! - [`kernels`]: one launcher per WGSL family, `*_forward` beside `*_backward`;
@@ -18,6 +19,7 @@ pub mod bench;
 pub mod demo;
 pub mod error;
 pub mod gpu;
+pub mod hash;
 pub mod graph;
 pub mod io;
 pub mod kernels;

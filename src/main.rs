@@ -3,15 +3,19 @@
 
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use vpt_wgsl::bench::{BenchOptions, Preset};
 use vpt_wgsl::gpu::{backends_from_env, list_adapters, AdapterReport, TimingMethod};
-use vpt_wgsl::model::vit::{LoadOptions, Vit};
+use vpt_wgsl::io::TensorFile;
+use vpt_wgsl::model::vit::{LoadOptions, StateDict, Vit};
 use vpt_wgsl::model::vpt::{self, Pool, VptTask};
 use vpt_wgsl::train::data::{default_resize, ImageFolder, Normalization, Transform};
 use vpt_wgsl::train::fit::{self, Depth, TrainConfig};
-use vpt_wgsl::train::task::TaskFile;
+use vpt_wgsl::train::outputs::check_new_output;
+use vpt_wgsl::train::task::{backbone_fingerprint, check_trained_on, parse_size, TaskFile};
 use vpt_wgsl::train::Optimizer;
 use vpt_wgsl::{Gpu, Result, Tensor};
 
@@ -36,15 +40,15 @@ enum Command {
     Grad {
         #[command(flatten)]
         inputs: ModelInputs,
-        #[arg(long)]
-        out: String,
+        #[command(flatten)]
+        output: Output,
     },
     /// Logits only (no labels needed in BATCH); OUT gets `logits`.
     Forward {
         #[command(flatten)]
         inputs: ModelInputs,
-        #[arg(long)]
-        out: String,
+        #[command(flatten)]
+        output: Output,
     },
     /// The bundled demo: prompt-tune a small pretrained ViT on handwritten digits it never saw
     /// (linear probe, VPT-shallow, VPT-deep) and compare with the PyTorch reference.
@@ -173,6 +177,9 @@ struct TrainArgs {
     /// Continue the run whose task file is --out, from its last finished epoch.
     #[arg(long)]
     resume: bool,
+    /// Replace the task file, resume state and metrics of an earlier run at --out.
+    #[arg(long)]
+    force: bool,
 }
 
 
@@ -264,6 +271,16 @@ fn bench(args: &BenchArgs) -> Result<()> {
     vpt_wgsl::bench::run_and_print(&args.gpu()?, &args.options(), args.json)
 }
 
+/// The file `grad` and `forward` write.
+#[derive(clap::Args)]
+struct Output {
+    #[arg(long)]
+    out: String,
+    /// Replace OUT if it exists.
+    #[arg(long)]
+    force: bool,
+}
+
 /// The files `grad` and `forward` read.
 #[derive(clap::Args)]
 struct ModelInputs {
@@ -285,8 +302,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info => info(),
-        Command::Grad { inputs, out } => grad(&inputs, &out),
-        Command::Forward { inputs, out } => forward(&inputs, &out),
+        Command::Grad { inputs, output } => grad(&inputs, &output),
+        Command::Forward { inputs, output } => forward(&inputs, &output),
         Command::Train(args) => train(args),
         Command::Demo { dir, out_dir, epochs } => demo(dir, &out_dir, epochs),
         Command::Eval { model, task, data, batch, num_heads } => eval(&model, &task, &data, batch, num_heads),
@@ -295,6 +312,10 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
+        Err(e @ vpt_wgsl::Error::Interrupted { .. }) => {
+            eprintln!("{e}");
+            ExitCode::from(130) // the shell's code for a run ended by SIGINT
+        }
         Err(e) => {
             eprintln!("error: {e}");
             ExitCode::FAILURE
@@ -317,16 +338,39 @@ fn info() -> Result<()> {
 }
 
 /// Load backbone, task and batch; the batch's image size decides the size the model runs at.
+/// A task written by `vpt train` records its backbone and image size: both are checked here too.
 fn load_inputs(gpu: &Gpu, inputs: &ModelInputs) -> Result<(Vit, VptTask, Tensor, Vec<u32>)> {
     let (images, labels) = vpt::read_batch(gpu, &inputs.batch)?;
-    let img_size = Some((images.shape()[2], images.shape()[3]));
-    let vit = Vit::load(gpu, &inputs.model, &LoadOptions { num_heads: inputs.num_heads, img_size })?;
-    let task = VptTask::read(gpu, &inputs.task)?;
+    let img_size = (images.shape()[2], images.shape()[3]);
+    let task_file = TensorFile::read(&inputs.task)?;
+    let task = VptTask::from_file(gpu, &task_file)?;
+    let sd = StateDict::read(&inputs.model)?;
+    if let Some(trained_on) = task_file.metadata.get("backbone") {
+        check_trained_on(trained_on, &backbone_fingerprint(&sd), &inputs.task, &inputs.model)?;
+    }
+    if let Some(trained_at) = task_file.metadata.get("img_size").and_then(|s| parse_size(s)) {
+        if trained_at != img_size {
+            return Err(vpt_wgsl::Error::invalid(
+                "--batch",
+                format!("{}: its images are {}×{} but the task {} was trained on {}×{} images", inputs.batch, img_size.0, img_size.1, inputs.task, trained_at.0, trained_at.1),
+            ));
+        }
+    }
+    let vit = Vit::from_state_dict(gpu, &sd, &LoadOptions { num_heads: inputs.num_heads, img_size: Some(img_size), size_from: Some(format!("the images of --batch {}", inputs.batch)) })?;
     task.check_against(&vit)?;
     Ok((vit, task, images, labels))
 }
 
-fn grad(inputs: &ModelInputs, out: &str) -> Result<()> {
+impl ModelInputs {
+    /// The files read, by flag: none may be an output.
+    fn files(&self) -> [(&'static str, &str); 3] {
+        [("--model", &self.model), ("--task", &self.task), ("--batch", &self.batch)]
+    }
+}
+
+fn grad(inputs: &ModelInputs, output: &Output) -> Result<()> {
+    let out = &output.out;
+    check_new_output("--out", out, &inputs.files(), output.force)?;
     let gpu = Gpu::new()?;
     let (vit, task, images, labels) = load_inputs(&gpu, inputs)?;
     let step = vpt::vpt_grad(&gpu, &vit, &task, &images, &labels)?;
@@ -335,7 +379,9 @@ fn grad(inputs: &ModelInputs, out: &str) -> Result<()> {
     Ok(())
 }
 
-fn forward(inputs: &ModelInputs, out: &str) -> Result<()> {
+fn forward(inputs: &ModelInputs, output: &Output) -> Result<()> {
+    let out = &output.out;
+    check_new_output("--out", out, &inputs.files(), output.force)?;
     let gpu = Gpu::new()?;
     let (vit, task, images, _) = load_inputs(&gpu, inputs)?;
     let logits = vpt::vpt_forward(&gpu, &vit, &task, &images)?;
@@ -378,12 +424,13 @@ fn train(a: TrainArgs) -> Result<()> {
         norm,
         num_heads: a.num_heads,
         resume: a.resume,
+        force: a.force,
     };
     let gpu = Gpu::new()?;
-    let mut bar = ProgressBarObserver::new();
+    let mut bar = ProgressBarObserver::new().stopping_on_ctrl_c();
     let last = fit::fit(&gpu, &cfg, &mut bar)?;
     bar.finish();
-    println!("task written to {} (metrics: {}); validation accuracy {:.2}%", cfg.out, fit::metrics_path(&cfg.out), 100.0 * last.val_accuracy);
+    println!("task written to {} (metrics: {}); validation accuracy {:.2}%", cfg.out, vpt_wgsl::train::outputs::metrics_path(&cfg.out), 100.0 * last.val_accuracy);
     Ok(())
 }
 
@@ -403,11 +450,17 @@ fn demo(dir: Option<PathBuf>, out_dir: &std::path::Path, epochs: Option<usize>) 
 /// Progress bar with loss, accuracy and images/s; one summary line per epoch.
 struct ProgressBarObserver {
     bar: Option<indicatif::ProgressBar>,
+    /// Set by Ctrl-C (see [`stop_on_ctrl_c`]): training stops after the step in progress.
+    stop: Option<Arc<AtomicBool>>,
 }
 
 impl ProgressBarObserver {
     fn new() -> Self {
-        ProgressBarObserver { bar: None }
+        ProgressBarObserver { bar: None, stop: None }
+    }
+    /// This observer, stopping the run after the step in progress at the first Ctrl-C.
+    fn stopping_on_ctrl_c(self) -> Self {
+        ProgressBarObserver { stop: stop_on_ctrl_c(), ..self }
     }
     fn finish(&mut self) {
         if let Some(bar) = self.bar.take() {
@@ -416,7 +469,25 @@ impl ProgressBarObserver {
     }
 }
 
+/// A flag the first Ctrl-C sets (and says so); a second one ends the process at once, as Ctrl-C
+/// usually does. None if the handler cannot be installed (then Ctrl-C ends the process, and
+/// `--resume` continues from the last finished epoch all the same).
+fn stop_on_ctrl_c() -> Option<Arc<AtomicBool>> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let installed = ctrlc::set_handler(move || {
+        if flag.swap(true, Ordering::SeqCst) {
+            std::process::exit(130);
+        }
+        eprintln!("\nCtrl-C: stopping after the step in progress (press again to quit at once)");
+    });
+    installed.ok().map(|()| stop)
+}
+
 impl fit::Observer for ProgressBarObserver {
+    fn should_stop(&mut self) -> bool {
+        self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
+    }
     fn start(&mut self, message: &str) {
         println!("{message}");
     }
@@ -449,7 +520,8 @@ impl fit::Observer for ProgressBarObserver {
 /// A backbone plus tasks checked to belong to it.
 fn load_tasks(gpu: &Gpu, model: &str, tasks: &[String], num_heads: Option<usize>) -> Result<(Vit, Vec<TaskFile>)> {
     let first = TaskFile::read(gpu, &tasks[0])?;
-    let (vit, fingerprint, _) = fit::load_backbone(gpu, model, num_heads, Some(first.img_size.0))?;
+    let opts = LoadOptions { num_heads, img_size: Some(first.img_size), size_from: Some(format!("the task {}", tasks[0])) };
+    let (vit, fingerprint, _) = fit::load_backbone(gpu, model, &opts)?;
     let mut files = vec![first];
     for path in &tasks[1..] {
         files.push(TaskFile::read(gpu, path)?);
@@ -466,10 +538,10 @@ fn eval(model: &str, task: &str, data: &std::path::Path, batch: usize, num_heads
     let t = &files[0];
     let folder = ImageFolder::scan_with_classes(data, &t.classes)?;
     if !folder.skipped.is_empty() {
-        eprintln!("warning: skipped {} files that are not readable images", folder.skipped.len());
+        eprintln!("{}", vpt_wgsl::train::data::skipped_warning(&folder.skipped));
     }
     let size = t.img_size.0;
-    let result = fit::evaluate(&gpu, &vit, &t.task, &folder.samples, Transform::Eval { size, resize: default_resize(size) }, t.norm, batch)?;
+    let result = vpt_wgsl::train::evaluate::evaluate(&gpu, &vit, &t.task, &folder.samples, Transform::Eval { size, resize: default_resize(size) }, t.norm, batch)?;
     println!("top-1 accuracy: {:.2}% on {} images", 100.0 * result.top1, folder.samples.len());
     for (name, (correct, total)) in t.classes.iter().zip(&result.per_class) {
         println!("  {name:<24} {:6.2}%  ({correct}/{total})", 100.0 * *correct as f64 / (*total).max(1) as f64);

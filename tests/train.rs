@@ -14,39 +14,8 @@ use vpt_wgsl::model::vpt::Pool;
 use vpt_wgsl::Gpu;
 
 mod common;
-use common::write_tiny_backbone;
+use common::{image_folder, workdir, write_tiny_backbone, CLASSES};
 
-const CLASSES: [&str; 3] = ["circle", "cross", "stripes"];
-
-fn workdir(name: &str) -> PathBuf {
-    let dir = std::env::temp_dir().join(format!("vpt-train-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
-    dir
-}
-
-/// 3 classes × `per_class` 20×20 PNGs with a class-dependent pattern and per-image noise.
-fn image_folder(dir: &Path, per_class: usize) -> PathBuf {
-    let root = dir.join("images");
-    for (c, class) in CLASSES.iter().enumerate() {
-        std::fs::create_dir_all(root.join(class)).unwrap();
-        for i in 0..per_class {
-            let img = image::RgbImage::from_fn(20, 20, |x, y| {
-                let (fx, fy) = (x as f32 - 10.0, y as f32 - 10.0);
-                let on = match c {
-                    0 => (fx * fx + fy * fy).sqrt() < 6.0,
-                    1 => (fx.abs() < 2.0) || (fy.abs() < 2.0),
-                    _ => (y / 3) % 2 == 0,
-                };
-                let noise = ((x * 31 + y * 17 + i as u32 * 97) % 40) as u8;
-                let v = if on { 200 + noise / 2 } else { noise };
-                image::Rgb([v, v / 2 + (c as u8) * 10, 255 - v])
-            });
-            img.save(root.join(class).join(format!("{i:03}.png"))).unwrap();
-        }
-    }
-    root
-}
 
 fn vpt_train(args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_vpt"));
@@ -112,7 +81,7 @@ fn killed_and_resumed_run_ends_like_an_uninterrupted_one() {
     assert!(child.try_wait().unwrap().is_none(), "training finished before it could be killed: make the run longer");
     child.kill().unwrap();
     child.wait().unwrap();
-    let epochs_before = TensorFile::read(vpt_wgsl::train::fit::resume_path(&interrupted)).unwrap().metadata["epochs_done"].clone();
+    let epochs_before = TensorFile::read(vpt_wgsl::train::outputs::resume_path(&interrupted)).unwrap().metadata["epochs_done"].clone();
     assert_ne!(epochs_before, "10", "killed after the last epoch: nothing was interrupted");
 
     let mut resumed_args = args.clone();
@@ -120,7 +89,7 @@ fn killed_and_resumed_run_ends_like_an_uninterrupted_one() {
     let out = vpt_train(&resumed_args.iter().map(String::as_str).collect::<Vec<_>>()).output().unwrap();
     assert!(out.status.success(), "resumed run failed: {}", String::from_utf8_lossy(&out.stderr));
     assert_eq!(task_tensors(&straight), task_tensors(&interrupted), "resumed after epoch {epochs_before}: final task differs");
-    let metrics = std::fs::read_to_string(vpt_wgsl::train::fit::metrics_path(&interrupted)).unwrap();
+    let metrics = std::fs::read_to_string(vpt_wgsl::train::outputs::metrics_path(&interrupted)).unwrap();
     assert_eq!(metrics.lines().count(), 10, "one metrics line per epoch:\n{metrics}");
 
     // A second resume finds nothing to do and says so, without touching the task.
@@ -138,7 +107,7 @@ fn predict_with_several_tasks_answers_as_each_task_alone() {
     let model = write_tiny_backbone(&dir);
     let data = image_folder(&dir, 2);
     let gpu = Gpu::new().unwrap_or_else(|e| panic!("{e}"));
-    let (vit, fingerprint, _) = vpt_wgsl::train::fit::load_backbone(&gpu, &model, None, None).unwrap();
+    let (vit, fingerprint, _) = vpt_wgsl::train::fit::load_backbone(&gpu, &model, &Default::default()).unwrap();
     let classes: Vec<String> = CLASSES.iter().map(|s| s.to_string()).collect();
     // Two tasks of the same prompt shape (they share batches) and one of another (its own batch).
     let make = |depth, prompts, pool, seed| TaskFile {

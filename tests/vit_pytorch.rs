@@ -52,7 +52,7 @@ fn compare(gpu: &Gpu, case: &str, name: &str, ours: &Tensor, expected: &TensorFi
 
 /// The backbone of a case: its model.safetensors, or the synthetic generator the metadata names.
 fn backbone(gpu: &Gpu, case: &Path, expected: &TensorFile, img: (usize, usize)) -> Vit {
-    let opts = LoadOptions { num_heads: None, img_size: Some(img) };
+    let opts = LoadOptions { num_heads: None, img_size: Some(img), ..LoadOptions::default() };
     match expected.metadata.get("synthetic") {
         Some(spec) => {
             let sd = synthetic_state_dict(spec);
@@ -162,7 +162,7 @@ fn twenty_training_steps_match_pytorch() {
     let (_, torch_lr) = expected.f32("lr").unwrap();
     let (_, torch_losses) = expected.f32("losses").unwrap();
     for gpu in common::gpus() {
-        let vit = Vit::load(gpu, &path(&dir, "model.safetensors"), &LoadOptions { num_heads: None, img_size: Some((img_shape[3], img_shape[4])) }).unwrap();
+        let vit = Vit::load(gpu, &path(&dir, "model.safetensors"), &LoadOptions { num_heads: None, img_size: Some((img_shape[3], img_shape[4])), ..LoadOptions::default() }).unwrap();
         let task = VptTask::read(gpu, &path(&dir, "task.safetensors")).unwrap();
         let optimizer = Optimizer::Sgd { momentum: meta("momentum") as f32, weight_decay: meta("weight_decay") as f32 };
         let mut trainer = Trainer::new(gpu, &task, optimizer, schedule).unwrap();

@@ -54,7 +54,7 @@ impl StepShape {
     fn check(&self) -> Result<()> {
         self.vit.validate()?;
         if self.batch == 0 || self.classes == 0 {
-            return Err(Error::invalid("bench", format!("batch {} and classes {} must be at least 1", self.batch, self.classes)));
+            return Err(Error::invalid("--batch", format!("{} images per step (and {} classes): both must be at least 1", self.batch, self.classes)));
         }
         Ok(())
     }

@@ -35,15 +35,9 @@
 //! So nothing is zero- or one-initialised, and activations stay well scaled (a value is exactly 0
 //! only where the hash gives r = 0, about once in 2^24 elements: 5 times in ViT-B/16).
 
+use crate::hash::fnv1a64;
 use crate::model::vit::VitConfig;
 
-const FNV_OFFSET: u64 = 0xCBF2_9CE4_8422_2325;
-const FNV_PRIME: u64 = 0x0000_0100_0000_01B3;
-
-/// FNV-1a 64-bit hash of `bytes`.
-fn fnv1a64(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(FNV_OFFSET, |h, &b| (h ^ b as u64).wrapping_mul(FNV_PRIME))
-}
 
 /// The per-tensor key: FNV-1a-64 of the name, XOR the seed.
 fn tensor_key(name: &str, seed: u64) -> u64 {

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::{Graph, Var};
-use crate::io::{HostData, TensorFile};
+use crate::io::{first_non_finite, HostData, TensorFile};
 use crate::kernels::matmul::MatmulOptions;
 use crate::tensor::Tensor;
 
@@ -110,7 +110,10 @@ impl StateDict {
         let (mut tensors, mut not_float) = (HashMap::new(), HashMap::new());
         for (name, t) in file.tensors {
             match t.data {
-                HostData::F32(data) => drop(tensors.insert(name, (t.shape, data))),
+                HostData::F32(data) => {
+                    file_check_finite(path, &name, &data)?;
+                    tensors.insert(name, (t.shape, data));
+                }
                 HostData::I64(_) => drop(not_float.insert(name, t.stored_as)),
             }
         }
@@ -129,6 +132,16 @@ impl StateDict {
         self.tensors.get(name).ok_or_else(|| self.err(format!("missing tensor {name:?}; is this a timm VisionTransformer checkpoint?")))
     }
 
+    /// The shape of tensor `name`, which must have rank `rank` and no dimension 0 (`layout`
+    /// says what it should look like, for the error).
+    fn shape_of_rank(&self, name: &str, rank: usize, layout: &str) -> Result<&[usize]> {
+        let (shape, _) = self.get(name)?;
+        if shape.len() != rank || shape.contains(&0) {
+            return Err(self.err(format!("tensor {name:?} has shape {shape:?}, expected {layout} with every dimension at least 1")));
+        }
+        Ok(shape)
+    }
+
     /// Tensor `name`, which must have exactly `shape`.
     fn shaped(&self, name: &str, shape: &[usize]) -> Result<&[f32]> {
         let (found, data) = self.get(name)?;
@@ -143,12 +156,24 @@ impl StateDict {
     }
 }
 
+/// Error unless every value of a checkpoint's tensor is finite: a NaN weight would make every
+/// logit NaN, silently.
+fn file_check_finite(path: &str, name: &str, data: &[f32]) -> Result<()> {
+    match first_non_finite(data) {
+        Some(i) => Err(Error::Format { path: path.to_string(), msg: format!("tensor {name:?} holds {} at index {i}: every weight must be finite", data[i]) }),
+        None => Ok(()),
+    }
+}
+
 /// How to read a checkpoint: the head count if the file does not say, and the image size to run
 /// at if not the checkpoint's own (`pos_embed` is then resampled as timm does).
 #[derive(Clone, Debug, Default)]
 pub struct LoadOptions {
     pub num_heads: Option<usize>,
     pub img_size: Option<(usize, usize)>,
+    /// Where `img_size` came from, for an error about it ("--img-size", "the task t.safetensors",
+    /// "the images of --batch b.safetensors"); None: the images given.
+    pub size_from: Option<String>,
 }
 
 /// One transformer block's weights: (weight, bias) pairs.
@@ -302,21 +327,24 @@ impl Stream {
 /// D, p, C, L, hidden from the tensors; H from the options, the file, or its preset; image size
 /// from the options or the checkpoint's own position grid.
 fn infer_config(sd: &StateDict, opts: &LoadOptions) -> Result<VitConfig> {
-    let (cls_shape, _) = sd.get("cls_token")?;
-    let (patch_shape, _) = sd.get("patch_embed.proj.weight")?;
-    let (pos_shape, _) = sd.get("pos_embed")?;
-    if cls_shape.len() != 3 || patch_shape.len() != 4 || pos_shape.len() != 3 || patch_shape[2] != patch_shape[3] {
-        return Err(sd.err(format!("cls_token {cls_shape:?}, patch_embed.proj.weight {patch_shape:?}, pos_embed {pos_shape:?} are not a ViT's shapes")));
+    let cls_shape = sd.shape_of_rank("cls_token", 3, "[1, 1, D]")?;
+    let patch_shape = sd.shape_of_rank("patch_embed.proj.weight", 4, "[D, C, p, p]")?;
+    let pos_shape = sd.shape_of_rank("pos_embed", 3, "[1, 1 + patches, D]")?;
+    if patch_shape[2] != patch_shape[3] {
+        return Err(sd.err(format!("tensor \"patch_embed.proj.weight\" has shape {patch_shape:?}: its patches must be square [D, C, p, p]")));
     }
     let embed_dim = cls_shape[2];
     let depth = (0..).take_while(|i| sd.tensors.contains_key(&format!("blocks.{i}.norm1.weight"))).count();
     if depth == 0 {
         return Err(sd.err("no transformer blocks (blocks.0.norm1.weight is missing)".into()));
     }
-    let (fc1_shape, _) = sd.get("blocks.0.mlp.fc1.weight")?;
-    let num_heads = match opts.num_heads {
-        Some(h) => h,
-        None => heads_from_metadata(sd)?,
+    let fc1_shape = sd.shape_of_rank("blocks.0.mlp.fc1.weight", 2, "[hidden, D]")?;
+    let num_heads = match (opts.num_heads, heads_from_metadata(sd)) {
+        (Some(asked), Ok(stated)) if asked != stated => {
+            return Err(Error::invalid("--num-heads", format!("{asked} contradicts the {stated} heads {} states; leave --num-heads out", sd.source)));
+        }
+        (Some(asked), _) => asked,
+        (None, stated) => stated?,
     };
     if num_heads == 0 || embed_dim % num_heads != 0 {
         return Err(sd.err(format!("num_heads = {num_heads} does not divide the embedding width {embed_dim}")));
@@ -325,9 +353,19 @@ fn infer_config(sd: &StateDict, opts: &LoadOptions) -> Result<VitConfig> {
     let old_grid = checkpoint_grid(sd, pos_shape[1], patch_size, opts.img_size)?;
     let img_size = opts.img_size.unwrap_or((old_grid.0 * patch_size, old_grid.1 * patch_size));
     if !img_size.0.is_multiple_of(patch_size) || !img_size.1.is_multiple_of(patch_size) || img_size.0 == 0 || img_size.1 == 0 {
-        return Err(sd.err(format!("image size {img_size:?} is not a multiple of the patch size {patch_size}")));
+        let msg = format!("{}×{} is not a positive multiple of this backbone's patch size {patch_size}", img_size.0, img_size.1);
+        return Err(match opts.img_size {
+            // Asked for by the user (--img-size), or by the images given (a batch, a task's size).
+            Some(_) => Error::invalid(
+                format!("image size ({})", opts.size_from.as_deref().unwrap_or("of the images given")),
+                format!("{msg} (the backbone {})", sd.source),
+            ),
+            None => sd.err(format!("its own image size {msg}")),
+        });
     }
-    Ok(VitConfig { embed_dim, depth, num_heads, patch_size, img_size, in_chans: patch_shape[1], mlp_hidden: fc1_shape[0], eps: 1e-6 })
+    let cfg = VitConfig { embed_dim, depth, num_heads, patch_size, img_size, in_chans: patch_shape[1], mlp_hidden: fc1_shape[0], eps: 1e-6 };
+    cfg.validate().map_err(|e| sd.err(e.to_string()))?;
+    Ok(cfg)
 }
 
 fn heads_from_metadata(sd: &StateDict) -> Result<usize> {

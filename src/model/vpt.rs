@@ -81,18 +81,24 @@ impl VptTask {
     /// [`VptTask::read`] from a file already read (a task file's metadata comes from the same read).
     pub fn from_file(gpu: &Gpu, f: &TensorFile) -> Result<VptTask> {
         let fmt = |msg: String| Error::Format { path: f.path.clone(), msg };
-        let (w_shape, w) = f.f32("head.weight")?;
+        let (w_shape, w) = f.checked_f32("head.weight")?;
         if w_shape.len() != 2 {
-            return Err(fmt(format!("tensor \"head.weight\" has shape {w_shape:?}, expected [C, D]")));
+            return Err(fmt(format!("tensor \"head.weight\" has shape {w_shape:?}, expected [C, D] (classes, backbone width)")));
         }
-        let head_bias = Tensor::from_slice(gpu, &[w_shape[0]], f.f32_shaped("head.bias", &[w_shape[0]])?)?;
+        let head_bias = Tensor::from_slice(gpu, &[w_shape[0]], f.checked_f32_shaped("head.bias", &[w_shape[0]])?)?;
         let prompts = match f.tensors.get("prompts") {
             Some(_) => {
                 let (shape, data) = f.f32("prompts")?;
-                if shape.len() != 3 || shape[2] != w_shape[1] && !data.is_empty() {
-                    return Err(fmt(format!("tensor \"prompts\" has shape {shape:?}, expected [depth, P, {}]", w_shape[1])));
+                // The linear probe may store an empty prompts tensor: no elements, no prompts.
+                if data.is_empty() {
+                    None
+                } else {
+                    if shape.len() != 3 || shape[2] != w_shape[1] {
+                        return Err(fmt(format!("tensor \"prompts\" has shape {shape:?}, expected [depth, P, D] with D = {} as head.weight's", w_shape[1])));
+                    }
+                    f.check_finite("prompts", data)?;
+                    Some(Tensor::from_slice(gpu, shape, data)?)
                 }
-                if data.is_empty() { None } else { Some(Tensor::from_slice(gpu, shape, data)?) }
             }
             None => None,
         };
@@ -284,7 +290,7 @@ pub fn vpt_forward(gpu: &Gpu, vit: &Vit, task: &VptTask, images: &Tensor) -> Res
 /// A batch file: `images` f32 [B, C, H, W] (already normalised), `labels` i64 [B].
 pub fn read_batch(gpu: &Gpu, path: &str) -> Result<(Tensor, Vec<u32>)> {
     let f = TensorFile::read(path)?;
-    let (shape, images) = f.f32("images")?;
+    let (shape, images) = f.checked_f32("images")?;
     if shape.len() != 4 {
         return Err(Error::Format { path: path.into(), msg: format!("tensor \"images\" has shape {shape:?}, expected [B, 3, H, W]") });
     }

@@ -2,15 +2,21 @@
 //!
 //! - [`optim`]: the optimizer step and its state ([`Trainer`]), one training step on a batch;
 //! - [`schedule`]: warm-up + cosine learning rate;
-//! - [`fit`]: a whole `vpt train` run (epochs, validation, resume, metrics);
+//! - [`fit`]: a whole `vpt train` run (epochs, validation, stopping on divergence or Ctrl-C);
+//! - [`outputs`]: the files a command writes and the policy that keeps the user's files safe;
+//! - [`resume`]: the state saved after every epoch, the settings recorded with it, the metrics;
+//! - [`evaluate`]: accuracy on labelled images;
 //! - [`task`]: the task file `vpt train` writes and `vpt eval` / `vpt predict` read;
 //! - [`predict`]: several tasks served from one backbone in one batch;
 //! - [`data`]: image folders, the train/val split, transforms, the epoch loader.
 
 pub mod data;
+pub mod evaluate;
 pub mod fit;
 pub mod optim;
+pub mod outputs;
 pub mod predict;
+pub mod resume;
 pub mod schedule;
 pub mod task;
 

@@ -12,6 +12,7 @@ use crate::train::data::{default_resize, load_image, Transform};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::Graph;
+use crate::train::evaluate::finite_logits;
 use crate::train::task::TaskFile;
 use crate::tensor::Tensor;
 use crate::model::vit::Vit;
@@ -96,7 +97,7 @@ fn head_rows(g: &Graph, tasks: &[TaskFile], rows: &[(usize, usize)], pooled: &cr
     for t in used {
         let task = &tasks[t];
         let logits = g.linear(pooled, &g.constant(task.task.head_weight.clone()), Some(&g.constant(task.task.head_bias.clone())))?;
-        let values = logits.value().to_vec()?; // [B, C_t]: every row through this head; keep this task's rows
+        let values = finite_logits(logits.value())?; // [B, C_t]: every row through this head; keep this task's rows
         for (row, &(_, rt)) in rows.iter().enumerate() {
             if rt == t {
                 out[row] = top_k_of(&values[row * task.classes.len()..(row + 1) * task.classes.len()], &task.classes, top_k);

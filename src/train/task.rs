@@ -16,7 +16,8 @@ use std::collections::HashMap;
 use crate::train::data::Normalization;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::io::{write_f32_tensors, TensorFile};
+use crate::hash::Fnv1a;
+use crate::io::{first_non_finite, write_f32_tensors, TensorFile};
 use crate::tensor::Tensor;
 use crate::model::vit::{StateDict, VitConfig};
 use crate::model::vpt::{Pool, VptTask};
@@ -36,24 +37,18 @@ pub struct TaskFile {
 /// FNV-1a (64-bit) over every backbone tensor's name, shape and f32 values, in name order. Not a
 /// cryptographic hash: it guards against running a task on the wrong backbone by accident.
 pub fn backbone_fingerprint(sd: &StateDict) -> String {
-    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut feed = |bytes: &[u8]| {
-        for &b in bytes {
-            hash ^= b as u64;
-            hash = hash.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-    };
+    let mut hash = Fnv1a::default();
     let mut names: Vec<&String> = sd.tensors.keys().filter(|n| !n.starts_with("head.")).collect();
     names.sort();
     for name in names {
         let (shape, data) = &sd.tensors[name];
-        feed(name.as_bytes());
+        hash.feed(name.as_bytes());
         for d in shape {
-            feed(&(*d as u64).to_le_bytes());
+            hash.feed(&(*d as u64).to_le_bytes());
         }
-        feed(bytemuck::cast_slice(data));
+        hash.feed(bytemuck::cast_slice(data));
     }
-    format!("fnv1a64:{hash:016x}")
+    format!("fnv1a64:{:016x}", hash.finish())
 }
 
 impl TaskFile {
@@ -66,6 +61,9 @@ impl TaskFile {
             return Err(fmt(format!("format {:?} is not {FORMAT:?}", meta("format")?)));
         }
         let classes: Vec<String> = serde_json::from_str(meta("classes")?).map_err(|e| fmt(format!("metadata classes: {e}")))?;
+        if let Some(dup) = classes.iter().enumerate().find_map(|(i, c)| classes[..i].contains(c).then_some(c)) {
+            return Err(fmt(format!("metadata classes names {dup:?} twice: every class needs its own name")));
+        }
         if classes.len() != task.num_classes() {
             return Err(fmt(format!("{} class names for a head with {} outputs", classes.len(), task.num_classes())));
         }
@@ -99,6 +97,12 @@ impl TaskFile {
         for (name, t) in extra {
             host.push((name.clone(), t.shape().to_vec(), t.to_vec()?));
         }
+        // Never a task with NaN or infinite values: it would answer nothing but class 0.
+        for (name, _, data) in &host {
+            if let Some(i) = first_non_finite(data) {
+                return Err(Error::Format { path: path.to_string(), msg: format!("not written: tensor {name:?} holds {} at index {i} (the training diverged; try a lower --lr)", data[i]) });
+            }
+        }
         let list: Vec<(&str, &[usize], &[f32])> = host.iter().map(|(n, s, d)| (n.as_str(), &s[..], &d[..])).collect();
         let mut meta = self.metadata();
         meta.extend(extra_meta.iter().cloned());
@@ -107,14 +111,20 @@ impl TaskFile {
 
     /// Refuse to run this task on a backbone with another fingerprint.
     pub fn check_backbone(&self, fingerprint: &str, task_path: &str, model_path: &str) -> Result<()> {
-        if self.backbone != fingerprint {
-            return Err(Error::Format {
-                path: task_path.to_string(),
-                msg: format!("this task was trained on backbone {} but {model_path} is {fingerprint}; use the backbone it was trained with", self.backbone),
-            });
-        }
-        Ok(())
+        check_trained_on(&self.backbone, fingerprint, task_path, model_path)
     }
+}
+
+/// Error unless the task at `task_path`, trained on the backbone fingerprinted `trained_on`, is
+/// being run on that backbone (`model_path`, fingerprinted `fingerprint`).
+pub fn check_trained_on(trained_on: &str, fingerprint: &str, task_path: &str, model_path: &str) -> Result<()> {
+    if trained_on != fingerprint {
+        return Err(Error::Format {
+            path: task_path.to_string(),
+            msg: format!("this task was trained on backbone {trained_on} but {model_path} is {fingerprint}; use the backbone it was trained with"),
+        });
+    }
+    Ok(())
 }
 
 /// "H,W" → (H, W).

@@ -4,7 +4,7 @@
 #![allow(dead_code)]
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use vpt_wgsl::io::write_f32_tensors;
 use vpt_wgsl::model::synthetic::synthetic_vit_state_dict;
@@ -51,4 +51,38 @@ pub fn write_tiny_backbone(dir: &Path) -> String {
     let path = dir.join("backbone.safetensors").to_string_lossy().into_owned();
     write_f32_tensors(&path, &list, tiny_metadata()).unwrap();
     path
+}
+
+/// The classes of [`image_folder`].
+pub const CLASSES: [&str; 3] = ["circle", "cross", "stripes"];
+
+/// A fresh, empty folder for one test.
+pub fn workdir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("vpt-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// 3 classes × `per_class` 20×20 PNGs with a class-dependent pattern and per-image noise.
+pub fn image_folder(dir: &Path, per_class: usize) -> PathBuf {
+    let root = dir.join("images");
+    for (c, class) in CLASSES.iter().enumerate() {
+        std::fs::create_dir_all(root.join(class)).unwrap();
+        for i in 0..per_class {
+            let img = image::RgbImage::from_fn(20, 20, |x, y| {
+                let (fx, fy) = (x as f32 - 10.0, y as f32 - 10.0);
+                let on = match c {
+                    0 => (fx * fx + fy * fy).sqrt() < 6.0,
+                    1 => (fx.abs() < 2.0) || (fy.abs() < 2.0),
+                    _ => (y / 3) % 2 == 0,
+                };
+                let noise = ((x * 31 + y * 17 + i as u32 * 97) % 40) as u8;
+                let v = if on { 200 + noise / 2 } else { noise };
+                image::Rgb([v, v / 2 + (c as u8) * 10, 255 - v])
+            });
+            img.save(root.join(class).join(format!("{i:03}.png"))).unwrap();
+        }
+    }
+    root
 }

@@ -4,9 +4,9 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use image::{ImageFormat, ImageReader};
 
 use super::data_error;
+use super::transform::decode_strict;
 use crate::{Error, Result};
 
 /// An image folder: one sub-folder per class (class names = sub-folder names, sorted), JPEG/PNG files inside.
@@ -157,15 +157,12 @@ fn check_same_classes(root: &Path, found: &[String], expected: &[String]) -> Res
 
 /// The usable images of one class folder (sorted by file name) and the files skipped, with why.
 fn scan_class(dir: &Path) -> Result<(Vec<PathBuf>, Skipped)> {
+    let paths: Vec<PathBuf> = sorted_entries(dir)?.into_iter().map(|(_, path)| path).collect();
+    let verdicts = check_images(&paths);
     let mut images = Vec::new();
     let mut skipped = Vec::new();
-    for (_, path) in sorted_entries(dir)? {
-        if std::fs::metadata(&path).map(|m| m.is_dir()).unwrap_or(false) {
-            let why = "a folder inside a class folder; images must sit directly in ROOT/<class>/";
-            skipped.push((path, why.to_string()));
-            continue;
-        }
-        match probe_image(&path) {
+    for (path, verdict) in paths.into_iter().zip(verdicts) {
+        match verdict {
             Ok(()) => images.push(path),
             Err(why) => skipped.push((path, why)),
         }
@@ -173,24 +170,25 @@ fn scan_class(dir: &Path) -> Result<(Vec<PathBuf>, Skipped)> {
     Ok((images, skipped))
 }
 
-/// Check that a file is a JPEG or PNG whose header decodes, without decoding the pixels: cheap
-/// enough for a whole data set, and it catches non-images and garbage at scan time, not mid-epoch.
-fn probe_image(path: &Path) -> std::result::Result<(), String> {
-    let reader = ImageReader::open(path)
-        .and_then(|r| r.with_guessed_format())
-        .map_err(|e| format!("cannot read: {e}"))?;
-    match reader.format() {
-        Some(ImageFormat::Png | ImageFormat::Jpeg) => {}
-        Some(other) => {
-            return Err(format!("a {other:?} image; only JPEG and PNG are supported, convert it"));
-        }
-        None => return Err("not a JPEG or PNG image".to_string()),
+/// [`check_image`] of every path, on as many threads as the machine has (decoding a whole data
+/// set once is the scan's main cost), in the paths' order.
+fn check_images(paths: &[PathBuf]) -> Vec<std::result::Result<(), String>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    let chunk = paths.len().div_ceil(threads).max(1);
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = paths.chunks(chunk).map(|part| scope.spawn(move || part.iter().map(|p| check_image(p)).collect::<Vec<_>>())).collect();
+        workers.into_iter().flat_map(|w| w.join().unwrap_or_else(|_| vec![Err("the image decoder failed on it".to_string())])).collect()
+    })
+}
+
+/// Can this file be trained on? A folder cannot, nor anything that is not a JPEG or PNG that
+/// decodes completely ([`decode_strict`]): a truncated or corrupt file is found here, at the
+/// scan, never later in the middle of an epoch.
+fn check_image(path: &Path) -> std::result::Result<(), String> {
+    if std::fs::metadata(path).map(|m| m.is_dir()).unwrap_or(false) {
+        return Err("a folder inside a class folder; images must sit directly in ROOT/<class>/".to_string());
     }
-    let (w, h) = reader.into_dimensions().map_err(|e| format!("corrupt image: {e}"))?;
-    if w == 0 || h == 0 {
-        return Err(format!("empty image ({w}x{h})"));
-    }
-    Ok(())
+    decode_strict(path).map(drop)
 }
 
 fn empty_class_error(root: &Path, class: &str, skipped: &[(PathBuf, String)]) -> Error {

@@ -4,7 +4,7 @@
 use std::path::Path;
 
 use image::imageops::FilterType;
-use image::{ImageReader, RgbImage};
+use image::{ImageFormat, RgbImage};
 
 use super::data_error;
 use super::normalize::Normalization;
@@ -54,18 +54,39 @@ pub fn load_image(path: &Path, transform: Transform, norm: Normalization, rng: &
 /// PIL's `convert("RGB")` in torchvision's ImageFolder loader does. Like that loader, the EXIF
 /// orientation is not applied.
 fn decode_rgb8(path: &Path) -> Result<RgbImage> {
-    let reader = ImageReader::open(path).and_then(|r| r.with_guessed_format()).map_err(|e| {
-        let hint = if e.kind() == std::io::ErrorKind::NotFound {
-            " (was it moved or deleted after the folder was scanned? rescan the folder)"
-        } else {
-            ""
-        };
-        data_error(path, format!("cannot read the image: {e}{hint}"))
+    decode_strict(path).map_err(|why| {
+        let hint = if path.exists() { "; replace or remove the file" } else { " (was it moved or deleted after the folder was scanned? rescan the folder)" };
+        data_error(path, format!("{why}{hint}"))
+    })
+}
+
+/// Decode a JPEG or PNG completely, as RGB, refusing what a lenient decoder would pass: an
+/// empty image, or a JPEG without its end-of-image marker (cut short: the decoder would fill the
+/// missing rows with grey and say nothing). The error says why, for the user.
+pub fn decode_strict(path: &Path) -> std::result::Result<RgbImage, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
+    let named_as_image = path.extension().and_then(|e| e.to_str()).is_some_and(|e| ["png", "jpg", "jpeg"].contains(&e.to_lowercase().as_str()));
+    let format = image::guess_format(&bytes).map_err(|_| match named_as_image {
+        true => "corrupt image: its contents are not the JPEG or PNG its name says".to_string(),
+        false => "not a JPEG or PNG image".to_string(),
     })?;
-    let img = reader.decode().map_err(|e| {
-        data_error(path, format!("cannot decode the image: {e}; replace or remove the file"))
-    })?;
+    match format {
+        ImageFormat::Png => {}
+        ImageFormat::Jpeg if jpeg_is_complete(&bytes) => {}
+        ImageFormat::Jpeg => return Err("a truncated JPEG (no end-of-image marker)".to_string()),
+        other => return Err(format!("a {other:?} image; only JPEG and PNG are supported, convert it")),
+    }
+    let img = image::load_from_memory_with_format(&bytes, format).map_err(|e| format!("corrupt image: {e}"))?;
+    if img.width() == 0 || img.height() == 0 {
+        return Err(format!("empty image ({}x{})", img.width(), img.height()));
+    }
     Ok(img.into_rgb8())
+}
+
+/// Does a JPEG end with its end-of-image marker (FF D9), give or take padding after it?
+fn jpeg_is_complete(bytes: &[u8]) -> bool {
+    let end = bytes.iter().rposition(|&b| b != 0 && !b.is_ascii_whitespace()).map_or(0, |i| i + 1);
+    end >= 2 && bytes[end - 2..end] == [0xFF, 0xD9]
 }
 
 /// The resized image and the square window of it that becomes the output.

@@ -1,0 +1,120 @@
+//! What a training run leaves after every epoch so that `--resume` can continue it to the same
+//! result: the task's tensors, the optimizer state, the step, and the settings the run was
+//! started with (each recorded on its own, so a resume with other settings names which ones
+//! differ); and the metrics file, one JSON line per epoch.
+
+use std::collections::BTreeMap;
+
+use super::fit::{EpochSummary, TrainConfig};
+use super::outputs::RunFiles;
+use super::task::TaskFile;
+use super::Trainer;
+use crate::error::{Error, Result};
+use crate::io::TensorFile;
+use crate::tensor::Tensor;
+
+/// The settings that decide a run's result, by the flag that sets them: a resumed run must have
+/// the same ones. `backbone` and `data` are fingerprints (of the weights, of the image files), so
+/// a changed checkpoint or folder is noticed even under the same path; paths are canonical, so
+/// `data/` and `./data` are the same folder.
+pub fn run_settings(cfg: &TrainConfig, backbone: &str, data: &str) -> BTreeMap<&'static str, String> {
+    let canonical = |p: &std::path::Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf()).display().to_string();
+    BTreeMap::from([
+        ("backbone (--model)", backbone.to_string()),
+        ("--data", canonical(&cfg.data)),
+        ("--val", cfg.val.as_deref().map_or("none".into(), canonical)),
+        ("images (the files in --data and --val)", data.to_string()),
+        ("--prompts", cfg.num_prompts.to_string()),
+        ("--depth", format!("{:?}", cfg.depth)),
+        ("--pool", cfg.pool.name().to_string()),
+        ("--epochs", cfg.epochs.to_string()),
+        ("--batch", cfg.batch.to_string()),
+        ("--lr", cfg.base_lr.to_string()),
+        ("--wd", cfg.optimizer.weight_decay().to_string()),
+        ("--warmup", cfg.warmup_epochs.to_string()),
+        ("--optimizer", cfg.optimizer.name().to_string()),
+        ("--seed", cfg.seed.to_string()),
+        ("--img-size", format!("{:?}", cfg.img_size)),
+        ("--no-flip", (!cfg.flip).to_string()),
+        ("--prompt-dropout", cfg.prompt_dropout.to_string()),
+        ("--mean/--std", format!("{:?}", cfg.norm)),
+    ])
+}
+
+/// Write the resume state, then the task file, each atomically; then the epoch's metrics line.
+pub fn save(files: &RunFiles, task_file: &TaskFile, trainer: &Trainer, settings: &BTreeMap<&str, String>, summary: &EpochSummary) -> Result<()> {
+    let state: Vec<(String, Tensor)> = trainer.state_tensors().into_iter().enumerate().map(|(i, t)| (format!("optimizer.{i}"), t)).collect();
+    let meta = [
+        ("epochs_done".to_string(), summary.epoch.to_string()),
+        ("step".to_string(), trainer.step().to_string()),
+        ("settings".to_string(), serde_json::to_string(settings).expect("strings serialise")),
+    ];
+    task_file.write(&files.resume, &state, &meta)?;
+    task_file.write(&files.task, &[], &[])?;
+    append_metrics(&files.metrics, summary)
+}
+
+fn append_metrics(path: &str, s: &EpochSummary) -> Result<()> {
+    use std::io::Write;
+    let line = serde_json::json!({
+        "epoch": s.epoch, "lr": s.lr, "train_loss": s.train_loss, "train_accuracy": s.train_accuracy,
+        "val_accuracy": if s.val_accuracy.is_nan() { serde_json::Value::Null } else { s.val_accuracy.into() },
+        "images_per_second": s.images_per_second, "seconds": s.seconds, "gpu_bytes": s.gpu_bytes,
+    });
+    let io_err = |source| Error::Io { path: path.to_string(), source };
+    let mut f = std::fs::OpenOptions::new().create(true).append(true).open(path).map_err(io_err)?;
+    writeln!(f, "{line}").map_err(io_err)
+}
+
+/// Load the resume state into the task and trainer; returns the epochs it had finished.
+pub fn restore(files: &RunFiles, settings: &BTreeMap<&str, String>, task_file: &TaskFile, trainer: &mut Trainer) -> Result<usize> {
+    let f = TensorFile::read(&files.resume)?;
+    let fmt = |msg: String| Error::Format { path: files.resume.clone(), msg };
+    check_same_settings(&f, settings).map_err(fmt)?;
+    let epochs_done: usize = f.meta("epochs_done")?;
+    let step: usize = f.meta("step")?;
+    let copy_into = |name: &str, t: &Tensor| -> Result<()> {
+        let fresh = Tensor::from_slice(t.gpu(), t.shape(), f.checked_f32_shaped(name, t.shape())?)?;
+        t.copy_from(&fresh)
+    };
+    if let Some(p) = &task_file.task.prompts {
+        copy_into("prompts", p)?;
+    }
+    copy_into("head.weight", &task_file.task.head_weight)?;
+    copy_into("head.bias", &task_file.task.head_bias)?;
+    let state: Vec<Vec<f32>> =
+        (0..trainer.state_tensors().len()).map(|i| f.checked_f32(&format!("optimizer.{i}")).map(|(_, d)| d.to_vec())).collect::<Result<_>>()?;
+    trainer.restore(step, &state)?;
+    truncate_metrics(&files.metrics, epochs_done)?;
+    Ok(epochs_done)
+}
+
+/// Error (naming each setting that differs, then and now) unless the resume state was written
+/// by a run with these settings.
+fn check_same_settings(f: &TensorFile, now: &BTreeMap<&str, String>) -> std::result::Result<(), String> {
+    let Some(text) = f.metadata.get("settings") else {
+        return Err("records no settings (written by an older vpt-wgsl?), so it cannot be resumed safely; start again with --force".into());
+    };
+    let then: BTreeMap<String, String> = serde_json::from_str(text).map_err(|e| format!("its settings do not parse: {e}"))?;
+    let differ: Vec<String> = now
+        .iter()
+        .filter(|(k, v)| then.get(**k) != Some(*v))
+        .map(|(k, v)| format!("{k}: {} then, {v} now", then.get(*k).map_or("(absent)", String::as_str)))
+        .collect();
+    if differ.is_empty() {
+        return Ok(());
+    }
+    Err(format!("was written by a run with other settings, so --resume would not end where that run would: {}; resume with the same arguments and data, or start again with --force", differ.join("; ")))
+}
+
+/// Keep the metrics of the epochs the resume state includes (an interrupted epoch wrote none,
+/// but a crash between the state and the metrics line could leave one too many or too few).
+fn truncate_metrics(path: &str, epochs_done: usize) -> Result<()> {
+    let Ok(text) = std::fs::read_to_string(path) else { return Ok(()) };
+    let kept: String = text
+        .lines()
+        .filter(|l| serde_json::from_str::<serde_json::Value>(l).ok().and_then(|v| v["epoch"].as_u64()).is_some_and(|e| e as usize <= epochs_done))
+        .map(|l| format!("{l}\n"))
+        .collect();
+    crate::io::write_atomically(std::path::Path::new(path), kept.as_bytes())
+}

@@ -1,0 +1,356 @@
+//! `vpt` fed what a hostile or careless user feeds it: every case must end in a clear error that
+//! names the file or flag at fault (exit 1, no panic), never hang, never destroy a file the user
+//! did not ask to replace, and never report a NaN result as if it were one.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{image_folder, workdir, write_tiny_backbone};
+use vpt_wgsl::io::{write_f32_tensors, TensorFile};
+use vpt_wgsl::model::synthetic::synthetic_vit_state_dict;
+
+fn vpt(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_vpt")).args(args).env_remove("WGPU_ADAPTER_NAME").stdin(Stdio::null()).output().expect("run vpt")
+}
+
+/// Runs `vpt` and returns its stderr, asserting it failed cleanly: exit code 1, an error line,
+/// no panic, and every one of `names` (the file or flag at fault) in the message.
+fn fails_naming(args: &[&str], names: &[&str]) -> String {
+    let out = vpt(args);
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.code(), Some(1), "`vpt {}` should fail with exit 1:\n{stderr}", args.join(" "));
+    assert!(stderr.contains("error:") && !stderr.contains("panicked"), "`vpt {}`:\n{stderr}", args.join(" "));
+    for name in names {
+        assert!(stderr.contains(name), "`vpt {}` should name {name:?}:\n{stderr}", args.join(" "));
+    }
+    stderr
+}
+
+/// `vpt` started in the background, its stderr kept.
+fn spawn_vpt(args: &[&str]) -> std::process::Child {
+    Command::new(env!("CARGO_BIN_EXE_vpt")).args(args).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap()
+}
+
+/// Wait (two minutes at most) until `path` exists.
+fn wait_for(path: &Path) {
+    let start = Instant::now();
+    while !path.exists() && start.elapsed() < Duration::from_secs(120) {
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+fn s(p: &Path) -> String {
+    p.to_string_lossy().into_owned()
+}
+
+/// The tiny backbone with `edit` applied to its tensors, written as `name`.
+fn edited_backbone(dir: &Path, name: &str, edit: impl FnOnce(&mut Vec<(String, Vec<usize>, Vec<f32>)>)) -> String {
+    let mut tensors = synthetic_vit_state_dict(&common::tiny_config(), 0, common::SEED);
+    edit(&mut tensors);
+    let list: Vec<(&str, &[usize], &[f32])> = tensors.iter().map(|(n, s, d)| (n.as_str(), &s[..], &d[..])).collect();
+    let path = s(&dir.join(name));
+    let meta = [("num_heads", "3"), ("mean", "0.5,0.5,0.5"), ("std", "0.25,0.25,0.25")].map(|(k, v)| (k.to_string(), v.to_string())).into();
+    write_f32_tensors(&path, &list, meta).unwrap();
+    path
+}
+
+/// A task for the tiny ViT, and a batch of two of its images, in the `vpt grad` formats.
+fn task_and_batch(dir: &Path) -> (String, String) {
+    let d = common::D;
+    let task = s(&dir.join("task.safetensors"));
+    let prompts = vec![0.01f32; 2 * 3 * d];
+    let head = vec![0.02f32; 4 * d];
+    write_f32_tensors(&task, &[("prompts", &[2, 3, d][..], &prompts[..]), ("head.weight", &[4, d], &head), ("head.bias", &[4], &[0.0; 4])], Default::default()).unwrap();
+    let batch = s(&dir.join("batch.safetensors"));
+    write_batch(&batch, &vec![0.5f32; 2 * 3 * common::IMG * common::IMG], &[2, 3, common::IMG, common::IMG]);
+    (task, batch)
+}
+
+fn write_batch(path: &str, images: &[f32], shape: &[usize]) {
+    let labels: Vec<u8> = (0..shape[0] as i64).flat_map(|l| (l % 4).to_le_bytes()).collect();
+    let views = vec![
+        ("images".to_string(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.to_vec(), bytemuck::cast_slice(images)).unwrap()),
+        ("labels".to_string(), safetensors::tensor::TensorView::new(safetensors::Dtype::I64, vec![shape[0]], &labels).unwrap()),
+    ];
+    std::fs::write(path, safetensors::serialize(views, None).unwrap()).unwrap();
+}
+
+/// Checkpoints that made the config inference panic (an MLP weight stored as a scalar, a patch
+/// embedding with kernel size 0) or that hold NaN: clear errors naming the tensor, in every
+/// command that loads a backbone.
+#[test]
+fn broken_checkpoints_are_errors_naming_the_tensor() {
+    let dir = workdir("hostile-ckpt");
+    let (task, batch) = task_and_batch(&dir);
+    let data = s(&image_folder(&dir, 2));
+    let scalar_mlp = edited_backbone(&dir, "scalar_mlp.safetensors", |t| {
+        let fc1 = t.iter_mut().find(|(n, _, _)| n == "blocks.0.mlp.fc1.weight").unwrap();
+        *fc1 = (fc1.0.clone(), vec![], vec![1.0]);
+    });
+    let zero_kernel = edited_backbone(&dir, "zero_kernel.safetensors", |t| {
+        let w = t.iter_mut().find(|(n, _, _)| n == "patch_embed.proj.weight").unwrap();
+        *w = (w.0.clone(), vec![common::D, 3, 0, 0], vec![]);
+    });
+    let nan = edited_backbone(&dir, "nan.safetensors", |t| t.iter_mut().find(|(n, _, _)| n == "blocks.1.attn.proj.weight").unwrap().2[5] = f32::NAN);
+    for (model, tensor) in [(&scalar_mlp, "blocks.0.mlp.fc1.weight"), (&zero_kernel, "patch_embed.proj.weight"), (&nan, "blocks.1.attn.proj.weight")] {
+        let out = s(&dir.join("out.safetensors"));
+        fails_naming(&["grad", "--model", model, "--task", &task, "--batch", &batch, "--out", &out], &[model, tensor]);
+        fails_naming(&["train", "--model", model, "--data", &data, "--out", &out, "--epochs", "1"], &[model, tensor]);
+        assert!(!Path::new(&out).exists());
+    }
+}
+
+/// `/dev/zero` (endless) and a FIFO (blocks on open) as `--model`: refused at once.
+#[cfg(unix)]
+#[test]
+fn devices_and_pipes_are_refused_without_reading() {
+    let dir = workdir("hostile-fifo");
+    let (task, batch) = task_and_batch(&dir);
+    let fifo = s(&dir.join("pipe.safetensors"));
+    assert!(Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    for model in ["/dev/zero", fifo.as_str()] {
+        let start = Instant::now();
+        fails_naming(&["grad", "--model", model, "--task", &task, "--batch", &batch, "--out", &s(&dir.join("o.safetensors"))], &[model, "not a regular file"]);
+        assert!(start.elapsed() < Duration::from_secs(60), "{model} took {:?}", start.elapsed());
+    }
+}
+
+/// No command overwrites a file the user did not ask to replace.
+#[test]
+fn outputs_never_destroy_inputs_or_earlier_results() {
+    let dir = workdir("hostile-write");
+    let model = write_tiny_backbone(&dir);
+    let model_bytes = std::fs::read(&model).unwrap();
+    let data = s(&image_folder(&dir, 3));
+    let (task, batch) = task_and_batch(&dir);
+    let out = s(&dir.join("run.safetensors"));
+    let train = |extra: &[&str]| {
+        let mut args = vec!["train", "--model", &model, "--data", &data, "--out", &out, "--epochs", "1", "--batch", "4", "--prompts", "2"];
+        args.extend(extra);
+        vpt(&args)
+    };
+
+    // --out is the backbone: refused, the backbone untouched.
+    fails_naming(&["train", "--model", &model, "--data", &data, "--out", &model, "--resume"], &["--out", "--model"]);
+    assert_eq!(std::fs::read(&model).unwrap(), model_bytes);
+    // forward / grad writing over one of their inputs, or over an existing file.
+    for input in [&model, &task, &batch] {
+        fails_naming(&["forward", "--model", &model, "--task", &task, "--batch", &batch, "--out", input], &["--out", input]);
+    }
+    assert_eq!(std::fs::read(&model).unwrap(), model_bytes);
+    let logits = s(&dir.join("logits.safetensors"));
+    assert!(vpt(&["forward", "--model", &model, "--task", &task, "--batch", &batch, "--out", &logits]).status.success());
+    fails_naming(&["forward", "--model", &model, "--task", &task, "--batch", &batch, "--out", &logits], &[&logits, "--force"]);
+    assert!(vpt(&["forward", "--model", &model, "--task", &task, "--batch", &batch, "--out", &logits, "--force"]).status.success());
+
+    // A finished run: its files are not replaced by a fresh run, nor by --resume without state.
+    assert!(train(&[]).status.success());
+    let (task_bytes, metrics) = (std::fs::read(&out).unwrap(), std::fs::read(dir.join("run.metrics.jsonl")).unwrap());
+    fails_naming(&["train", "--model", &model, "--data", &data, "--out", &out, "--epochs", "1"], &[&out, "--resume", "--force"]);
+    std::fs::remove_file(dir.join("run.resume.safetensors")).unwrap();
+    fails_naming(&["train", "--model", &model, "--data", &data, "--out", &out, "--epochs", "1", "--resume"], &["--resume", &out]);
+    assert_eq!(std::fs::read(&out).unwrap(), task_bytes);
+    assert_eq!(std::fs::read(dir.join("run.metrics.jsonl")).unwrap(), metrics);
+    // Only a resume state left over from a run: a fresh run does not overwrite it.
+    let orphan = s(&dir.join("orphan.safetensors"));
+    std::fs::copy(&out, dir.join("orphan.resume.safetensors")).unwrap();
+    fails_naming(&["train", "--model", &model, "--data", &data, "--out", &orphan, "--epochs", "1"], &["orphan.resume.safetensors"]);
+    // --force replaces, and starts clean: one metrics line, not two.
+    assert!(train(&["--force"]).status.success());
+    assert_eq!(std::fs::read_to_string(dir.join("run.metrics.jsonl")).unwrap().lines().count(), 1);
+    // No temporary file is left behind.
+    let litter: Vec<String> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).filter(|n| n.ends_with(".tmp") || n.ends_with(".lock")).collect();
+    assert!(litter.is_empty(), "{litter:?}");
+}
+
+/// A second `vpt train` on the same --out while the first runs is refused at once, and the
+/// first finishes untouched.
+#[test]
+fn a_second_run_on_the_same_out_is_refused_at_once() {
+    let dir = workdir("hostile-lock");
+    let model = write_tiny_backbone(&dir);
+    let data = s(&image_folder(&dir, 6));
+    let out = s(&dir.join("run.safetensors"));
+    let args = ["train", "--model", &model, "--data", &data, "--out", &out, "--epochs", "6", "--batch", "2", "--prompts", "2"];
+    let mut first = spawn_vpt(&args);
+    wait_for(&dir.join("run.lock"));
+    assert!(first.try_wait().unwrap().is_none(), "the first run ended before the second could start");
+    let start = Instant::now();
+    fails_naming(&args, &["another vpt train", &out]);
+    assert!(start.elapsed() < Duration::from_secs(30), "the second run was not refused at once");
+    let done = first.wait_with_output().unwrap();
+    assert!(done.status.success(), "{}", String::from_utf8_lossy(&done.stderr));
+    assert_eq!(std::fs::read_to_string(dir.join("run.metrics.jsonl")).unwrap().lines().count(), 6);
+}
+
+/// Non-finite numbers: refused as input, and a diverging run stops with an error instead of
+/// writing NaN task files.
+#[test]
+fn nan_and_inf_are_refused_and_divergence_stops_the_run() {
+    let dir = workdir("hostile-nan");
+    let model = write_tiny_backbone(&dir);
+    let data = s(&image_folder(&dir, 3));
+    let out = s(&dir.join("run.safetensors"));
+    let train = |extra: &[&str]| {
+        let mut args = vec!["train", "--model", &model, "--data", &data, "--out", &out, "--epochs", "2", "--batch", "4", "--prompts", "2"];
+        args.extend(extra);
+        args.into_iter().map(String::from).collect::<Vec<_>>()
+    };
+    let run = |extra: &[&str], names: &[&str]| fails_naming(&train(extra).iter().map(String::as_str).collect::<Vec<_>>(), names);
+    for wd in ["nan", "inf", "-5"] {
+        run(&[&format!("--wd={wd}")], &["--wd"]);
+    }
+    for lr in ["nan", "inf", "0", "-1"] {
+        run(&[&format!("--lr={lr}")], &["--lr"]);
+    }
+    let stderr = run(&["--lr", "1e30", "--warmup", "0"], &["--lr", "diverged"]);
+    assert!(stderr.contains("lower --lr"), "{stderr}");
+    assert!(!Path::new(&out).exists(), "a diverged run wrote {out}");
+
+    // NaN in the batch, the task, or logits that overflow: errors, never an accuracy.
+    let (task, batch) = task_and_batch(&dir);
+    let nan_batch = s(&dir.join("nan_batch.safetensors"));
+    let mut images = vec![0.5f32; 2 * 3 * common::IMG * common::IMG];
+    images[17] = f32::NAN;
+    write_batch(&nan_batch, &images, &[2, 3, common::IMG, common::IMG]);
+    fails_naming(&["grad", "--model", &model, "--task", &task, "--batch", &nan_batch, "--out", &s(&dir.join("g.safetensors"))], &[&nan_batch, "images"]);
+    let nan_task = s(&dir.join("nan_task.safetensors"));
+    let mut head = vec![0.02f32; 4 * common::D];
+    head[3] = f32::INFINITY;
+    write_f32_tensors(&nan_task, &[("head.weight", &[4, common::D][..], &head[..]), ("head.bias", &[4], &[0.0; 4])], Default::default()).unwrap();
+    fails_naming(&["forward", "--model", &model, "--task", &nan_task, "--batch", &batch, "--out", &s(&dir.join("f.safetensors"))], &[&nan_task, "head.weight"]);
+}
+
+/// What the data folder, the flags and the environment can get wrong, each named in the error.
+#[test]
+fn bad_data_and_flags_are_errors_naming_the_culprit() {
+    let dir = workdir("hostile-flags");
+    let model = write_tiny_backbone(&dir);
+    let data = image_folder(&dir, 3);
+    let d = s(&data);
+    let out = s(&dir.join("run.safetensors"));
+
+    // One class is no classification task.
+    let one = dir.join("one");
+    std::fs::create_dir_all(one.join("only")).unwrap();
+    std::fs::copy(data.join("circle/000.png"), one.join("only/a.png")).unwrap();
+    fails_naming(&["train", "--model", &model, "--data", &s(&one), "--out", &out, "--epochs", "1"], &["--data", "at least two"]);
+    // Sizes and flags.
+    fails_naming(&["train", "--model", &model, "--data", &d, "--out", &out, "--img-size", "1"], &["--img-size"]);
+    fails_naming(&["train", "--model", &model, "--data", &d, "--out", &out, "--prompts", "100000"], &["--prompts"]);
+    fails_naming(&["train", "--model", &model, "--data", &d, "--out", ""], &["--out"]);
+    let start = Instant::now();
+    fails_naming(&["train", "--model", &model, "--data", &d, "--out", &s(&dir.join("no/such/folder/t.safetensors"))], &["--out", "does not exist"]);
+    assert!(start.elapsed() < Duration::from_secs(30), "a missing --out folder must fail before training");
+    fails_naming(&["train", "--model", &model, "--data", &d, "--out", &out, "--num-heads", "4"], &["--num-heads", "3"]);
+    let out_file = dir.join("a_file");
+    std::fs::write(&out_file, "x").unwrap();
+    fails_naming(&["demo", "--out-dir", &s(&out_file)], &["--out-dir", "not a folder"]);
+    let junk = Command::new(env!("CARGO_BIN_EXE_vpt")).arg("info").env("WGPU_BACKEND", "junk").output().unwrap();
+    let stderr = String::from_utf8_lossy(&junk.stderr);
+    assert!(!junk.status.success() && stderr.contains("WGPU_BACKEND") && stderr.contains("vulkan") && !stderr.contains("apt-get"), "{stderr}");
+
+    // Task files: zero classes, a class named twice, a batch of the wrong size.
+    let (task, batch) = task_and_batch(&dir);
+    let empty_head = s(&dir.join("empty_head.safetensors"));
+    write_f32_tensors(&empty_head, &[("head.weight", &[0, common::D][..], &[][..]), ("head.bias", &[0], &[])], Default::default()).unwrap();
+    fails_naming(&["forward", "--model", &model, "--task", &empty_head, "--batch", &batch, "--out", &s(&dir.join("x.safetensors"))], &[&empty_head, "head.weight"]);
+    let big_batch = s(&dir.join("big_batch.safetensors"));
+    write_batch(&big_batch, &vec![0.0; 2 * 3 * 18 * 18], &[2, 3, 18, 18]); // not a multiple of the patch
+    fails_naming(&["forward", "--model", &model, "--task", &task, "--batch", &big_batch, "--out", &s(&dir.join("y.safetensors"))], &["--batch", &big_batch]);
+
+    // A trained task whose class list names a class twice.
+    assert!(vpt(&["train", "--model", &model, "--data", &d, "--out", &out, "--epochs", "1", "--prompts", "2"]).status.success());
+    let f = TensorFile::read(&out).unwrap();
+    let mut meta = f.metadata.clone();
+    meta.insert("classes".into(), r#"["circle","circle","stripes"]"#.into());
+    let dup = s(&dir.join("dup.safetensors"));
+    let tensors: Vec<(String, Vec<usize>, Vec<f32>)> = ["prompts", "head.weight", "head.bias"].iter().map(|n| (n.to_string(), f.f32(n).unwrap().0.to_vec(), f.f32(n).unwrap().1.to_vec())).collect();
+    let list: Vec<(&str, &[usize], &[f32])> = tensors.iter().map(|(n, s, d)| (n.as_str(), &s[..], &d[..])).collect();
+    write_f32_tensors(&dup, &list, meta.into_iter().collect()).unwrap();
+    fails_naming(&["eval", "--model", &model, "--task", &dup, "--data", &d], &[&dup, "twice"]);
+    // eval with --num-heads that contradicts the backbone.
+    fails_naming(&["eval", "--model", &model, "--task", &out, "--data", &d, "--num-heads", "4"], &["--num-heads"]);
+}
+
+/// Images that cannot be trained on are found at the scan, named in the warning, and skipped.
+#[test]
+fn unreadable_images_are_named_at_the_scan() {
+    let dir = workdir("hostile-images");
+    let model = write_tiny_backbone(&dir);
+    let data = image_folder(&dir, 3);
+    let png = std::fs::read(data.join("cross/000.png")).unwrap();
+    std::fs::write(data.join("cross/truncated.png"), &png[..png.len() / 2]).unwrap();
+    let mut jpeg = std::io::Cursor::new(Vec::new());
+    image::RgbImage::from_pixel(20, 20, image::Rgb([9, 99, 199])).write_to(&mut jpeg, image::ImageFormat::Jpeg).unwrap();
+    let jpeg = jpeg.into_inner();
+    std::fs::write(data.join("circle/cut.jpg"), &jpeg[..jpeg.len() - 40]).unwrap();
+    let out = vpt(&["train", "--model", &model, "--data", &s(&data), "--out", &s(&dir.join("t.safetensors")), "--epochs", "1", "--prompts", "2"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(stdout.contains("skipped 2 files") && stdout.contains("truncated.png") && stdout.contains("cut.jpg"), "{stdout}");
+}
+
+/// `--resume` after the data changed is refused naming what changed; the same folder spelled
+/// another way is the same folder.
+#[test]
+fn resume_checks_the_data_and_names_what_changed() {
+    let dir = workdir("hostile-resume");
+    let model = write_tiny_backbone(&dir);
+    let data = image_folder(&dir, 3);
+    let out = s(&dir.join("run.safetensors"));
+    let args = |data: &str, epochs: &str| -> Vec<String> {
+        ["train", "--model", &model, "--data", data, "--out", &out, "--epochs", epochs, "--prompts", "2", "--resume"].map(String::from).to_vec()
+    };
+    let run = |a: Vec<String>| vpt(&a.iter().map(String::as_str).collect::<Vec<_>>());
+    assert!(run(args(&s(&data), "1")).status.success());
+    let slash = format!("{}/", s(&data));
+    let stderr = fails_naming(&args(&slash, "2").iter().map(String::as_str).collect::<Vec<_>>(), &["--epochs: 1 then, 2 now"]);
+    assert!(!stderr.contains("--data:"), "a trailing / is the same folder:\n{stderr}");
+    std::fs::remove_file(data.join("stripes/001.png")).unwrap();
+    fails_naming(&args(&s(&data), "1").iter().map(String::as_str).collect::<Vec<_>>(), &["images (the files in --data and --val)"]);
+}
+
+/// Two identical runs write identical bytes.
+#[test]
+fn identical_runs_write_identical_task_files() {
+    let dir = workdir("hostile-bytes");
+    let model = write_tiny_backbone(&dir);
+    let data = s(&image_folder(&dir, 3));
+    let run = |name: &str| -> PathBuf {
+        let out = dir.join(name);
+        assert!(vpt(&["train", "--model", &model, "--data", &data, "--out", &s(&out), "--epochs", "1", "--prompts", "2"]).status.success());
+        out
+    };
+    let (a, b) = (run("a.safetensors"), run("b.safetensors"));
+    assert!(std::fs::read(a).unwrap() == std::fs::read(b).unwrap(), "two identical runs wrote different task files");
+}
+
+/// Ctrl-C: the step finishes, the last finished epoch's files stay, the message says how to
+/// resume, and resuming ends where an uninterrupted run ends.
+#[cfg(unix)]
+#[test]
+fn ctrl_c_keeps_the_last_epoch_and_says_how_to_resume() {
+    let dir = workdir("hostile-ctrl-c");
+    let model = write_tiny_backbone(&dir);
+    let data = s(&image_folder(&dir, 6));
+    let out = s(&dir.join("run.safetensors"));
+    let args = ["train", "--model", &model, "--data", &data, "--out", &out, "--epochs", "40", "--batch", "2", "--prompts", "2"];
+    let child = spawn_vpt(&args);
+    let metrics = dir.join("run.metrics.jsonl");
+    wait_for(&metrics);
+    assert!(Command::new("kill").args(["-INT", &child.id().to_string()]).status().unwrap().success());
+    let done = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&done.stderr);
+    assert_eq!(done.status.code(), Some(130), "the run was not interrupted (did it finish 40 epochs first?): {stderr}");
+    assert!(stderr.contains("--resume") && !stderr.contains("panicked"), "{stderr}");
+    let kept = std::fs::read_to_string(&metrics).unwrap().lines().count();
+    assert_eq!(TensorFile::read(dir.join("run.resume.safetensors")).unwrap().metadata["epochs_done"], kept.to_string());
+    let mut resumed = args.to_vec();
+    resumed.push("--resume");
+    assert!(vpt(&resumed).status.success());
+    assert_eq!(std::fs::read_to_string(&metrics).unwrap().lines().count(), 40);
+}
