@@ -41,7 +41,7 @@ pub fn run_demo(gpu: &Gpu, dir: &Path, out_dir: &Path, epochs: Option<usize>, ob
     if out_dir.exists() && !out_dir.is_dir() {
         return Err(Error::invalid("--out-dir", format!("{} is a file, not a folder; give a folder for the three task files", out_dir.display())));
     }
-    std::fs::create_dir_all(out_dir).map_err(|source| Error::Io { path: out_dir.display().to_string(), source })?;
+    claim_out_dir(out_dir)?;
     let mut rows = Vec::new();
     for variant in VARIANTS {
         let v = &reference["variants"][variant];
@@ -59,6 +59,26 @@ pub fn run_demo(gpu: &Gpu, dir: &Path, out_dir: &Path, epochs: Option<usize>, ob
         });
     }
     Ok(rows)
+}
+
+/// Marks a folder the demo writes into, so that a later demo may replace what it wrote there.
+const MARKER: &str = ".vpt-demo";
+
+/// Make `out_dir` the demo's: a new or empty-of-demo-names folder is taken (and marked); one that
+/// holds a demo's earlier outputs is taken again; one that holds files of those names the demo
+/// did not write is refused, so that the demo never replaces a file of the user's.
+fn claim_out_dir(out_dir: &Path) -> Result<()> {
+    let io_err = |source| Error::Io { path: out_dir.display().to_string(), source };
+    std::fs::create_dir_all(out_dir).map_err(io_err)?;
+    let ours = out_dir.join(MARKER).exists();
+    let outputs = VARIANTS.iter().flat_map(|v| {
+        let task = out_dir.join(format!("{v}.safetensors")).display().to_string();
+        [crate::train::outputs::resume_path(&task), crate::train::outputs::metrics_path(&task), task]
+    });
+    if let Some(theirs) = outputs.filter(|p| Path::new(p).exists()).find(|_| !ours) {
+        return Err(Error::invalid("--out-dir", format!("{theirs} exists and was not written by a demo; choose another --out-dir")));
+    }
+    std::fs::write(out_dir.join(MARKER), "vpt demo writes its task files here and replaces them on the next run\n").map_err(io_err)
 }
 
 fn depth_of(v: &Value) -> usize {
@@ -93,7 +113,8 @@ fn variant_config(dir: &Path, out_dir: &Path, variant: &str, v: &Value, epochs: 
         norm: None,
         num_heads: None,
         resume: false,
-        // The demo starts afresh each time: its own task files from an earlier demo are replaced.
+        // The demo starts afresh each time: its own task files from an earlier demo are replaced
+        // (`claim_out_dir` has made sure that is all there is to replace).
         force: true,
     })
 }

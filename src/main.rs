@@ -54,10 +54,10 @@ enum Command {
     /// (linear probe, VPT-shallow, VPT-deep) and compare with the PyTorch reference.
     Demo {
         /// The demo's folder (backbone, images, PyTorch reference).
-        #[arg(long)]
+        #[arg(long, value_parser = non_empty_path)]
         dir: Option<PathBuf>,
         /// Where the three task files go.
-        #[arg(long, default_value = "vpt-demo")]
+        #[arg(long, default_value = "vpt-demo", value_parser = non_empty_path)]
         out_dir: PathBuf,
         /// Override the reference recipe's epochs (then the comparison is no longer like for like).
         #[arg(long)]
@@ -70,12 +70,12 @@ enum Command {
     Bench(BenchArgs),
     /// Top-1 and per-class accuracy of a task on a folder of images.
     Eval {
-        #[arg(long)]
+        #[arg(long, value_parser = non_empty)]
         model: String,
-        #[arg(long)]
+        #[arg(long, value_parser = non_empty)]
         task: String,
         /// Images in class sub-folders named as the task's classes.
-        #[arg(long)]
+        #[arg(long, value_parser = non_empty_path)]
         data: PathBuf,
         #[arg(long, default_value_t = 64)]
         batch: usize,
@@ -84,10 +84,10 @@ enum Command {
     },
     /// Top-k classes for images, from one or more tasks served by one backbone in one batch.
     Predict {
-        #[arg(long)]
+        #[arg(long, value_parser = non_empty)]
         model: String,
         /// Task files (repeat --task to ask several tasks at once).
-        #[arg(long = "task", required = true)]
+        #[arg(long = "task", required = true, value_parser = non_empty)]
         tasks: Vec<String>,
         #[arg(long, default_value_t = 3)]
         top_k: usize,
@@ -96,7 +96,7 @@ enum Command {
         #[arg(long)]
         num_heads: Option<usize>,
         /// Image files (JPEG or PNG).
-        #[arg(required = true)]
+        #[arg(required = true, value_parser = non_empty_path)]
         images: Vec<PathBuf>,
     },
 }
@@ -119,16 +119,16 @@ enum OptimizerArg {
 #[derive(clap::Args)]
 struct TrainArgs {
     /// Backbone checkpoint with timm names (.safetensors).
-    #[arg(long)]
+    #[arg(long, value_parser = non_empty)]
     model: String,
     /// Training images: one sub-folder per class.
-    #[arg(long)]
+    #[arg(long, value_parser = non_empty_path)]
     data: PathBuf,
     /// Validation images (same class folders); default: a seeded 90/10 split of --data.
-    #[arg(long)]
+    #[arg(long, value_parser = non_empty_path)]
     val: Option<PathBuf>,
     /// The task file to write (after every epoch).
-    #[arg(long)]
+    #[arg(long, value_parser = non_empty)]
     out: String,
     /// Prompt tokens per layer (0: linear probe).
     #[arg(long, default_value_t = 50)]
@@ -271,10 +271,22 @@ fn bench(args: &BenchArgs) -> Result<()> {
     vpt_wgsl::bench::run_and_print(&args.gpu()?, &args.options(), args.json)
 }
 
+/// A path or name that must not be empty: clap refuses "" naming the flag.
+fn non_empty(value: &str) -> std::result::Result<String, String> {
+    match value.trim() {
+        "" => Err("is empty; give a path".to_string()),
+        _ => Ok(value.to_string()),
+    }
+}
+
+fn non_empty_path(value: &str) -> std::result::Result<PathBuf, String> {
+    non_empty(value).map(PathBuf::from)
+}
+
 /// The file `grad` and `forward` write.
 #[derive(clap::Args)]
 struct Output {
-    #[arg(long)]
+    #[arg(long, value_parser = non_empty)]
     out: String,
     /// Replace OUT if it exists.
     #[arg(long)]
@@ -285,13 +297,13 @@ struct Output {
 #[derive(clap::Args)]
 struct ModelInputs {
     /// Backbone checkpoint with timm names (.safetensors).
-    #[arg(long)]
+    #[arg(long, value_parser = non_empty)]
     model: String,
     /// Task file: prompts, head, pooling.
-    #[arg(long)]
+    #[arg(long, value_parser = non_empty)]
     task: String,
     /// Batch file: images (and labels).
-    #[arg(long)]
+    #[arg(long, value_parser = non_empty)]
     batch: String,
     /// Attention heads, when the checkpoint's metadata has neither `num_heads` nor `preset`.
     #[arg(long)]
