@@ -117,7 +117,7 @@ fn mutate(valid: &[u8], rng: &mut u64) -> Vec<u8> {
             let start = p.header[&name]["data_offsets"][0].as_u64().unwrap() as usize;
             let end = p.header[&name]["data_offsets"][1].as_u64().unwrap() as usize;
             if end >= start + 4 && p.header[&name]["dtype"] == "F32" {
-                let at = start + 4 * ((next_u64(rng) as usize % ((end - start) / 4)));
+                let at = start + 4 * (next_u64(rng) as usize % ((end - start) / 4));
                 let v = *pick(&[f32::NAN, f32::INFINITY, f32::NEG_INFINITY, f32::MAX, 0.0], rng);
                 p.data[at..at + 4].copy_from_slice(&v.to_le_bytes());
             }
