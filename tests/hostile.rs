@@ -259,6 +259,10 @@ fn bad_data_and_flags_are_errors_naming_the_culprit() {
     let empty_head = s(&dir.join("empty_head.safetensors"));
     write_f32_tensors(&empty_head, &[("head.weight", &[0, common::D][..], &[][..]), ("head.bias", &[0], &[])], Default::default()).unwrap();
     fails_naming(&["forward", "--model", &model, "--task", &empty_head, "--batch", &batch, "--out", &s(&dir.join("x.safetensors"))], &[&empty_head, "head.weight"]);
+    let narrow = s(&dir.join("narrow_head.safetensors"));
+    let w = common::D;
+    write_f32_tensors(&narrow, &[("prompts", &[2, 3, w][..], &vec![0.0; 6 * w][..]), ("head.weight", &[4, w - 8], &vec![0.0; 4 * (w - 8)]), ("head.bias", &[4], &[0.0; 4])], Default::default()).unwrap();
+    fails_naming(&["forward", "--model", &model, "--task", &narrow, "--batch", &batch, "--out", &s(&dir.join("z.safetensors"))], &[&narrow, "head.weight", "prompts", "disagree"]);
     let big_batch = s(&dir.join("big_batch.safetensors"));
     write_batch(&big_batch, &vec![0.0; 2 * 3 * 18 * 18], &[2, 3, 18, 18]); // not a multiple of the patch
     fails_naming(&["forward", "--model", &model, "--task", &task, "--batch", &big_batch, "--out", &s(&dir.join("y.safetensors"))], &["--batch", &big_batch]);

@@ -93,8 +93,14 @@ impl VptTask {
                 if data.is_empty() {
                     None
                 } else {
-                    if shape.len() != 3 || shape[2] != w_shape[1] {
-                        return Err(fmt(format!("tensor \"prompts\" has shape {shape:?}, expected [depth, P, D] with D = {} as head.weight's", w_shape[1])));
+                    if shape.len() != 3 {
+                        return Err(fmt(format!("tensor \"prompts\" has shape {shape:?}, expected [depth, P, D]")));
+                    }
+                    if shape[2] != w_shape[1] {
+                        return Err(fmt(format!(
+                            "tensors \"prompts\" {shape:?} and \"head.weight\" {w_shape:?} disagree on the width D ({} and {}): both must have the backbone's width",
+                            shape[2], w_shape[1]
+                        )));
                     }
                     f.check_finite("prompts", data)?;
                     Some(Tensor::from_slice(gpu, shape, data)?)
