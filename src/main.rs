@@ -1,10 +1,13 @@
 //! The `vpt` command-line tool. Each subcommand is a thin layer over the library: parse the
-//! arguments, call it, print the result; any error is printed and the exit code is non-zero.
+//! arguments, call it, print the result; any error is printed and the exit code is non-zero
+//! (1; 2 for arguments the parser refuses; 130 for a training run stopped by Ctrl-C).
+//!
+//! One concern, the command line, in one file of about 540 lines: every clap type lives here (the
+//! flags of every command with their help text, which is most of the file), so that the library
+//! holds none, and each command's body is a few lines of glue.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use vpt_wgsl::bench::{BenchOptions, Preset};
@@ -15,6 +18,7 @@ use vpt_wgsl::model::vpt::{self, Pool, VptTask};
 use vpt_wgsl::train::data::{default_resize, ImageFolder, Normalization, Transform};
 use vpt_wgsl::train::fit::{self, Depth, TrainConfig};
 use vpt_wgsl::train::outputs::check_new_output;
+use vpt_wgsl::train::progress::ProgressBar;
 use vpt_wgsl::train::task::{backbone_fingerprint, check_trained_on, parse_size, TaskFile};
 use vpt_wgsl::train::Optimizer;
 use vpt_wgsl::{Gpu, Result, Tensor};
@@ -439,7 +443,7 @@ fn train(a: TrainArgs) -> Result<()> {
         force: a.force,
     };
     let gpu = Gpu::new()?;
-    let mut bar = ProgressBarObserver::new().stopping_on_ctrl_c();
+    let mut bar = ProgressBar::new().stopping_on_ctrl_c();
     let last = fit::fit(&gpu, &cfg, &mut bar)?;
     bar.finish();
     println!("task written to {} (metrics: {}); validation accuracy {:.2}%", cfg.out, vpt_wgsl::train::outputs::metrics_path(&cfg.out), 100.0 * last.val_accuracy);
@@ -450,83 +454,13 @@ fn demo(dir: Option<PathBuf>, out_dir: &std::path::Path, epochs: Option<usize>) 
     let gpu = Gpu::new()?;
     let dir = dir.unwrap_or_else(vpt_wgsl::demo::default_dir);
     let start = std::time::Instant::now();
-    let mut bar = ProgressBarObserver::new();
+    let mut bar = ProgressBar::new();
     let rows = vpt_wgsl::demo::run_demo(&gpu, &dir, out_dir, epochs, &mut bar)?;
     bar.finish();
     print!("{}", vpt_wgsl::demo::format_table(&rows));
     println!("\nbackbone pretrained on digits 0–4, tuned on digits 5–9 (test: {}), on {} in {:.0} s",
         dir.join("digits-5to9/test").display(), gpu.describe(), start.elapsed().as_secs_f64());
     Ok(())
-}
-
-/// Progress bar with loss, accuracy and images/s; one summary line per epoch.
-struct ProgressBarObserver {
-    bar: Option<indicatif::ProgressBar>,
-    /// Set by Ctrl-C (see [`stop_on_ctrl_c`]): training stops after the step in progress.
-    stop: Option<Arc<AtomicBool>>,
-}
-
-impl ProgressBarObserver {
-    fn new() -> Self {
-        ProgressBarObserver { bar: None, stop: None }
-    }
-    /// This observer, stopping the run after the step in progress at the first Ctrl-C.
-    fn stopping_on_ctrl_c(self) -> Self {
-        ProgressBarObserver { stop: stop_on_ctrl_c(), ..self }
-    }
-    fn finish(&mut self) {
-        if let Some(bar) = self.bar.take() {
-            bar.finish_and_clear();
-        }
-    }
-}
-
-/// A flag the first Ctrl-C sets (and says so); a second one ends the process at once, as Ctrl-C
-/// usually does. None if the handler cannot be installed (then Ctrl-C ends the process, and
-/// `--resume` continues from the last finished epoch all the same).
-fn stop_on_ctrl_c() -> Option<Arc<AtomicBool>> {
-    let stop = Arc::new(AtomicBool::new(false));
-    let flag = stop.clone();
-    let installed = ctrlc::set_handler(move || {
-        if flag.swap(true, Ordering::SeqCst) {
-            std::process::exit(130);
-        }
-        eprintln!("\nCtrl-C: stopping after the step in progress (press again to quit at once)");
-    });
-    installed.ok().map(|()| stop)
-}
-
-impl fit::Observer for ProgressBarObserver {
-    fn should_stop(&mut self) -> bool {
-        self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
-    }
-    fn start(&mut self, message: &str) {
-        println!("{message}");
-    }
-    fn step(&mut self, s: &fit::StepInfo) {
-        let bar = self.bar.get_or_insert_with(|| {
-            let bar = indicatif::ProgressBar::new(s.batches as u64);
-            bar.set_style(
-                indicatif::ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg}").expect("valid template").progress_chars("=> "),
-            );
-            bar
-        });
-        bar.set_length(s.batches as u64);
-        bar.set_prefix(s.epoch.to_string());
-        bar.set_position(s.batch as u64);
-        bar.set_message(format!("loss {:.4} acc {:.1}% {:.1} img/s", s.loss, 100.0 * s.accuracy, s.images_per_second));
-    }
-    fn epoch(&mut self, e: &fit::EpochSummary) {
-        let line = format!(
-            "epoch {:>3}/{}: lr {:.5}  loss {:.4}  train acc {:5.1}%  val acc {:5.1}%  {:.1} img/s  {:.1} s",
-            e.epoch, e.epochs, e.lr, e.train_loss, 100.0 * e.train_accuracy, 100.0 * e.val_accuracy, e.images_per_second, e.seconds
-        );
-        match &self.bar {
-            // A hidden bar (output is not a terminal) would swallow println: print directly.
-            Some(bar) if !bar.is_hidden() => bar.println(line),
-            _ => println!("{line}"),
-        }
-    }
 }
 
 /// A backbone plus tasks checked to belong to it.

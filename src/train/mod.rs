@@ -6,6 +6,7 @@
 //! - [`outputs`]: the files a command writes and the policy that keeps the user's files safe;
 //! - [`resume`]: the state saved after every epoch, the settings recorded with it, the metrics;
 //! - [`evaluate`]: accuracy on labelled images;
+//! - [`progress`]: the progress bar and Ctrl-C handling of the CLI;
 //! - [`task`]: the task file `vpt train` writes and `vpt eval` / `vpt predict` read;
 //! - [`predict`]: several tasks served from one backbone in one batch;
 //! - [`data`]: image folders, the train/val split, transforms, the epoch loader.
@@ -16,6 +17,7 @@ pub mod fit;
 pub mod optim;
 pub mod outputs;
 pub mod predict;
+pub mod progress;
 pub mod resume;
 pub mod schedule;
 pub mod task;
