@@ -99,8 +99,8 @@ impl RunFiles {
     pub fn claim(out: &str, inputs: &[(&str, &str)], resume: bool, force: bool) -> Result<RunFiles> {
         check_output_path("--out", out, inputs)?;
         let (task, resume_file, metrics, lock) = (out.to_string(), resume_path(out), metrics_path(out), lock_path(out));
-        for (what, path) in [("resume state", &resume_file), ("metrics", &metrics)] {
-            check_output_path("--out", path, inputs).map_err(|e| Error::invalid("--out", format!("its {what} file: {e}")))?;
+        for (what, path) in [("--out (its resume state)", &resume_file), ("--out (its metrics)", &metrics)] {
+            check_output_path(what, path, inputs)?;
         }
         let lock = take_lock(&lock, out)?;
         let existing: Vec<&String> = [&task, &resume_file, &metrics].into_iter().filter(|p| Path::new(p).exists()).collect();
