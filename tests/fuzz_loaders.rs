@@ -211,13 +211,9 @@ fn batch_loader_never_panics() {
     let dir = common::workdir("batch");
     // images f32 [2, 3, 16, 16] and labels i64 [2], as fixtures/generate_vit.py writes them.
     let images: Vec<f32> = (0..2 * 3 * 16 * 16).map(|i| (i % 11) as f32 / 11.0).collect();
-    let image_bytes: &[u8] = bytemuck::cast_slice(&images);
-    let label_bytes: Vec<u8> = [1i64, 3].iter().flat_map(|l| l.to_le_bytes()).collect();
-    let views = vec![
-        ("images".to_string(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![2, 3, 16, 16], image_bytes).unwrap()),
-        ("labels".to_string(), safetensors::tensor::TensorView::new(safetensors::Dtype::I64, vec![2], &label_bytes).unwrap()),
-    ];
-    let valid = safetensors::serialize(views, None).unwrap();
+    let valid_path = dir.join("valid.safetensors");
+    common::write_batch(&valid_path, &images, &[2, 3, 16, 16], &[1, 3]);
+    let valid = std::fs::read(&valid_path).unwrap();
     let gpu = gpu();
     fuzz("batch", &valid, &dir.join("b.safetensors"), 3, |path| {
         let _ = read_batch(&gpu, &path.to_string_lossy());

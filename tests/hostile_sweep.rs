@@ -109,15 +109,7 @@ fn a_sweep_of_bad_values_through_every_flag() {
     ];
     // forward needs a batch file: one of the tiny ViT's size, written with the task's normalisation.
     let batch = scratch.join("batch.safetensors").display().to_string();
-    {
-        let images: Vec<f32> = vec![0.1; 2 * 3 * common::IMG * common::IMG];
-        let labels: Vec<u8> = [0i64, 1].iter().flat_map(|l| l.to_le_bytes()).collect();
-        let views = vec![
-            ("images".to_string(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, vec![2, 3, common::IMG, common::IMG], bytemuck::cast_slice(&images)).unwrap()),
-            ("labels".to_string(), safetensors::tensor::TensorView::new(safetensors::Dtype::I64, vec![2], &labels).unwrap()),
-        ];
-        std::fs::write(&batch, safetensors::serialize(views, None).unwrap()).unwrap();
-    }
+    common::write_batch(Path::new(&batch), &vec![0.1; 2 * 3 * common::IMG * common::IMG], &[2, 3, common::IMG, common::IMG], &[0, 1]);
 
     let mut cases = 0;
     let mut problems = Vec::new();

@@ -295,12 +295,16 @@ fn random(gpu: &Gpu, shape: &[usize], seed: u64, lo: f32, hi: f32) -> Result<Ten
     Tensor::from_slice(gpu, shape, &data)
 }
 
-pub(super) fn random_labels(gpu: &Gpu, batch: usize, classes: usize, seed: u64) -> Result<Labels> {
-    let labels: Vec<u32> = (0..batch as u64).map(|i| (unit(seed.wrapping_add(i)) * classes as f32) as u32 % classes as u32).collect();
-    Labels::new(gpu, &labels, classes)
+fn random_labels(gpu: &Gpu, batch: usize, classes: usize, seed: u64) -> Result<Labels> {
+    Labels::new(gpu, &random_label_values(batch, classes, seed), classes)
+}
+
+/// `batch` class indices below `classes`, different for each seed.
+pub(super) fn random_label_values(batch: usize, classes: usize, seed: u64) -> Vec<u32> {
+    (0..batch as u64).map(|i| (unit(seed.wrapping_add(i)) * classes as f32) as u32 % classes as u32).collect()
 }
 
 /// The i-th value of the crate's random stream, in [0, 1).
-pub(super) fn unit(i: u64) -> f32 {
+fn unit(i: u64) -> f32 {
     (crate::rng::stream_at(0, i) >> 40) as f32 / (1u64 << 24) as f32
 }

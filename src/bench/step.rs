@@ -3,7 +3,7 @@
 
 use std::time::Instant;
 
-use super::cases::{median, unit};
+use super::cases::{median, random_label_values};
 use super::{StepShape, TrainStepResult};
 use crate::error::Result;
 use crate::gpu::Gpu;
@@ -35,7 +35,7 @@ pub fn train_step(gpu: &Gpu, shape: &StepShape, reps: usize) -> Result<TrainStep
     let schedule = WarmupCosine { base_lr: 1e-3, warmup_steps: 0, total_steps: reps + 1 };
     let mut trainer = Trainer::new(gpu, &task, Optimizer::sgd(1e-4), schedule)?;
     let images = Tensor::from_slice(gpu, &[b, 3, h, w], &synthetic_tensor("batch.images", &[b, 3, h, w], 1))?;
-    let labels: Vec<u32> = (0..b as u64).map(|i| (unit(1 + i) * c as f32) as u32 % c as u32).collect();
+    let labels = random_label_values(b, c, 1);
     gpu.flush()?;
 
     let (mut fwd, mut bwd, mut opt, mut dispatches) = (Vec::new(), Vec::new(), Vec::new(), 0);

@@ -174,9 +174,14 @@ fn storage_usage() -> wgpu::BufferUsages {
 }
 
 impl Gpu {
+    /// The most bytes one storage buffer binding can hold on this adapter.
+    pub fn max_binding_bytes(&self) -> u64 {
+        self.inner.limits.max_storage_buffer_binding_size.min(self.inner.limits.max_buffer_size)
+    }
+
     /// Check a storage buffer of `bytes` fits one binding on this adapter.
     pub fn check_binding_size(&self, what: &str, bytes: u64) -> Result<()> {
-        let limit = self.inner.limits.max_storage_buffer_binding_size.min(self.inner.limits.max_buffer_size);
+        let limit = self.max_binding_bytes();
         if bytes > limit {
             return Err(Error::TooLarge { what: what.to_string(), bytes, limit });
         }

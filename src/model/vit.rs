@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::{Graph, Var};
-use crate::io::{first_non_finite, HostData, TensorFile};
+use crate::io::{HostData, TensorFile};
 use crate::kernels::matmul::MatmulOptions;
 use crate::tensor::Tensor;
 
@@ -107,13 +107,16 @@ impl StateDict {
     /// Read a timm state dict from `.safetensors` (f32, f16 or bf16 storage).
     pub fn read(path: &str) -> Result<StateDict> {
         let file = TensorFile::read(path)?;
+        // A NaN weight would make every logit NaN, silently.
+        for (name, t) in &file.tensors {
+            if let HostData::F32(data) = &t.data {
+                file.check_finite(name, data)?;
+            }
+        }
         let (mut tensors, mut not_float) = (HashMap::new(), HashMap::new());
         for (name, t) in file.tensors {
             match t.data {
-                HostData::F32(data) => {
-                    file_check_finite(path, &name, &data)?;
-                    tensors.insert(name, (t.shape, data));
-                }
+                HostData::F32(data) => drop(tensors.insert(name, (t.shape, data))),
                 HostData::I64(_) => drop(not_float.insert(name, t.stored_as)),
             }
         }
@@ -153,15 +156,6 @@ impl StateDict {
 
     fn err(&self, msg: String) -> Error {
         Error::Format { path: self.source.clone(), msg }
-    }
-}
-
-/// Error unless every value of a checkpoint's tensor is finite: a NaN weight would make every
-/// logit NaN, silently.
-fn file_check_finite(path: &str, name: &str, data: &[f32]) -> Result<()> {
-    match first_non_finite(data) {
-        Some(i) => Err(Error::Format { path: path.to_string(), msg: format!("tensor {name:?} holds {} at index {i}: every weight must be finite", data[i]) }),
-        None => Ok(()),
     }
 }
 

@@ -247,7 +247,7 @@ pub fn fit(gpu: &Gpu, cfg: &TrainConfig, observer: &mut dyn Observer) -> Result<
 /// activation [B, T, hidden], with T = 1 + patches + prompts tokens.
 fn check_step_fits(gpu: &Gpu, vit: &VitConfig, cfg: &TrainConfig) -> Result<()> {
     let tokens = 1 + vit.num_patches() + cfg.num_prompts;
-    let limit = gpu.limits().max_storage_buffer_binding_size.min(gpu.limits().max_buffer_size);
+    let limit = gpu.max_binding_bytes();
     let scores = [cfg.batch, vit.num_heads, tokens, tokens, 4].iter().try_fold(1u64, |n, &d| n.checked_mul(d as u64));
     let hidden = [cfg.batch, tokens, vit.mlp_hidden, 4].iter().try_fold(1u64, |n, &d| n.checked_mul(d as u64));
     for (what, bytes) in [("attention scores [B, H, T, T]", scores), ("MLP activations [B, T, hidden]", hidden)] {

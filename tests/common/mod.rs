@@ -86,3 +86,14 @@ pub fn image_folder(dir: &Path, per_class: usize) -> PathBuf {
     }
     root
 }
+
+/// A batch file as `vpt grad` / `vpt forward` read it (and fixtures/generate_vit.py writes it):
+/// `images` f32 of `shape` [B, 3, H, W], `labels` i64 [B].
+pub fn write_batch(path: &Path, images: &[f32], shape: &[usize], labels: &[i64]) {
+    let label_bytes: Vec<u8> = labels.iter().flat_map(|l| l.to_le_bytes()).collect();
+    let views = vec![
+        ("images".to_string(), safetensors::tensor::TensorView::new(safetensors::Dtype::F32, shape.to_vec(), bytemuck::cast_slice(images)).unwrap()),
+        ("labels".to_string(), safetensors::tensor::TensorView::new(safetensors::Dtype::I64, vec![labels.len()], &label_bytes).unwrap()),
+    ];
+    std::fs::write(path, safetensors::serialize(views, None).unwrap()).unwrap();
+}
