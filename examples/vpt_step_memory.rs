@@ -1,7 +1,10 @@
 //! Memory and time of one VPT-deep training step on a full-size ViT-B/16 (synthetic weights):
 //! what the frozen weights take, what the forward keeps for backward, and the peak.
 //!
-//!     cargo run --release --example vpt_step_memory -- [BATCH] [PROMPTS]     (default 8 50)
+//!     cargo run --release --example vpt_step_memory -- [BATCH] [PROMPTS] [ATTENTION] [RECOMPUTE]
+//!
+//! Defaults: 8 50 auto none. ATTENTION is auto, fused or unfused; RECOMPUTE none, mlp or block
+//! (the `--attention` and `--recompute` of `vpt train`).
 //!
 //! Bytes are those of tensor storage buffers (our allocator's accounting); uniform and staging
 //! buffers (a few KiB per dispatch) are not counted. benches/pytorch_vpt_memory.py measures
@@ -11,21 +14,31 @@ use std::time::Instant;
 
 use vpt_wgsl::graph::Graph;
 use vpt_wgsl::model::synthetic::{synthetic_tensor, synthetic_vit_state_dict};
+use vpt_wgsl::model::block::{AttentionChoice, BlockPlan, Recompute};
 use vpt_wgsl::model::vit::{LoadOptions, StateDict, Vit, VitConfig};
 use vpt_wgsl::model::vpt::{vpt_logits, Pool, TaskVars, VptTask};
-use vpt_wgsl::{Gpu, Labels, Result, Tensor};
+use vpt_wgsl::{Error, Gpu, Labels, Result, Tensor};
 
 fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
 }
 
 fn main() -> Result<()> {
-    let args: Vec<usize> = std::env::args().skip(1).map(|a| a.parse().expect("BATCH and PROMPTS are numbers")).collect();
-    let (batch, prompts) = (args.first().copied().unwrap_or(8), args.get(1).copied().unwrap_or(50));
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let number = |i: usize, default: usize| -> Result<usize> {
+        args.get(i).map_or(Ok(default), |a| a.parse().map_err(|_| Error::invalid("vpt_step_memory", format!("{a:?}: BATCH and PROMPTS are numbers"))))
+    };
+    let (batch, prompts) = (number(0, 8)?, number(1, 50)?);
+    let plan = BlockPlan {
+        attention: args.get(2).map_or(Ok(AttentionChoice::Auto), |a| a.parse())?,
+        recompute: args.get(3).map_or(Ok(Recompute::None), |a| a.parse())?,
+        max_images: None,
+    };
     let gpu = Gpu::new()?;
     let cfg = VitConfig::from_preset("vit_base_patch16_224")?;
     let sd = StateDict::from_tensors("synthetic ViT-B/16", synthetic_vit_state_dict(&cfg, 0, 1234), [("num_heads".into(), "12".into())].into());
-    let vit = Vit::from_state_dict(&gpu, &sd, &LoadOptions::default())?;
+    let mut vit = Vit::from_state_dict(&gpu, &sd, &LoadOptions::default())?;
+    vit.plan = plan;
     drop(sd);
     let weights = gpu.live_bytes();
 
@@ -57,7 +70,9 @@ fn main() -> Result<()> {
     let backward_s = t.elapsed().as_secs_f64();
 
     println!("adapter:                      {}", gpu.describe());
-    println!("step:                         ViT-B/16 at 224, batch {batch}, {prompts} deep prompts (VPT-deep), loss {loss_value:.4}, |grad prompts| max {:.3e}",
+    let attention = if vit.fused_attention() { "fused" } else { "unfused" };
+    println!("step:                         ViT-B/16 at 224, batch {batch}, {prompts} deep prompts (VPT-deep), {attention} attention, recompute {:?}, loss {loss_value:.4}, |grad prompts| max {:.3e}",
+        plan.recompute,
         grad_prompts.iter().fold(0.0f32, |m, v| m.max(v.abs())));
     println!("frozen weights:               {}", mib(weights));
     println!("kept by the forward for backward (activations, {} ops on the tape): {}", recorded, mib(kept));

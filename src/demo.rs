@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+use crate::model::block::BlockPlan;
 use crate::train::fit::{fit, Depth, EpochSummary, Observer, TrainConfig};
 use crate::train::Optimizer;
 use crate::gpu::Gpu;
@@ -116,6 +117,7 @@ fn variant_config(dir: &Path, out_dir: &Path, variant: &str, v: &Value, epochs: 
         // The demo starts afresh each time: its own task files from an earlier demo are replaced
         // (`claim_out_dir` has made sure that is all there is to replace).
         force: true,
+        plan: BlockPlan::default(),
     })
 }
 

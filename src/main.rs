@@ -2,7 +2,7 @@
 //! arguments, call it, print the result; any error is printed and the exit code is non-zero
 //! (1; 2 for arguments the parser refuses; 130 for a training run stopped by Ctrl-C).
 //!
-//! One concern, the command line, in one file of about 540 lines: every clap type lives here (the
+//! One concern, the command line, in one file of about 580 lines: every clap type lives here (the
 //! flags of every command with their help text, which is most of the file), so that the library
 //! holds none, and each command's body is a few lines of glue.
 
@@ -13,6 +13,7 @@ use clap::{Parser, Subcommand, ValueEnum};
 use vpt_wgsl::bench::{BenchOptions, Preset};
 use vpt_wgsl::gpu::{backends_from_env, list_adapters, AdapterReport, TimingMethod};
 use vpt_wgsl::io::TensorFile;
+use vpt_wgsl::model::block::{AttentionChoice, BlockPlan, Recompute};
 use vpt_wgsl::model::vit::{LoadOptions, StateDict, Vit};
 use vpt_wgsl::model::vpt::{self, Pool, VptTask};
 use vpt_wgsl::train::data::{default_resize, ImageFolder, Normalization, Transform};
@@ -46,6 +47,8 @@ enum Command {
         inputs: ModelInputs,
         #[command(flatten)]
         output: Output,
+        #[command(flatten)]
+        plan: PlanArgs,
     },
     /// Logits only (no labels needed in BATCH); OUT gets `logits`.
     Forward {
@@ -184,6 +187,8 @@ struct TrainArgs {
     /// Replace the task file, resume state and metrics of an earlier run at --out.
     #[arg(long)]
     force: bool,
+    #[command(flatten)]
+    plan: PlanArgs,
 }
 
 
@@ -214,6 +219,9 @@ struct BenchArgs {
     /// Print one JSON object at the end instead of the table (progress goes to stderr).
     #[arg(long)]
     json: bool,
+    /// How the timed training step's blocks run.
+    #[command(flatten)]
+    plan: PlanArgs,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -265,6 +273,7 @@ impl BenchArgs {
                 TimingArg::Wall => Some(TimingMethod::WallClock),
             },
             train_step: true,
+            plan: self.plan.plan(),
             ..BenchOptions::new(preset.shape(self.batch))
         }
     }
@@ -285,6 +294,27 @@ fn non_empty(value: &str) -> std::result::Result<String, String> {
 
 fn non_empty_path(value: &str) -> std::result::Result<PathBuf, String> {
     non_empty(value).map(PathBuf::from)
+}
+
+/// How the ViT's blocks run, for `train`, `grad` and `bench`. Results are the same either way:
+/// to f32 rounding between the attention paths, bit for bit between recompute settings.
+#[derive(clap::Args, Clone, Debug)]
+struct PlanArgs {
+    /// Attention: `fused` (FlashAttention-style kernels; keeps a log-sum-exp per row instead of
+    /// the [B, H, T, T] probabilities), `unfused` (q·kᵀ, softmax, ·v: the readable reference), or
+    /// `auto`: fused wherever its kernels take the head width (up to 128, every timm ViT).
+    #[arg(long, default_value = "auto", value_parser = clap::value_parser!(AttentionChoice))]
+    attention: AttentionChoice,
+    /// What the backward recomputes instead of keeping: `none`; `mlp` (fc1 again, from its input);
+    /// `block` (every block again, from its input: the least memory, one more forward in time).
+    #[arg(long, default_value = "none", value_parser = clap::value_parser!(Recompute))]
+    recompute: Recompute,
+}
+
+impl PlanArgs {
+    fn plan(&self) -> BlockPlan {
+        BlockPlan { attention: self.attention, recompute: self.recompute, max_images: None }
+    }
 }
 
 /// The file `grad` and `forward` write.
@@ -318,7 +348,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info => info(),
-        Command::Grad { inputs, output } => grad(&inputs, &output),
+        Command::Grad { inputs, output, plan } => grad(&inputs, &output, plan.plan()),
         Command::Forward { inputs, output } => forward(&inputs, &output),
         Command::Train(args) => train(args),
         Command::Demo { dir, out_dir, epochs } => demo(dir, &out_dir, epochs),
@@ -384,11 +414,12 @@ impl ModelInputs {
     }
 }
 
-fn grad(inputs: &ModelInputs, output: &Output) -> Result<()> {
+fn grad(inputs: &ModelInputs, output: &Output, plan: BlockPlan) -> Result<()> {
     let out = &output.out;
     check_new_output("--out", out, &inputs.files(), output.force)?;
     let gpu = Gpu::new()?;
-    let (vit, task, images, labels) = load_inputs(&gpu, inputs)?;
+    let (mut vit, task, images, labels) = load_inputs(&gpu, inputs)?;
+    vit.plan = plan;
     let step = vpt::vpt_grad(&gpu, &vit, &task, &images, &labels)?;
     vpt::write_step(out, &step)?;
     println!("loss {:.6} → {out}", step.loss.to_scalar()?);
@@ -441,6 +472,7 @@ fn train(a: TrainArgs) -> Result<()> {
         num_heads: a.num_heads,
         resume: a.resume,
         force: a.force,
+        plan: a.plan.plan(),
     };
     let gpu = Gpu::new()?;
     let mut bar = ProgressBar::new().stopping_on_ctrl_c();

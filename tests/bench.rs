@@ -8,6 +8,7 @@ use vpt_wgsl::bench::{self, BenchOptions, StepShape};
 use vpt_wgsl::gpu::TimingMethod;
 use vpt_wgsl::kernels::gelu::gelu_forward;
 use vpt_wgsl::kernels::matmul::{matmul_forward_with, MatmulKernel, MatmulOptions};
+use vpt_wgsl::model::block::{AttentionChoice, BlockPlan, Recompute};
 use vpt_wgsl::model::vit::VitConfig;
 use vpt_wgsl::{Gpu, Tensor};
 
@@ -71,10 +72,10 @@ fn suite_measures_every_kernel_and_variant_and_writes_json() {
     let mut streamed = 0;
     let report = bench::run(&gpu, &options, |_| streamed += 1).unwrap();
 
-    // 14 matmuls of a step and the 2 with a fused GELU epilogue, with each kernel, and LayerNorm,
-    // add + LayerNorm, softmax, GELU, cross-entropy both ways.
+    // 14 matmuls of a step and the 2 with a fused GELU epilogue, with each kernel; LayerNorm,
+    // add + LayerNorm, softmax, GELU, cross-entropy both ways; attention fused and unfused both ways.
     let matmuls = ["qkv", "proj", "fc1", "fc2"].len() * 2 + 6 + 2;
-    assert_eq!(report.results.len(), matmuls * MatmulKernel::ALL.len() + 10);
+    assert_eq!(report.results.len(), matmuls * MatmulKernel::ALL.len() + 10 + 4);
     assert_eq!(streamed, report.results.len());
     for kernel in MatmulKernel::ALL {
         let n = report.results.iter().filter(|r| r.kernel.starts_with("matmul") && r.variant == kernel.name()).count();
@@ -85,6 +86,13 @@ fn suite_measures_every_kernel_and_variant_and_writes_json() {
             assert!(report.results.iter().any(|r| r.kernel == format!("{kernel} {dir}")), "{kernel} {dir}");
         }
     }
+    for path in ["fused", "unfused"] {
+        for dir in ["fwd", "bwd"] {
+            assert!(report.results.iter().any(|r| r.kernel == format!("attention {dir} {path}")), "attention {dir} {path}");
+        }
+    }
+    let fused = report.results.iter().find(|r| r.kernel == "attention bwd fused").unwrap();
+    assert_eq!(fused.variant, "attention_backward_rowdot+attention_backward_dkdv+attention_backward_dq");
     for r in &report.results {
         assert!(r.min_ms <= r.median_ms && r.median_ms <= r.max_ms, "{r:?}");
         // GFLOP/s for matmuls, GB/s for the rest (either may be absent if a kernel took 0 ns).
@@ -173,13 +181,16 @@ fn cli_errors_exit_non_zero() {
 fn train_step_benchmark_times_a_real_step() {
     let gpu = vpt_wgsl::Gpu::new().unwrap_or_else(|e| panic!("{e}"));
     let shape = StepShape { vit: VitConfig { depth: 2, ..toy_vit() }, prompts: 2, ..toy_shape() };
-    let t = bench::train_step(&gpu, &shape, 1).unwrap();
+    let t = bench::train_step(&gpu, &shape, BlockPlan::default(), 1).unwrap();
     assert!(t.images_per_second > 0.0 && t.forward_ms > 0.0 && t.backward_ms > 0.0 && t.optimizer_ms > 0.0, "{t:?}");
     // Forward, backward and 3 SGD updates: dozens of launches, and at least the 3 updates.
     assert!(t.dispatches > 20, "{t:?}");
     assert!(t.peak_bytes > t.weight_bytes && t.weight_bytes > 0, "{t:?}");
     assert!(bench::train_step_text(&t).contains("images/s"));
+    // Recomputing every block keeps only the blocks' inputs for the backward.
+    let light = bench::train_step(&gpu, &shape, BlockPlan { attention: AttentionChoice::Fused, recompute: Recompute::Block, max_images: None }, 1).unwrap();
+    assert!(light.kept_bytes < t.kept_bytes && light.description.contains("fused attention, recompute block"), "{light:?} vs {t:?}");
     // An image smaller than one patch is an error, not a panic.
     let bad = StepShape { vit: VitConfig { img_size: (2, 8), ..shape.vit.clone() }, ..shape };
-    assert!(bench::train_step(&gpu, &bad, 1).unwrap_err().to_string().contains("smaller than one"));
+    assert!(bench::train_step(&gpu, &bad, BlockPlan::default(), 1).unwrap_err().to_string().contains("smaller than one"));
 }

@@ -71,6 +71,14 @@ fn grad_and_forward_write_what_pytorch_computed() {
         let err = max_relative_error(ours.f32(name).unwrap().1, torch.f32(name).unwrap().1);
         assert!(err <= tol, "{name}: relative error {err:.2e}");
     }
+    // Recomputing every block in the backward writes the same bits.
+    let recomputed = out_dir.join("recomputed.safetensors").to_string_lossy().into_owned();
+    let (ok, _, stderr) = vpt(&[&["grad"][..], &inputs, &["--out", &recomputed, "--recompute", "block"]].concat(), &[]);
+    assert!(ok, "vpt grad --recompute block failed: {stderr}");
+    let recomputed = vpt_wgsl::io::TensorFile::read(&recomputed).unwrap();
+    for name in ["logits", "loss", "grad.prompts", "grad.head.weight", "grad.head.bias"] {
+        assert_eq!(recomputed.f32(name).unwrap().1, ours.f32(name).unwrap().1, "{name}");
+    }
     let logits_out = out_dir.join("logits.safetensors").to_string_lossy().into_owned();
     let (ok, _, stderr) = vpt(&[&["forward"][..], &inputs, &["--out", &logits_out]].concat(), &[]);
     assert!(ok, "vpt forward failed: {stderr}");

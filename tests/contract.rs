@@ -17,7 +17,7 @@ use std::collections::BTreeSet;
 use naga::valid::{Capabilities, ValidationFlags, Validator};
 use vpt_wgsl::gpu::{Access, LaunchRecord, ParamType, WG_1D};
 use vpt_wgsl::kernels::matmul::{self, MatmulKernel, MatmulNeed, MatmulOptions};
-use vpt_wgsl::kernels::{cross_entropy, elementwise, gelu, heads, layernorm, optim, patch, reduce, softmax, tokens, ALL_SHADERS};
+use vpt_wgsl::kernels::{attention, cross_entropy, elementwise, gelu, heads, layernorm, optim, patch, reduce, softmax, tokens, ALL_SHADERS};
 use vpt_wgsl::{Gpu, Labels, Result, Tensor};
 
 /// A parsed and validated shader: naga's module, and which globals each entry point uses.
@@ -123,6 +123,8 @@ fn launch_every_kernel(gpu: &Gpu) -> Result<()> {
     heads::split_heads_backward(&qkv.q, &qkv.k, &qkv.v)?;
     let merged = heads::merge_heads_forward(&qkv.q)?;
     heads::merge_heads_backward(&merged, 2)?;
+    let out = attention::attention_forward(&qkv.q, &qkv.k, &qkv.v, 0.25)?;
+    attention::attention_backward(&qkv.q, &qkv.k, &qkv.v, &out, &qkv.v, 0.25)?;
     let parts = [&t(gpu, &[2, 1, 8]), &a];
     let cat = tokens::concat_tokens_forward(&parts)?;
     tokens::slice_tokens_forward(&cat, 1, 2)?;

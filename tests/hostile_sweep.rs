@@ -98,13 +98,13 @@ fn a_sweep_of_bad_values_through_every_flag() {
         (
             "train",
             vec![("--model", model.clone()), ("--data", data.clone()), ("--out", String::new()), ("--epochs", "1".into()), ("--batch", "4".into()), ("--prompts", "2".into())],
-            vec!["--prompts", "--epochs", "--batch", "--lr", "--wd", "--warmup", "--seed", "--img-size", "--prompt-dropout", "--num-heads", "--depth", "--mean", "--std", "--pool", "--optimizer"],
+            vec!["--prompts", "--epochs", "--batch", "--lr", "--wd", "--warmup", "--seed", "--img-size", "--prompt-dropout", "--num-heads", "--depth", "--mean", "--std", "--pool", "--optimizer", "--attention", "--recompute"],
             vec!["--model", "--data", "--val", "--out"],
         ),
         ("eval", vec![("--model", model.clone()), ("--task", task.clone()), ("--data", data.clone())], vec!["--batch", "--num-heads"], vec!["--model", "--task", "--data"]),
         ("predict", vec![("--model", model.clone()), ("--task", task.clone()), ("", image.clone())], vec!["--top-k", "--batch", "--num-heads"], vec!["--model", "--task", ""]),
         ("forward", vec![("--model", model.clone()), ("--task", task.clone()), ("--batch", String::new()), ("--out", String::new())], vec!["--num-heads"], vec!["--model", "--task", "--batch", "--out"]),
-        ("bench", vec![("--filter", "gelu fwd".into()), ("--reps", "1".into())], vec!["--reps", "--batch"], vec![]),
+        ("bench", vec![("--filter", "gelu fwd".into()), ("--reps", "1".into())], vec!["--reps", "--batch", "--attention", "--recompute"], vec![]),
         ("demo", vec![("--epochs", "1".into())], vec![], vec!["--out-dir", "--dir"]),
     ];
     // forward needs a batch file: one of the tiny ViT's size, written with the task's normalisation.

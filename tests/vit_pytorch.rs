@@ -13,6 +13,7 @@ mod common;
 use std::path::{Path, PathBuf};
 
 use vpt_wgsl::io::TensorFile;
+use vpt_wgsl::model::block::{AttentionChoice, BlockPlan, Recompute};
 use vpt_wgsl::model::synthetic;
 use vpt_wgsl::train::{Optimizer, Trainer, WarmupCosine};
 use vpt_wgsl::model::vit::{LoadOptions, StateDict, Vit, VitConfig};
@@ -89,15 +90,24 @@ fn case_dirs() -> Vec<PathBuf> {
     dirs
 }
 
-fn run_case(gpu: &Gpu, case: &Path) {
-    let name = case.file_name().unwrap().to_string_lossy().into_owned();
+/// The plans the fixtures are checked under: each attention path, and the fused one with every
+/// block recomputed in the backward.
+const PLANS: [BlockPlan; 3] = [
+    BlockPlan { attention: AttentionChoice::Unfused, recompute: Recompute::None, max_images: None },
+    BlockPlan { attention: AttentionChoice::Fused, recompute: Recompute::None, max_images: None },
+    BlockPlan { attention: AttentionChoice::Fused, recompute: Recompute::Block, max_images: None },
+];
+
+fn run_case(gpu: &Gpu, case: &Path, plan: BlockPlan) {
+    let name = format!("{} ({} attention, recompute {})", case.file_name().unwrap().to_string_lossy(), plan.attention.name(), plan.recompute.name());
     let expected = TensorFile::read(path(case, "expected.safetensors")).unwrap();
     let batch_file = TensorFile::read(path(case, "batch.safetensors")).unwrap();
     let (images, labels) = match synthetic_from_metadata(gpu, &batch_file, "images") {
         Some(images) => (images, batch_file.i64("labels").unwrap().1.iter().map(|&l| l as u32).collect()),
         None => vpt::read_batch(gpu, &path(case, "batch.safetensors")).unwrap(),
     };
-    let vit = backbone(gpu, case, &expected, (images.shape()[2], images.shape()[3]));
+    let mut vit = backbone(gpu, case, &expected, (images.shape()[2], images.shape()[3]));
+    vit.plan = plan;
     let task_file = TensorFile::read(path(case, "task.safetensors")).unwrap();
     let mut task = VptTask::from_file(gpu, &task_file).unwrap();
     if task.prompts.is_none() {
@@ -133,17 +143,21 @@ fn small_vit_cases_match_pytorch() {
     assert_eq!(names, expected, "fixture cases");
     for gpu in common::gpus() {
         for case in &cases {
-            run_case(gpu, case);
+            for plan in PLANS {
+                run_case(gpu, case, plan);
+            }
         }
     }
 }
 
-/// The full-size ViT-B/16 at 224 with 50 deep prompts, once, on the default adapter: about
-/// 90 GFLOP, ~30 s on lavapipe.
+/// The full-size ViT-B/16 at 224 with 50 deep prompts on the default adapter, with each
+/// attention path: about 90 GFLOP each.
 #[test]
 fn vit_base_16_deep_prompts_match_pytorch() {
     let case = case_dirs().into_iter().find(|c| is_full_size(c)).expect("the vit_base case of fixtures/generate_vit.py");
-    run_case(&common::gpus()[0], &case);
+    for plan in &PLANS[..2] {
+        run_case(&common::gpus()[0], &case, *plan);
+    }
 }
 
 /// 20 SGD steps with warm-up + cosine on a fixed batch sequence: the loss at every step and the

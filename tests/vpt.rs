@@ -1,8 +1,9 @@
 //! The autodiff graph under VPT: gradients reach only prompts and head, nothing is computed or
 //! kept for the frozen backbone, and inference records nothing.
 
-use vpt_wgsl::graph::Graph;
+use vpt_wgsl::graph::{Graph, MlpRun};
 use vpt_wgsl::rng::next_unit;
+use vpt_wgsl::model::block::{AttentionChoice, BlockPlan, Recompute};
 use vpt_wgsl::model::vit::{LoadOptions, Vit};
 use vpt_wgsl::model::vpt::{vpt_logits, Pool, TaskVars, VptTask};
 use vpt_wgsl::{Gpu, Labels, Tensor};
@@ -39,38 +40,117 @@ fn matmuls(gpu: &Gpu) -> u64 {
     gpu.dispatch_counts().iter().filter(|(k, _)| k.starts_with("matmul::")).map(|(_, v)| v).sum()
 }
 
-/// One training step's backward dispatches only input-gradient matmuls in the backbone: per block
-/// dX of qkv, proj, fc1, fc2 and the four of attention (dq, dk, d(attn), dv) — 8 — plus the
+/// One training step's backward dispatches only input-gradient matmuls in the backbone, plus the
 /// head's dW and dX. A weight gradient of any backbone linear would add 4 per block.
 #[test]
 fn backward_computes_no_backbone_weight_gradients() {
     let gpu = own_gpu();
-    let vit = tiny_vit(&gpu);
-    for (depth_p, pool, expected_matmuls) in [
-        (DEPTH, Pool::Cls, 8 * DEPTH as u64 + 2),   // VPT-deep
-        (1, Pool::Cls, 8 * DEPTH as u64 + 2),       // VPT-shallow: every block is after the prompts
-        (2, Pool::Image, 8 * DEPTH as u64 + 2 + 1), // mean pooling adds one matmul (dX of the averager product)
-        (0, Pool::Cls, 1),                          // linear probe: only the head's dW
-    ] {
-        let task = task(&gpu, depth_p, 4, pool);
-        let g = Graph::new(&gpu);
-        let vars = TaskVars::params(&g, &task);
-        let logits = vpt_logits(&g, &vit, &task, &vars, &images(&gpu, 2), None).unwrap();
-        let loss = g.cross_entropy(&logits, &Labels::new(&gpu, &[1, 3], 5).unwrap()).unwrap();
-        let ops = g.tape_ops();
-        assert!(!ops.contains(&"patch_embed"), "the frozen patch embedding must record nothing: {ops:?}");
-        let before = matmuls(&gpu);
-        let grads = g.backward(&loss).unwrap();
-        let dispatched = matmuls(&gpu) - before;
-        assert_eq!(dispatched, expected_matmuls, "depth_p {depth_p}, pool {pool:?}: matmuls in backward");
-        // Gradient buffers exist for the task's tensors only.
-        let trained = 2 + usize::from(depth_p > 0);
-        assert_eq!(grads.len(), trained, "depth_p {depth_p}: gradient tensors");
-        assert!(grads.get(&vars.head_weight).is_some() && grads.get(&vars.head_bias).is_some());
-        if let Some(p) = &vars.prompts {
-            assert_eq!(grads.get(p).unwrap().shape(), &[depth_p, 4, D]);
+    let mut vit = tiny_vit(&gpu);
+    // Per block, the backward's matmuls are the dX of qkv, proj, fc2 (with GELU's derivative) and
+    // fc1, plus, on the unfused path, attention's four (dP, dV, dQ, dK); the fused attention's
+    // backward runs its own kernels.
+    for (attention, per_block) in [(AttentionChoice::Unfused, 8), (AttentionChoice::Fused, 4)] {
+        vit.plan.attention = attention;
+        for (depth_p, pool, expected_matmuls) in [
+            (DEPTH, Pool::Cls, per_block * DEPTH as u64 + 2),   // VPT-deep
+            (1, Pool::Cls, per_block * DEPTH as u64 + 2),       // VPT-shallow: every block is after the prompts
+            (2, Pool::Image, per_block * DEPTH as u64 + 2 + 1), // mean pooling adds one matmul (dX of the averager product)
+            (0, Pool::Cls, 1),                                  // linear probe: only the head's dW
+        ] {
+            let task = task(&gpu, depth_p, 4, pool);
+            let g = Graph::new(&gpu);
+            let vars = TaskVars::params(&g, &task);
+            let logits = vpt_logits(&g, &vit, &task, &vars, &images(&gpu, 2), None).unwrap();
+            let loss = g.cross_entropy(&logits, &Labels::new(&gpu, &[1, 3], 5).unwrap()).unwrap();
+            let ops = g.tape_ops();
+            assert!(!ops.contains(&"patch_embed"), "the frozen patch embedding must record nothing: {ops:?}");
+            let before = matmuls(&gpu);
+            let grads = g.backward(&loss).unwrap();
+            let dispatched = matmuls(&gpu) - before;
+            assert_eq!(dispatched, expected_matmuls, "{attention:?} attention, depth_p {depth_p}, pool {pool:?}: matmuls in backward");
+            // Gradient buffers exist for the task's tensors only.
+            let trained = 2 + usize::from(depth_p > 0);
+            assert_eq!(grads.len(), trained, "depth_p {depth_p}: gradient tensors");
+            assert!(grads.get(&vars.head_weight).is_some() && grads.get(&vars.head_bias).is_some());
+            if let Some(p) = &vars.prompts {
+                assert_eq!(grads.get(p).unwrap().shape(), &[depth_p, 4, D]);
+            }
         }
     }
+}
+
+/// Loss, prompt gradient and head gradient of one step: their f32 bits.
+fn step_bits(gpu: &Gpu, vit: &Vit, task: &VptTask) -> Vec<u32> {
+    let g = Graph::new(gpu);
+    let vars = TaskVars::params(&g, task);
+    let logits = vpt_logits(&g, vit, task, &vars, &images(gpu, 3), None).unwrap();
+    let loss = g.cross_entropy(&logits, &Labels::new(gpu, &[1, 3, 0], 5).unwrap()).unwrap();
+    let grads = g.backward(&loss).unwrap();
+    let mut values = loss.value().to_vec().unwrap();
+    for v in vars.prompts.iter().chain([&vars.head_weight, &vars.head_bias]) {
+        values.extend(grads.get(v).unwrap().to_vec().unwrap());
+    }
+    values.iter().map(|v| v.to_bits()).collect()
+}
+
+/// Recomputing the MLP's fc1 or a whole block in the backward runs the same kernels on the same
+/// inputs in the same order: loss and gradients are bit-identical to keeping everything, for
+/// both attention paths and for deep, shallow and image-pooled prompts.
+#[test]
+fn recomputation_is_bit_identical() {
+    let gpu = own_gpu();
+    let mut vit = tiny_vit(&gpu);
+    for attention in [AttentionChoice::Fused, AttentionChoice::Unfused] {
+        for (depth_p, pool) in [(DEPTH, Pool::Cls), (1, Pool::Image), (0, Pool::Cls)] {
+            let task = task(&gpu, depth_p, 4, pool);
+            vit.plan = BlockPlan { attention, recompute: Recompute::None, max_images: None };
+            let kept = step_bits(&gpu, &vit, &task);
+            for recompute in [Recompute::Mlp, Recompute::Block] {
+                vit.plan.recompute = recompute;
+                assert!(step_bits(&gpu, &vit, &task) == kept, "{attention:?} attention, {recompute:?} recomputation, depth_p {depth_p}: results differ");
+            }
+        }
+    }
+}
+
+/// A batch run through each block a few images at a time (what happens when a block's tensors
+/// for the whole batch would not fit one storage binding) gives the same step, to f32 rounding
+/// (the matmuls' kernel may change with the number of rows), with either attention and with
+/// every block recomputed.
+#[test]
+fn blocks_run_a_few_images_at_a_time_give_the_same_step() {
+    let gpu = own_gpu();
+    let mut vit = tiny_vit(&gpu);
+    for (depth_p, pool) in [(DEPTH, Pool::Cls), (1, Pool::Image)] {
+        let task = task(&gpu, depth_p, 4, pool);
+        for (attention, recompute) in [(AttentionChoice::Unfused, Recompute::None), (AttentionChoice::Fused, Recompute::Block)] {
+            vit.plan = BlockPlan { attention, recompute, max_images: None };
+            let whole: Vec<f32> = step_bits(&gpu, &vit, &task).into_iter().map(f32::from_bits).collect();
+            assert_eq!(vit.images_per_run(3, 30, true), 3);
+            vit.plan.max_images = Some(2); // 3 images: runs of 2 and 1
+            assert_eq!(vit.images_per_run(3, 30, true), 2);
+            let runs: Vec<f32> = step_bits(&gpu, &vit, &task).into_iter().map(f32::from_bits).collect();
+            let scale = whole.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+            let worst = whole.iter().zip(&runs).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+            assert!(worst <= 1e-5 * scale, "{attention:?}, {recompute:?}, depth_p {depth_p}: worst difference {worst:e} (scale {scale:e})");
+        }
+    }
+}
+
+/// The fused and unfused attention give the same step to f32 rounding.
+#[test]
+fn fused_and_unfused_attention_agree() {
+    let gpu = own_gpu();
+    let mut vit = tiny_vit(&gpu);
+    let task = task(&gpu, DEPTH, 4, Pool::Cls);
+    let mut steps = [AttentionChoice::Fused, AttentionChoice::Unfused].map(|attention| {
+        vit.plan.attention = attention;
+        step_bits(&gpu, &vit, &task).into_iter().map(f32::from_bits).collect::<Vec<_>>()
+    });
+    let unfused = steps[1].clone();
+    let scale = unfused.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+    let worst = steps[0].iter_mut().zip(&unfused).map(|(a, b)| (*a - b).abs()).fold(0.0, f32::max);
+    assert!(worst <= 1e-5 * scale, "fused vs unfused: worst difference {worst:e} (scale {scale:e})");
 }
 
 /// An inference graph records nothing, so it keeps no activation alive.
@@ -136,7 +216,7 @@ fn fused_mlp_matches_linear_gelu_linear() {
             let (w1, b1, w2, b2) = (leaf(&w1), leaf(&b1), leaf(&w2), leaf(&b2));
             let before = gpu.dispatch_count();
             let y = if fused {
-                g.mlp(&xv, (&w1, &b1), (&w2, &b2)).unwrap()
+                g.mlp(&xv, (&w1, &b1), (&w2, &b2), MlpRun::default()).unwrap()
             } else {
                 let h = g.linear(&xv, &w1, Some(&b1)).unwrap();
                 let h = g.gelu(&h).unwrap();

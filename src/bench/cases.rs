@@ -4,11 +4,12 @@
 use super::{BenchOptions, BenchResult, StepShape};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Profile, TimingMethod};
+use crate::kernels::attention::{attention_backward, attention_forward};
 use crate::kernels::cross_entropy::{cross_entropy_backward, cross_entropy_forward};
 use crate::kernels::gelu::{gelu_backward, gelu_forward};
 use crate::kernels::layernorm::{add_layernorm_backward, add_layernorm_forward, layernorm_backward, layernorm_forward};
-use crate::kernels::matmul::{matmul_forward_with, matmul_gelu_forward_with, matmul_gelu_grad_with, MatmulKernel, MatmulOptions};
-use crate::kernels::softmax::{softmax_backward, softmax_forward};
+use crate::kernels::matmul::{matmul_backward, matmul_forward, matmul_forward_with, matmul_gelu_forward_with, matmul_gelu_grad_with, MatmulKernel, MatmulNeed, MatmulOptions};
+use crate::kernels::softmax::{softmax_backward, softmax_forward, softmax_scaled_backward, softmax_scaled_forward};
 use crate::tensor::{Labels, Tensor};
 
 /// The op of one repetition, on inputs already uploaded; returns the output to check.
@@ -55,6 +56,7 @@ pub(super) fn cases<'a>(gpu: &'a Gpu, options: &BenchOptions) -> Vec<Case<'a>> {
         cases.extend(matmul_cases(gpu, kernel, &options.shape));
     }
     cases.extend(other_cases(gpu, &options.shape));
+    cases.extend(attention_cases(gpu, &options.shape));
     cases
 }
 
@@ -212,6 +214,55 @@ fn other_cases<'a>(gpu: &'a Gpu, s: &StepShape) -> Vec<Case<'a>> {
             let labels = random_labels(gpu, b, c, seed + 1)?;
             let dloss = Tensor::full(gpu, &[1], 1.0)?;
             Ok(Box::new(move || cross_entropy_backward(&probs, &labels, &dloss)))
+        }),
+    ]
+}
+
+/// Attention, fused (`kernels::attention`) and unfused (q·kᵀ, softmax, ·v, each with its
+/// backward, the matmuls on their best kernel), forward and backward. GB/s counts what each must
+/// move at least once: q, k, v, o (and dO and the three gradients backward), the fused path's
+/// log-sum-exp, and the unfused path's [B, H, T, T] scores and probabilities.
+fn attention_cases<'a>(gpu: &'a Gpu, s: &StepShape) -> Vec<Case<'a>> {
+    let d = Widths::of(s);
+    let (bh, t, hd) = (d.batch * d.heads, d.tokens, d.dim / d.heads);
+    let shape = [d.batch, d.heads, t, hd];
+    let scale = 1.0 / (hd as f32).sqrt();
+    let (heads_f32, rows_f32, probs_f32) = (4.0 * (bh * t * hd) as f64, 4.0 * (bh * t) as f64, 4.0 * (bh * t * t) as f64);
+    let qkv = move |seed: u64| -> Result<[Tensor; 3]> { Ok([random(gpu, &shape, seed, -2.0, 2.0)?, random(gpu, &shape, seed + 1, -2.0, 2.0)?, random(gpu, &shape, seed + 2, -1.0, 1.0)?]) };
+    let qk_t = MatmulOptions { trans_a: false, trans_b: true };
+    vec![
+        // Reads q, k, v; writes o and L.
+        case("attention fwd fused", shape.to_vec(), 4.0 * heads_f32 + rows_f32, move |seed| {
+            let [q, k, v] = qkv(seed)?;
+            Ok(Box::new(move || Ok(attention_forward(&q, &k, &v, scale)?.o)))
+        }),
+        // Reads q, k, v, o, L, dO; writes D, dq, dk, dv.
+        case("attention bwd fused", shape.to_vec(), 8.0 * heads_f32 + 2.0 * rows_f32, move |seed| {
+            let [q, k, v] = qkv(seed)?;
+            let out = attention_forward(&q, &k, &v, scale)?;
+            let dout = random(gpu, &shape, seed + 3, -1.0, 1.0)?;
+            Ok(Box::new(move || Ok(attention_backward(&q, &k, &v, &out, &dout, scale)?.dq)))
+        }),
+        // Reads q, k, v; writes and reads the scores and the probabilities; writes o.
+        case("attention fwd unfused", shape.to_vec(), 4.0 * heads_f32 + 4.0 * probs_f32, move |seed| {
+            let [q, k, v] = qkv(seed)?;
+            Ok(Box::new(move || {
+                let probs = softmax_scaled_forward(&matmul_forward(&q, &k, None, qk_t)?, scale)?;
+                matmul_forward(&probs, &v, None, MatmulOptions::default())
+            }))
+        }),
+        // Reads q, k, v, P, dO; writes and reads dP and dS; writes dq, dk, dv.
+        case("attention bwd unfused", shape.to_vec(), 7.0 * heads_f32 + 5.0 * probs_f32, move |seed| {
+            let [q, k, v] = qkv(seed)?;
+            let probs = softmax_scaled_forward(&matmul_forward(&q, &k, None, qk_t)?, scale)?;
+            let dout = random(gpu, &shape, seed + 3, -1.0, 1.0)?;
+            let both = MatmulNeed { a: true, b: true, bias: false };
+            Ok(Box::new(move || {
+                let through_v = matmul_backward(&probs, &v, &dout, MatmulOptions::default(), both)?;
+                let dprobs = through_v.da.expect("asked for");
+                let dscores = softmax_scaled_backward(&probs, &dprobs, scale)?;
+                Ok(matmul_backward(&q, &k, &dscores, qk_t, both)?.da.expect("asked for"))
+            }))
         }),
     ]
 }

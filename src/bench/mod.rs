@@ -21,6 +21,7 @@ pub use step::train_step;
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, TimingMethod};
 use crate::kernels::matmul::MatmulKernel;
+use crate::model::block::BlockPlan;
 use crate::model::vit::{preset, VitConfig};
 
 /// The sizes of one ViT training step under VPT: the backbone's shape, the images per step, the
@@ -105,11 +106,13 @@ pub struct BenchOptions {
     pub timing: Option<TimingMethod>,
     /// Also time a whole VPT-deep training step of this shape (see [`train_step`]).
     pub train_step: bool,
+    /// How that step's blocks run: attention path and recomputation.
+    pub plan: BlockPlan,
 }
 
 impl BenchOptions {
     pub fn new(shape: StepShape) -> BenchOptions {
-        BenchOptions { shape, reps: 10, matmul_kernels: MatmulKernel::ALL.to_vec(), filter: Vec::new(), timing: None, train_step: false }
+        BenchOptions { shape, reps: 10, matmul_kernels: MatmulKernel::ALL.to_vec(), filter: Vec::new(), timing: None, train_step: false, plan: BlockPlan::default() }
     }
 }
 
@@ -126,6 +129,8 @@ pub struct TrainStepResult {
     pub dispatches: u64,
     /// Most tensor storage alive during the step, and how much of it is the frozen weights.
     pub peak_bytes: u64,
+    /// What the forward keeps alive for the backward (activations, on top of weights and inputs).
+    pub kept_bytes: u64,
     pub weight_bytes: u64,
     pub description: String,
 }
@@ -181,7 +186,7 @@ pub fn run(gpu: &Gpu, options: &BenchOptions, mut progress: impl FnMut(&BenchRes
     }
     let wants_step = options.filter.is_empty() || options.filter.iter().any(|f| "train step".contains(&f.to_lowercase()));
     let train_step = match options.train_step && wants_step {
-        true => Some(train_step(gpu, &options.shape, options.reps.min(3))?),
+        true => Some(train_step(gpu, &options.shape, options.plan, options.reps.min(3))?),
         false => None,
     };
     let info = gpu.info();

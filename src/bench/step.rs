@@ -8,20 +8,22 @@ use super::{StepShape, TrainStepResult};
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::model::synthetic::{synthetic_tensor, synthetic_vit_state_dict};
+use crate::model::block::BlockPlan;
 use crate::model::vit::{LoadOptions, StateDict, Vit};
 use crate::model::vpt::{Pool, VptForward, VptTask};
 use crate::tensor::Tensor;
 use crate::train::{Optimizer, Trainer, WarmupCosine};
 
 /// Time a whole VPT-deep training step of `shape`: synthetic weights, `shape.prompts` prompts in
-/// every block, a `shape.classes` head, SGD; `reps` timed steps after one untimed. Host-clock
-/// time, each phase waited for, so it includes submission and sync.
-pub fn train_step(gpu: &Gpu, shape: &StepShape, reps: usize) -> Result<TrainStepResult> {
+/// every block, a `shape.classes` head, SGD, the blocks run as `plan` says; `reps` timed steps
+/// after one untimed. Host-clock time, each phase waited for, so it includes submission and sync.
+pub fn train_step(gpu: &Gpu, shape: &StepShape, plan: BlockPlan, reps: usize) -> Result<TrainStepResult> {
     shape.check()?;
     let cfg = &shape.vit;
     let live_before = gpu.live_bytes();
     let sd = StateDict::from_tensors("bench", synthetic_vit_state_dict(cfg, 0, 1), [("num_heads".to_string(), cfg.num_heads.to_string())].into());
-    let vit = Vit::from_state_dict(gpu, &sd, &LoadOptions::default())?;
+    let mut vit = Vit::from_state_dict(gpu, &sd, &LoadOptions::default())?;
+    vit.plan = plan;
     drop(sd);
     let weight_bytes = gpu.live_bytes() - live_before;
     let (b, d, c, p, depth) = (shape.batch, cfg.embed_dim, shape.classes, shape.prompts, cfg.depth);
@@ -38,7 +40,8 @@ pub fn train_step(gpu: &Gpu, shape: &StepShape, reps: usize) -> Result<TrainStep
     let labels = random_label_values(b, c, 1);
     gpu.flush()?;
 
-    let (mut fwd, mut bwd, mut opt, mut dispatches) = (Vec::new(), Vec::new(), Vec::new(), 0);
+    let (mut fwd, mut bwd, mut opt, mut dispatches, mut kept_bytes) = (Vec::new(), Vec::new(), Vec::new(), 0, 0);
+    let live_before_step = gpu.live_bytes();
     gpu.reset_peak_bytes();
     for rep in 0..=reps {
         let start_dispatches = gpu.dispatch_count();
@@ -46,6 +49,7 @@ pub fn train_step(gpu: &Gpu, shape: &StepShape, reps: usize) -> Result<TrainStep
         let forward = VptForward::new(gpu, &vit, &task, &images, &labels, None)?;
         forward.loss().to_scalar()?; // waits for the forward
         let forward_s = t.elapsed().as_secs_f64();
+        kept_bytes = gpu.live_bytes() - live_before_step;
         let t = Instant::now();
         let step = forward.backward()?;
         gpu.wait_for_all()?;
@@ -73,7 +77,13 @@ pub fn train_step(gpu: &Gpu, shape: &StepShape, reps: usize) -> Result<TrainStep
         optimizer_ms,
         dispatches,
         peak_bytes: gpu.peak_bytes() - live_before,
+        kept_bytes,
         weight_bytes,
-        description: format!("VPT-deep step: {depth} blocks, {p} prompts each, {h}×{w} images (patch {}), batch {b}", cfg.patch_size),
+        description: format!(
+            "VPT-deep step: {depth} blocks, {p} prompts each, {h}×{w} images (patch {}), batch {b}, {} attention, recompute {}",
+            cfg.patch_size,
+            if vit.fused_attention() { "fused" } else { "unfused" },
+            plan.recompute.name()
+        ),
     })
 }

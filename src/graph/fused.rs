@@ -9,29 +9,62 @@ use super::{Graph, Var};
 use crate::error::{Error, Result};
 use crate::kernels::layernorm::{self, AddLayerNormOut};
 use crate::kernels::matmul::{self, MatmulGeluOut, MatmulNeed, MatmulOptions};
-use crate::kernels::{heads, patch, softmax, tokens};
+use crate::kernels::{attention, heads, patch, softmax, tokens};
 use crate::tensor::Tensor;
+
+/// How [`Graph::mlp`] runs. The default keeps the pre-activation and computes the output.
+#[derive(Clone, Copy, Debug)]
+pub struct MlpRun {
+    /// Keep fc1's input instead of its pre-activation, and run fc1 again in the backward.
+    pub recompute_fc1: bool,
+    /// False: nothing will read the output's value, only send back its gradient (a block run
+    /// again for its backward), so fc2's product is skipped and the output is zeros.
+    pub output_read: bool,
+}
+
+impl Default for MlpRun {
+    fn default() -> MlpRun {
+        MlpRun { recompute_fc1: false, output_read: true }
+    }
+}
 
 impl Graph {
     /// The transformer MLP, fc2(gelu(fc1(x))), as one op so that GELU costs no pass of its own:
     /// it runs in fc1's matmul as each result is stored, and its derivative in the matmul that
     /// takes the gradient back through fc2 (`matmul_gelu_forward`, `matmul_gelu_grad`).
     /// x: [..., D]; fc1 = (w1 [Hd, D], b1 [Hd]); fc2 = (w2 [D, Hd], b2 [D]) → [..., D].
-    pub fn mlp(&self, x: &Var, fc1: (&Var, &Var), fc2: (&Var, &Var)) -> Result<Var> {
+    ///
+    /// The backward needs fc1's pre-activation [..., Hd] (GELU's derivative). It is kept, or,
+    /// with `run.recompute_fc1`, fc1's input x [..., D] is kept instead (4× smaller in a ViT)
+    /// and fc1 runs again in the backward: the same kernel on the same input, so the same bits.
+    pub fn mlp(&self, x: &Var, fc1: (&Var, &Var), fc2: (&Var, &Var), run: MlpRun) -> Result<Var> {
+        let recompute_fc1 = run.recompute_fc1;
         let MatmulGeluOut { pre, y: hidden } = matmul::matmul_gelu_forward(x.value(), fc1.0.value(), Some(fc1.1.value()), LINEAR)?; // [..., Hd] each
-        let y = matmul::matmul_forward(&hidden, fc2.0.value(), Some(fc2.1.value()), LINEAR)?; // [..., D]
-        // Kept for backward: the pre-activation (GELU's derivative needs it) and the weights; the
-        // layers' inputs only where their weight trains. hidden, the largest, is usually freed here.
-        let saved_x = fc1.0.requires_grad().then(|| x.value().clone());
+        let y = match run.output_read {
+            true => matmul::matmul_forward(&hidden, fc2.0.value(), Some(fc2.1.value()), LINEAR)?, // [..., D]
+            false => x.value().empty_like_shape(&[&x.shape()[..x.shape().len() - 1], &[fc2.0.shape()[0]]].concat())?,
+        };
+        // Kept for backward: the pre-activation or what makes it again, the weights, and the
+        // layers' inputs where their weight trains. hidden, the largest, is usually freed here.
+        let w1_trains = fc1.0.requires_grad();
+        let saved_x = (w1_trains || recompute_fc1).then(|| x.value().clone());
+        let saved_pre = (!recompute_fc1).then_some(pre);
         let saved_hidden = fc2.0.requires_grad().then_some(hidden);
-        let (w1, w2) = (fc1.0.value().clone(), fc2.0.value().clone());
+        let (w1, b1, w2) = (fc1.0.value().clone(), fc1.1.value().clone(), fc2.0.value().clone());
         self.record("mlp", &[x, fc1.0, fc1.1, fc2.0, fc2.1], y, move |dy, needs| {
             // fc2's own parameters (dy [..., D]); its dX is never stored, see dpre.
             let [_, dw2, db2] = linear_backward(saved_hidden.as_ref(), &w2, dy, MatmulNeed { a: false, b: needs[3], bias: needs[4] })?;
             let [dx, dw1, db1] = if needs[..3].contains(&true) {
+                let pre = match (saved_pre, &saved_x) {
+                    (Some(pre), _) => pre,
+                    (None, Some(x)) => matmul::matmul_gelu_forward(x, &w1, Some(&b1), LINEAR)?.pre,
+                    (None, None) => return Err(Error::Internal { what: "mlp".into(), msg: "neither fc1's pre-activation nor its input was kept".into() }),
+                };
                 // d(pre) [..., Hd] = (dy · w2) ⊙ gelu'(pre), in one kernel.
                 let dpre = matmul::matmul_gelu_grad(dy, &w2, MatmulOptions::default(), &pre)?;
-                linear_backward(saved_x.as_ref(), &w1, &dpre, MatmulNeed { a: needs[0], b: needs[1], bias: needs[2] })?
+                drop(pre);
+                let x_for_dw1 = saved_x.as_ref().filter(|_| w1_trains);
+                linear_backward(x_for_dw1, &w1, &dpre, MatmulNeed { a: needs[0], b: needs[1], bias: needs[2] })?
             } else {
                 [None, None, None]
             };
@@ -84,6 +117,20 @@ impl Graph {
         let y = softmax::softmax_scaled_forward(x.value(), scale)?;
         let ys = y.clone();
         self.record("softmax", &[x], y, move |dy, _| Ok(vec![Some(softmax::softmax_scaled_backward(&ys, dy, scale)?)]))
+    }
+
+    /// Fused attention, softmax(s·q·kᵀ)·v in one kernel each way (`kernels::attention`):
+    /// q, k, v [B, H, T, hd] → o [B, H, T, hd]. Keeps q, k, v, o and the row log-sum-exp
+    /// [B, H, T] for the backward, never the [B, H, T, T] probabilities the unfused path
+    /// (`matmul`, `softmax_scaled`, `matmul`) keeps.
+    pub fn attention(&self, q: &Var, k: &Var, v: &Var, scale: f32) -> Result<Var> {
+        let out = attention::attention_forward(q.value(), k.value(), v.value(), scale)?;
+        let o = out.o.clone(); // the same buffer: keeping it for the backward costs nothing more
+        let (qs, ks, vs) = (q.value().clone(), k.value().clone(), v.value().clone());
+        self.record("attention", &[q, k, v], o, move |dout, needs| {
+            let g = attention::attention_backward(&qs, &ks, &vs, &out, dout, scale)?;
+            Ok(vec![needs[0].then_some(g.dq), needs[1].then_some(g.dk), needs[2].then_some(g.dv)])
+        })
     }
 
     /// qkv [B, T, 3·D] → q, k, v [B, H, T, hd].

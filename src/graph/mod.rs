@@ -12,6 +12,9 @@
 //!   outputs and adding what comes out into the gradients of its inputs. Each entry is consumed
 //!   as it runs, so its saved tensors are freed as soon as they are used.
 //!
+//! - [`Graph::checkpoint`] trades memory for time: a stretch of ops keeps only its inputs and
+//!   runs again, on a tape of its own, when the backward reaches it.
+//!
 //! What VPT gets from this: a frozen backbone weight never requires a gradient, so no gradient
 //! buffer is ever made for it and no weight-gradient kernel (no dW matmul) is ever dispatched;
 //! ops before the prompts enter (the patch embedding) record nothing at all.
@@ -22,6 +25,7 @@ mod ops;
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
+pub use fused::MlpRun;
 pub use ops::Dropout;
 
 use crate::error::{Error, Result};
@@ -71,6 +75,14 @@ pub struct Graph {
     next_id: Cell<usize>,
 }
 
+/// Which run of a [`Graph::checkpoint`]ed stretch: the forward, whose outputs are read, or the
+/// rerun for the backward, whose outputs only pass gradients back.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Pass {
+    Forward,
+    Backward,
+}
+
 /// Gradients of the trainable leaves, by `Var`.
 pub struct Grads {
     by_id: HashMap<usize, Tensor>,
@@ -103,6 +115,11 @@ impl Graph {
 
     pub fn gpu(&self) -> &Gpu {
         &self.gpu
+    }
+
+    /// Whether ops record their backward (false for an inference graph).
+    pub fn is_recording(&self) -> bool {
+        self.recording
     }
 
     /// A trainable leaf (prompts, the head): gets a gradient from `backward`.
@@ -175,8 +192,12 @@ impl Graph {
         if !loss.requires_grad {
             return Err(Error::invalid("backward", "the loss does not depend on any trainable parameter (or the graph is an inference graph)"));
         }
-        let mut grads: HashMap<usize, Tensor> = HashMap::new();
-        grads.insert(loss.id, Tensor::full(&self.gpu, loss.shape(), 1.0)?);
+        self.backward_from(vec![(loss.id, Tensor::full(&self.gpu, loss.shape(), 1.0)?)])
+    }
+
+    /// Walk the tape from the end, given the gradients of some of its values (`seeds`, by id).
+    fn backward_from(&self, seeds: Vec<(usize, Tensor)>) -> Result<Grads> {
+        let mut grads: HashMap<usize, Tensor> = seeds.into_iter().collect();
         let tape = std::mem::take(&mut *self.tape.borrow_mut());
         for entry in tape.into_iter().rev() {
             // An output's gradient is complete once we reach the op that made it: every later use
@@ -196,6 +217,36 @@ impl Graph {
             }
         }
         Ok(Grads { by_id: grads })
+    }
+
+    /// Gradient checkpointing: `f(graph, inputs, Pass::Forward)` runs here on an inference
+    /// graph, so it keeps nothing for its backward; the tape entry keeps only `inputs`. The
+    /// backward runs `f(tape, inputs, Pass::Backward)` again on a fresh tape, from the same inputs
+    /// with the same kernels in the same order (so with the same bits), backpropagates the
+    /// outputs' gradients through it, and hands back the inputs'. In that second pass nothing
+    /// reads the outputs' values, only their gradients, which `f` may use to skip work. Memory
+    /// for time: one more forward of `f` per step.
+    pub fn checkpoint(&self, op: &'static str, inputs: &[&Var], f: impl Fn(&Graph, &[Var], Pass) -> Result<Vec<Var>> + 'static) -> Result<Vec<Var>> {
+        if !self.recording || !inputs.iter().any(|v| v.requires_grad) {
+            let leaves: Vec<Var> = inputs.iter().map(|v| (*v).clone()).collect();
+            return f(self, &leaves, Pass::Forward); // no gradient flows through: nothing to recompute
+        }
+        let plain = Graph::inference(&self.gpu);
+        let leaves: Vec<Var> = inputs.iter().map(|v| plain.constant(v.value().clone())).collect();
+        let values = f(&plain, &leaves, Pass::Forward)?.into_iter().map(|v| v.value).collect();
+        let kept: Vec<Tensor> = inputs.iter().map(|v| v.value().clone()).collect();
+        let gpu = self.gpu.clone();
+        Ok(self.record_multi(op, inputs, values, move |dys, needs| {
+            let again = Graph::new(&gpu);
+            let leaves: Vec<Var> = kept.iter().zip(needs).map(|(t, &need)| if need { again.param(t.clone()) } else { again.constant(t.clone()) }).collect();
+            let outputs = f(&again, &leaves, Pass::Backward)?;
+            if outputs.len() != dys.len() {
+                return Err(Error::Internal { what: op.into(), msg: format!("{} outputs when recomputed, {} the first time", outputs.len(), dys.len()) });
+            }
+            let seeds = outputs.iter().zip(dys).filter_map(|(o, dy)| dy.clone().filter(|_| o.requires_grad).map(|dy| (o.id, dy))).collect();
+            let mut grads = again.backward_from(seeds)?;
+            Ok(leaves.iter().map(|l| grads.by_id.remove(&l.id)).collect())
+        }))
     }
 }
 

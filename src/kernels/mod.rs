@@ -10,6 +10,7 @@ use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Shader, WG_1D};
 use crate::tensor::Tensor;
 
+pub mod attention;
 pub mod cross_entropy;
 pub mod elementwise;
 pub mod gelu;
@@ -24,6 +25,7 @@ pub mod tokens;
 
 /// Every kernel source, for the portability test and for `vpt info`.
 pub const ALL_SHADERS: &[&Shader] = &[
+    &attention::SHADER,
     &cross_entropy::SHADER,
     &elementwise::SHADER,
     &gelu::SHADER,

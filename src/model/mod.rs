@@ -1,10 +1,13 @@
 //! The models, on the autodiff graph: a frozen Vision Transformer and Visual Prompt Tuning on it.
 //!
 //! - [`vit`]: the ViT's shape ([`vit::VitConfig`]), its weights (`StateDict`), its forward;
+//! - [`block`]: one transformer block, and its [`block::BlockPlan`] (fused or unfused attention,
+//!   what the backward recomputes);
 //! - [`vpt`]: prompts, pooling and head; the forward, the gradient step, the task's tensors;
 //! - [`pos_embed`]: timm's position-embedding resampling for other image sizes;
 //! - [`synthetic`]: seeded synthetic weights for any ViT shape (tests, benchmarks, fixtures).
 
+pub mod block;
 pub mod pos_embed;
 pub mod synthetic;
 pub mod vit;

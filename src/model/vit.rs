@@ -14,7 +14,7 @@ use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::{Graph, Var};
 use crate::io::{HostData, TensorFile};
-use crate::kernels::matmul::MatmulOptions;
+use crate::model::block::{Block, BlockPlan};
 use crate::tensor::Tensor;
 
 /// Shape of a ViT.
@@ -170,16 +170,6 @@ pub struct LoadOptions {
     pub size_from: Option<String>,
 }
 
-/// One transformer block's weights: (weight, bias) pairs.
-pub struct Block {
-    pub norm1: (Tensor, Tensor),
-    pub qkv: (Tensor, Tensor),
-    pub proj: (Tensor, Tensor),
-    pub norm2: (Tensor, Tensor),
-    pub fc1: (Tensor, Tensor),
-    pub fc2: (Tensor, Tensor),
-}
-
 /// A loaded, frozen ViT.
 pub struct Vit {
     pub cfg: VitConfig,
@@ -187,8 +177,10 @@ pub struct Vit {
     pos_embed: Tensor,
     patch_weight: Tensor,
     patch_bias: Tensor,
-    blocks: Vec<Block>,
-    norm: (Tensor, Tensor),
+    pub(super) blocks: Vec<Block>,
+    pub(super) norm: (Tensor, Tensor),
+    /// How the blocks run: which attention kernel, what the backward recomputes.
+    pub plan: BlockPlan,
 }
 
 impl Vit {
@@ -231,6 +223,7 @@ impl Vit {
             blocks,
             norm: pair("norm", &[d], &[d])?,
             cfg,
+            plan: BlockPlan::default(),
         })
     }
 
@@ -250,71 +243,6 @@ impl Vit {
         let flat = g.reshape(&tokens, &[shape[0], shape[1] * shape[2]])?;
         let pos = c(&self.pos_embed.reshape(&[shape[1] * shape[2]])?);
         g.reshape(&g.bias_add(&flat, &pos)?, &shape)
-    }
-
-    /// Transformer block `i`: x [B, T, D] → [B, T, D], as a [`Stream`] whose last residual add is
-    /// left for whatever reads it next.
-    pub fn block(&self, g: &Graph, i: usize, x: Stream) -> Result<Stream> {
-        let b = &self.blocks[i];
-        let c = |t: &Tensor| g.constant(t.clone());
-        // Attention: x + proj(softmax(q·kᵀ/√hd)·v). norm1 also does the previous block's
-        // residual add, if that is still pending.
-        let (x, h) = self.norm_stream(g, x, &b.norm1)?; // [B, T, D] each
-        let qkv = g.linear(&h, &c(&b.qkv.0), Some(&c(&b.qkv.1)))?; // [B, T, 3D]
-        let [q, k, v] = g.split_heads(&qkv, self.cfg.num_heads)?; // [B, H, T, hd] each
-        let scores = g.matmul(&q, &k, MatmulOptions { trans_a: false, trans_b: true })?; // [B, H, T, T]
-        // softmax(q·kᵀ/√hd): the scale is applied inside the softmax kernel (timm scales q first;
-        // the same product, without a pass over q of its own).
-        let attn = g.softmax_scaled(&scores, 1.0 / (self.cfg.head_dim() as f32).sqrt())?;
-        let o = g.matmul(&attn, &v, MatmulOptions::default())?; // [B, H, T, hd]
-        let o = g.merge_heads(&o)?; // [B, T, D]
-        let o = g.linear(&o, &c(&b.proj.0), Some(&c(&b.proj.1)))?;
-        // The residual add and norm2 in one kernel each way: x = x + o, h = norm2(x), [B, T, D].
-        let (x, h) = g.add_layernorm(&x, &o, &c(&b.norm2.0), &c(&b.norm2.1), self.cfg.eps)?;
-        // MLP: x + fc2(gelu(fc1(norm2(x)))), the add left pending.
-        let h = g.mlp(&h, (&c(&b.fc1.0), &c(&b.fc1.1)), (&c(&b.fc2.0), &c(&b.fc2.1)))?; // [B, T, 4D] inside, [B, T, D] out
-        Ok(Stream { x, pending: Some(h) })
-    }
-
-    /// The final LayerNorm (doing the last block's residual add in the same kernel).
-    pub fn final_norm(&self, g: &Graph, x: Stream) -> Result<Var> {
-        Ok(self.norm_stream(g, x, &self.norm)?.1)
-    }
-
-    /// LayerNorm of a stream: (the stream's sum, its normalised copy), the pending add fused in.
-    fn norm_stream(&self, g: &Graph, x: Stream, (w, b): &(Tensor, Tensor)) -> Result<(Var, Var)> {
-        let (w, b) = (g.constant(w.clone()), g.constant(b.clone()));
-        match x.pending {
-            Some(delta) => g.add_layernorm(&x.x, &delta, &w, &b, self.cfg.eps),
-            None => {
-                let y = g.layernorm(&x.x, &w, &b, self.cfg.eps)?;
-                Ok((x.x, y))
-            }
-        }
-    }
-}
-
-/// The residual stream between blocks: `x + pending`, with the add not yet done, so that the
-/// LayerNorm that reads it next (the next block's norm1, or the final norm) does the add in its
-/// own kernel: one pass over [B, T, D] and one launch less each way.
-pub struct Stream {
-    x: Var,
-    pending: Option<Var>,
-}
-
-impl Stream {
-    /// A stream with nothing pending (the embedding's output).
-    pub fn new(x: Var) -> Stream {
-        Stream { x, pending: None }
-    }
-
-    /// x + pending as one tensor: for code that must read or change the tokens themselves
-    /// (VPT-deep replacing the prompt tokens between blocks).
-    pub fn sum(self, g: &Graph) -> Result<Var> {
-        match self.pending {
-            Some(delta) => g.add(&self.x, &delta),
-            None => Ok(self.x),
-        }
     }
 }
 

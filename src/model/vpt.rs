@@ -16,7 +16,8 @@ use crate::gpu::Gpu;
 use crate::graph::{Dropout, Grads, Graph, Var};
 use crate::io::{write_f32_tensors, TensorFile};
 use crate::tensor::{Labels, Tensor};
-use crate::model::vit::{Stream, Vit};
+use crate::model::block::Stream;
+use crate::model::vit::Vit;
 
 /// How the final tokens become one vector per image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -2,6 +2,7 @@
 //! they are what the GPU kernels are tested against, and what the finite-difference gradient
 //! checks differentiate. Layouts match the GPU kernels (row-major, last axis contiguous).
 
+pub mod attention;
 pub mod cross_entropy;
 pub mod elementwise;
 pub mod gelu;

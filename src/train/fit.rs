@@ -15,7 +15,8 @@ use super::{Optimizer, Trainer, WarmupCosine};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::Dropout;
-use crate::model::vit::{LoadOptions, StateDict, Vit, VitConfig};
+use crate::model::block::{AttentionChoice, BlockPlan};
+use crate::model::vit::{LoadOptions, StateDict, Vit};
 use crate::model::vpt::{Pool, VptTask};
 use crate::tensor::Tensor;
 
@@ -79,6 +80,9 @@ pub struct TrainConfig {
     pub resume: bool,
     /// Replace the files of an earlier run at `out` (never with `resume`).
     pub force: bool,
+    /// How the backbone's blocks run: attention path, recomputation. Same results either way
+    /// (to f32 rounding between the attention paths, bit for bit between recompute settings).
+    pub plan: BlockPlan,
 }
 
 /// Progress of one step, for a progress bar.
@@ -174,7 +178,8 @@ pub fn fit(gpu: &Gpu, cfg: &TrainConfig, observer: &mut dyn Observer) -> Result<
     // Before any work: the outputs are writable, none is an input, and no other run has them.
     let files = RunFiles::claim(&cfg.out, &[("--model", &cfg.model)], cfg.resume, cfg.force)?;
     let opts = LoadOptions { num_heads: cfg.num_heads, img_size: cfg.img_size.map(|s| (s, s)), size_from: Some("--img-size".into()) };
-    let (vit, fingerprint, ckpt_norm) = load_backbone(gpu, &cfg.model, &opts)?;
+    let (mut vit, fingerprint, ckpt_norm) = load_backbone(gpu, &cfg.model, &opts)?;
+    vit.plan = cfg.plan;
     let norm = cfg.norm.or(ckpt_norm).unwrap_or(Normalization::IMAGENET);
     let data = load_data(cfg)?;
     if !data.skipped.is_empty() {
@@ -185,7 +190,7 @@ pub fn fit(gpu: &Gpu, cfg: &TrainConfig, observer: &mut dyn Observer) -> Result<
     let task = new_task(gpu, &vit.cfg, depth, cfg.num_prompts, data.classes.len(), cfg.pool, cfg.seed)?;
     let task_file = TaskFile { task, classes: data.classes.clone(), norm, img_size: vit.cfg.img_size, backbone: fingerprint.clone() };
     task_file.task.check_against(&vit)?;
-    check_step_fits(gpu, &vit.cfg, cfg)?;
+    check_step_fits(gpu, &vit, cfg)?;
 
     let steps_per_epoch = data.train.len().div_ceil(cfg.batch);
     let lr = cfg.base_lr * cfg.batch as f64 / 256.0;
@@ -242,22 +247,31 @@ pub fn fit(gpu: &Gpu, cfg: &TrainConfig, observer: &mut dyn Observer) -> Result<
     last.ok_or_else(|| Error::invalid("--resume", format!("nothing to do: the run in {} already finished its {} epochs", cfg.out, cfg.epochs)))
 }
 
-/// Error, naming the flags that decide it, unless the largest tensors of a training step fit one
-/// storage binding of this adapter: attention's scores [B, H, T, T] and the MLP's hidden
-/// activation [B, T, hidden], with T = 1 + patches + prompts tokens.
-fn check_step_fits(gpu: &Gpu, vit: &VitConfig, cfg: &TrainConfig) -> Result<()> {
-    let tokens = 1 + vit.num_patches() + cfg.num_prompts;
+/// Error, naming the flags that decide it, unless one image's largest tensors of a training step
+/// fit one storage binding: the MLP's hidden activation [T, hidden] (and qkv, smaller) and,
+/// unless `--attention fused`, the scores [H, T, T], with T = 1 + patches + prompts tokens. A
+/// larger batch runs through each block a few images at a time (`Vit::images_per_run`), and with
+/// the fused attention where the whole batch's scores would not fit.
+fn check_step_fits(gpu: &Gpu, vit: &Vit, cfg: &TrainConfig) -> Result<()> {
+    let c = &vit.cfg;
+    let tokens = 1 + c.num_patches() + cfg.num_prompts;
     let limit = gpu.max_binding_bytes();
-    let scores = [cfg.batch, vit.num_heads, tokens, tokens, 4].iter().try_fold(1u64, |n, &d| n.checked_mul(d as u64));
-    let hidden = [cfg.batch, tokens, vit.mlp_hidden, 4].iter().try_fold(1u64, |n, &d| n.checked_mul(d as u64));
-    for (what, bytes) in [("attention scores [B, H, T, T]", scores), ("MLP activations [B, T, hidden]", hidden)] {
+    let bytes = |dims: &[usize]| dims.iter().try_fold(4u64, |n, &d| n.checked_mul(d as u64));
+    let mut largest = vec![("MLP activations [T, hidden] of one image", bytes(&[tokens, c.mlp_hidden.max(3 * c.embed_dim)]))];
+    // Unless the fused attention is asked for, one image's scores must fit too: past that, T is
+    // so long that only an explicit choice should start a run of T² work per head.
+    if cfg.plan.attention != AttentionChoice::Fused {
+        largest.push(("attention scores [H, T, T] of one image", bytes(&[c.num_heads, tokens, tokens])));
+    }
+    for (what, bytes) in largest {
         if bytes.is_none_or(|b| b > limit) {
             let shown = bytes.map_or("more than 2^64".to_string(), |b| b.to_string());
             return Err(Error::invalid(
-                "--batch, --prompts, --img-size",
+                "--prompts, --img-size",
                 format!(
-                    "a training step would need {what} of {shown} bytes (B = --batch {}, T = 1 + {} patches of a {}×{} image + --prompts {} = {tokens} tokens), more than the {limit} bytes this adapter binds; lower --batch, --prompts or --img-size",
-                    cfg.batch, vit.num_patches(), vit.img_size.0, vit.img_size.1, cfg.num_prompts
+                    "a training step would need {what} of {shown} bytes (T = 1 + {} patches of a {}×{} image + --prompts {} = {tokens} tokens), more than the {limit} bytes this adapter binds; lower --prompts or --img-size{}",
+                    c.num_patches(), c.img_size.0, c.img_size.1, cfg.num_prompts,
+                    if what.starts_with("attention") { " (or pass --attention fused, which never stores them)" } else { "" }
                 ),
             ));
         }

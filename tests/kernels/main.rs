@@ -1,6 +1,7 @@
 //! Kernel suite: every GPU kernel against its f64 CPU reference on random shapes (proptest), and
 //! every backward against finite differences. Runs on each backend found (see `common::gpus`).
 
+mod attention;
 mod common;
 mod cross_entropy;
 mod elementwise;

@@ -10,7 +10,7 @@
 
 use vpt_wgsl::io::TensorFile;
 use vpt_wgsl::kernels::matmul::{self, MatmulKernel, MatmulNeed, MatmulOptions};
-use vpt_wgsl::kernels::{cross_entropy, elementwise, gelu, heads, layernorm, optim, patch, reduce, softmax, tokens};
+use vpt_wgsl::kernels::{attention, cross_entropy, elementwise, gelu, heads, layernorm, optim, patch, reduce, softmax, tokens};
 use vpt_wgsl::Labels;
 use vpt_wgsl::{Gpu, Tensor};
 
@@ -318,6 +318,26 @@ fn cross_entropy_matches_pytorch() {
             check(gpu, &f, case, "loss", &out.loss, Metric::Relative, ROWWISE);
             let dloss = Tensor::from_slice(gpu, &[1], &[1.0]).unwrap();
             check(gpu, &f, case, "dlogits", &cross_entropy::cross_entropy_backward(&out.probs, &labels, &dloss).unwrap(), Metric::Relative, ROWWISE);
+        }
+    }
+}
+
+/// torch.nn.functional.scaled_dot_product_attention, forward and backward, at ViT-B/16 head
+/// shapes (197 tokens, and 247 with 50 VPT-deep prompts) and ViT-H's hd 80, against the fused
+/// kernels (which never form the [T, T] probabilities torch's math path does).
+#[test]
+fn attention_matches_pytorch() {
+    let f = fixture("attention");
+    for gpu in gpus() {
+        for case in ["vit_b16", "vit_b16_deep", "vit_h_odd"] {
+            let [q, k, v, dout] = ["q", "k", "v", "do"].map(|r| load(gpu, &f, case, r));
+            let scale = 1.0 / (q.shape()[3] as f32).sqrt();
+            let out = attention::attention_forward(&q, &k, &v, scale).unwrap();
+            check(gpu, &f, case, "o", &out.o, Metric::Relative, ROWWISE);
+            let g = attention::attention_backward(&q, &k, &v, &out, &dout, scale).unwrap();
+            check(gpu, &f, case, "dq", &g.dq, Metric::Relative, ROWWISE);
+            check(gpu, &f, case, "dk", &g.dk, Metric::Relative, ROWWISE);
+            check(gpu, &f, case, "dv", &g.dv, Metric::Relative, ROWWISE);
         }
     }
 }

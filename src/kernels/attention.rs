@@ -1,0 +1,118 @@
+//! Fused attention: softmax(s·q·kᵀ)·v in one kernel, without the [B, H, T, T] probabilities,
+//! and its FlashAttention-2 backward that recomputes them from a saved log-sum-exp.
+//! Kernels and the equations in `wgsl/attention.wgsl`.
+//!
+//! The unfused path (matmul → softmax_scaled → matmul, each with its backward) stays in the
+//! model as the readable reference and for comparison; `model::block` picks one.
+
+use super::{expect_rank, grid_1d, same_device, same_shape};
+use crate::error::{Error, Result};
+use crate::gpu::{Bind, Gpu, Params, wgsl_shader};
+use crate::tensor::Tensor;
+
+wgsl_shader!("attention", uses ["flat"]);
+
+/// The widest head the fused kernels take, `MAX_HD` in the WGSL: each invocation accumulates
+/// its rows' outputs over this many columns.
+pub const MAX_HEAD_DIM: usize = 128;
+/// Rows per workgroup: `ROWS_WG` = 64 invocations of 4 rows each.
+const ROWS_PER_WORKGROUP: usize = 4 * 64;
+
+/// What the forward returns: o [B, H, T, hd] and the per-row log-sum-exp [B, H, T] that the
+/// backward recomputes the probabilities from.
+#[derive(Debug)]
+pub struct AttentionOut {
+    pub o: Tensor,
+    pub lse: Tensor,
+}
+
+/// Gradients with respect to q, k and v, [B, H, T, hd] each.
+#[derive(Debug)]
+pub struct AttentionGrads {
+    pub dq: Tensor,
+    pub dk: Tensor,
+    pub dv: Tensor,
+}
+
+/// The sizes every attention kernel gets.
+#[derive(Clone, Copy, Debug)]
+struct Dims {
+    batch_heads: usize,
+    tokens: usize,
+    head_dim: usize,
+}
+
+impl Dims {
+    fn params(self, scale: f32) -> Params {
+        Params::new().dim("batch_heads", self.batch_heads).dim("tokens", self.tokens).dim("head_dim", self.head_dim).f32("scale", scale)
+    }
+
+    /// One workgroup per 256 rows of every head (one per head up to T = 256).
+    fn row_grid(self, gpu: &Gpu, op: &'static str) -> Result<[u32; 3]> {
+        let groups = self.batch_heads * self.tokens.div_ceil(ROWS_PER_WORKGROUP);
+        let groups = u32::try_from(groups).map_err(|_| Error::shape(op, format!("{groups} workgroups is more than one launch can cover")))?;
+        Ok(gpu.grid(groups))
+    }
+}
+
+/// Check q and the tensors that must match it ([B, H, T, hd] each) and read their sizes.
+fn head_dims(op: &'static str, q: &Tensor, others: &[(&Tensor, &str)]) -> Result<Dims> {
+    expect_rank(op, q, "q", 4, "[B, H, T, hd]")?;
+    for (t, name) in others {
+        same_shape(op, q, t, "q", name)?;
+        same_device(op, q, t)?;
+    }
+    let s = q.shape();
+    if s[3] == 0 || s[3] > MAX_HEAD_DIM || s[2] == 0 {
+        return Err(Error::shape(op, format!("q {s:?}: the fused attention takes 1 ≤ T and 1 ≤ hd ≤ {MAX_HEAD_DIM}; use the unfused path (--attention unfused) for wider heads")));
+    }
+    Ok(Dims { batch_heads: s[0] * s[1], tokens: s[2], head_dim: s[3] })
+}
+
+/// o = softmax(scale·q·kᵀ)·v per (batch, head), and the row log-sum-exp.
+/// q, k, v: [B, H, T, hd] → o [B, H, T, hd], lse [B, H, T].
+pub fn attention_forward(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32) -> Result<AttentionOut> {
+    let op = "attention_forward";
+    let dims = head_dims(op, q, &[(k, "k"), (v, "v")])?;
+    let o = q.empty_like_shape(q.shape())?;
+    let lse = q.empty_like_shape(&q.shape()[..3])?;
+    q.gpu().dispatch(
+        &SHADER,
+        op,
+        &dims.params(scale),
+        &[Bind::read(1, q.buffer()), Bind::read(2, k.buffer()), Bind::read(3, v.buffer()), Bind::read_write(4, o.buffer()), Bind::read_write(5, lse.buffer())],
+        dims.row_grid(q.gpu(), op)?,
+    )?;
+    Ok(AttentionOut { o, lse })
+}
+
+/// Gradient of [`attention_forward`] from its inputs, its outputs and dO [B, H, T, hd]: three
+/// kernels (D = rowsum(dO ⊙ O), then dK and dV per key block, then dQ per query block).
+pub fn attention_backward(q: &Tensor, k: &Tensor, v: &Tensor, out: &AttentionOut, dout: &Tensor, scale: f32) -> Result<AttentionGrads> {
+    let op = "attention_backward";
+    let dims = head_dims(op, q, &[(k, "k"), (v, "v"), (&out.o, "o"), (dout, "dO")])?;
+    if out.lse.shape() != &q.shape()[..3] {
+        return Err(Error::shape(op, format!("lse has shape {:?}; it must be [B, H, T] = {:?}", out.lse.shape(), &q.shape()[..3])));
+    }
+    let gpu = q.gpu();
+    let params = dims.params(scale);
+    let delta = q.empty_like_shape(&q.shape()[..3])?; // D [B, H, T]
+    gpu.dispatch(
+        &SHADER,
+        "attention_backward_rowdot",
+        &params,
+        &[Bind::read(6, out.o.buffer()), Bind::read(8, dout.buffer()), Bind::read_write(9, delta.buffer())],
+        grid_1d(gpu, dims.batch_heads * dims.tokens)?,
+    )?;
+    // Both remaining kernels read q, k, v, L, dO and D; each writes its own gradients.
+    let inputs = [Bind::read(1, q.buffer()), Bind::read(2, k.buffer()), Bind::read(3, v.buffer()), Bind::read(7, out.lse.buffer()), Bind::read(8, dout.buffer()), Bind::read(10, delta.buffer())];
+    let (dk, dv) = (q.empty_like_shape(q.shape())?, q.empty_like_shape(q.shape())?);
+    let mut binds = inputs.to_vec();
+    binds.extend([Bind::read_write(12, dk.buffer()), Bind::read_write(13, dv.buffer())]);
+    gpu.dispatch(&SHADER, "attention_backward_dkdv", &params, &binds, dims.row_grid(gpu, op)?)?;
+    let dq = q.empty_like_shape(q.shape())?;
+    let mut binds = inputs.to_vec();
+    binds.push(Bind::read_write(11, dq.buffer()));
+    gpu.dispatch(&SHADER, "attention_backward_dq", &params, &binds, dims.row_grid(gpu, op)?)?;
+    Ok(AttentionGrads { dq, dk, dv })
+}

@@ -1,0 +1,135 @@
+//! Fused attention: forward and backward against the f64 reference (which forms P explicitly) on
+//! random B, H, T (1, primes, past the 16-row tile) and hd (1 to 128, ViT-H's 80 included);
+//! against finite differences; against the unfused path (matmul → softmax → matmul) on the same
+//! GPU; more than 65535 workgroups; and the shape errors.
+
+use proptest::prelude::*;
+use vpt_wgsl::kernels::attention::*;
+use vpt_wgsl::kernels::matmul::{matmul_forward, MatmulOptions};
+use vpt_wgsl::kernels::softmax::softmax_scaled_forward;
+use vpt_wgsl::reference::attention as cpu;
+use vpt_wgsl::Tensor;
+
+use crate::common::*;
+
+// Tolerances, relative to each output's largest magnitude with assert_close's floor of 1.
+// Forward: each o is a convex combination of v rows (|v| ≤ 1), its weights rounded through
+// exp and a sum of ≤ T terms, and rescaled once per key tile; L is m + log l. Backward: dS sums
+// ≤ T products of dO·V and is scaled into dQ and dK by sums of ≤ T more; the f32 roundings of
+// the recomputed P (from L rather than from the row's own sum) add ~1 ulp of exp. Measured here
+// (lavapipe and llvmpipe GL, 30 cases each, T ≤ 41, hd ≤ 128): ≤ 1.8e-6 forward, ≤ 1.7e-6
+// backward. 2e-5 leaves room for a driver with a looser exp and still fails any wrong term by
+// orders of magnitude (dropping the online rescale gives errors of ~2).
+const FWD_TOL: f64 = 2e-5;
+const BWD_TOL: f64 = 2e-5;
+
+fn tokens() -> impl Strategy<Value = usize> {
+    prop_oneof![Just(1), Just(2), Just(13), Just(16), Just(17), Just(41)]
+}
+
+fn head_dims() -> impl Strategy<Value = usize> {
+    prop_oneof![Just(1), Just(32), Just(64), Just(80), Just(128)]
+}
+
+proptest! {
+    #![proptest_config(cases(10))]
+
+    /// o and L against the reference, then dq, dk, dv (from the GPU's own o and L).
+    #[test]
+    fn attention_matches_reference(b in dim(2), h in dim(3), t in tokens(), hd in head_dims(), seed in any::<u64>(),
+                                   spread in prop_oneof![Just(1.0), Just(4.0)]) {
+        for gpu in gpus() {
+            let shape = [b, h, t, hd];
+            let scale = 1.0 / (hd as f32).sqrt();
+            // spread 4 gives scores up to ~16·√hd·s: near one-hot rows, where the online max matters.
+            let (q, qt) = random_tensor(gpu, &shape, seed, spread);
+            let (k, kt) = random_tensor(gpu, &shape, seed ^ 1, spread);
+            let (v, vt) = random_tensor(gpu, &shape, seed ^ 2, 1.0);
+            let (d_o, dot) = random_tensor(gpu, &shape, seed ^ 3, 1.0);
+            let out = attention_forward(&qt, &kt, &vt, scale).unwrap();
+            prop_assert_eq!(out.o.shape(), &shape[..]);
+            prop_assert_eq!(out.lse.shape(), &shape[..3]);
+            let (want_o, want_lse) = cpu::attention_forward(&q, &k, &v, t, hd, scale as f64);
+            assert_close("attention_forward o", gpu, &out.o.to_vec().unwrap(), &want_o, FWD_TOL);
+            assert_close("attention_forward lse", gpu, &out.lse.to_vec().unwrap(), &want_lse, FWD_TOL);
+
+            let g = attention_backward(&qt, &kt, &vt, &out, &dot, scale).unwrap();
+            let [dq, dk, dv] = cpu::attention_backward(&q, &k, &v, &d_o, t, hd, scale as f64);
+            assert_close("attention_backward dq", gpu, &g.dq.to_vec().unwrap(), &dq, BWD_TOL);
+            assert_close("attention_backward dk", gpu, &g.dk.to_vec().unwrap(), &dk, BWD_TOL);
+            assert_close("attention_backward dv", gpu, &g.dv.to_vec().unwrap(), &dv, BWD_TOL);
+        }
+    }
+
+    /// ⟨(dq, dk, dv), u⟩ must equal the directional derivative of ⟨o, dO⟩ along u = (uq, uk, uv).
+    #[test]
+    fn attention_backward_matches_finite_differences(h in dim(2), t in prop_oneof![Just(3), Just(19)],
+                                                     hd in prop_oneof![Just(1), Just(8), Just(80)], seed in any::<u64>()) {
+        for gpu in gpus() {
+            let shape = [1, h, t, hd];
+            let n = h * t * hd;
+            let scale = 1.0 / (hd as f32).sqrt();
+            let (qkv, _) = random_tensor(gpu, &[3 * n], seed, 1.0);
+            let part = |i: usize| Tensor::from_slice(gpu, &shape, &as_f32(&qkv[i * n..(i + 1) * n])).unwrap();
+            let (d_o, dot) = random_tensor(gpu, &shape, seed ^ 1, 1.0);
+            let u = random_vec(seed ^ 2, 3 * n, 1.0);
+            let (qt, kt, vt) = (part(0), part(1), part(2));
+            let out = attention_forward(&qt, &kt, &vt, scale).unwrap();
+            let g = attention_backward(&qt, &kt, &vt, &out, &dot, scale).unwrap();
+            let grad: Vec<f32> = [g.dq, g.dk, g.dv].iter().flat_map(|t| t.to_vec().unwrap()).collect();
+            let f = |x: &[f64]| cpu::attention_forward(&x[..n], &x[n..2 * n], &x[2 * n..], t, hd, scale as f64).0;
+            assert_grad_matches_fd("attention_backward", gpu, &grad, directional_fd(f, &qkv, &u, &d_o), &u, GRAD_TOL);
+        }
+    }
+}
+
+/// The fused kernel and the unfused path it replaces (q·kᵀ, softmax_scaled, ·v) agree at a
+/// ViT-like shape (T = 67 tokens, hd = 64) on each GPU.
+#[test]
+fn fused_attention_matches_unfused_path() {
+    for gpu in gpus() {
+        let shape = [2, 3, 67, 64];
+        let scale = 0.125;
+        let (_, q) = random_tensor(gpu, &shape, 11, 2.0);
+        let (_, k) = random_tensor(gpu, &shape, 12, 2.0);
+        let (_, v) = random_tensor(gpu, &shape, 13, 1.0);
+        let scores = matmul_forward(&q, &k, None, MatmulOptions { trans_a: false, trans_b: true }).unwrap();
+        let p = softmax_scaled_forward(&scores, scale).unwrap();
+        let unfused = matmul_forward(&p, &v, None, MatmulOptions::default()).unwrap().to_vec().unwrap();
+        let fused = attention_forward(&q, &k, &v, scale).unwrap().o.to_vec().unwrap();
+        assert_close("fused vs unfused attention", gpu, &fused, &as_f64(&unfused), 2e-6);
+    }
+}
+
+/// B·H = 70000 heads of one token each: 70000 workgroups, folded into a 2-D grid. With T = 1
+/// every row's softmax is exactly 1, so o = v, L = s·⟨q, k⟩, dv = dO and dq = dk = 0.
+#[test]
+fn attention_covers_more_than_65535_workgroups() {
+    for gpu in gpus() {
+        let shape = [7, 10000, 1, 1];
+        let n = 70000;
+        let (q, qt) = random_tensor(gpu, &shape, 1, 1.0);
+        let (k, kt) = random_tensor(gpu, &shape, 2, 1.0);
+        let (v, vt) = random_tensor(gpu, &shape, 3, 1.0);
+        let (d_o, dot) = random_tensor(gpu, &shape, 4, 1.0);
+        let out = attention_forward(&qt, &kt, &vt, 0.5).unwrap();
+        assert_eq!(out.o.to_vec().unwrap(), as_f32(&v), "o = v on {}", gpu.describe());
+        let want_lse: Vec<f64> = (0..n).map(|i| 0.5 * q[i] * k[i]).collect();
+        assert_close("lse", gpu, &out.lse.to_vec().unwrap(), &want_lse, 1e-6);
+        let g = attention_backward(&qt, &kt, &vt, &out, &dot, 0.5).unwrap();
+        assert_eq!(g.dv.to_vec().unwrap(), as_f32(&d_o), "dv = dO on {}", gpu.describe());
+        assert!(g.dq.to_vec().unwrap().iter().chain(&g.dk.to_vec().unwrap()).all(|x| x.abs() < 1e-6));
+    }
+}
+
+#[test]
+fn attention_shape_errors_name_the_op_and_shapes() {
+    let gpu = &gpus()[0];
+    let t = |shape: &[usize]| Tensor::zeros(gpu, shape).unwrap();
+    let err = attention_forward(&t(&[2, 3, 4]), &t(&[2, 3, 4]), &t(&[2, 3, 4]), 1.0).unwrap_err().to_string();
+    assert!(err.contains("attention_forward") && err.contains("[B, H, T, hd]"), "{err}");
+    let err = attention_forward(&t(&[1, 2, 5, 8]), &t(&[1, 2, 6, 8]), &t(&[1, 2, 5, 8]), 1.0).unwrap_err().to_string();
+    assert!(err.contains("[1, 2, 6, 8]") && err.contains('k'), "{err}");
+    let err = attention_forward(&t(&[1, 1, 2, 129]), &t(&[1, 1, 2, 129]), &t(&[1, 1, 2, 129]), 1.0).unwrap_err().to_string();
+    assert!(err.contains("hd ≤ 128") && err.contains("--attention unfused"), "{err}");
+}
