@@ -38,7 +38,6 @@ impl Graph {
     /// with `run.recompute_fc1`, fc1's input x [..., D] is kept instead (4× smaller in a ViT)
     /// and fc1 runs again in the backward: the same kernel on the same input, so the same bits.
     pub fn mlp(&self, x: &Var, fc1: (&Var, &Var), fc2: (&Var, &Var), run: MlpRun) -> Result<Var> {
-        let recompute_fc1 = run.recompute_fc1;
         let MatmulGeluOut { pre, y: hidden } = matmul::matmul_gelu_forward(x.value(), fc1.0.value(), Some(fc1.1.value()), LINEAR)?; // [..., Hd] each
         let y = match run.output_read {
             true => matmul::matmul_forward(&hidden, fc2.0.value(), Some(fc2.1.value()), LINEAR)?, // [..., D]
@@ -47,8 +46,8 @@ impl Graph {
         // Kept for backward: the pre-activation or what makes it again, the weights, and the
         // layers' inputs where their weight trains. hidden, the largest, is usually freed here.
         let w1_trains = fc1.0.requires_grad();
-        let saved_x = (w1_trains || recompute_fc1).then(|| x.value().clone());
-        let saved_pre = (!recompute_fc1).then_some(pre);
+        let saved_x = (w1_trains || run.recompute_fc1).then(|| x.value().clone());
+        let saved_pre = (!run.recompute_fc1).then_some(pre);
         let saved_hidden = fc2.0.requires_grad().then_some(hidden);
         let (w1, b1, w2) = (fc1.0.value().clone(), fc1.1.value().clone(), fc2.0.value().clone());
         self.record("mlp", &[x, fc1.0, fc1.1, fc2.0, fc2.1], y, move |dy, needs| {

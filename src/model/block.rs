@@ -63,6 +63,8 @@ pub struct BlockPlan {
 }
 
 impl AttentionChoice {
+    pub const ALL: [AttentionChoice; 3] = [AttentionChoice::Auto, AttentionChoice::Fused, AttentionChoice::Unfused];
+
     /// The flag value that selects it.
     pub fn name(self) -> &'static str {
         match self {
@@ -74,6 +76,8 @@ impl AttentionChoice {
 }
 
 impl Recompute {
+    pub const ALL: [Recompute; 3] = [Recompute::None, Recompute::Mlp, Recompute::Block];
+
     /// The flag value that selects it.
     pub fn name(self) -> &'static str {
         match self {
@@ -84,27 +88,25 @@ impl Recompute {
     }
 }
 
+/// The value of `all` whose `name` is `s`, or an error for `flag` that lists the names.
+fn by_name<T: Copy>(all: &[T], name: fn(T) -> &'static str, s: &str, flag: &str, what: &str) -> Result<T> {
+    all.iter().copied().find(|&v| name(v) == s).ok_or_else(|| {
+        let names: Vec<&str> = all.iter().map(|&v| name(v)).collect();
+        Error::invalid(flag, format!("{s:?} is not {what}; use {}", names.join(", ")))
+    })
+}
+
 impl FromStr for AttentionChoice {
     type Err = Error;
     fn from_str(s: &str) -> Result<AttentionChoice> {
-        match s {
-            "auto" => Ok(AttentionChoice::Auto),
-            "fused" => Ok(AttentionChoice::Fused),
-            "unfused" => Ok(AttentionChoice::Unfused),
-            other => Err(Error::invalid("--attention", format!("{other:?} is not an attention path; use auto, fused or unfused"))),
-        }
+        by_name(&AttentionChoice::ALL, AttentionChoice::name, s, "--attention", "an attention path")
     }
 }
 
 impl FromStr for Recompute {
     type Err = Error;
     fn from_str(s: &str) -> Result<Recompute> {
-        match s {
-            "none" => Ok(Recompute::None),
-            "mlp" => Ok(Recompute::Mlp),
-            "block" => Ok(Recompute::Block),
-            other => Err(Error::invalid("--recompute", format!("{other:?} is not a recompute setting; use none, mlp or block"))),
-        }
+        by_name(&Recompute::ALL, Recompute::name, s, "--recompute", "a recompute setting")
     }
 }
 
@@ -143,17 +145,23 @@ impl Vit {
         Stream::concat_batch(g, outputs)
     }
 
-    /// How many images run through a block at once: all of them, unless a tensor of the block
-    /// would then exceed one storage binding — qkv [B, T, 3D], the MLP's hidden activation
-    /// [B, T, hidden], or the unfused attention's probabilities [B, H, T, T] — or the plan caps
-    /// it. At least one (a single image too large is the kernels' error, naming the tensor).
-    pub fn images_per_run(&self, batch: usize, tokens: usize, fused_attention: bool) -> usize {
+    /// The largest tensors one image of `tokens` tokens puts through a block, in bytes (f32):
+    /// (qkv [T, 3D] or the MLP's hidden activation [T, hidden], whichever is larger; the unfused
+    /// attention's probabilities [H, T, T]). Saturating: an absurd T gives u64::MAX.
+    pub fn block_bytes_per_image(&self, tokens: usize) -> (u64, u64) {
         let c = &self.cfg;
-        let mut floats_per_image = tokens * (3 * c.embed_dim).max(c.mlp_hidden);
-        if !fused_attention {
-            floats_per_image = floats_per_image.max(c.num_heads * tokens * tokens);
-        }
-        let fit = (self.norm.0.gpu().max_binding_bytes() / (4 * floats_per_image.max(1)) as u64).max(1);
+        let product = |dims: &[usize]| dims.iter().fold(4u64, |n, &d| n.saturating_mul(d as u64));
+        (product(&[tokens, (3 * c.embed_dim).max(c.mlp_hidden)]), product(&[c.num_heads, tokens, tokens]))
+    }
+
+    /// How many images run through a block at once: all of them, unless a tensor of the block
+    /// would then exceed one storage binding (see [`Vit::block_bytes_per_image`]; the
+    /// probabilities only on the unfused path), or the plan caps it. At least one (a single
+    /// image too large is the kernels' error, naming the tensor).
+    pub fn images_per_run(&self, batch: usize, tokens: usize, fused_attention: bool) -> usize {
+        let (activations, probabilities) = self.block_bytes_per_image(tokens);
+        let per_image = if fused_attention { activations } else { activations.max(probabilities) };
+        let fit = (self.norm.0.gpu().max_binding_bytes() / per_image.max(1)).max(1);
         let fit = usize::try_from(fit).unwrap_or(usize::MAX);
         fit.min(self.plan.max_images.unwrap_or(usize::MAX)).clamp(1, batch.max(1))
     }
@@ -305,5 +313,24 @@ impl Stream {
         let mut vars = vars.into_iter();
         let x = vars.next().expect("a stream has x");
         Stream { x, pending: vars.next() }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flag_values_parse_back_and_bad_ones_name_the_flag() {
+        for a in AttentionChoice::ALL {
+            assert_eq!(a.name().parse::<AttentionChoice>().unwrap(), a);
+        }
+        for r in Recompute::ALL {
+            assert_eq!(r.name().parse::<Recompute>().unwrap(), r);
+        }
+        let err = "fast".parse::<AttentionChoice>().unwrap_err().to_string();
+        assert!(err.contains("--attention") && err.contains("auto, fused, unfused"), "{err}");
+        let err = "all".parse::<Recompute>().unwrap_err().to_string();
+        assert!(err.contains("--recompute") && err.contains("none, mlp, block"), "{err}");
     }
 }

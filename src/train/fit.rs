@@ -256,16 +256,16 @@ fn check_step_fits(gpu: &Gpu, vit: &Vit, cfg: &TrainConfig) -> Result<()> {
     let c = &vit.cfg;
     let tokens = 1 + c.num_patches() + cfg.num_prompts;
     let limit = gpu.max_binding_bytes();
-    let bytes = |dims: &[usize]| dims.iter().try_fold(4u64, |n, &d| n.checked_mul(d as u64));
-    let mut largest = vec![("MLP activations [T, hidden] of one image", bytes(&[tokens, c.mlp_hidden.max(3 * c.embed_dim)]))];
+    let (activations, scores) = vit.block_bytes_per_image(tokens);
+    let mut largest = vec![("MLP activations [T, hidden] of one image", activations)];
     // Unless the fused attention is asked for, one image's scores must fit too: past that, T is
     // so long that only an explicit choice should start a run of T² work per head.
     if cfg.plan.attention != AttentionChoice::Fused {
-        largest.push(("attention scores [H, T, T] of one image", bytes(&[c.num_heads, tokens, tokens])));
+        largest.push(("attention scores [H, T, T] of one image", scores));
     }
     for (what, bytes) in largest {
-        if bytes.is_none_or(|b| b > limit) {
-            let shown = bytes.map_or("more than 2^64".to_string(), |b| b.to_string());
+        if bytes > limit {
+            let shown = if bytes == u64::MAX { "more than 2^64".to_string() } else { bytes.to_string() };
             return Err(Error::invalid(
                 "--prompts, --img-size",
                 format!(
