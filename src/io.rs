@@ -41,13 +41,19 @@ impl TensorFile {
     /// `/dev/zero` would block or never end), and only as many bytes as it has; the header's
     /// own length must fit in the file before anything else is parsed.
     pub fn read(path: impl AsRef<Path>) -> Result<TensorFile> {
-        let path_str = path.as_ref().display().to_string();
         let bytes = read_regular_file(path.as_ref())?;
+        TensorFile::from_bytes(&path.as_ref().display().to_string(), &bytes)
+    }
+
+    /// Parse a `.safetensors` file already in memory (`vpt check`'s embedded fixtures); `path`
+    /// names it in errors.
+    pub fn from_bytes(path: &str, bytes: &[u8]) -> Result<TensorFile> {
+        let path_str = path.to_string();
         let format_err = |msg: String| Error::Format { path: path_str.clone(), msg };
-        check_header_length(&bytes).map_err(format_err)?;
-        let (_, header) = SafeTensors::read_metadata(&bytes).map_err(|e| format_err(format!("not a safetensors file: {e}")))?;
+        check_header_length(bytes).map_err(format_err)?;
+        let (_, header) = SafeTensors::read_metadata(bytes).map_err(|e| format_err(format!("not a safetensors file: {e}")))?;
         let metadata = header.metadata().clone().unwrap_or_default();
-        let file = SafeTensors::deserialize(&bytes).map_err(|e| format_err(format!("not a safetensors file: {e}")))?;
+        let file = SafeTensors::deserialize(bytes).map_err(|e| format_err(format!("not a safetensors file: {e}")))?;
         let mut tensors = HashMap::new();
         for (name, view) in file.tensors() {
             let tensor = decode(&view).map_err(|msg| format_err(format!("tensor {name:?}: {msg}")))?;

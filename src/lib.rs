@@ -12,10 +12,12 @@
 //! - [`io`]: `.safetensors` reading and atomic writing.
 //! - [`model`]: the frozen ViT, visual prompts, timm's position-embedding resampling, synthetic weights.
 //! - [`train`]: optimizer and schedule, `vpt train`, task files, prediction, the data pipeline.
+//! - [`check`]: `vpt check`, every kernel on this adapter against PyTorch fixtures and f64.
 //! - [`bench`]: the kernel and training-step benchmarks of `vpt bench` and `cargo bench`.
 //! - [`demo`]: `vpt demo`, the whole job on bundled data.
 
 pub mod bench;
+pub mod check;
 pub mod demo;
 pub mod error;
 pub mod gpu;

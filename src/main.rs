@@ -72,6 +72,19 @@ enum Command {
     },
     /// Prompt-tune the backbone on a folder of images (one sub-folder per class).
     Train(TrainArgs),
+    /// Prove every kernel correct on this adapter: each kernel and variant (every matmul kernel,
+    /// the fused attention, the row kernels with and without subgroups) against the PyTorch
+    /// fixtures embedded in the binary and against f64 references at awkward shapes. Prints each
+    /// comparison's worst error beside its tolerance; exits non-zero if any fails.
+    Check {
+        /// GPU API to use; default: WGPU_BACKEND if set, else the best adapter of any.
+        #[arg(long, value_enum)]
+        backend: Option<BackendArg>,
+        /// Compile the kernels from this copy of the repository's `wgsl/` folder instead of the
+        /// sources built into the binary (to check an edited kernel without rebuilding).
+        #[arg(long)]
+        wgsl_dir: Option<PathBuf>,
+    },
     /// Time every kernel of a ViT training step (matmul variants side by side, LayerNorm,
     /// softmax, GELU, cross-entropy; forward and backward) on this machine's GPU.
     Bench(BenchArgs),
@@ -245,18 +258,23 @@ enum TimingArg {
     Wall,
 }
 
+/// The device a `--backend` flag asks for.
+fn open_gpu(backend: Option<BackendArg>) -> Result<Gpu> {
+    match backend {
+        None => Gpu::new(),
+        Some(b) => Gpu::with_backends(match b {
+            BackendArg::Vulkan => wgpu::Backends::VULKAN,
+            BackendArg::Metal => wgpu::Backends::METAL,
+            BackendArg::Dx12 => wgpu::Backends::DX12,
+            BackendArg::Gl => wgpu::Backends::GL,
+        }),
+    }
+}
+
 impl BenchArgs {
     /// The device the flags ask for.
     fn gpu(&self) -> Result<Gpu> {
-        match self.backend {
-            None => Gpu::new(),
-            Some(b) => Gpu::with_backends(match b {
-                BackendArg::Vulkan => wgpu::Backends::VULKAN,
-                BackendArg::Metal => wgpu::Backends::METAL,
-                BackendArg::Dx12 => wgpu::Backends::DX12,
-                BackendArg::Gl => wgpu::Backends::GL,
-            }),
-        }
+        open_gpu(self.backend)
     }
 
     fn options(&self) -> BenchOptions {
@@ -355,6 +373,7 @@ fn main() -> ExitCode {
         Command::Eval { model, task, data, batch, num_heads } => eval(&model, &task, &data, batch, num_heads),
         Command::Predict { model, tasks, top_k, batch, num_heads, images } => predict(&model, &tasks, top_k, batch, num_heads, &images),
         Command::Bench(args) => bench(&args),
+        Command::Check { backend, wgsl_dir } => check(backend, wgsl_dir.as_deref()),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -537,6 +556,22 @@ fn predict(model: &str, tasks: &[String], top_k: usize, batch: usize, num_heads:
             let shown: Vec<String> = guesses.iter().map(|g| format!("{} {:.1}%", g.class, 100.0 * g.probability)).collect();
             println!("  {task}: {}", shown.join(", "));
         }
+    }
+    Ok(())
+}
+
+fn check(backend: Option<BackendArg>, wgsl_dir: Option<&std::path::Path>) -> Result<()> {
+    let gpu = open_gpu(backend)?;
+    if let Some(dir) = wgsl_dir {
+        gpu.use_wgsl_dir(dir)?;
+    }
+    println!("checking every kernel on {}", gpu.describe());
+    println!("{:<5} {:<28} {:<30} {:<8} {:>9}  tolerance  device", "", "kernel", "case", "against", "error");
+    let rows = vpt_wgsl::check::run_all(&gpu, |row| println!("{}", row.line()))?;
+    let failed = rows.iter().filter(|r| !r.passed()).count();
+    println!("{} of {} comparisons within tolerance", rows.len() - failed, rows.len());
+    if failed > 0 {
+        return Err(vpt_wgsl::Error::invalid("check", format!("{failed} of {} comparisons failed on {} (the FAIL lines above)", rows.len(), gpu.describe())));
     }
     Ok(())
 }

@@ -11,8 +11,13 @@ use vpt_wgsl::kernels::ALL_SHADERS;
 fn parse_and_validate(shader: &Shader) -> (naga::Module, ModuleInfo) {
     let module = naga::front::wgsl::parse_str(shader.source)
         .unwrap_or_else(|e| panic!("{}.wgsl does not parse:\n{}", shader.name, e.emit_to_string(shader.source)));
-    // Default capabilities: only what every backend supports (no f16, no subgroups, no f64).
-    let info = Validator::new(ValidationFlags::all(), Capabilities::empty())
+    // Only what every backend supports (no f16, no f64), plus subgroup operations for the builds
+    // that need them (`Shader::needs`; wgpu compiles those only where the adapter has SUBGROUP).
+    let mut validator = Validator::new(ValidationFlags::all(), capabilities(shader));
+    if shader.needs.contains(wgpu::Features::SUBGROUP) {
+        validator.subgroup_stages(naga::valid::ShaderStages::COMPUTE).subgroup_operations(naga::valid::SubgroupOperationSet::all());
+    }
+    let info = validator
         .validate(&module)
         .unwrap_or_else(|e| panic!("{}.wgsl does not validate:\n{}", shader.name, e.emit_to_string(shader.source)));
     // Kernels with `override` constants (matmul's specialised layouts) get their values when the
@@ -21,6 +26,16 @@ fn parse_and_validate(shader: &Shader) -> (naga::Module, ModuleInfo) {
     let (module, info) = naga::back::pipeline_constants::process_overrides(&module, &info, None, &PipelineConstants::default())
         .unwrap_or_else(|e| panic!("{}.wgsl: override constants: {e}", shader.name));
     (module.into_owned(), info.into_owned())
+}
+
+/// What naga may accept in `shader`: nothing optional, except subgroup operations in a build that
+/// declares it needs them.
+fn capabilities(shader: &Shader) -> Capabilities {
+    if shader.needs.contains(wgpu::Features::SUBGROUP) {
+        Capabilities::SUBGROUP
+    } else {
+        Capabilities::empty()
+    }
 }
 
 #[test]
@@ -60,10 +75,11 @@ fn every_kernel_translates_to_hlsl() {
 }
 
 /// GLSL is written one entry point at a time, at the version wgpu's GL backend needs for compute.
+/// wgpu's GL backend never offers SUBGROUP, so the subgroup builds are never compiled there.
 #[test]
 fn every_kernel_translates_to_glsl_es_310() {
     let options = glsl::Options { version: glsl::Version::new_gles(310), ..glsl::Options::default() };
-    for shader in ALL_SHADERS {
+    for shader in ALL_SHADERS.iter().filter(|s| s.needs.is_empty()) {
         let (module, info) = parse_and_validate(shader);
         for entry in &module.entry_points {
             let pipeline = glsl::PipelineOptions {
@@ -95,8 +111,9 @@ fn every_wgsl_file_is_registered() {
         files.sort();
         files
     };
-    let mut families: Vec<String> = ALL_SHADERS.iter().map(|s| s.name.to_string()).collect();
+    let mut families: Vec<String> = ALL_SHADERS.iter().map(|s| s.file.to_string()).collect();
     families.sort();
+    families.dedup();
     assert_eq!(stems(&root), families, "wgsl/ files vs kernels::ALL_SHADERS");
     let mut libs: Vec<String> = ALL_SHADERS.iter().flat_map(|s| s.uses.iter().map(|l| l.to_string())).collect();
     libs.sort();
@@ -105,7 +122,7 @@ fn every_wgsl_file_is_registered() {
     let read = |path: String| std::fs::read_to_string(root.join(path)).unwrap();
     for shader in ALL_SHADERS {
         let mut on_disk: String = shader.uses.iter().map(|lib| read(format!("lib/{lib}.wgsl")) + "\n").collect();
-        on_disk += &read(format!("{}.wgsl", shader.name));
+        on_disk += &read(format!("{}.wgsl", shader.file));
         assert_eq!(on_disk, shader.source, "{}.wgsl differs from the embedded copy", shader.name);
     }
 }

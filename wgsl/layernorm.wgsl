@@ -54,27 +54,9 @@ struct Params {
 // 12 elements each and do not leave most threads idle on small D, which on lavapipe (every
 // invocation runs on the CPU, busy or not) made the old 256 several times slower.
 const ROW_WG: u32 = 64u;
-// row_index and workgroup_sum over `scratch` are in wgsl/lib/row_reduce.wgsl, and flat_index for
-// the per-column kernel (dweight, dbias) in wgsl/lib/flat.wgsl, both prepended to this file.
-
-var<workgroup> scratch: array<f32, ROW_WG>;
-var<workgroup> scratch2: array<vec2<f32>, ROW_WG>;
-
-// workgroup_sum (wgsl/lib/row_reduce.wgsl, prepended to this file) for two sums at once, so the dx
-// kernel needs one reduction instead of two.
-fn workgroup_sum2(lid: u32, v: vec2<f32>) -> vec2<f32> {
-    scratch2[lid] = v;
-    workgroupBarrier();
-    for (var stride = ROW_WG / 2u; stride > 0u; stride = stride / 2u) {
-        if (lid < stride) {
-            scratch2[lid] += scratch2[lid + stride];
-        }
-        workgroupBarrier();
-    }
-    let total = scratch2[0];
-    workgroupBarrier();
-    return total;
-}
+// row_index, workgroup_sum and workgroup_sum2 are in wgsl/lib/row_reduce.wgsl (or its subgroup
+// twin, row_reduce_subgroup.wgsl), and flat_index for the per-column kernel (dweight, dbias) in
+// wgsl/lib/flat.wgsl, prepended to this file.
 
 @compute @workgroup_size(ROW_WG)
 fn layernorm_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,

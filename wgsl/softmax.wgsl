@@ -7,8 +7,9 @@
 // scores, where scaling q first would be a pass of its own (and another in the backward).
 //
 // x, y, dy, dx: [rows, n], the leading axes of any tensor flattened into rows (for attention,
-// rows = B·H·T and n = T). One workgroup per row: its 256 threads stride along the row, then
-// combine their partial results in workgroup memory.
+// rows = B·H·T and n = T). One workgroup per row: its ROW_WG threads stride along the row, then
+// combine their partial results (in workgroup memory, or with subgroup operations where the
+// adapter has them).
 //
 // Subtracting the row max m_r changes nothing mathematically (it cancels between numerator and
 // denominator) but keeps every exponent ≤ 0, so exp never overflows and the denominator is ≥ 1.
@@ -32,10 +33,8 @@ struct Params {
 // invocation of a workgroup on the CPU whether it has work or not, it made softmax slower than
 // the q·kᵀ matmul that feeds it.
 const ROW_WG: u32 = 64u;
-// row_index, LOWEST_F32 and the tree reductions over `scratch` are in wgsl/lib/row_reduce.wgsl,
-// prepended to this file.
-
-var<workgroup> scratch: array<f32, ROW_WG>;
+// row_index, LOWEST_F32 and the reductions are in wgsl/lib/row_reduce.wgsl (workgroup memory) or
+// wgsl/lib/row_reduce_subgroup.wgsl (subgroup operations), whichever the launcher prepends.
 
 @compute @workgroup_size(ROW_WG)
 fn softmax_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,

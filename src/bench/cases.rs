@@ -47,15 +47,25 @@ pub(super) struct Case<'a> {
     work: Work,
     /// Upload fresh inputs (from `seed`) and return the op to time on them.
     prepare: Box<dyn Fn(u64) -> Result<Op<'a>> + 'a>,
+    /// The device the op runs on, when it is not the one the run profiles (the adapter opened
+    /// again without subgroups).
+    device: Option<&'a Gpu>,
 }
 
-/// Every case of one training step, in the order a report lists them.
-pub(super) fn cases<'a>(gpu: &'a Gpu, options: &BenchOptions) -> Vec<Case<'a>> {
+/// Every case of one training step, in the order a report lists them. `without_subgroups`: the
+/// same adapter opened without subgroups, where `gpu` has them, so that the row kernels (softmax,
+/// LayerNorm, cross-entropy) are timed with both of their reductions.
+pub(super) fn cases<'a>(gpu: &'a Gpu, without_subgroups: Option<&'a Gpu>, options: &BenchOptions) -> Vec<Case<'a>> {
     let mut cases = Vec::new();
     for &kernel in &options.matmul_kernels {
         cases.extend(matmul_cases(gpu, kernel, &options.shape));
     }
     cases.extend(other_cases(gpu, &options.shape));
+    if let Some(plain) = without_subgroups {
+        let row_kernels = ["layernorm", "softmax", "cross_entropy"];
+        let row_cases = other_cases(plain, &options.shape).into_iter().filter(|c| row_kernels.iter().any(|k| c.kernel.starts_with(k)));
+        cases.extend(row_cases.map(|c| Case { device: Some(plain), ..c }));
+    }
     cases.extend(attention_cases(gpu, &options.shape));
     cases
 }
@@ -138,12 +148,13 @@ fn matmul_case<'a>(
             };
             Ok(op)
         }),
+        device: None,
     }
 }
 
 /// A memory-bound case: `bytes` read and written at least once, on operands of `shape`.
 fn case<'a>(kernel: &str, shape: Vec<usize>, bytes: f64, prepare: impl Fn(u64) -> Result<Op<'a>> + 'a) -> Case<'a> {
-    Case { kernel: kernel.to_string(), variant: None, shape: dims_text(&shape), work: Work::Bytes(bytes), prepare: Box::new(prepare) }
+    Case { kernel: kernel.to_string(), variant: None, shape: dims_text(&shape), work: Work::Bytes(bytes), prepare: Box::new(prepare), device: None }
 }
 
 /// LayerNorm (alone and fused with the residual add), softmax, GELU and cross-entropy, forward
@@ -276,6 +287,7 @@ impl Case<'_> {
 
     /// One untimed run, `reps` timed ones, and a check of the last output.
     pub(super) fn measure(&self, gpu: &Gpu, timing: TimingMethod, reps: usize) -> Result<BenchResult> {
+        let gpu = self.device.unwrap_or(gpu);
         let run = |seed: u64| -> Result<(Tensor, Profile)> {
             let op = (self.prepare)(seed)?;
             gpu.profile_with(timing, op)
@@ -320,16 +332,19 @@ pub(super) fn median(sorted: &[f64]) -> f64 {
     if n % 2 == 1 { sorted[n / 2] } else { (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0 }
 }
 
-/// "cross_entropy_forward+mean_forward": the entry points a profile saw, in launch order.
+/// "cross_entropy_forward+mean_forward": the entry points a profile saw, in launch order, and
+/// " (subgroups)" after them where one was a family's subgroup build (`softmax_subgroup::…`).
 fn entry_points(profile: &Profile) -> String {
     let mut names: Vec<&str> = Vec::new();
+    let mut subgroups = false;
     for k in &profile.kernels {
-        let entry = k.name.rsplit("::").next().unwrap_or(&k.name);
+        let (shader, entry) = k.name.rsplit_once("::").unwrap_or(("", &k.name));
+        subgroups |= shader.ends_with("_subgroup");
         if !names.contains(&entry) {
             names.push(entry);
         }
     }
-    names.join("+")
+    names.join("+") + if subgroups { " (subgroups)" } else { "" }
 }
 
 /// "[247,768]"

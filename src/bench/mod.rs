@@ -176,7 +176,8 @@ pub fn run(gpu: &Gpu, options: &BenchOptions, mut progress: impl FnMut(&BenchRes
     }
     let timing = timing_for(gpu, options.timing);
     let mut results = Vec::new();
-    for case in cases::cases(gpu, options) {
+    let without_subgroups = if gpu.has_subgroups() { Some(gpu.reopen_without(wgpu::Features::SUBGROUP)?) } else { None };
+    for case in cases::cases(gpu, without_subgroups.as_ref(), options) {
         if !case.selected(&options.filter) {
             continue;
         }

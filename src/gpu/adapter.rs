@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 /// Optional features we ask for when the adapter has them. None is required: every kernel runs
 /// without them. Timestamps let benchmarks time kernels on the GPU itself; f16 and subgroups are
 /// for kernels that can use them.
-const WANTED_FEATURES: wgpu::Features = wgpu::Features::TIMESTAMP_QUERY
+pub(super) const WANTED_FEATURES: wgpu::Features = wgpu::Features::TIMESTAMP_QUERY
     .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS)
     .union(wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES)
     .union(wgpu::Features::SHADER_F16)
@@ -79,6 +79,13 @@ impl Gpu {
     /// Open the best adapter among `backends`, still honouring `WGPU_ADAPTER_NAME`
     /// (a case-insensitive substring of the adapter's name).
     pub fn with_backends(backends: wgpu::Backends) -> Result<Gpu> {
+        Gpu::with_backends_without(backends, wgpu::Features::empty())
+    }
+
+    /// [`Gpu::with_backends`], leaving the optional features in `without` off even where the
+    /// adapter has them: `SUBGROUP` off runs the row kernels' workgroup-memory reductions, as on an
+    /// adapter without subgroups (tests and `vpt check` run both; `vpt bench` times both).
+    pub fn with_backends_without(backends: wgpu::Backends, without: wgpu::Features) -> Result<Gpu> {
         let instance = new_instance(backends);
         let mut adapters = pollster::block_on(instance.enumerate_adapters(backends));
         if adapters.is_empty() {
@@ -93,13 +100,18 @@ impl Gpu {
             }
         }
         adapters.sort_by_key(|a| adapter_rank(&a.get_info()));
-        Gpu::from_adapter(adapters.remove(0))
+        Gpu::from_adapter_without(adapters.remove(0), without)
     }
 
     /// Open a device on this adapter with every limit it offers (large models need large buffers)
     /// and the optional features it has.
     pub fn from_adapter(adapter: wgpu::Adapter) -> Result<Gpu> {
-        let features = adapter.features() & WANTED_FEATURES;
+        Gpu::from_adapter_without(adapter, wgpu::Features::empty())
+    }
+
+    /// [`Gpu::from_adapter`] with the optional features in `without` left off.
+    pub fn from_adapter_without(adapter: wgpu::Adapter, without: wgpu::Features) -> Result<Gpu> {
+        let features = adapter.features() & WANTED_FEATURES & !without;
         let limits = adapter.limits();
         let gl = adapter.get_info().backend == wgpu::Backend::Gl;
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
@@ -134,6 +146,7 @@ impl Gpu {
                 dispatches: AtomicU64::new(0),
                 launches: Mutex::new(HashMap::new()),
                 turns: gl.then(Arc::default),
+                wgsl_dir: Mutex::default(),
             }),
         })
     }

@@ -68,6 +68,8 @@ struct GpuInner {
     launches: Mutex<HashMap<String, LaunchRecord>>,
     /// On the GL backend only: whose turn it is to call into wgpu (`gl_turns.rs`).
     turns: Option<Arc<gl_turns::Turns>>,
+    /// Where to read the WGSL from instead of the embedded copies (`vpt check --wgsl-dir`).
+    wgsl_dir: Mutex<Option<std::path::PathBuf>>,
 }
 
 /// The commands recorded since the last submit.
@@ -247,9 +249,24 @@ impl Gpu {
     pub fn features(&self) -> wgpu::Features {
         self.inner.features
     }
-    /// "llvmpipe (LLVM 15.0.6, 256 bits) on Vulkan": for test and benchmark output.
+    /// "llvmpipe (LLVM 15.0.6, 256 bits) on Vulkan": for test and benchmark output; "… without
+    /// SUBGROUP" where the device was opened without an optional feature its adapter has.
     pub fn describe(&self) -> String {
-        format!("{} on {:?}", self.inner.info.name, self.inner.info.backend)
+        let left_off = self.inner.adapter.features() & adapter::WANTED_FEATURES & !self.inner.features;
+        let without = if left_off.is_empty() { String::new() } else { format!(" without {}", feature_names(left_off)) };
+        format!("{} on {:?}{without}", self.inner.info.name, self.inner.info.backend)
+    }
+    /// The same adapter opened again as a new device, with the optional features in `without`
+    /// left off (see [`Gpu::with_backends_without`]).
+    /// Kernel sources come from the same place (`Gpu::use_wgsl_dir`).
+    pub fn reopen_without(&self, without: wgpu::Features) -> Result<Gpu> {
+        let gpu = Gpu::from_adapter_without(self.inner.adapter.clone(), without)?;
+        *gpu.inner.wgsl_dir.lock().unwrap() = self.inner.wgsl_dir.lock().unwrap().clone();
+        Ok(gpu)
+    }
+    /// Does this device run subgroup operations (the row kernels' subgroup reductions)?
+    pub fn has_subgroups(&self) -> bool {
+        self.inner.features.contains(wgpu::Features::SUBGROUP)
     }
     /// Are these two handles the same device?
     pub fn same_device(&self, other: &Gpu) -> bool {
@@ -268,6 +285,19 @@ impl Gpu {
     pub fn launches(&self) -> HashMap<String, LaunchRecord> {
         self.inner.launches.lock().unwrap().clone()
     }
+}
+
+/// "subgroups, f16": the optional features in `features`, as `vpt info` names them.
+pub fn feature_names(features: wgpu::Features) -> String {
+    let named = [
+        (wgpu::Features::SUBGROUP, "subgroups"),
+        (wgpu::Features::SHADER_F16, "f16"),
+        (wgpu::Features::TIMESTAMP_QUERY, "timestamps"),
+        (wgpu::Features::TIMESTAMP_QUERY_INSIDE_ENCODERS, "timestamps in encoders"),
+        (wgpu::Features::TIMESTAMP_QUERY_INSIDE_PASSES, "timestamps in passes"),
+    ];
+    let names: Vec<&str> = named.iter().filter(|(f, _)| features.contains(*f)).map(|&(_, n)| n).collect();
+    names.join(", ")
 }
 
 /// The encoder that collects the ops' commands until the next submit.

@@ -16,26 +16,66 @@ use super::memory::GpuBuffer;
 
 /// One WGSL source file, embedded in the binary at compile time.
 pub struct Shader {
-    /// File stem in `wgsl/`; also the cache key and the label in GPU error messages.
+    /// The cache key and the label in GPU error messages and profiles: the file stem in `wgsl/`,
+    /// or a variant's own name (`softmax_subgroup`: softmax.wgsl with other library files).
     pub name: &'static str,
-    /// What the GPU compiles: each of `wgsl/lib/<uses>.wgsl` in order, then `wgsl/<name>.wgsl`.
+    /// File stem in `wgsl/` of the family's own kernels.
+    pub file: &'static str,
+    /// What the GPU compiles: each of `wgsl/lib/<uses>.wgsl` in order, then `wgsl/<file>.wgsl`.
     pub source: &'static str,
     /// The library files prepended to this family's own (see [`wgsl_shader!`]).
     pub uses: &'static [&'static str],
+    /// Adapter features the source needs (`SUBGROUP` for subgroup operations); empty for most.
+    pub needs: wgpu::Features,
+}
+
+impl Shader {
+    /// The source as [`Shader::source`] assembles it, but read from the files under `dir` (a copy
+    /// of `wgsl/`, perhaps edited).
+    pub fn source_in(&self, dir: &std::path::Path) -> crate::error::Result<String> {
+        let read = |path: std::path::PathBuf| {
+            std::fs::read_to_string(&path).map_err(|e| crate::error::Error::invalid("--wgsl-dir", format!("{}: {e}", path.display())))
+        };
+        let mut source = String::new();
+        for lib in self.uses {
+            source += &read(dir.join("lib").join(format!("{lib}.wgsl")))?;
+            source.push('\n');
+        }
+        source += &read(dir.join(format!("{}.wgsl", self.file)))?;
+        Ok(source)
+    }
 }
 
 /// Declares a family's `SHADER` from `wgsl/<name>.wgsl`. With `uses ["flat", "row_reduce"]`, those
 /// files of `wgsl/lib/` (plain functions and constants shared by several families) are prepended
 /// in that order, since WGSL has no `#include`.
+///
+/// `wgsl_shader!(SHADER_SUBGROUP = "softmax" as "softmax_subgroup", needs SUBGROUP, uses [...])`
+/// declares a variant of a family: the same file with other library files, compiled only on
+/// adapters with the named `wgpu::Features`.
 macro_rules! wgsl_shader {
     ($name:literal $(, uses [$($lib:literal),* $(,)?])?) => {
         pub const SHADER: $crate::gpu::Shader = $crate::gpu::Shader {
             name: $name,
+            file: $name,
             source: concat!(
                 $($(include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/wgsl/lib/", $lib, ".wgsl")), "\n",)*)?
                 include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/wgsl/", $name, ".wgsl"))
             ),
             uses: &[$($($lib),*)?],
+            needs: wgpu::Features::empty(),
+        };
+    };
+    ($konst:ident = $file:literal as $name:literal, needs $needs:ident, uses [$($lib:literal),* $(,)?]) => {
+        pub const $konst: $crate::gpu::Shader = $crate::gpu::Shader {
+            name: $name,
+            file: $file,
+            source: concat!(
+                $(include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/wgsl/lib/", $lib, ".wgsl")), "\n",)*
+                include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/wgsl/", $file, ".wgsl"))
+            ),
+            uses: &[$($lib),*],
+            needs: wgpu::Features::$needs,
         };
     };
 }

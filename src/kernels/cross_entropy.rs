@@ -3,13 +3,20 @@
 //! `wgsl/cross_entropy.wgsl`; the batch mean is `reduce::mean_forward`.
 
 use super::reduce::mean_forward;
-use super::grid_rows;
+use super::{grid_rows, row_reduce_shader};
 use super::{expect_rank, grid_1d, same_device};
 use crate::error::{Error, Result};
-use crate::gpu::{Bind, Params, wgsl_shader};
+use crate::gpu::{Bind, Gpu, Params, Shader, wgsl_shader};
 use crate::tensor::{Labels, Tensor};
 
 wgsl_shader!("cross_entropy", uses ["flat", "row_reduce"]);
+wgsl_shader!(SHADER_SUBGROUP = "cross_entropy" as "cross_entropy_subgroup", needs SUBGROUP, uses ["flat", "row_reduce_subgroup"]);
+
+/// The family compiled with subgroup reductions where the adapter has them (see
+/// [`row_reduce_shader`]).
+fn shader(gpu: &Gpu) -> &'static Shader {
+    row_reduce_shader(gpu, &SHADER, &SHADER_SUBGROUP)
+}
 
 /// What the forward returns.
 pub struct CrossEntropyOut {
@@ -30,7 +37,7 @@ pub fn cross_entropy_forward(logits: &Tensor, labels: &Labels) -> Result<CrossEn
     let losses = logits.empty_like_shape(&[batch])?;
     let params = Params::new().dim("batch", batch).dim("classes", classes);
     let buffers = [Bind::read(1, logits.buffer()), Bind::read(2, labels.buffer()), Bind::read_write(3, probs.buffer()), Bind::read_write(4, losses.buffer())];
-    logits.gpu().dispatch(&SHADER, op, &params, &buffers, grid_rows(logits.gpu(), op, batch)?)?;
+    logits.gpu().dispatch(shader(logits.gpu()), op, &params, &buffers, grid_rows(logits.gpu(), op, batch)?)?;
     // A separate single-workgroup pass with a fixed summation order, so the loss is deterministic
     // (atomics from each row would add in whatever order the rows finish).
     let loss = mean_forward(&losses)?;
@@ -50,7 +57,7 @@ pub fn cross_entropy_backward(probs: &Tensor, labels: &Labels, dloss: &Tensor) -
     let dlogits = probs.empty_like_shape(probs.shape())?;
     let params = Params::new().dim("batch", batch).dim("classes", classes);
     let buffers = [Bind::read(2, labels.buffer()), Bind::read(5, probs.buffer()), Bind::read(6, dloss.buffer()), Bind::read_write(7, dlogits.buffer())];
-    probs.gpu().dispatch(&SHADER, op, &params, &buffers, grid_1d(probs.gpu(), probs.numel())?)?;
+    probs.gpu().dispatch(shader(probs.gpu()), op, &params, &buffers, grid_1d(probs.gpu(), probs.numel())?)?;
     Ok(dlogits)
 }
 

@@ -1,13 +1,20 @@
 //! LayerNorm over the last axis with `torch.nn.LayerNorm` semantics (biased variance, eps inside
 //! the square root). Kernels in `wgsl/layernorm.wgsl`.
 
-use super::grid_rows;
+use super::{grid_rows, row_reduce_shader};
 use super::{grid_1d, same_device, same_shape};
 use crate::error::{Error, Result};
-use crate::gpu::{Bind, Params, wgsl_shader};
+use crate::gpu::{Bind, Gpu, Params, Shader, wgsl_shader};
 use crate::tensor::Tensor;
 
 wgsl_shader!("layernorm", uses ["flat", "row_reduce"]);
+wgsl_shader!(SHADER_SUBGROUP = "layernorm" as "layernorm_subgroup", needs SUBGROUP, uses ["flat", "row_reduce_subgroup"]);
+
+/// The family compiled with subgroup reductions where the adapter has them (see
+/// [`row_reduce_shader`]).
+fn shader(gpu: &Gpu) -> &'static Shader {
+    row_reduce_shader(gpu, &SHADER, &SHADER_SUBGROUP)
+}
 
 /// What the forward returns: the output and the per-row statistics the backward needs.
 pub struct LayerNormOut {
@@ -54,7 +61,7 @@ pub fn layernorm_forward(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f32) -
     let rstd = x.empty_like_shape(&[rows])?;
     let params = Params::new().dim("rows", rows).dim("d", d).f32("eps", eps);
     let buffers = [Bind::read(1, x.buffer()), Bind::read(2, weight.buffer()), Bind::read(3, bias.buffer()), Bind::read_write(4, y.buffer()), Bind::read_write(5, mean.buffer()), Bind::read_write(6, rstd.buffer())];
-    x.gpu().dispatch(&SHADER, op, &params, &buffers, grid_rows(x.gpu(), op, rows)?)?;
+    x.gpu().dispatch(shader(x.gpu()), op, &params, &buffers, grid_rows(x.gpu(), op, rows)?)?;
     Ok(LayerNormOut { y, mean, rstd })
 }
 
@@ -83,7 +90,7 @@ pub fn add_layernorm_forward(x: &Tensor, r: &Tensor, weight: &Tensor, bias: &Ten
         Bind::read_write(5, mean.buffer()),
         Bind::read_write(6, rstd.buffer()),
     ];
-    x.gpu().dispatch(&SHADER, op, &params, &buffers, grid_rows(x.gpu(), op, rows)?)?;
+    x.gpu().dispatch(shader(x.gpu()), op, &params, &buffers, grid_rows(x.gpu(), op, rows)?)?;
     Ok(AddLayerNormOut { sum, y, mean, rstd })
 }
 
@@ -156,7 +163,7 @@ fn backward(
         }
         None => "layernorm_backward_dx",
     };
-    gpu.dispatch(&SHADER, entry, &params, &buffers, grid_rows(gpu, op, rows)?)?;
+    gpu.dispatch(shader(gpu), entry, &params, &buffers, grid_rows(gpu, op, rows)?)?;
     if !need_params {
         return Ok(LayerNormGrads { dx, dweight: None, dbias: None });
     }
@@ -164,7 +171,7 @@ fn backward(
     let dweight = x.empty_like_shape(&[d])?;
     let dbias = x.empty_like_shape(&[d])?;
     let buffers = [Bind::read(1, x.buffer()), Bind::read(7, mean.buffer()), Bind::read(8, rstd.buffer()), Bind::read(9, dy.buffer()), Bind::read_write(11, dweight.buffer()), Bind::read_write(12, dbias.buffer())];
-    gpu.dispatch(&SHADER, "layernorm_backward_params", &params, &buffers, grid_1d(gpu, d)?)?;
+    gpu.dispatch(shader(gpu), "layernorm_backward_params", &params, &buffers, grid_1d(gpu, d)?)?;
     Ok(LayerNormGrads { dx, dweight: Some(dweight), dbias: Some(dbias) })
 }
 

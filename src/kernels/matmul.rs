@@ -54,16 +54,20 @@ pub enum MatmulKernel {
     /// `Reg16x8` with a 32×8 block per thread: half the loads of op(B) per multiply-add, which
     /// most helps B stored [K, N] (the backward `dX = dY·W`), read in rows far apart.
     Reg32x8,
+    /// Built for real GPUs: a 64×64 tile staged in workgroup memory with vec4 loads,
+    /// double-buffered along K, a 4×8 register block per thread, the layout fixed at compile time.
+    Gpu64x64,
 }
 
 impl MatmulKernel {
-    pub const ALL: [MatmulKernel; 6] = [
+    pub const ALL: [MatmulKernel; 7] = [
         MatmulKernel::Naive,
         MatmulKernel::Tiled,
         MatmulKernel::Reg4x4,
         MatmulKernel::Reg4x4Vec4,
         MatmulKernel::Reg16x8,
         MatmulKernel::Reg32x8,
+        MatmulKernel::Gpu64x64,
     ];
 
     /// Short name for test and benchmark output.
@@ -75,6 +79,7 @@ impl MatmulKernel {
             MatmulKernel::Reg4x4Vec4 => "reg4x4_vec4",
             MatmulKernel::Reg16x8 => "reg16x8",
             MatmulKernel::Reg32x8 => "reg32x8",
+            MatmulKernel::Gpu64x64 => "gpu64x64",
         }
     }
 
@@ -120,6 +125,7 @@ impl MatmulKernel {
             MatmulKernel::Reg4x4 | MatmulKernel::Reg4x4Vec4 => "matmul_reg4x4",
             MatmulKernel::Reg16x8 => "matmul_reg16x8",
             MatmulKernel::Reg32x8 => "matmul_reg32x8",
+            MatmulKernel::Gpu64x64 => "matmul_gpu64x64",
         }
     }
 
@@ -131,18 +137,19 @@ impl MatmulKernel {
             MatmulKernel::Reg4x4 | MatmulKernel::Reg4x4Vec4 => (32, 32),
             MatmulKernel::Reg16x8 => (128, 64),
             MatmulKernel::Reg32x8 => (256, 64),
+            MatmulKernel::Gpu64x64 => (64, 64),
         }
     }
 
     /// Does the kernel take its layout as `override` constants (and vec4 views at bindings 5, 6)?
     /// (Every kernel takes the `EPILOGUE` constant.)
     fn specialized(self) -> bool {
-        matches!(self, MatmulKernel::Reg4x4 | MatmulKernel::Reg4x4Vec4 | MatmulKernel::Reg16x8 | MatmulKernel::Reg32x8)
+        !matches!(self, MatmulKernel::Naive | MatmulKernel::Tiled)
     }
 
     /// May it read four consecutive values with one vec4 load where the layout allows?
     fn vec4_loads(self) -> bool {
-        matches!(self, MatmulKernel::Reg4x4Vec4 | MatmulKernel::Reg16x8 | MatmulKernel::Reg32x8)
+        matches!(self, MatmulKernel::Reg4x4Vec4 | MatmulKernel::Reg16x8 | MatmulKernel::Reg32x8 | MatmulKernel::Gpu64x64)
     }
 }
 

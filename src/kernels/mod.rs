@@ -23,21 +23,37 @@ pub mod reduce;
 pub mod softmax;
 pub mod tokens;
 
-/// Every kernel source, for the portability test and for `vpt info`.
+/// Every kernel source (each family, and its variants), for the portability and contract tests
+/// and for `vpt info`.
 pub const ALL_SHADERS: &[&Shader] = &[
     &attention::SHADER,
     &cross_entropy::SHADER,
+    &cross_entropy::SHADER_SUBGROUP,
     &elementwise::SHADER,
     &gelu::SHADER,
     &heads::SHADER,
     &layernorm::SHADER,
+    &layernorm::SHADER_SUBGROUP,
     &matmul::SHADER,
     &optim::SHADER,
     &patch::SHADER,
     &reduce::SHADER,
     &softmax::SHADER,
+    &softmax::SHADER_SUBGROUP,
     &tokens::SHADER,
 ];
+
+/// Which build of a row-reducing family (softmax, layernorm, cross-entropy) to launch: the one
+/// reducing with subgroup operations (`wgsl/lib/row_reduce_subgroup.wgsl`) where the device was
+/// opened with `SUBGROUP`, else the one reducing through workgroup memory
+/// (`wgsl/lib/row_reduce.wgsl`). Fixed per device, so the same device always runs the same code.
+pub(crate) fn row_reduce_shader(gpu: &Gpu, workgroup: &'static Shader, subgroup: &'static Shader) -> &'static Shader {
+    if gpu.features().contains(subgroup.needs) {
+        subgroup
+    } else {
+        workgroup
+    }
+}
 
 /// Grid for a 1-D kernel over `n` elements, one thread each.
 pub(crate) fn grid_1d(gpu: &Gpu, n: usize) -> Result<[u32; 3]> {

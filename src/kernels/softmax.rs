@@ -1,13 +1,20 @@
 //! Softmax over the last axis, numerically stable (the row max is subtracted before `exp`).
 //! Kernels in `wgsl/softmax.wgsl`.
 
-use super::grid_rows;
+use super::{grid_rows, row_reduce_shader};
 use super::{same_device, same_shape};
 use crate::error::Result;
-use crate::gpu::{Bind, Params, wgsl_shader};
+use crate::gpu::{Bind, Gpu, Params, Shader, wgsl_shader};
 use crate::tensor::Tensor;
 
 wgsl_shader!("softmax", uses ["row_reduce"]);
+wgsl_shader!(SHADER_SUBGROUP = "softmax" as "softmax_subgroup", needs SUBGROUP, uses ["row_reduce_subgroup"]);
+
+/// The family compiled with subgroup reductions where the adapter has them (see
+/// [`row_reduce_shader`]).
+fn shader(gpu: &Gpu) -> &'static Shader {
+    row_reduce_shader(gpu, &SHADER, &SHADER_SUBGROUP)
+}
 
 /// y = softmax(x) along the last axis. x: [..., n] (rows = product of the leading dims) → y: same shape.
 pub fn softmax_forward(x: &Tensor) -> Result<Tensor> {
@@ -25,7 +32,7 @@ pub fn softmax_scaled_forward(x: &Tensor, scale: f32) -> Result<Tensor> {
     let y = x.empty_like_shape(x.shape())?;
     let params = Params::new().dim("rows", rows).dim("n", n).f32("scale", scale);
     let grid = grid_rows(x.gpu(), "softmax_forward", rows)?;
-    x.gpu().dispatch(&SHADER, "softmax_forward", &params, &[Bind::read(1, x.buffer()), Bind::read_write(2, y.buffer())], grid)?;
+    x.gpu().dispatch(shader(x.gpu()), "softmax_forward", &params, &[Bind::read(1, x.buffer()), Bind::read_write(2, y.buffer())], grid)?;
     Ok(y)
 }
 
@@ -38,7 +45,7 @@ pub fn softmax_scaled_backward(y: &Tensor, dy: &Tensor, scale: f32) -> Result<Te
     let dx = y.empty_like_shape(y.shape())?;
     let params = Params::new().dim("rows", rows).dim("n", n).f32("scale", scale);
     let grid = grid_rows(y.gpu(), op, rows)?;
-    y.gpu().dispatch(&SHADER, op, &params, &[Bind::read(3, y.buffer()), Bind::read(4, dy.buffer()), Bind::read_write(5, dx.buffer())], grid)?;
+    y.gpu().dispatch(shader(y.gpu()), op, &params, &[Bind::read(3, y.buffer()), Bind::read(4, dy.buffer()), Bind::read_write(5, dx.buffer())], grid)?;
     Ok(dx)
 }
 

@@ -22,6 +22,23 @@ pub fn gpus() -> &'static [Gpu] {
     })
 }
 
+/// [`gpus`], plus each adapter that has subgroups opened a second time without them: the row
+/// kernels (softmax, LayerNorm, cross-entropy) reduce with subgroup operations where a device has
+/// them and through workgroup memory otherwise, and their tests run both builds on this machine
+/// (lavapipe's Vulkan has `SUBGROUP`, llvmpipe's GL has not).
+pub fn row_gpus() -> &'static [Gpu] {
+    static GPUS: OnceLock<Vec<Gpu>> = OnceLock::new();
+    GPUS.get_or_init(|| {
+        let mut all = gpus().to_vec();
+        for gpu in gpus().iter().filter(|g| g.has_subgroups()) {
+            let plain = gpu.reopen_without(wgpu::Features::SUBGROUP).unwrap_or_else(|e| panic!("{e}"));
+            eprintln!("row kernel tests also on: {}", plain.describe());
+            all.push(plain);
+        }
+        all
+    })
+}
+
 /// The adapters to test on for a `WGPU_BACKEND` value (None: try each backend separately).
 pub fn find_gpus(backend: Option<&str>) -> Result<Vec<Gpu>, vpt_wgsl::Error> {
     let candidates = match backend {

@@ -34,7 +34,7 @@ proptest! {
     fn cross_entropy_matches_reference(batch in dim(40), classes in dim(300), seed in any::<u64>(),
                                        scale in prop_oneof![Just(1.0), Just(10.0)],
                                        offset in prop_oneof![Just(0.0), Just(50.0)]) {
-        for gpu in gpus() {
+        for gpu in row_gpus() {
             let logits: Vec<f64> = random_vec(seed, batch * classes, scale).iter().map(|v| v + offset).collect();
             let logits = as_f64(&as_f32(&logits)); // exactly the values the GPU sees
             let logits_t = Tensor::from_slice(gpu, &[batch, classes], &as_f32(&logits)).unwrap();
@@ -62,7 +62,7 @@ proptest! {
     /// ⟨dlogits, v⟩ must equal the directional derivative of dloss · loss(logits) along v.
     #[test]
     fn cross_entropy_backward_matches_finite_differences(batch in dim(8), classes in dim(50), seed in any::<u64>()) {
-        for gpu in gpus() {
+        for gpu in row_gpus() {
             let (logits, logits_t) = random_tensor(gpu, &[batch, classes], seed, 3.0);
             let labels = random_labels(seed ^ 1, batch, classes);
             let labels_t = upload_labels(gpu, &labels, classes);
@@ -85,7 +85,7 @@ fn cross_entropy_extreme_logits_stay_finite() {
     let logits = [80.0, -80.0, 0.0, -80.0, 80.0, 80.0, 10000.0, 9998.0, 9999.0];
     let labels = [1, 2, 1];
     let want = cpu::cross_entropy_forward(&logits, &labels, 3);
-    for gpu in gpus() {
+    for gpu in row_gpus() {
         let logits_t = Tensor::from_slice(gpu, &[3, 3], &as_f32(&logits)).unwrap();
         let out = cross_entropy_forward(&logits_t, &upload_labels(gpu, &labels, 3)).unwrap();
         assert_close("cross_entropy_forward extreme losses", gpu, &out.losses.to_vec().unwrap(), &want.losses, FWD_TOL);
@@ -100,7 +100,7 @@ fn cross_entropy_extreme_logits_stay_finite() {
 /// Labels checked against another class count are refused: a label ≥ C would read past its row.
 #[test]
 fn cross_entropy_rejects_labels_made_for_other_class_count() {
-    let gpu = &gpus()[0];
+    let gpu = &row_gpus()[0];
     let logits = Tensor::from_slice(gpu, &[2, 4], &[1.0, 2.0, 3.0, 4.0, 1.0, 2.0, 3.0, 4.0]).unwrap();
     let labels = upload_labels(gpu, &[3, 7], 10);
     let msg = cross_entropy_forward(&logits, &labels).map(drop).unwrap_err().to_string();
@@ -113,7 +113,7 @@ fn cross_entropy_rejects_labels_made_for_other_class_count() {
 /// Every mismatch is an error that names the op and both shapes.
 #[test]
 fn cross_entropy_rejects_mismatched_shapes() {
-    let gpu = &gpus()[0];
+    let gpu = &row_gpus()[0];
     let logits = Tensor::zeros(gpu, &[3, 5]).unwrap();
     let three = upload_labels(gpu, &[0, 1, 2], 5);
     let two = upload_labels(gpu, &[0, 1], 5);

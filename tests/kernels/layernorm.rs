@@ -107,7 +107,7 @@ proptest! {
     fn layernorm_matches_reference(rows in dim(24), d in dim(800), seed in any::<u64>(),
                                    offset in prop_oneof![Just(0.0), Just(30.0)],
                                    eps in prop_oneof![Just(EPS), Just(1e-5f32)]) {
-        for gpu in gpus() {
+        for gpu in row_gpus() {
             check_against_reference(gpu, &spread_rows(seed, rows, d, offset), &[rows, d], seed, eps);
         }
     }
@@ -118,7 +118,7 @@ proptest! {
     #[test]
     fn layernorm_backward_matches_finite_differences(rows in dim(6), d in dim(64).prop_filter("D = 2", |&d| d != 2),
                                                      seed in any::<u64>()) {
-        for gpu in gpus() {
+        for gpu in row_gpus() {
             let (x, xt) = random_tensor(gpu, &[rows, d], seed, 2.0);
             let (w, wt) = random_tensor(gpu, &[d], seed ^ 1, 1.0);
             let (b, bt) = random_tensor(gpu, &[d], seed ^ 2, 1.0);
@@ -143,7 +143,7 @@ proptest! {
     fn add_layernorm_matches_reference(rows in dim(24), d in dim(800), seed in any::<u64>(),
                                        offset in prop_oneof![Just(0.0), Just(30.0)],
                                        eps in prop_oneof![Just(EPS), Just(1e-5f32)]) {
-        for gpu in gpus() {
+        for gpu in row_gpus() {
             check_fused_against_reference(gpu, &spread_rows(seed, rows, d, offset), &[rows, d], seed, eps);
         }
     }
@@ -154,7 +154,7 @@ proptest! {
     #[test]
     fn add_layernorm_backward_matches_finite_differences(rows in dim(6), d in dim(64).prop_filter("D = 2", |&d| d != 2),
                                                          seed in any::<u64>()) {
-        for gpu in gpus() {
+        for gpu in row_gpus() {
             let (x, xt) = random_tensor(gpu, &[rows, d], seed, 2.0);
             let (r, rt) = random_tensor(gpu, &[rows, d], seed ^ 6, 1.0);
             let (w, wt) = random_tensor(gpu, &[d], seed ^ 1, 1.0);
@@ -191,7 +191,7 @@ proptest! {
 /// dx = 0, so dx = dsum), primes below and above the 64 threads of a row, and ViT-B's 768.
 #[test]
 fn add_layernorm_handles_rows_of_one_and_odd_widths() {
-    for gpu in gpus() {
+    for gpu in row_gpus() {
         for (rows, d) in [(5, 1), (3, 61), (2, 67), (2, 769), (3, 768)] {
             check_fused_against_reference(gpu, &spread_rows(d as u64, rows, d, 30.0), &[rows, d], 9 + d as u64, EPS);
         }
@@ -203,7 +203,7 @@ fn add_layernorm_handles_rows_of_one_and_odd_widths() {
 /// plain backward's dx + dsum.
 #[test]
 fn add_layernorm_is_one_launch_each_way() {
-    for shared in gpus() {
+    for shared in row_gpus() {
         let gpu = &Gpu::from_adapter(shared.adapter().clone()).unwrap();
         let (_, xt) = random_tensor(gpu, &[4, 16], 1, 1.0);
         let (_, rt) = random_tensor(gpu, &[4, 16], 5, 1.0);
@@ -241,7 +241,7 @@ fn layernorm_handles_variance_far_below_eps() {
     let mut x = random_vec(7, 6 * d, 1e-4);
     x[5 * d..].fill(0.25);
     let x = as_f64(&as_f32(&x));
-    for gpu in gpus() {
+    for gpu in row_gpus() {
         check_against_reference(gpu, &x, &shape, 11, EPS);
         let xt = Tensor::from_slice(gpu, &shape, &as_f32(&x)).unwrap();
         let ones = Tensor::full(gpu, &[d], 1.0).unwrap();
@@ -256,7 +256,7 @@ fn layernorm_handles_variance_far_below_eps() {
 #[test]
 fn layernorm_handles_rows_of_one() {
     let x = as_f64(&as_f32(&random_vec(3, 5, 10.0)));
-    for gpu in gpus() {
+    for gpu in row_gpus() {
         check_against_reference(gpu, &x, &[5, 1], 4, EPS);
     }
 }
@@ -272,7 +272,7 @@ fn layernorm_forward_is_accurate_far_from_zero() {
     let for_gpu = |v: Vec<f64>| as_f64(&as_f32(&v));
     let (w, b) = (for_gpu(random_vec(6, d, 1.0)), for_gpu(random_vec(7, d, 1.0)));
     let want = cpu::layernorm_forward(&x, &w, &b, EPS as f64);
-    for gpu in gpus() {
+    for gpu in row_gpus() {
         let upload = |v: &[f64], shape: &[usize]| Tensor::from_slice(gpu, shape, &as_f32(v)).unwrap();
         let out = layernorm_forward(&upload(&x, &[rows, d]), &upload(&w, &[d]), &upload(&b, &[d]), EPS).unwrap();
         assert_close("layernorm_forward y at 1000", gpu, &out.y.to_vec().unwrap(), &want.y, FWD_TOL);
@@ -283,7 +283,7 @@ fn layernorm_forward_is_accurate_far_from_zero() {
 /// need_params = false launches only the dx kernel and returns no parameter gradients.
 #[test]
 fn layernorm_frozen_params_skip_their_kernel() {
-    for shared in gpus() {
+    for shared in row_gpus() {
         // A device of our own: tests run in parallel, and the shared one counts their dispatches too.
         let gpu = &Gpu::from_adapter(shared.adapter().clone()).unwrap();
         let (_, xt) = random_tensor(gpu, &[4, 16], 1, 1.0);
@@ -307,7 +307,7 @@ fn layernorm_frozen_params_skip_their_kernel() {
 /// Every mismatch is an error that names the op and both shapes.
 #[test]
 fn layernorm_rejects_mismatched_shapes() {
-    let gpu = &gpus()[0];
+    let gpu = &row_gpus()[0];
     let x = Tensor::zeros(gpu, &[2, 3, 8]).unwrap();
     let w = Tensor::zeros(gpu, &[8]).unwrap();
     let bad_w = Tensor::zeros(gpu, &[7]).unwrap();

@@ -28,7 +28,7 @@ proptest! {
     fn softmax_matches_reference(a in dim(4), b in dim(8), n in dim(700), seed in any::<u64>(),
                                  scale in prop_oneof![Just(1.0), Just(10.0), Just(80.0)],
                                  offset in prop_oneof![Just(0.0), Just(50.0)]) {
-        for gpu in gpus() {
+        for gpu in row_gpus() {
             let shape = [a, b, n];
             let x: Vec<f64> = random_vec(seed, a * b * n, scale).iter().map(|v| v + offset).collect();
             let x = as_f64(&as_f32(&x)); // exactly the values the GPU sees
@@ -50,7 +50,7 @@ proptest! {
     /// ⟨dx, v⟩ must equal the directional derivative of ⟨softmax(x), dy⟩ along v.
     #[test]
     fn softmax_backward_matches_finite_differences(rows in dim(6), n in dim(100), seed in any::<u64>()) {
-        for gpu in gpus() {
+        for gpu in row_gpus() {
             let (x, xt) = random_tensor(gpu, &[rows, n], seed, 3.0);
             let (dy, dyt) = random_tensor(gpu, &[rows, n], seed ^ 2, 1.0);
             let v = random_vec(seed ^ 3, rows * n, 1.0);
@@ -73,7 +73,7 @@ proptest! {
     #[test]
     fn scaled_softmax_matches_reference_and_finite_differences(rows in dim(6), n in dim(90), seed in any::<u64>(),
                                                                s in prop_oneof![Just(0.125f32), Just(1.0 / 12f32.sqrt()), Just(2.5), Just(-0.7)]) {
-        for gpu in gpus() {
+        for gpu in row_gpus() {
             let (x, xt) = random_tensor(gpu, &[rows, n], seed, 1.5);
             let scaled = |x: &[f64]| -> Vec<f64> { cpu::softmax_forward(&x.iter().map(|v| s as f64 * v).collect::<Vec<_>>(), n) };
             let y = softmax_scaled_forward(&xt, s).unwrap();
@@ -93,7 +93,7 @@ proptest! {
 fn softmax_extreme_inputs_stay_finite() {
     let x = [-80.0, 80.0, 0.0, 80.0, 80.0, 80.0, 80.0, 79.0, 10000.0, 9999.0, 9998.0, 10000.0];
     let want = cpu::softmax_forward(&x, 4);
-    for gpu in gpus() {
+    for gpu in row_gpus() {
         let xt = Tensor::from_slice(gpu, &[3, 4], &as_f32(&x)).unwrap();
         let y = softmax_forward(&xt).unwrap().to_vec().unwrap();
         assert_close("softmax_forward ±80 and 10000", gpu, &y, &want, FWD_TOL);
@@ -112,7 +112,7 @@ fn softmax_covers_more_than_65535_rows() {
     let rows = 65_537;
     let x: Vec<f64> = (0..rows).flat_map(|r| [(r % 5) as f64, 0.0]).collect();
     let want = cpu::softmax_forward(&x, 2);
-    for gpu in gpus() {
+    for gpu in row_gpus() {
         let xt = Tensor::from_slice(gpu, &[rows, 2], &as_f32(&x)).unwrap();
         let y = softmax_forward(&xt).unwrap();
         assert_close("softmax_forward, 65537 rows", gpu, &y.to_vec().unwrap(), &want, FWD_TOL);
@@ -126,7 +126,7 @@ fn softmax_covers_more_than_65535_rows() {
 /// Mismatched shapes are an error that names the op and both shapes.
 #[test]
 fn softmax_backward_rejects_mismatched_shapes() {
-    let gpu = &gpus()[0];
+    let gpu = &row_gpus()[0];
     let y = Tensor::zeros(gpu, &[2, 3]).unwrap();
     let dy = Tensor::zeros(gpu, &[3, 2]).unwrap();
     let msg = softmax_backward(&y, &dy).unwrap_err().to_string();

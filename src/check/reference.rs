@@ -1,0 +1,136 @@
+//! Kernels against their f64 references ([`crate::reference`]) on random inputs at awkward shapes:
+//! sizes that are not multiples of any tile or workgroup, so every kernel's edge handling runs.
+//! Errors are [`Metric::Scaled`] (relative to the output's scale, floor 1), with the tolerances
+//! of the property tests in `tests/kernels/` and their reasons there: 1e-5 for products and row
+//! reductions of f32 values, 2e-5 for attention (two chained products and a softmax).
+
+use super::{Checker, Metric};
+use crate::error::Result;
+use crate::gpu::Gpu;
+use crate::kernels::matmul::{self, MatmulKernel, MatmulOptions};
+use crate::kernels::{attention, cross_entropy, layernorm, softmax};
+use crate::reference;
+use crate::reference::matmul::MatmulDims;
+use crate::tensor::{Labels, Tensor};
+
+const PRODUCT: f64 = 1e-5;
+const ROWWISE: f64 = 1e-5;
+const ATTENTION: f64 = 2e-5;
+
+/// Every f64 check; `rows_only`: just the row kernels (for a device opened without subgroups).
+/// A group whose kernels fail to run is one failed row; the others still run.
+pub fn check_all(c: &mut Checker, rows_only: bool) {
+    let mut groups: Vec<(&str, fn(&mut Checker) -> Result<()>)> = vec![("softmax", softmax_rows), ("layernorm", layernorm_rows), ("cross_entropy", cross_entropy_rows)];
+    if !rows_only {
+        groups.insert(0, ("matmul", matmul_layouts));
+        groups.push(("attention", fused_attention));
+    }
+    for (name, group) in groups {
+        if let Err(e) = group(c) {
+            c.failed(name, "f64", &e);
+        }
+    }
+}
+
+/// Values in [-scale, scale) as the GPU will see them (rounded to f32), and the tensor.
+fn random(gpu: &Gpu, shape: &[usize], seed: u64, scale: f64) -> Result<(Vec<f64>, Tensor)> {
+    let n: usize = shape.iter().product();
+    let mut state = seed.wrapping_add(crate::rng::GOLDEN);
+    let host: Vec<f32> = (0..n).map(|_| ((crate::rng::next_unit(&mut state) * 2.0 - 1.0) * scale) as f32).collect();
+    Ok((host.iter().map(|&v| v as f64).collect(), Tensor::from_slice(gpu, shape, &host)?))
+}
+
+/// Every matmul kernel in all four transpose layouts, batched, with a bias: 2 × [67, 37] · [37, 45]
+/// crosses every kernel's tile edge in M, N and K (37 is not a multiple of 4, 8 or 16).
+fn matmul_layouts(c: &mut Checker) -> Result<()> {
+    let (batch, m, k, n) = (2, 67, 37, 45);
+    for (trans_a, trans_b) in [(false, false), (false, true), (true, false), (true, true)] {
+        let d = MatmulDims { batch, m, k, n, trans_a, trans_b, a_batched: true, b_batched: true };
+        let a_shape = if trans_a { [batch, k, m] } else { [batch, m, k] };
+        let b_shape = if trans_b { [batch, n, k] } else { [batch, k, n] };
+        let (a, at) = random(c.gpu, &a_shape, 11, 1.0)?;
+        let (b, bt) = random(c.gpu, &b_shape, 12, 1.0)?;
+        let (bias, biast) = random(c.gpu, &[n], 13, 1.0)?;
+        let want = reference::matmul::matmul_forward(&a, &b, Some(&bias), d);
+        let layout = format!("{}{} {batch}×[{m},{k}]·[{k},{n}]", if trans_a { "T" } else { "N" }, if trans_b { "T" } else { "N" });
+        for kernel in MatmulKernel::ALL {
+            let got = matmul::matmul_forward_with(kernel, &at, &bt, Some(&biast), MatmulOptions { trans_a, trans_b })?;
+            c.compare(&format!("matmul ({})", kernel.name()), &layout, "f64", &got, &want, Metric::Scaled, PRODUCT)?;
+        }
+    }
+    Ok(())
+}
+
+/// Softmax over rows of 1, 63 and 247 values (below, at and past one 64-thread workgroup).
+fn softmax_rows(c: &mut Checker) -> Result<()> {
+    for n in [1, 63, 247] {
+        let rows = 37;
+        let (x, xt) = random(c.gpu, &[rows, n], 21, 8.0)?;
+        let (dy, dyt) = random(c.gpu, &[rows, n], 22, 1.0)?;
+        let y = softmax::softmax_forward(&xt)?;
+        let want_y = reference::softmax::softmax_forward(&x, n);
+        c.compare("softmax", &format!("[{rows},{n}] y"), "f64", &y, &want_y, Metric::Scaled, ROWWISE)?;
+        let y_host: Vec<f64> = y.to_vec()?.iter().map(|&v| v as f64).collect();
+        let dx = softmax::softmax_backward(&y, &dyt)?;
+        c.compare("softmax", &format!("[{rows},{n}] dx"), "f64", &dx, &reference::softmax::softmax_backward(&y_host, &dy, n), Metric::Scaled, ROWWISE)?;
+    }
+    Ok(())
+}
+
+/// LayerNorm forward and backward at D = 1, 45 and 768 (ViT-B's width).
+fn layernorm_rows(c: &mut Checker) -> Result<()> {
+    for d in [1, 45, 768] {
+        let rows = 23;
+        let (x, xt) = random(c.gpu, &[rows, d], 31, 2.0)?;
+        let (w, wt) = random(c.gpu, &[d], 32, 1.0)?;
+        let (b, bt) = random(c.gpu, &[d], 33, 1.0)?;
+        let (dy, dyt) = random(c.gpu, &[rows, d], 34, 1.0)?;
+        let out = layernorm::layernorm_forward(&xt, &wt, &bt, 1e-6)?;
+        let want = reference::layernorm::layernorm_forward(&x, &w, &b, 1e-6);
+        c.compare("layernorm", &format!("[{rows},{d}] y"), "f64", &out.y, &want.y, Metric::Scaled, ROWWISE)?;
+        let g = layernorm::layernorm_backward(&xt, &wt, &out.mean, &out.rstd, &dyt, false)?;
+        let want_g = reference::layernorm::layernorm_backward(&x, &w, &dy, 1e-6);
+        c.compare("layernorm", &format!("[{rows},{d}] dx"), "f64", &g.dx, &want_g.dx, Metric::Scaled, ROWWISE)?;
+    }
+    Ok(())
+}
+
+/// Cross-entropy over 3 and 1000 classes (a tiny head and ImageNet's).
+fn cross_entropy_rows(c: &mut Checker) -> Result<()> {
+    for classes in [3, 1000] {
+        let batch = 5;
+        let (logits, logits_t) = random(c.gpu, &[batch, classes], 41, 6.0)?;
+        let labels: Vec<u32> = (0..batch as u32).map(|i| (i * 7 + 1) % classes as u32).collect();
+        let labels_t = Labels::new(c.gpu, &labels, classes)?;
+        let out = cross_entropy::cross_entropy_forward(&logits_t, &labels_t)?;
+        let want = reference::cross_entropy::cross_entropy_forward(&logits, &labels, classes);
+        c.compare("cross_entropy", &format!("[{batch},{classes}] loss"), "f64", &out.loss, &[want.loss], Metric::Scaled, ROWWISE)?;
+        let dloss = Tensor::from_slice(c.gpu, &[1], &[1.0])?;
+        let probs: Vec<f64> = out.probs.to_vec()?.iter().map(|&v| v as f64).collect();
+        let dlogits = cross_entropy::cross_entropy_backward(&out.probs, &labels_t, &dloss)?;
+        let want_d = reference::cross_entropy::cross_entropy_backward(&probs, &labels, classes, 1.0);
+        c.compare("cross_entropy", &format!("[{batch},{classes}] dlogits"), "f64", &dlogits, &want_d, Metric::Scaled, ROWWISE)?;
+    }
+    Ok(())
+}
+
+/// The fused attention, forward and backward, at [2, 3, 41, 40]: 41 tokens cross its 16-key
+/// tiles and 4-row groups; hd 40 is not a power of two.
+fn fused_attention(c: &mut Checker) -> Result<()> {
+    let (b, h, t, hd) = (2, 3, 41, 40);
+    let shape = [b, h, t, hd];
+    let (q, qt) = random(c.gpu, &shape, 51, 2.0)?;
+    let (k, kt) = random(c.gpu, &shape, 52, 2.0)?;
+    let (v, vt) = random(c.gpu, &shape, 53, 1.0)?;
+    let (dout, doutt) = random(c.gpu, &shape, 54, 1.0)?;
+    let scale = 1.0 / (hd as f32).sqrt();
+    let out = attention::attention_forward(&qt, &kt, &vt, scale)?;
+    let (want_o, _) = reference::attention::attention_forward(&q, &k, &v, t, hd, scale as f64);
+    let case = format!("[{b},{h},{t},{hd}]");
+    c.compare("attention (fused)", &format!("{case} o"), "f64", &out.o, &want_o, Metric::Scaled, ATTENTION)?;
+    let g = attention::attention_backward(&qt, &kt, &vt, &out, &doutt, scale)?;
+    let [dq, dk, dv] = reference::attention::attention_backward(&q, &k, &v, &dout, t, hd, scale as f64);
+    c.compare("attention (fused)", &format!("{case} dq"), "f64", &g.dq, &dq, Metric::Scaled, ATTENTION)?;
+    c.compare("attention (fused)", &format!("{case} dk"), "f64", &g.dk, &dk, Metric::Scaled, ATTENTION)?;
+    c.compare("attention (fused)", &format!("{case} dv"), "f64", &g.dv, &dv, Metric::Scaled, ATTENTION)
+}
