@@ -76,6 +76,11 @@ enum Command {
     /// the fused attention, the row kernels with and without subgroups) against the PyTorch
     /// fixtures embedded in the binary and against f64 references at awkward shapes. Prints each
     /// comparison's worst error beside its tolerance; exits non-zero if any fails.
+    /// Measure which kernel variant is fastest on this adapter at the shapes of one training step
+    /// (the matmul kernel per shape and layout, the row kernels' reduction) and
+    /// write the winners to this adapter's tune cache, which every later command uses. Never runs
+    /// by itself: the same inputs on the same machine always take the same kernels.
+    Tune(TuneArgs),
     Check {
         /// GPU API to use; default: WGPU_BACKEND if set, else the best adapter of any.
         #[arg(long, value_enum)]
@@ -235,6 +240,30 @@ struct BenchArgs {
     /// How the timed training step's blocks run.
     #[command(flatten)]
     plan: PlanArgs,
+    /// The adapter's FP32 peak in GFLOP/s (from its maker's data sheet): adds a "% peak" column.
+    #[arg(long, value_parser = positive_f64)]
+    peak_gflops: Option<f64>,
+}
+
+/// The flags of `vpt tune`.
+#[derive(clap::Args, Clone, Debug)]
+struct TuneArgs {
+    /// The step to tune for: `small` (ViT-B widths at 112 pixels, batch 1) or `vit-b` (ViT-B/16
+    /// with 50 prompts, batch 32 unless --batch says otherwise). Tune at the batch you train with.
+    #[arg(long, value_enum, default_value_t = PresetArg::VitB)]
+    preset: PresetArg,
+    /// Images per step, replacing the preset's.
+    #[arg(long)]
+    batch: Option<usize>,
+    /// Timed repetitions per candidate (each after one untimed run).
+    #[arg(long, default_value_t = 5)]
+    reps: usize,
+    /// GPU API to tune; default: WGPU_BACKEND if set, else the best adapter of any.
+    #[arg(long, value_enum)]
+    backend: Option<BackendArg>,
+    /// Only the cases whose "kernel variant" contains one of these words, comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    filter: Vec<String>,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug)]
@@ -258,8 +287,17 @@ enum TimingArg {
     Wall,
 }
 
-/// The device a `--backend` flag asks for.
+/// The device a `--backend` flag asks for, with this adapter's tune cache in use if `vpt tune`
+/// wrote one.
 fn open_gpu(backend: Option<BackendArg>) -> Result<Gpu> {
+    let gpu = open_device(backend)?;
+    gpu.load_tune_cache()?;
+    Ok(gpu)
+}
+
+/// The device a `--backend` flag asks for, picking kernels by the fixed rule (`vpt check`, which
+/// runs every variant itself).
+fn open_device(backend: Option<BackendArg>) -> Result<Gpu> {
     match backend {
         None => Gpu::new(),
         Some(b) => Gpu::with_backends(match b {
@@ -268,6 +306,13 @@ fn open_gpu(backend: Option<BackendArg>) -> Result<Gpu> {
             BackendArg::Dx12 => wgpu::Backends::DX12,
             BackendArg::Gl => wgpu::Backends::GL,
         }),
+    }
+}
+
+fn positive_f64(value: &str) -> std::result::Result<f64, String> {
+    match value.parse::<f64>() {
+        Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+        _ => Err(format!("{value:?} is not a positive number")),
     }
 }
 
@@ -292,6 +337,7 @@ impl BenchArgs {
             },
             train_step: true,
             plan: self.plan.plan(),
+            peak_gflops: self.peak_gflops,
             ..BenchOptions::new(preset.shape(self.batch))
         }
     }
@@ -373,6 +419,7 @@ fn main() -> ExitCode {
         Command::Eval { model, task, data, batch, num_heads } => eval(&model, &task, &data, batch, num_heads),
         Command::Predict { model, tasks, top_k, batch, num_heads, images } => predict(&model, &tasks, top_k, batch, num_heads, &images),
         Command::Bench(args) => bench(&args),
+        Command::Tune(args) => tune(&args),
         Command::Check { backend, wgsl_dir } => check(backend, wgsl_dir.as_deref()),
     };
     match result {
@@ -399,6 +446,14 @@ fn info() -> Result<()> {
     }
     let chosen = Gpu::new()?;
     println!("default choice: {} (override with WGPU_BACKEND / WGPU_ADAPTER_NAME)", chosen.describe());
+    match (chosen.tune_cache_path(), chosen.load_tune_cache()?) {
+        (_, Some(path)) => {
+            let c = chosen.choices().expect("just loaded");
+            println!("tune cache: {} ({} choices, measured on {})", path.display(), c.choices.len(), c.measured_on);
+        }
+        (Some(path), None) => println!("tune cache: none (`vpt tune` would write {}); the fixed rule picks kernels", path.display()),
+        (None, None) => println!("tune cache: none (no cache folder; set VPT_CACHE_DIR); the fixed rule picks kernels"),
+    }
     Ok(())
 }
 
@@ -436,7 +491,7 @@ impl ModelInputs {
 fn grad(inputs: &ModelInputs, output: &Output, plan: BlockPlan) -> Result<()> {
     let out = &output.out;
     check_new_output("--out", out, &inputs.files(), output.force)?;
-    let gpu = Gpu::new()?;
+    let gpu = open_gpu(None)?;
     let (mut vit, task, images, labels) = load_inputs(&gpu, inputs)?;
     vit.plan = plan;
     let step = vpt::vpt_grad(&gpu, &vit, &task, &images, &labels)?;
@@ -448,7 +503,7 @@ fn grad(inputs: &ModelInputs, output: &Output, plan: BlockPlan) -> Result<()> {
 fn forward(inputs: &ModelInputs, output: &Output) -> Result<()> {
     let out = &output.out;
     check_new_output("--out", out, &inputs.files(), output.force)?;
-    let gpu = Gpu::new()?;
+    let gpu = open_gpu(None)?;
     let (vit, task, images, _) = load_inputs(&gpu, inputs)?;
     let logits = vpt::vpt_forward(&gpu, &vit, &task, &images)?;
     let data = logits.to_vec()?;
@@ -493,7 +548,7 @@ fn train(a: TrainArgs) -> Result<()> {
         force: a.force,
         plan: a.plan.plan(),
     };
-    let gpu = Gpu::new()?;
+    let gpu = open_gpu(None)?;
     let mut bar = ProgressBar::new().stopping_on_ctrl_c();
     let last = fit::fit(&gpu, &cfg, &mut bar)?;
     bar.finish();
@@ -502,7 +557,7 @@ fn train(a: TrainArgs) -> Result<()> {
 }
 
 fn demo(dir: Option<PathBuf>, out_dir: &std::path::Path, epochs: Option<usize>) -> Result<()> {
-    let gpu = Gpu::new()?;
+    let gpu = open_gpu(None)?;
     let dir = dir.unwrap_or_else(vpt_wgsl::demo::default_dir);
     let start = std::time::Instant::now();
     let mut bar = ProgressBar::new();
@@ -530,7 +585,7 @@ fn load_tasks(gpu: &Gpu, model: &str, tasks: &[String], num_heads: Option<usize>
 }
 
 fn eval(model: &str, task: &str, data: &std::path::Path, batch: usize, num_heads: Option<usize>) -> Result<()> {
-    let gpu = Gpu::new()?;
+    let gpu = open_gpu(None)?;
     let (vit, files) = load_tasks(&gpu, model, &[task.to_string()], num_heads)?;
     let t = &files[0];
     let folder = ImageFolder::scan_with_classes(data, &t.classes)?;
@@ -547,7 +602,7 @@ fn eval(model: &str, task: &str, data: &std::path::Path, batch: usize, num_heads
 }
 
 fn predict(model: &str, tasks: &[String], top_k: usize, batch: usize, num_heads: Option<usize>, images: &[PathBuf]) -> Result<()> {
-    let gpu = Gpu::new()?;
+    let gpu = open_gpu(None)?;
     let (vit, files) = load_tasks(&gpu, model, tasks, num_heads)?;
     let results = vpt_wgsl::train::predict::predict(&gpu, &vit, &files, images, top_k, batch)?;
     for (image, per_task) in images.iter().zip(results) {
@@ -560,8 +615,27 @@ fn predict(model: &str, tasks: &[String], top_k: usize, batch: usize, num_heads:
     Ok(())
 }
 
+fn tune(args: &TuneArgs) -> Result<()> {
+    let gpu = open_gpu(args.backend)?;
+    let preset = match args.preset {
+        PresetArg::Small => Preset::Small,
+        PresetArg::VitB => Preset::VitB,
+    };
+    let options = BenchOptions { reps: args.reps, filter: args.filter.clone(), ..BenchOptions::new(preset.shape(args.batch)) };
+    eprintln!("tuning on {}: every candidate of each kernel choice, {} timed runs each", gpu.describe(), args.reps);
+    let (choices, measured) = vpt_wgsl::bench::tune::tune(&gpu, &options, |r| eprint!("\r{:<60}", format!("{} {}", r.kernel, r.variant)))?;
+    eprintln!();
+    println!("{:<32} {:<12} {:>12}   (the others)", "choice", "fastest", "median");
+    for m in &measured {
+        println!("{}", m.line());
+    }
+    let path = vpt_wgsl::bench::tune::write_cache(&gpu, &choices)?;
+    println!("wrote {} ({} choices); every command on this adapter now uses them", path.display(), choices.choices.len());
+    Ok(())
+}
+
 fn check(backend: Option<BackendArg>, wgsl_dir: Option<&std::path::Path>) -> Result<()> {
-    let gpu = open_gpu(backend)?;
+    let gpu = open_device(backend)?;
     if let Some(dir) = wgsl_dir {
         gpu.use_wgsl_dir(dir)?;
     }

@@ -5,6 +5,7 @@ use super::{BenchOptions, BenchResult, StepShape};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Profile, TimingMethod};
 use crate::kernels::attention::{attention_backward, attention_forward};
+use crate::kernels::{ROW_REDUCE_KEY, ROW_REDUCE_SUBGROUPS, ROW_REDUCE_WORKGROUP};
 use crate::kernels::cross_entropy::{cross_entropy_backward, cross_entropy_forward};
 use crate::kernels::gelu::{gelu_backward, gelu_forward};
 use crate::kernels::layernorm::{add_layernorm_backward, add_layernorm_forward, layernorm_backward, layernorm_forward};
@@ -50,6 +51,17 @@ pub(super) struct Case<'a> {
     /// The device the op runs on, when it is not the one the run profiles (the adapter opened
     /// again without subgroups).
     device: Option<&'a Gpu>,
+    /// The choice this case is one candidate of, for `vpt tune`.
+    tune: Option<Tune>,
+}
+
+/// A case as a candidate of a kernel choice: the choice's key, this candidate's value, and
+/// whether the engine takes it now (by the fixed rule or the tune cache in use).
+#[derive(Clone, Debug)]
+pub struct Tune {
+    pub key: String,
+    pub value: String,
+    pub chosen: bool,
 }
 
 /// Every case of one training step, in the order a report lists them. `without_subgroups`: the
@@ -60,12 +72,24 @@ pub(super) fn cases<'a>(gpu: &'a Gpu, without_subgroups: Option<&'a Gpu>, option
     for &kernel in &options.matmul_kernels {
         cases.extend(matmul_cases(gpu, kernel, &options.shape));
     }
-    cases.extend(other_cases(gpu, &options.shape));
-    if let Some(plain) = without_subgroups {
-        let row_kernels = ["layernorm", "softmax", "cross_entropy"];
-        let row_cases = other_cases(plain, &options.shape).into_iter().filter(|c| row_kernels.iter().any(|k| c.kernel.starts_with(k)));
-        cases.extend(row_cases.map(|c| Case { device: Some(plain), ..c }));
+    let row_kernels = ["layernorm", "softmax", "cross_entropy"];
+    let is_row = |c: &Case| row_kernels.iter().any(|k| c.kernel.starts_with(k));
+    let workgroup_chosen = gpu.choice(ROW_REDUCE_KEY).as_deref() == Some(ROW_REDUCE_WORKGROUP);
+    let row_tune = |subgroups: bool| Tune {
+        key: ROW_REDUCE_KEY.into(),
+        value: if subgroups { ROW_REDUCE_SUBGROUPS } else { ROW_REDUCE_WORKGROUP }.into(),
+        chosen: subgroups != workgroup_chosen,
+    };
+    for case in other_cases(gpu, &options.shape) {
+        let tune = (is_row(&case) && without_subgroups.is_some()).then(|| row_tune(true));
+        cases.push(Case { tune, ..case });
     }
+    if let Some(plain) = without_subgroups {
+        let row_cases = other_cases(plain, &options.shape).into_iter().filter(is_row);
+        cases.extend(row_cases.map(|c| Case { device: Some(plain), tune: Some(row_tune(false)), ..c }));
+    }
+    // Not a tuned choice: the fused path is taken for memory (it never stores [B, H, T, T]), even
+    // where the unfused one is faster (lavapipe), so its time is shown and not acted on.
     cases.extend(attention_cases(gpu, &options.shape));
     cases
 }
@@ -149,12 +173,13 @@ fn matmul_case<'a>(
             Ok(op)
         }),
         device: None,
+        tune: Some(Tune { key: MatmulKernel::tune_key(m, n, k, opts), value: kernel.name().into(), chosen: MatmulKernel::best_for(gpu, m, n, k, opts) == kernel }),
     }
 }
 
 /// A memory-bound case: `bytes` read and written at least once, on operands of `shape`.
 fn case<'a>(kernel: &str, shape: Vec<usize>, bytes: f64, prepare: impl Fn(u64) -> Result<Op<'a>> + 'a) -> Case<'a> {
-    Case { kernel: kernel.to_string(), variant: None, shape: dims_text(&shape), work: Work::Bytes(bytes), prepare: Box::new(prepare), device: None }
+    Case { kernel: kernel.to_string(), variant: None, shape: dims_text(&shape), work: Work::Bytes(bytes), prepare: Box::new(prepare), device: None, tune: None }
 }
 
 /// LayerNorm (alone and fused with the residual add), softmax, GELU and cross-entropy, forward
@@ -322,6 +347,7 @@ impl Case<'_> {
                 Work::Bytes(b) => per_second(b),
                 Work::Flops(_) => None,
             },
+            tune: self.tune.clone(),
         })
     }
 }

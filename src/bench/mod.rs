@@ -14,8 +14,10 @@
 mod cases;
 mod report;
 mod step;
+pub mod tune;
 
 pub use report::train_step_text;
+pub use cases::Tune;
 pub use step::train_step;
 
 use crate::error::{Error, Result};
@@ -108,11 +110,13 @@ pub struct BenchOptions {
     pub train_step: bool,
     /// How that step's blocks run: attention path and recomputation.
     pub plan: BlockPlan,
+    /// The adapter's FP32 peak in GFLOP/s, if known: adds each matmul's share of it.
+    pub peak_gflops: Option<f64>,
 }
 
 impl BenchOptions {
     pub fn new(shape: StepShape) -> BenchOptions {
-        BenchOptions { shape, reps: 10, matmul_kernels: MatmulKernel::ALL.to_vec(), filter: Vec::new(), timing: None, train_step: false, plan: BlockPlan::default() }
+        BenchOptions { shape, reps: 10, matmul_kernels: MatmulKernel::ALL.to_vec(), filter: Vec::new(), timing: None, train_step: false, plan: BlockPlan::default(), peak_gflops: None }
     }
 }
 
@@ -152,6 +156,9 @@ pub struct BenchResult {
     pub gflops: Option<f64>,
     /// Memory-bound kernels: (bytes read + bytes written) / median time.
     pub gbps: Option<f64>,
+    /// The kernel choice this case is a candidate of (`vpt tune`), and whether the engine takes
+    /// it now.
+    pub tune: Option<cases::Tune>,
 }
 
 /// Everything one run measured, and where.
@@ -165,6 +172,8 @@ pub struct BenchReport {
     pub reps: usize,
     pub results: Vec<BenchResult>,
     pub train_step: Option<TrainStepResult>,
+    /// The adapter's FP32 peak, if given (`--peak-gflops`).
+    pub peak_gflops: Option<f64>,
 }
 
 /// Run every case `options` selects on `gpu`, calling `progress` after each. Profiles the device,
@@ -200,6 +209,7 @@ pub fn run(gpu: &Gpu, options: &BenchOptions, mut progress: impl FnMut(&BenchRes
         reps: options.reps,
         results,
         train_step,
+        peak_gflops: options.peak_gflops,
     })
 }
 
@@ -217,10 +227,10 @@ fn timing_for(gpu: &Gpu, wanted: Option<TimingMethod>) -> TimingMethod {
 /// bench` (and so `cargo bench`) does.
 pub fn run_and_print(gpu: &Gpu, options: &BenchOptions, json: bool) -> Result<()> {
     let timing = timing_for(gpu, options.timing);
-    let head = report::header(&format!("{} ({:?})", gpu.info().name, gpu.info().backend), timing, &options.shape, options.reps);
+    let head = report::header(&format!("{} ({:?})", gpu.info().name, gpu.info().backend), timing, &options.shape, options.reps, options.peak_gflops);
     let show = |text: &str| if json { eprint!("{text}") } else { print!("{text}") };
     show(&head);
-    let report = run(gpu, options, |r| show(&report::table_row(r)))?;
+    let report = run(gpu, options, |r| show(&report::table_row(r, options.peak_gflops)))?;
     if let Some(t) = &report.train_step {
         show(&train_step_text(t));
     }

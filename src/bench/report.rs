@@ -16,6 +16,8 @@ impl BenchReport {
                 json!({
                     "kernel": r.kernel, "variant": r.variant, "shape": r.shape,
                     "median_ms": r.median_ms, "min_ms": r.min_ms, "max_ms": r.max_ms, "gflops": r.gflops, "gbps": r.gbps,
+                    "percent_of_peak": percent_of_peak(r, self.peak_gflops),
+                    "tune_key": r.tune.as_ref().map(|t| &t.key), "chosen": r.tune.as_ref().map(|t| t.chosen),
                 })
             })
             .collect();
@@ -34,6 +36,7 @@ impl BenchReport {
                 "patch": s.vit.patch_size, "img_size": [s.vit.img_size.0, s.vit.img_size.1],
             },
             "reps": self.reps,
+            "peak_gflops": self.peak_gflops,
             "results": results,
             "train_step": train_step,
         });
@@ -42,9 +45,9 @@ impl BenchReport {
 
     /// The whole report as `vpt bench` prints it.
     pub fn to_table(&self) -> String {
-        let mut out = header(&self.adapter_line(), self.timing, &self.shape, self.reps);
+        let mut out = header(&self.adapter_line(), self.timing, &self.shape, self.reps, self.peak_gflops);
         for r in &self.results {
-            out += &table_row(r);
+            out += &table_row(r, self.peak_gflops);
         }
         if let Some(t) = &self.train_step {
             out += &train_step_text(t);
@@ -67,20 +70,27 @@ pub fn train_step_text(t: &TrainStepResult) -> String {
 }
 
 /// What ran where, and the column titles of [`table_row`].
-pub(super) fn header(adapter: &str, timing: TimingMethod, s: &StepShape, reps: usize) -> String {
+pub(super) fn header(adapter: &str, timing: TimingMethod, s: &StepShape, reps: usize, peak_gflops: Option<f64>) -> String {
     let mut out = format!("adapter: {adapter}\n");
     out += &format!("timing:  {}, median and range of {reps} repetitions\n", timing.name());
     out += &format!(
         "sizes:   batch {}, {} tokens, dim {}, {} heads, mlp {}, {} classes\n\n",
         s.batch, s.tokens(), s.vit.embed_dim, s.vit.num_heads, s.vit.mlp_hidden, s.classes
     );
-    out + &table_header()
+    out += "* marks the variant the engine takes for that shape (the fixed rule, or `vpt tune`'s cache where one is in use)\n\n";
+    out + &table_header(peak_gflops)
 }
 
-/// The column titles (and a rule) of [`table_row`].
-fn table_header() -> String {
+/// A matmul's GFLOP/s as a percentage of the adapter's FP32 peak, when the peak is given.
+fn percent_of_peak(r: &BenchResult, peak_gflops: Option<f64>) -> Option<f64> {
+    Some(100.0 * r.gflops? / peak_gflops.filter(|p| *p > 0.0)?)
+}
+
+/// The column titles (and a rule) of [`table_row`]; "% peak" only with a peak to divide by.
+fn table_header(peak_gflops: Option<f64>) -> String {
+    let peak = if peak_gflops.is_some() { format!(" {:>7}", "% peak") } else { String::new() };
     format!(
-        "{:<22} {:<36} {:<32} {:>11} {:>11} {:>11} {:>9} {:>8}\n{}\n",
+        "{:<22} {:<36} {:<32} {:>11} {:>11} {:>11} {:>9} {:>8}{peak}\n{}\n",
         "kernel",
         "variant",
         "shape",
@@ -89,17 +99,22 @@ fn table_header() -> String {
         "max ms",
         "GFLOP/s",
         "GB/s",
-        "-".repeat(22 + 36 + 32 + 3 * 12 + 10 + 9 + 5)
+        "-".repeat(22 + 36 + 32 + 3 * 12 + 10 + 9 + 5 + peak.len())
     )
 }
 
 /// One result as a table line.
-pub(super) fn table_row(r: &BenchResult) -> String {
+pub(super) fn table_row(r: &BenchResult, peak_gflops: Option<f64>) -> String {
     let rate = |v: Option<f64>| v.map_or("-".to_string(), |v| format!("{v:.2}"));
+    let peak = match peak_gflops {
+        Some(_) => format!(" {:>7}", percent_of_peak(r, peak_gflops).map_or("-".to_string(), |p| format!("{p:.1}"))),
+        None => String::new(),
+    };
+    let chosen = if r.tune.as_ref().is_some_and(|t| t.chosen) { " *" } else { "" };
     format!(
-        "{:<22} {:<36} {:<32} {:>11.3} {:>11.3} {:>11.3} {:>9} {:>8}\n",
+        "{:<22} {:<36} {:<32} {:>11.3} {:>11.3} {:>11.3} {:>9} {:>8}{peak}\n",
         r.kernel,
-        r.variant,
+        format!("{}{chosen}", r.variant),
         r.shape,
         r.median_ms,
         r.min_ms,

@@ -80,7 +80,9 @@ impl<'a> Checker<'a> {
         Checker { gpu, rows: Vec::new(), progress: Box::new(progress) }
     }
 
-    /// Compare `got` with `want` (same number of elements) and record the row.
+    /// Compare `got` with `want` (same number of elements) and record the row. (Each argument is
+    /// one column of the row it makes; a struct for them would only be built to be taken apart.)
+    #[allow(clippy::too_many_arguments)]
     pub fn compare(&mut self, kernel: &str, case: &str, against: &'static str, got: &Tensor, want: &[f64], metric: Metric, tolerance: f64) -> Result<()> {
         if got.numel() != want.len() {
             return Err(Error::invalid(kernel, format!("{case}: {} values, the yardstick has {}", got.numel(), want.len())));

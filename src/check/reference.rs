@@ -17,10 +17,13 @@ const PRODUCT: f64 = 1e-5;
 const ROWWISE: f64 = 1e-5;
 const ATTENTION: f64 = 2e-5;
 
+/// A group of comparisons run together (one kernel family).
+type Group = fn(&mut Checker) -> Result<()>;
+
 /// Every f64 check; `rows_only`: just the row kernels (for a device opened without subgroups).
 /// A group whose kernels fail to run is one failed row; the others still run.
 pub fn check_all(c: &mut Checker, rows_only: bool) {
-    let mut groups: Vec<(&str, fn(&mut Checker) -> Result<()>)> = vec![("softmax", softmax_rows), ("layernorm", layernorm_rows), ("cross_entropy", cross_entropy_rows)];
+    let mut groups: Vec<(&str, Group)> = vec![("softmax", softmax_rows), ("layernorm", layernorm_rows), ("cross_entropy", cross_entropy_rows)];
     if !rows_only {
         groups.insert(0, ("matmul", matmul_layouts));
         groups.push(("attention", fused_attention));

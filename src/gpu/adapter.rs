@@ -147,6 +147,7 @@ impl Gpu {
                 launches: Mutex::new(HashMap::new()),
                 turns: gl.then(Arc::default),
                 wgsl_dir: Mutex::default(),
+                choices: Mutex::default(),
             }),
         })
     }

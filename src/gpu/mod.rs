@@ -25,6 +25,7 @@ mod pipelines;
 mod profile;
 mod readback;
 mod shader;
+mod tuning;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -36,6 +37,7 @@ pub use adapter::{backends_from_env, list_adapters, AdapterReport};
 pub use memory::GpuBuffer;
 pub use profile::{KernelTime, Profile, TimingMethod};
 pub(crate) use shader::wgsl_shader;
+pub use tuning::KernelChoices;
 pub use shader::{Access, Bind, Constants, LaunchRecord, ParamType, Params, Shader, WG_1D};
 
 use crate::error::{Error, Result};
@@ -70,6 +72,8 @@ struct GpuInner {
     turns: Option<Arc<gl_turns::Turns>>,
     /// Where to read the WGSL from instead of the embedded copies (`vpt check --wgsl-dir`).
     wgsl_dir: Mutex<Option<std::path::PathBuf>>,
+    /// Kernel choices measured by `vpt tune` (`tuning.rs`), once loaded.
+    choices: Mutex<Option<tuning::KernelChoices>>,
 }
 
 /// The commands recorded since the last submit.
@@ -262,6 +266,7 @@ impl Gpu {
     pub fn reopen_without(&self, without: wgpu::Features) -> Result<Gpu> {
         let gpu = Gpu::from_adapter_without(self.inner.adapter.clone(), without)?;
         *gpu.inner.wgsl_dir.lock().unwrap() = self.inner.wgsl_dir.lock().unwrap().clone();
+        *gpu.inner.choices.lock().unwrap() = self.inner.choices.lock().unwrap().clone();
         Ok(gpu)
     }
     /// Does this device run subgroup operations (the row kernels' subgroup reductions)?

@@ -93,7 +93,13 @@ impl MatmulKernel {
     /// or N is small enough that the larger tiles would be mostly padding (a 32-row classifier
     /// head) the smaller ones finish first. On a GPU, `Tiled`, the kernel built for GPU memory;
     /// run `vpt bench` to check yours.
+    ///
+    /// Where `vpt tune` measured this shape on this adapter (its cache in use, see
+    /// `gpu/tuning.rs`), the kernel it found fastest instead of any of this.
     pub fn best_for(gpu: &Gpu, m: usize, n: usize, k: usize, opts: MatmulOptions) -> MatmulKernel {
+        if let Some(kernel) = gpu.choice(&Self::tune_key(m, n, k, opts)).and_then(|name| Self::by_name(&name)) {
+            return kernel;
+        }
         if gpu.info().device_type != wgpu::DeviceType::Cpu {
             return MatmulKernel::Tiled;
         }
@@ -115,6 +121,18 @@ impl MatmulKernel {
             }
         }
         best.0
+    }
+
+    /// The kernel called `name` (see [`MatmulKernel::name`]).
+    pub fn by_name(name: &str) -> Option<MatmulKernel> {
+        MatmulKernel::ALL.into_iter().find(|k| k.name() == name)
+    }
+
+    /// The key of op(A) [M, K] · op(B) [K, N] in layout `opts` among `vpt tune`'s choices:
+    /// "matmul 1976x2304x768 nt" (M×N×K; n/t: op(A), op(B) stored as is / transposed).
+    pub fn tune_key(m: usize, n: usize, k: usize, opts: MatmulOptions) -> String {
+        let t = |yes: bool| if yes { 't' } else { 'n' };
+        format!("matmul {m}x{n}x{k} {}{}", t(opts.trans_a), t(opts.trans_b))
     }
 
     /// The WGSL entry point in `wgsl/matmul.wgsl` (dispatch counts and profiles name it).

@@ -43,12 +43,18 @@ pub const ALL_SHADERS: &[&Shader] = &[
     &tokens::SHADER,
 ];
 
+/// The key of the row kernels' reduction among `vpt tune`'s choices, and its two values.
+pub const ROW_REDUCE_KEY: &str = "row_reduce";
+pub const ROW_REDUCE_SUBGROUPS: &str = "subgroups";
+pub const ROW_REDUCE_WORKGROUP: &str = "workgroup";
+
 /// Which build of a row-reducing family (softmax, layernorm, cross-entropy) to launch: the one
 /// reducing with subgroup operations (`wgsl/lib/row_reduce_subgroup.wgsl`) where the device was
 /// opened with `SUBGROUP`, else the one reducing through workgroup memory
-/// (`wgsl/lib/row_reduce.wgsl`). Fixed per device, so the same device always runs the same code.
+/// (`wgsl/lib/row_reduce.wgsl`), unless `vpt tune` measured the workgroup build faster on this
+/// adapter ([`ROW_REDUCE_KEY`]). Fixed per device, so the same device always runs the same code.
 pub(crate) fn row_reduce_shader(gpu: &Gpu, workgroup: &'static Shader, subgroup: &'static Shader) -> &'static Shader {
-    if gpu.features().contains(subgroup.needs) {
+    if gpu.features().contains(subgroup.needs) && gpu.choice(ROW_REDUCE_KEY).as_deref() != Some(ROW_REDUCE_WORKGROUP) {
         subgroup
     } else {
         workgroup

@@ -1,0 +1,44 @@
+#!/usr/bin/env bash
+# One script for a machine with a real GPU: prove the kernels correct there, measure which
+# variants win there, and time a ViT-B/16 training step, all into one JSON file.
+#
+#   bash benches/gpu.sh [OUT.json] [BATCH]      (defaults: gpu-report.json, 32)
+#
+# Steps: `vpt check` (every kernel against PyTorch fixtures and f64; the script stops if any
+# fails), `vpt tune` at the ViT-B/16 preset (writes this adapter's tune cache, which the bench then
+# uses), then `vpt bench --preset vit-b --json` with and without fused attention. Set PEAK_GFLOPS
+# to the adapter's FP32 peak (data sheet) for a "% of peak" per matmul. Only f32: the engine has
+# no f16 path yet. WGPU_BACKEND picks the API (vulkan, metal, dx12, gl).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+out="${1:-gpu-report.json}"
+batch="${2:-32}"
+work="$(mktemp -d)"
+trap 'rm -rf "$work"' EXIT
+
+cargo build --release --quiet
+vpt=target/release/vpt
+peak=()
+[ -n "${PEAK_GFLOPS:-}" ] && peak=(--peak-gflops "$PEAK_GFLOPS")
+
+"$vpt" info > "$work/info.txt"
+echo "== vpt check"; "$vpt" check | tee "$work/check.txt" | tail -n 1
+echo "== vpt tune --preset vit-b --batch $batch"; "$vpt" tune --preset vit-b --batch "$batch" | tee "$work/tune.txt"
+echo "== vpt bench --preset vit-b --batch $batch"
+"$vpt" bench --preset vit-b --batch "$batch" --json "${peak[@]}" > "$work/bench.json"
+"$vpt" bench --preset vit-b --batch "$batch" --json --attention unfused --filter "train step" > "$work/bench_unfused.json"
+
+# One JSON: the text outputs as strings, the benchmarks as they are.
+python3 - "$work" "$out" <<'PY'
+import json, sys, pathlib
+work, out = pathlib.Path(sys.argv[1]), sys.argv[2]
+report = {
+    "info": (work / "info.txt").read_text(),
+    "check": (work / "check.txt").read_text(),
+    "tune": (work / "tune.txt").read_text(),
+    "bench": json.loads((work / "bench.json").read_text()),
+    "bench_unfused_attention_step": json.loads((work / "bench_unfused.json").read_text()),
+}
+pathlib.Path(out).write_text(json.dumps(report, indent=1) + "\n")
+print(f"wrote {out}")
+PY

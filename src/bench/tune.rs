@@ -1,0 +1,83 @@
+//! `vpt tune`: time every candidate of each kernel choice at the shapes of one training step on
+//! this adapter, keep the fastest, and write them to the adapter's tune cache
+//! (`gpu/tuning.rs`), which every later command reads when it opens the device.
+//!
+//! The choices: the matmul kernel per shape and layout (every kernel but `naive`, the readable
+//! reference), and the row kernels' reduction (subgroups or workgroup memory, by the total of
+//! their cases, where the adapter has subgroups). A choice with one candidate measured is not
+//! written: the fixed rule stays. Attention's path is not tuned: the fused kernels are taken for
+//! the memory they save (no [B, H, T, T]), and `vpt bench` shows what they cost in time.
+
+use std::collections::BTreeMap;
+
+use super::{run, BenchOptions, BenchResult};
+use crate::error::{Error, Result};
+use crate::gpu::{Gpu, KernelChoices};
+use crate::kernels::matmul::MatmulKernel;
+
+/// One choice as measured: each candidate's time (median ms, summed over the choice's cases).
+#[derive(Clone, Debug)]
+pub struct Measured {
+    pub key: String,
+    /// (candidate, ms), fastest first.
+    pub candidates: Vec<(String, f64)>,
+}
+
+impl Measured {
+    pub fn winner(&self) -> &str {
+        &self.candidates[0].0
+    }
+
+    /// "matmul 1976x2304x768 nt   reg32x8 12.1 ms  (reg16x8 13.0, gpu64x64 40.2, …)"
+    pub fn line(&self) -> String {
+        let (best, best_ms) = &self.candidates[0];
+        let others: Vec<String> = self.candidates[1..].iter().map(|(name, ms)| format!("{name} {ms:.3}")).collect();
+        format!("{:<32} {best:<12} {best_ms:>9.3} ms   ({})", self.key, others.join(", "))
+    }
+}
+
+/// Time every candidate at `options.shape` on `gpu` (`progress` sees each case as it finishes),
+/// and return the choices with what was measured.
+pub fn tune(gpu: &Gpu, options: &BenchOptions, progress: impl FnMut(&BenchResult)) -> Result<(KernelChoices, Vec<Measured>)> {
+    let options = BenchOptions {
+        matmul_kernels: MatmulKernel::ALL.into_iter().filter(|k| *k != MatmulKernel::Naive).collect(),
+        train_step: false,
+        ..options.clone()
+    };
+    let report = run(gpu, &options, progress)?;
+    // Per key, per candidate: the sum of the medians of its cases.
+    let mut totals: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
+    for r in &report.results {
+        if let Some(t) = &r.tune {
+            *totals.entry(t.key.clone()).or_default().entry(t.value.clone()).or_default() += r.median_ms;
+        }
+    }
+    let mut measured = Vec::new();
+    let s = &options.shape;
+    let mut choices = KernelChoices::for_gpu(gpu, &format!("ViT {}×{} at batch {}, {} prompts, {} reps", s.vit.img_size.0, s.vit.img_size.1, s.batch, s.prompts, options.reps));
+    for (key, candidates) in totals {
+        if candidates.len() < 2 {
+            continue;
+        }
+        let mut candidates: Vec<(String, f64)> = candidates.into_iter().collect();
+        candidates.sort_by(|a, b| a.1.total_cmp(&b.1));
+        let m = Measured { key: key.clone(), candidates };
+        choices.choices.insert(key, m.winner().to_string());
+        measured.push(m);
+    }
+    if measured.is_empty() {
+        return Err(Error::invalid("--filter", format!("{:?} leaves no choice with two candidates to compare", options.filter.join(","))));
+    }
+    Ok((choices, measured))
+}
+
+/// Write `choices` to `gpu`'s tune cache (atomically: a reader never sees half a file) and
+/// return the path.
+pub fn write_cache(gpu: &Gpu, choices: &KernelChoices) -> Result<std::path::PathBuf> {
+    let path = gpu.tune_cache_path().ok_or_else(|| Error::invalid("tune", "no cache folder on this system: set VPT_CACHE_DIR to a folder for the tune cache"))?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| Error::invalid("tune", format!("cannot create {}: {e}; set VPT_CACHE_DIR to a writable folder", dir.display())))?;
+    }
+    crate::io::write_atomically(&path, choices.to_json().as_bytes())?;
+    Ok(path)
+}
