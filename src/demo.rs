@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::model::block::BlockPlan;
+use crate::model::vit::Precision;
 use crate::train::fit::{fit, Depth, EpochSummary, Observer, TrainConfig};
 use crate::train::Optimizer;
 use crate::gpu::Gpu;
@@ -29,7 +30,7 @@ pub const VARIANTS: [&str; 3] = ["linear", "shallow", "deep"];
 
 /// Train the three variants from `dir` (fixtures/demo) into `out_dir`. `epochs` overrides the
 /// reference recipe's (for a quick look); the comparison is only like for like without it.
-pub fn run_demo(gpu: &Gpu, dir: &Path, out_dir: &Path, epochs: Option<usize>, observer: &mut dyn Observer) -> Result<Vec<DemoRow>> {
+pub fn run_demo(gpu: &Gpu, dir: &Path, out_dir: &Path, epochs: Option<usize>, precision: Precision, observer: &mut dyn Observer) -> Result<Vec<DemoRow>> {
     let reference_path = dir.join("pytorch_reference.json");
     if !reference_path.is_file() {
         return Err(Error::invalid("--dir", format!("{:?} is not a demo folder (it has no pytorch_reference.json); leave --dir out to use the bundled demo", dir.display().to_string())));
@@ -46,7 +47,7 @@ pub fn run_demo(gpu: &Gpu, dir: &Path, out_dir: &Path, epochs: Option<usize>, ob
     let mut rows = Vec::new();
     for variant in VARIANTS {
         let v = &reference["variants"][variant];
-        let cfg = variant_config(dir, out_dir, variant, v, epochs).map_err(|msg| Error::Format { path: reference_path.display().to_string(), msg })?;
+        let cfg = variant_config(dir, out_dir, variant, v, epochs, precision).map_err(|msg| Error::Format { path: reference_path.display().to_string(), msg })?;
         observer.start(&format!("— {variant}: {} prompts × {} layers, base lr {}, {} epochs —", cfg.num_prompts, depth_of(v), cfg.base_lr, cfg.epochs));
         let ours = fit(gpu, &cfg, observer)?;
         let seeds = &v["test_top1_over_seeds"];
@@ -87,7 +88,7 @@ fn depth_of(v: &Value) -> usize {
 }
 
 /// The reference's recipe for one variant as a `vpt train` configuration.
-fn variant_config(dir: &Path, out_dir: &Path, variant: &str, v: &Value, epochs: Option<usize>) -> std::result::Result<TrainConfig, String> {
+fn variant_config(dir: &Path, out_dir: &Path, variant: &str, v: &Value, epochs: Option<usize>, precision: Precision) -> std::result::Result<TrainConfig, String> {
     let hp = &v["hyperparameters"];
     let num = |key: &str| hp[key].as_f64().ok_or_else(|| format!("variants.{variant}.hyperparameters.{key} is missing"));
     let steps_per_epoch = num("steps_per_epoch")?.max(1.0);
@@ -118,6 +119,7 @@ fn variant_config(dir: &Path, out_dir: &Path, variant: &str, v: &Value, epochs: 
         // (`claim_out_dir` has made sure that is all there is to replace).
         force: true,
         plan: BlockPlan::default(),
+        precision,
     })
 }
 

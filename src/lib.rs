@@ -33,4 +33,4 @@ pub mod train;
 
 pub use error::{Error, Result};
 pub use gpu::Gpu;
-pub use tensor::{Labels, Tensor};
+pub use tensor::{DType, Labels, Tensor};

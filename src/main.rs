@@ -14,7 +14,7 @@ use vpt_wgsl::bench::{BenchOptions, Preset};
 use vpt_wgsl::gpu::{backends_from_env, list_adapters, AdapterReport, TimingMethod};
 use vpt_wgsl::io::TensorFile;
 use vpt_wgsl::model::block::{AttentionChoice, BlockPlan, Recompute};
-use vpt_wgsl::model::vit::{LoadOptions, StateDict, Vit};
+use vpt_wgsl::model::vit::{LoadOptions, Precision, StateDict, Vit};
 use vpt_wgsl::model::vpt::{self, Pool, VptTask};
 use vpt_wgsl::train::data::{default_resize, ImageFolder, Normalization, Transform};
 use vpt_wgsl::train::fit::{self, Depth, TrainConfig};
@@ -69,6 +69,8 @@ enum Command {
         /// Override the reference recipe's epochs (then the comparison is no longer like for like).
         #[arg(long)]
         epochs: Option<usize>,
+        #[command(flatten)]
+        precision: PrecisionArg,
     },
     /// Prompt-tune the backbone on a folder of images (one sub-folder per class).
     Train(TrainArgs),
@@ -106,6 +108,8 @@ enum Command {
         batch: usize,
         #[arg(long)]
         num_heads: Option<usize>,
+        #[command(flatten)]
+        precision: PrecisionArg,
     },
     /// Top-k classes for images, from one or more tasks served by one backbone in one batch.
     Predict {
@@ -120,6 +124,8 @@ enum Command {
         batch: usize,
         #[arg(long)]
         num_heads: Option<usize>,
+        #[command(flatten)]
+        precision: PrecisionArg,
         /// Image files (JPEG or PNG).
         #[arg(required = true, value_parser = non_empty_path)]
         images: Vec<PathBuf>,
@@ -207,6 +213,8 @@ struct TrainArgs {
     force: bool,
     #[command(flatten)]
     plan: PlanArgs,
+    #[command(flatten)]
+    precision: PrecisionArg,
 }
 
 
@@ -243,6 +251,10 @@ struct BenchArgs {
     /// The adapter's FP32 peak in GFLOP/s (from its maker's data sheet): adds a "% peak" column.
     #[arg(long, value_parser = positive_f64)]
     peak_gflops: Option<f64>,
+    /// How the weights are stored in the linear layers' matmuls and the timed training step:
+    /// `f32`, or `f16` (read widened to f32).
+    #[command(flatten)]
+    precision: PrecisionArg,
 }
 
 /// The flags of `vpt tune`.
@@ -338,6 +350,7 @@ impl BenchArgs {
             train_step: true,
             plan: self.plan.plan(),
             peak_gflops: self.peak_gflops,
+            precision: self.precision.precision,
             ..BenchOptions::new(preset.shape(self.batch))
         }
     }
@@ -381,6 +394,16 @@ impl PlanArgs {
     }
 }
 
+/// `--precision`, on every command that loads a backbone.
+#[derive(clap::Args, Clone, Copy, Debug)]
+struct PrecisionArg {
+    /// How the frozen weights are stored on the GPU: `f32`, or `f16` (half the memory for the
+    /// large weights, read widened to f32 so every sum stays f32; needs an adapter with
+    /// SHADER_F16, see `vpt info`).
+    #[arg(long, default_value = "f32", value_parser = clap::value_parser!(Precision))]
+    precision: Precision,
+}
+
 /// The file `grad` and `forward` write.
 #[derive(clap::Args)]
 struct Output {
@@ -406,6 +429,8 @@ struct ModelInputs {
     /// Attention heads, when the checkpoint's metadata has neither `num_heads` nor `preset`.
     #[arg(long)]
     num_heads: Option<usize>,
+    #[command(flatten)]
+    precision: PrecisionArg,
 }
 
 fn main() -> ExitCode {
@@ -415,9 +440,9 @@ fn main() -> ExitCode {
         Command::Grad { inputs, output, plan } => grad(&inputs, &output, plan.plan()),
         Command::Forward { inputs, output } => forward(&inputs, &output),
         Command::Train(args) => train(args),
-        Command::Demo { dir, out_dir, epochs } => demo(dir, &out_dir, epochs),
-        Command::Eval { model, task, data, batch, num_heads } => eval(&model, &task, &data, batch, num_heads),
-        Command::Predict { model, tasks, top_k, batch, num_heads, images } => predict(&model, &tasks, top_k, batch, num_heads, &images),
+        Command::Demo { dir, out_dir, epochs, precision } => demo(dir, &out_dir, epochs, precision.precision),
+        Command::Eval { model, task, data, batch, num_heads, precision } => eval(&model, &task, &data, batch, num_heads, precision.precision),
+        Command::Predict { model, tasks, top_k, batch, num_heads, precision, images } => predict(&model, &tasks, top_k, batch, num_heads, precision.precision, &images),
         Command::Bench(args) => bench(&args),
         Command::Tune(args) => tune(&args),
         Command::Check { backend, wgsl_dir } => check(backend, wgsl_dir.as_deref()),
@@ -476,7 +501,7 @@ fn load_inputs(gpu: &Gpu, inputs: &ModelInputs) -> Result<(Vit, VptTask, Tensor,
             ));
         }
     }
-    let vit = Vit::from_state_dict(gpu, &sd, &LoadOptions { num_heads: inputs.num_heads, img_size: Some(img_size), size_from: Some(format!("the images of --batch {}", inputs.batch)) })?;
+    let vit = Vit::from_state_dict(gpu, &sd, &LoadOptions { num_heads: inputs.num_heads, precision: inputs.precision.precision, img_size: Some(img_size), size_from: Some(format!("the images of --batch {}", inputs.batch)) })?;
     task.check_against(&vit)?;
     Ok((vit, task, images, labels))
 }
@@ -547,6 +572,7 @@ fn train(a: TrainArgs) -> Result<()> {
         resume: a.resume,
         force: a.force,
         plan: a.plan.plan(),
+        precision: a.precision.precision,
     };
     let gpu = open_gpu(None)?;
     let mut bar = ProgressBar::new().stopping_on_ctrl_c();
@@ -556,12 +582,12 @@ fn train(a: TrainArgs) -> Result<()> {
     Ok(())
 }
 
-fn demo(dir: Option<PathBuf>, out_dir: &std::path::Path, epochs: Option<usize>) -> Result<()> {
+fn demo(dir: Option<PathBuf>, out_dir: &std::path::Path, epochs: Option<usize>, precision: Precision) -> Result<()> {
     let gpu = open_gpu(None)?;
     let dir = dir.unwrap_or_else(vpt_wgsl::demo::default_dir);
     let start = std::time::Instant::now();
     let mut bar = ProgressBar::new();
-    let rows = vpt_wgsl::demo::run_demo(&gpu, &dir, out_dir, epochs, &mut bar)?;
+    let rows = vpt_wgsl::demo::run_demo(&gpu, &dir, out_dir, epochs, precision, &mut bar)?;
     bar.finish();
     print!("{}", vpt_wgsl::demo::format_table(&rows));
     println!("\nbackbone pretrained on digits 0–4, tuned on digits 5–9 (test: {}), on {} in {:.0} s",
@@ -570,9 +596,9 @@ fn demo(dir: Option<PathBuf>, out_dir: &std::path::Path, epochs: Option<usize>) 
 }
 
 /// A backbone plus tasks checked to belong to it.
-fn load_tasks(gpu: &Gpu, model: &str, tasks: &[String], num_heads: Option<usize>) -> Result<(Vit, Vec<TaskFile>)> {
+fn load_tasks(gpu: &Gpu, model: &str, tasks: &[String], num_heads: Option<usize>, precision: Precision) -> Result<(Vit, Vec<TaskFile>)> {
     let first = TaskFile::read(gpu, &tasks[0])?;
-    let opts = LoadOptions { num_heads, img_size: Some(first.img_size), size_from: Some(format!("the task {}", tasks[0])) };
+    let opts = LoadOptions { num_heads, precision, img_size: Some(first.img_size), size_from: Some(format!("the task {}", tasks[0])) };
     let (vit, fingerprint, _) = fit::load_backbone(gpu, model, &opts)?;
     let mut files = vec![first];
     for path in &tasks[1..] {
@@ -584,9 +610,9 @@ fn load_tasks(gpu: &Gpu, model: &str, tasks: &[String], num_heads: Option<usize>
     Ok((vit, files))
 }
 
-fn eval(model: &str, task: &str, data: &std::path::Path, batch: usize, num_heads: Option<usize>) -> Result<()> {
+fn eval(model: &str, task: &str, data: &std::path::Path, batch: usize, num_heads: Option<usize>, precision: Precision) -> Result<()> {
     let gpu = open_gpu(None)?;
-    let (vit, files) = load_tasks(&gpu, model, &[task.to_string()], num_heads)?;
+    let (vit, files) = load_tasks(&gpu, model, &[task.to_string()], num_heads, precision)?;
     let t = &files[0];
     let folder = ImageFolder::scan_with_classes(data, &t.classes)?;
     if !folder.skipped.is_empty() {
@@ -601,9 +627,9 @@ fn eval(model: &str, task: &str, data: &std::path::Path, batch: usize, num_heads
     Ok(())
 }
 
-fn predict(model: &str, tasks: &[String], top_k: usize, batch: usize, num_heads: Option<usize>, images: &[PathBuf]) -> Result<()> {
+fn predict(model: &str, tasks: &[String], top_k: usize, batch: usize, num_heads: Option<usize>, precision: Precision, images: &[PathBuf]) -> Result<()> {
     let gpu = open_gpu(None)?;
-    let (vit, files) = load_tasks(&gpu, model, tasks, num_heads)?;
+    let (vit, files) = load_tasks(&gpu, model, tasks, num_heads, precision)?;
     let results = vpt_wgsl::train::predict::predict(&gpu, &vit, &files, images, top_k, batch)?;
     for (image, per_task) in images.iter().zip(results) {
         println!("{}", image.display());

@@ -3,6 +3,11 @@
 //! Tensors are immutable values: every op returns a new tensor, and `reshape` shares the buffer.
 //! The only ops that write into an existing tensor are the optimizer updates, which say so.
 //! Host data in f16 or bf16 (as checkpoints often store it) is widened to f32 on upload.
+//!
+//! One exception to f32: a frozen weight under `--precision f16` is stored as f16
+//! ([`Tensor::from_f16_stored`], [`DType::F16`]), half the memory. Only a matmul's B operand may
+//! be one (the launch checks every binding: `Gpu::dispatch`), and it reads each value widened to
+//! f32. Every op's output is f32.
 
 use std::sync::Arc;
 
@@ -10,6 +15,14 @@ use half::{bf16, f16};
 
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, GpuBuffer};
+
+/// How a tensor's values are stored on the GPU.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DType {
+    F32,
+    /// Half precision: frozen weights under `--precision f16` only.
+    F16,
+}
 
 #[derive(Clone)]
 pub struct Tensor {
@@ -61,6 +74,23 @@ impl Tensor {
         Tensor::from_slice(gpu, shape, &wide)
     }
 
+    /// Upload values stored as f16 on the GPU (rounded to nearest): a frozen weight under
+    /// `--precision f16`. An error where the adapter lacks SHADER_F16.
+    pub fn from_f16_stored(gpu: &Gpu, shape: &[usize], data: &[f32]) -> Result<Tensor> {
+        let n = numel_of("Tensor::from_f16_stored", shape)?;
+        if data.len() != n {
+            return Err(Error::shape("Tensor::from_f16_stored", format!("shape {shape:?} holds {n} elements but {} values were given", data.len())));
+        }
+        let half: Vec<f16> = data.iter().map(|&v| f16::from_f32(v)).collect();
+        let buffer = gpu.alloc_init_f16(&format!("f16 tensor {shape:?}"), &half)?;
+        Ok(Tensor { gpu: gpu.clone(), buffer: Arc::new(buffer), shape: shape.to_vec() })
+    }
+
+    /// How the values are stored.
+    pub fn dtype(&self) -> DType {
+        if self.buffer.holds_f16() { DType::F16 } else { DType::F32 }
+    }
+
     /// A tensor of zeros (fresh wgpu buffers are zero-filled, so this uploads nothing).
     pub fn zeros(gpu: &Gpu, shape: &[usize]) -> Result<Tensor> {
         let n = numel_of("Tensor::zeros", shape)?;
@@ -77,6 +107,12 @@ impl Tensor {
 
     /// Download to the host (waits for every pending kernel).
     pub fn to_vec(&self) -> Result<Vec<f32>> {
+        if self.dtype() == DType::F16 {
+            // Buffers are whole 4-byte words: an odd count of halves has one of padding.
+            let bytes = self.gpu.read(&self.buffer, (self.numel() as u64 * 2).next_multiple_of(4))?;
+            let half: Vec<f16> = bytemuck::pod_collect_to_vec(&bytes);
+            return Ok(half[..self.numel()].iter().map(|v| v.to_f32()).collect());
+        }
         let bytes = self.gpu.read(&self.buffer, self.numel() as u64 * 4)?;
         Ok(bytemuck::pod_collect_to_vec(&bytes))
     }
@@ -132,10 +168,14 @@ impl Tensor {
     /// Overwrite this tensor's values with `src`'s (same shape), in place: for restoring saved
     /// training state into tensors an optimizer updates.
     pub fn copy_from(&self, src: &Tensor) -> Result<()> {
-        if src.shape != self.shape || !self.gpu.same_device(&src.gpu) {
-            return Err(Error::shape("Tensor::copy_from", format!("cannot copy {:?} into {:?}", src.shape, self.shape)));
+        if src.shape != self.shape || !self.gpu.same_device(&src.gpu) || src.dtype() != self.dtype() {
+            return Err(Error::shape("Tensor::copy_from", format!("cannot copy {:?} {:?} into {:?} {:?}", src.shape, src.dtype(), self.shape, self.dtype())));
         }
-        self.gpu.copy(&src.buffer, &self.buffer, self.numel() as u64 * 4)
+        let bytes = match self.dtype() {
+            DType::F32 => self.numel() as u64 * 4,
+            DType::F16 => (self.numel() as u64 * 2).next_multiple_of(4),
+        };
+        self.gpu.copy(&src.buffer, &self.buffer, bytes)
     }
 
     /// An op's output: a zeroed tensor on the same device.

@@ -9,7 +9,7 @@ use vpt_wgsl::gpu::TimingMethod;
 use vpt_wgsl::kernels::gelu::gelu_forward;
 use vpt_wgsl::kernels::matmul::{matmul_forward_with, MatmulKernel, MatmulOptions};
 use vpt_wgsl::model::block::{AttentionChoice, BlockPlan, Recompute};
-use vpt_wgsl::model::vit::VitConfig;
+use vpt_wgsl::model::vit::{Precision, VitConfig};
 use vpt_wgsl::{Gpu, Tensor};
 
 /// A device of this test's own: a profile times every launch on its device, so tests running in
@@ -73,9 +73,17 @@ fn suite_measures_every_kernel_and_variant_and_writes_json() {
     let report = bench::run(&gpu, &options, |_| streamed += 1).unwrap();
 
     // 14 matmuls of a step and the 2 with a fused GELU epilogue, with each kernel; LayerNorm,
-    // add + LayerNorm, softmax, GELU, cross-entropy both ways; attention fused and unfused both ways.
+    // add + LayerNorm, softmax, GELU, cross-entropy both ways; attention fused and unfused both
+    // ways; the 8 row-kernel cases again without subgroups where the adapter has them.
     let matmuls = ["qkv", "proj", "fc1", "fc2"].len() * 2 + 6 + 2;
-    assert_eq!(report.results.len(), matmuls * MatmulKernel::ALL.len() + 10 + 4);
+    let without_subgroups = if gpu.has_subgroups() { 8 } else { 0 };
+    assert_eq!(report.results.len(), matmuls * MatmulKernel::ALL.len() + 10 + 4 + without_subgroups);
+    if gpu.has_subgroups() {
+        for kernel in ["layernorm fwd", "add_layernorm bwd", "softmax fwd", "cross_entropy bwd"] {
+            let variants: Vec<&str> = report.results.iter().filter(|r| r.kernel == kernel).map(|r| r.variant.as_str()).collect();
+            assert!(variants.len() == 2 && variants[0].ends_with(" (subgroups)") && !variants[1].ends_with(" (subgroups)"), "{kernel}: {variants:?}");
+        }
+    }
     assert_eq!(streamed, report.results.len());
     for kernel in MatmulKernel::ALL {
         let n = report.results.iter().filter(|r| r.kernel.starts_with("matmul") && r.variant == kernel.name()).count();
@@ -102,7 +110,7 @@ fn suite_measures_every_kernel_and_variant_and_writes_json() {
             assert!(r.gflops.is_none(), "{r:?}");
         }
     }
-    let ce = report.results.iter().find(|r| r.kernel == "cross_entropy fwd").unwrap();
+    let ce = report.results.iter().rfind(|r| r.kernel == "cross_entropy fwd").unwrap();
     assert_eq!(ce.variant, "cross_entropy_forward+mean_forward");
     assert_eq!(ce.shape, "[2,3]");
 
@@ -181,16 +189,25 @@ fn cli_errors_exit_non_zero() {
 fn train_step_benchmark_times_a_real_step() {
     let gpu = vpt_wgsl::Gpu::new().unwrap_or_else(|e| panic!("{e}"));
     let shape = StepShape { vit: VitConfig { depth: 2, ..toy_vit() }, prompts: 2, ..toy_shape() };
-    let t = bench::train_step(&gpu, &shape, BlockPlan::default(), 1).unwrap();
+    let t = bench::train_step(&gpu, &shape, BlockPlan::default(), Precision::F32, 1).unwrap();
     assert!(t.images_per_second > 0.0 && t.forward_ms > 0.0 && t.backward_ms > 0.0 && t.optimizer_ms > 0.0, "{t:?}");
     // Forward, backward and 3 SGD updates: dozens of launches, and at least the 3 updates.
     assert!(t.dispatches > 20, "{t:?}");
     assert!(t.peak_bytes > t.weight_bytes && t.weight_bytes > 0, "{t:?}");
     assert!(bench::train_step_text(&t).contains("images/s"));
     // Recomputing every block keeps only the blocks' inputs for the backward.
-    let light = bench::train_step(&gpu, &shape, BlockPlan { attention: AttentionChoice::Fused, recompute: Recompute::Block, max_images: None }, 1).unwrap();
+    let light = bench::train_step(&gpu, &shape, BlockPlan { attention: AttentionChoice::Fused, recompute: Recompute::Block, max_images: None }, Precision::F32, 1).unwrap();
     assert!(light.kept_bytes < t.kept_bytes && light.description.contains("fused attention, recompute block"), "{light:?} vs {t:?}");
+    // f16 weights: the same step on half the weight memory (biases and norms stay f32), where
+    // the adapter has SHADER_F16; a clear error where it has not.
+    let half = bench::train_step(&gpu, &shape, BlockPlan::default(), Precision::F16, 1);
+    if gpu.features().contains(wgpu::Features::SHADER_F16) {
+        let half = half.unwrap();
+        assert!(half.weight_bytes < t.weight_bytes * 3 / 4 && half.description.contains("f16 weights"), "{half:?} vs {t:?}");
+    } else {
+        assert!(half.unwrap_err().to_string().contains("SHADER_F16"));
+    }
     // An image smaller than one patch is an error, not a panic.
     let bad = StepShape { vit: VitConfig { img_size: (2, 8), ..shape.vit.clone() }, ..shape };
-    assert!(bench::train_step(&gpu, &bad, BlockPlan::default(), 1).unwrap_err().to_string().contains("smaller than one"));
+    assert!(bench::train_step(&gpu, &bad, BlockPlan::default(), Precision::F32, 1).unwrap_err().to_string().contains("smaller than one"));
 }

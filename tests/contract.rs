@@ -141,6 +141,15 @@ fn launch_every_kernel(gpu: &Gpu) -> Result<()> {
         matmul::matmul_gelu_grad_with(kernel, &x, &weight, MatmulOptions::default(), &fused.pre)?;
     }
     matmul::matmul_backward(&x, &weight, &x, linear, MatmulNeed { a: true, b: true, bias: true })?;
+    // The build reading B as f16 (a frozen weight under --precision f16), where the adapter has it.
+    if gpu.features().contains(wgpu::Features::SHADER_F16) {
+        let weight16 = Tensor::from_f16_stored(gpu, &[8, 8], &weight.to_vec()?)?;
+        for kernel in MatmulKernel::ALL {
+            matmul::matmul_forward_with(kernel, &x, &weight16, Some(&w), linear)?;
+            let fused = matmul::matmul_gelu_forward_with(kernel, &x, &weight16, Some(&w), linear)?;
+            matmul::matmul_gelu_grad_with(kernel, &x, &weight16, MatmulOptions::default(), &fused.pre)?;
+        }
+    }
     gpu.wait_for_all()
 }
 

@@ -28,14 +28,18 @@ fn parse_and_validate(shader: &Shader) -> (naga::Module, ModuleInfo) {
     (module.into_owned(), info.into_owned())
 }
 
-/// What naga may accept in `shader`: nothing optional, except subgroup operations in a build that
-/// declares it needs them.
+/// What naga may accept in `shader`: nothing optional, except what a build declares it needs
+/// (subgroup operations; f16 values, with the storage buffers of 16-bit values that come with
+/// them).
 fn capabilities(shader: &Shader) -> Capabilities {
+    let mut caps = Capabilities::empty();
     if shader.needs.contains(wgpu::Features::SUBGROUP) {
-        Capabilities::SUBGROUP
-    } else {
-        Capabilities::empty()
+        caps |= Capabilities::SUBGROUP;
     }
+    if shader.needs.contains(wgpu::Features::SHADER_F16) {
+        caps |= Capabilities::SHADER_FLOAT16 | Capabilities::SHADER_FLOAT16_IN_FLOAT32;
+    }
+    caps
 }
 
 #[test]

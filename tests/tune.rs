@@ -33,7 +33,7 @@ fn the_engine_takes_the_choices_in_use() {
     let other = if fixed == MatmulKernel::Tiled { MatmulKernel::Reg4x4 } else { MatmulKernel::Tiled };
     let mut choices = KernelChoices::for_gpu(&gpu, "test");
     choices.choices = BTreeMap::from([
-        (MatmulKernel::tune_key(13, 20, 24, linear), other.name().to_string()),
+        (MatmulKernel::tune_key(13, 20, 24, linear, vpt_wgsl::DType::F32), other.name().to_string()),
         ("row_reduce".to_string(), "workgroup".to_string()),
     ]);
     gpu.use_choices(choices);
@@ -61,6 +61,9 @@ fn tune_writes_the_cache_that_bench_and_info_use() {
     let text = std::fs::read_to_string(&files[0]).unwrap();
     let written = KernelChoices::from_json(&files[0], &text).unwrap();
     let winner = written.choices.get("matmul 60x2304x768 nt").expect("the qkv shape was tuned").clone();
+    if Gpu::new().unwrap().features().contains(wgpu::Features::SHADER_F16) {
+        assert!(written.choices.contains_key("matmul 60x2304x768 nt f16"), "f16 weights are tuned too: {:?}", written.choices);
+    }
 
     let (ok, info, _) = vpt(&["info"], &cache);
     assert!(ok && info.contains(&format!("tune cache: {}", files[0].display())), "{info}");

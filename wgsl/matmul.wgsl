@@ -49,7 +49,8 @@ const EPILOGUE_GELU_GRAD: u32 = 2u;
 
 @group(0) @binding(0) var<uniform> params: Params;
 @group(0) @binding(1) var<storage, read> a: array<f32>;
-@group(0) @binding(2) var<storage, read> b: array<f32>;
+// B (binding 2, and its vec4 view at 6) is declared in wgsl/lib/matmul_b_f32.wgsl or
+// wgsl/lib/matmul_b_f16.wgsl, whichever the launcher prepends; read it with b_value / b_quad4.
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read_write> c: array<f32>;
 // Read-write because the GELU epilogue writes it and the GELU-grad epilogue reads it; without an
@@ -67,9 +68,9 @@ fn a_at(a_base: u32, m: u32, k: u32) -> f32 {
 // op(B)[k, n] of the matrix starting at b_base. Caller checks bounds.
 fn b_at(b_base: u32, k: u32, n: u32) -> f32 {
     if (params.trans_b != 0u) {
-        return b[b_base + n * params.K + k];
+        return b_value(b_base + n * params.K + k);
     }
-    return b[b_base + k * params.N + n];
+    return b_value(b_base + k * params.N + n);
 }
 
 // The value written to C[batch, m, n]: the dot product plus the bias, if any.
@@ -290,10 +291,9 @@ override TRANS_B: bool = false;   // B is stored [N, K]
 override A_VEC4: bool = false;    // A's stored rows are a multiple of 4 long: read quads as vec4
 override B_VEC4: bool = false;    // same for B
 
-// The same buffers as a and b, seen as vec4s (bound only when the *_VEC4 constant is true;
-// otherwise a 16-byte stand-in sits there and is never read).
+// A seen as vec4s (bound only when A_VEC4 is true; otherwise a 16-byte stand-in sits there and
+// is never read). B's view, b4 at binding 6, is declared with b.
 @group(0) @binding(5) var<storage, read> a4: array<vec4<f32>>;
-@group(0) @binding(6) var<storage, read> b4: array<vec4<f32>>;
 
 // Stored A (row-major, `rows` × `cols`, starting at `base`): 4 consecutive values of stored row r
 // from column c, with r and each column clamped into the matrix. With A_VEC4, c is a multiple of 4.
@@ -310,10 +310,10 @@ fn a_quad(base: u32, r: u32, c: u32, rows: u32, cols: u32) -> vec4<f32> {
 fn b_quad(base: u32, r: u32, c: u32, rows: u32, cols: u32) -> vec4<f32> {
     let row = base + min(r, rows - 1u) * cols;
     if (B_VEC4) {
-        return b4[(row + min(c, cols - 4u)) / 4u];
+        return b_quad4((row + min(c, cols - 4u)) / 4u);
     }
     let last = cols - 1u;
-    return vec4<f32>(b[row + min(c, last)], b[row + min(c + 1u, last)], b[row + min(c + 2u, last)], b[row + min(c + 3u, last)]);
+    return vec4<f32>(b_value(row + min(c, last)), b_value(row + min(c + 1u, last)), b_value(row + min(c + 2u, last)), b_value(row + min(c + 3u, last)));
 }
 
 // For the last step of the K loop: zero the values of a quad that runs along K at k ≥ K ...

@@ -2,6 +2,7 @@
 //! random inputs per repetition, timed by [`Gpu::profile_with`].
 
 use super::{BenchOptions, BenchResult, StepShape};
+use crate::model::vit::Precision;
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Profile, TimingMethod};
 use crate::kernels::attention::{attention_backward, attention_forward};
@@ -11,7 +12,7 @@ use crate::kernels::gelu::{gelu_backward, gelu_forward};
 use crate::kernels::layernorm::{add_layernorm_backward, add_layernorm_forward, layernorm_backward, layernorm_forward};
 use crate::kernels::matmul::{matmul_backward, matmul_forward, matmul_forward_with, matmul_gelu_forward_with, matmul_gelu_grad_with, MatmulKernel, MatmulNeed, MatmulOptions};
 use crate::kernels::softmax::{softmax_backward, softmax_forward, softmax_scaled_backward, softmax_scaled_forward};
-use crate::tensor::{Labels, Tensor};
+use crate::tensor::{DType, Labels, Tensor};
 
 /// The op of one repetition, on inputs already uploaded; returns the output to check.
 type Op<'a> = Box<dyn FnOnce() -> Result<Tensor> + 'a>;
@@ -70,10 +71,10 @@ pub struct Tune {
 pub(super) fn cases<'a>(gpu: &'a Gpu, without_subgroups: Option<&'a Gpu>, options: &BenchOptions) -> Vec<Case<'a>> {
     let mut cases = Vec::new();
     for &kernel in &options.matmul_kernels {
-        cases.extend(matmul_cases(gpu, kernel, &options.shape));
+        cases.extend(matmul_cases(gpu, kernel, &options.shape, options.precision));
     }
     let row_kernels = ["layernorm", "softmax", "cross_entropy"];
-    let is_row = |c: &Case| row_kernels.iter().any(|k| c.kernel.starts_with(k));
+    let is_row = |c: &Case| row_kernels.iter().any(|k| c.kernel.contains(k));
     let workgroup_chosen = gpu.choice(ROW_REDUCE_KEY).as_deref() == Some(ROW_REDUCE_WORKGROUP);
     let row_tune = |subgroups: bool| Tune {
         key: ROW_REDUCE_KEY.into(),
@@ -96,25 +97,33 @@ pub(super) fn cases<'a>(gpu: &'a Gpu, without_subgroups: Option<&'a Gpu>, option
 
 /// The step's matmuls with one kernel. VPT freezes the backbone, so the backward needs only the
 /// gradients with respect to activations (dX), never the weights'.
-fn matmul_cases<'a>(gpu: &'a Gpu, kernel: MatmulKernel, s: &StepShape) -> Vec<Case<'a>> {
+///
+/// With `precision` f16 the linear layers' weights (B) are stored as f16, as the training step
+/// stores them; attention's products have no weight and stay f32.
+fn matmul_cases<'a>(gpu: &'a Gpu, kernel: MatmulKernel, s: &StepShape, precision: Precision) -> Vec<Case<'a>> {
     let d = Widths::of(s);
     let rows = d.batch * d.tokens; // every token of every image, as rows of one matrix
     let (t, hd, bh) = (d.tokens, d.dim / d.heads, d.batch * d.heads);
     let nt = MatmulOptions { trans_a: false, trans_b: true };
     let nn = MatmulOptions { trans_a: false, trans_b: false };
     let tn = MatmulOptions { trans_a: true, trans_b: false };
-    let mm = |name: &str, a: Vec<usize>, b: Vec<usize>, opts| matmul_case(gpu, kernel, name, a, b, opts, Epilogue::None);
-    let fused = |name: &str, a: Vec<usize>, b: Vec<usize>, opts, epilogue| matmul_case(gpu, kernel, name, a, b, opts, epilogue);
+    let weight = match precision {
+        Precision::F32 => DType::F32,
+        Precision::F16 => DType::F16,
+    };
+    let linear = |name: &str, a: Vec<usize>, b: Vec<usize>, opts| matmul_case(gpu, kernel, name, a, b, opts, Epilogue::None, weight);
+    let mm = |name: &str, a: Vec<usize>, b: Vec<usize>, opts| matmul_case(gpu, kernel, name, a, b, opts, Epilogue::None, DType::F32);
+    let fused = |name: &str, a: Vec<usize>, b: Vec<usize>, opts, epilogue| matmul_case(gpu, kernel, name, a, b, opts, epilogue, weight);
     vec![
         // Linear layers: X [rows, in] · W [out, in]ᵀ, and dX [rows, in] = dY [rows, out] · W.
-        mm("qkv", vec![rows, d.dim], vec![3 * d.dim, d.dim], nt),
-        mm("qkv dX", vec![rows, 3 * d.dim], vec![3 * d.dim, d.dim], nn),
-        mm("proj", vec![rows, d.dim], vec![d.dim, d.dim], nt),
-        mm("proj dX", vec![rows, d.dim], vec![d.dim, d.dim], nn),
-        mm("fc1", vec![rows, d.dim], vec![d.mlp, d.dim], nt),
-        mm("fc1 dX", vec![rows, d.mlp], vec![d.mlp, d.dim], nn),
-        mm("fc2", vec![rows, d.mlp], vec![d.dim, d.mlp], nt),
-        mm("fc2 dX", vec![rows, d.dim], vec![d.dim, d.mlp], nn),
+        linear("qkv", vec![rows, d.dim], vec![3 * d.dim, d.dim], nt),
+        linear("qkv dX", vec![rows, 3 * d.dim], vec![3 * d.dim, d.dim], nn),
+        linear("proj", vec![rows, d.dim], vec![d.dim, d.dim], nt),
+        linear("proj dX", vec![rows, d.dim], vec![d.dim, d.dim], nn),
+        linear("fc1", vec![rows, d.dim], vec![d.mlp, d.dim], nt),
+        linear("fc1 dX", vec![rows, d.mlp], vec![d.mlp, d.dim], nn),
+        linear("fc2", vec![rows, d.mlp], vec![d.dim, d.mlp], nt),
+        linear("fc2 dX", vec![rows, d.dim], vec![d.dim, d.mlp], nn),
         // What the training step runs instead of fc1 + "gelu fwd" and fc2 dX + "gelu bwd": the same
         // products with GELU, or its derivative at the saved pre-activation, applied as C is stored.
         fused("fc1+gelu", vec![rows, d.dim], vec![d.mlp, d.dim], nt, Epilogue::Gelu),
@@ -140,6 +149,7 @@ enum Epilogue {
     GeluGrad,
 }
 
+#[allow(clippy::too_many_arguments)]
 fn matmul_case<'a>(
     gpu: &'a Gpu,
     kernel: MatmulKernel,
@@ -148,6 +158,7 @@ fn matmul_case<'a>(
     b: Vec<usize>,
     opts: MatmulOptions,
     epilogue: Epilogue,
+    b_stored: DType,
 ) -> Case<'a> {
     // op(A) [batch, M, K] · op(B) [batch, K, N]
     let batch: usize = a[..a.len() - 2].iter().product();
@@ -155,13 +166,18 @@ fn matmul_case<'a>(
     let n = if opts.trans_b { b[b.len() - 2] } else { b[b.len() - 1] };
     let t = |yes: bool| if yes { "^T" } else { "" };
     let c_shape: Vec<usize> = a[..a.len() - 2].iter().copied().chain([m, n]).collect();
+    let f16 = if b_stored == DType::F16 { " (f16 W)" } else { "" };
     Case {
-        kernel: format!("matmul {name}"),
+        kernel: format!("matmul {name}{f16}"),
         variant: Some(kernel.name()),
         shape: format!("{}{} @ {}{}", dims_text(&a), t(opts.trans_a), dims_text(&b), t(opts.trans_b)),
         work: Work::Flops(2.0 * (batch * m * n * k) as f64),
         prepare: Box::new(move |seed| {
-            let (a, b) = (random(gpu, &a, seed, -1.0, 1.0)?, random(gpu, &b, seed + 1, -1.0, 1.0)?);
+            let a = random(gpu, &a, seed, -1.0, 1.0)?;
+            let b = match b_stored {
+                DType::F32 => random(gpu, &b, seed + 1, -1.0, 1.0)?,
+                DType::F16 => Tensor::from_f16_stored(gpu, &b, &random(gpu, &b, seed + 1, -1.0, 1.0)?.to_vec()?)?,
+            };
             let op: Op<'a> = match epilogue {
                 Epilogue::None => Box::new(move || matmul_forward_with(kernel, &a, &b, None, opts)),
                 Epilogue::Gelu => Box::new(move || Ok(matmul_gelu_forward_with(kernel, &a, &b, None, opts)?.y)),
@@ -173,7 +189,7 @@ fn matmul_case<'a>(
             Ok(op)
         }),
         device: None,
-        tune: Some(Tune { key: MatmulKernel::tune_key(m, n, k, opts), value: kernel.name().into(), chosen: MatmulKernel::best_for(gpu, m, n, k, opts) == kernel }),
+        tune: Some(Tune { key: MatmulKernel::tune_key(m, n, k, opts, b_stored), value: kernel.name().into(), chosen: MatmulKernel::best_for_stored(gpu, m, n, k, opts, b_stored) == kernel }),
     }
 }
 

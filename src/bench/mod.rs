@@ -24,7 +24,7 @@ use crate::error::{Error, Result};
 use crate::gpu::{Gpu, TimingMethod};
 use crate::kernels::matmul::MatmulKernel;
 use crate::model::block::BlockPlan;
-use crate::model::vit::{preset, VitConfig};
+use crate::model::vit::{preset, Precision, VitConfig};
 
 /// The sizes of one ViT training step under VPT: the backbone's shape, the images per step, the
 /// prompts per layer and the classes of the task's head.
@@ -112,11 +112,14 @@ pub struct BenchOptions {
     pub plan: BlockPlan,
     /// The adapter's FP32 peak in GFLOP/s, if known: adds each matmul's share of it.
     pub peak_gflops: Option<f64>,
+    /// How the weights are stored: in the linear layers' matmuls (their B operand) and in the
+    /// timed training step's backbone.
+    pub precision: Precision,
 }
 
 impl BenchOptions {
     pub fn new(shape: StepShape) -> BenchOptions {
-        BenchOptions { shape, reps: 10, matmul_kernels: MatmulKernel::ALL.to_vec(), filter: Vec::new(), timing: None, train_step: false, plan: BlockPlan::default(), peak_gflops: None }
+        BenchOptions { shape, reps: 10, matmul_kernels: MatmulKernel::ALL.to_vec(), filter: Vec::new(), timing: None, train_step: false, plan: BlockPlan::default(), peak_gflops: None, precision: Precision::F32 }
     }
 }
 
@@ -196,7 +199,7 @@ pub fn run(gpu: &Gpu, options: &BenchOptions, mut progress: impl FnMut(&BenchRes
     }
     let wants_step = options.filter.is_empty() || options.filter.iter().any(|f| "train step".contains(&f.to_lowercase()));
     let train_step = match options.train_step && wants_step {
-        true => Some(train_step(gpu, &options.shape, options.plan, options.reps.min(3))?),
+        true => Some(train_step(gpu, &options.shape, options.plan, options.precision, options.reps.min(3))?),
         false => None,
     };
     let info = gpu.info();

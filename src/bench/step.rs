@@ -9,7 +9,7 @@ use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::model::synthetic::{synthetic_tensor, synthetic_vit_state_dict};
 use crate::model::block::BlockPlan;
-use crate::model::vit::{LoadOptions, StateDict, Vit};
+use crate::model::vit::{LoadOptions, Precision, StateDict, Vit};
 use crate::model::vpt::{Pool, VptForward, VptTask};
 use crate::tensor::Tensor;
 use crate::train::{Optimizer, Trainer, WarmupCosine};
@@ -17,12 +17,12 @@ use crate::train::{Optimizer, Trainer, WarmupCosine};
 /// Time a whole VPT-deep training step of `shape`: synthetic weights, `shape.prompts` prompts in
 /// every block, a `shape.classes` head, SGD, the blocks run as `plan` says; `reps` timed steps
 /// after one untimed. Host-clock time, each phase waited for, so it includes submission and sync.
-pub fn train_step(gpu: &Gpu, shape: &StepShape, plan: BlockPlan, reps: usize) -> Result<TrainStepResult> {
+pub fn train_step(gpu: &Gpu, shape: &StepShape, plan: BlockPlan, precision: Precision, reps: usize) -> Result<TrainStepResult> {
     shape.check()?;
     let cfg = &shape.vit;
     let live_before = gpu.live_bytes();
     let sd = StateDict::from_tensors("bench", synthetic_vit_state_dict(cfg, 0, 1), [("num_heads".to_string(), cfg.num_heads.to_string())].into());
-    let mut vit = Vit::from_state_dict(gpu, &sd, &LoadOptions::default())?;
+    let mut vit = Vit::from_state_dict(gpu, &sd, &LoadOptions { precision, ..LoadOptions::default() })?;
     vit.plan = plan;
     drop(sd);
     let weight_bytes = gpu.live_bytes() - live_before;
@@ -80,10 +80,11 @@ pub fn train_step(gpu: &Gpu, shape: &StepShape, plan: BlockPlan, reps: usize) ->
         kept_bytes,
         weight_bytes,
         description: format!(
-            "VPT-deep step: {depth} blocks, {p} prompts each, {h}×{w} images (patch {}), batch {b}, {} attention, recompute {}",
+            "VPT-deep step: {depth} blocks, {p} prompts each, {h}×{w} images (patch {}), batch {b}, {} attention, recompute {}, {} weights",
             cfg.patch_size,
             if vit.fused_attention() { "fused" } else { "unfused" },
-            plan.recompute.name()
+            plan.recompute.name(),
+            precision.name()
         ),
     })
 }

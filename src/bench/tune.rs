@@ -3,7 +3,7 @@
 //! (`gpu/tuning.rs`), which every later command reads when it opens the device.
 //!
 //! The choices: the matmul kernel per shape and layout (every kernel but `naive`, the readable
-//! reference), and the row kernels' reduction (subgroups or workgroup memory, by the total of
+//! reference), with f32 weights and, where the adapter has SHADER_F16, f16 ones, and the row kernels' reduction (subgroups or workgroup memory, by the total of
 //! their cases, where the adapter has subgroups). A choice with one candidate measured is not
 //! written: the fixed rule stays. Attention's path is not tuned: the fused kernels are taken for
 //! the memory they save (no [B, H, T, T]), and `vpt bench` shows what they cost in time.
@@ -14,6 +14,10 @@ use super::{run, BenchOptions, BenchResult};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, KernelChoices};
 use crate::kernels::matmul::MatmulKernel;
+use crate::model::vit::Precision;
+
+/// What names the matmul cases with f16 weights (`matmul qkv (f16 W)`), lower-cased as filters are.
+const F16_CASES: &str = "(f16 w)";
 
 /// One choice as measured: each candidate's time (median ms, summed over the choice's cases).
 #[derive(Clone, Debug)]
@@ -38,16 +42,24 @@ impl Measured {
 
 /// Time every candidate at `options.shape` on `gpu` (`progress` sees each case as it finishes),
 /// and return the choices with what was measured.
-pub fn tune(gpu: &Gpu, options: &BenchOptions, progress: impl FnMut(&BenchResult)) -> Result<(KernelChoices, Vec<Measured>)> {
+pub fn tune(gpu: &Gpu, options: &BenchOptions, mut progress: impl FnMut(&BenchResult)) -> Result<(KernelChoices, Vec<Measured>)> {
     let options = BenchOptions {
         matmul_kernels: MatmulKernel::ALL.into_iter().filter(|k| *k != MatmulKernel::Naive).collect(),
         train_step: false,
+        precision: Precision::F32,
         ..options.clone()
     };
-    let report = run(gpu, &options, progress)?;
+    let mut results = run(gpu, &options, &mut progress)?.results;
+    // Then the linear layers with f16 weights, which have choices of their own, where the
+    // adapter can store f16.
+    if gpu.features().contains(wgpu::Features::SHADER_F16) {
+        let filter = if options.filter.is_empty() { vec![F16_CASES.to_string()] } else { options.filter.clone() };
+        let f16 = BenchOptions { precision: Precision::F16, filter, ..options.clone() };
+        results.extend(run(gpu, &f16, &mut progress)?.results.into_iter().filter(|r| r.kernel.to_lowercase().contains(F16_CASES)));
+    }
     // Per key, per candidate: the sum of the medians of its cases.
     let mut totals: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
-    for r in &report.results {
+    for r in &results {
         if let Some(t) = &r.tune {
             *totals.entry(t.key.clone()).or_default().entry(t.value.clone()).or_default() += r.median_ms;
         }

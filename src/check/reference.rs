@@ -26,6 +26,9 @@ pub fn check_all(c: &mut Checker, rows_only: bool) {
     let mut groups: Vec<(&str, Group)> = vec![("softmax", softmax_rows), ("layernorm", layernorm_rows), ("cross_entropy", cross_entropy_rows)];
     if !rows_only {
         groups.insert(0, ("matmul", matmul_layouts));
+        if c.gpu.features().contains(wgpu::Features::SHADER_F16) {
+            groups.insert(1, ("matmul f16", matmul_f16_weights));
+        }
         groups.push(("attention", fused_attention));
     }
     for (name, group) in groups {
@@ -59,6 +62,31 @@ fn matmul_layouts(c: &mut Checker) -> Result<()> {
         for kernel in MatmulKernel::ALL {
             let got = matmul::matmul_forward_with(kernel, &at, &bt, Some(&biast), MatmulOptions { trans_a, trans_b })?;
             c.compare(&format!("matmul ({})", kernel.name()), &layout, "f64", &got, &want, Metric::Scaled, PRODUCT)?;
+        }
+    }
+    Ok(())
+}
+
+/// Every matmul kernel with B stored as f16 (a frozen weight under `--precision f16`), stored
+/// [N, K] and [K, N], with vec4 rows and without. The reference multiplies the f16-rounded B, so
+/// only the f32 accumulation's error is left: the f32 tolerance.
+fn matmul_f16_weights(c: &mut Checker) -> Result<()> {
+    let (batch, m) = (2, 37);
+    for (k, n) in [(32, 48), (29, 45)] {
+        for trans_b in [true, false] {
+            let d = MatmulDims { batch, m, k, n, trans_a: false, trans_b, a_batched: true, b_batched: false };
+            let (a, at) = random(c.gpu, &[batch, m, k], 61, 1.0)?;
+            let b_shape = if trans_b { [n, k] } else { [k, n] };
+            let (b, _) = random(c.gpu, &b_shape, 62, 1.0)?;
+            let b32: Vec<f32> = b.iter().map(|&v| v as f32).collect();
+            let bt = Tensor::from_f16_stored(c.gpu, &b_shape, &b32)?;
+            let rounded: Vec<f64> = b32.iter().map(|&v| half::f16::from_f32(v).to_f64()).collect();
+            let want = reference::matmul::matmul_forward(&a, &rounded, None, d);
+            let layout = format!("N{} {batch}×[{m},{k}]·[{k},{n}] f16 B", if trans_b { "T" } else { "N" });
+            for kernel in MatmulKernel::ALL {
+                let got = matmul::matmul_forward_with(kernel, &at, &bt, None, MatmulOptions { trans_a: false, trans_b })?;
+                c.compare(&format!("matmul ({})", kernel.name()), &layout, "f64", &got, &want, Metric::Scaled, PRODUCT)?;
+            }
         }
     }
     Ok(())

@@ -155,6 +155,9 @@ pub struct GpuBuffer {
     pub(crate) buffer: wgpu::Buffer,
     bytes: u64,
     memory: Arc<Memory>,
+    /// Holds f16 values (a frozen weight under `--precision f16`) rather than f32. A launch
+    /// checks it against the bindings its shader declares f16 (`Shader::f16_bindings`).
+    half: bool,
 }
 
 impl Drop for GpuBuffer {
@@ -166,6 +169,10 @@ impl Drop for GpuBuffer {
 impl GpuBuffer {
     pub fn raw(&self) -> &wgpu::Buffer {
         &self.buffer
+    }
+    /// Does it hold f16 values?
+    pub fn holds_f16(&self) -> bool {
+        self.half
     }
 }
 
@@ -251,6 +258,20 @@ impl Gpu {
         Ok(self.track(buffer, size))
     }
 
+    /// A storage buffer holding f16 values, for kernels that read f16 (see
+    /// [`GpuBuffer::holds_f16`]). An error where the device has no SHADER_F16.
+    pub fn alloc_init_f16(&self, what: &str, data: &[half::f16]) -> Result<GpuBuffer> {
+        if !self.inner.features.contains(wgpu::Features::SHADER_F16) {
+            return Err(Error::invalid(
+                "--precision",
+                format!("f16 needs an adapter with the SHADER_F16 feature, and {} has none (`vpt info` lists each adapter's features); use --precision f32", self.describe()),
+            ));
+        }
+        let mut buffer = self.alloc_init(what, bytemuck::cast_slice(data))?;
+        buffer.half = true;
+        Ok(buffer)
+    }
+
     /// Zero a reused buffer. The clear goes into the pending encoder, after every command already
     /// recorded: commands that still read the buffer's old contents (its previous tensor was
     /// dropped, but they were recorded earlier) run first, and the new owner's writes come after.
@@ -266,7 +287,7 @@ impl Gpu {
 
     fn track(&self, buffer: wgpu::Buffer, bytes: u64) -> GpuBuffer {
         self.inner.memory.alloc(bytes);
-        GpuBuffer { buffer, bytes, memory: self.inner.memory.clone() }
+        GpuBuffer { buffer, bytes, memory: self.inner.memory.clone(), half: false }
     }
 
     /// Bytes of tensor storage alive now.

@@ -113,6 +113,14 @@ impl Gpu {
         workgroups: [u32; 3],
     ) -> Result<()> {
         let op = format!("{}::{entry}", shader.name);
+        // A buffer of f16 values read as f32 (or the reverse) would give garbage, not an error.
+        for b in buffers {
+            let wants_f16 = shader.f16_bindings.contains(&b.binding);
+            if b.buffer.holds_f16() != wants_f16 {
+                let (holds, reads) = if wants_f16 { ("f32", "f16") } else { ("f16", "f32") };
+                return Err(Error::Gpu { op, msg: format!("binding {} holds {holds} values but the kernel reads {reads} there (only a frozen weight, as a matmul's B operand, may be f16)", b.binding) });
+            }
+        }
         let max = self.inner.limits.max_compute_workgroups_per_dimension;
         if workgroups.iter().any(|&n| n == 0 || n > max) {
             return Err(Error::Gpu { op, msg: format!("grid {workgroups:?} outside 1..={max} per dimension") });

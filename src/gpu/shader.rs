@@ -27,6 +27,9 @@ pub struct Shader {
     pub uses: &'static [&'static str],
     /// Adapter features the source needs (`SUBGROUP` for subgroup operations); empty for most.
     pub needs: wgpu::Features,
+    /// The storage bindings declared as f16 arrays (an f16 weight's); a launch must bind buffers
+    /// holding f16 there and f32 everywhere else.
+    pub f16_bindings: &'static [u32],
 }
 
 impl Shader {
@@ -52,7 +55,8 @@ impl Shader {
 ///
 /// `wgsl_shader!(SHADER_SUBGROUP = "softmax" as "softmax_subgroup", needs SUBGROUP, uses [...])`
 /// declares a variant of a family: the same file with other library files, compiled only on
-/// adapters with the named `wgpu::Features`.
+/// adapters with the named `wgpu::Features`; `f16 bindings [2, 6]` after `needs` names the
+/// bindings it declares as f16 arrays.
 macro_rules! wgsl_shader {
     ($name:literal $(, uses [$($lib:literal),* $(,)?])?) => {
         pub const SHADER: $crate::gpu::Shader = $crate::gpu::Shader {
@@ -64,9 +68,13 @@ macro_rules! wgsl_shader {
             ),
             uses: &[$($($lib),*)?],
             needs: wgpu::Features::empty(),
+            f16_bindings: &[],
         };
     };
     ($konst:ident = $file:literal as $name:literal, needs $needs:ident, uses [$($lib:literal),* $(,)?]) => {
+        $crate::gpu::wgsl_shader!($konst = $file as $name, needs $needs, f16 bindings [], uses [$($lib),*]);
+    };
+    ($konst:ident = $file:literal as $name:literal, needs $needs:ident, f16 bindings [$($f16:literal),*], uses [$($lib:literal),* $(,)?]) => {
         pub const $konst: $crate::gpu::Shader = $crate::gpu::Shader {
             name: $name,
             file: $file,
@@ -76,6 +84,7 @@ macro_rules! wgsl_shader {
             ),
             uses: &[$($lib),*],
             needs: wgpu::Features::$needs,
+            f16_bindings: &[$($f16),*],
         };
     };
 }

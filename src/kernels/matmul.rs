@@ -21,9 +21,11 @@
 use super::{reduce, same_device};
 use crate::error::{Error, Result};
 use crate::gpu::{Bind, Gpu, Params, wgsl_shader};
-use crate::tensor::Tensor;
+use crate::tensor::{DType, Tensor};
 
-wgsl_shader!("matmul", uses ["gelu_math"]);
+wgsl_shader!("matmul", uses ["matmul_b_f32", "gelu_math"]);
+// B stored as f16 (a frozen weight under `--precision f16`), read widened to f32.
+wgsl_shader!(SHADER_F16 = "matmul" as "matmul_f16", needs SHADER_F16, f16 bindings [2, 6], uses ["matmul_b_f16", "gelu_math"]);
 
 /// Which operands enter transposed.
 #[derive(Default, Clone, Copy, Debug)]
@@ -97,7 +99,13 @@ impl MatmulKernel {
     /// Where `vpt tune` measured this shape on this adapter (its cache in use, see
     /// `gpu/tuning.rs`), the kernel it found fastest instead of any of this.
     pub fn best_for(gpu: &Gpu, m: usize, n: usize, k: usize, opts: MatmulOptions) -> MatmulKernel {
-        if let Some(kernel) = gpu.choice(&Self::tune_key(m, n, k, opts)).and_then(|name| Self::by_name(&name)) {
+        Self::best_for_stored(gpu, m, n, k, opts, DType::F32)
+    }
+
+    /// [`MatmulKernel::best_for`] with B stored as `b` (f16: a frozen weight under
+    /// `--precision f16`, tuned separately).
+    pub fn best_for_stored(gpu: &Gpu, m: usize, n: usize, k: usize, opts: MatmulOptions, b: DType) -> MatmulKernel {
+        if let Some(kernel) = gpu.choice(&Self::tune_key(m, n, k, opts, b)).and_then(|name| Self::by_name(&name)) {
             return kernel;
         }
         if gpu.info().device_type != wgpu::DeviceType::Cpu {
@@ -129,10 +137,12 @@ impl MatmulKernel {
     }
 
     /// The key of op(A) [M, K] · op(B) [K, N] in layout `opts` among `vpt tune`'s choices:
-    /// "matmul 1976x2304x768 nt" (M×N×K; n/t: op(A), op(B) stored as is / transposed).
-    pub fn tune_key(m: usize, n: usize, k: usize, opts: MatmulOptions) -> String {
+    /// "matmul 1976x2304x768 nt" (M×N×K; n/t: op(A), op(B) stored as is / transposed), with
+    /// " f16" after it where B is stored as f16.
+    pub fn tune_key(m: usize, n: usize, k: usize, opts: MatmulOptions, b: DType) -> String {
         let t = |yes: bool| if yes { 't' } else { 'n' };
-        format!("matmul {m}x{n}x{k} {}{}", t(opts.trans_a), t(opts.trans_b))
+        let stored = if b == DType::F16 { " f16" } else { "" };
+        format!("matmul {m}x{n}x{k} {}{}{stored}", t(opts.trans_a), t(opts.trans_b))
     }
 
     /// The WGSL entry point in `wgsl/matmul.wgsl` (dispatch counts and profiles name it).
@@ -250,7 +260,7 @@ pub fn matmul_gelu_grad_with(kernel: MatmulKernel, a: &Tensor, b: &Tensor, opts:
 /// [`MatmulKernel::best_for`] op(A)·op(B)'s shape, once the operands are checked.
 fn best_kernel(op: &'static str, a: &Tensor, b: &Tensor, opts: MatmulOptions) -> Result<MatmulKernel> {
     let s = check_shapes(op, a, b, opts)?;
-    Ok(MatmulKernel::best_for(a.gpu(), s.m, s.n, s.k, opts))
+    Ok(MatmulKernel::best_for_stored(a.gpu(), s.m, s.n, s.k, opts, b.dtype()))
 }
 
 /// What the kernel does with each result on its way to memory (the `EPILOGUE` override constant
@@ -319,6 +329,11 @@ fn launch(
         }
     };
     let bias_buffer = bias.map_or(&stand_in, |t| t.buffer());
+    // B stored as f16 takes the build that declares it f16 (and an f16 stand-in for its view).
+    let (shader, b_stand_in) = match b.dtype() {
+        DType::F32 => (&SHADER, None),
+        DType::F16 => (&SHADER_F16, Some(gpu.alloc_init_f16("matmul: unused f16 binding", &[half::f16::ZERO; 8])?)),
+    };
     let params = Params::new()
         .dim("M", s.m)
         .dim("N", s.n)
@@ -332,7 +347,7 @@ fn launch(
     let mut buffers = vec![Bind::read(1, a.buffer()), Bind::read(2, b.buffer()), Bind::read(3, bias_buffer), Bind::read_write(4, c.buffer()), Bind::read_write(7, aux_buffer)];
     let epilogue_code = ("EPILOGUE", epilogue.code() as f64);
     if !kernel.specialized() {
-        gpu.dispatch_specialized(&SHADER, kernel.entry(), &[epilogue_code], &params, &buffers, grid)?;
+        gpu.dispatch_specialized(shader, kernel.entry(), &[epilogue_code], &params, &buffers, grid)?;
         return Ok(c);
     }
     // Quads of four consecutive stored values are read with one vec4 load when every stored row
@@ -340,7 +355,7 @@ fn launch(
     let a_vec4 = kernel.vec4_loads() && (if opts.trans_a { s.m } else { s.k }) % 4 == 0;
     let b_vec4 = kernel.vec4_loads() && (if opts.trans_b { s.k } else { s.n }) % 4 == 0;
     buffers.push(Bind::read(5, if a_vec4 { a.buffer() } else { &stand_in }));
-    buffers.push(Bind::read(6, if b_vec4 { b.buffer() } else { &stand_in }));
+    buffers.push(Bind::read(6, if b_vec4 { b.buffer() } else { b_stand_in.as_ref().unwrap_or(&stand_in) }));
     let flag = |on: bool| if on { 1.0 } else { 0.0 };
     let constants = [
         ("TRANS_A", flag(opts.trans_a)),
@@ -349,7 +364,7 @@ fn launch(
         ("B_VEC4", flag(b_vec4)),
         epilogue_code,
     ];
-    gpu.dispatch_specialized(&SHADER, kernel.entry(), &constants, &params, &buffers, grid)?;
+    gpu.dispatch_specialized(shader, kernel.entry(), &constants, &params, &buffers, grid)?;
     Ok(c)
 }
 

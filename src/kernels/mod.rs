@@ -35,6 +35,7 @@ pub const ALL_SHADERS: &[&Shader] = &[
     &layernorm::SHADER,
     &layernorm::SHADER_SUBGROUP,
     &matmul::SHADER,
+    &matmul::SHADER_F16,
     &optim::SHADER,
     &patch::SHADER,
     &reduce::SHADER,

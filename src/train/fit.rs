@@ -16,7 +16,7 @@ use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::Dropout;
 use crate::model::block::{AttentionChoice, BlockPlan};
-use crate::model::vit::{LoadOptions, StateDict, Vit};
+use crate::model::vit::{LoadOptions, Precision, StateDict, Vit};
 use crate::model::vpt::{Pool, VptTask};
 use crate::tensor::Tensor;
 
@@ -83,6 +83,8 @@ pub struct TrainConfig {
     /// How the backbone's blocks run: attention path, recomputation. Same results either way
     /// (to f32 rounding between the attention paths, bit for bit between recompute settings).
     pub plan: BlockPlan,
+    /// How the frozen weights are stored (`--precision`).
+    pub precision: Precision,
 }
 
 /// Progress of one step, for a progress bar.
@@ -177,7 +179,7 @@ pub fn fit(gpu: &Gpu, cfg: &TrainConfig, observer: &mut dyn Observer) -> Result<
     check_config(cfg)?;
     // Before any work: the outputs are writable, none is an input, and no other run has them.
     let files = RunFiles::claim(&cfg.out, &[("--model", &cfg.model)], cfg.resume, cfg.force)?;
-    let opts = LoadOptions { num_heads: cfg.num_heads, img_size: cfg.img_size.map(|s| (s, s)), size_from: Some("--img-size".into()) };
+    let opts = LoadOptions { num_heads: cfg.num_heads, precision: cfg.precision, img_size: cfg.img_size.map(|s| (s, s)), size_from: Some("--img-size".into()) };
     let (mut vit, fingerprint, ckpt_norm) = load_backbone(gpu, &cfg.model, &opts)?;
     vit.plan = cfg.plan;
     let norm = cfg.norm.or(ckpt_norm).unwrap_or(Normalization::IMAGENET);

@@ -408,3 +408,43 @@ fn too_many_workgroups_is_an_error() {
     let b = Tensor::zeros(gpu, &[1, 16 * max + 1]).unwrap();
     assert_shape_error(matmul_forward_with(MatmulKernel::Naive, &a, &b, None, plain), "matmul_forward", &[&format!("N = {}", 16 * max + 1)]);
 }
+
+/// B stored as f16 (a frozen weight under `--precision f16`), every kernel, B stored [N, K] (a
+/// linear layer's forward) and [K, N] (its dX), with vec4 rows (K, N multiples of 4) and without,
+/// A batched over a shared B. The reference multiplies the f16-rounded B in f64, so the only
+/// error left is the f32 accumulation's: the same tolerance as f32. Where the adapter lacks
+/// SHADER_F16 (llvmpipe's GL), storing f16 is an error that says so.
+#[test]
+fn every_kernel_takes_f16_weights() {
+    for gpu in gpus() {
+        let has_f16 = gpu.features().contains(wgpu::Features::SHADER_F16);
+        for (k, n) in [(32, 48), (29, 45)] {
+            for trans_b in [true, false] {
+                let (batch, m) = (2, 37);
+                let d = MatmulDims { batch, m, k, n, trans_a: false, trans_b, a_batched: true, b_batched: false };
+                let b_shape = if trans_b { [n, k] } else { [k, n] };
+                let (a, at) = random_tensor(gpu, &[batch, m, k], 71, 1.0);
+                let b32 = as_f32(&random_vec(72, n * k, 1.0));
+                let stored = Tensor::from_f16_stored(gpu, &b_shape, &b32);
+                if !has_f16 {
+                    let err = stored.unwrap_err().to_string();
+                    assert!(err.contains("SHADER_F16") && err.contains("--precision f32"), "{err}");
+                    continue;
+                }
+                let bt = stored.unwrap();
+                assert_eq!(bt.dtype(), vpt_wgsl::DType::F16);
+                let b_rounded: Vec<f64> = b32.iter().map(|&v| half::f16::from_f32(v).to_f64()).collect();
+                assert_eq!(download(&bt), as_f32(&b_rounded), "an f16 tensor reads back as its rounded values");
+                let want = cpu::matmul_forward(&a, &b_rounded, None, d);
+                let opts = MatmulOptions { trans_a: false, trans_b };
+                for kernel in MatmulKernel::ALL {
+                    let got = matmul_forward_with(kernel, &at, &bt, None, opts).unwrap();
+                    assert_close(&format!("matmul_{} f16 B {m}×{k}·{k}×{n} trans_b={trans_b}", kernel.name()), gpu, &download(&got), &want, FWD_TOL);
+                }
+                // An f16 tensor where a kernel reads f32 is an error naming the binding, not garbage.
+                let err = matmul_forward_with(MatmulKernel::Tiled, &bt, &bt, None, MatmulOptions { trans_a: false, trans_b: true }).unwrap_err().to_string();
+                assert!(err.contains("binding 1 holds f16"), "{err}");
+            }
+        }
+    }
+}
