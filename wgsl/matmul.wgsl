@@ -23,9 +23,15 @@
 // matrix. There is no backward entry point: the gradients are matmuls too (dA = dC·op(B)ᵀ,
 // dB = op(A)ᵀ·dC, up to transposes), so the launcher composes them from these kernels.
 //
-// Six kernels compute the same thing, each after `tiled` adding one change (llm.c style; the
-// launcher's `MatmulKernel` names them and picks one per device and shape). All use the z grid
+// Seven kernels compute the same thing: `naive`, `tiled`, four register-tiled kernels each adding
+// one change (llm.c style), and `gpu64x64`, built for real GPUs (at the end of the file). The
+// launcher's `MatmulKernel` names them and picks one per device and shape. All use the z grid
 // dimension for the batch: workgroup (x, y, z) covers columns of tile x, rows of tile y, of batch z.
+//
+// B is declared in the file prepended to this one: wgsl/lib/matmul_b_f32.wgsl, or
+// wgsl/lib/matmul_b_f16.wgsl for a frozen weight stored as f16 (read widened to f32), so every
+// kernel serves both. About 800 lines, one family: the seven kernels share Params, the bindings,
+// the loads and the stores, which WGSL cannot share across files without an #include.
 
 struct Params {
     M: u32,
