@@ -9,7 +9,8 @@
 //! input gradient dX = dY·W (W read [K, N]), and attention's two products per image and head.
 //! Unlike `vpt bench` (GPU timestamps around the kernel alone), the time includes the launch, the
 //! wait and the copy back, so it is the figure to set beside e.g. Burn's
-//! `tensor.matmul(other).into_data().to_vec()`.
+//! `tensor.matmul(other).into_data().to_vec()`. The engine's kernel choice is `vpt tune`'s where
+//! this adapter has a tune cache, as for every `vpt` command, and the fixed rule otherwise.
 
 use std::time::Instant;
 
@@ -63,7 +64,10 @@ fn main() -> Result<()> {
     let args: Vec<usize> = std::env::args().skip(1).map(|a| a.parse().expect("BATCH and REPS are numbers")).collect();
     let (images, reps) = (args.first().copied().unwrap_or(1), args.get(1).copied().unwrap_or(5).max(1));
     let gpu = Gpu::new()?;
+    // The kernel choices `vpt tune` measured on this adapter, as every vpt command uses them.
+    let tuned = gpu.load_tune_cache()?;
     println!("adapter: {}; fresh inputs each repetition, result read back, host clock, {reps} repetitions", gpu.describe());
+    println!("kernel choice: {}", tuned.map_or("the fixed rule (no tune cache)".to_string(), |p| format!("vpt tune's, from {}", p.display())));
     let (t, d, mlp, heads, hd) = (247, 768, 3072, 12, 64); // 1 CLS + 196 patches + 50 prompts
     let rows = images * t;
     let (nt, nn) = (true, false);

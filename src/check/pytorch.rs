@@ -25,14 +25,15 @@ const SUMS: f64 = 1e-5;
 const MATMUL: f64 = 1e-5;
 const ROWWISE: f64 = 1e-5;
 
-/// Every family with a fixture, in the order `vpt check` runs them.
-pub const FAMILIES: &[&str] =
-    &["elementwise", "gelu", "reduce", "tokens", "heads", "patch", "optim", "matmul", "softmax", "layernorm", "cross_entropy", "attention"];
 /// The families built with subgroup reductions where the device has them.
 pub const ROW_FAMILIES: &[&str] = &["softmax", "layernorm", "cross_entropy"];
 
+/// `FAMILIES` and each one's fixture file, embedded at compile time, from one list.
 macro_rules! embedded {
     ($($family:literal),*) => {
+        /// Every family with a fixture, in the order `vpt check` runs them.
+        pub const FAMILIES: &[&str] = &[$($family),*];
+
         /// The fixture file of `family`, as embedded at compile time.
         fn fixture_bytes(family: &str) -> Option<&'static [u8]> {
             match family {

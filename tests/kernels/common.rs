@@ -94,24 +94,14 @@ pub fn random_tensor(gpu: &Gpu, shape: &[usize], seed: u64, scale: f64) -> (Vec<
     (as_f64(&host), tensor)
 }
 
-/// max |got − want| / max(max |want|, floor): error relative to the scale of the output.
-/// The floor keeps an all-near-zero output from turning rounding noise into a huge ratio.
-pub fn scaled_error(got: &[f32], want: &[f64], floor: f64) -> f64 {
-    assert_eq!(got.len(), want.len(), "output length");
-    let scale = want.iter().fold(floor, |m, w| m.max(w.abs()));
-    let worst = got.iter().zip(want).fold(0.0f64, |m, (&g, &w)| m.max((g as f64 - w).abs()));
-    if worst.is_nan() || got.iter().any(|g| !g.is_finite()) {
-        return f64::INFINITY;
-    }
-    worst / scale
-}
-
-/// Assert a GPU output matches the reference within `tol`, measured by [`scaled_error`] with
-/// floor 1: relative error for outputs larger than 1, absolute error for outputs of order 1 or
-/// smaller. (A pure relative error would judge f32 cancellation in tiny outputs, e.g.
-/// GELU(−5) ≈ −1e-6, which PyTorch's f32 kernels share.)
+/// Assert a GPU output matches the reference within `tol`, measured as `vpt check` measures it
+/// (`Metric::Scaled`: max |got − want| / max(1, max |want|)): relative error for outputs larger
+/// than 1, absolute error for outputs of order 1 or smaller. (A pure relative error would judge
+/// f32 cancellation in tiny outputs, e.g. GELU(−5) ≈ −1e-6, which PyTorch's f32 kernels share.)
+/// NaN or infinity anywhere fails.
 pub fn assert_close(what: &str, gpu: &Gpu, got: &[f32], want: &[f64], tol: f64) {
-    let err = scaled_error(got, want, 1.0);
+    assert_eq!(got.len(), want.len(), "{what}: output length");
+    let err = vpt_wgsl::check::worst_error(got, want, vpt_wgsl::check::Metric::Scaled);
     assert!(err <= tol, "{what} on {}: scaled error {err:.3e} > tolerance {tol:.1e}", gpu.describe());
 }
 
