@@ -7,7 +7,7 @@ use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use super::memory::Memory;
-use super::{Gpu, GpuInner};
+use super::{gl_turns, Gpu, GpuInner};
 use crate::error::{Error, Result};
 
 /// Optional features we ask for when the adapter has them. None is required: every kernel runs
@@ -111,9 +111,14 @@ impl Gpu {
 
     /// [`Gpu::from_adapter`] with the optional features in `without` left off.
     pub fn from_adapter_without(adapter: wgpu::Adapter, without: wgpu::Features) -> Result<Gpu> {
-        let features = adapter.features() & WANTED_FEATURES & !without;
-        let limits = adapter.limits();
+        // On GL, asking the adapter anything takes its context lock: wait for this thread's turn
+        // among every GL device of the process first (`gl_turns.rs`).
         let gl = adapter.get_info().backend == wgpu::Backend::Gl;
+        let turns = gl.then(gl_turns::shared);
+        let _turn = turns.as_deref().map(gl_turns::Turns::take);
+        let adapter_features = adapter.features();
+        let features = adapter_features & WANTED_FEATURES & !without;
+        let limits = adapter.limits();
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
             label: Some("vpt-wgsl"),
             required_features: features,
@@ -145,7 +150,8 @@ impl Gpu {
                 memory: Arc::new(Memory::new(gl)),
                 dispatches: AtomicU64::new(0),
                 launches: Mutex::new(HashMap::new()),
-                turns: gl.then(Arc::default),
+                turns: turns.clone(),
+                adapter_features,
                 wgsl_dir: Mutex::default(),
                 choices: Mutex::default(),
             }),

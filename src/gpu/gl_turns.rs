@@ -9,9 +9,14 @@
 //! its turn as long as it takes. A thread may take its turn again while it holds it (a method
 //! calling another); the turn passes on when the outermost one ends.
 //!
+//! The turns are one per process, not one per device: every device opened on a GL adapter (a
+//! test's private device, the same adapter reopened without subgroups) shares that adapter's
+//! context lock, so they must take turns with each other too. Opening a device takes a turn as
+//! well ([`shared`]).
+//!
 //! On every other backend [`Gpu::turn`] is a no-op.
 
-use std::sync::{Condvar, Mutex};
+use std::sync::{Arc, Condvar, Mutex, OnceLock};
 use std::thread::ThreadId;
 
 use super::Gpu;
@@ -22,6 +27,12 @@ pub(super) struct Turns {
     /// The thread whose turn it is, and how many nested turns it holds.
     holder: Mutex<(Option<ThreadId>, usize)>,
     passed_on: Condvar,
+}
+
+/// The process's turns for the GL backend, shared by every GL device.
+pub(super) fn shared() -> Arc<Turns> {
+    static TURNS: OnceLock<Arc<Turns>> = OnceLock::new();
+    TURNS.get_or_init(Arc::default).clone()
 }
 
 /// A turn taken with [`Turns::take`]; passes it on when dropped.

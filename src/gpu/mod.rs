@@ -58,7 +58,10 @@ struct GpuInner {
     queue: wgpu::Queue,
     info: wgpu::AdapterInfo,
     limits: wgpu::Limits,
+    /// The optional features this device was opened with.
     features: wgpu::Features,
+    /// Every feature the adapter has (asked once: on GL, asking takes the context lock).
+    adapter_features: wgpu::Features,
     modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
     pipelines: Mutex<HashMap<pipelines::PipelineKey, wgpu::ComputePipeline>>,
     pending: Mutex<Pending>,
@@ -264,7 +267,7 @@ impl Gpu {
     /// "llvmpipe (LLVM 15.0.6, 256 bits) on Vulkan": for test and benchmark output; "… without
     /// SUBGROUP" where the device was opened without an optional feature its adapter has.
     pub fn describe(&self) -> String {
-        let left_off = self.inner.adapter.features() & adapter::WANTED_FEATURES & !self.inner.features;
+        let left_off = self.inner.adapter_features & adapter::WANTED_FEATURES & !self.inner.features;
         let without = if left_off.is_empty() { String::new() } else { format!(" without {}", feature_names(left_off)) };
         format!("{} on {:?}{without}", self.inner.info.name, self.inner.info.backend)
     }
