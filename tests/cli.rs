@@ -87,6 +87,40 @@ fn grad_and_forward_write_what_pytorch_computed() {
     std::fs::remove_dir_all(&out_dir).unwrap();
 }
 
+/// `--precision f16` as a user gives it: on the default adapter (lavapipe's Vulkan has
+/// SHADER_F16) the logits stay within 1e-2 of PyTorch's f32; on GL, which has no f16, a clear
+/// error and no output file.
+#[test]
+fn grad_with_f16_weights() {
+    let out_dir = std::env::temp_dir().join(format!("vpt-cli-f16-{}", std::process::id()));
+    std::fs::create_dir_all(&out_dir).unwrap();
+    let case = "odd_sizes";
+    let inputs = ["--model", &fixture(case, "model.safetensors"), "--task", &fixture(case, "task.safetensors"), "--batch", &fixture(case, "batch.safetensors")];
+    let out = out_dir.join("f16.safetensors").to_string_lossy().into_owned();
+    let with_f16 = vpt_wgsl::Gpu::new().map(|g| g.features().contains(wgpu::Features::SHADER_F16)).unwrap_or(false);
+    if with_f16 {
+        let (ok, _, stderr) = vpt(&[&["grad"][..], &inputs, &["--out", &out, "--precision", "f16"]].concat(), &[]);
+        assert!(ok, "vpt grad --precision f16 failed: {stderr}");
+        let ours = vpt_wgsl::io::TensorFile::read(&out).unwrap();
+        let torch = vpt_wgsl::io::TensorFile::read(fixture(case, "expected.safetensors")).unwrap();
+        for name in ["logits", "loss", "grad.prompts"] {
+            let err = max_relative_error(ours.f32(name).unwrap().1, torch.f32(name).unwrap().1);
+            assert!(err <= 1e-2, "{name}: relative error {err:.2e}");
+        }
+    }
+    // Where this machine has a GL adapter (here: llvmpipe), it has no f16.
+    let gl_without_f16 = vpt_wgsl::Gpu::with_backends(wgpu::Backends::GL).is_ok_and(|g| !g.features().contains(wgpu::Features::SHADER_F16));
+    if gl_without_f16 {
+        let refused = out_dir.join("refused.safetensors");
+        let (ok, _, stderr) = vpt(&[&["grad"][..], &inputs, &["--out", &refused.to_string_lossy(), "--precision", "f16"]].concat(), &[("WGPU_BACKEND", "gl")]);
+        assert!(!ok && stderr.contains("SHADER_F16") && stderr.contains("--precision f32"), "{stderr}");
+        assert!(!refused.exists(), "a refused run wrote its output");
+    }
+    let (ok, _, stderr) = vpt(&["grad", "--precision", "f8"], &[]);
+    assert!(!ok && stderr.contains("f8"), "{stderr}");
+    std::fs::remove_dir_all(&out_dir).unwrap();
+}
+
 /// A task made for another backbone is refused with a message, and no output file appears.
 #[test]
 fn grad_refuses_a_task_for_another_backbone() {
