@@ -330,10 +330,10 @@ fn launch(
         }
     };
     let bias_buffer = bias.map_or(&stand_in, |t| t.buffer());
-    // B stored as f16 takes the build that declares it f16 (and an f16 stand-in for its view).
-    let (shader, b_stand_in) = match b.dtype() {
-        DType::F32 => (&SHADER, None),
-        DType::F16 => (&SHADER_F16, Some(gpu.alloc_init_f16("matmul: unused f16 binding", &[half::f16::ZERO; 8])?)),
+    // B stored as f16 takes the build that declares it f16.
+    let shader = match b.dtype() {
+        DType::F32 => &SHADER,
+        DType::F16 => &SHADER_F16,
     };
     let params = Params::new()
         .dim("M", s.m)
@@ -356,7 +356,17 @@ fn launch(
     let a_vec4 = kernel.vec4_loads() && (if opts.trans_a { s.m } else { s.k }) % 4 == 0;
     let b_vec4 = kernel.vec4_loads() && (if opts.trans_b { s.k } else { s.n }) % 4 == 0;
     buffers.push(Bind::read(5, if a_vec4 { a.buffer() } else { &stand_in }));
-    buffers.push(Bind::read(6, if b_vec4 { b.buffer() } else { b_stand_in.as_ref().unwrap_or(&stand_in) }));
+    // That build declares B's view f16 too, so its stand-in must hold f16: made only where bound.
+    let b_stand_in;
+    let b_view = match (b_vec4, b.dtype()) {
+        (true, _) => b.buffer(),
+        (false, DType::F32) => &stand_in,
+        (false, DType::F16) => {
+            b_stand_in = gpu.alloc_init_f16("matmul: unused f16 binding", &[half::f16::ZERO; 8])?;
+            &b_stand_in
+        }
+    };
+    buffers.push(Bind::read(6, b_view));
     let flag = |on: bool| if on { 1.0 } else { 0.0 };
     let constants = [
         ("TRANS_A", flag(opts.trans_a)),
