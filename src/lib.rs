@@ -14,6 +14,7 @@
 //! - [`train`]: optimizer and schedule, `vpt train`, task files, prediction, the data pipeline.
 //! - [`check`]: `vpt check`, every kernel on this adapter against PyTorch fixtures and f64.
 //! - [`bench`]: the kernel and training-step benchmarks of `vpt bench` and `cargo bench`.
+//! - [`lab`]: `vpt record` and `vpt lab`, the engine's GPU work replayed in a browser.
 //! - [`demo`]: `vpt demo`, the whole job on bundled data.
 
 pub mod bench;
@@ -25,6 +26,7 @@ pub mod hash;
 pub mod graph;
 pub mod io;
 pub mod kernels;
+pub mod lab;
 pub mod model;
 pub mod reference;
 pub mod rng;

@@ -18,6 +18,7 @@ use vpt_wgsl::model::vit::{LoadOptions, Precision, StateDict, Vit};
 use vpt_wgsl::model::vpt::{self, Pool, VptTask};
 use vpt_wgsl::train::data::{default_resize, ImageFolder, Normalization, Transform};
 use vpt_wgsl::train::fit::{self, Depth, TrainConfig};
+use vpt_wgsl::lab::Workload;
 use vpt_wgsl::train::outputs::check_new_output;
 use vpt_wgsl::train::progress::ProgressBar;
 use vpt_wgsl::train::task::{backbone_fingerprint, check_trained_on, parse_size, TaskFile};
@@ -74,15 +75,15 @@ enum Command {
     },
     /// Prompt-tune the backbone on a folder of images (one sub-folder per class).
     Train(TrainArgs),
-    /// Prove every kernel correct on this adapter: each kernel and variant (every matmul kernel,
-    /// the fused attention, the row kernels with and without subgroups) against the PyTorch
-    /// fixtures embedded in the binary and against f64 references at awkward shapes. Prints each
-    /// comparison's worst error beside its tolerance; exits non-zero if any fails.
     /// Measure which kernel variant is fastest on this adapter at the shapes of one training step
     /// (the matmul kernel per shape and layout, the row kernels' reduction) and
     /// write the winners to this adapter's tune cache, which every later command uses. Never runs
     /// by itself: the same inputs on the same machine always take the same kernels.
     Tune(TuneArgs),
+    /// Prove every kernel correct on this adapter: each kernel and variant (every matmul kernel,
+    /// the fused attention, the row kernels with and without subgroups) against the PyTorch
+    /// fixtures embedded in the binary and against f64 references at awkward shapes. Prints each
+    /// comparison's worst error beside its tolerance; exits non-zero if any fails.
     Check {
         /// GPU API to use; default: WGPU_BACKEND if set, else the best adapter of any.
         #[arg(long, value_enum)]
@@ -91,6 +92,39 @@ enum Command {
         /// sources built into the binary (to check an edited kernel without rebuilding).
         #[arg(long)]
         wgsl_dir: Option<PathBuf>,
+    },
+    /// Record the engine's GPU work into a trace file that any browser can replay (`vpt lab`):
+    /// every buffer, upload, kernel launch (with its WGSL), copy and read-back, in order.
+    ///
+    /// WORKLOAD `kernels`: everything `vpt check` runs (every kernel and variant, forward and
+    /// backward); `step`: one VPT-deep training step of a small ViT, its loss read back. The
+    /// trace is refused if `vpt check` fails here. Format: docs/trace.md.
+    Record {
+        /// kernels or step.
+        workload: String,
+        /// The trace file to write (default: WORKLOAD.trace in this folder).
+        #[arg(long, value_parser = non_empty_path)]
+        out: Option<PathBuf>,
+        /// Replace OUT if it exists.
+        #[arg(long)]
+        force: bool,
+        /// GPU API to record on; default: WGPU_BACKEND if set, else the best adapter of any.
+        #[arg(long, value_enum)]
+        backend: Option<BackendArg>,
+    },
+    /// Serve the browser lab on 127.0.0.1: a page that replays traces on the browser's WebGPU,
+    /// checks every kernel against the engine's results and times it. Prints the URL to open;
+    /// runs until stopped (Ctrl-C). Without --traces it first records `kernels` and `step` here.
+    Lab {
+        /// Port to listen on (0: any free port).
+        #[arg(long, default_value_t = 8321)]
+        port: u16,
+        /// Serve the .trace files in this folder instead of recording new ones.
+        #[arg(long, value_parser = non_empty_path)]
+        traces: Option<PathBuf>,
+        /// GPU API to record on (without --traces).
+        #[arg(long, value_enum)]
+        backend: Option<BackendArg>,
     },
     /// Time every kernel of a ViT training step (matmul variants side by side, LayerNorm,
     /// softmax, GELU, cross-entropy; forward and backward) on this machine's GPU.
@@ -446,6 +480,8 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench(&args),
         Command::Tune(args) => tune(&args),
         Command::Check { backend, wgsl_dir } => check(backend, wgsl_dir.as_deref()),
+        Command::Record { workload, out, force, backend } => record(&workload, out, force, backend),
+        Command::Lab { port, traces, backend } => lab(port, traces.as_deref(), backend),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -674,6 +710,56 @@ fn check(backend: Option<BackendArg>, wgsl_dir: Option<&std::path::Path>) -> Res
         return Err(vpt_wgsl::Error::invalid("check", format!("{failed} of {} comparisons failed on {} (the FAIL lines above)", rows.len(), gpu.describe())));
     }
     Ok(())
+}
+
+/// `vpt record`: run the workload with the trace recording, then write the trace file.
+fn record(workload: &str, out: Option<PathBuf>, force: bool, backend: Option<BackendArg>) -> Result<()> {
+    let workload: Workload = workload.parse()?;
+    let out = out.unwrap_or_else(|| PathBuf::from(format!("{}.trace", workload.name())));
+    let out_str = out.display().to_string();
+    check_new_output("--out", &out_str, &[], force)?;
+    let gpu = open_gpu(backend)?;
+    eprintln!("recording {} on {}", workload.name(), gpu.describe());
+    let recording = vpt_wgsl::lab::record(&gpu, workload)?;
+    vpt_wgsl::io::write_atomically(&out, &recording.bytes)?;
+    println!("wrote {out_str}: {}", recording.summary);
+    Ok(())
+}
+
+/// `vpt lab`: the traces (recorded now, or read from --traces), then the server, until stopped.
+fn lab(port: u16, traces: Option<&std::path::Path>, backend: Option<BackendArg>) -> Result<()> {
+    let listener = vpt_wgsl::lab::server::bind(port)?;
+    let traces = match traces {
+        Some(dir) => read_trace_folder(dir)?,
+        None => {
+            let gpu = open_gpu(backend)?;
+            let mut traces = Vec::new();
+            for workload in Workload::ALL {
+                eprintln!("recording {} on {}", workload.name(), gpu.describe());
+                let recording = vpt_wgsl::lab::record(&gpu, workload)?;
+                eprintln!("  {}", recording.summary);
+                traces.push((recording.name, recording.bytes));
+            }
+            traces
+        }
+    };
+    let address = listener.local_addr().map_err(|e| vpt_wgsl::Error::invalid("--port", e.to_string()))?;
+    let names: Vec<&str> = traces.iter().map(|(n, _)| n.as_str()).collect();
+    println!("vpt lab: serving {} at http://{address}/ — open it in a browser with WebGPU; add ?run=NAME to replay one at once (Ctrl-C stops)", names.join(", "));
+    use std::io::Write;
+    std::io::stdout().flush().ok();
+    vpt_wgsl::lab::server::serve(listener, std::sync::Arc::new(traces))
+}
+
+/// Every `.trace` file in `dir`, checked.
+fn read_trace_folder(dir: &std::path::Path) -> Result<Vec<(String, Vec<u8>)>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| vpt_wgsl::Error::invalid("--traces", format!("cannot list {}: {e}", dir.display())))?;
+    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "trace")).collect();
+    paths.sort();
+    if paths.is_empty() {
+        return Err(vpt_wgsl::Error::invalid("--traces", format!("{} holds no .trace files; write some with `vpt record kernels --out {}/kernels.trace`", dir.display(), dir.display())));
+    }
+    paths.iter().map(|p| vpt_wgsl::lab::read_trace_file(p)).collect()
 }
 
 fn print_adapter(index: usize, a: &AdapterReport) {

@@ -69,7 +69,7 @@ struct Params {
 const ROWS_WG: u32 = 64u;             // invocations per workgroup, 4 rows each
 const TILE: u32 = 16u;                // keys per step of the forward
 const MAX_HD: u32 = 128u;             // widest head: the per-row accumulators hold this many vec4s
-const LOWEST: f32 = -3.40282347e38;   // max() identity; WGSL has no −∞ literal
+const LOWEST: f32 = -3.4028234663852886e38;   // max() identity: −f32::MAX exactly (WGSL has no −∞ literal; Tint rejects -3.40282347e38, just past f32::MAX, which naga rounds)
 
 // Which rows this workgroup owns (`per_workgroup` of one head). Workgroups are laid out in x then
 // y (one grid axis holds at most 65535); the few past the end return at once.

@@ -36,8 +36,11 @@ const ROW_WG: u32 = 64u;
 // Labels are checked against a class count when uploaded, but that count need not be this C.
 // A label ≥ C would read another sample's logits, so it yields NaN instead: loud, never a
 // plausible wrong number.
+// The bits come from a private variable, not a literal: Tint (Chrome's compiler) evaluates
+// bitcast<f32>(0x7fc00000u) at compile time and rejects a NaN constant; naga accepts both.
+var<private> QUIET_NAN_BITS: u32 = 0x7fc00000u;
 fn quiet_nan() -> f32 {
-    return bitcast<f32>(0x7fc00000u);
+    return bitcast<f32>(QUIET_NAN_BITS);
 }
 
 @compute @workgroup_size(ROW_WG)

@@ -18,7 +18,7 @@ pub mod tune;
 
 pub use report::train_step_text;
 pub use cases::Tune;
-pub use step::train_step;
+pub use step::{train_step, StepSetup};
 
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, TimingMethod};
@@ -47,6 +47,14 @@ impl StepShape {
     /// kernels on a step small enough for a CPU adapter.
     pub fn small() -> StepShape {
         StepShape { vit: VitConfig { img_size: (112, 112), ..vit_b16() }, batch: 1, prompts: 10, classes: 100 }
+    }
+
+    /// A ViT shaped like the demo's backbone (width 64, 4 blocks of 4 heads, MLP 128, patch 4) on
+    /// 32-pixel images, batch 8, 10 prompts per block, 10 classes: 1 + 64 + 10 = 75 tokens. Every
+    /// kernel of a real step at a size a browser's software adapter replays in seconds (`vpt record step`).
+    pub fn tiny() -> StepShape {
+        let vit = VitConfig { embed_dim: 64, depth: 4, num_heads: 4, patch_size: 4, img_size: (32, 32), mlp_hidden: 128, ..vit_b16() };
+        StepShape { vit, batch: 8, prompts: 10, classes: 10 }
     }
 
     /// Tokens per image: CLS + patches + prompts.

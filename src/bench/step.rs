@@ -18,26 +18,11 @@ use crate::train::{Optimizer, Trainer, WarmupCosine};
 /// every block, a `shape.classes` head, SGD, the blocks run as `plan` says; `reps` timed steps
 /// after one untimed. Host-clock time, each phase waited for, so it includes submission and sync.
 pub fn train_step(gpu: &Gpu, shape: &StepShape, plan: BlockPlan, precision: Precision, reps: usize) -> Result<TrainStepResult> {
-    shape.check()?;
-    let cfg = &shape.vit;
     let live_before = gpu.live_bytes();
-    let sd = StateDict::from_tensors("bench", synthetic_vit_state_dict(cfg, 0, 1), [("num_heads".to_string(), cfg.num_heads.to_string())].into());
-    let mut vit = Vit::from_state_dict(gpu, &sd, &LoadOptions { precision, ..LoadOptions::default() })?;
-    vit.plan = plan;
-    drop(sd);
-    let weight_bytes = gpu.live_bytes() - live_before;
-    let (b, d, c, p, depth) = (shape.batch, cfg.embed_dim, shape.classes, shape.prompts, cfg.depth);
+    let StepSetup { vit, task, mut trainer, images, labels, weight_bytes } = StepSetup::new(gpu, shape, plan, precision, reps + 1)?;
+    let cfg = &shape.vit;
+    let (b, p, depth) = (shape.batch, shape.prompts, cfg.depth);
     let (h, w) = cfg.img_size;
-    let task = VptTask {
-        prompts: Some(Tensor::from_slice(gpu, &[depth, p, d], &synthetic_tensor("vpt.prompts", &[depth, p, d], 1))?),
-        head_weight: Tensor::from_slice(gpu, &[c, d], &synthetic_tensor("vpt.head.weight", &[c, d], 1))?,
-        head_bias: Tensor::zeros(gpu, &[c])?,
-        pool: Pool::Cls,
-    };
-    let schedule = WarmupCosine { base_lr: 1e-3, warmup_steps: 0, total_steps: reps + 1 };
-    let mut trainer = Trainer::new(gpu, &task, Optimizer::sgd(1e-4), schedule)?;
-    let images = Tensor::from_slice(gpu, &[b, 3, h, w], &synthetic_tensor("batch.images", &[b, 3, h, w], 1))?;
-    let labels = random_label_values(b, c, 1);
     gpu.flush()?;
 
     let (mut fwd, mut bwd, mut opt, mut dispatches, mut kept_bytes) = (Vec::new(), Vec::new(), Vec::new(), 0, 0);
@@ -87,4 +72,44 @@ pub fn train_step(gpu: &Gpu, shape: &StepShape, plan: BlockPlan, precision: Prec
             precision.name()
         ),
     })
+}
+
+/// What one VPT-deep training step of a [`StepShape`] needs: a ViT with synthetic weights, a task
+/// (`shape.prompts` prompts in every block, a `shape.classes` head), SGD, and a batch of synthetic
+/// images and labels. Deterministic: the same shape gives the same values.
+pub struct StepSetup {
+    pub vit: Vit,
+    pub task: VptTask,
+    pub trainer: Trainer,
+    pub images: Tensor,
+    pub labels: Vec<u32>,
+    /// Bytes of the backbone's weights on the device.
+    pub weight_bytes: u64,
+}
+
+impl StepSetup {
+    /// Everything on `gpu`, the blocks run as `plan` says, the schedule `total_steps` long.
+    pub fn new(gpu: &Gpu, shape: &StepShape, plan: BlockPlan, precision: Precision, total_steps: usize) -> Result<StepSetup> {
+        shape.check()?;
+        let cfg = &shape.vit;
+        let live_before = gpu.live_bytes();
+        let sd = StateDict::from_tensors("bench", synthetic_vit_state_dict(cfg, 0, 1), [("num_heads".to_string(), cfg.num_heads.to_string())].into());
+        let mut vit = Vit::from_state_dict(gpu, &sd, &LoadOptions { precision, ..LoadOptions::default() })?;
+        vit.plan = plan;
+        drop(sd);
+        let weight_bytes = gpu.live_bytes() - live_before;
+        let (b, d, c, p, depth) = (shape.batch, cfg.embed_dim, shape.classes, shape.prompts, cfg.depth);
+        let (h, w) = cfg.img_size;
+        let task = VptTask {
+            prompts: Some(Tensor::from_slice(gpu, &[depth, p, d], &synthetic_tensor("vpt.prompts", &[depth, p, d], 1))?),
+            head_weight: Tensor::from_slice(gpu, &[c, d], &synthetic_tensor("vpt.head.weight", &[c, d], 1))?,
+            head_bias: Tensor::zeros(gpu, &[c])?,
+            pool: Pool::Cls,
+        };
+        let schedule = WarmupCosine { base_lr: 1e-3, warmup_steps: 0, total_steps };
+        let trainer = Trainer::new(gpu, &task, Optimizer::sgd(1e-4), schedule)?;
+        let images = Tensor::from_slice(gpu, &[b, 3, h, w], &synthetic_tensor("batch.images", &[b, 3, h, w], 1))?;
+        let labels = random_label_values(b, c, 1);
+        Ok(StepSetup { vit, task, trainer, images, labels, weight_bytes })
+    }
 }

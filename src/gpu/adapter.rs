@@ -154,6 +154,7 @@ impl Gpu {
                 adapter_features,
                 wgsl_dir: Mutex::default(),
                 choices: Mutex::default(),
+                trace: Arc::default(),
             }),
         })
     }

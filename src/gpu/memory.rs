@@ -18,6 +18,8 @@ use std::sync::{Arc, Mutex};
 
 use wgpu::util::DeviceExt;
 
+use super::trace::TraceOp;
+
 use super::Gpu;
 use crate::error::{Error, Result};
 
@@ -158,7 +160,12 @@ pub struct GpuBuffer {
     /// Holds f16 values (a frozen weight under `--precision f16`) rather than f32. A launch
     /// checks it against the bindings its shader declares f16 (`Shader::f16_bindings`).
     half: bool,
+    /// Unique in the process: how a trace (`trace.rs`) names the buffer.
+    pub(crate) id: u64,
 }
+
+/// The next [`GpuBuffer::id`].
+static NEXT_BUFFER_ID: AtomicU64 = AtomicU64::new(1);
 
 impl Drop for GpuBuffer {
     fn drop(&mut self) {
@@ -204,7 +211,7 @@ impl Gpu {
         let size = bytes.max(4).next_multiple_of(4);
         if let Some(buffer) = self.inner.memory.take_idle(size) {
             self.clear_in_order(&buffer);
-            return Ok(self.track(buffer, size));
+            return Ok(self.track_created(buffer, size, None));
         }
         self.inner.memory.created.fetch_add(1, Ordering::Relaxed);
         let buffer = self.scoped(what, || {
@@ -215,7 +222,7 @@ impl Gpu {
                 mapped_at_creation: false,
             })
         })?;
-        Ok(self.track(buffer, size))
+        Ok(self.track_created(buffer, size, None))
     }
 
     /// A storage buffer holding `data`. A freed buffer of the same size from the pool if there is
@@ -245,7 +252,7 @@ impl Gpu {
             })?;
             // The staging buffer lives on inside wgpu until the copy has run.
             self.record(|encoder| encoder.copy_buffer_to_buffer(&staging, 0, &buffer, 0, size));
-            return Ok(self.track(buffer, size));
+            return Ok(self.track_created(buffer, size, Some(contents)));
         }
         self.inner.memory.created.fetch_add(1, Ordering::Relaxed);
         let buffer = self.scoped(what, || {
@@ -255,7 +262,7 @@ impl Gpu {
                 usage: storage_usage(),
             })
         })?;
-        Ok(self.track(buffer, size))
+        Ok(self.track_created(buffer, size, Some(contents)))
     }
 
     /// A storage buffer holding f16 values, for kernels that read f16 (see
@@ -281,13 +288,22 @@ impl Gpu {
 
     /// Record a copy of `bytes` from `src` to `dst` after everything already recorded.
     pub fn copy(&self, src: &GpuBuffer, dst: &GpuBuffer, bytes: u64) -> Result<()> {
-        self.record(|encoder| encoder.copy_buffer_to_buffer(&src.buffer, 0, &dst.buffer, 0, bytes.next_multiple_of(4)));
+        let bytes = bytes.next_multiple_of(4);
+        self.record(|encoder| encoder.copy_buffer_to_buffer(&src.buffer, 0, &dst.buffer, 0, bytes));
+        self.traced(|t| t.ops.push(TraceOp::Copy { src: src.id, dst: dst.id, bytes }));
         Ok(())
     }
 
-    fn track(&self, buffer: wgpu::Buffer, bytes: u64) -> GpuBuffer {
+    /// Account for a buffer handed to a new tensor, zeroed or holding `contents`, and record it
+    /// in the trace if one is recording.
+    fn track_created(&self, buffer: wgpu::Buffer, bytes: u64, contents: Option<&[u8]>) -> GpuBuffer {
         self.inner.memory.alloc(bytes);
-        GpuBuffer { buffer, bytes, memory: self.inner.memory.clone(), half: false }
+        let id = NEXT_BUFFER_ID.fetch_add(1, Ordering::Relaxed);
+        self.traced(|t| {
+            let data = contents.map(|c| t.keep(c));
+            t.ops.push(TraceOp::Create { id, bytes, data });
+        });
+        GpuBuffer { buffer, bytes, memory: self.inner.memory.clone(), half: false, id }
     }
 
     /// Bytes of tensor storage alive now.

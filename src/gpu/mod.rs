@@ -25,6 +25,7 @@ mod pipelines;
 mod profile;
 mod readback;
 mod shader;
+mod trace;
 mod tuning;
 
 use std::collections::HashMap;
@@ -37,6 +38,7 @@ pub use adapter::{backends_from_env, list_adapters, AdapterReport};
 pub use memory::GpuBuffer;
 pub use profile::{KernelTime, Profile, TimingMethod};
 pub(crate) use shader::wgsl_shader;
+pub use trace::{BlobRange, Trace, TraceOp, TracedShader};
 pub use tuning::KernelChoices;
 pub use shader::{Access, Bind, Constants, LaunchRecord, ParamType, Params, Shader, WG_1D};
 
@@ -77,6 +79,8 @@ struct GpuInner {
     wgsl_dir: Mutex<Option<std::path::PathBuf>>,
     /// Kernel choices measured by `vpt tune` (`tuning.rs`), once loaded.
     choices: Mutex<Option<tuning::KernelChoices>>,
+    /// The trace being recorded, if any (`trace.rs`); shared with devices reopened from this one.
+    trace: Arc<Mutex<Option<trace::Trace>>>,
 }
 
 /// The commands recorded since the last submit.
@@ -152,6 +156,7 @@ impl Gpu {
 
         // One compute pass in the pending encoder. Profiling on the host clock times it alone.
         self.timed_on_host(&op, || self.record_pass(&op, &pipeline, &bind_group, workgroups))?;
+        self.trace_dispatch(&op, shader, entry, constants, params, buffers, workgroups);
         self.note_launch(op, shader, entry, params, buffers);
         Ok(())
     }
@@ -219,6 +224,30 @@ impl Gpu {
         PendingGuard { pending: self.inner.pending.lock().unwrap(), _turn: turn }
     }
 
+    /// Append the launch to the trace, if one is recording (`trace.rs`).
+    #[allow(clippy::too_many_arguments)]
+    fn trace_dispatch(&self, op: &str, shader: &Shader, entry: &'static str, constants: Constants, params: &Params, buffers: &[Bind], grid: [u32; 3]) {
+        let wgsl_dir = self.inner.wgsl_dir.lock().unwrap().clone();
+        self.traced(|t| {
+            // The source as compiled: from `--wgsl-dir` when set (it compiled, so it reads again).
+            let source = || match &wgsl_dir {
+                Some(dir) => shader.source_in(dir).unwrap_or_else(|_| shader.source.to_string()),
+                None => shader.source.to_string(),
+            };
+            let index = t.shader(shader, source);
+            t.ops.push(trace::TraceOp::Dispatch {
+                kernel: op.to_string(),
+                shader: index,
+                entry,
+                constants: constants.to_vec(),
+                params: params.padded_bytes(),
+                param_names: params.fields().iter().map(|&(name, _)| name).collect(),
+                bindings: buffers.iter().map(|b| (b.binding, b.buffer.id, b.access)).collect(),
+                grid,
+            });
+        });
+    }
+
     /// Count the launch and keep what it bound, for [`Gpu::launches`].
     fn note_launch(&self, op: String, shader: &Shader, entry: &'static str, params: &Params, buffers: &[Bind]) {
         self.inner.dispatches.fetch_add(1, Ordering::Relaxed);
@@ -275,7 +304,8 @@ impl Gpu {
     /// left off (see [`Gpu::with_backends_without`]).
     /// Kernel sources come from the same place (`Gpu::use_wgsl_dir`).
     pub fn reopen_without(&self, without: wgpu::Features) -> Result<Gpu> {
-        let gpu = Gpu::from_adapter_without(self.inner.adapter.clone(), without)?;
+        let mut gpu = Gpu::from_adapter_without(self.inner.adapter.clone(), without)?;
+        Arc::get_mut(&mut gpu.inner).expect("a device just opened has one handle").trace = self.inner.trace.clone();
         *gpu.inner.wgsl_dir.lock().unwrap() = self.inner.wgsl_dir.lock().unwrap().clone();
         *gpu.inner.choices.lock().unwrap() = self.inner.choices.lock().unwrap().clone();
         Ok(gpu)

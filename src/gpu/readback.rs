@@ -1,6 +1,7 @@
 //! Getting results back to the host: copy into a mappable staging buffer, submit, wait, read.
 
 use super::memory::GpuBuffer;
+use super::trace::TraceOp;
 use super::Gpu;
 use crate::error::{Error, Result};
 
@@ -34,6 +35,10 @@ impl Gpu {
         };
         staging.unmap();
         self.take_uncaptured()?;
+        self.traced(|t| {
+            let data = t.keep(&bytes_out);
+            t.ops.push(TraceOp::Read { id: buffer.id, bytes, data, f16: buffer.holds_f16(), label: None });
+        });
         Ok(bytes_out)
     }
 

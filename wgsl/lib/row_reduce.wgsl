@@ -7,7 +7,7 @@
 // the same functions with subgroup operations; the launcher compiles the family with whichever
 // the adapter supports (`kernels::row_reduce_shader`), so a kernel's text is the same for both.
 
-const LOWEST_F32: f32 = -3.40282347e38;   // max() identity; WGSL has no −∞ literal
+const LOWEST_F32: f32 = -3.4028234663852886e38;   // max() identity: −f32::MAX exactly (WGSL has no −∞ literal; Tint rejects -3.40282347e38, just past f32::MAX, which naga rounds)
 
 // The reductions' workspace: one value per thread.
 var<workgroup> scratch: array<f32, ROW_WG>;

@@ -21,7 +21,7 @@
 // Every thread of the workgroup must call these (they contain barriers), with all of its
 // threads active: the kernels only return early for a whole workgroup at once.
 
-const LOWEST_F32: f32 = -3.40282347e38;   // max() identity; WGSL has no −∞ literal
+const LOWEST_F32: f32 = -3.4028234663852886e38;   // max() identity: −f32::MAX exactly (WGSL has no −∞ literal; Tint rejects -3.40282347e38, just past f32::MAX, which naga rounds)
 
 // One slot per subgroup (at most ROW_WG of them, for a subgroup size of 1), and the count taken.
 var<workgroup> partials: array<vec2<f32>, ROW_WG>;

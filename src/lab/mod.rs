@@ -1,0 +1,147 @@
+//! `vpt record` and `vpt lab`: the engine's GPU work recorded once, then replayed by any browser.
+//!
+//! A trace ([`crate::gpu::Trace`], file format in `docs/trace.md`) holds every buffer, upload,
+//! kernel launch (its WGSL exactly as compiled), copy and read-back of a workload, with the bytes
+//! the engine read back. The page in `benches/browser/` replays it on the browser's WebGPU — its
+//! own shader compiler (Chrome's Tint, Firefox's naga, Safari's) and whatever GPU the machine has —
+//! compares every read-back with the recorded one, and times each kernel. It never re-implements
+//! a launcher: it only replays what the engine did.
+//!
+//! Workloads ([`Workload`]):
+//! - `kernels`: everything `vpt check` runs — every kernel family and variant, forward and
+//!   backward, on the PyTorch fixtures' shapes and the f64 cases' awkward ones, with and without
+//!   subgroups — so a replay checks each kernel against this adapter's results, which `vpt check`
+//!   has just checked against PyTorch and f64.
+//! - `step`: one VPT-deep training step (forward, backward, SGD update) of [`StepShape::tiny`]:
+//!   its loss and the updated prompts are the read-backs a replay must match.
+//!
+//! `server.rs` is `vpt lab`'s small HTTP server.
+
+pub mod server;
+
+use std::path::Path;
+use std::str::FromStr;
+
+use crate::bench::{StepSetup, StepShape};
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::model::block::BlockPlan;
+use crate::model::vit::Precision;
+use crate::model::vpt::VptForward;
+
+/// What `vpt record` runs while recording.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Workload {
+    Kernels,
+    Step,
+}
+
+impl Workload {
+    pub const ALL: [Workload; 2] = [Workload::Kernels, Workload::Step];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            Workload::Kernels => "kernels",
+            Workload::Step => "step",
+        }
+    }
+}
+
+impl FromStr for Workload {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Workload> {
+        Workload::ALL.into_iter().find(|w| w.name() == s).ok_or_else(|| Error::invalid("WORKLOAD", format!("{s:?} is not a workload; use kernels or step")))
+    }
+}
+
+/// A recorded trace, as the bytes of its file.
+pub struct Recording {
+    /// The file's name in `vpt lab` ("kernels" for `kernels.trace`).
+    pub name: String,
+    pub bytes: Vec<u8>,
+    /// One line: what was recorded, on which adapter.
+    pub summary: String,
+}
+
+/// Run `workload` on `gpu`, recording every GPU operation.
+pub fn record(gpu: &Gpu, workload: Workload) -> Result<Recording> {
+    gpu.flush()?;
+    gpu.start_trace();
+    let outcome = match workload {
+        Workload::Kernels => record_kernels(gpu),
+        Workload::Step => record_step(gpu),
+    };
+    // Stop recording whatever happened, so a failed run leaves no trace growing.
+    let trace = gpu.take_trace()?.ok_or_else(|| Error::Gpu { op: "vpt record".into(), msg: "the trace was stopped by someone else".into() })?;
+    let what = outcome?;
+    let kernels: std::collections::BTreeSet<&str> = trace
+        .ops
+        .iter()
+        .filter_map(|op| match op {
+            crate::gpu::TraceOp::Dispatch { kernel, .. } => Some(kernel.as_str()),
+            _ => None,
+        })
+        .collect();
+    let bytes = trace.to_file_bytes(workload.name(), &gpu.describe());
+    let summary = format!(
+        "{}: {} launches of {} kernels, {} shaders, {:.1} MB ({what}), recorded on {}",
+        workload.name(),
+        trace.dispatches(),
+        kernels.len(),
+        trace.shaders.len(),
+        bytes.len() as f64 / 1e6,
+        gpu.describe()
+    );
+    Ok(Recording { name: workload.name().to_string(), bytes, summary })
+}
+
+/// Everything `vpt check` runs. Refuses to record results this adapter got wrong: a replay
+/// compared with wrong values would prove nothing.
+fn record_kernels(gpu: &Gpu) -> Result<String> {
+    let rows = crate::check::run_all(gpu, |_| ())?;
+    let failed: Vec<String> = rows.iter().filter(|r| !r.passed()).map(|r| r.line()).collect();
+    if !failed.is_empty() {
+        return Err(Error::invalid(
+            "vpt record kernels",
+            format!("{} of {} checks fail on {}, so its results cannot serve as the replay's yardstick; run `vpt check` to see them:\n{}", failed.len(), rows.len(), gpu.describe(), failed.join("\n")),
+        ));
+    }
+    Ok(format!("{} checks passed", rows.len()))
+}
+
+/// One VPT-deep training step of [`StepShape::tiny`]: the loss and the prompts after the SGD
+/// update are read back (labelled "loss" and "prompts").
+fn record_step(gpu: &Gpu) -> Result<String> {
+    let shape = StepShape::tiny();
+    let setup = StepSetup::new(gpu, &shape, BlockPlan::default(), Precision::F32, 1)?;
+    let forward = VptForward::new(gpu, &setup.vit, &setup.task, &setup.images, &setup.labels, None)?;
+    let loss = forward.loss().to_scalar()?;
+    gpu.label_last_read("loss");
+    let step = forward.backward()?;
+    let mut trainer = setup.trainer;
+    trainer.apply(&setup.task, &step)?;
+    let prompts = setup.task.prompts.as_ref().expect("the step's task has prompts");
+    prompts.to_vec()?;
+    gpu.label_last_read("prompts");
+    let cfg = &shape.vit;
+    Ok(format!(
+        "loss {loss:.6}; {} blocks of width {}, {} prompts each, {}×{} images, batch {}",
+        cfg.depth, cfg.embed_dim, shape.prompts, cfg.img_size.0, cfg.img_size.1, shape.batch
+    ))
+}
+
+/// Read a trace file written by `vpt record`, checking its header: (name, bytes).
+pub fn read_trace_file(path: &Path) -> Result<(String, Vec<u8>)> {
+    let bytes = std::fs::read(path).map_err(|e| Error::invalid("--traces", format!("cannot read {}: {e}", path.display())))?;
+    let bad = |why: String| Error::invalid("--traces", format!("{} is not a trace written by `vpt record`: {why}", path.display()));
+    let Some(len) = bytes.get(..8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes"))) else {
+        return Err(bad("shorter than its 8-byte header".into()));
+    };
+    let json = usize::try_from(len).ok().and_then(|n| bytes.get(8..8usize.checked_add(n)?)).ok_or_else(|| bad(format!("its header announces {len} bytes of JSON, more than the file holds")))?;
+    let manifest: serde_json::Value = serde_json::from_slice(json).map_err(|e| bad(format!("its manifest is not JSON ({e})")))?;
+    if manifest["format"] != "vpt-trace 1" {
+        return Err(bad(format!("its format is {}, not \"vpt-trace 1\"", manifest["format"])));
+    }
+    let name = path.file_stem().and_then(|s| s.to_str()).filter(|s| server::is_plain_name(s)).ok_or_else(|| bad("its name must be letters, digits, '-' or '_' before .trace".into()))?;
+    Ok((name.to_string(), bytes))
+}
