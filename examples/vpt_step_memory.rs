@@ -48,6 +48,7 @@ fn main() -> Result<()> {
         head_weight: Tensor::from_slice(&gpu, &[classes, d], &synthetic_tensor("vpt.head.weight", &[classes, d], 1))?,
         head_bias: Tensor::zeros(&gpu, &[classes])?,
         pool: Pool::Cls,
+        tuned: Default::default(),
     };
     let images = Tensor::from_slice(&gpu, &[batch, 3, 224, 224], &synthetic_tensor("batch.images", &[batch, 3, 224, 224], 1))?;
     let labels = Labels::new(&gpu, &(0..batch as u32).map(|i| i % classes as u32).collect::<Vec<_>>(), classes)?;

@@ -1,16 +1,20 @@
 //! `vpt demo`: the bundled demonstration. A small ViT pretrained by us (fixtures/make_demo.py) on
-//! scikit-learn's handwritten digits 0–4 is prompt-tuned on the digits 5–9, three ways: linear
-//! probe, VPT-shallow and VPT-deep, with the recipe the PyTorch reference used (read from
-//! fixtures/demo/pytorch_reference.json), and the test accuracies are printed beside PyTorch's.
+//! scikit-learn's handwritten digits 0–4 is tuned on the digits 5–9 every way the paper compares
+//! (linear probe, VPT-shallow, VPT-deep, and the baselines bias, partial-1, adapter, LoRA and
+//! full fine-tuning), with the recipe the PyTorch reference used (read from
+//! fixtures/demo/pytorch_reference.json), and the test accuracies are printed beside PyTorch's
+//! spread over five seeds. `--seeds` runs ours over the same five seeds.
 
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+use crate::io::TensorFile;
 use crate::model::block::BlockPlan;
+use crate::model::method::Method;
 use crate::model::vit::Precision;
-use crate::train::fit::{fit, Depth, EpochSummary, Observer, TrainConfig};
+use crate::train::fit::{fit, Depth, Observer, TrainConfig};
 use crate::train::Optimizer;
 use crate::gpu::Gpu;
 use crate::model::vpt::Pool;
@@ -18,49 +22,85 @@ use crate::model::vpt::Pool;
 /// One row of the table.
 pub struct DemoRow {
     pub variant: String,
+    /// Parameters our run trained (from its task file).
     pub trainable: usize,
-    pub ours: EpochSummary,
-    pub torch_top1: f64,
-    pub torch_seed_range: (f64, f64),
+    /// Our test top-1 of each run: the recipe's seed, then (with `--seeds`) the others.
+    pub ours: Vec<f64>,
+    /// PyTorch's test top-1 over the reference's seeds.
+    pub torch: Vec<f64>,
     pub task_file: String,
 }
 
-/// The variants, in the order the paper's table lists them.
-pub const VARIANTS: [&str; 3] = ["linear", "shallow", "deep"];
+/// The variants, in the order the table lists them (those the reference file has).
+pub const VARIANTS: [&str; 8] = ["linear", "shallow", "deep", "bias", "partial-1", "adapter", "lora", "full"];
 
-/// Train the three variants from `dir` (fixtures/demo) into `out_dir`. `epochs` overrides the
-/// reference recipe's (for a quick look); the comparison is only like for like without it.
-pub fn run_demo(gpu: &Gpu, dir: &Path, out_dir: &Path, epochs: Option<usize>, precision: Precision, observer: &mut dyn Observer) -> Result<Vec<DemoRow>> {
+/// Train the variants of the reference in `dir` (fixtures/demo) into `out_dir`. `epochs`
+/// overrides the reference recipe's (for a quick look); the comparison is only like for like
+/// without it. `all_seeds`: run each variant with every seed the reference ran, not just its first.
+/// `only`: the variants to run (None: all).
+#[allow(clippy::too_many_arguments)]
+pub fn run_demo(gpu: &Gpu, dir: &Path, out_dir: &Path, epochs: Option<usize>, precision: Precision, all_seeds: bool, only: Option<&[String]>, observer: &mut dyn Observer) -> Result<Vec<DemoRow>> {
+    if let Some(bad) = only.and_then(|names| names.iter().find(|n| !VARIANTS.contains(&n.as_str()))) {
+        return Err(Error::invalid("--variants", format!("{bad:?} is not a variant; use {}", VARIANTS.join(", "))));
+    }
     let reference_path = dir.join("pytorch_reference.json");
     if !reference_path.is_file() {
         return Err(Error::invalid("--dir", format!("{:?} is not a demo folder (it has no pytorch_reference.json); leave --dir out to use the bundled demo", dir.display().to_string())));
     }
     if out_dir.as_os_str().is_empty() {
-        return Err(Error::invalid("--out-dir", "is empty; give the folder for the three task files"));
+        return Err(Error::invalid("--out-dir", "is empty; give the folder for the task files"));
     }
     let text = std::fs::read_to_string(&reference_path).map_err(|source| Error::Io { path: reference_path.display().to_string(), source })?;
     let reference: Value = serde_json::from_str(&text).map_err(|e| Error::Format { path: reference_path.display().to_string(), msg: e.to_string() })?;
     if out_dir.exists() && !out_dir.is_dir() {
-        return Err(Error::invalid("--out-dir", format!("{} is a file, not a folder; give a folder for the three task files", out_dir.display())));
+        return Err(Error::invalid("--out-dir", format!("{} is a file, not a folder; give a folder for the task files", out_dir.display())));
     }
-    claim_out_dir(out_dir)?;
+    let wanted = |v: &str| only.is_none_or(|names| names.iter().any(|n| n == v));
+    let variants: Vec<&str> = VARIANTS.iter().copied().filter(|v| reference["variants"].get(*v).is_some() && wanted(v)).collect();
+    let bad = |msg: String| Error::Format { path: reference_path.display().to_string(), msg };
+    let seeds_of = |v: &Value| -> Vec<u64> { v["test_top1_over_seeds"]["seeds"].as_array().map(|a| a.iter().filter_map(Value::as_u64).collect()).unwrap_or_default() };
+    claim_out_dir(out_dir, &variants.iter().map(|v| (v.to_string(), seeds_of(&reference["variants"][*v]))).collect::<Vec<_>>())?;
     let mut rows = Vec::new();
-    for variant in VARIANTS {
+    for variant in variants {
         let v = &reference["variants"][variant];
-        let cfg = variant_config(dir, out_dir, variant, v, epochs, precision).map_err(|msg| Error::Format { path: reference_path.display().to_string(), msg })?;
-        observer.start(&format!("— {variant}: {} prompts × {} layers, base lr {}, {} epochs —", cfg.num_prompts, depth_of(v), cfg.base_lr, cfg.epochs));
-        let ours = fit(gpu, &cfg, observer)?;
-        let seeds = &v["test_top1_over_seeds"];
+        let cfg = variant_config(dir, out_dir, variant, v, &reference["methods"]["options"], epochs, precision).map_err(bad)?;
+        let main_seed = cfg.seed;
+        let mut seeds = vec![main_seed];
+        if all_seeds {
+            seeds.extend(seeds_of(v).into_iter().filter(|&s| s != main_seed));
+        }
+        let mut ours = Vec::new();
+        for &seed in &seeds {
+            let out = if seed == main_seed { cfg.out.clone() } else { seed_task_path(out_dir, variant, seed) };
+            let cfg = TrainConfig { seed, out, ..cfg.clone() };
+            observer.start(&format!("— {variant}: {}, base lr {}, {} epochs, seed {seed} —", describe(&cfg, v), cfg.base_lr, cfg.epochs));
+            ours.push(fit(gpu, &cfg, observer)?.val_accuracy);
+        }
+        let task = TensorFile::read(&cfg.out)?;
+        let torch: Vec<f64> = v["test_top1_over_seeds"]["top1"].as_array().map(|a| a.iter().filter_map(Value::as_f64).collect()).unwrap_or_default();
         rows.push(DemoRow {
             variant: variant.to_string(),
-            trainable: v["trainable_params"].as_u64().unwrap_or(0) as usize,
+            trainable: task.tensors.values().map(|t| t.shape.iter().product::<usize>()).sum(),
             ours,
-            torch_top1: v["test_top1"].as_f64().unwrap_or(f64::NAN),
-            torch_seed_range: (seeds["min"].as_f64().unwrap_or(f64::NAN), seeds["max"].as_f64().unwrap_or(f64::NAN)),
+            torch,
             task_file: cfg.out.clone(),
         });
     }
     Ok(rows)
+}
+
+/// "5 prompts × 4 layers", or the method's name.
+fn describe(cfg: &TrainConfig, v: &Value) -> String {
+    if cfg.method.prompt || cfg.method == Method::default() {
+        format!("{} prompts × {} layers", cfg.num_prompts, depth_of(v))
+    } else {
+        format!("--method {}", cfg.method.name())
+    }
+}
+
+/// Where a run with another seed than the recipe's writes its task.
+fn seed_task_path(out_dir: &Path, variant: &str, seed: u64) -> String {
+    out_dir.join(format!("{variant}.seed-{seed}.safetensors")).display().to_string()
 }
 
 /// Marks a folder the demo writes into, so that a later demo may replace what it wrote there.
@@ -69,14 +109,14 @@ const MARKER: &str = ".vpt-demo";
 /// Make `out_dir` the demo's: a new or empty-of-demo-names folder is taken (and marked); one that
 /// holds a demo's earlier outputs is taken again; one that holds files of those names the demo
 /// did not write is refused, so that the demo never replaces a file of the user's.
-fn claim_out_dir(out_dir: &Path) -> Result<()> {
+fn claim_out_dir(out_dir: &Path, variants: &[(String, Vec<u64>)]) -> Result<()> {
     let io_err = |source| Error::Io { path: out_dir.display().to_string(), source };
     std::fs::create_dir_all(out_dir).map_err(io_err)?;
     let ours = out_dir.join(MARKER).exists();
-    let outputs = VARIANTS.iter().flat_map(|v| {
-        let task = out_dir.join(format!("{v}.safetensors")).display().to_string();
-        [crate::train::outputs::resume_path(&task), crate::train::outputs::metrics_path(&task), task]
+    let tasks = variants.iter().flat_map(|(v, seeds)| {
+        std::iter::once(out_dir.join(format!("{v}.safetensors")).display().to_string()).chain(seeds.iter().map(|&s| seed_task_path(out_dir, v, s)))
     });
+    let outputs = tasks.flat_map(|task| [crate::train::outputs::resume_path(&task), crate::train::outputs::metrics_path(&task), task]);
     if let Some(theirs) = outputs.filter(|p| Path::new(p).exists()).find(|_| !ours) {
         return Err(Error::invalid("--out-dir", format!("{theirs} exists and was not written by a demo; choose another --out-dir")));
     }
@@ -88,8 +128,17 @@ fn depth_of(v: &Value) -> usize {
 }
 
 /// The reference's recipe for one variant as a `vpt train` configuration.
-fn variant_config(dir: &Path, out_dir: &Path, variant: &str, v: &Value, epochs: Option<usize>, precision: Precision) -> std::result::Result<TrainConfig, String> {
+fn variant_config(dir: &Path, out_dir: &Path, variant: &str, v: &Value, options: &Value, epochs: Option<usize>, precision: Precision) -> std::result::Result<TrainConfig, String> {
     let hp = &v["hyperparameters"];
+    // linear and the VPT variants have no "method": they are VPT with 0 or more prompts.
+    let mut method: Method = v["method"].as_str().unwrap_or("prompt").parse().map_err(|e: Error| format!("variants.{variant}.method: {e}"))?;
+    if let Some(r) = options["adapter_reduction"].as_u64() {
+        method.adapter_reduction = r as usize;
+    }
+    if let Some(r) = options["lora_rank"].as_u64() {
+        method.lora_rank = r as usize;
+    }
+    method.lora_alpha = options["lora_alpha"].as_f64().map(|a| a as f32);
     let num = |key: &str| hp[key].as_f64().ok_or_else(|| format!("variants.{variant}.hyperparameters.{key} is missing"));
     let steps_per_epoch = num("steps_per_epoch")?.max(1.0);
     let folder = dir.join("digits-5to9");
@@ -120,25 +169,33 @@ fn variant_config(dir: &Path, out_dir: &Path, variant: &str, v: &Value, epochs: 
         force: true,
         plan: BlockPlan::default(),
         precision,
+        method,
     })
 }
 
-/// The table, as printed after training.
+/// The table, as printed after training: ours and PyTorch's, each as mean ± standard deviation
+/// (min–max) over its runs (one run of ours without `--seeds`).
 pub fn format_table(rows: &[DemoRow]) -> String {
-    let mut out = String::from("\nmethod        trainable   vpt-wgsl top-1   PyTorch top-1 (5 seeds: min–max)   task file\n");
+    let mut out = String::from("\nmethod      trainable   vpt-wgsl top-1                      PyTorch top-1                       task file\n");
     for r in rows {
-        out.push_str(&format!(
-            "{:<13} {:>9}   {:>13.1}%   {:>12.1}%  ({:.1}–{:.1}%)          {}\n",
-            r.variant,
-            r.trainable,
-            100.0 * r.ours.val_accuracy,
-            100.0 * r.torch_top1,
-            100.0 * r.torch_seed_range.0,
-            100.0 * r.torch_seed_range.1,
-            r.task_file
-        ));
+        out.push_str(&format!("{:<11} {:>9}   {:<34}  {:<34}  {}\n", r.variant, r.trainable, spread(&r.ours), spread(&r.torch), r.task_file));
     }
     out
+}
+
+/// "84.4%" for one run; "81.1 ± 2.4% (77.7–84.4%, 5 seeds)" for several.
+fn spread(top1: &[f64]) -> String {
+    let pct: Vec<f64> = top1.iter().map(|v| 100.0 * v).collect();
+    match pct.len() {
+        0 => "—".to_string(),
+        1 => format!("{:.1}%", pct[0]),
+        n => {
+            let mean = pct.iter().sum::<f64>() / n as f64;
+            let std = (pct.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n as f64).sqrt();
+            let (min, max) = pct.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+            format!("{mean:.1} ± {std:.1}% ({min:.1}–{max:.1}%, {n} seeds)")
+        }
+    }
 }
 
 /// Where the bundled demo lives: `fixtures/demo` under the current directory or the crate.

@@ -125,7 +125,7 @@ impl TensorFile {
         raw.parse().map_err(|_| self.err(format!("metadata {key:?} = {raw:?} is not a valid value")))
     }
 
-    fn err(&self, msg: String) -> Error {
+    pub fn err(&self, msg: String) -> Error {
         Error::Format { path: self.path.clone(), msg }
     }
 }

@@ -19,6 +19,7 @@ use vpt_wgsl::model::vpt::{self, Pool, VptTask};
 use vpt_wgsl::train::data::{default_resize, ImageFolder, Normalization, Transform};
 use vpt_wgsl::train::fit::{self, Depth, TrainConfig};
 use vpt_wgsl::lab::Workload;
+use vpt_wgsl::model::method::Method;
 use vpt_wgsl::train::outputs::check_new_output;
 use vpt_wgsl::train::progress::ProgressBar;
 use vpt_wgsl::train::task::{backbone_fingerprint, check_trained_on, parse_size, TaskFile};
@@ -37,12 +38,14 @@ enum Command {
     /// List every GPU adapter with its backend, driver, optional features and the limits that
     /// matter for large tensors. Honours WGPU_BACKEND (e.g. `vulkan`, `gl`).
     Info,
-    /// One VPT forward and backward pass: logits, loss and the gradients of prompts and head.
+    /// One VPT forward and backward pass: logits, loss and the gradients of what a tuning method
+    /// trains (prompts and head by default).
     ///
     /// MODEL: timm state dict (.safetensors, f32/f16/bf16); TASK: `prompts` [depth, P, D],
     /// `head.weight` [C, D], `head.bias` [C], metadata `pool`; BATCH: `images` f32 [B, 3, H, W]
-    /// (normalised), `labels` i64 [B]. OUT gets `logits`, `loss`, `grad.prompts`,
-    /// `grad.head.weight`, `grad.head.bias`.
+    /// (normalised), `labels` i64 [B]. OUT gets `logits`, `loss`, `grad.prompts` (a `prompt`
+    /// method with prompts in TASK), `grad.head.weight`, `grad.head.bias`, and `grad.<timm name>`
+    /// for every backbone tensor the method trains (`grad.blocks.3.attn.qkv.bias`, `grad.pos_embed`).
     Grad {
         #[command(flatten)]
         inputs: ModelInputs,
@@ -50,6 +53,8 @@ enum Command {
         output: Output,
         #[command(flatten)]
         plan: PlanArgs,
+        #[command(flatten)]
+        method: MethodArgs,
     },
     /// Logits only (no labels needed in BATCH); OUT gets `logits`.
     Forward {
@@ -64,17 +69,29 @@ enum Command {
         /// The demo's folder (backbone, images, PyTorch reference).
         #[arg(long, value_parser = non_empty_path)]
         dir: Option<PathBuf>,
-        /// Where the three task files go.
+        /// Where the task files go.
         #[arg(long, default_value = "vpt-demo", value_parser = non_empty_path)]
         out_dir: PathBuf,
         /// Override the reference recipe's epochs (then the comparison is no longer like for like).
         #[arg(long)]
         epochs: Option<usize>,
+        /// Run every method with each of the reference's five seeds, as PyTorch did, and print
+        /// both spreads (five times as long).
+        #[arg(long)]
+        seeds: bool,
+        /// Only these variants, comma-separated (linear, shallow, deep, bias, partial-1, adapter,
+        /// lora, full); default all.
+        #[arg(long, value_delimiter = ',')]
+        variants: Option<Vec<String>>,
         #[command(flatten)]
         precision: PrecisionArg,
     },
     /// Prompt-tune the backbone on a folder of images (one sub-folder per class).
     Train(TrainArgs),
+    /// The paper's comparison on your images: train each method (--methods) with one recipe
+    /// and report trainable parameters, task file size, top-1, images/s and peak memory as a
+    /// table, OUT_DIR/compare.json and OUT_DIR/compare.svg (top-1 against trainable parameters).
+    Compare(CompareArgs),
     /// Measure which kernel variant is fastest on this adapter at the shapes of one training step
     /// (the matmul kernel per shape and layout, the row kernels' reduction) and
     /// write the winners to this adapter's tune cache, which every later command uses. Never runs
@@ -181,8 +198,92 @@ enum OptimizerArg {
 
 /// `vpt train` arguments. Defaults follow the paper's recipe (SGD, momentum 0.9, warm-up then
 /// cosine, LR = base LR × batch / 256).
+/// `--method` and how it makes what it adds (train, grad).
+#[derive(clap::Args, Clone, Debug)]
+struct MethodArgs {
+    /// What trains besides the head, as parts joined by +: prompt (VPT), linear (the head alone),
+    /// bias (every backbone bias), partial-K (the last K blocks and the final norm), full (every
+    /// backbone tensor), adapter (a Pfeiffer adapter per block), lora (LoRA on every qkv);
+    /// e.g. prompt+bias.
+    #[arg(long, default_value = "prompt")]
+    method: String,
+    #[command(flatten)]
+    options: MethodOptions,
+}
+
+impl MethodArgs {
+    fn method(&self) -> Result<Method> {
+        self.options.apply(self.method.parse()?)
+    }
+}
+
+/// How the adapter and LoRA methods make what they add.
+#[derive(clap::Args, Clone, Debug)]
+struct MethodOptions {
+    /// adapter: width D/R of the adapters it makes (where the task has none).
+    #[arg(long, default_value_t = 8)]
+    adapter_reduction: usize,
+    /// lora: rank R of the pairs it makes (where the task has none).
+    #[arg(long, default_value_t = 8)]
+    lora_rank: usize,
+    /// lora: α of W + (α/R)·B·A; default R (or the task file's lora_alpha).
+    #[arg(long)]
+    lora_alpha: Option<f32>,
+}
+
+impl MethodOptions {
+    /// `m` with these options.
+    fn apply(&self, mut m: Method) -> Result<Method> {
+        m.adapter_reduction = self.adapter_reduction;
+        m.lora_rank = self.lora_rank;
+        if let Some(a) = self.lora_alpha {
+            if !a.is_finite() {
+                return Err(vpt_wgsl::Error::invalid("--lora-alpha", format!("{a} is not a finite number")));
+            }
+            m.lora_alpha = Some(a);
+        }
+        Ok(m)
+    }
+}
+
 #[derive(clap::Args)]
 struct TrainArgs {
+    #[command(flatten)]
+    method: MethodArgs,
+    /// The task file to write (after every epoch).
+    #[arg(long, value_parser = non_empty)]
+    out: String,
+    /// Continue the run whose task file is --out, from its last finished epoch.
+    #[arg(long)]
+    resume: bool,
+    /// Replace the task file, resume state and metrics of an earlier run at --out.
+    #[arg(long)]
+    force: bool,
+    #[command(flatten)]
+    recipe: RecipeArgs,
+}
+
+/// `vpt compare`: several methods trained with one recipe.
+#[derive(clap::Args)]
+struct CompareArgs {
+    /// The methods, comma-separated, each as `--method` takes it.
+    #[arg(long, default_value = "linear,prompt,bias,partial-1,adapter,lora,full")]
+    methods: String,
+    #[command(flatten)]
+    options: MethodOptions,
+    /// The folder for each method's task file and the report (compare.json, compare.svg).
+    #[arg(long, value_parser = non_empty_path)]
+    out_dir: PathBuf,
+    /// Replace files of an earlier comparison in --out-dir.
+    #[arg(long)]
+    force: bool,
+    #[command(flatten)]
+    recipe: RecipeArgs,
+}
+
+/// The backbone, the data and how to train: what `vpt train` and `vpt compare` share.
+#[derive(clap::Args)]
+struct RecipeArgs {
     /// Backbone checkpoint with timm names (.safetensors).
     #[arg(long, value_parser = non_empty)]
     model: String,
@@ -192,9 +293,6 @@ struct TrainArgs {
     /// Validation images (same class folders); default: a seeded 90/10 split of --data.
     #[arg(long, value_parser = non_empty_path)]
     val: Option<PathBuf>,
-    /// The task file to write (after every epoch).
-    #[arg(long, value_parser = non_empty)]
-    out: String,
     /// Prompt tokens per layer (0: linear probe).
     #[arg(long, default_value_t = 50)]
     prompts: usize,
@@ -239,12 +337,6 @@ struct TrainArgs {
     std: Option<String>,
     #[arg(long)]
     num_heads: Option<usize>,
-    /// Continue the run whose task file is --out, from its last finished epoch.
-    #[arg(long)]
-    resume: bool,
-    /// Replace the task file, resume state and metrics of an earlier run at --out.
-    #[arg(long)]
-    force: bool,
     #[command(flatten)]
     plan: PlanArgs,
     #[command(flatten)]
@@ -471,10 +563,11 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info => info(),
-        Command::Grad { inputs, output, plan } => grad(&inputs, &output, plan.plan()),
+        Command::Grad { inputs, output, plan, method } => method.method().and_then(|m| grad(&inputs, &output, plan.plan(), &m)),
         Command::Forward { inputs, output } => forward(&inputs, &output),
         Command::Train(args) => train(args),
-        Command::Demo { dir, out_dir, epochs, precision } => demo(dir, &out_dir, epochs, precision.precision),
+        Command::Compare(args) => compare(&args),
+        Command::Demo { dir, out_dir, epochs, seeds, variants, precision } => demo(dir, &out_dir, epochs, seeds, variants.as_deref(), precision.precision),
         Command::Eval { model, task, data, batch, num_heads, precision } => eval(&model, &task, &data, batch, num_heads, precision.precision),
         Command::Predict { model, tasks, top_k, batch, num_heads, precision, images } => predict(&model, &tasks, top_k, batch, num_heads, precision.precision, &images),
         Command::Bench(args) => bench(&args),
@@ -549,13 +642,13 @@ impl ModelInputs {
     }
 }
 
-fn grad(inputs: &ModelInputs, output: &Output, plan: BlockPlan) -> Result<()> {
+fn grad(inputs: &ModelInputs, output: &Output, plan: BlockPlan, method: &Method) -> Result<()> {
     let out = &output.out;
     check_new_output("--out", out, &inputs.files(), output.force)?;
     let gpu = open_gpu(None)?;
     let (mut vit, task, images, labels) = load_inputs(&gpu, inputs)?;
     vit.plan = plan;
-    let step = vpt::vpt_grad(&gpu, &vit, &task, &images, &labels)?;
+    let step = vpt::vpt_grad_for(&gpu, &vit, &task, &images, &labels, method)?;
     vpt::write_step(out, &step)?;
     println!("loss {:.6} → {out}", step.loss.to_scalar()?);
     Ok(())
@@ -574,42 +667,7 @@ fn forward(inputs: &ModelInputs, output: &Output) -> Result<()> {
 }
 
 fn train(a: TrainArgs) -> Result<()> {
-    let norm = match (&a.mean, &a.std) {
-        (Some(m), Some(s)) => Some(Normalization::parse(m, s)?),
-        _ => None,
-    };
-    let optimizer = match a.optimizer {
-        OptimizerArg::Sgd => Optimizer::sgd(a.wd),
-        OptimizerArg::Adamw => Optimizer::adamw(a.wd),
-    };
-    let cfg = TrainConfig {
-        model: a.model,
-        data: a.data,
-        val: a.val,
-        out: a.out,
-        num_prompts: a.prompts,
-        depth: a.depth,
-        pool: match a.pool {
-            PoolArg::Cls => Pool::Cls,
-            PoolArg::Image => Pool::Image,
-            PoolArg::Prompt => Pool::Prompt,
-        },
-        epochs: a.epochs,
-        batch: a.batch,
-        base_lr: a.lr,
-        warmup_epochs: a.warmup,
-        optimizer,
-        seed: a.seed,
-        img_size: a.img_size,
-        flip: !a.no_flip,
-        prompt_dropout: a.prompt_dropout,
-        norm,
-        num_heads: a.num_heads,
-        resume: a.resume,
-        force: a.force,
-        plan: a.plan.plan(),
-        precision: a.precision.precision,
-    };
+    let cfg = a.recipe.config(a.out, a.method.method()?, a.resume, a.force)?;
     let gpu = open_gpu(None)?;
     let mut bar = ProgressBar::new().stopping_on_ctrl_c();
     let last = fit::fit(&gpu, &cfg, &mut bar)?;
@@ -618,12 +676,69 @@ fn train(a: TrainArgs) -> Result<()> {
     Ok(())
 }
 
-fn demo(dir: Option<PathBuf>, out_dir: &std::path::Path, epochs: Option<usize>, precision: Precision) -> Result<()> {
+/// `vpt compare`: each method trained with the same recipe, then the report.
+fn compare(a: &CompareArgs) -> Result<()> {
+    let methods = a.methods.split(',').map(|m| a.options.apply(m.trim().parse()?)).collect::<Result<Vec<Method>>>()?;
+    let recipe = a.recipe.config(String::new(), Method::PROMPT, false, a.force)?;
+    let gpu = open_gpu(None)?;
+    let mut bar = ProgressBar::new().stopping_on_ctrl_c();
+    let rows = vpt_wgsl::train::compare::compare(&gpu, &recipe, &methods, &a.out_dir, &mut bar)?;
+    bar.finish();
+    vpt_wgsl::train::compare::write_report(&rows, &a.out_dir)?;
+    print!("{}", vpt_wgsl::train::compare::table(&rows));
+    println!("report: {0}/compare.json, {0}/compare.svg", a.out_dir.display());
+    Ok(())
+}
+
+impl RecipeArgs {
+    /// The training configuration these flags give, writing `out`.
+    fn config(&self, out: String, method: Method, resume: bool, force: bool) -> Result<TrainConfig> {
+        let norm = match (&self.mean, &self.std) {
+            (Some(m), Some(s)) => Some(Normalization::parse(m, s)?),
+            _ => None,
+        };
+        let optimizer = match self.optimizer {
+            OptimizerArg::Sgd => Optimizer::sgd(self.wd),
+            OptimizerArg::Adamw => Optimizer::adamw(self.wd),
+        };
+        Ok(TrainConfig {
+            model: self.model.clone(),
+            data: self.data.clone(),
+            val: self.val.clone(),
+            out,
+            num_prompts: self.prompts,
+            depth: self.depth,
+            pool: match self.pool {
+                PoolArg::Cls => Pool::Cls,
+                PoolArg::Image => Pool::Image,
+                PoolArg::Prompt => Pool::Prompt,
+            },
+            epochs: self.epochs,
+            batch: self.batch,
+            base_lr: self.lr,
+            warmup_epochs: self.warmup,
+            optimizer,
+            seed: self.seed,
+            img_size: self.img_size,
+            flip: !self.no_flip,
+            prompt_dropout: self.prompt_dropout,
+            norm,
+            num_heads: self.num_heads,
+            resume,
+            force,
+            plan: self.plan.plan(),
+            precision: self.precision.precision,
+            method,
+        })
+    }
+}
+
+fn demo(dir: Option<PathBuf>, out_dir: &std::path::Path, epochs: Option<usize>, seeds: bool, variants: Option<&[String]>, precision: Precision) -> Result<()> {
     let gpu = open_gpu(None)?;
     let dir = dir.unwrap_or_else(vpt_wgsl::demo::default_dir);
     let start = std::time::Instant::now();
     let mut bar = ProgressBar::new();
-    let rows = vpt_wgsl::demo::run_demo(&gpu, &dir, out_dir, epochs, precision, &mut bar)?;
+    let rows = vpt_wgsl::demo::run_demo(&gpu, &dir, out_dir, epochs, precision, seeds, variants, &mut bar)?;
     bar.finish();
     print!("{}", vpt_wgsl::demo::format_table(&rows));
     println!("\nbackbone pretrained on digits 0–4, tuned on digits 5–9 (test: {}), on {} in {:.0} s",

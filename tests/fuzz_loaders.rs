@@ -249,6 +249,7 @@ fn resume_loader_never_panics() {
         force: false,
         plan: Default::default(),
         precision: Default::default(),
+        method: vpt_wgsl::model::method::Method::PROMPT,
     };
     let settings = run_settings(&cfg, "backbone", "data");
     let task_file = TaskFile { task: new_task(&gpu, &common::tiny_config(), 2, 3, 4, cfg.pool, 1).unwrap(), ..TaskFile::read(&gpu, &valid_task(&gpu, &dir).to_string_lossy()).unwrap() };

@@ -98,7 +98,7 @@ fn a_sweep_of_bad_values_through_every_flag() {
         (
             "train",
             vec![("--model", model.clone()), ("--data", data.clone()), ("--out", String::new()), ("--epochs", "1".into()), ("--batch", "4".into()), ("--prompts", "2".into())],
-            vec!["--prompts", "--epochs", "--batch", "--lr", "--wd", "--warmup", "--seed", "--img-size", "--prompt-dropout", "--num-heads", "--depth", "--mean", "--std", "--pool", "--optimizer", "--attention", "--recompute"],
+            vec!["--prompts", "--epochs", "--batch", "--lr", "--wd", "--warmup", "--seed", "--img-size", "--prompt-dropout", "--num-heads", "--depth", "--mean", "--std", "--pool", "--optimizer", "--attention", "--recompute", "--method", "--adapter-reduction", "--lora-rank", "--lora-alpha"],
             vec!["--model", "--data", "--val", "--out"],
         ),
         ("eval", vec![("--model", model.clone()), ("--task", task.clone()), ("--data", data.clone())], vec!["--batch", "--num-heads"], vec!["--model", "--task", "--data"]),

@@ -23,9 +23,12 @@ fn vpt_train(args: &[&str]) -> Command {
     cmd
 }
 
+/// Every tensor of a task file, by name.
 fn task_tensors(path: &str) -> Vec<(String, Vec<f32>)> {
     let f = TensorFile::read(path).unwrap();
-    ["prompts", "head.weight", "head.bias"].iter().map(|n| (n.to_string(), f.f32(n).unwrap().1.to_vec())).collect()
+    let mut names: Vec<&String> = f.tensors.keys().collect();
+    names.sort();
+    names.into_iter().map(|n| (n.clone(), f.f32(n).unwrap().1.to_vec())).collect()
 }
 
 /// Every byte of tensor storage the engine holds (in use and pooled, uploads included), as the
@@ -50,19 +53,46 @@ fn a_long_run_holds_no_more_gpu_memory_after_its_first_epoch() {
 }
 
 /// Killing `vpt train` (SIGKILL, mid-run) and running it again with --resume ends with the same
-/// prompts and head, bit for bit, as an uninterrupted run.
+/// task, bit for bit, as an uninterrupted run.
 #[test]
 fn killed_and_resumed_run_ends_like_an_uninterrupted_one() {
-    let dir = workdir("resume");
+    killed_and_resumed("resume", &[]);
+}
+
+/// The same with a method that trains backbone copies and LoRA pairs besides the prompts: the
+/// task file and its resume state carry them.
+#[test]
+fn killed_and_resumed_method_run_ends_like_an_uninterrupted_one() {
+    killed_and_resumed("resume-method", &["--method", "prompt+bias+lora", "--lora-rank", "2"]);
+    let dir = workdir("method-files");
+    let model = write_tiny_backbone(&dir);
+    let data = image_folder(&dir, 4);
+    let out = dir.join("task.safetensors").to_string_lossy().into_owned();
+    let run = vpt_train(&["--model", &model, "--data", &data.to_string_lossy(), "--out", &out, "--method", "bias+lora", "--lora-rank", "2", "--epochs", "1", "--batch", "4"]).output().unwrap();
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    let f = TensorFile::read(&out).unwrap();
+    assert!(!f.tensors.contains_key("prompts"), "a method without prompt makes no prompts");
+    for name in ["blocks.0.attn.qkv.bias", "norm.bias", "patch_embed.proj.bias", "lora.0.qkv.a", "lora.0.qkv.b"] {
+        assert!(f.tensors.contains_key(name), "{name} missing from {:?}", f.tensors.keys().collect::<Vec<_>>());
+    }
+    assert!(!f.tensors.contains_key("blocks.0.attn.qkv.weight"), "bias trains no weight");
+    assert_eq!(f.metadata["lora_alpha"], "2");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn killed_and_resumed(name: &str, extra: &[&str]) {
+    let dir = workdir(name);
     let model = write_tiny_backbone(&dir);
     let data = image_folder(&dir, 10);
     let common = |out: &str| -> Vec<String> {
-        [
+        let mut args: Vec<String> = [
             "--model", &model, "--data", &data.to_string_lossy(), "--out", out, "--prompts", "3", "--depth", "deep",
             "--epochs", "10", "--batch", "4", "--lr", "2", "--warmup", "1", "--seed", "7", "--prompt-dropout", "0.1",
         ]
         .map(String::from)
-        .to_vec()
+        .to_vec();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        args
     };
     let straight = dir.join("straight.safetensors").to_string_lossy().into_owned();
     let out = vpt_train(&common(&straight).iter().map(String::as_str).collect::<Vec<_>>()).output().unwrap();
@@ -117,7 +147,12 @@ fn predict_with_several_tasks_answers_as_each_task_alone() {
         img_size: (16, 16),
         backbone: fingerprint.clone(),
     };
-    let tasks = [make(2, 3, Pool::Cls, 1), make(2, 3, Pool::Cls, 2), make(1, 5, Pool::Image, 3)];
+    // And one that changes the backbone (task 0 with a tuned final-norm bias): a batch of its own.
+    let mut tuned = make(2, 3, Pool::Cls, 1);
+    tuned.task.tuned = vpt_wgsl::model::tuned::Tuned::for_method(&vit, &"bias".parse().unwrap(), 0).unwrap();
+    let (_, norm_bias) = tuned.task.tuned.backbone.iter().find(|(n, _)| n == "norm.bias").unwrap();
+    norm_bias.copy_from(&vpt_wgsl::Tensor::full(&gpu, norm_bias.shape(), 0.5).unwrap()).unwrap();
+    let tasks = [make(2, 3, Pool::Cls, 1), make(2, 3, Pool::Cls, 2), make(1, 5, Pool::Image, 3), tuned];
     let images: Vec<PathBuf> = CLASSES.iter().flat_map(|c| (0..2).map(|i| data.join(c).join(format!("{i:03}.png"))).collect::<Vec<_>>()).collect();
     let together = vpt_wgsl::train::predict::predict(&gpu, &vit, &tasks, &images, 3, 64).unwrap();
     for (t, task) in tasks.iter().enumerate() {
@@ -126,8 +161,9 @@ fn predict_with_several_tasks_answers_as_each_task_alone() {
             assert_eq!(together[i][t], alone[i][0], "task {t}, image {}", image.display());
         }
     }
-    // The tasks really differ, so the comparison above is not vacuous.
+    // The tasks really differ, so the comparison above is not vacuous; the tuned bias counts.
     assert_ne!(together[0][0], together[0][1]);
+    assert_ne!(together[0][0], together[0][3]);
 
     // Through the CLI too: files on disk, two --task flags.
     let paths: Vec<String> = (0..2).map(|t| dir.join(format!("task{t}.safetensors")).to_string_lossy().into_owned()).collect();
@@ -191,5 +227,44 @@ fn bad_training_input_is_a_clear_error() {
     let stderr = String::from_utf8_lossy(&o.stderr);
     assert!(!o.status.success() && stderr.contains("cls_token") && !stderr.contains("panicked"), "{stderr}");
     assert!(!out.exists(), "no task file may appear after a failed run");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `vpt compare` trains each method with one recipe and reports it: the table, compare.json
+/// (trainable parameters as each method defines them) and compare.svg; a second run without
+/// --force leaves the report alone.
+#[test]
+fn compare_trains_each_method_and_writes_the_report() {
+    let dir = workdir("compare");
+    let model = write_tiny_backbone(&dir);
+    let data = image_folder(&dir, 4);
+    let out_dir = dir.join("report");
+    let run = |force: bool| {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_vpt"));
+        cmd.args(["compare", "--model", &model, "--data", &data.to_string_lossy(), "--out-dir", &out_dir.to_string_lossy()]);
+        cmd.args(["--methods", "linear,prompt,bias", "--prompts", "2", "--epochs", "1", "--batch", "4", "--warmup", "0"]);
+        if force {
+            cmd.arg("--force");
+        }
+        cmd.output().unwrap()
+    };
+    let out = run(false);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let table = String::from_utf8_lossy(&out.stdout);
+    for method in ["linear", "prompt", "bias"] {
+        assert!(table.lines().any(|l| l.starts_with(method)), "{table}");
+    }
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(out_dir.join("compare.json")).unwrap()).unwrap();
+    let rows = report["methods"].as_array().unwrap();
+    let trainable = |i: usize| rows[i]["trainable_params"].as_u64().unwrap() as usize;
+    let (d, classes) = (common::D, CLASSES.len());
+    assert_eq!(trainable(0), classes * d + classes, "linear trains the head alone");
+    assert!(trainable(1) > trainable(0) && trainable(2) > trainable(0), "{report}");
+    assert!(rows.iter().all(|r| r["top1"].as_f64().unwrap() >= 0.0 && r["peak_bytes"].as_u64().unwrap() > 0), "{report}");
+    let svg = std::fs::read_to_string(out_dir.join("compare.svg")).unwrap();
+    assert!(svg.starts_with("<svg") && svg.contains("bias") && svg.contains("trainable parameters"), "{svg}");
+    let again = run(false);
+    assert!(!again.status.success() && String::from_utf8_lossy(&again.stderr).contains("--force"), "{}", String::from_utf8_lossy(&again.stderr));
+    assert!(run(true).status.success());
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -28,6 +28,7 @@ fn task(gpu: &Gpu, depth_p: usize, prompts: usize, pool: Pool) -> VptTask {
         head_weight: Tensor::from_slice(gpu, &[classes, D], &random(&mut s, classes * D, 0.2)).unwrap(),
         head_bias: Tensor::from_slice(gpu, &[classes], &random(&mut s, classes, 0.2)).unwrap(),
         pool,
+        tuned: Default::default(),
     }
 }
 

@@ -105,6 +105,7 @@ impl StepSetup {
             head_weight: Tensor::from_slice(gpu, &[c, d], &synthetic_tensor("vpt.head.weight", &[c, d], 1))?,
             head_bias: Tensor::zeros(gpu, &[c])?,
             pool: Pool::Cls,
+            tuned: Default::default(),
         };
         let schedule = WarmupCosine { base_lr: 1e-3, warmup_steps: 0, total_steps };
         let trainer = Trainer::new(gpu, &task, Optimizer::sgd(1e-4), schedule)?;

@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::graph::{Graph, MlpRun, Pass, Var};
 use crate::kernels::attention::MAX_HEAD_DIM;
 use crate::kernels::matmul::MatmulOptions;
-use crate::model::vit::Vit;
+use crate::model::vit::{BackboneVars, Vit};
 use crate::tensor::Tensor;
 
 /// One transformer block's weights: (weight, bias) pairs. Cloning shares the GPU buffers.
@@ -128,7 +128,7 @@ impl Vit {
     ///
     /// A batch whose activations would not fit one storage binding runs through the block a few
     /// images at a time (see [`Vit::images_per_run`]): every op of a block treats images apart.
-    pub fn block(&self, g: &Graph, i: usize, x: Stream) -> Result<Stream> {
+    pub fn block(&self, g: &Graph, i: usize, x: Stream, backbone: &BackboneVars) -> Result<Stream> {
         let (batch, tokens) = (x.x.shape()[0], x.x.shape()[1]);
         let run = BlockRun {
             num_heads: self.cfg.num_heads,
@@ -139,9 +139,9 @@ impl Vit {
         };
         let per_run = self.images_per_run(batch, tokens, run.fused_attention);
         if per_run >= batch {
-            return self.block_on(g, i, run, x);
+            return self.block_on(g, i, run, x, backbone);
         }
-        let outputs = x.split_batch(g, per_run)?.into_iter().map(|part| self.block_on(g, i, run, part)).collect::<Result<Vec<_>>>()?;
+        let outputs = x.split_batch(g, per_run)?.into_iter().map(|part| self.block_on(g, i, run, part, backbone)).collect::<Result<Vec<_>>>()?;
         Stream::concat_batch(g, outputs)
     }
 
@@ -167,10 +167,15 @@ impl Vit {
     }
 
     /// Block `i` on one run of images, as one checkpoint with `Recompute::Block`.
-    fn block_on(&self, g: &Graph, i: usize, run: BlockRun, x: Stream) -> Result<Stream> {
+    fn block_on(&self, g: &Graph, i: usize, run: BlockRun, x: Stream, backbone: &BackboneVars) -> Result<Stream> {
         let block = &self.blocks[i];
+        let weights = BlockVars::new(g, block, i, backbone);
         if self.plan.recompute != Recompute::Block {
-            return block_forward(g, block, run, x);
+            return block_forward(g, &weights, run, x);
+        }
+        // A checkpoint's rerun makes its own leaves from its inputs; its weights must be constants.
+        if [format!("blocks.{i}."), format!("adapter.{i}."), format!("lora.{i}.")].iter().any(|p| backbone.get_any(p)) {
+            return Err(Error::invalid("--recompute", format!("block keeps only each block's input, but the task tunes tensors of blocks.{i} (or its adapter or LoRA); use --recompute mlp or none")));
         }
         let weights = block.clone();
         let inputs = x.vars();
@@ -178,7 +183,8 @@ impl Vit {
             // In the rerun for the backward the block's output is never read (its gradient comes
             // from outside), so the MLP skips fc2's product.
             let run = BlockRun { output_read: pass == Pass::Forward, ..run };
-            Ok(block_forward(g, &weights, run, Stream::from_vars(leaves.to_vec()))?.vars())
+            let frozen = BlockVars::new(g, &weights, i, &BackboneVars::default());
+            Ok(block_forward(g, &frozen, run, Stream::from_vars(leaves.to_vec()))?.vars())
         })?;
         Ok(Stream::from_vars(outputs))
     }
@@ -198,18 +204,63 @@ impl Vit {
     }
 
     /// The final LayerNorm (doing the last block's residual add in the same kernel).
-    pub fn final_norm(&self, g: &Graph, x: Stream) -> Result<Var> {
-        Ok(norm_stream(g, x, &self.norm, self.cfg.eps)?.1)
+    pub fn final_norm(&self, g: &Graph, x: Stream, backbone: &BackboneVars) -> Result<Var> {
+        let norm = (backbone.var(g, "norm.weight", &self.norm.0), backbone.var(g, "norm.bias", &self.norm.1));
+        Ok(norm_stream(g, x, &norm, self.cfg.eps)?.1)
     }
 }
 
-/// The block itself. Every weight enters as a constant: it never gets a gradient.
-fn block_forward(g: &Graph, b: &Block, run: BlockRun, x: Stream) -> Result<Stream> {
-    let c = |t: &Tensor| g.constant(t.clone());
+/// One block's weights as graph leaves: constants, except those the method trains; and the
+/// task's adapter and LoRA for the block, if it has them.
+struct BlockVars {
+    norm1: (Var, Var),
+    qkv: (Var, Var),
+    proj: (Var, Var),
+    norm2: (Var, Var),
+    fc1: (Var, Var),
+    fc2: (Var, Var),
+    /// down (weight, bias), up (weight, bias).
+    adapter: Option<[Var; 4]>,
+    /// A, B and α/R.
+    lora: Option<(Var, Var, f32)>,
+}
+
+impl BlockVars {
+    fn new(g: &Graph, b: &Block, i: usize, backbone: &BackboneVars) -> BlockVars {
+        let pair = |part: &str, (w, bias): &(Tensor, Tensor)| {
+            (backbone.var(g, &format!("blocks.{i}.{part}.weight"), w), backbone.var(g, &format!("blocks.{i}.{part}.bias"), bias))
+        };
+        BlockVars {
+            norm1: pair("norm1", &b.norm1),
+            qkv: pair("attn.qkv", &b.qkv),
+            proj: pair("attn.proj", &b.proj),
+            norm2: pair("norm2", &b.norm2),
+            fc1: pair("mlp.fc1", &b.fc1),
+            fc2: pair("mlp.fc2", &b.fc2),
+            adapter: ["down.weight", "down.bias", "up.weight", "up.bias"]
+                .map(|part| backbone.get(&format!("adapter.{i}.{part}")))
+                .into_iter()
+                .collect::<Option<Vec<Var>>>()
+                .map(|v| v.try_into().unwrap_or_else(|_| unreachable!("four parts"))),
+            lora: match (backbone.get(&format!("lora.{i}.qkv.a")), backbone.get(&format!("lora.{i}.qkv.b"))) {
+                (Some(a), Some(b)) => Some((a, b, backbone.lora_scale)),
+                _ => None,
+            },
+        }
+    }
+}
+
+/// The block itself. A weight gets a gradient only if the method trains it (`BlockVars`).
+fn block_forward(g: &Graph, b: &BlockVars, run: BlockRun, x: Stream) -> Result<Stream> {
     // Attention: x + proj(attention(q, k, v)). norm1 also does the previous block's residual
     // add, if that is still pending.
     let (x, h) = norm_stream(g, x, &b.norm1, run.eps)?; // [B, T, D] each
-    let qkv = g.linear(&h, &c(&b.qkv.0), Some(&c(&b.qkv.1)))?; // [B, T, 3D]
+    let mut qkv = g.linear(&h, &b.qkv.0, Some(&b.qkv.1))?; // [B, T, 3D]
+    if let Some((a, bb, scale)) = &b.lora {
+        // LoRA: h·(W + s·B·A)ᵀ = h·Wᵀ + s·(h·Aᵀ)·Bᵀ, never forming B·A.
+        let low = g.linear(&h, a, None)?; // [B, T, R]
+        qkv = g.add(&qkv, &g.scale(&g.linear(&low, bb, None)?, *scale)?)?;
+    }
     let [q, k, v] = g.split_heads(&qkv, run.num_heads)?; // [B, H, T, hd] each
     let scale = 1.0 / (q.shape()[3] as f32).sqrt();
     let o = if run.fused_attention {
@@ -222,22 +273,26 @@ fn block_forward(g: &Graph, b: &Block, run: BlockRun, x: Stream) -> Result<Strea
         g.matmul(&probs, &v, MatmulOptions::default())? // [B, H, T, hd]
     };
     let o = g.merge_heads(&o)?; // [B, T, D]
-    let o = g.linear(&o, &c(&b.proj.0), Some(&c(&b.proj.1)))?;
+    let o = g.linear(&o, &b.proj.0, Some(&b.proj.1))?;
     // The residual add and norm2 in one kernel each way: x = x + o, h = norm2(x), [B, T, D].
-    let (x, h) = g.add_layernorm(&x, &o, &c(&b.norm2.0), &c(&b.norm2.1), run.eps)?;
+    let (x, h) = g.add_layernorm(&x, &o, &b.norm2.0, &b.norm2.1, run.eps)?;
     // MLP: x + fc2(gelu(fc1(norm2(x)))), the add left pending.
     let mlp = MlpRun { recompute_fc1: run.recompute_mlp, output_read: run.output_read };
-    let h = g.mlp(&h, (&c(&b.fc1.0), &c(&b.fc1.1)), (&c(&b.fc2.0), &c(&b.fc2.1)), mlp)?; // [B, T, 4D] inside
+    let mut h = g.mlp(&h, (&b.fc1.0, &b.fc1.1), (&b.fc2.0, &b.fc2.1), mlp)?; // [B, T, 4D] inside
+    if let Some([down_w, down_b, up_w, up_b]) = &b.adapter {
+        // The Pfeiffer adapter on the MLP's output, before the residual add: m + up(gelu(down(m))).
+        let a = g.gelu(&g.linear(&h, down_w, Some(down_b))?)?; // [B, T, D/R]
+        h = g.add(&h, &g.linear(&a, up_w, Some(up_b))?)?;
+    }
     Ok(Stream { x, pending: Some(h) })
 }
 
 /// LayerNorm of a stream: (the stream's sum, its normalised copy), the pending add fused in.
-fn norm_stream(g: &Graph, x: Stream, (w, b): &(Tensor, Tensor), eps: f32) -> Result<(Var, Var)> {
-    let (w, b) = (g.constant(w.clone()), g.constant(b.clone()));
+fn norm_stream(g: &Graph, x: Stream, (w, b): &(Var, Var), eps: f32) -> Result<(Var, Var)> {
     match x.pending {
-        Some(delta) => g.add_layernorm(&x.x, &delta, &w, &b, eps),
+        Some(delta) => g.add_layernorm(&x.x, &delta, w, b, eps),
         None => {
-            let y = g.layernorm(&x.x, &w, &b, eps)?;
+            let y = g.layernorm(&x.x, w, b, eps)?;
             Ok((x.x, y))
         }
     }

@@ -7,7 +7,8 @@
 //!   replaced by prompts[i];
 //! - after the final norm, pooling: the CLS token (default), the mean of the image tokens, or the
 //!   mean of the prompt tokens; then the task's linear head;
-//! - loss: mean softmax cross-entropy; only prompts, head weight and head bias get gradients.
+//! - loss: mean softmax cross-entropy; prompts, head weight and head bias get gradients, and
+//!   the backbone tensors a tuning method trains (`method.rs`, `vpt grad --method`).
 
 use std::collections::HashMap;
 
@@ -17,7 +18,9 @@ use crate::graph::{Dropout, Grads, Graph, Var};
 use crate::io::{write_f32_tensors, TensorFile};
 use crate::tensor::{Labels, Tensor};
 use crate::model::block::Stream;
-use crate::model::vit::Vit;
+use crate::model::method::Method;
+use crate::model::tuned::Tuned;
+use crate::model::vit::{BackboneVars, Vit};
 
 /// How the final tokens become one vector per image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -61,6 +64,8 @@ pub struct VptTask {
     /// [C]
     pub head_bias: Tensor,
     pub pool: Pool,
+    /// Adapters, LoRA and tuned backbone tensors (`tuned.rs`); empty for VPT.
+    pub tuned: Tuned,
 }
 
 impl VptTask {
@@ -110,7 +115,7 @@ impl VptTask {
             None => None,
         };
         let pool = f.metadata.get("pool").map_or(Ok(Pool::Cls), |p| p.parse()).map_err(|e| fmt(e.to_string()))?;
-        Ok(VptTask { prompts, head_weight: Tensor::from_slice(gpu, w_shape, w)?, head_bias, pool })
+        Ok(VptTask { prompts, head_weight: Tensor::from_slice(gpu, w_shape, w)?, head_bias, pool, tuned: Tuned::from_file(gpu, f)? })
     }
 
     /// Check the task fits the backbone: D, prompt depth ≤ L, pooling has tokens to pool.
@@ -129,25 +134,47 @@ impl VptTask {
         if self.pool == Pool::Prompt && p == 0 {
             return Err(Error::invalid("pool", "prompt pooling needs prompts: give the task prompts, or pool cls or image"));
         }
-        Ok(())
+        let shapes: Vec<(String, Vec<usize>)> = vit.named_tensors().into_iter().map(|(n, t)| (n, t.shape().to_vec())).collect();
+        self.tuned.check_against(vit.cfg.depth, d, &shapes)
     }
 }
 
-/// The task's tensors as graph leaves.
+/// The task's tensors as graph leaves, and the backbone tensors the method trains.
 pub struct TaskVars {
     pub prompts: Option<Var>,
     pub head_weight: Var,
     pub head_bias: Var,
+    pub backbone: BackboneVars,
 }
 
 impl TaskVars {
-    /// Trainable leaves (on a recording graph).
+    /// Trainable leaves (on a recording graph): VPT's prompts and head, the backbone frozen.
     pub fn params(g: &Graph, task: &VptTask) -> TaskVars {
         TaskVars {
             prompts: task.prompts.as_ref().map(|p| g.param(p.clone())),
             head_weight: g.param(task.head_weight.clone()),
             head_bias: g.param(task.head_bias.clone()),
+            backbone: BackboneVars::default(),
         }
+    }
+
+    /// What `method` trains: the head, the prompts if it is a `prompt` method (else the task's
+    /// prompts, if any, run as constants), and the backbone tensors it names.
+    pub fn for_method(g: &Graph, task: &VptTask, vit: &Vit, method: &Method) -> Result<TaskVars> {
+        let prompt = |p: &Tensor| if method.prompt { g.param(p.clone()) } else { g.constant(p.clone()) };
+        Ok(TaskVars {
+            prompts: task.prompts.as_ref().map(prompt),
+            head_weight: g.param(task.head_weight.clone()),
+            head_bias: g.param(task.head_bias.clone()),
+            backbone: vit.backbone_vars(g, method, &task.tuned)?,
+        })
+    }
+
+    /// Leaves that get no gradient (inference), the task's adapters, LoRA and tuned backbone
+    /// tensors in place.
+    pub fn for_inference(g: &Graph, task: &VptTask, vit: &Vit) -> Result<TaskVars> {
+        let frozen = Method::default();
+        Ok(TaskVars { backbone: vit.backbone_vars(g, &frozen, &task.tuned)?, ..TaskVars::constants(g, task) })
     }
 
     /// Leaves that get no gradient (inference).
@@ -156,6 +183,7 @@ impl TaskVars {
             prompts: task.prompts.as_ref().map(|p| g.constant(p.clone())),
             head_weight: g.constant(task.head_weight.clone()),
             head_bias: g.constant(task.head_bias.clone()),
+            backbone: BackboneVars::default(),
         }
     }
 }
@@ -163,7 +191,7 @@ impl TaskVars {
 /// The forward pass: images [B, C, H, W] → logits [B, C].
 pub fn vpt_logits(g: &Graph, vit: &Vit, task: &VptTask, vars: &TaskVars, images: &Tensor, dropout: Option<Dropout>) -> Result<Var> {
     task.check_against(vit)?;
-    let pooled = vpt_pooled(g, vit, vars.prompts.as_ref(), task.pool, images, dropout)?; // [B, D]
+    let pooled = vpt_pooled(g, vit, &vars.backbone, vars.prompts.as_ref(), task.pool, images, dropout)?; // [B, D]
     g.linear(&pooled, &vars.head_weight, Some(&vars.head_bias)) // [B, C]
 }
 
@@ -171,7 +199,7 @@ pub fn vpt_logits(g: &Graph, vit: &Vit, task: &VptTask, vars: &TaskVars, images:
 ///
 /// `prompts` is [depth_p, P, D], shared by every image, or [depth_p, B, P, D], one set per image
 /// (how `vpt predict` serves several tasks from one batch).
-pub fn vpt_pooled(g: &Graph, vit: &Vit, prompts: Option<&Var>, pool: Pool, images: &Tensor, dropout: Option<Dropout>) -> Result<Var> {
+pub fn vpt_pooled(g: &Graph, vit: &Vit, backbone: &BackboneVars, prompts: Option<&Var>, pool: Pool, images: &Tensor, dropout: Option<Dropout>) -> Result<Var> {
     let batch = images.shape()[0];
     let (depth_p, p) = match prompts.map(|v| v.shape()) {
         None => (0, 0),
@@ -182,7 +210,7 @@ pub fn vpt_pooled(g: &Graph, vit: &Vit, prompts: Option<&Var>, pool: Pool, image
     if depth_p > vit.cfg.depth {
         return Err(Error::shape("vpt", format!("{depth_p} prompted layers but the backbone has {}", vit.cfg.depth)));
     }
-    let embedded = vit.embed(g, images)?; // [B, 1+N, D]
+    let embedded = vit.embed(g, images, backbone)?; // [B, 1+N, D]
     let tokens = embedded.shape()[1] + p;
     let mut x = Stream::new(embedded);
     for i in 0..vit.cfg.depth {
@@ -197,9 +225,9 @@ pub fn vpt_pooled(g: &Graph, vit: &Vit, prompts: Option<&Var>, pool: Pool, image
             let rest = g.slice_tokens(&full, skip, full.shape()[1] - skip)?;
             x = Stream::new(g.concat_tokens(&[&cls, &prompts, &rest])?); // [B, 1+P+N, D]
         }
-        x = vit.block(g, i, x)?;
+        x = vit.block(g, i, x, backbone)?;
     }
-    let x = vit.final_norm(g, x)?;
+    let x = vit.final_norm(g, x, backbone)?;
     match pool {
         Pool::Cls => g.reshape(&g.slice_tokens(&x, 0, 1)?, &[batch, vit.cfg.embed_dim]),
         Pool::Image => g.mean_tokens(&g.slice_tokens(&x, 1 + p, tokens - 1 - p)?),
@@ -232,11 +260,21 @@ pub struct VptStep {
     pub grad_prompts: Option<Tensor>,
     pub grad_head_weight: Tensor,
     pub grad_head_bias: Tensor,
+    /// The gradient of every backbone tensor the method trains, by timm name, in state-dict
+    /// order (empty for VPT).
+    pub grad_backbone: Vec<(String, Tensor)>,
+    /// Gradient tensors the backward made: one per trainable leaf, none for a frozen tensor.
+    pub gradient_tensors: usize,
 }
 
 /// Loss and gradients for one batch (no dropout: what `vpt grad` computes).
 pub fn vpt_grad(gpu: &Gpu, vit: &Vit, task: &VptTask, images: &Tensor, labels: &[u32]) -> Result<VptStep> {
     vpt_step(gpu, vit, task, images, labels, None)
+}
+
+/// [`vpt_grad`] for the tensors `method` trains.
+pub fn vpt_grad_for(gpu: &Gpu, vit: &Vit, task: &VptTask, images: &Tensor, labels: &[u32], method: &Method) -> Result<VptStep> {
+    VptForward::with_method(gpu, vit, task, images, labels, None, method)?.backward()
 }
 
 /// Loss and gradients for one batch, with optional prompt dropout (training).
@@ -255,12 +293,17 @@ pub struct VptForward {
 
 impl VptForward {
     pub fn new(gpu: &Gpu, vit: &Vit, task: &VptTask, images: &Tensor, labels: &[u32], dropout: Option<Dropout>) -> Result<VptForward> {
+        VptForward::with_method(gpu, vit, task, images, labels, dropout, &Method::PROMPT)
+    }
+
+    /// [`VptForward::new`] training what `method` trains (`vpt grad --method`).
+    pub fn with_method(gpu: &Gpu, vit: &Vit, task: &VptTask, images: &Tensor, labels: &[u32], dropout: Option<Dropout>, method: &Method) -> Result<VptForward> {
         let batch = images.shape().first().copied().unwrap_or(0);
         if labels.len() != batch {
             return Err(Error::shape("vpt_grad", format!("{} labels for images {:?}", labels.len(), images.shape())));
         }
         let graph = Graph::new(gpu);
-        let vars = TaskVars::params(&graph, task);
+        let vars = TaskVars::for_method(&graph, task, vit, method)?;
         let logits = vpt_logits(&graph, vit, task, &vars, images, dropout)?;
         let labels = Labels::new(gpu, labels, task.num_classes())?;
         let loss = graph.cross_entropy(&logits, &labels)?;
@@ -277,7 +320,15 @@ impl VptForward {
         let VptForward { graph, vars, logits, loss } = self;
         let grads: Grads = graph.backward(&loss)?;
         let missing = || Error::Internal { what: "vpt_grad".into(), msg: "the loss does not depend on the head".into() };
+        // A trained tensor the loss does not reach (none in a ViT) has a zero gradient.
+        let grad_backbone = vars
+            .backbone
+            .trained()
+            .map(|(name, v)| Ok((name.clone(), grads.get(v).cloned().map_or_else(|| Tensor::zeros(v.value().gpu(), v.shape()), Ok)?)))
+            .collect::<Result<Vec<_>>>()?;
         Ok(VptStep {
+            grad_backbone,
+            gradient_tensors: grads.len(),
             grad_prompts: vars.prompts.as_ref().and_then(|p| grads.get(p).cloned()),
             grad_head_weight: grads.get(&vars.head_weight).cloned().ok_or_else(missing)?,
             grad_head_bias: grads.get(&vars.head_bias).cloned().ok_or_else(missing)?,
@@ -290,7 +341,7 @@ impl VptForward {
 /// Logits only, recording nothing.
 pub fn vpt_forward(gpu: &Gpu, vit: &Vit, task: &VptTask, images: &Tensor) -> Result<Tensor> {
     let g = Graph::inference(gpu);
-    let vars = TaskVars::constants(&g, task);
+    let vars = TaskVars::for_inference(&g, task, vit)?;
     Ok(vpt_logits(&g, vit, task, &vars, images, None)?.value().clone())
 }
 
@@ -321,15 +372,18 @@ pub fn write_step(path: &str, step: &VptStep) -> Result<()> {
     // (shape, values) of a tensor read back.
     type Host = (Vec<usize>, Vec<f32>);
     let host = |t: &Tensor| -> Result<Host> { Ok((t.shape().to_vec(), t.to_vec()?)) };
-    let mut out: Vec<(&str, Host)> = vec![
-        ("logits", host(&step.logits)?),
-        ("loss", (vec![], step.loss.to_vec()?)),
-        ("grad.head.weight", host(&step.grad_head_weight)?),
-        ("grad.head.bias", host(&step.grad_head_bias)?),
+    let mut out: Vec<(String, Host)> = vec![
+        ("logits".into(), host(&step.logits)?),
+        ("loss".into(), (vec![], step.loss.to_vec()?)),
+        ("grad.head.weight".into(), host(&step.grad_head_weight)?),
+        ("grad.head.bias".into(), host(&step.grad_head_bias)?),
     ];
     if let Some(gp) = &step.grad_prompts {
-        out.push(("grad.prompts", host(gp)?));
+        out.push(("grad.prompts".into(), host(gp)?));
     }
-    let list: Vec<(&str, &[usize], &[f32])> = out.iter().map(|(n, (s, d))| (*n, &s[..], &d[..])).collect();
+    for (name, g) in &step.grad_backbone {
+        out.push((format!("grad.{name}"), host(g)?));
+    }
+    let list: Vec<(&str, &[usize], &[f32])> = out.iter().map(|(n, (s, d))| (n.as_str(), &s[..], &d[..])).collect();
     write_f32_tensors(path, &list, HashMap::new())
 }

@@ -15,7 +15,9 @@ use super::{Optimizer, Trainer, WarmupCosine};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::Dropout;
-use crate::model::block::{AttentionChoice, BlockPlan};
+use crate::model::block::{AttentionChoice, BlockPlan, Recompute};
+use crate::model::method::Method;
+use crate::model::tuned::Tuned;
 use crate::model::vit::{LoadOptions, Precision, StateDict, Vit};
 use crate::model::vpt::{Pool, VptTask};
 use crate::tensor::Tensor;
@@ -85,6 +87,9 @@ pub struct TrainConfig {
     pub plan: BlockPlan,
     /// How the frozen weights are stored (`--precision`).
     pub precision: Precision,
+    /// What trains besides the head (`--method`; `Method::PROMPT` is VPT). A method without
+    /// `prompt` makes no prompts, whatever `num_prompts` says.
+    pub method: Method,
 }
 
 /// Progress of one step, for a progress bar.
@@ -188,8 +193,10 @@ pub fn fit(gpu: &Gpu, cfg: &TrainConfig, observer: &mut dyn Observer) -> Result<
         observer.start(&super::data::skipped_warning(&data.skipped));
     }
     let (size, _) = vit.cfg.img_size;
-    let depth = if cfg.num_prompts == 0 { 0 } else { cfg.depth.layers(vit.cfg.depth)? };
-    let task = new_task(gpu, &vit.cfg, depth, cfg.num_prompts, data.classes.len(), cfg.pool, cfg.seed)?;
+    let num_prompts = if cfg.method.prompt { cfg.num_prompts } else { 0 };
+    let depth = if num_prompts == 0 { 0 } else { cfg.depth.layers(vit.cfg.depth)? };
+    let mut task = new_task(gpu, &vit.cfg, depth, num_prompts, data.classes.len(), cfg.pool, cfg.seed)?;
+    task.tuned = Tuned::for_method(&vit, &cfg.method, cfg.seed)?;
     let task_file = TaskFile { task, classes: data.classes.clone(), norm, img_size: vit.cfg.img_size, backbone: fingerprint.clone() };
     task_file.task.check_against(&vit)?;
     check_step_fits(gpu, &vit, cfg)?;
@@ -197,7 +204,7 @@ pub fn fit(gpu: &Gpu, cfg: &TrainConfig, observer: &mut dyn Observer) -> Result<
     let steps_per_epoch = data.train.len().div_ceil(cfg.batch);
     let lr = cfg.base_lr * cfg.batch as f64 / 256.0;
     let schedule = WarmupCosine { base_lr: lr, warmup_steps: cfg.warmup_epochs * steps_per_epoch, total_steps: cfg.epochs * steps_per_epoch };
-    let mut trainer = Trainer::new(gpu, &task_file.task, cfg.optimizer, schedule)?;
+    let mut trainer = Trainer::with_method(gpu, &task_file.task, cfg.method, cfg.optimizer, schedule)?;
     let all_samples: Vec<Sample> = data.train.iter().chain(&data.val).cloned().collect();
     let settings = run_settings(cfg, &fingerprint, &data_fingerprint(&all_samples));
     let first_epoch = match files.start {
@@ -295,6 +302,9 @@ fn check_config(cfg: &TrainConfig) -> Result<()> {
     let wd = cfg.optimizer.weight_decay();
     if !(wd >= 0.0 && wd.is_finite()) {
         return bad(format!("--wd {wd} must be a finite number ≥ 0"));
+    }
+    if cfg.method.trains_backbone() && cfg.plan.recompute == Recompute::Block {
+        return Err(Error::invalid("--recompute", format!("block keeps only each block's input, but --method {} trains tensors inside the blocks; use --recompute mlp or none", cfg.method.name())));
     }
     Ok(())
 }

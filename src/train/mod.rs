@@ -9,13 +9,16 @@
 //! - [`progress`]: the progress bar and Ctrl-C handling of the CLI;
 //! - [`task`]: the task file `vpt train` writes and `vpt eval` / `vpt predict` read;
 //! - [`predict`]: several tasks served from one backbone in one batch;
+//! - [`compare`]: `vpt compare`, every method with one recipe, as the paper's table and plot;
 //! - [`data`]: image folders, the train/val split, transforms, the epoch loader.
 
+pub mod compare;
 pub mod data;
 pub mod evaluate;
 pub mod fit;
 pub mod optim;
 pub mod outputs;
+mod plot;
 pub mod predict;
 pub mod progress;
 pub mod resume;

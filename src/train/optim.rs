@@ -1,5 +1,7 @@
-//! The optimizer step that updates a task's prompts and head on the GPU (SGD with momentum, or
-//! AdamW), with its state, at the rate the schedule (`schedule.rs`) gives each step.
+//! The optimizer step that updates what a task trains on the GPU (SGD with momentum, or AdamW),
+//! with its state, at the rate the schedule (`schedule.rs`) gives each step: the prompts and head,
+//! and for the other tuning methods (`--method`) the task's copies of the backbone tensors it
+//! trains, its adapters or its LoRA pairs (`model/tuned.rs`). The backbone is never changed.
 
 use crate::error::Result;
 use crate::gpu::Gpu;
@@ -7,8 +9,9 @@ use crate::graph::Dropout;
 use crate::kernels::optim::{self, AdamW, Sgd};
 use crate::tensor::Tensor;
 use super::schedule::WarmupCosine;
+use crate::model::method::Method;
 use crate::model::vit::Vit;
-use crate::model::vpt::{vpt_step, VptStep, VptTask};
+use crate::model::vpt::{VptForward, VptStep, VptTask};
 
 /// Which update rule, with its settings (the learning rate comes from the schedule).
 #[derive(Clone, Copy, Debug)]
@@ -40,23 +43,33 @@ impl Optimizer {
     }
 }
 
-/// Optimizer state for one task's trainable tensors (prompts, head weight, head bias).
+/// Optimizer state for one task's trainable tensors (prompts, head weight, head bias, and what
+/// the method adds).
 pub struct Trainer {
     pub optimizer: Optimizer,
     pub schedule: WarmupCosine,
+    /// What trains besides the head.
+    pub method: Method,
     /// SGD momentum buffers or AdamW's (m, v), one per trained tensor, zeros at the start.
     state: Vec<(Tensor, Option<Tensor>)>,
     step: usize,
 }
 
 impl Trainer {
+    /// VPT: the prompts (if the task has any) and the head.
     pub fn new(gpu: &Gpu, task: &VptTask, optimizer: Optimizer, schedule: WarmupCosine) -> Result<Trainer> {
+        Trainer::with_method(gpu, task, Method::PROMPT, optimizer, schedule)
+    }
+
+    /// What `method` trains of `task`: the head, the prompts for a `prompt` method, and every
+    /// tensor of `task.tuned` (made by `Tuned::for_method` for a fresh run).
+    pub fn with_method(gpu: &Gpu, task: &VptTask, method: Method, optimizer: Optimizer, schedule: WarmupCosine) -> Result<Trainer> {
         let adam = matches!(optimizer, Optimizer::AdamW { .. });
-        let state = trained_tensors(task)
+        let state = trained_tensors(task, &method)
             .iter()
-            .map(|t| Ok((Tensor::zeros(gpu, t.shape())?, if adam { Some(Tensor::zeros(gpu, t.shape())?) } else { None })))
+            .map(|(_, t)| Ok((Tensor::zeros(gpu, t.shape())?, if adam { Some(Tensor::zeros(gpu, t.shape())?) } else { None })))
             .collect::<Result<Vec<_>>>()?;
-        Ok(Trainer { optimizer, schedule, state, step: 0 })
+        Ok(Trainer { optimizer, schedule, method, state, step: 0 })
     }
 
     /// Steps taken so far.
@@ -71,17 +84,18 @@ impl Trainer {
 
     /// [`Trainer::train_step`], also returning the forward's logits [B, C] (for accuracy).
     pub fn train_step_with_logits(&mut self, gpu: &Gpu, vit: &Vit, task: &VptTask, images: &Tensor, labels: &[u32], dropout: Option<Dropout>) -> Result<(f32, Tensor)> {
-        let step = vpt_step(gpu, vit, task, images, labels, dropout)?;
+        let step = VptForward::with_method(gpu, vit, task, images, labels, dropout, &self.method)?.backward()?;
         self.apply(task, &step)?;
         Ok((step.loss.to_scalar()?, step.logits))
     }
 
-    /// The update half of a step: move the task's prompts and head along the step's gradients
-    /// at this step's learning rate, in place, and count the step.
+    /// The update half of a step: move what the task trains along the step's gradients at this
+    /// step's learning rate, in place, and count the step.
     pub fn apply(&mut self, task: &VptTask, step: &VptStep) -> Result<()> {
-        let grads: Vec<&Tensor> = step.grad_prompts.iter().chain([&step.grad_head_weight, &step.grad_head_bias]).collect();
+        let trained = trained_tensors(task, &self.method);
+        let grads = trained.iter().map(|(name, _)| gradient_of(step, name)).collect::<Result<Vec<&Tensor>>>()?;
         let lr = self.schedule.lr(self.step) as f32;
-        for ((param, grad), (s1, s2)) in trained_tensors(task).into_iter().zip(grads).zip(&self.state) {
+        for (((_, param), grad), (s1, s2)) in trained.into_iter().zip(grads).zip(&self.state) {
             match self.optimizer {
                 Optimizer::Sgd { momentum, weight_decay } => optim::sgd_step(param, grad, s1, Sgd { lr, momentum, weight_decay, nesterov: false })?,
                 Optimizer::AdamW { beta1, beta2, eps, weight_decay } => {
@@ -118,7 +132,21 @@ impl Trainer {
     }
 }
 
-/// The tensors a task trains, in a fixed order: prompts (if any), head weight, head bias.
-fn trained_tensors(task: &VptTask) -> Vec<&Tensor> {
-    task.prompts.iter().chain([&task.head_weight, &task.head_bias]).collect()
+/// The tensors a task trains under `method`, by name, in a fixed order: prompts (a `prompt`
+/// method with prompts), head weight, head bias, then `task.tuned` (`Tuned::named`).
+fn trained_tensors<'a>(task: &'a VptTask, method: &Method) -> Vec<(String, &'a Tensor)> {
+    let prompts = task.prompts.iter().filter(|_| method.prompt).map(|p| ("prompts".to_string(), p));
+    let head = [("head.weight".to_string(), &task.head_weight), ("head.bias".to_string(), &task.head_bias)];
+    prompts.chain(head).chain(task.tuned.named()).collect()
+}
+
+/// The step's gradient of the tensor named `name` (a task-file name).
+fn gradient_of<'a>(step: &'a VptStep, name: &str) -> Result<&'a Tensor> {
+    let found = match name {
+        "prompts" => step.grad_prompts.as_ref(),
+        "head.weight" => Some(&step.grad_head_weight),
+        "head.bias" => Some(&step.grad_head_bias),
+        _ => step.grad_backbone.iter().find(|(n, _)| n == name).map(|(_, g)| g),
+    };
+    found.ok_or_else(|| crate::Error::Internal { what: "Trainer::apply".into(), msg: format!("the step has no gradient for {name}, which the trainer updates: the task's tuned tensors and the method disagree") })
 }

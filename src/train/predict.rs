@@ -16,6 +16,7 @@ use crate::train::evaluate::finite_logits;
 use crate::train::task::TaskFile;
 use crate::tensor::Tensor;
 use crate::model::vit::Vit;
+use crate::model::method::Method;
 use crate::model::vpt::vpt_pooled;
 
 /// One class with its probability.
@@ -48,9 +49,12 @@ pub fn predict(gpu: &Gpu, vit: &Vit, tasks: &[TaskFile], images: &[PathBuf], top
     Ok(results)
 }
 
-/// Pairs whose tasks can share a batch: same (prompted layers, prompts, pooling).
+/// Pairs whose tasks can share a batch: same (prompted layers, prompts, pooling), and no
+/// adapter, LoRA or tuned backbone tensor (such a task changes the backbone: it runs alone).
 fn group_by_prompt_shape(tasks: &[TaskFile], pairs: &[(usize, usize)]) -> Vec<Vec<(usize, usize)>> {
-    let key = |t: &TaskFile| (t.task.prompt_dims(), t.task.pool.name());
+    let changes_backbone = |t: &TaskFile| !(t.task.tuned.adapters.is_empty() && t.task.tuned.lora.is_empty() && t.task.tuned.backbone.is_empty());
+    let index_of = |t: &TaskFile| tasks.iter().position(|other| std::ptr::eq(other, t)).unwrap_or(0);
+    let key = |t: &TaskFile| (t.task.prompt_dims(), t.task.pool.name(), changes_backbone(t).then(|| index_of(t)));
     let mut keys: Vec<_> = tasks.iter().map(key).collect();
     keys.sort();
     keys.dedup();
@@ -71,7 +75,9 @@ fn predict_rows(gpu: &Gpu, vit: &Vit, tasks: &[TaskFile], images: &[PathBuf], ro
     let (depth_p, p) = first.prompt_dims();
     let g = Graph::inference(gpu);
     let prompts = if depth_p > 0 { Some(g.constant(stack_prompts(gpu, tasks, rows, depth_p, p, vit.cfg.embed_dim)?)) } else { None };
-    let pooled = vpt_pooled(&g, vit, prompts.as_ref(), first.pool, &batch, None)?; // [B, D]
+    // The group's tasks share the backbone: plain, or the one task's tuned backbone.
+    let backbone = vit.backbone_vars(&g, &Method::default(), &first.tuned)?;
+    let pooled = vpt_pooled(&g, vit, &backbone, prompts.as_ref(), first.pool, &batch, None)?; // [B, D]
     head_rows(&g, tasks, rows, &pooled, top_k)
 }
 

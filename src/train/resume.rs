@@ -25,6 +25,8 @@ pub fn run_settings(cfg: &TrainConfig, backbone: &str, data: &str) -> BTreeMap<&
         ("--val", cfg.val.as_deref().map_or("none".into(), canonical)),
         ("images (the files in --data and --val)", data.to_string()),
         ("--prompts", cfg.num_prompts.to_string()),
+        ("--method", cfg.method.name()),
+        ("--adapter-reduction / --lora-rank / --lora-alpha", format!("{} / {} / {:?}", cfg.method.adapter_reduction, cfg.method.lora_rank, cfg.method.lora_alpha)),
         ("--depth", format!("{:?}", cfg.depth)),
         ("--pool", cfg.pool.name().to_string()),
         ("--epochs", cfg.epochs.to_string()),
@@ -82,6 +84,9 @@ pub fn restore(files: &RunFiles, settings: &BTreeMap<&str, String>, task_file: &
     }
     copy_into("head.weight", &task_file.task.head_weight)?;
     copy_into("head.bias", &task_file.task.head_bias)?;
+    for (name, t) in task_file.task.tuned.named() {
+        copy_into(&name, t)?;
+    }
     let state: Vec<Vec<f32>> =
         (0..trainer.state_tensors().len()).map(|i| f.checked_f32(&format!("optimizer.{i}")).map(|(_, d)| d.to_vec())).collect::<Result<_>>()?;
     trainer.restore(step, &state)?;

@@ -2,7 +2,8 @@
 //! `.safetensors` of a few hundred kilobytes at most:
 //!
 //! - tensors `prompts` [depth_p, P, D] (absent for the linear probe), `head.weight` [C, D],
-//!   `head.bias` [C];
+//!   `head.bias` [C]; for the other tuning methods, what they trained (`model/tuned.rs`:
+//!   adapters, LoRA pairs with metadata `lora_alpha`, backbone tensors under their timm names);
 //! - `__metadata__`: `format`, `classes` (JSON list of class names, index = label), `pool`,
 //!   `mean` / `std` (the normalisation the images need), `img_size` ("H,W"), and `backbone`: a
 //!   fingerprint of the backbone's weights, so a task is never run on the wrong backbone.
@@ -75,7 +76,7 @@ impl TaskFile {
     /// The metadata block of the task file.
     fn metadata(&self) -> HashMap<String, String> {
         let (mean, std) = self.norm.to_strings();
-        HashMap::from([
+        let mut meta = HashMap::from([
             ("format".into(), FORMAT.into()),
             ("classes".into(), serde_json::to_string(&self.classes).expect("strings serialise")),
             ("pool".into(), self.task.pool.name().into()),
@@ -83,7 +84,11 @@ impl TaskFile {
             ("std".into(), std),
             ("img_size".into(), format!("{},{}", self.img_size.0, self.img_size.1)),
             ("backbone".into(), self.backbone.clone()),
-        ])
+        ]);
+        if !self.task.tuned.lora.is_empty() {
+            meta.insert("lora_alpha".into(), self.task.tuned.lora_alpha.to_string());
+        }
+        meta
     }
 
     /// Write the task file atomically, plus `extra` tensors and metadata (the resume state).
@@ -94,6 +99,10 @@ impl TaskFile {
         }
         host.push(("head.weight".into(), self.task.head_weight.shape().to_vec(), self.task.head_weight.to_vec()?));
         host.push(("head.bias".into(), self.task.head_bias.shape().to_vec(), self.task.head_bias.to_vec()?));
+        // What the other tuning methods trained (`model/tuned.rs`), under its fixed names.
+        for (name, t) in self.task.tuned.named() {
+            host.push((name, t.shape().to_vec(), t.to_vec()?));
+        }
         for (name, t) in extra {
             host.push((name.clone(), t.shape().to_vec(), t.to_vec()?));
         }
@@ -157,5 +166,5 @@ pub fn new_task(gpu: &Gpu, backbone: &VitConfig, depth: usize, num_prompts: usiz
         None
     };
     let (w, b) = init_head(classes, dim, &mut rng);
-    Ok(VptTask { prompts, head_weight: Tensor::from_slice(gpu, &[classes, dim], &w)?, head_bias: Tensor::from_slice(gpu, &[classes], &b)?, pool })
+    Ok(VptTask { prompts, head_weight: Tensor::from_slice(gpu, &[classes, dim], &w)?, head_bias: Tensor::from_slice(gpu, &[classes], &b)?, pool, tuned: Default::default() })
 }

@@ -1,0 +1,152 @@
+//! Which tensors a tuning method trains (`vpt grad --method`), named as the paper and the
+//! official code (KMnP/vpt) name them, as parts joined by `+`:
+//!
+//! - `prompt`: the task's prompts; `linear`: the head alone (every method trains the head, so
+//!   `linear+X` is X);
+//! - `bias`: every backbone tensor whose timm name ends in `bias` (the official `tinytl-bias`):
+//!   the patch embedding's, every LayerNorm's and linear layer's, the final norm's;
+//! - `partial-K`: every tensor of the last K blocks and the final `norm.*` (the official
+//!   `partial-k`);
+//! - `full`: every backbone tensor (`cls_token`, `pos_embed`, `patch_embed.*`, `blocks.*`,
+//!   `norm.*`);
+//! - `adapter`: a Pfeiffer adapter in every block (reduction R, default 8), zero-initialised as
+//!   the official code does; `lora`: LoRA on every block's qkv (rank R, α), A initialised as
+//!   PyTorch initialises a linear weight, B zeros (`tuned.rs` has both).
+//!
+//! Combinations such as the official `prompt+bias` work. A tensor a method does not train stays
+//! a graph constant: no gradient buffer, no weight-gradient kernel (see `graph/mod.rs`).
+
+use std::str::FromStr;
+
+use crate::error::{Error, Result};
+
+/// What one run trains besides the head.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Method {
+    pub prompt: bool,
+    pub bias: bool,
+    /// `partial-K`: the last K blocks and the final norm.
+    pub partial: Option<usize>,
+    pub full: bool,
+    pub adapter: bool,
+    pub lora: bool,
+    /// Adapters made for a task that has none: width D / `adapter_reduction`.
+    pub adapter_reduction: usize,
+    /// LoRA made for a task that has none: rank and α (None: α = rank).
+    pub lora_rank: usize,
+    pub lora_alpha: Option<f32>,
+}
+
+impl Default for Method {
+    /// `linear`: the head alone.
+    fn default() -> Method {
+        Method { prompt: false, bias: false, partial: None, full: false, adapter: false, lora: false, adapter_reduction: 8, lora_rank: 8, lora_alpha: None }
+    }
+}
+
+impl Method {
+    /// `prompt`: what `vpt train` and `vpt grad` do without `--method`.
+    pub const PROMPT: Method = Method { prompt: true, bias: false, partial: None, full: false, adapter: false, lora: false, adapter_reduction: 8, lora_rank: 8, lora_alpha: None };
+
+    /// Does the method train the backbone tensor with this timm name, in a backbone of `depth`
+    /// blocks?
+    pub fn trains(&self, name: &str, depth: usize) -> bool {
+        if self.full {
+            return true;
+        }
+        if self.bias && name.ends_with("bias") {
+            return true;
+        }
+        match self.partial {
+            Some(k) => name.starts_with("norm.") || block_index(name).is_some_and(|i| i + k >= depth),
+            None => false,
+        }
+    }
+
+    /// Does it train any backbone tensor, adapter or LoRA?
+    pub fn trains_backbone(&self) -> bool {
+        self.bias || self.full || self.partial.is_some() || self.adapter || self.lora
+    }
+
+    /// The name it parses from ("prompt+bias", "linear", …).
+    pub fn name(&self) -> String {
+        let mut parts = Vec::new();
+        if self.prompt {
+            parts.push("prompt".to_string());
+        }
+        if self.bias {
+            parts.push("bias".to_string());
+        }
+        if let Some(k) = self.partial {
+            parts.push(format!("partial-{k}"));
+        }
+        if self.full {
+            parts.push("full".to_string());
+        }
+        if self.adapter {
+            parts.push("adapter".to_string());
+        }
+        if self.lora {
+            parts.push("lora".to_string());
+        }
+        if parts.is_empty() {
+            parts.push("linear".to_string());
+        }
+        parts.join("+")
+    }
+}
+
+/// `blocks.7.attn.qkv.weight` → 7.
+fn block_index(name: &str) -> Option<usize> {
+    name.strip_prefix("blocks.")?.split('.').next()?.parse().ok()
+}
+
+impl FromStr for Method {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Method> {
+        let bad = |why: String| Error::invalid("--method", format!("{s:?}: {why}; methods are prompt, linear, bias, partial-K (K ≥ 1), full, adapter and lora, joined by + (e.g. prompt+bias)"));
+        let mut m = Method::default();
+        for part in s.split('+') {
+            match part {
+                "prompt" => m.prompt = true,
+                "linear" => {}
+                "bias" => m.bias = true,
+                "full" => m.full = true,
+                "adapter" => m.adapter = true,
+                "lora" => m.lora = true,
+                other => match other.strip_prefix("partial-").map(str::parse::<usize>) {
+                    Some(Ok(k)) if k >= 1 => m.partial = Some(m.partial.map_or(k, |old| old.max(k))),
+                    _ => return Err(bad(format!("{other:?} is not a method"))),
+                },
+            }
+        }
+        Ok(m)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn methods_pick_the_tensors_the_official_code_trains() {
+        let names = ["cls_token", "pos_embed", "patch_embed.proj.weight", "patch_embed.proj.bias", "blocks.0.norm1.weight", "blocks.0.attn.qkv.bias", "blocks.2.mlp.fc2.weight", "blocks.2.norm2.bias", "norm.weight", "norm.bias"];
+        let picked = |m: &str| -> Vec<&str> {
+            let m: Method = m.parse().unwrap();
+            names.iter().copied().filter(|n| m.trains(n, 3)).collect()
+        };
+        assert_eq!(picked("bias"), ["patch_embed.proj.bias", "blocks.0.attn.qkv.bias", "blocks.2.norm2.bias", "norm.bias"]);
+        assert_eq!(picked("partial-1"), ["blocks.2.mlp.fc2.weight", "blocks.2.norm2.bias", "norm.weight", "norm.bias"]);
+        assert_eq!(picked("partial-3"), ["blocks.0.norm1.weight", "blocks.0.attn.qkv.bias", "blocks.2.mlp.fc2.weight", "blocks.2.norm2.bias", "norm.weight", "norm.bias"]);
+        assert_eq!(picked("full").len(), names.len());
+        assert!(picked("prompt").is_empty() && picked("linear").is_empty());
+        for name in ["prompt", "linear", "bias", "partial-2", "full", "prompt+bias", "prompt+partial-1", "adapter", "lora", "bias+lora"] {
+            assert_eq!(name.parse::<Method>().unwrap().name(), name);
+        }
+        assert_eq!("linear+bias".parse::<Method>().unwrap().name(), "bias");
+        for bad in ["partial-0", "partial-x", "biases", "", "loras"] {
+            let err = bad.parse::<Method>().unwrap_err().to_string();
+            assert!(err.contains("--method"), "{err}");
+        }
+    }
+}
