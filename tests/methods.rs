@@ -17,7 +17,7 @@ use vpt_wgsl::model::block::{BlockPlan, Recompute};
 use vpt_wgsl::model::method::Method;
 use vpt_wgsl::model::vit::{LoadOptions, Vit};
 use vpt_wgsl::model::vpt::{self, VptTask};
-use vpt_wgsl::Tensor;
+use vpt_wgsl::{Gpu, Tensor};
 
 const LOGITS_TOL: f64 = 1e-4;
 const GRAD_TOL: f64 = 1e-3;
@@ -242,7 +242,8 @@ fn twenty_steps_of_bias_and_adapter_match_pytorch() {
 /// and `prompt+bias` none more (a bias gradient is a row sum, a LayerNorm's its own kernel).
 #[test]
 fn only_trained_weights_get_a_weight_gradient_product() {
-    let gpu = &common::gpus()[0];
+    // A device of its own: the shared ones count the launches of the tests running beside this one.
+    let gpu = &Gpu::new().unwrap_or_else(|e| panic!("{e}"));
     let dir = case_dir("odd_sizes"); // prompts in both blocks: the backward runs through all of them
     let (images, labels) = vpt::read_batch(gpu, &file(&dir, "batch.safetensors")).unwrap();
     let img = (images.shape()[2], images.shape()[3]);
