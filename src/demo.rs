@@ -80,7 +80,7 @@ pub fn run_demo(gpu: &Gpu, dir: &Path, out_dir: &Path, epochs: Option<usize>, pr
         let torch: Vec<f64> = v["test_top1_over_seeds"]["top1"].as_array().map(|a| a.iter().filter_map(Value::as_f64).collect()).unwrap_or_default();
         rows.push(DemoRow {
             variant: variant.to_string(),
-            trainable: task.tensors.values().map(|t| t.shape.iter().product::<usize>()).sum(),
+            trainable: task.total_elements(),
             ours,
             torch,
             task_file: cfg.out.clone(),

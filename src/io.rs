@@ -125,6 +125,11 @@ impl TensorFile {
         raw.parse().map_err(|_| self.err(format!("metadata {key:?} = {raw:?} is not a valid value")))
     }
 
+    /// Elements in all its tensors together (a task file's: the parameters it trained).
+    pub fn total_elements(&self) -> usize {
+        self.tensors.values().map(|t| t.shape.iter().product::<usize>()).sum()
+    }
+
     pub fn err(&self, msg: String) -> Error {
         Error::Format { path: self.path.clone(), msg }
     }

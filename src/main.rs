@@ -2,7 +2,7 @@
 //! arguments, call it, print the result; any error is printed and the exit code is non-zero
 //! (1; 2 for arguments the parser refuses; 130 for a training run stopped by Ctrl-C).
 //!
-//! One concern, the command line, in one file of about 710 lines: every clap type lives here (the
+//! One concern, the command line, in one file of about 900 lines: every clap type lives here (the
 //! flags of every command with their help text, which is most of the file), so that the library
 //! holds none, and each command's body is a few lines of glue.
 
@@ -845,7 +845,7 @@ fn record(workload: &str, out: Option<PathBuf>, force: bool, backend: Option<Bac
 fn lab(port: u16, traces: Option<&std::path::Path>, backend: Option<BackendArg>) -> Result<()> {
     let listener = vpt_wgsl::lab::server::bind(port)?;
     let traces = match traces {
-        Some(dir) => read_trace_folder(dir)?,
+        Some(dir) => vpt_wgsl::lab::read_trace_folder(dir)?,
         None => {
             let gpu = open_gpu(backend)?;
             let mut traces = Vec::new();
@@ -866,16 +866,6 @@ fn lab(port: u16, traces: Option<&std::path::Path>, backend: Option<BackendArg>)
     vpt_wgsl::lab::server::serve(listener, std::sync::Arc::new(traces))
 }
 
-/// Every `.trace` file in `dir`, checked.
-fn read_trace_folder(dir: &std::path::Path) -> Result<Vec<(String, Vec<u8>)>> {
-    let entries = std::fs::read_dir(dir).map_err(|e| vpt_wgsl::Error::invalid("--traces", format!("cannot list {}: {e}", dir.display())))?;
-    let mut paths: Vec<PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "trace")).collect();
-    paths.sort();
-    if paths.is_empty() {
-        return Err(vpt_wgsl::Error::invalid("--traces", format!("{} holds no .trace files; write some with `vpt record kernels --out {}/kernels.trace`", dir.display(), dir.display())));
-    }
-    paths.iter().map(|p| vpt_wgsl::lab::read_trace_file(p)).collect()
-}
 
 fn print_adapter(index: usize, a: &AdapterReport) {
     let yes_no = |f: wgpu::Features| if a.features.contains(f) { "yes" } else { "no" };

@@ -145,3 +145,14 @@ pub fn read_trace_file(path: &Path) -> Result<(String, Vec<u8>)> {
     let name = path.file_stem().and_then(|s| s.to_str()).filter(|s| server::is_plain_name(s)).ok_or_else(|| bad("its name must be letters, digits, '-' or '_' before .trace".into()))?;
     Ok((name.to_string(), bytes))
 }
+
+/// Every `.trace` file in `dir`, checked.
+pub fn read_trace_folder(dir: &Path) -> Result<Vec<(String, Vec<u8>)>> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::invalid("--traces", format!("cannot list {}: {e}", dir.display())))?;
+    let mut paths: Vec<std::path::PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "trace")).collect();
+    paths.sort();
+    if paths.is_empty() {
+        return Err(Error::invalid("--traces", format!("{} holds no .trace files; write some with `vpt record kernels --out {}/kernels.trace`", dir.display(), dir.display())));
+    }
+    paths.iter().map(|p| read_trace_file(p)).collect()
+}

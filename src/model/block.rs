@@ -11,7 +11,8 @@ use crate::error::{Error, Result};
 use crate::graph::{Graph, MlpRun, Pass, Var};
 use crate::kernels::attention::MAX_HEAD_DIM;
 use crate::kernels::matmul::MatmulOptions;
-use crate::model::vit::{BackboneVars, Vit};
+use crate::model::leaves::BackboneVars;
+use crate::model::vit::Vit;
 use crate::tensor::Tensor;
 
 /// One transformer block's weights: (weight, bias) pairs. Cloning shares the GPU buffers.

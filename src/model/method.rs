@@ -38,15 +38,25 @@ pub struct Method {
 }
 
 impl Default for Method {
-    /// `linear`: the head alone.
     fn default() -> Method {
-        Method { prompt: false, bias: false, partial: None, full: false, adapter: false, lora: false, adapter_reduction: 8, lora_rank: 8, lora_alpha: None }
+        Method::LINEAR
     }
 }
 
 impl Method {
+    /// `linear`: the head alone.
+    pub const LINEAR: Method = Method { prompt: false, bias: false, partial: None, full: false, adapter: false, lora: false, adapter_reduction: 8, lora_rank: 8, lora_alpha: None };
     /// `prompt`: what `vpt train` and `vpt grad` do without `--method`.
-    pub const PROMPT: Method = Method { prompt: true, bias: false, partial: None, full: false, adapter: false, lora: false, adapter_reduction: 8, lora_rank: 8, lora_alpha: None };
+    pub const PROMPT: Method = Method { prompt: true, ..Method::LINEAR };
+
+    /// An error unless `t`, which this method trains as `name`, is stored in f32: `--precision
+    /// f16` stores the large weights in f16, and those only frozen.
+    pub fn check_trainable(&self, name: &str, t: &crate::tensor::Tensor) -> Result<()> {
+        if t.dtype() == crate::tensor::DType::F16 {
+            return Err(Error::invalid("--method", format!("{} trains {name}, which --precision f16 stores in f16; train it with --precision f32", self.name())));
+        }
+        Ok(())
+    }
 
     /// Does the method train the backbone tensor with this timm name, in a backbone of `depth`
     /// blocks?

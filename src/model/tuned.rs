@@ -82,9 +82,7 @@ impl Tuned {
             if !method.trains(&name, depth) {
                 continue;
             }
-            if t.dtype() == crate::tensor::DType::F16 {
-                return Err(Error::invalid("--method", format!("{} trains {name}, which --precision f16 stores in f16; train it with --precision f32", method.name())));
-            }
+            method.check_trainable(&name, t)?;
             tuned.backbone.push((name, Tensor::from_slice(t.gpu(), t.shape(), &t.to_vec()?)?));
         }
         let gpu = vit.gpu();

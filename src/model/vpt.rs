@@ -20,7 +20,8 @@ use crate::tensor::{Labels, Tensor};
 use crate::model::block::Stream;
 use crate::model::method::Method;
 use crate::model::tuned::Tuned;
-use crate::model::vit::{BackboneVars, Vit};
+use crate::model::leaves::BackboneVars;
+use crate::model::vit::Vit;
 
 /// How the final tokens become one vector per image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

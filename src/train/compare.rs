@@ -68,7 +68,7 @@ pub fn compare(gpu: &Gpu, recipe: &TrainConfig, methods: &[Method], out_dir: &Pa
         let last = fit(gpu, &cfg, observer)?;
         let peak_bytes = gpu.peak_bytes();
         let task = TensorFile::read(&cfg.out)?;
-        let trainable = task.tensors.values().map(|t| t.shape.iter().product::<usize>()).sum();
+        let trainable = task.total_elements();
         let task_bytes = std::fs::metadata(&cfg.out).map_err(|source| Error::Io { path: cfg.out.clone(), source })?.len();
         rows.push(CompareRow {
             method: method.name(),
