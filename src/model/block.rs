@@ -175,7 +175,7 @@ impl Vit {
             return block_forward(g, &weights, run, x);
         }
         // A checkpoint's rerun makes its own leaves from its inputs; its weights must be constants.
-        if [format!("blocks.{i}."), format!("adapter.{i}."), format!("lora.{i}.")].iter().any(|p| backbone.get_any(p)) {
+        if [format!("blocks.{i}."), format!("adapter.{i}."), format!("lora.{i}.")].iter().any(|p| backbone.has_leaf_under(p)) {
             return Err(Error::invalid("--recompute", format!("block keeps only each block's input, but the task tunes tensors of blocks.{i} (or its adapter or LoRA); use --recompute mlp or none")));
         }
         let weights = block.clone();

@@ -86,13 +86,8 @@ impl BackboneVars {
     }
 
     /// Is there any leaf (trained or tuned) whose name starts with `prefix`?
-    pub fn get_any(&self, prefix: &str) -> bool {
+    pub fn has_leaf_under(&self, prefix: &str) -> bool {
         self.leaves.iter().any(|(n, _)| n.starts_with(prefix))
-    }
-
-    /// Does the method train any leaf whose name starts with `prefix`?
-    pub fn trains_any(&self, prefix: &str) -> bool {
-        self.trained().any(|(n, _)| n.starts_with(prefix))
     }
 
     /// The trained leaves, by name, in state-dict order, then adapters, then LoRA.

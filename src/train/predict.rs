@@ -52,13 +52,14 @@ pub fn predict(gpu: &Gpu, vit: &Vit, tasks: &[TaskFile], images: &[PathBuf], top
 /// Pairs whose tasks can share a batch: same (prompted layers, prompts, pooling), and no
 /// adapter, LoRA or tuned backbone tensor (such a task changes the backbone: it runs alone).
 fn group_by_prompt_shape(tasks: &[TaskFile], pairs: &[(usize, usize)]) -> Vec<Vec<(usize, usize)>> {
-    let changes_backbone = |t: &TaskFile| !(t.task.tuned.adapters.is_empty() && t.task.tuned.lora.is_empty() && t.task.tuned.backbone.is_empty());
-    let index_of = |t: &TaskFile| tasks.iter().position(|other| std::ptr::eq(other, t)).unwrap_or(0);
-    let key = |t: &TaskFile| (t.task.prompt_dims(), t.task.pool.name(), changes_backbone(t).then(|| index_of(t)));
-    let mut keys: Vec<_> = tasks.iter().map(key).collect();
+    let key = |i: usize| {
+        let task = &tasks[i].task;
+        (task.prompt_dims(), task.pool.name(), (!task.tuned.is_empty()).then_some(i))
+    };
+    let mut keys: Vec<_> = (0..tasks.len()).map(key).collect();
     keys.sort();
     keys.dedup();
-    keys.into_iter().map(|k| pairs.iter().copied().filter(|&(_, t)| key(&tasks[t]) == k).collect()).collect()
+    keys.into_iter().map(|k| pairs.iter().copied().filter(|&(_, t)| key(t) == k).collect()).collect()
 }
 
 /// One batch of rows, each its own (image, task).
