@@ -523,9 +523,9 @@ impl PlanArgs {
 /// `--precision`, on every command that loads a backbone.
 #[derive(clap::Args, Clone, Copy, Debug)]
 struct PrecisionArg {
-    /// How the frozen weights are stored on the GPU: `f32`, or `f16` (half the memory for the
-    /// large weights, read widened to f32 so every sum stays f32; needs an adapter with
-    /// SHADER_F16, see `vpt info`).
+    /// How the frozen weights, and the largest activations kept for the backward, are stored on
+    /// the GPU: `f32`, or `f16` (half their memory; read widened to f32, so every sum stays
+    /// f32; needs an adapter with SHADER_F16, see `vpt info`).
     #[arg(long, default_value = "f32", value_parser = clap::value_parser!(Precision))]
     precision: Precision,
 }

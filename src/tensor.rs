@@ -4,10 +4,11 @@
 //! The only ops that write into an existing tensor are the optimizer updates, which say so.
 //! Host data in f16 or bf16 (as checkpoints often store it) is widened to f32 on upload.
 //!
-//! One exception to f32: a frozen weight under `--precision f16` is stored as f16
-//! ([`Tensor::from_f16_stored`], [`DType::F16`]), half the memory. Only a matmul's B operand may
-//! be one (the launch checks every binding: `Gpu::dispatch`), and it reads each value widened to
-//! f32. Every op's output is f32.
+//! Two exceptions to f32, both under `--precision f16` and both half the memory ([`DType::F16`]):
+//! a frozen weight ([`Tensor::from_f16_stored`]), which only a matmul's B operand may be, read
+//! widened to f32; and an activation kept for the backward ([`Tensor::zeros_f16`], filled by
+//! `kernels::halves`). The launch checks every binding (`Gpu::dispatch`); every op's output is
+//! f32.
 
 use std::sync::Arc;
 
@@ -20,7 +21,7 @@ use crate::gpu::{Gpu, GpuBuffer};
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DType {
     F32,
-    /// Half precision: frozen weights under `--precision f16` only.
+    /// Half precision: frozen weights and kept activations under `--precision f16` only.
     F16,
 }
 
@@ -96,6 +97,15 @@ impl Tensor {
         let n = numel_of("Tensor::zeros", shape)?;
         let bytes = (n as u64).checked_mul(4).ok_or_else(|| Error::shape("Tensor::zeros", format!("shape {shape:?} is too large")))?;
         let buffer = gpu.alloc(&format!("tensor {shape:?}"), bytes)?;
+        Ok(Tensor { gpu: gpu.clone(), buffer: Arc::new(buffer), shape: shape.to_vec() })
+    }
+
+    /// A tensor of f16 zeros: room for values stored as f16 by a kernel (`kernels::halves`). Needs
+    /// no SHADER_F16: the kernels that fill and read it see pairs of halves as u32.
+    pub fn zeros_f16(gpu: &Gpu, shape: &[usize]) -> Result<Tensor> {
+        let n = numel_of("Tensor::zeros_f16", shape)?;
+        let bytes = (n as u64).checked_mul(2).ok_or_else(|| Error::shape("Tensor::zeros_f16", format!("shape {shape:?} is too large")))?;
+        let buffer = gpu.alloc_halves(&format!("f16 tensor {shape:?}"), bytes)?;
         Ok(Tensor { gpu: gpu.clone(), buffer: Arc::new(buffer), shape: shape.to_vec() })
     }
 

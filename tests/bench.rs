@@ -73,11 +73,12 @@ fn suite_measures_every_kernel_and_variant_and_writes_json() {
     let report = bench::run(&gpu, &options, |_| streamed += 1).unwrap();
 
     // 14 matmuls of a step and the 2 with a fused GELU epilogue, with each kernel; LayerNorm,
-    // add + LayerNorm, softmax, GELU, cross-entropy both ways; attention fused and unfused both
-    // ways; the 8 row-kernel cases again without subgroups where the adapter has them.
+    // add + LayerNorm, softmax, GELU, cross-entropy both ways; the f16 packing of kept
+    // activations both ways; attention fused and unfused both ways; the 8 row-kernel cases again
+    // without subgroups where the adapter has them.
     let matmuls = ["qkv", "proj", "fc1", "fc2"].len() * 2 + 6 + 2;
     let without_subgroups = if gpu.has_subgroups() { 8 } else { 0 };
-    assert_eq!(report.results.len(), matmuls * MatmulKernel::ALL.len() + 10 + 4 + without_subgroups);
+    assert_eq!(report.results.len(), matmuls * MatmulKernel::ALL.len() + 10 + 2 + 4 + without_subgroups);
     if gpu.has_subgroups() {
         for kernel in ["layernorm fwd", "add_layernorm bwd", "softmax fwd", "cross_entropy bwd"] {
             let variants: Vec<&str> = report.results.iter().filter(|r| r.kernel == kernel).map(|r| r.variant.as_str()).collect();
@@ -88,6 +89,9 @@ fn suite_measures_every_kernel_and_variant_and_writes_json() {
     for kernel in MatmulKernel::ALL {
         let n = report.results.iter().filter(|r| r.kernel.starts_with("matmul") && r.variant == kernel.name()).count();
         assert_eq!(n, matmuls, "{}", kernel.name());
+    }
+    for kernel in ["halves to", "halves from"] {
+        assert!(report.results.iter().any(|r| r.kernel == kernel), "{kernel}");
     }
     for kernel in ["layernorm", "add_layernorm", "softmax", "gelu", "cross_entropy"] {
         for dir in ["fwd", "bwd"] {

@@ -17,7 +17,7 @@ use std::collections::BTreeSet;
 use naga::valid::{Capabilities, ValidationFlags, Validator};
 use vpt_wgsl::gpu::{Access, LaunchRecord, ParamType, WG_1D};
 use vpt_wgsl::kernels::matmul::{self, MatmulKernel, MatmulNeed, MatmulOptions};
-use vpt_wgsl::kernels::{attention, cross_entropy, elementwise, gelu, heads, layernorm, optim, patch, reduce, softmax, tokens, ALL_SHADERS};
+use vpt_wgsl::kernels::{attention, cross_entropy, elementwise, gelu, halves, heads, layernorm, optim, patch, reduce, softmax, tokens, ALL_SHADERS};
 use vpt_wgsl::{Gpu, Labels, Result, Tensor};
 
 /// A parsed and validated shader: naga's module, and which globals each entry point uses.
@@ -105,6 +105,7 @@ fn launch_every_kernel(gpu: &Gpu) -> Result<()> {
     gelu::gelu_backward(&a, &b)?;
     gelu::gelu_tanh_forward(&a)?;
     gelu::gelu_tanh_backward(&a, &b)?;
+    halves::from_halves(&halves::to_halves(&a)?)?;
     reduce::sum_rows_forward(&a)?;
     reduce::sum_rows_backward(&t(gpu, &[8]), 8)?;
     reduce::mean_forward(&a)?;

@@ -46,3 +46,38 @@ fn trim_gives_back_what_a_whole_step_left_idle() {
     assert_eq!(gpu.pooled_bytes(), before);
     gpu.wait_for_all().unwrap();
 }
+
+/// With the kept activations in f16 (`--precision f16`, `Vit::keep`), what a training forward
+/// leaves for the backward shrinks by exactly half of the MLP pre-activations [B, T, hidden] and
+/// the fused attention's q, k, v, o [B, H, T, hd] of every block, and the loss is the same bits
+/// (the forward computes in f32 either way).
+#[test]
+fn f16_kept_activations_halve_what_the_forward_keeps_and_leave_the_loss_alone() {
+    use vpt_wgsl::bench::{StepSetup, StepShape};
+    use vpt_wgsl::graph::KeepAs;
+    use vpt_wgsl::model::block::BlockPlan;
+    use vpt_wgsl::model::vit::Precision;
+    use vpt_wgsl::model::vpt::VptForward;
+
+    let gpu = own_gpu();
+    let shape = StepShape::tiny();
+    let mut setup = StepSetup::new(&gpu, &shape, BlockPlan::default(), Precision::F32, 1).unwrap();
+    let mut kept_and_loss = |keep: KeepAs| {
+        setup.vit.keep = keep;
+        gpu.flush().unwrap();
+        let before = gpu.live_bytes();
+        let forward = VptForward::new(&gpu, &setup.vit, &setup.task, &setup.images, &setup.labels, None).unwrap();
+        let loss = forward.loss().to_scalar().unwrap();
+        (gpu.live_bytes() - before, loss)
+    };
+    let (kept32, loss32) = kept_and_loss(KeepAs::F32);
+    let (kept16, loss16) = kept_and_loss(KeepAs::F16);
+    assert_eq!(loss16.to_bits(), loss32.to_bits(), "keeping activations in f16 changed the forward");
+    let cfg = &shape.vit;
+    let (b, t) = (shape.batch as u64, shape.tokens() as u64);
+    let f16_bytes = |elements: u64| (elements * 2).next_multiple_of(4);
+    let pre = b * t * cfg.mlp_hidden as u64;
+    let head_part = b * t * cfg.embed_dim as u64; // q, k, v or o, [B, H, T, hd]
+    let halved = cfg.depth as u64 * (4 * pre + 4 * 4 * head_part - f16_bytes(pre) - 4 * f16_bytes(head_part));
+    assert_eq!(kept32 - kept16, halved, "kept {kept32} B with f32, {kept16} B with f16");
+}

@@ -30,11 +30,14 @@ fn parse_and_validate(shader: &Shader) -> (naga::Module, ModuleInfo) {
 
 /// What naga may accept in `shader`: nothing optional, except what a build declares it needs
 /// (subgroup operations; f16 values, with the storage buffers of 16-bit values that come with
-/// them).
+/// them; f16 packing of f32 values, a downlevel flag).
 fn capabilities(shader: &Shader) -> Capabilities {
     let mut caps = Capabilities::empty();
     if shader.needs.contains(wgpu::Features::SUBGROUP) {
         caps |= Capabilities::SUBGROUP;
+    }
+    if shader.needs_downlevel.contains(wgpu::DownlevelFlags::SHADER_F16_IN_F32) {
+        caps |= Capabilities::SHADER_FLOAT16_IN_FLOAT32; // pack2x16float and its kin, on f32 values
     }
     if shader.needs.contains(wgpu::Features::SHADER_F16) {
         caps |= Capabilities::SHADER_FLOAT16 | Capabilities::SHADER_FLOAT16_IN_FLOAT32;

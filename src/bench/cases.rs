@@ -9,6 +9,7 @@ use crate::kernels::attention::{attention_backward, attention_forward};
 use crate::kernels::{ROW_REDUCE_KEY, ROW_REDUCE_SUBGROUPS, ROW_REDUCE_WORKGROUP};
 use crate::kernels::cross_entropy::{cross_entropy_backward, cross_entropy_forward};
 use crate::kernels::gelu::{gelu_backward, gelu_forward};
+use crate::kernels::halves::{from_halves, to_halves};
 use crate::kernels::layernorm::{add_layernorm_backward, add_layernorm_forward, layernorm_backward, layernorm_forward};
 use crate::kernels::matmul::{matmul_backward, matmul_forward, matmul_forward_with, matmul_gelu_forward_with, matmul_gelu_grad_with, MatmulKernel, MatmulNeed, MatmulOptions};
 use crate::kernels::softmax::{softmax_backward, softmax_forward, softmax_scaled_backward, softmax_scaled_forward};
@@ -199,7 +200,7 @@ fn case<'a>(kernel: &str, shape: Vec<usize>, bytes: f64, prepare: impl Fn(u64) -
 }
 
 /// LayerNorm (alone and fused with the residual add), softmax, GELU and cross-entropy, forward
-/// and backward.
+/// and backward; the f16 packing of kept activations both ways.
 fn other_cases<'a>(gpu: &'a Gpu, s: &StepShape) -> Vec<Case<'a>> {
     let d = Widths::of(s);
     let rows = d.batch * d.tokens;
@@ -253,6 +254,16 @@ fn other_cases<'a>(gpu: &'a Gpu, s: &StepShape) -> Vec<Case<'a>> {
         case("gelu bwd", vec![rows, mlp], f32s(3 * rows * mlp), move |seed| {
             let (x, dy) = (random(gpu, &[rows, mlp], seed, -3.0, 3.0)?, random(gpu, &[rows, mlp], seed + 1, -1.0, 1.0)?);
             Ok(Box::new(move || gelu_backward(&x, &dy)))
+        }),
+        // `--precision f16` keeping the MLP's pre-activation for the backward: reads f32, writes
+        // f16; then widens it back.
+        case("halves to", vec![rows, mlp], 6.0 * (rows * mlp) as f64, move |seed| {
+            let x = random(gpu, &[rows, mlp], seed, -3.0, 3.0)?;
+            Ok(Box::new(move || to_halves(&x)))
+        }),
+        case("halves from", vec![rows, mlp], 6.0 * (rows * mlp) as f64, move |seed| {
+            let x = to_halves(&random(gpu, &[rows, mlp], seed, -3.0, 3.0)?)?;
+            Ok(Box::new(move || from_halves(&x)))
         }),
         // Reads logits and labels, writes probs and per-sample losses; then their mean.
         case("cross_entropy fwd", vec![b, c], f32s(2 * b * c + 3 * b + 1), move |seed| {

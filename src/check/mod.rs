@@ -6,7 +6,7 @@
 //!   with torch, embedded in the binary. Inputs, outputs and autograd gradients per kernel family.
 //! - f64 (`reference.rs`): the plain CPU versions in [`crate::reference`], on random inputs at
 //!   awkward shapes (odd sizes across tile edges), for every matmul variant and layout, the
-//!   fused attention and the row kernels.
+//!   fused attention, the row kernels and the f16 packing of kept activations.
 //!
 //! The row kernels (softmax, LayerNorm, cross-entropy) are checked as built with subgroup
 //! reductions where the device has them, and again on the same adapter opened without subgroups.
@@ -31,6 +31,9 @@ pub enum Metric {
     /// max|ours − want| / max(1, max|want|): relative to the output's scale, with a floor of 1 so
     /// that an all-near-zero output does not turn rounding noise into a large ratio.
     Scaled,
+    /// max over elements of |ours − want| / |want| (|ours| where want is 0): relative per value,
+    /// for outputs that span many scales (f16 rounding from 2⁻¹⁴ to 65504).
+    PerValue,
 }
 
 /// One comparison: a kernel's output against its yardstick.
@@ -115,6 +118,8 @@ pub fn worst_error(got: &[f32], want: &[f64], metric: Metric) -> f64 {
             Metric::Relative => diff / scale.max(f64::MIN_POSITIVE),
             Metric::Absolute => diff / b.abs().max(1.0),
             Metric::Scaled => diff / scale.max(1.0),
+            Metric::PerValue if b == 0.0 => a.abs() as f64,
+            Metric::PerValue => diff / b.abs(),
         };
         if !e.is_finite() {
             return f64::INFINITY;

@@ -8,7 +8,7 @@ use super::{Checker, Metric};
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::kernels::matmul::{self, MatmulKernel, MatmulOptions};
-use crate::kernels::{attention, cross_entropy, layernorm, softmax};
+use crate::kernels::{attention, cross_entropy, halves, layernorm, softmax};
 use crate::reference;
 use crate::reference::matmul::MatmulDims;
 use crate::tensor::{Labels, Tensor};
@@ -16,6 +16,8 @@ use crate::tensor::{Labels, Tensor};
 const PRODUCT: f64 = 1e-5;
 const ROWWISE: f64 = 1e-5;
 const ATTENTION: f64 = 2e-5;
+/// One f16 step relative to the value (2⁻¹⁰): WGSL may round to either neighbour.
+const F16_STEP: f64 = 1.0 / 1024.0;
 
 /// A group of comparisons run together (one kernel family).
 type Group = fn(&mut Checker) -> Result<()>;
@@ -30,6 +32,7 @@ pub fn check_all(c: &mut Checker, rows_only: bool) {
             groups.insert(1, ("matmul f16", matmul_f16_weights));
         }
         groups.push(("attention", fused_attention));
+        groups.push(("halves", halves_round_trip));
     }
     for (name, group) in groups {
         if let Err(e) = group(c) {
@@ -164,4 +167,25 @@ fn fused_attention(c: &mut Checker) -> Result<()> {
     c.compare("attention (fused)", &format!("{case} dq"), "f64", &g.dq, &dq, Metric::Scaled, ATTENTION)?;
     c.compare("attention (fused)", &format!("{case} dk"), "f64", &g.dk, &dk, Metric::Scaled, ATTENTION)?;
     c.compare("attention (fused)", &format!("{case} dv"), "f64", &g.dv, &dv, Metric::Scaled, ATTENTION)
+}
+
+/// Kept activations packed as f16 and widened back (`--precision f16`): 1001 values (an odd
+/// count: the last pair is half empty) from 2⁻¹⁴ to 2¹⁷ in magnitude, both signs, so every f16
+/// exponent is crossed and the values past 65504 are clamped to it. Packing is within one f16
+/// step of the nearest-rounded value; widening back returns exactly what was packed.
+fn halves_round_trip(c: &mut Checker) -> Result<()> {
+    let n = 1001;
+    let mut state = 71u64.wrapping_add(crate::rng::GOLDEN);
+    let host: Vec<f32> = (0..n)
+        .map(|i| {
+            let magnitude = (2.0f64).powf(-14.0 + 31.0 * crate::rng::next_unit(&mut state));
+            (if i % 2 == 0 { magnitude } else { -magnitude }) as f32
+        })
+        .collect();
+    let x: Vec<f64> = host.iter().map(|&v| v as f64).collect();
+    let xt = Tensor::from_slice(c.gpu, &[n], &host)?;
+    let packed = halves::to_halves(&xt)?;
+    c.compare("halves", &format!("[{n}] to_halves"), "f64", &packed, &reference::halves::round_trip(&x), Metric::PerValue, F16_STEP)?;
+    let exact: Vec<f64> = packed.to_vec()?.iter().map(|&v| v as f64).collect();
+    c.compare("halves", &format!("[{n}] from_halves"), "f64", &halves::from_halves(&packed)?, &exact, Metric::PerValue, 0.0)
 }

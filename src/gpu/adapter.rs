@@ -117,6 +117,7 @@ impl Gpu {
         let turns = gl.then(gl_turns::shared);
         let _turn = turns.as_deref().map(gl_turns::Turns::take);
         let adapter_features = adapter.features();
+        let downlevel = adapter.get_downlevel_capabilities().flags;
         let features = adapter_features & WANTED_FEATURES & !without;
         let limits = adapter.limits();
         let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
@@ -152,6 +153,7 @@ impl Gpu {
                 launches: Mutex::new(HashMap::new()),
                 turns: turns.clone(),
                 adapter_features,
+                downlevel,
                 wgsl_dir: Mutex::default(),
                 choices: Mutex::default(),
                 trace: Arc::default(),

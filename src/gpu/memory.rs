@@ -279,6 +279,15 @@ impl Gpu {
         Ok(buffer)
     }
 
+    /// A zero-filled storage buffer of `bytes` that will hold f16 values written by a kernel (see
+    /// [`GpuBuffer::holds_f16`]). Unlike [`Gpu::alloc_init_f16`], no SHADER_F16 is needed: the
+    /// kernels that fill such a buffer (`wgsl/halves.wgsl`) see pairs of halves as u32.
+    pub fn alloc_halves(&self, what: &str, bytes: u64) -> Result<GpuBuffer> {
+        let mut buffer = self.alloc(what, bytes)?;
+        buffer.half = true;
+        Ok(buffer)
+    }
+
     /// Zero a reused buffer. The clear goes into the pending encoder, after every command already
     /// recorded: commands that still read the buffer's old contents (its previous tensor was
     /// dropped, but they were recorded earlier) run first, and the new owner's writes come after.

@@ -64,6 +64,8 @@ struct GpuInner {
     features: wgpu::Features,
     /// Every feature the adapter has (asked once: on GL, asking takes the context lock).
     adapter_features: wgpu::Features,
+    /// What the adapter can do below WebGPU's baseline (e.g. `SHADER_F16_IN_F32`).
+    downlevel: wgpu::DownlevelFlags,
     modules: Mutex<HashMap<&'static str, wgpu::ShaderModule>>,
     pipelines: Mutex<HashMap<pipelines::PipelineKey, wgpu::ComputePipeline>>,
     pending: Mutex<Pending>,
@@ -120,12 +122,15 @@ impl Gpu {
         workgroups: [u32; 3],
     ) -> Result<()> {
         let op = format!("{}::{entry}", shader.name);
+        if !self.inner.downlevel.contains(shader.needs_downlevel) {
+            return Err(Error::Gpu { op, msg: format!("{} lacks {:?}, which this kernel needs (`vpt info` describes each adapter); use --precision f32", self.describe(), shader.needs_downlevel - self.inner.downlevel) });
+        }
         // A buffer of f16 values read as f32 (or the reverse) would give garbage, not an error.
         for b in buffers {
             let wants_f16 = shader.f16_bindings.contains(&b.binding);
             if b.buffer.holds_f16() != wants_f16 {
                 let (holds, reads) = if wants_f16 { ("f32", "f16") } else { ("f16", "f32") };
-                return Err(Error::Gpu { op, msg: format!("binding {} holds {holds} values but the kernel reads {reads} there (only a frozen weight, as a matmul's B operand, may be f16)", b.binding) });
+                return Err(Error::Gpu { op, msg: format!("binding {} holds {holds} values but the kernel reads {reads} there (only a frozen weight, as a matmul's B operand, and an activation kept as f16 may be f16)", b.binding) });
             }
         }
         let max = self.inner.limits.max_compute_workgroups_per_dimension;
@@ -292,6 +297,11 @@ impl Gpu {
     }
     pub fn features(&self) -> wgpu::Features {
         self.inner.features
+    }
+    /// The adapter's downlevel flags: baseline abilities a few adapters lack (`SHADER_F16_IN_F32`,
+    /// which `wgsl/halves.wgsl` needs, is missing on lavapipe's Vulkan without SHADER_F16).
+    pub fn downlevel(&self) -> wgpu::DownlevelFlags {
+        self.inner.downlevel
     }
     /// "llvmpipe (LLVM 15.0.6, 256 bits) on Vulkan": for test and benchmark output; "… without
     /// SUBGROUP" where the device was opened without an optional feature its adapter has.

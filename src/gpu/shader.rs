@@ -27,8 +27,12 @@ pub struct Shader {
     pub uses: &'static [&'static str],
     /// Adapter features the source needs (`SUBGROUP` for subgroup operations); empty for most.
     pub needs: wgpu::Features,
-    /// The storage bindings declared as f16 arrays (an f16 weight's); a launch must bind buffers
-    /// holding f16 there and f32 everywhere else.
+    /// Downlevel flags the source needs: abilities of WebGPU's baseline that a few adapters lack
+    /// (`SHADER_F16_IN_F32` for pack2x16float); empty for most. A launch where the adapter lacks
+    /// one is an error naming it.
+    pub needs_downlevel: wgpu::DownlevelFlags,
+    /// The storage bindings that hold f16 values (an f16 weight's `array<f16>`, or halves packed
+    /// in pairs as `array<u32>`); a launch must bind buffers holding f16 there and f32 elsewhere.
     pub f16_bindings: &'static [u32],
 }
 
@@ -56,9 +60,14 @@ impl Shader {
 /// `wgsl_shader!(SHADER_SUBGROUP = "softmax" as "softmax_subgroup", needs SUBGROUP, uses [...])`
 /// declares a variant of a family: the same file with other library files, compiled only on
 /// adapters with the named `wgpu::Features`; `f16 bindings [2, 6]` after `needs` names the
-/// bindings it declares as f16 arrays.
+/// bindings that hold f16 values (as `array<f16>`, or as pairs packed in `array<u32>`:
+/// `wgsl_shader!("halves", needs downlevel [SHADER_F16_IN_F32], f16 bindings [2, 3], uses [..])`,
+/// which needs no feature, only a downlevel flag nearly every adapter has).
 macro_rules! wgsl_shader {
     ($name:literal $(, uses [$($lib:literal),* $(,)?])?) => {
+        $crate::gpu::wgsl_shader!($name, needs downlevel [], f16 bindings [] $(, uses [$($lib),*])?);
+    };
+    ($name:literal, needs downlevel [$($dl:ident),*], f16 bindings [$($f16:literal),*] $(, uses [$($lib:literal),* $(,)?])?) => {
         pub const SHADER: $crate::gpu::Shader = $crate::gpu::Shader {
             name: $name,
             file: $name,
@@ -68,7 +77,8 @@ macro_rules! wgsl_shader {
             ),
             uses: &[$($($lib),*)?],
             needs: wgpu::Features::empty(),
-            f16_bindings: &[],
+            needs_downlevel: wgpu::DownlevelFlags::empty()$(.union(wgpu::DownlevelFlags::$dl))*,
+            f16_bindings: &[$($f16),*],
         };
     };
     ($konst:ident = $file:literal as $name:literal, needs $needs:ident, uses [$($lib:literal),* $(,)?]) => {
@@ -84,6 +94,7 @@ macro_rules! wgsl_shader {
             ),
             uses: &[$($lib),*],
             needs: wgpu::Features::$needs,
+            needs_downlevel: wgpu::DownlevelFlags::empty(),
             f16_bindings: &[$($f16),*],
         };
     };

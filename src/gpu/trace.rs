@@ -73,7 +73,7 @@ impl Trace {
         if shader.needs.contains(wgpu::Features::SUBGROUP) {
             needs.push("subgroups");
         }
-        if shader.needs.contains(wgpu::Features::SHADER_F16) || !shader.f16_bindings.is_empty() {
+        if shader.needs.contains(wgpu::Features::SHADER_F16) {
             needs.push("shader-f16");
         }
         self.shaders.push(TracedShader { name: shader.name, source: source(), needs });

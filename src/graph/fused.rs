@@ -4,11 +4,13 @@
 //! records a backward closure that captures only what that backward reads.
 //! Shapes: B batch, T tokens, D width, H heads, hd head width, N patches.
 
+use super::kept::{KeepAs, Kept};
 use super::ops::{linear_backward, LINEAR};
 use super::{Graph, Var};
 use crate::error::{Error, Result};
 use crate::kernels::layernorm::{self, AddLayerNormOut};
 use crate::kernels::matmul::{self, MatmulGeluOut, MatmulNeed, MatmulOptions};
+use crate::kernels::attention::AttentionOut;
 use crate::kernels::{attention, heads, patch, softmax, tokens};
 use crate::tensor::Tensor;
 
@@ -20,11 +22,13 @@ pub struct MlpRun {
     /// False: nothing will read the output's value, only send back its gradient (a block run
     /// again for its backward), so fc2's product is skipped and the output is zeros.
     pub output_read: bool,
+    /// How the pre-activation is kept (f16 under `--precision f16`; see `kept.rs`).
+    pub keep: KeepAs,
 }
 
 impl Default for MlpRun {
     fn default() -> MlpRun {
-        MlpRun { recompute_fc1: false, output_read: true }
+        MlpRun { recompute_fc1: false, output_read: true, keep: KeepAs::F32 }
     }
 }
 
@@ -34,9 +38,10 @@ impl Graph {
     /// takes the gradient back through fc2 (`matmul_gelu_forward`, `matmul_gelu_grad`).
     /// x: [..., D]; fc1 = (w1 [Hd, D], b1 [Hd]); fc2 = (w2 [D, Hd], b2 [D]) → [..., D].
     ///
-    /// The backward needs fc1's pre-activation [..., Hd] (GELU's derivative). It is kept, or,
-    /// with `run.recompute_fc1`, fc1's input x [..., D] is kept instead (4× smaller in a ViT)
-    /// and fc1 runs again in the backward: the same kernel on the same input, so the same bits.
+    /// The backward needs fc1's pre-activation [..., Hd] (GELU's derivative). It is kept (as
+    /// `run.keep` says), or, with `run.recompute_fc1`, fc1's input x [..., D] is kept instead (4×
+    /// smaller in a ViT) and fc1 runs again in the backward: the same kernel on the same input, so
+    /// the same bits.
     pub fn mlp(&self, x: &Var, fc1: (&Var, &Var), fc2: (&Var, &Var), run: MlpRun) -> Result<Var> {
         let MatmulGeluOut { pre, y: hidden } = matmul::matmul_gelu_forward(x.value(), fc1.0.value(), Some(fc1.1.value()), LINEAR)?; // [..., Hd] each
         let y = match run.output_read {
@@ -47,7 +52,8 @@ impl Graph {
         // layers' inputs where their weight trains. hidden, the largest, is usually freed here.
         let w1_trains = fc1.0.requires_grad();
         let saved_x = (w1_trains || run.recompute_fc1).then(|| x.value().clone());
-        let saved_pre = (!run.recompute_fc1).then_some(pre);
+        let keep = self.keep_for(&[x, fc1.0, fc1.1, fc2.0, fc2.1], run.keep);
+        let saved_pre = (!run.recompute_fc1).then(|| Kept::new(pre, keep)).transpose()?;
         let saved_hidden = fc2.0.requires_grad().then_some(hidden);
         let (w1, b1, w2) = (fc1.0.value().clone(), fc1.1.value().clone(), fc2.0.value().clone());
         self.record("mlp", &[x, fc1.0, fc1.1, fc2.0, fc2.1], y, move |dy, needs| {
@@ -55,7 +61,7 @@ impl Graph {
             let [_, dw2, db2] = linear_backward(saved_hidden.as_ref(), &w2, dy, MatmulNeed { a: false, b: needs[3], bias: needs[4] })?;
             let [dx, dw1, db1] = if needs[..3].contains(&true) {
                 let pre = match (saved_pre, &saved_x) {
-                    (Some(pre), _) => pre,
+                    (Some(pre), _) => pre.restore()?,
                     (None, Some(x)) => matmul::matmul_gelu_forward(x, &w1, Some(&b1), LINEAR)?.pre,
                     (None, None) => return Err(Error::Internal { what: "mlp".into(), msg: "neither fc1's pre-activation nor its input was kept".into() }),
                 };
@@ -119,15 +125,18 @@ impl Graph {
     }
 
     /// Fused attention, softmax(s·q·kᵀ)·v in one kernel each way (`kernels::attention`):
-    /// q, k, v [B, H, T, hd] → o [B, H, T, hd]. Keeps q, k, v, o and the row log-sum-exp
-    /// [B, H, T] for the backward, never the [B, H, T, T] probabilities the unfused path
-    /// (`matmul`, `softmax_scaled`, `matmul`) keeps.
-    pub fn attention(&self, q: &Var, k: &Var, v: &Var, scale: f32) -> Result<Var> {
-        let out = attention::attention_forward(q.value(), k.value(), v.value(), scale)?;
-        let o = out.o.clone(); // the same buffer: keeping it for the backward costs nothing more
-        let (qs, ks, vs) = (q.value().clone(), k.value().clone(), v.value().clone());
+    /// q, k, v [B, H, T, hd] → o [B, H, T, hd]. Keeps q, k, v, o (as `keep` says) and the row
+    /// log-sum-exp [B, H, T] (f32) for the backward, never the [B, H, T, T] probabilities the
+    /// unfused path (`matmul`, `softmax_scaled`, `matmul`) keeps.
+    pub fn attention(&self, q: &Var, k: &Var, v: &Var, scale: f32, keep: KeepAs) -> Result<Var> {
+        let AttentionOut { o, lse } = attention::attention_forward(q.value(), k.value(), v.value(), scale)?;
+        // Kept as computed, o is the output's own buffer: keeping it costs nothing more.
+        let keep = self.keep_for(&[q, k, v], keep);
+        let [kq, kk, kv, ko] = [q.value(), k.value(), v.value(), &o].map(|t| Kept::new(t.clone(), keep));
+        let (kq, kk, kv, ko) = (kq?, kk?, kv?, ko?);
         self.record("attention", &[q, k, v], o, move |dout, needs| {
-            let g = attention::attention_backward(&qs, &ks, &vs, &out, dout, scale)?;
+            let out = AttentionOut { o: ko.restore()?, lse };
+            let g = attention::attention_backward(&kq.restore()?, &kk.restore()?, &kv.restore()?, &out, dout, scale)?;
             Ok(vec![needs[0].then_some(g.dq), needs[1].then_some(g.dk), needs[2].then_some(g.dv)])
         })
     }

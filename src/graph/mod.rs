@@ -20,12 +20,14 @@
 //! ops before the prompts enter (the patch embedding) record nothing at all.
 
 mod fused;
+mod kept;
 mod ops;
 
 use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 
 pub use fused::MlpRun;
+pub use kept::KeepAs;
 pub use ops::Dropout;
 
 use crate::error::{Error, Result};
@@ -158,6 +160,15 @@ impl Graph {
             backward(dy, needs)
         });
         Ok(vars.pop().expect("one output"))
+    }
+
+    /// How an op with these inputs should keep its activations: as `keep` says where its backward
+    /// will be recorded, else as computed (nothing will read them, so packing would be wasted).
+    pub(crate) fn keep_for(&self, inputs: &[&Var], keep: KeepAs) -> KeepAs {
+        match self.recording && inputs.iter().any(|v| v.requires_grad) {
+            true => keep,
+            false => KeepAs::F32,
+        }
     }
 
     /// Record an op with several outputs (e.g. splitting qkv into q, k, v).

@@ -14,6 +14,7 @@ pub mod attention;
 pub mod cross_entropy;
 pub mod elementwise;
 pub mod gelu;
+pub mod halves;
 pub mod heads;
 pub mod layernorm;
 pub mod matmul;
@@ -31,6 +32,7 @@ pub const ALL_SHADERS: &[&Shader] = &[
     &cross_entropy::SHADER_SUBGROUP,
     &elementwise::SHADER,
     &gelu::SHADER,
+    &halves::SHADER,
     &heads::SHADER,
     &layernorm::SHADER,
     &layernorm::SHADER_SUBGROUP,

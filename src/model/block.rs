@@ -8,7 +8,7 @@
 use std::str::FromStr;
 
 use crate::error::{Error, Result};
-use crate::graph::{Graph, MlpRun, Pass, Var};
+use crate::graph::{Graph, KeepAs, MlpRun, Pass, Var};
 use crate::kernels::attention::MAX_HEAD_DIM;
 use crate::kernels::matmul::MatmulOptions;
 use crate::model::leaves::BackboneVars;
@@ -120,6 +120,8 @@ struct BlockRun {
     recompute_mlp: bool,
     /// False where nothing reads the block's output value, only its gradient.
     output_read: bool,
+    /// How the MLP and the fused attention keep their largest activations (`Vit::keep`).
+    keep: KeepAs,
 }
 
 impl Vit {
@@ -137,6 +139,7 @@ impl Vit {
             fused_attention: self.fused_attention(),
             recompute_mlp: self.plan.recompute == Recompute::Mlp,
             output_read: true,
+            keep: self.keep,
         };
         let per_run = self.images_per_run(batch, tokens, run.fused_attention);
         if per_run >= batch {
@@ -265,7 +268,7 @@ fn block_forward(g: &Graph, b: &BlockVars, run: BlockRun, x: Stream) -> Result<S
     let [q, k, v] = g.split_heads(&qkv, run.num_heads)?; // [B, H, T, hd] each
     let scale = 1.0 / (q.shape()[3] as f32).sqrt();
     let o = if run.fused_attention {
-        g.attention(&q, &k, &v, scale)? // [B, H, T, hd]
+        g.attention(&q, &k, &v, scale, run.keep)? // [B, H, T, hd]
     } else {
         let scores = g.matmul(&q, &k, MatmulOptions { trans_a: false, trans_b: true })?; // [B, H, T, T]
         // softmax(q·kᵀ/√hd): the scale is applied inside the softmax kernel (timm scales q
@@ -278,7 +281,7 @@ fn block_forward(g: &Graph, b: &BlockVars, run: BlockRun, x: Stream) -> Result<S
     // The residual add and norm2 in one kernel each way: x = x + o, h = norm2(x), [B, T, D].
     let (x, h) = g.add_layernorm(&x, &o, &b.norm2.0, &b.norm2.1, run.eps)?;
     // MLP: x + fc2(gelu(fc1(norm2(x)))), the add left pending.
-    let mlp = MlpRun { recompute_fc1: run.recompute_mlp, output_read: run.output_read };
+    let mlp = MlpRun { recompute_fc1: run.recompute_mlp, output_read: run.output_read, keep: run.keep };
     let mut h = g.mlp(&h, (&b.fc1.0, &b.fc1.1), (&b.fc2.0, &b.fc2.1), mlp)?; // [B, T, 4D] inside
     if let Some([down_w, down_b, up_w, up_b]) = &b.adapter {
         // The Pfeiffer adapter on the MLP's output, before the residual add: m + up(gelu(down(m))).

@@ -13,7 +13,7 @@ use std::collections::HashMap;
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::graph::{Graph, Var};
+use crate::graph::{Graph, KeepAs, Var};
 use crate::io::{HostData, TensorFile};
 use crate::model::block::{Block, BlockPlan};
 use crate::model::leaves::BackboneVars;
@@ -178,10 +178,12 @@ pub struct LoadOptions {
 ///
 /// f16 stores the large weights (patch embedding, and each block's qkv, proj, fc1 and fc2) as
 /// f16: half their memory (ViT-B/16: 327 → 165 MiB) and half their bytes per matmul. The
-/// matmuls widen each value to f32 as they read it, and every activation, sum and statistic
-/// stays f32, so the only rounding is each weight's own (relative 2⁻¹¹ at most). Biases,
-/// LayerNorms, the CLS token and the position embedding (0.4% of ViT-B) stay f32, as do the
-/// prompts, the head and the optimizer state.
+/// matmuls widen each value to f32 as they read it. It also keeps the largest activations the
+/// backward reads (the MLP's pre-activation, the fused attention's q, k, v, o) as f16 until the
+/// backward widens them back ([`Vit::keep`], `graph/kept.rs`). Every computed activation, sum and
+/// statistic stays f32, so the roundings are each weight's own (relative 2⁻¹¹ at most) and, in
+/// the gradients only, each kept value's. Biases, LayerNorms, the CLS token and the position
+/// embedding (0.4% of ViT-B) stay f32, as do the prompts, the head and the optimizer state.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub enum Precision {
     #[default]
@@ -218,6 +220,9 @@ pub struct Vit {
     pub(super) norm: (Tensor, Tensor),
     /// How the blocks run: which attention kernel, what the backward recomputes.
     pub plan: BlockPlan,
+    /// How the blocks keep their largest activations for the backward: f16 under `--precision
+    /// f16` (see `graph/kept.rs`), else f32. Runs on any adapter; tests set it by hand.
+    pub keep: KeepAs,
 }
 
 impl Vit {
@@ -271,6 +276,10 @@ impl Vit {
             norm: pair("norm", &[d], &[d])?,
             cfg,
             plan: BlockPlan::default(),
+            keep: match opts.precision {
+                Precision::F32 => KeepAs::F32,
+                Precision::F16 => KeepAs::F16,
+            },
         })
     }
 

@@ -6,6 +6,7 @@ pub mod attention;
 pub mod cross_entropy;
 pub mod elementwise;
 pub mod gelu;
+pub mod halves;
 pub mod heads;
 pub mod layernorm;
 pub mod matmul;

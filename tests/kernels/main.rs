@@ -6,6 +6,7 @@ mod common;
 mod cross_entropy;
 mod elementwise;
 mod gelu;
+mod halves;
 mod heads;
 mod layernorm;
 mod matmul;
