@@ -78,7 +78,7 @@ fn suite_measures_every_kernel_and_variant_and_writes_json() {
     // without subgroups where the adapter has them.
     let matmuls = ["qkv", "proj", "fc1", "fc2"].len() * 2 + 6 + 2;
     let without_subgroups = if gpu.has_subgroups() { 8 } else { 0 };
-    assert_eq!(report.results.len(), matmuls * MatmulKernel::ALL.len() + 10 + 2 + 4 + without_subgroups);
+    assert_eq!(report.results.len(), matmuls * MatmulKernel::all_on(&gpu).len() + 10 + 2 + 4 + without_subgroups);
     if gpu.has_subgroups() {
         for kernel in ["layernorm fwd", "add_layernorm bwd", "softmax fwd", "cross_entropy bwd"] {
             let variants: Vec<&str> = report.results.iter().filter(|r| r.kernel == kernel).map(|r| r.variant.as_str()).collect();
@@ -86,7 +86,7 @@ fn suite_measures_every_kernel_and_variant_and_writes_json() {
         }
     }
     assert_eq!(streamed, report.results.len());
-    for kernel in MatmulKernel::ALL {
+    for kernel in MatmulKernel::all_on(&gpu) {
         let n = report.results.iter().filter(|r| r.kernel.starts_with("matmul") && r.variant == kernel.name()).count();
         assert_eq!(n, matmuls, "{}", kernel.name());
     }
@@ -143,12 +143,13 @@ fn filter_selects_cases_and_bad_sizes_are_errors() {
     let options = BenchOptions { reps: 1, filter: vec!["GELU".into(), "fc2 dx".into()], ..BenchOptions::new(toy_shape()) };
     let report = bench::run(&gpu, &options, |_| ()).unwrap();
     let kernels: Vec<&str> = report.results.iter().map(|r| r.kernel.as_str()).collect();
-    assert_eq!(kernels.iter().filter(|k| **k == "matmul fc2 dX").count(), MatmulKernel::ALL.len());
+    let kernel_count = MatmulKernel::all_on(&gpu).len();
+    assert_eq!(kernels.iter().filter(|k| **k == "matmul fc2 dX").count(), kernel_count);
     // "gelu" also picks the fused "fc1+gelu" and "fc2 dX*gelu'" (which "fc2 dx" matches too).
     for fused in ["matmul fc1+gelu", "matmul fc2 dX*gelu'"] {
-        assert_eq!(kernels.iter().filter(|k| **k == fused).count(), MatmulKernel::ALL.len(), "{fused}");
+        assert_eq!(kernels.iter().filter(|k| **k == fused).count(), kernel_count, "{fused}");
     }
-    assert_eq!(kernels.len(), 3 * MatmulKernel::ALL.len() + 2, "{kernels:?}");
+    assert_eq!(kernels.len(), 3 * kernel_count + 2, "{kernels:?}");
 
     let bad = BenchOptions::new(StepShape { vit: VitConfig { num_heads: 3, ..toy_vit() }, ..toy_shape() });
     assert!(bench::run(&gpu, &bad, |_| ()).unwrap_err().to_string().contains("not a multiple of num_heads"));

@@ -24,7 +24,9 @@
 // dB = op(A)ᵀ·dC, up to transposes), so the launcher composes them from these kernels.
 //
 // Seven kernels compute the same thing: `naive`, `tiled`, four register-tiled kernels each adding
-// one change (llm.c style), and `gpu64x64`, built for real GPUs (at the end of the file). The
+// one change (llm.c style), and `gpu64x64`, built for real GPUs (at the end of the file); an
+// eighth, `sg16x8`, shares op(A) through subgroup shuffles and lives in
+// wgsl/lib/matmul_subgroup.wgsl, prepended only to the builds for adapters with SUBGROUP. The
 // launcher's `MatmulKernel` names them and picks one per device and shape. All use the z grid
 // dimension for the batch: workgroup (x, y, z) covers columns of tile x, rows of tile y, of batch z.
 //

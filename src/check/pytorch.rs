@@ -229,7 +229,7 @@ impl Fixture<'_, '_, '_> {
                 true => Some(self.load(case, "bias")?),
                 false => None,
             };
-            for kernel in MatmulKernel::ALL {
+            for kernel in MatmulKernel::all_on(self.c.gpu) {
                 let c = matmul::matmul_forward_with(kernel, &a, &b, bias.as_ref(), opts)?;
                 self.check_labelled(&format!("matmul ({})", kernel.name()), case, "c", &c, Metric::Relative, MATMUL)?;
             }

@@ -62,7 +62,7 @@ fn matmul_layouts(c: &mut Checker) -> Result<()> {
         let (bias, biast) = random(c.gpu, &[n], 13, 1.0)?;
         let want = reference::matmul::matmul_forward(&a, &b, Some(&bias), d);
         let layout = format!("{}{} {batch}×[{m},{k}]·[{k},{n}]", if trans_a { "T" } else { "N" }, if trans_b { "T" } else { "N" });
-        for kernel in MatmulKernel::ALL {
+        for kernel in MatmulKernel::all_on(c.gpu) {
             let got = matmul::matmul_forward_with(kernel, &at, &bt, Some(&biast), MatmulOptions { trans_a, trans_b })?;
             c.compare(&format!("matmul ({})", kernel.name()), &layout, "f64", &got, &want, Metric::Scaled, PRODUCT)?;
         }
@@ -86,7 +86,7 @@ fn matmul_f16_weights(c: &mut Checker) -> Result<()> {
             let rounded: Vec<f64> = b32.iter().map(|&v| half::f16::from_f32(v).to_f64()).collect();
             let want = reference::matmul::matmul_forward(&a, &rounded, None, d);
             let layout = format!("N{} {batch}×[{m},{k}]·[{k},{n}] f16 B", if trans_b { "T" } else { "N" });
-            for kernel in MatmulKernel::ALL {
+            for kernel in MatmulKernel::all_on(c.gpu) {
                 let got = matmul::matmul_forward_with(kernel, &at, &bt, None, MatmulOptions { trans_a: false, trans_b })?;
                 c.compare(&format!("matmul ({})", kernel.name()), &layout, "f64", &got, &want, Metric::Scaled, PRODUCT)?;
             }

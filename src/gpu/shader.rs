@@ -59,7 +59,7 @@ impl Shader {
 ///
 /// `wgsl_shader!(SHADER_SUBGROUP = "softmax" as "softmax_subgroup", needs SUBGROUP, uses [...])`
 /// declares a variant of a family: the same file with other library files, compiled only on
-/// adapters with the named `wgpu::Features`; `f16 bindings [2, 6]` after `needs` names the
+/// adapters with the named `wgpu::Features` (several joined by `|`); `f16 bindings [2, 6]` after `needs` names the
 /// bindings that hold f16 values (as `array<f16>`, or as pairs packed in `array<u32>`:
 /// `wgsl_shader!("halves", needs downlevel [SHADER_F16_IN_F32], f16 bindings [2, 3], uses [..])`,
 /// which needs no feature, only a downlevel flag nearly every adapter has).
@@ -81,10 +81,10 @@ macro_rules! wgsl_shader {
             f16_bindings: &[$($f16),*],
         };
     };
-    ($konst:ident = $file:literal as $name:literal, needs $needs:ident, uses [$($lib:literal),* $(,)?]) => {
-        $crate::gpu::wgsl_shader!($konst = $file as $name, needs $needs, f16 bindings [], uses [$($lib),*]);
+    ($konst:ident = $file:literal as $name:literal, needs $($needs:ident)|+, uses [$($lib:literal),* $(,)?]) => {
+        $crate::gpu::wgsl_shader!($konst = $file as $name, needs $($needs)|+, f16 bindings [], uses [$($lib),*]);
     };
-    ($konst:ident = $file:literal as $name:literal, needs $needs:ident, f16 bindings [$($f16:literal),*], uses [$($lib:literal),* $(,)?]) => {
+    ($konst:ident = $file:literal as $name:literal, needs $($needs:ident)|+, f16 bindings [$($f16:literal),*], uses [$($lib:literal),* $(,)?]) => {
         pub const $konst: $crate::gpu::Shader = $crate::gpu::Shader {
             name: $name,
             file: $file,
@@ -93,7 +93,7 @@ macro_rules! wgsl_shader {
                 include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/wgsl/", $file, ".wgsl"))
             ),
             uses: &[$($lib),*],
-            needs: wgpu::Features::$needs,
+            needs: wgpu::Features::empty()$(.union(wgpu::Features::$needs))+,
             needs_downlevel: wgpu::DownlevelFlags::empty(),
             f16_bindings: &[$($f16),*],
         };

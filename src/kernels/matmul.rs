@@ -14,7 +14,8 @@
 //! Either operand may be a plain matrix (rank 2) shared by every batch of the other, like a
 //! weight; when both have batch dims they must be equal.
 //!
-//! About 600 lines, one family: the launcher of `wgsl/matmul.wgsl`'s seven kernels
+//! About 640 lines, one family: the launcher of `wgsl/matmul.wgsl`'s seven kernels and the
+//! subgroup one of `wgsl/lib/matmul_subgroup.wgsl`
 //! (`MatmulKernel`, the rule that picks one or the tuned choice, the shape checks, the launch
 //! with its specialisation constants and its f32 or f16 B), the backward and the two fused GELU
 //! variants, which share all of it.
@@ -27,6 +28,20 @@ use crate::tensor::{DType, Tensor};
 wgsl_shader!("matmul", uses ["matmul_b_f32", "gelu_math"]);
 // B stored as f16 (a frozen weight under `--precision f16`), read widened to f32.
 wgsl_shader!(SHADER_F16 = "matmul" as "matmul_f16", needs SHADER_F16, f16 bindings [2, 6], uses ["matmul_b_f16", "gelu_math"]);
+// The same two with the subgroup kernel (`MatmulKernel::Sg16x8`, wgsl/lib/matmul_subgroup.wgsl),
+// launched only for that kernel (`SUBGROUP_BUILD_ENTRIES`), so the others never need SUBGROUP.
+wgsl_shader!(SHADER_SUBGROUP = "matmul" as "matmul_subgroup", needs SUBGROUP, uses ["matmul_b_f32", "gelu_math", "matmul_subgroup"]);
+wgsl_shader!(
+    SHADER_F16_SUBGROUP = "matmul" as "matmul_f16_subgroup",
+    needs SHADER_F16 | SUBGROUP,
+    f16 bindings [2, 6],
+    uses ["matmul_b_f16", "gelu_math", "matmul_subgroup"]
+);
+
+/// The entry points the subgroup builds (`SHADER_SUBGROUP`, `SHADER_F16_SUBGROUP`) are launched
+/// for; the rest of `wgsl/matmul.wgsl` in them is never launched from there (the plain builds
+/// serve those kernels), which `tests/contract.rs` needs to know.
+pub const SUBGROUP_BUILD_ENTRIES: &[&str] = &["matmul_sg16x8"];
 
 /// Which operands enter transposed.
 #[derive(Default, Clone, Copy, Debug)]
@@ -60,10 +75,13 @@ pub enum MatmulKernel {
     /// Built for real GPUs: a 64×64 tile staged in workgroup memory with vec4 loads,
     /// double-buffered along K, a 4×8 register block per thread, the layout fixed at compile time.
     Gpu64x64,
+    /// `Reg16x8` with op(A) shared through subgroup shuffles: each lane loads one block of op(A)
+    /// per subgroup-size steps along K, the others take it from that lane. Needs SUBGROUP.
+    Sg16x8,
 }
 
 impl MatmulKernel {
-    pub const ALL: [MatmulKernel; 7] = [
+    pub const ALL: [MatmulKernel; 8] = [
         MatmulKernel::Naive,
         MatmulKernel::Tiled,
         MatmulKernel::Reg4x4,
@@ -71,6 +89,7 @@ impl MatmulKernel {
         MatmulKernel::Reg16x8,
         MatmulKernel::Reg32x8,
         MatmulKernel::Gpu64x64,
+        MatmulKernel::Sg16x8,
     ];
 
     /// Short name for test and benchmark output.
@@ -83,7 +102,26 @@ impl MatmulKernel {
             MatmulKernel::Reg16x8 => "reg16x8",
             MatmulKernel::Reg32x8 => "reg32x8",
             MatmulKernel::Gpu64x64 => "gpu64x64",
+            MatmulKernel::Sg16x8 => "sg16x8",
         }
+    }
+
+    /// The adapter features the kernel needs (SUBGROUP for `Sg16x8`; none for the others).
+    pub fn needs(self) -> wgpu::Features {
+        match self {
+            MatmulKernel::Sg16x8 => wgpu::Features::SUBGROUP,
+            _ => wgpu::Features::empty(),
+        }
+    }
+
+    /// Can `gpu` run it?
+    pub fn available(self, gpu: &Gpu) -> bool {
+        gpu.features().contains(self.needs())
+    }
+
+    /// The kernels `gpu` can run, in [`MatmulKernel::ALL`]'s order.
+    pub fn all_on(gpu: &Gpu) -> Vec<MatmulKernel> {
+        MatmulKernel::ALL.into_iter().filter(|k| k.available(gpu)).collect()
     }
 
     /// The kernel the engine uses for op(A) [M, K] · op(B) [K, N] in layout `opts` on this device.
@@ -94,8 +132,12 @@ impl MatmulKernel {
     /// loads (A's stored rows a multiple of 4 long; elsewhere ~5% slower: A's scalar loads then
     /// dominate and it does not reduce them). Their tiles are 32×32, 128×64 and 256×64, so where M
     /// or N is small enough that the larger tiles would be mostly padding (a 32-row classifier
-    /// head) the smaller ones finish first. On a GPU, `Tiled`, the kernel built for GPU memory;
-    /// run `vpt bench` to check yours.
+    /// head) the smaller ones finish first. Where the device has SUBGROUP, `Sg16x8` wherever A is
+    /// stored [M, K]: with B stored [N, K] (every linear layer's forward, attention's q·kᵀ) it ran
+    /// 1.5–1.8× as fast as `Reg16x8` on lavapipe; with B stored [K, N] (the linear layers' dX)
+    /// 1.1–3.2× as fast as `Reg32x8` where A's rows take vec4 loads, and 0.4× without them
+    /// (attention's dQ on the [247, 247] scores), where it is left out. On a GPU, `Tiled`, the
+    /// kernel built for GPU memory; run `vpt bench` to check yours.
     ///
     /// Where `vpt tune` measured this shape on this adapter (its cache in use, see
     /// `gpu/tuning.rs`), the kernel it found fastest instead of any of this.
@@ -122,6 +164,13 @@ impl MatmulKernel {
         let mut candidates = vec![(MatmulKernel::Reg16x8, 2.0)];
         if a_vec4 {
             candidates.push((MatmulKernel::Reg32x8, 2.2));
+        }
+        if MatmulKernel::Sg16x8.available(gpu) && !opts.trans_a {
+            match (opts.trans_b, a_vec4) {
+                (true, _) => candidates.push((MatmulKernel::Sg16x8, 3.5)),
+                (false, true) => candidates.push((MatmulKernel::Sg16x8, 2.6)),
+                (false, false) => {}
+            }
         }
         for (kernel, speed) in candidates {
             let t = time(kernel, speed);
@@ -155,6 +204,7 @@ impl MatmulKernel {
             MatmulKernel::Reg16x8 => "matmul_reg16x8",
             MatmulKernel::Reg32x8 => "matmul_reg32x8",
             MatmulKernel::Gpu64x64 => "matmul_gpu64x64",
+            MatmulKernel::Sg16x8 => "matmul_sg16x8",
         }
     }
 
@@ -167,6 +217,7 @@ impl MatmulKernel {
             MatmulKernel::Reg16x8 => (128, 64),
             MatmulKernel::Reg32x8 => (256, 64),
             MatmulKernel::Gpu64x64 => (64, 64),
+            MatmulKernel::Sg16x8 => (16, 256),
         }
     }
 
@@ -178,7 +229,7 @@ impl MatmulKernel {
 
     /// May it read four consecutive values with one vec4 load where the layout allows?
     fn vec4_loads(self) -> bool {
-        matches!(self, MatmulKernel::Reg4x4Vec4 | MatmulKernel::Reg16x8 | MatmulKernel::Reg32x8 | MatmulKernel::Gpu64x64)
+        matches!(self, MatmulKernel::Reg4x4Vec4 | MatmulKernel::Reg16x8 | MatmulKernel::Reg32x8 | MatmulKernel::Gpu64x64 | MatmulKernel::Sg16x8)
     }
 }
 
@@ -330,10 +381,15 @@ fn launch(
         }
     };
     let bias_buffer = bias.map_or(&stand_in, |t| t.buffer());
-    // B stored as f16 takes the build that declares it f16.
-    let shader = match b.dtype() {
-        DType::F32 => &SHADER,
-        DType::F16 => &SHADER_F16,
+    // B stored as f16 takes the build that declares it f16; the subgroup kernel, a build with it.
+    if !kernel.available(gpu) {
+        return Err(Error::invalid(op, format!("the {} kernel needs {:?}, which {} lacks; pick another kernel (`vpt info` lists the adapter's features)", kernel.name(), kernel.needs(), gpu.describe())));
+    }
+    let shader = match (b.dtype(), kernel.needs().contains(wgpu::Features::SUBGROUP)) {
+        (DType::F32, false) => &SHADER,
+        (DType::F16, false) => &SHADER_F16,
+        (DType::F32, true) => &SHADER_SUBGROUP,
+        (DType::F16, true) => &SHADER_F16_SUBGROUP,
     };
     let params = Params::new()
         .dim("M", s.m)

@@ -38,6 +38,8 @@ pub const ALL_SHADERS: &[&Shader] = &[
     &layernorm::SHADER_SUBGROUP,
     &matmul::SHADER,
     &matmul::SHADER_F16,
+    &matmul::SHADER_SUBGROUP,
+    &matmul::SHADER_F16_SUBGROUP,
     &optim::SHADER,
     &patch::SHADER,
     &reduce::SHADER,

@@ -148,7 +148,7 @@ proptest! {
             let x = inputs(gpu, &c);
             let bias = c.bias.then_some(&x.biast);
             let want = cpu::matmul_forward(&x.a, &x.b, c.bias.then_some(&x.bias[..]), c.dims());
-            for kernel in MatmulKernel::ALL {
+            for kernel in MatmulKernel::all_on(gpu) {
                 let got = matmul_forward_with(kernel, &x.at, &x.bt, bias, c.opts).unwrap();
                 prop_assert_eq!(got.shape(), &c.c_shape()[..]);
                 assert_close(&format!("matmul_{} {c:?}", kernel.name()), gpu, &download(&got), &want, FWD_TOL);
@@ -220,7 +220,7 @@ proptest! {
             let (pre, pre_t) = random_tensor(gpu, &c.c_shape(), c.seed ^ 7, 3.0);
             let dot = cpu::matmul_forward(&x.a, &x.b, None, c.dims());
             let grad_want = gelu_ref::gelu_backward(&pre, &dot);
-            for kernel in MatmulKernel::ALL {
+            for kernel in MatmulKernel::all_on(gpu) {
                 let what = format!("matmul_{} {c:?}", kernel.name());
                 let out = matmul_gelu_forward_with(kernel, &x.at, &x.bt, c.bias.then_some(&x.biast), c.opts).unwrap();
                 prop_assert_eq!(out.pre.shape(), &c.c_shape()[..]);
@@ -251,7 +251,7 @@ fn every_kernel_matches_reference_at_vit_shape() {
     for gpu in gpus() {
         let x = inputs(gpu, &c);
         let want = cpu::matmul_forward(&x.a, &x.b, Some(&x.bias), c.dims());
-        for kernel in MatmulKernel::ALL {
+        for kernel in MatmulKernel::all_on(gpu) {
             let got = matmul_forward_with(kernel, &x.at, &x.bt, Some(&x.biast), c.opts).unwrap();
             assert_eq!(got.shape(), &[1, 197, 576]);
             assert_close(&format!("matmul_{} 197×192·192×576", kernel.name()), gpu, &download(&got), &want, FWD_TOL);
@@ -271,7 +271,7 @@ fn every_kernel_matches_reference_across_tile_edges() {
             for gpu in gpus() {
                 let x = inputs(gpu, &c);
                 let want = cpu::matmul_forward(&x.a, &x.b, Some(&x.bias), c.dims());
-                for kernel in MatmulKernel::ALL {
+                for kernel in MatmulKernel::all_on(gpu) {
                     let got = matmul_forward_with(kernel, &x.at, &x.bt, Some(&x.biast), c.opts).unwrap();
                     assert_close(&format!("matmul_{} {c:?}", kernel.name()), gpu, &download(&got), &want, FWD_TOL);
                 }
@@ -299,17 +299,35 @@ fn matmul_forward_uses_the_best_kernel_for_the_shape() {
                 MatmulOptions { trans_a: false, trans_b: true },
                 MatmulOptions { trans_a: true, trans_b: false },
             );
+            // (`tn` here is A as stored, B transposed: a linear layer's forward.) With subgroups,
+            // the shuffling kernel takes that layout at every size (its tile is 16 rows), and the
+            // dX layout (`nn`) where A's rows take vec4 loads.
+            let subgroups = gpu.has_subgroups();
+            let linear = |register_kernel| if subgroups { MatmulKernel::Sg16x8 } else { register_kernel };
             // The ViT's linear layers and their dX: A read with vec4 loads.
-            assert_eq!(MatmulKernel::best_for(gpu, 247, 3072, 768, tn), MatmulKernel::Reg32x8);
-            assert_eq!(MatmulKernel::best_for(gpu, 247, 768, 3072, nn), MatmulKernel::Reg32x8);
+            assert_eq!(MatmulKernel::best_for(gpu, 247, 3072, 768, tn), linear(MatmulKernel::Reg32x8));
+            assert_eq!(MatmulKernel::best_for(gpu, 247, 768, 3072, nn), linear(MatmulKernel::Reg32x8));
             // A [247, 247] attention probabilities, as stored or transposed: A's loads are scalar.
             assert_eq!(MatmulKernel::best_for(gpu, 247, 64, 247, nn), MatmulKernel::Reg16x8);
             assert_eq!(MatmulKernel::best_for(gpu, 247, 64, 247, nt), MatmulKernel::Reg16x8);
             // Small M: the 256-row tiles would be mostly padding.
-            assert_eq!(MatmulKernel::best_for(gpu, 100, 768, 768, tn), MatmulKernel::Reg16x8);
-            assert_eq!(MatmulKernel::best_for(gpu, 20, 768, 768, tn), MatmulKernel::Reg4x4Vec4);
+            assert_eq!(MatmulKernel::best_for(gpu, 100, 768, 768, tn), linear(MatmulKernel::Reg16x8));
+            assert_eq!(MatmulKernel::best_for(gpu, 20, 768, 768, tn), linear(MatmulKernel::Reg4x4Vec4));
         }
     }
+}
+
+/// The subgroup kernel on a device without SUBGROUP (GL, or Vulkan opened without it) is an error
+/// that names the kernel and the feature, never a launch that fails to compile.
+#[test]
+fn the_subgroup_kernel_without_subgroups_is_an_error_naming_the_feature() {
+    let gpu = &gpus()[0];
+    let plain = if gpu.has_subgroups() { gpu.reopen_without(wgpu::Features::SUBGROUP).unwrap() } else { gpu.clone() };
+    assert!(!MatmulKernel::Sg16x8.available(&plain) && !MatmulKernel::all_on(&plain).contains(&MatmulKernel::Sg16x8));
+    let (a, b) = (Tensor::zeros(&plain, &[4, 8]).unwrap(), Tensor::zeros(&plain, &[8, 4]).unwrap());
+    let err = matmul_forward_with(MatmulKernel::Sg16x8, &a, &b, None, MatmulOptions::default()).unwrap_err().to_string();
+    assert!(err.contains("sg16x8") && err.contains("SUBGROUP"), "{err}");
+    assert_ne!(MatmulKernel::best_for(&plain, 247, 3072, 768, MatmulOptions { trans_a: false, trans_b: true }), MatmulKernel::Sg16x8);
 }
 
 /// A frozen weight asks for dA only, and gets exactly one kernel launch: nothing for dB or dbias.
@@ -365,7 +383,7 @@ fn mismatched_shapes_are_errors_naming_both() {
     let gpu = &gpus()[0];
     let t = |shape: &[usize]| Tensor::zeros(gpu, shape).unwrap();
     let plain = MatmulOptions::default();
-    for kernel in MatmulKernel::ALL {
+    for kernel in MatmulKernel::all_on(gpu) {
         let fwd = |a: &Tensor, b: &Tensor, bias: Option<&Tensor>, opts| matmul_forward_with(kernel, a, b, bias, opts);
         // Inner dimensions: K = 4 against K = 5.
         assert_shape_error(fwd(&t(&[2, 3, 4]), &t(&[5, 6]), None, plain), "matmul_forward", &["[2, 3, 4]", "[5, 6]"]);
@@ -400,7 +418,7 @@ fn too_many_workgroups_is_an_error() {
     // One more matrix in the batch than workgroups along z.
     let a = Tensor::zeros(gpu, &[max + 1, 1, 1]).unwrap();
     let b = Tensor::zeros(gpu, &[1, 1]).unwrap();
-    for kernel in MatmulKernel::ALL {
+    for kernel in MatmulKernel::all_on(gpu) {
         assert_shape_error(matmul_forward_with(kernel, &a, &b, None, plain), "matmul_forward", &[&format!("{}", max + 1), &format!("{max}")]);
     }
     // More columns than the naive kernel's 16-wide workgroups can cover along x.
@@ -437,7 +455,7 @@ fn every_kernel_takes_f16_weights() {
                 assert_eq!(download(&bt), as_f32(&b_rounded), "an f16 tensor reads back as its rounded values");
                 let want = cpu::matmul_forward(&a, &b_rounded, None, d);
                 let opts = MatmulOptions { trans_a: false, trans_b };
-                for kernel in MatmulKernel::ALL {
+                for kernel in MatmulKernel::all_on(gpu) {
                     let got = matmul_forward_with(kernel, &at, &bt, None, opts).unwrap();
                     assert_close(&format!("matmul_{} f16 B {m}×{k}·{k}×{n} trans_b={trans_b}", kernel.name()), gpu, &download(&got), &want, FWD_TOL);
                 }
