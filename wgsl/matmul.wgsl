@@ -472,13 +472,9 @@ var<private> acc21: mat4x4<f32>;
 var<private> acc30: mat4x4<f32>;
 var<private> acc31: mat4x4<f32>;
 
-fn step_16x8(a_base: u32, b_base: u32, m: u32, n: u32, k: u32, tail: bool) {
-    let a0 = a_block_t(a_base, m, k, tail);
-    let a1 = a_block_t(a_base, m + 4u, k, tail);
-    let a2 = a_block_t(a_base, m + 8u, k, tail);
-    let a3 = a_block_t(a_base, m + 12u, k, tail);
-    let b0 = b_block_t(b_base, k, n, tail);
-    let b1 = b_block_t(b_base, k, n + 4u, tail);
+// The 16×8 block's products for one step: op(A)'s 4 blocks a0..a3 (rows m, m + 4, m + 8, m + 12)
+// times op(B)'s 2 (columns n, n + 4). Shared with sg16x8 (wgsl/lib/matmul_subgroup.wgsl).
+fn product_16x8(a0: mat4x4<f32>, a1: mat4x4<f32>, a2: mat4x4<f32>, a3: mat4x4<f32>, b0: mat4x4<f32>, b1: mat4x4<f32>) {
     acc00 += b0 * a0;
     acc01 += b1 * a0;
     acc10 += b0 * a1;
@@ -489,24 +485,14 @@ fn step_16x8(a_base: u32, b_base: u32, m: u32, n: u32, k: u32, tail: bool) {
     acc31 += b1 * a3;
 }
 
-@compute @workgroup_size(8, 8, 1)
-fn matmul_reg16x8(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let m = gid.y * 16u;
-    let n = gid.x * 8u;
-    let batch = gid.z;
-    let a_base = batch * params.a_batch_stride;
-    let b_base = batch * params.b_batch_stride;
+fn zero_16x8() {
     let zero = mat4x4<f32>();
     acc00 = zero; acc01 = zero; acc10 = zero; acc11 = zero;
     acc20 = zero; acc21 = zero; acc30 = zero; acc31 = zero;
-    var k = 0u;
-    for (; k + 4u <= params.K; k += 4u) {
-        step_16x8(a_base, b_base, m, n, k, false);
-    }
-    if (k < params.K) {
-        step_16x8(a_base, b_base, m, n, k, true);
-    }
-    let c_base = batch * params.M * params.N;
+}
+
+// Write the 16×8 block of C at rows m.., columns n...
+fn store_16x8(c_base: u32, m: u32, n: u32) {
     store_block_t(c_base, m, n, acc00);
     store_block_t(c_base, m, n + 4u, acc01);
     store_block_t(c_base, m + 4u, n, acc10);
@@ -515,6 +501,32 @@ fn matmul_reg16x8(@builtin(global_invocation_id) gid: vec3<u32>) {
     store_block_t(c_base, m + 8u, n + 4u, acc21);
     store_block_t(c_base, m + 12u, n, acc30);
     store_block_t(c_base, m + 12u, n + 4u, acc31);
+}
+
+fn step_16x8(a_base: u32, b_base: u32, m: u32, n: u32, k: u32, tail: bool) {
+    let a0 = a_block_t(a_base, m, k, tail);
+    let a1 = a_block_t(a_base, m + 4u, k, tail);
+    let a2 = a_block_t(a_base, m + 8u, k, tail);
+    let a3 = a_block_t(a_base, m + 12u, k, tail);
+    product_16x8(a0, a1, a2, a3, b_block_t(b_base, k, n, tail), b_block_t(b_base, k, n + 4u, tail));
+}
+
+@compute @workgroup_size(8, 8, 1)
+fn matmul_reg16x8(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let m = gid.y * 16u;
+    let n = gid.x * 8u;
+    let batch = gid.z;
+    let a_base = batch * params.a_batch_stride;
+    let b_base = batch * params.b_batch_stride;
+    zero_16x8();
+    var k = 0u;
+    for (; k + 4u <= params.K; k += 4u) {
+        step_16x8(a_base, b_base, m, n, k, false);
+    }
+    if (k < params.K) {
+        step_16x8(a_base, b_base, m, n, k, true);
+    }
+    store_16x8(batch * params.M * params.N, m, n);
 }
 
 // ---------------------------------------------------------------------------------------------

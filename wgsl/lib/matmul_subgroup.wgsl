@@ -1,7 +1,7 @@
 // The matmul family's kernel that shares op(A) through subgroup shuffles: `sg16x8`. Not a library
 // of plain functions like the other files here: it is prepended to wgsl/matmul.wgsl (WGSL lets a
-// module use what it declares further down: a_block_t, b_block_t, store_block_t, reg16x8's
-// accumulators) only in the builds for adapters with wgpu's SUBGROUP feature (`matmul_subgroup`,
+// module use what it declares further down: a_block_t, b_block_t, and reg16x8's accumulators
+// with product_16x8, zero_16x8 and store_16x8) only in the builds for adapters with wgpu's SUBGROUP feature (`matmul_subgroup`,
 // `matmul_f16_subgroup`), so the other builds never contain a subgroup builtin.
 //
 // sg16x8: reg16x8's 16×8 block of C per invocation (4 × 2 blocks of 4×4), 32 invocations per
@@ -38,9 +38,7 @@ fn matmul_sg16x8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
     let batch = wid.z;
     let a_base = batch * params.a_batch_stride;
     let b_base = batch * params.b_batch_stride;
-    let zero = mat4x4<f32>();
-    acc00 = zero; acc01 = zero; acc10 = zero; acc11 = zero;
-    acc20 = zero; acc21 = zero; acc30 = zero; acc31 = zero;
+    zero_16x8();
     // K in chunks of 4 per lane: this lane holds op(A) at rows m..m+15, k = k0 + 4·lane.
     for (var k0 = 0u; k0 < params.K; k0 += 4u * lanes) {
         let held_k = k0 + 4u * lane;
@@ -56,27 +54,8 @@ fn matmul_sg16x8(@builtin(workgroup_id) wid: vec3<u32>, @builtin(local_invocatio
             let tail = k + 4u > params.K;
             let b0 = b_block_t(b_base, k, n, tail);
             let b1 = b_block_t(b_base, k, n + 4u, tail);
-            let a0 = shuffled_block(held0, j);
-            let a1 = shuffled_block(held1, j);
-            let a2 = shuffled_block(held2, j);
-            let a3 = shuffled_block(held3, j);
-            acc00 += b0 * a0;
-            acc01 += b1 * a0;
-            acc10 += b0 * a1;
-            acc11 += b1 * a1;
-            acc20 += b0 * a2;
-            acc21 += b1 * a2;
-            acc30 += b0 * a3;
-            acc31 += b1 * a3;
+            product_16x8(shuffled_block(held0, j), shuffled_block(held1, j), shuffled_block(held2, j), shuffled_block(held3, j), b0, b1);
         }
     }
-    let c_base = batch * params.M * params.N;
-    store_block_t(c_base, m, n, acc00);
-    store_block_t(c_base, m, n + 4u, acc01);
-    store_block_t(c_base, m + 4u, n, acc10);
-    store_block_t(c_base, m + 4u, n + 4u, acc11);
-    store_block_t(c_base, m + 8u, n, acc20);
-    store_block_t(c_base, m + 8u, n + 4u, acc21);
-    store_block_t(c_base, m + 12u, n, acc30);
-    store_block_t(c_base, m + 12u, n + 4u, acc31);
+    store_16x8(batch * params.M * params.N, m, n);
 }
