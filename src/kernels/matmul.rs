@@ -14,7 +14,7 @@
 //! Either operand may be a plain matrix (rank 2) shared by every batch of the other, like a
 //! weight; when both have batch dims they must be equal.
 //!
-//! About 640 lines, one family: the launcher of `wgsl/matmul.wgsl`'s seven kernels and the
+//! About 650 lines, one family: the launcher of `wgsl/matmul.wgsl`'s seven kernels and the
 //! subgroup one of `wgsl/lib/matmul_subgroup.wgsl`
 //! (`MatmulKernel`, the rule that picks one or the tuned choice, the shape checks, the launch
 //! with its specialisation constants and its f32 or f16 B), the backward and the two fused GELU
