@@ -298,11 +298,6 @@ impl Gpu {
     pub fn features(&self) -> wgpu::Features {
         self.inner.features
     }
-    /// The adapter's downlevel flags: baseline abilities a few adapters lack (`SHADER_F16_IN_F32`,
-    /// which `wgsl/halves.wgsl` needs, is missing on lavapipe's Vulkan without SHADER_F16).
-    pub fn downlevel(&self) -> wgpu::DownlevelFlags {
-        self.inner.downlevel
-    }
     /// "llvmpipe (LLVM 15.0.6, 256 bits) on Vulkan": for test and benchmark output; "… without
     /// SUBGROUP" where the device was opened without an optional feature its adapter has.
     pub fn describe(&self) -> String {

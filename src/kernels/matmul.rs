@@ -29,7 +29,7 @@ wgsl_shader!("matmul", uses ["matmul_b_f32", "gelu_math"]);
 // B stored as f16 (a frozen weight under `--precision f16`), read widened to f32.
 wgsl_shader!(SHADER_F16 = "matmul" as "matmul_f16", needs SHADER_F16, f16 bindings [2, 6], uses ["matmul_b_f16", "gelu_math"]);
 // The same two with the subgroup kernel (`MatmulKernel::Sg16x8`, wgsl/lib/matmul_subgroup.wgsl),
-// launched only for that kernel (`SUBGROUP_BUILD_ENTRIES`), so the others never need SUBGROUP.
+// launched only for the kernels that need SUBGROUP (`MatmulKernel::needs`), so the others never do.
 wgsl_shader!(SHADER_SUBGROUP = "matmul" as "matmul_subgroup", needs SUBGROUP, uses ["matmul_b_f32", "gelu_math", "matmul_subgroup"]);
 wgsl_shader!(
     SHADER_F16_SUBGROUP = "matmul" as "matmul_f16_subgroup",
@@ -37,11 +37,6 @@ wgsl_shader!(
     f16 bindings [2, 6],
     uses ["matmul_b_f16", "gelu_math", "matmul_subgroup"]
 );
-
-/// The entry points the subgroup builds (`SHADER_SUBGROUP`, `SHADER_F16_SUBGROUP`) are launched
-/// for; the rest of `wgsl/matmul.wgsl` in them is never launched from there (the plain builds
-/// serve those kernels), which `tests/contract.rs` needs to know.
-pub const SUBGROUP_BUILD_ENTRIES: &[&str] = &["matmul_sg16x8"];
 
 /// Which operands enter transposed.
 #[derive(Default, Clone, Copy, Debug)]

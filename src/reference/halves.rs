@@ -5,7 +5,7 @@ use half::f16;
 /// The two f16 values either side of x (equal when x is one), after the kernel's clamp. WGSL lets
 /// the conversion round to either, so a kept value is right when it is one of them.
 pub fn f16_neighbours(x: f32) -> (f32, f32) {
-    let x = x.clamp(-f16::MAX.to_f32(), f16::MAX.to_f32());
+    let x = clamped(x);
     let nearest = f16::from_f32(x);
     let n = nearest.to_f32();
     if n == x || x.is_nan() {
@@ -24,5 +24,10 @@ pub fn f16_neighbours(x: f32) -> (f32, f32) {
 
 /// x as a kept activation: rounded to the nearest f16 (the reference `vpt check` compares with).
 pub fn round_trip(x: &[f64]) -> Vec<f64> {
-    x.iter().map(|&v| f16::from_f32((v as f32).clamp(-f16::MAX.to_f32(), f16::MAX.to_f32())).to_f64()).collect()
+    x.iter().map(|&v| f16::from_f32(clamped(v as f32)).to_f64()).collect()
+}
+
+/// x clamped to ±65504, f16's largest finite value, as the kernel does before converting.
+fn clamped(x: f32) -> f32 {
+    x.clamp(-f16::MAX.to_f32(), f16::MAX.to_f32())
 }
