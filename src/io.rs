@@ -202,13 +202,23 @@ pub fn write_f32_tensors(path: impl AsRef<Path>, tensors: &[(&str, &[usize], &[f
 }
 
 /// Write `bytes` to `path` through a temporary file named after this process (two processes
-/// never share one), renamed into place; the temporary file is removed if anything fails.
+/// never share one), renamed into place. The temporary file is created exclusively, so a file
+/// already under that name (however unlikely) is never truncated: the next name is tried. It is
+/// removed if anything fails after it was made.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
     let path_str = path.display().to_string();
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
     let io_err = |source| Error::Io { path: path_str.clone(), source };
-    let written = std::fs::write(&tmp, bytes).and_then(|()| std::fs::rename(&tmp, path));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let (tmp, mut file) = (0..100)
+        .map(|attempt| path.with_file_name(format!(".{name}.{}.{attempt}.tmp", std::process::id())))
+        .map(|tmp| std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp).map(|file| (tmp, file)))
+        .find(|made| !matches!(made, Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists))
+        .unwrap_or_else(|| Err(std::io::Error::new(std::io::ErrorKind::AlreadyExists, "100 temporary names beside it are taken")))
+        .map_err(io_err)?;
+    let written = file.write_all(bytes);
+    drop(file); // closed before the rename, which Windows requires
+    let written = written.and_then(|()| std::fs::rename(&tmp, path));
     if written.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }

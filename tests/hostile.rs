@@ -184,6 +184,27 @@ fn a_second_run_on_the_same_out_is_refused_at_once() {
     assert_eq!(std::fs::read_to_string(dir.join("run.metrics.jsonl")).unwrap().lines().count(), 6);
 }
 
+/// The lock beside --out never costs the user a file: a file of theirs under the lock's name
+/// survives a whole run untouched, and an input given under that name is refused before anything.
+#[test]
+fn the_lock_never_deletes_a_users_file() {
+    let dir = workdir("hostile-lock-users-file");
+    let model = write_tiny_backbone(&dir);
+    let data = s(&image_folder(&dir, 3));
+    let out = s(&dir.join("run.safetensors"));
+    let lock = dir.join("run.lock");
+    std::fs::write(&lock, "my notes about this run").unwrap();
+    let run = vpt(&["train", "--model", &model, "--data", &data, "--out", &out, "--epochs", "1", "--batch", "4", "--prompts", "2"]);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert_eq!(std::fs::read_to_string(&lock).unwrap(), "my notes about this run", "the run changed or removed the user's file");
+
+    let model_as_lock = s(&dir.join("other.lock"));
+    std::fs::copy(&model, &model_as_lock).unwrap();
+    let other_out = s(&dir.join("other.safetensors"));
+    fails_naming(&["train", "--model", &model_as_lock, "--data", &data, "--out", &other_out, "--epochs", "1"], &["--model", "--out", &model_as_lock]);
+    assert_eq!(std::fs::read(&model_as_lock).unwrap(), std::fs::read(&model).unwrap(), "the --model given under the lock's name was changed");
+}
+
 /// Non-finite numbers: refused as input, and a diverging run stops with an error instead of
 /// writing NaN task files.
 #[test]

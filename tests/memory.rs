@@ -47,6 +47,44 @@ fn trim_gives_back_what_a_whole_step_left_idle() {
     gpu.wait_for_all().unwrap();
 }
 
+/// What the engine lets go of is freed soon, however far the host runs ahead: a long chain of
+/// launches whose tensors are dropped (and evicted from the pool, here 16 MiB each, 100 of each
+/// of two sizes) leaves the driver holding at most what `MAX_IN_FLIGHT` submissions and the
+/// pending one may still use, each closed after `MAX_RELEASED_BEFORE_SUBMIT` bytes let go of. And
+/// never are more than `MAX_IN_FLIGHT` submissions left queued and unfinished. Without the bounds
+/// the 100 launches sit in one pending submission, and the driver holds some 3 GiB it cannot free.
+#[test]
+fn what_the_engine_lets_go_of_is_freed_however_far_the_host_runs_ahead() {
+    use vpt_wgsl::gpu::{MAX_IN_FLIGHT, MAX_RELEASED_BEFORE_SUBMIT};
+    let gpu = own_gpu();
+    let Some(_) = gpu.driver_buffer_bytes() else {
+        panic!("{} keeps no count of its buffer memory (wgpu counts on Vulkan and DX12); run this test with WGPU_BACKEND unset or set to vulkan", gpu.describe());
+    };
+    let chunk = 4 << 20; // f32 values: 16 MiB
+    let mut most_held_for_nothing = 0;
+    for round in 0..100 {
+        // A size of its own each round, so the pool cannot hand the buffer back out.
+        let x = Tensor::zeros(&gpu, &[chunk + 1024 * round]).unwrap();
+        let y = scale_forward(&x, 2.0).unwrap();
+        drop((x, y));
+        let driver = gpu.driver_buffer_bytes().unwrap();
+        most_held_for_nothing = most_held_for_nothing.max(driver.saturating_sub(gpu.held_bytes()));
+    }
+    let largest = 4 * (chunk as u64 + 1024 * 100);
+    let bound = (MAX_IN_FLIGHT as u64 + 1) * (MAX_RELEASED_BEFORE_SUBMIT + 2 * largest) + (16 << 20);
+    assert!(
+        most_held_for_nothing <= bound,
+        "the driver held {} MiB of buffers the engine had let go of (bound {} MiB) on {}",
+        most_held_for_nothing >> 20,
+        bound >> 20,
+        gpu.describe()
+    );
+    assert!(gpu.most_submissions_in_flight() <= MAX_IN_FLIGHT, "{} submissions were left unfinished (bound {MAX_IN_FLIGHT})", gpu.most_submissions_in_flight());
+    // Waiting changes when work runs, never what it computes.
+    let x = Tensor::from_slice(&gpu, &[3], &[1.0, -2.0, 0.5]).unwrap();
+    assert_eq!(scale_forward(&x, 2.0).unwrap().to_vec().unwrap(), vec![2.0, -4.0, 1.0]);
+}
+
 /// With the kept activations in f16 (`--precision f16`, `Vit::keep`), what a training forward
 /// leaves for the backward shrinks by exactly half of the MLP pre-activations [B, T, hidden] and
 /// the fused attention's q, k, v, o [B, H, T, hd] of every block, and the loss is the same bits

@@ -46,6 +46,10 @@ pub(super) struct Memory {
     /// On GL, buffers the pool let go: released at the next turn, since destroying a buffer takes
     /// wgpu's GL context lock and a tensor may be dropped on any thread at any time.
     released: Option<Mutex<Vec<wgpu::Buffer>>>,
+    /// Bytes of buffers let go of (by the pool, or staging buffers of uploads) since the last
+    /// submit. The driver cannot free them while commands not yet submitted still use them, so
+    /// `Gpu::record_pass` submits once these reach `MAX_RELEASED_BEFORE_SUBMIT` (`in_flight.rs`).
+    released_since_submit: AtomicU64,
 }
 
 /// Idle buffers by size in bytes.
@@ -136,12 +140,26 @@ impl Memory {
         }
         self.release(stale);
     }
-    /// Destroy buffers: now, or on GL at the next turn.
+    /// Destroy buffers: now, or on GL at the next turn. (wgpu keeps each alive until the
+    /// commands that use it have run.)
     fn release(&self, buffers: Vec<wgpu::Buffer>) {
+        self.note_released(buffers.iter().map(wgpu::Buffer::size).sum());
         match &self.released {
             Some(released) if !buffers.is_empty() => released.lock().unwrap().extend(buffers),
             _ => drop(buffers),
         }
+    }
+    /// Count `bytes` of buffers let go of while recorded commands may still use them.
+    fn note_released(&self, bytes: u64) {
+        self.released_since_submit.fetch_add(bytes, Ordering::Relaxed);
+    }
+    /// Start counting again: called at each submit.
+    pub(super) fn reset_released_since_submit(&self) {
+        self.released_since_submit.store(0, Ordering::Relaxed);
+    }
+    /// Bytes let go of since the last submit.
+    pub(super) fn released_since_submit(&self) -> u64 {
+        self.released_since_submit.load(Ordering::Relaxed)
     }
     /// On GL: destroy the buffers let go of since the last turn (called in a turn).
     pub(super) fn release_pending(&self) {
@@ -252,6 +270,7 @@ impl Gpu {
             })?;
             // The staging buffer lives on inside wgpu until the copy has run.
             self.record(|encoder| encoder.copy_buffer_to_buffer(&staging, 0, &buffer, 0, size));
+            self.inner.memory.note_released(size);
             return Ok(self.track_created(buffer, size, Some(contents)));
         }
         self.inner.memory.created.fetch_add(1, Ordering::Relaxed);
@@ -339,6 +358,14 @@ impl Gpu {
     /// Every byte of tensor storage the engine holds: alive, plus idle in the pool.
     pub fn held_bytes(&self) -> u64 {
         self.live_bytes() + self.pooled_bytes()
+    }
+    /// Bytes of buffer memory the driver holds for this device, by wgpu's own count: the tensors
+    /// alive and pooled ([`Gpu::held_bytes`]), and besides them each launch's uniforms, staging
+    /// buffers, and the buffers let go of that submitted or pending commands still use. `None`
+    /// where the backend keeps no count (wgpu keeps it on Vulkan and DX12).
+    pub fn driver_buffer_bytes(&self) -> Option<u64> {
+        let bytes = self.inner.device.get_internal_counters().hal.buffer_memory.read();
+        (bytes > 0).then_some(bytes as u64)
     }
     /// Give back to the driver the pooled buffers that nothing took since the previous call.
     /// Call it once per training step (as `vpt train` does): buffers of the sizes a step asks for

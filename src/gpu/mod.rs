@@ -11,7 +11,9 @@
 //! 4. it records one compute pass (pipeline + bind group + grid of workgroups) into the *pending*
 //!    command encoder. Nothing runs yet: commands are batched, and [`Gpu::flush`] finishes the
 //!    encoder and hands it to `queue.submit`. Reading a tensor back (`readback.rs`) flushes, and
-//!    so does a long enough chain of launches.
+//!    so does a long enough chain of launches, or one that lets go of enough buffers. After a
+//!    submit the host waits while the GPU has more than a few submissions unfinished: what the
+//!    driver must keep for work not yet run stays bounded (`in_flight.rs`).
 //!
 //! The rest of the folder, each a concern a first reading can skip: `adapter.rs` (which adapter,
 //! which features), `shader.rs` (the Rust↔WGSL contract), `memory.rs` (buffers and their pool),
@@ -20,6 +22,7 @@
 
 mod adapter;
 mod gl_turns;
+mod in_flight;
 mod memory;
 mod pipelines;
 mod profile;
@@ -35,6 +38,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use wgpu::util::DeviceExt;
 
 pub use adapter::{backends_from_env, list_adapters, AdapterReport};
+pub use in_flight::{MAX_IN_FLIGHT, MAX_RELEASED_BEFORE_SUBMIT};
 pub use memory::GpuBuffer;
 pub use profile::{KernelTime, Profile, TimingMethod};
 pub(crate) use shader::wgsl_shader;
@@ -92,6 +96,8 @@ struct Pending {
     dispatches: u32,
     /// Set while [`Gpu::profile`] runs.
     profiler: Option<profile::Profiler>,
+    /// What was submitted and is not finished yet (`in_flight.rs`).
+    in_flight: in_flight::InFlight,
 }
 
 /// The pending commands, locked, in this thread's turn on GL. The lock is released before the
@@ -167,7 +173,8 @@ impl Gpu {
     }
 
     /// Record one compute pass into the pending encoder; submit the encoder once it holds
-    /// [`MAX_PENDING_DISPATCHES`] passes.
+    /// [`MAX_PENDING_DISPATCHES`] passes, or once the buffers let go of while it was recorded
+    /// reach [`MAX_RELEASED_BEFORE_SUBMIT`] bytes (`in_flight.rs`).
     fn record_pass(&self, op: &str, pipeline: &wgpu::ComputePipeline, bind_group: &wgpu::BindGroup, workgroups: [u32; 3]) -> Result<()> {
         let device = &self.inner.device;
         let full = {
@@ -184,7 +191,7 @@ impl Gpu {
             }
             pending.encoder = Some(encoder);
             pending.dispatches += 1;
-            pending.dispatches >= MAX_PENDING_DISPATCHES
+            pending.dispatches >= MAX_PENDING_DISPATCHES || self.inner.memory.released_since_submit() >= MAX_RELEASED_BEFORE_SUBMIT
         };
         if full {
             self.flush()?;
@@ -207,13 +214,16 @@ impl Gpu {
         let pending = &mut *guard.pending;
         let mut encoder = pending.encoder.take().unwrap_or_else(|| new_encoder(device));
         pending.dispatches = 0;
-        self.scoped("submit", || {
+        self.inner.memory.reset_released_since_submit();
+        let index = self.scoped("submit", || {
             last(&mut encoder);
             if let Some(p) = pending.profiler.as_mut() {
                 p.resolve_timestamps(device, &mut encoder);
             }
-            self.inner.queue.submit([encoder.finish()]);
-        })
+            self.inner.queue.submit([encoder.finish()])
+        })?;
+        // Never let the GPU fall more than a few submissions behind (`in_flight.rs`).
+        self.bound_in_flight(&mut pending.in_flight, index)
     }
 
     /// Record a command into the pending encoder, after everything already recorded.

@@ -3,13 +3,16 @@
 //! - an existing output is replaced only by the run that wrote it resuming (`--resume`), or when
 //!   the user says so (`--force`);
 //! - `vpt train` holds a lock on its output for the whole run, so a second run on the same
-//!   `--out` is refused at once instead of interleaving with the first;
+//!   `--out` is refused at once instead of interleaving with the first; the lock file never costs
+//!   the user a file (a file of theirs under its name is locked as it is and left there, an input
+//!   under its name is refused);
 //! - the output's folder is checked before any work, not after the first epoch.
 //!
 //! (Each file itself is written atomically through a temporary file of this process's own, see
 //! `io::write_atomically`.)
 
 use std::fs::File;
+use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
@@ -102,6 +105,13 @@ impl RunFiles {
         for (what, path) in [("--out (its resume state)", &resume_file), ("--out (its metrics)", &metrics)] {
             check_output_path(what, path, inputs)?;
         }
+        // The lock sits beside the outputs, so it must not be an input either.
+        if let Some((input_flag, _)) = inputs.iter().find(|(_, input)| same_file(Path::new(input), Path::new(&lock))) {
+            return Err(Error::invalid(
+                "--out",
+                format!("vpt train keeps a lock at {lock} while it writes {out}, and {lock} is the {input_flag} input; choose another --out, or rename that input"),
+            ));
+        }
         let lock = take_lock(&lock, out)?;
         let existing: Vec<&String> = [&task, &resume_file, &metrics].into_iter().filter(|p| Path::new(p).exists()).collect();
         let start = match (resume, force) {
@@ -128,29 +138,146 @@ impl RunFiles {
     }
 }
 
-/// A lock file, open and locked; removed when dropped (also when the claim that took it fails).
+/// What the first line of every lock file `vpt train` makes says: how a run tells a lock that a
+/// vpt run made (one killed before it could remove it) from a user's file that has the name.
+const LOCK_MARK: &str = "vpt train lock";
+
+/// The most of an existing file at the lock path that is read to look for [`LOCK_MARK`].
+const LOCK_READ_LIMIT: u64 = 4096;
+
+/// A lock file, open and locked for the life of the run.
 struct Lock {
     _file: File,
     path: String,
+    /// What the file held when the run took it, if a vpt run made it (this run or a killed one):
+    /// on the way out the file is removed only if it still holds exactly that. A file that was
+    /// there and is not a vpt lock is locked as it is, never written, and never removed.
+    made_by_vpt: Option<String>,
 }
 
 impl Drop for Lock {
     fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.path);
+        if let Some(stamp) = &self.made_by_vpt {
+            if read_head(&self.path).as_deref() == Some(stamp.as_str()) {
+                let _ = std::fs::remove_file(&self.path);
+            }
+        }
     }
 }
 
-/// Create (or open) the lock file and lock it without waiting: a run already holding it means a
-/// second run on the same `--out`, refused at once.
+/// Take the lock file without waiting: a run already holding it means a second run on the same
+/// `--out`, refused at once.
+///
+/// The file is created exclusively, so a file already at `path` is never truncated. If one is
+/// there, it is opened read-only and locked as it is: either a vpt lock that a killed run left
+/// (it starts with [`LOCK_MARK`]; this run takes it over and removes it at the end), or a file of
+/// the user's that happens to have the name (kept exactly as it was, and left there).
 fn take_lock(path: &str, out: &str) -> Result<Lock> {
     let io_err = |source| Error::Io { path: path.to_string(), source };
-    let file = std::fs::OpenOptions::new().create(true).truncate(false).write(true).open(path).map_err(io_err)?;
+    let (file, created) = match std::fs::OpenOptions::new().write(true).create_new(true).open(path) {
+        Ok(file) => (file, true),
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => (File::open(path).map_err(io_err)?, false),
+        Err(source) => return Err(io_err(source)),
+    };
     match file.try_lock() {
-        Ok(()) => Ok(Lock { _file: file, path: path.to_string() }),
-        Err(std::fs::TryLockError::WouldBlock) => Err(Error::invalid(
-            "--out",
-            format!("another vpt train is writing {out} (it holds {path}); wait for it to end, or choose another --out"),
-        )),
-        Err(std::fs::TryLockError::Error(source)) => Err(io_err(source)),
+        Ok(()) => {}
+        Err(std::fs::TryLockError::WouldBlock) => {
+            return Err(Error::invalid("--out", format!("another vpt train is writing {out} (it holds {path}); wait for it to end, or choose another --out")))
+        }
+        Err(std::fs::TryLockError::Error(source)) => return Err(io_err(source)),
+    }
+    let made_by_vpt = if created {
+        let stamp = lock_stamp(out);
+        (&file).write_all(stamp.as_bytes()).map_err(io_err)?;
+        Some(stamp)
+    } else {
+        read_head(path).filter(|text| text.starts_with(LOCK_MARK))
+    };
+    Ok(Lock { _file: file, path: path.to_string(), made_by_vpt })
+}
+
+/// What this run writes into the lock file it creates: the mark, and what tells this run's lock
+/// from any other's (the process, and the time it was taken).
+fn lock_stamp(out: &str) -> String {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0);
+    format!("{LOCK_MARK}: held while it writes {out}; removed when that run ends\npid {}\ntaken at {since} ns after the Unix epoch\n", std::process::id())
+}
+
+/// The first [`LOCK_READ_LIMIT`] bytes of the file at `path` as text; `None` if it cannot be read
+/// or is not text.
+fn read_head(path: &str) -> Option<String> {
+    let mut head = Vec::new();
+    File::open(path).ok()?.take(LOCK_READ_LIMIT).read_to_end(&mut head).ok()?;
+    String::from_utf8(head).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fresh folder for one test, and the paths of a run's `--out` and its lock inside it.
+    fn run_dir(name: &str) -> (PathBuf, String, String) {
+        let dir = std::env::temp_dir().join(format!("vpt-outputs-{}-{name}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let out = dir.join("run.safetensors").to_string_lossy().into_owned();
+        let lock = lock_path(&out);
+        (dir, out, lock)
+    }
+
+    #[test]
+    fn the_lock_a_run_creates_is_removed_when_it_ends() {
+        let (_dir, out, lock) = run_dir("created");
+        let files = RunFiles::claim(&out, &[], false, false).unwrap();
+        assert!(std::fs::read_to_string(&lock).unwrap().starts_with(LOCK_MARK));
+        drop(files);
+        assert!(!Path::new(&lock).exists(), "the run's own lock was left behind");
+    }
+
+    #[test]
+    fn a_second_claim_on_the_same_out_is_refused_while_the_first_holds_it() {
+        let (_dir, out, lock) = run_dir("second");
+        let first = RunFiles::claim(&out, &[], false, false).unwrap();
+        let err = RunFiles::claim(&out, &[], false, false).err().expect("a second claim must be refused").to_string();
+        assert!(err.contains("another vpt train") && err.contains(&out), "{err}");
+        assert!(Path::new(&lock).exists(), "the refused claim removed the first run's lock");
+        drop(first);
+        assert!(!Path::new(&lock).exists());
+    }
+
+    /// A user's file named like the lock is locked as it is: never written, never removed.
+    #[test]
+    fn a_users_file_at_the_lock_path_is_left_exactly_as_it_was() {
+        let (_dir, out, lock) = run_dir("users-file");
+        for contents in [&b"my notes about this run\n"[..], &b""[..], &[0xff, 0xfe, 0, 1][..]] {
+            std::fs::write(&lock, contents).unwrap();
+            let files = RunFiles::claim(&out, &[], false, false).unwrap();
+            assert_eq!(std::fs::read(&lock).unwrap(), contents, "the run wrote into the user's file");
+            // While the run holds it, a second run is still refused.
+            assert!(RunFiles::claim(&out, &[], false, false).is_err());
+            drop(files);
+            assert_eq!(std::fs::read(&lock).unwrap(), contents, "the user's file was removed or changed when the run ended");
+        }
+    }
+
+    /// What a run killed with SIGKILL leaves: its lock file, with its stamp. The next run (say,
+    /// `--resume`) takes it over, and removes it when it ends.
+    #[test]
+    fn a_lock_left_by_a_killed_run_is_taken_over_and_removed() {
+        let (_dir, out, lock) = run_dir("stale");
+        std::fs::write(&lock, lock_stamp(&out)).unwrap();
+        let files = RunFiles::claim(&out, &[], false, false).unwrap();
+        drop(files);
+        assert!(!Path::new(&lock).exists(), "the stale lock was left behind");
+    }
+
+    /// An input given under the lock's name (`--model run.lock`) is refused before anything.
+    #[test]
+    fn an_input_at_the_lock_path_is_refused_and_kept() {
+        let (_dir, out, lock) = run_dir("input");
+        std::fs::write(&lock, b"a checkpoint").unwrap();
+        let err = RunFiles::claim(&out, &[("--model", &lock)], false, false).err().expect("must be refused").to_string();
+        assert!(err.contains("--model") && err.contains("--out") && err.contains(&lock), "{err}");
+        assert_eq!(std::fs::read(&lock).unwrap(), b"a checkpoint");
     }
 }
