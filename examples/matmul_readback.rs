@@ -38,12 +38,7 @@ fn time_matmul(gpu: &Gpu, name: &str, (batch, m, k, n): (usize, usize, usize, us
     seconds.sort_by(f64::total_cmp);
     let median = seconds[seconds.len() / 2];
     let gflops = 2.0 * (batch * m * n * k) as f64 / median / 1e9;
-    println!(
-        "{name:<8} [{batch},{m},{k}] x {b_shape:?}{}   median {:9.2} ms   min {:9.2} ms   {gflops:6.2} GFLOP/s",
-        if trans_b { "^T" } else { "" },
-        median * 1e3,
-        seconds[0] * 1e3
-    );
+    println!("{name:<8} [{batch},{m},{k}] x {b_shape:?}{}   median {:9.2} ms   min {:9.2} ms   {gflops:6.2} GFLOP/s", if trans_b { "^T" } else { "" }, median * 1e3, seconds[0] * 1e3);
     Ok(())
 }
 
@@ -73,7 +68,8 @@ fn main() -> Result<()> {
     let (nt, nn) = (true, false);
     for (name, (n_out, n_in)) in [("qkv", (3 * d, d)), ("proj", (d, d)), ("fc1", (mlp, d)), ("fc2", (d, mlp))] {
         time_matmul(&gpu, name, (1, rows, n_in, n_out), nt, reps)?; // X · Wᵀ
-        time_matmul(&gpu, &format!("{name} dX"), (1, rows, n_out, n_in), nn, reps)?; // dY · W
+                                                                    // dY · W
+        time_matmul(&gpu, &format!("{name} dX"), (1, rows, n_out, n_in), nn, reps)?;
     }
     time_matmul(&gpu, "q.kT", (images * heads, t, hd, t), nt, reps)?;
     time_matmul(&gpu, "attn.v", (images * heads, t, t, hd), nn, reps)?;

@@ -13,8 +13,8 @@
 use std::time::Instant;
 
 use vpt_wgsl::graph::Graph;
-use vpt_wgsl::model::synthetic::{synthetic_tensor, synthetic_vit_state_dict};
 use vpt_wgsl::model::block::{AttentionChoice, BlockPlan, Recompute};
+use vpt_wgsl::model::synthetic::{synthetic_tensor, synthetic_vit_state_dict};
 use vpt_wgsl::model::vit::{LoadOptions, StateDict, Vit, VitConfig};
 use vpt_wgsl::model::vpt::{vpt_logits, Pool, TaskVars, VptTask};
 use vpt_wgsl::{Error, Gpu, Labels, Result, Tensor};
@@ -25,15 +25,10 @@ fn mib(bytes: u64) -> String {
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let number = |i: usize, default: usize| -> Result<usize> {
-        args.get(i).map_or(Ok(default), |a| a.parse().map_err(|_| Error::invalid("vpt_step_memory", format!("{a:?}: BATCH and PROMPTS are numbers"))))
-    };
+    let number =
+        |i: usize, default: usize| -> Result<usize> { args.get(i).map_or(Ok(default), |a| a.parse().map_err(|_| Error::invalid("vpt_step_memory", format!("{a:?}: BATCH and PROMPTS are numbers")))) };
     let (batch, prompts) = (number(0, 8)?, number(1, 50)?);
-    let plan = BlockPlan {
-        attention: args.get(2).map_or(Ok(AttentionChoice::Auto), |a| a.parse())?,
-        recompute: args.get(3).map_or(Ok(Recompute::None), |a| a.parse())?,
-        max_images: None,
-    };
+    let plan = BlockPlan { attention: args.get(2).map_or(Ok(AttentionChoice::Auto), |a| a.parse())?, recompute: args.get(3).map_or(Ok(Recompute::None), |a| a.parse())?, max_images: None };
     let gpu = Gpu::new()?;
     let cfg = VitConfig::from_preset("vit_base_patch16_224")?;
     let sd = StateDict::from_tensors("synthetic ViT-B/16", synthetic_vit_state_dict(&cfg, 0, 1234), [("num_heads".into(), "12".into())].into());
@@ -72,9 +67,11 @@ fn main() -> Result<()> {
 
     println!("adapter:                      {}", gpu.describe());
     let attention = if vit.fused_attention() { "fused" } else { "unfused" };
-    println!("step:                         ViT-B/16 at 224, batch {batch}, {prompts} deep prompts (VPT-deep), {attention} attention, recompute {:?}, loss {loss_value:.4}, |grad prompts| max {:.3e}",
+    println!(
+        "step:                         ViT-B/16 at 224, batch {batch}, {prompts} deep prompts (VPT-deep), {attention} attention, recompute {:?}, loss {loss_value:.4}, |grad prompts| max {:.3e}",
         plan.recompute,
-        grad_prompts.iter().fold(0.0f32, |m, v| m.max(v.abs())));
+        grad_prompts.iter().fold(0.0f32, |m, v| m.max(v.abs()))
+    );
     println!("frozen weights:               {}", mib(weights));
     println!("kept by the forward for backward (activations, {} ops on the tape): {}", recorded, mib(kept));
     println!("peak during the step:         {} (weights and inputs included)", mib(gpu.peak_bytes()));

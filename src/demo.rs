@@ -10,14 +10,14 @@ use std::path::{Path, PathBuf};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+use crate::gpu::Gpu;
 use crate::io::TensorFile;
 use crate::model::block::BlockPlan;
 use crate::model::method::Method;
 use crate::model::vit::Precision;
+use crate::model::vpt::Pool;
 use crate::train::fit::{fit, Depth, Observer, TrainConfig};
 use crate::train::Optimizer;
-use crate::gpu::Gpu;
-use crate::model::vpt::Pool;
 
 /// One row of the table.
 pub struct DemoRow {
@@ -78,13 +78,7 @@ pub fn run_demo(gpu: &Gpu, dir: &Path, out_dir: &Path, epochs: Option<usize>, pr
         }
         let task = TensorFile::read(&cfg.out)?;
         let torch: Vec<f64> = v["test_top1_over_seeds"]["top1"].as_array().map(|a| a.iter().filter_map(Value::as_f64).collect()).unwrap_or_default();
-        rows.push(DemoRow {
-            variant: variant.to_string(),
-            trainable: task.total_elements(),
-            ours,
-            torch,
-            task_file: cfg.out.clone(),
-        });
+        rows.push(DemoRow { variant: variant.to_string(), trainable: task.total_elements(), ours, torch, task_file: cfg.out.clone() });
     }
     Ok(rows)
 }
@@ -113,9 +107,7 @@ fn claim_out_dir(out_dir: &Path, variants: &[(String, Vec<u64>)]) -> Result<()> 
     let io_err = |source| Error::Io { path: out_dir.display().to_string(), source };
     std::fs::create_dir_all(out_dir).map_err(io_err)?;
     let ours = out_dir.join(MARKER).exists();
-    let tasks = variants.iter().flat_map(|(v, seeds)| {
-        std::iter::once(out_dir.join(format!("{v}.safetensors")).display().to_string()).chain(seeds.iter().map(|&s| seed_task_path(out_dir, v, s)))
-    });
+    let tasks = variants.iter().flat_map(|(v, seeds)| std::iter::once(out_dir.join(format!("{v}.safetensors")).display().to_string()).chain(seeds.iter().map(|&s| seed_task_path(out_dir, v, s))));
     let outputs = tasks.flat_map(|task| [crate::train::outputs::resume_path(&task), crate::train::outputs::metrics_path(&task), task]);
     if let Some(theirs) = outputs.filter(|p| Path::new(p).exists()).find(|_| !ours) {
         return Err(Error::invalid("--out-dir", format!("{theirs} exists and was not written by a demo; choose another --out-dir")));

@@ -64,16 +64,8 @@ pub fn install_hint() -> &'static str {
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            Error::NoAdapter { backends } => write!(
-                f,
-                "no GPU adapter found for backends [{backends}]: {}",
-                install_hint()
-            ),
-            Error::AdapterNotFound { wanted, available } => write!(
-                f,
-                "WGPU_ADAPTER_NAME={wanted:?} matches no adapter; available: [{}] (run `vpt info` to list them)",
-                available.join(", ")
-            ),
+            Error::NoAdapter { backends } => write!(f, "no GPU adapter found for backends [{backends}]: {}", install_hint()),
+            Error::AdapterNotFound { wanted, available } => write!(f, "WGPU_ADAPTER_NAME={wanted:?} matches no adapter; available: [{}] (run `vpt info` to list them)", available.join(", ")),
             Error::Device(msg) => write!(f, "could not open the GPU device: {msg}"),
             Error::Shape { op, msg } => write!(f, "{op}: {msg}"),
             Error::Invalid { what, msg } => write!(f, "{what}: {msg}"),
@@ -93,7 +85,11 @@ impl fmt::Display for Error {
 
 /// A path as an error shows it: as given, or `""` when empty (so the message still says which).
 fn shown(path: &str) -> &str {
-    if path.is_empty() { "\"\" (an empty path)" } else { path }
+    if path.is_empty() {
+        "\"\" (an empty path)"
+    } else {
+        path
+    }
 }
 
 impl std::error::Error for Error {

@@ -13,13 +13,13 @@ use clap::{Parser, Subcommand, ValueEnum};
 use vpt_wgsl::bench::{BenchOptions, Preset};
 use vpt_wgsl::gpu::{backends_from_env, list_adapters, AdapterReport, TimingMethod};
 use vpt_wgsl::io::TensorFile;
+use vpt_wgsl::lab::Workload;
 use vpt_wgsl::model::block::{AttentionChoice, BlockPlan, Recompute};
+use vpt_wgsl::model::method::Method;
 use vpt_wgsl::model::vit::{LoadOptions, Precision, StateDict, Vit};
 use vpt_wgsl::model::vpt::{self, Pool, VptTask};
 use vpt_wgsl::train::data::{default_resize, ImageFolder, Normalization, Transform};
 use vpt_wgsl::train::fit::{self, Depth, TrainConfig};
-use vpt_wgsl::lab::Workload;
-use vpt_wgsl::model::method::Method;
 use vpt_wgsl::train::outputs::check_new_output;
 use vpt_wgsl::train::progress::ProgressBar;
 use vpt_wgsl::train::task::{backbone_fingerprint, check_trained_on, parse_size, TaskFile};
@@ -343,7 +343,6 @@ struct RecipeArgs {
     precision: PrecisionArg,
 }
 
-
 /// The flags of `vpt bench` (and of `cargo bench -- ...`).
 #[derive(clap::Args, Clone, Debug)]
 struct BenchArgs {
@@ -630,7 +629,11 @@ fn load_inputs(gpu: &Gpu, inputs: &ModelInputs) -> Result<(Vit, VptTask, Tensor,
             ));
         }
     }
-    let vit = Vit::from_state_dict(gpu, &sd, &LoadOptions { num_heads: inputs.num_heads, precision: inputs.precision.precision, img_size: Some(img_size), size_from: Some(format!("the images of --batch {}", inputs.batch)) })?;
+    let vit = Vit::from_state_dict(
+        gpu,
+        &sd,
+        &LoadOptions { num_heads: inputs.num_heads, precision: inputs.precision.precision, img_size: Some(img_size), size_from: Some(format!("the images of --batch {}", inputs.batch)) },
+    )?;
     task.check_against(&vit)?;
     Ok((vit, task, images, labels))
 }
@@ -741,8 +744,7 @@ fn demo(dir: Option<PathBuf>, out_dir: &std::path::Path, epochs: Option<usize>, 
     let rows = vpt_wgsl::demo::run_demo(&gpu, &dir, out_dir, epochs, precision, seeds, variants, &mut bar)?;
     bar.finish();
     print!("{}", vpt_wgsl::demo::format_table(&rows));
-    println!("\nbackbone pretrained on digits 0–4, tuned on digits 5–9 (test: {}), on {} in {:.0} s",
-        dir.join("digits-5to9/test").display(), gpu.describe(), start.elapsed().as_secs_f64());
+    println!("\nbackbone pretrained on digits 0–4, tuned on digits 5–9 (test: {}), on {} in {:.0} s", dir.join("digits-5to9/test").display(), gpu.describe(), start.elapsed().as_secs_f64());
     Ok(())
 }
 
@@ -866,7 +868,6 @@ fn lab(port: u16, traces: Option<&std::path::Path>, backend: Option<BackendArg>)
     vpt_wgsl::lab::server::serve(listener, std::sync::Arc::new(traces))
 }
 
-
 fn print_adapter(index: usize, a: &AdapterReport) {
     let yes_no = |f: wgpu::Features| if a.features.contains(f) { "yes" } else { "no" };
     let l = &a.limits;
@@ -887,10 +888,7 @@ fn print_adapter(index: usize, a: &AdapterReport) {
     println!("  max storage buffers per stage:    {}", l.max_storage_buffers_per_shader_stage);
     println!("  max workgroup storage:            {}", human_bytes(l.max_compute_workgroup_storage_size as u64));
     println!("  max invocations per workgroup:    {}", l.max_compute_invocations_per_workgroup);
-    println!(
-        "  max workgroup size (x, y, z):     ({}, {}, {})",
-        l.max_compute_workgroup_size_x, l.max_compute_workgroup_size_y, l.max_compute_workgroup_size_z
-    );
+    println!("  max workgroup size (x, y, z):     ({}, {}, {})", l.max_compute_workgroup_size_x, l.max_compute_workgroup_size_y, l.max_compute_workgroup_size_z);
     println!("  max workgroups per dimension:     {}", l.max_compute_workgroups_per_dimension);
 }
 

@@ -43,10 +43,7 @@ pub fn numel_of(op: &'static str, shape: &[usize]) -> Result<usize> {
     if shape.is_empty() || shape.contains(&0) {
         return Err(Error::shape(op, format!("shape {shape:?} has no elements; every dimension must be at least 1")));
     }
-    shape
-        .iter()
-        .try_fold(1usize, |n, &d| n.checked_mul(d))
-        .ok_or_else(|| Error::shape(op, format!("shape {shape:?} has more elements than fit in memory")))
+    shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d)).ok_or_else(|| Error::shape(op, format!("shape {shape:?} has more elements than fit in memory")))
 }
 
 impl Tensor {
@@ -54,10 +51,7 @@ impl Tensor {
     pub fn from_slice(gpu: &Gpu, shape: &[usize], data: &[f32]) -> Result<Tensor> {
         let n = numel_of("Tensor::from_slice", shape)?;
         if data.len() != n {
-            return Err(Error::shape(
-                "Tensor::from_slice",
-                format!("shape {shape:?} holds {n} elements but {} values were given", data.len()),
-            ));
+            return Err(Error::shape("Tensor::from_slice", format!("shape {shape:?} holds {n} elements but {} values were given", data.len())));
         }
         let buffer = gpu.alloc_init(&format!("tensor {shape:?}"), bytemuck::cast_slice(data))?;
         Ok(Tensor { gpu: gpu.clone(), buffer: Arc::new(buffer), shape: shape.to_vec() })
@@ -89,7 +83,11 @@ impl Tensor {
 
     /// How the values are stored.
     pub fn dtype(&self) -> DType {
-        if self.buffer.holds_f16() { DType::F16 } else { DType::F32 }
+        if self.buffer.holds_f16() {
+            DType::F16
+        } else {
+            DType::F32
+        }
     }
 
     /// A tensor of zeros (fresh wgpu buffers are zero-filled, so this uploads nothing).
@@ -139,10 +137,7 @@ impl Tensor {
     pub fn reshape(&self, shape: &[usize]) -> Result<Tensor> {
         let n = numel_of("reshape", shape)?;
         if n != self.numel() {
-            return Err(Error::shape(
-                "reshape",
-                format!("cannot view {:?} ({} elements) as {shape:?} ({n} elements)", self.shape, self.numel()),
-            ));
+            return Err(Error::shape("reshape", format!("cannot view {:?} ({} elements) as {shape:?} ({n} elements)", self.shape, self.numel())));
         }
         Ok(Tensor { gpu: self.gpu.clone(), buffer: self.buffer.clone(), shape: shape.to_vec() })
     }

@@ -156,12 +156,7 @@ fn filter_selects_cases_and_bad_sizes_are_errors() {
 }
 
 fn vpt(args: &[&str]) -> (bool, String, String) {
-    let out = Command::new(env!("CARGO_BIN_EXE_vpt"))
-        .args(args)
-        .env_remove("WGPU_BACKEND")
-        .env_remove("WGPU_ADAPTER_NAME")
-        .output()
-        .expect("run vpt");
+    let out = Command::new(env!("CARGO_BIN_EXE_vpt")).args(args).env_remove("WGPU_BACKEND").env_remove("WGPU_ADAPTER_NAME").output().expect("run vpt");
     (out.status.success(), String::from_utf8_lossy(&out.stdout).into_owned(), String::from_utf8_lossy(&out.stderr).into_owned())
 }
 

@@ -70,11 +70,7 @@ fn kernels_of(result: &serde_json::Value) -> Vec<(String, Option<bool>, String)>
 #[test]
 fn traces_replay_in_headless_chromium() {
     let driver = browser_dir().join("node_modules/playwright-core");
-    assert!(
-        driver.is_dir(),
-        "{} is missing: install the browser driver with `npm ci --prefix benches/browser` (Node.js 20+), and Chromium with `apt-get install chromium`",
-        driver.display()
-    );
+    assert!(driver.is_dir(), "{} is missing: install the browser driver with `npm ci --prefix benches/browser` (Node.js 20+), and Chromium with `apt-get install chromium`", driver.display());
     let dir = std::env::temp_dir().join(format!("vpt-browser-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
@@ -101,7 +97,16 @@ fn traces_replay_in_headless_chromium() {
     assert_eq!(results.len(), 3, "{stderr}");
     for r in &results {
         assert!(r["error"].is_null(), "{}: {}", r["url"], r["error"]);
-        eprintln!("{}: {} passed, {} failed, {} skipped on {}; GPU {:.1} ms, replay {:.0} ms", r["workload"], r["passed"], r["failed"], r["skipped"], r["adapter"], r["gpu_ms"].as_f64().unwrap(), r["wall_ms"].as_f64().unwrap());
+        eprintln!(
+            "{}: {} passed, {} failed, {} skipped on {}; GPU {:.1} ms, replay {:.0} ms",
+            r["workload"],
+            r["passed"],
+            r["failed"],
+            r["skipped"],
+            r["adapter"],
+            r["gpu_ms"].as_f64().unwrap(),
+            r["wall_ms"].as_f64().unwrap()
+        );
     }
 
     // kernels: every kernel the adapter can run passes; only f16 ones may be skipped, by name.

@@ -24,7 +24,9 @@ fn check_passes_on_every_backend() {
         assert!(ok, "vpt check --backend {backend} failed:\n{stdout}\n{stderr}");
         assert!(!stdout.contains("FAIL"), "{stdout}");
         // Every family, every matmul kernel, both yardsticks.
-        for kernel in ["elementwise", "gelu", "reduce", "tokens", "heads", "patch", "optim", "softmax", "layernorm", "cross_entropy", "attention", "matmul (gpu64x64)", "matmul (naive)", "matmul (reg32x8)"] {
+        for kernel in
+            ["elementwise", "gelu", "reduce", "tokens", "heads", "patch", "optim", "softmax", "layernorm", "cross_entropy", "attention", "matmul (gpu64x64)", "matmul (naive)", "matmul (reg32x8)"]
+        {
             assert!(stdout.contains(&format!("ok    {kernel} ")), "{backend}: no passing {kernel} line in:\n{stdout}");
         }
         assert!(stdout.contains(" pytorch ") && stdout.contains(" f64 "), "{stdout}");

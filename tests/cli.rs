@@ -126,7 +126,17 @@ fn grad_with_f16_weights() {
 fn grad_refuses_a_task_for_another_backbone() {
     let out = std::env::temp_dir().join(format!("vpt-cli-mismatch-{}.safetensors", std::process::id()));
     let (ok, _, stderr) = vpt(
-        &["grad", "--model", &fixture("odd_sizes", "model.safetensors"), "--task", &fixture("deep_image", "task.safetensors"), "--batch", &fixture("odd_sizes", "batch.safetensors"), "--out", &out.to_string_lossy()],
+        &[
+            "grad",
+            "--model",
+            &fixture("odd_sizes", "model.safetensors"),
+            "--task",
+            &fixture("deep_image", "task.safetensors"),
+            "--batch",
+            &fixture("odd_sizes", "batch.safetensors"),
+            "--out",
+            &out.to_string_lossy(),
+        ],
         &[],
     );
     assert!(!ok && !out.exists());

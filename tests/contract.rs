@@ -56,8 +56,7 @@ fn check_launch(op: &str, record: &LaunchRecord, parsed: &Parsed) -> std::result
         match space {
             naga::AddressSpace::Uniform if binding == 0 => {
                 let naga::TypeInner::Struct { members, .. } = &module.types[ty].inner else { return Err(format!("{op}: binding 0 is not a struct")) };
-                let wgsl: Vec<(String, Option<ParamType>)> =
-                    members.iter().map(|m| (m.name.clone().unwrap_or_default(), param_type(module, m.ty))).collect();
+                let wgsl: Vec<(String, Option<ParamType>)> = members.iter().map(|m| (m.name.clone().unwrap_or_default(), param_type(module, m.ty))).collect();
                 let rust: Vec<(String, Option<ParamType>)> = record.params.iter().map(|&(n, t)| (n.to_string(), Some(t))).collect();
                 if wgsl != rust {
                     return Err(format!("{op}: the launcher's Params {rust:?} differ from the WGSL struct {wgsl:?}"));
@@ -67,9 +66,7 @@ fn check_launch(op: &str, record: &LaunchRecord, parsed: &Parsed) -> std::result
                 let expected = if access.contains(naga::StorageAccess::STORE) { Access::ReadWrite } else { Access::Read };
                 match record.bindings.iter().find(|(b, _)| *b == binding) {
                     None => return Err(format!("{op}: binding {binding} ({name}) is used by the entry point but not bound")),
-                    Some((_, a)) if *a != expected => {
-                        return Err(format!("{op}: binding {binding} ({name}) is declared {expected:?} but the launcher binds it as {a:?}"))
-                    }
+                    Some((_, a)) if *a != expected => return Err(format!("{op}: binding {binding} ({name}) is declared {expected:?} but the launcher binds it as {a:?}")),
                     Some(_) => {}
                 }
             }
@@ -183,8 +180,7 @@ fn every_launcher_matches_its_entry_point() {
             continue;
         }
         // The launcher takes those builds only for the kernels that need SUBGROUP.
-        let subgroup_entries: Vec<&str> =
-            MatmulKernel::ALL.into_iter().filter(|k| k.needs().contains(wgpu::Features::SUBGROUP)).map(MatmulKernel::entry).collect();
+        let subgroup_entries: Vec<&str> = MatmulKernel::ALL.into_iter().filter(|k| k.needs().contains(wgpu::Features::SUBGROUP)).map(MatmulKernel::entry).collect();
         let serves_only = [&matmul::SHADER_SUBGROUP, &matmul::SHADER_F16_SUBGROUP].iter().any(|s| s.name == shader.name).then_some(&subgroup_entries);
         for entry in parse(shader.source).module.entry_points.iter().filter(|e| serves_only.is_none_or(|only| only.contains(&e.name.as_str()))) {
             let op = format!("{}::{}", shader.name, entry.name);

@@ -113,11 +113,7 @@ fn scan_reads_every_kind_of_image_and_skips_the_rest() {
 
     let f = ImageFolder::scan(dir.path()).unwrap();
     assert_eq!(f.classes, ["cat", "dog"]);
-    let names: Vec<(String, usize)> = f
-        .samples
-        .iter()
-        .map(|s| (s.path.file_name().unwrap().to_str().unwrap().to_string(), s.label))
-        .collect();
+    let names: Vec<(String, usize)> = f.samples.iter().map(|s| (s.path.file_name().unwrap().to_str().unwrap().to_string(), s.label)).collect();
     let want = [("a_grey.png", 0), ("b_rgba.png", 0), ("c_16bit.png", 0), ("d_grey_alpha.png", 0), ("Z.JPEG", 1), ("photo.jpg", 1)];
     assert_eq!(names, want.map(|(n, l)| (n.to_string(), l)));
     let skipped: Vec<&str> = f.skipped.iter().map(|(p, _)| p.file_name().unwrap().to_str().unwrap()).collect();
@@ -191,10 +187,7 @@ fn scan_with_classes_requires_the_training_classes() {
 
 #[test]
 fn split_is_stratified_deterministic_and_disjoint() {
-    let samples: Vec<Sample> = [(0, 30), (1, 2), (2, 1), (3, 15)]
-        .iter()
-        .flat_map(|&(label, n)| (0..n).map(move |i| Sample { path: format!("c{label}/{i}.png").into(), label }))
-        .collect();
+    let samples: Vec<Sample> = [(0, 30), (1, 2), (2, 1), (3, 15)].iter().flat_map(|&(label, n)| (0..n).map(move |i| Sample { path: format!("c{label}/{i}.png").into(), label })).collect();
     let (train, val) = split_train_val(&samples, 0.1, 42);
     let count = |v: &[Sample], l| v.iter().filter(|s| s.label == l).count();
     assert_eq!([0, 1, 2, 3].map(|l| count(&val, l)), [3, 1, 0, 2]); // 10% rounded, ≥ 1 when ≥ 2 images

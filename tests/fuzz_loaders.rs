@@ -64,7 +64,8 @@ fn mutate(valid: &[u8], rng: &mut u64) -> Vec<u8> {
     let names: Vec<String> = p.header.keys().filter(|k| *k != "__metadata__").cloned().collect();
     // Half the time, one of the tensors whose shapes the loaders reason about (config inference,
     // the task's widths, the batch), rather than one of the many block weights.
-    const KEY_TENSORS: [&str; 10] = ["cls_token", "pos_embed", "patch_embed.proj.weight", "blocks.0.mlp.fc1.weight", "blocks.0.norm1.weight", "prompts", "head.weight", "head.bias", "images", "labels"];
+    const KEY_TENSORS: [&str; 10] =
+        ["cls_token", "pos_embed", "patch_embed.proj.weight", "blocks.0.mlp.fc1.weight", "blocks.0.norm1.weight", "prompts", "head.weight", "head.bias", "images", "labels"];
     let keys: Vec<String> = names.iter().filter(|n| KEY_TENSORS.contains(&n.as_str())).cloned().collect();
     let name = if !keys.is_empty() && next_unit(rng) < 0.5 { pick(&keys, rng).clone() } else { pick(&names, rng).clone() };
     match next_u64(rng) % 14 {

@@ -279,7 +279,8 @@ fn bad_data_and_flags_are_errors_naming_the_culprit() {
     fails_naming(&["forward", "--model", &model, "--task", &empty_head, "--batch", &batch, "--out", &s(&dir.join("x.safetensors"))], &[&empty_head, "head.weight"]);
     let narrow = s(&dir.join("narrow_head.safetensors"));
     let w = common::D;
-    write_f32_tensors(&narrow, &[("prompts", &[2, 3, w][..], &vec![0.0; 6 * w][..]), ("head.weight", &[4, w - 8], &vec![0.0; 4 * (w - 8)]), ("head.bias", &[4], &[0.0; 4])], Default::default()).unwrap();
+    write_f32_tensors(&narrow, &[("prompts", &[2, 3, w][..], &vec![0.0; 6 * w][..]), ("head.weight", &[4, w - 8], &vec![0.0; 4 * (w - 8)]), ("head.bias", &[4], &[0.0; 4])], Default::default())
+        .unwrap();
     fails_naming(&["forward", "--model", &model, "--task", &narrow, "--batch", &batch, "--out", &s(&dir.join("z.safetensors"))], &[&narrow, "head.weight", "prompts", "disagree"]);
     let big_batch = s(&dir.join("big_batch.safetensors"));
     write_batch(&big_batch, &vec![0.0; 2 * 3 * 18 * 18], &[2, 3, 18, 18]); // not a multiple of the patch
@@ -325,9 +326,7 @@ fn resume_checks_the_data_and_names_what_changed() {
     let model = write_tiny_backbone(&dir);
     let data = image_folder(&dir, 3);
     let out = s(&dir.join("run.safetensors"));
-    let args = |data: &str, epochs: &str| -> Vec<String> {
-        ["train", "--model", &model, "--data", data, "--out", &out, "--epochs", epochs, "--prompts", "2", "--resume"].map(String::from).to_vec()
-    };
+    let args = |data: &str, epochs: &str| -> Vec<String> { ["train", "--model", &model, "--data", data, "--out", &out, "--epochs", epochs, "--prompts", "2", "--resume"].map(String::from).to_vec() };
     let run = |a: Vec<String>| vpt(&a.iter().map(String::as_str).collect::<Vec<_>>());
     assert!(run(args(&s(&data), "1")).status.success());
     let slash = format!("{}/", s(&data));

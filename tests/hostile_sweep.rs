@@ -24,14 +24,7 @@ struct Run {
 
 /// Run `vpt` with a time limit, killing it past the limit (a hang).
 fn run(args: &[String], limit: Duration) -> Option<Run> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vpt"))
-        .args(args)
-        .env_remove("WGPU_ADAPTER_NAME")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vpt")).args(args).env_remove("WGPU_ADAPTER_NAME").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
     let start = Instant::now();
     while child.try_wait().unwrap().is_none() {
         if start.elapsed() > limit {
@@ -98,12 +91,39 @@ fn a_sweep_of_bad_values_through_every_flag() {
         (
             "train",
             vec![("--model", model.clone()), ("--data", data.clone()), ("--out", String::new()), ("--epochs", "1".into()), ("--batch", "4".into()), ("--prompts", "2".into())],
-            vec!["--prompts", "--epochs", "--batch", "--lr", "--wd", "--warmup", "--seed", "--img-size", "--prompt-dropout", "--num-heads", "--depth", "--mean", "--std", "--pool", "--optimizer", "--attention", "--recompute", "--method", "--adapter-reduction", "--lora-rank", "--lora-alpha"],
+            vec![
+                "--prompts",
+                "--epochs",
+                "--batch",
+                "--lr",
+                "--wd",
+                "--warmup",
+                "--seed",
+                "--img-size",
+                "--prompt-dropout",
+                "--num-heads",
+                "--depth",
+                "--mean",
+                "--std",
+                "--pool",
+                "--optimizer",
+                "--attention",
+                "--recompute",
+                "--method",
+                "--adapter-reduction",
+                "--lora-rank",
+                "--lora-alpha",
+            ],
             vec!["--model", "--data", "--val", "--out"],
         ),
         ("eval", vec![("--model", model.clone()), ("--task", task.clone()), ("--data", data.clone())], vec!["--batch", "--num-heads"], vec!["--model", "--task", "--data"]),
         ("predict", vec![("--model", model.clone()), ("--task", task.clone()), ("", image.clone())], vec!["--top-k", "--batch", "--num-heads"], vec!["--model", "--task", ""]),
-        ("forward", vec![("--model", model.clone()), ("--task", task.clone()), ("--batch", String::new()), ("--out", String::new())], vec!["--num-heads"], vec!["--model", "--task", "--batch", "--out"]),
+        (
+            "forward",
+            vec![("--model", model.clone()), ("--task", task.clone()), ("--batch", String::new()), ("--out", String::new())],
+            vec!["--num-heads"],
+            vec!["--model", "--task", "--batch", "--out"],
+        ),
         ("bench", vec![("--filter", "gelu fwd".into()), ("--reps", "1".into())], vec!["--reps", "--batch", "--attention", "--recompute"], vec![]),
         ("demo", vec![("--epochs", "1".into())], vec![], vec!["--out-dir", "--dir"]),
     ];
@@ -122,7 +142,16 @@ fn a_sweep_of_bad_values_through_every_flag() {
             let mut args = vec![command.to_string()];
             let mut replaced = false;
             for (f, v) in valid {
-                let v = if *f == flag { replaced = true; value.clone() } else if v.is_empty() && *f == "--out" { out.clone() } else if v.is_empty() { batch.clone() } else { v.clone() };
+                let v = if *f == flag {
+                    replaced = true;
+                    value.clone()
+                } else if v.is_empty() && *f == "--out" {
+                    out.clone()
+                } else if v.is_empty() {
+                    batch.clone()
+                } else {
+                    v.clone()
+                };
                 if !f.is_empty() {
                     args.push(f.to_string());
                 }

@@ -40,19 +40,26 @@ fn a_trace_holds_every_op_in_order_with_its_bytes() {
     assert!(gpu.take_trace().unwrap().is_none(), "taking the trace stops the recording");
 
     let blob = |r: &vpt_wgsl::gpu::BlobRange| trace.blob[r.offset as usize..(r.offset + r.len) as usize].to_vec();
-    let kinds: Vec<&str> = trace.ops.iter().map(|op| match op {
-        TraceOp::Create { .. } => "create",
-        TraceOp::Dispatch { .. } => "dispatch",
-        TraceOp::Copy { .. } => "copy",
-        TraceOp::Read { .. } => "read",
-    }).collect();
+    let kinds: Vec<&str> = trace
+        .ops
+        .iter()
+        .map(|op| match op {
+            TraceOp::Create { .. } => "create",
+            TraceOp::Dispatch { .. } => "dispatch",
+            TraceOp::Copy { .. } => "copy",
+            TraceOp::Read { .. } => "read",
+        })
+        .collect();
     let creates = kinds.iter().take_while(|&&k| k == "create").count();
     assert!(creates >= 3, "{:?}", trace.ops);
     assert_eq!(kinds[creates..], ["dispatch", "read"], "{:?}", trace.ops);
-    let ids: Vec<u64> = trace.ops[..3].iter().map(|op| match op {
-        TraceOp::Create { id, .. } => *id,
-        _ => unreachable!(),
-    }).collect();
+    let ids: Vec<u64> = trace.ops[..3]
+        .iter()
+        .map(|op| match op {
+            TraceOp::Create { id, .. } => *id,
+            _ => unreachable!(),
+        })
+        .collect();
     let TraceOp::Create { data: Some(a_data), bytes: 24, .. } = &trace.ops[0] else { panic!("a is uploaded: {:?}", trace.ops[0]) };
     assert_eq!(blob(a_data), bytemuck::cast_slice::<f32, u8>(&a_values));
     let TraceOp::Create { data: Some(b_data), .. } = &trace.ops[1] else { panic!("b is uploaded") };

@@ -72,13 +72,7 @@ fn what_the_engine_lets_go_of_is_freed_however_far_the_host_runs_ahead() {
     }
     let largest = 4 * (chunk as u64 + 1024 * 100);
     let bound = (MAX_IN_FLIGHT as u64 + 1) * (MAX_RELEASED_BEFORE_SUBMIT + 2 * largest) + (16 << 20);
-    assert!(
-        most_held_for_nothing <= bound,
-        "the driver held {} MiB of buffers the engine had let go of (bound {} MiB) on {}",
-        most_held_for_nothing >> 20,
-        bound >> 20,
-        gpu.describe()
-    );
+    assert!(most_held_for_nothing <= bound, "the driver held {} MiB of buffers the engine had let go of (bound {} MiB) on {}", most_held_for_nothing >> 20, bound >> 20, gpu.describe());
     assert!(gpu.most_submissions_in_flight() <= MAX_IN_FLIGHT, "{} submissions were left unfinished (bound {MAX_IN_FLIGHT})", gpu.most_submissions_in_flight());
     // Waiting changes when work runs, never what it computes.
     let x = Tensor::from_slice(&gpu, &[3], &[1.0, -2.0, 0.5]).unwrap();

@@ -9,22 +9,19 @@ use vpt_wgsl::gpu::Shader;
 use vpt_wgsl::kernels::ALL_SHADERS;
 
 fn parse_and_validate(shader: &Shader) -> (naga::Module, ModuleInfo) {
-    let module = naga::front::wgsl::parse_str(shader.source)
-        .unwrap_or_else(|e| panic!("{}.wgsl does not parse:\n{}", shader.name, e.emit_to_string(shader.source)));
+    let module = naga::front::wgsl::parse_str(shader.source).unwrap_or_else(|e| panic!("{}.wgsl does not parse:\n{}", shader.name, e.emit_to_string(shader.source)));
     // Only what every backend supports (no f16, no f64), plus subgroup operations for the builds
     // that need them (`Shader::needs`; wgpu compiles those only where the adapter has SUBGROUP).
     let mut validator = Validator::new(ValidationFlags::all(), capabilities(shader));
     if shader.needs.contains(wgpu::Features::SUBGROUP) {
         validator.subgroup_stages(naga::valid::ShaderStages::COMPUTE).subgroup_operations(naga::valid::SubgroupOperationSet::all());
     }
-    let info = validator
-        .validate(&module)
-        .unwrap_or_else(|e| panic!("{}.wgsl does not validate:\n{}", shader.name, e.emit_to_string(shader.source)));
+    let info = validator.validate(&module).unwrap_or_else(|e| panic!("{}.wgsl does not validate:\n{}", shader.name, e.emit_to_string(shader.source)));
     // Kernels with `override` constants (matmul's specialised layouts) get their values when the
     // pipeline is created; wgpu resolves them before translating, and so do we, with the defaults.
     // Both sides of every branch they decide are still in the module, so both get translated.
-    let (module, info) = naga::back::pipeline_constants::process_overrides(&module, &info, None, &PipelineConstants::default())
-        .unwrap_or_else(|e| panic!("{}.wgsl: override constants: {e}", shader.name));
+    let (module, info) =
+        naga::back::pipeline_constants::process_overrides(&module, &info, None, &PipelineConstants::default()).unwrap_or_else(|e| panic!("{}.wgsl: override constants: {e}", shader.name));
     (module.into_owned(), info.into_owned())
 }
 
@@ -49,8 +46,7 @@ fn capabilities(shader: &Shader) -> Capabilities {
 fn every_kernel_translates_to_spirv() {
     for shader in ALL_SHADERS {
         let (module, info) = parse_and_validate(shader);
-        let words = spv::write_vec(&module, &info, &spv::Options::default(), None)
-            .unwrap_or_else(|e| panic!("{} → SPIR-V: {e}", shader.name));
+        let words = spv::write_vec(&module, &info, &spv::Options::default(), None).unwrap_or_else(|e| panic!("{} → SPIR-V: {e}", shader.name));
         assert!(words.len() > 5, "{}: empty SPIR-V", shader.name);
     }
 }
@@ -59,8 +55,7 @@ fn every_kernel_translates_to_spirv() {
 fn every_kernel_translates_to_msl() {
     for shader in ALL_SHADERS {
         let (module, info) = parse_and_validate(shader);
-        let (source, translation) = msl::write_string(&module, &info, &msl::Options::default(), &msl::PipelineOptions::default())
-            .unwrap_or_else(|e| panic!("{} → MSL: {e}", shader.name));
+        let (source, translation) = msl::write_string(&module, &info, &msl::Options::default(), &msl::PipelineOptions::default()).unwrap_or_else(|e| panic!("{} → MSL: {e}", shader.name));
         for name in translation.entry_point_names {
             name.unwrap_or_else(|e| panic!("{} → MSL entry point: {e}", shader.name));
         }
@@ -74,9 +69,7 @@ fn every_kernel_translates_to_hlsl() {
         let (module, info) = parse_and_validate(shader);
         let (options, pipeline) = (hlsl::Options::default(), hlsl::PipelineOptions::default());
         let mut source = String::new();
-        hlsl::Writer::new(&mut source, &options, &pipeline)
-            .write(&module, &info, None)
-            .unwrap_or_else(|e| panic!("{} → HLSL: {e}", shader.name));
+        hlsl::Writer::new(&mut source, &options, &pipeline).write(&module, &info, None).unwrap_or_else(|e| panic!("{} → HLSL: {e}", shader.name));
         assert!(source.contains("[numthreads("), "{}: HLSL has no compute entry point", shader.name);
     }
 }
@@ -89,11 +82,7 @@ fn every_kernel_translates_to_glsl_es_310() {
     for shader in ALL_SHADERS.iter().filter(|s| s.needs.is_empty()) {
         let (module, info) = parse_and_validate(shader);
         for entry in &module.entry_points {
-            let pipeline = glsl::PipelineOptions {
-                shader_stage: naga::ShaderStage::Compute,
-                entry_point: entry.name.clone(),
-                multiview: None,
-            };
+            let pipeline = glsl::PipelineOptions { shader_stage: naga::ShaderStage::Compute, entry_point: entry.name.clone(), multiview: None };
             let mut source = String::new();
             glsl::Writer::new(&mut source, &module, &info, &options, &pipeline, naga::proc::BoundsCheckPolicies::default())
                 .and_then(|mut w| w.write())

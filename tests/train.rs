@@ -6,16 +6,15 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use vpt_wgsl::train::data::Normalization;
 use vpt_wgsl::io::{write_f32_tensors, TensorFile};
-use vpt_wgsl::train::task::{backbone_fingerprint, new_task, TaskFile};
 use vpt_wgsl::model::vit::StateDict;
 use vpt_wgsl::model::vpt::Pool;
+use vpt_wgsl::train::data::Normalization;
+use vpt_wgsl::train::task::{backbone_fingerprint, new_task, TaskFile};
 use vpt_wgsl::Gpu;
 
 mod common;
 use common::{image_folder, workdir, write_tiny_backbone, CLASSES};
-
 
 fn vpt_train(args: &[&str]) -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_vpt"));
@@ -44,10 +43,7 @@ fn a_long_run_holds_no_more_gpu_memory_after_its_first_epoch() {
     let run = vpt_train(&args).output().unwrap();
     assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
     let metrics = std::fs::read_to_string(dir.join("task.metrics.jsonl")).unwrap();
-    let held: Vec<u64> = metrics
-        .lines()
-        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["gpu_bytes"].as_u64().expect("gpu_bytes in every metrics line"))
-        .collect();
+    let held: Vec<u64> = metrics.lines().map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap()["gpu_bytes"].as_u64().expect("gpu_bytes in every metrics line")).collect();
     assert_eq!(held.len(), 8, "{metrics}");
     assert!(held.iter().skip(1).all(|&b| b <= held[0]), "GPU bytes held after each epoch grow: {held:?}");
 }
@@ -86,8 +82,28 @@ fn killed_and_resumed(name: &str, extra: &[&str]) {
     let data = image_folder(&dir, 10);
     let common = |out: &str| -> Vec<String> {
         let mut args: Vec<String> = [
-            "--model", &model, "--data", &data.to_string_lossy(), "--out", out, "--prompts", "3", "--depth", "deep",
-            "--epochs", "10", "--batch", "4", "--lr", "2", "--warmup", "1", "--seed", "7", "--prompt-dropout", "0.1",
+            "--model",
+            &model,
+            "--data",
+            &data.to_string_lossy(),
+            "--out",
+            out,
+            "--prompts",
+            "3",
+            "--depth",
+            "deep",
+            "--epochs",
+            "10",
+            "--batch",
+            "4",
+            "--lr",
+            "2",
+            "--warmup",
+            "1",
+            "--seed",
+            "7",
+            "--prompt-dropout",
+            "0.1",
         ]
         .map(String::from)
         .to_vec();
@@ -170,11 +186,7 @@ fn predict_with_several_tasks_answers_as_each_task_alone() {
     for (t, p) in tasks.iter().zip(&paths) {
         t.write(p, &[], &[]).unwrap();
     }
-    let out = Command::new(env!("CARGO_BIN_EXE_vpt"))
-        .args(["predict", "--model", &model, "--task", &paths[0], "--task", &paths[1], "--top-k", "2"])
-        .arg(&images[0])
-        .output()
-        .unwrap();
+    let out = Command::new(env!("CARGO_BIN_EXE_vpt")).args(["predict", "--model", &model, "--task", &paths[0], "--task", &paths[1], "--top-k", "2"]).arg(&images[0]).output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     assert!(stdout.contains(&paths[0]) && stdout.contains(&paths[1]) && stdout.contains('%'), "{stdout}");

@@ -32,10 +32,7 @@ fn the_engine_takes_the_choices_in_use() {
     let fixed = MatmulKernel::best_for(&gpu, 13, 20, 24, linear);
     let other = if fixed == MatmulKernel::Tiled { MatmulKernel::Reg4x4 } else { MatmulKernel::Tiled };
     let mut choices = KernelChoices::for_gpu(&gpu, "test");
-    choices.choices = BTreeMap::from([
-        (MatmulKernel::tune_key(13, 20, 24, linear, vpt_wgsl::DType::F32), other.name().to_string()),
-        ("row_reduce".to_string(), "workgroup".to_string()),
-    ]);
+    choices.choices = BTreeMap::from([(MatmulKernel::tune_key(13, 20, 24, linear, vpt_wgsl::DType::F32), other.name().to_string()), ("row_reduce".to_string(), "workgroup".to_string())]);
     gpu.use_choices(choices);
     assert_eq!(MatmulKernel::best_for(&gpu, 13, 20, 24, linear), other);
     assert_eq!(MatmulKernel::best_for(&gpu, 13, 21, 24, linear), fixed, "another shape keeps the fixed rule");
@@ -71,13 +68,7 @@ fn tune_writes_the_cache_that_bench_and_info_use() {
     let (ok, json, stderr) = vpt(&["bench", "--preset", "small", "--reps", "1", "--filter", "matmul qkv", "--backend", "vulkan", "--json"], &cache);
     assert!(ok, "{stderr}");
     let report: serde_json::Value = serde_json::from_str(&json).unwrap();
-    let chosen: Vec<&str> = report["results"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .filter(|r| r["kernel"] == "matmul qkv" && r["chosen"] == true)
-        .map(|r| r["variant"].as_str().unwrap())
-        .collect();
+    let chosen: Vec<&str> = report["results"].as_array().unwrap().iter().filter(|r| r["kernel"] == "matmul qkv" && r["chosen"] == true).map(|r| r["variant"].as_str().unwrap()).collect();
     assert_eq!(chosen, [winner.as_str()], "bench marks the tuned kernel");
     let _ = std::fs::remove_dir_all(&cache);
 }

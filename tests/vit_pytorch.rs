@@ -12,13 +12,13 @@ mod common;
 
 use std::path::{Path, PathBuf};
 
-use vpt_wgsl::io::TensorFile;
 use vpt_wgsl::graph::KeepAs;
+use vpt_wgsl::io::TensorFile;
 use vpt_wgsl::model::block::{AttentionChoice, BlockPlan, Recompute};
 use vpt_wgsl::model::synthetic;
-use vpt_wgsl::train::{Optimizer, Trainer, WarmupCosine};
 use vpt_wgsl::model::vit::{LoadOptions, Precision, StateDict, Vit, VitConfig};
 use vpt_wgsl::model::vpt::{self, VptTask};
+use vpt_wgsl::train::{Optimizer, Trainer, WarmupCosine};
 use vpt_wgsl::{Gpu, Tensor};
 
 const LOGITS_TOL: f64 = 1e-4;
@@ -90,11 +90,7 @@ fn synthetic_from_metadata(gpu: &Gpu, f: &TensorFile, key: &str) -> Option<Tenso
 }
 
 fn case_dirs() -> Vec<PathBuf> {
-    let mut dirs: Vec<PathBuf> = std::fs::read_dir(fixtures())
-        .expect("fixtures/vit exists")
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.join("batch.safetensors").exists())
-        .collect();
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(fixtures()).expect("fixtures/vit exists").map(|e| e.unwrap().path()).filter(|p| p.join("batch.safetensors").exists()).collect();
     dirs.sort();
     dirs
 }

@@ -2,10 +2,10 @@
 //! kept for the frozen backbone, and inference records nothing.
 
 use vpt_wgsl::graph::{Graph, MlpRun};
-use vpt_wgsl::rng::next_unit;
 use vpt_wgsl::model::block::{AttentionChoice, BlockPlan, Recompute};
 use vpt_wgsl::model::vit::{LoadOptions, Vit};
 use vpt_wgsl::model::vpt::{vpt_logits, Pool, TaskVars, VptTask};
+use vpt_wgsl::rng::next_unit;
 use vpt_wgsl::{Gpu, Labels, Tensor};
 
 mod common;
@@ -324,11 +324,26 @@ fn bad_checkpoints_are_clear_errors() {
     let msg = load(&write("resnet.safetensors", &[("conv1.weight", &[8, 3, 7, 7])], &[]));
     assert!(msg.contains("missing tensor \"cls_token\"") && msg.contains("VisionTransformer"), "{msg}");
     // A ViT with one tensor of the wrong shape.
-    let good = [("cls_token", &[1, 1, 8][..]), ("pos_embed", &[1, 5, 8]), ("patch_embed.proj.weight", &[8, 3, 4, 4]), ("patch_embed.proj.bias", &[8]),
-        ("blocks.0.norm1.weight", &[8]), ("blocks.0.norm1.bias", &[8]), ("blocks.0.attn.qkv.weight", &[24, 8]), ("blocks.0.attn.qkv.bias", &[24]),
-        ("blocks.0.attn.proj.weight", &[8, 8]), ("blocks.0.attn.proj.bias", &[8]), ("blocks.0.norm2.weight", &[8]), ("blocks.0.norm2.bias", &[8]),
-        ("blocks.0.mlp.fc1.weight", &[32, 8]), ("blocks.0.mlp.fc1.bias", &[32]), ("blocks.0.mlp.fc2.weight", &[8, 32]), ("blocks.0.mlp.fc2.bias", &[8]),
-        ("norm.weight", &[8]), ("norm.bias", &[8])];
+    let good = [
+        ("cls_token", &[1, 1, 8][..]),
+        ("pos_embed", &[1, 5, 8]),
+        ("patch_embed.proj.weight", &[8, 3, 4, 4]),
+        ("patch_embed.proj.bias", &[8]),
+        ("blocks.0.norm1.weight", &[8]),
+        ("blocks.0.norm1.bias", &[8]),
+        ("blocks.0.attn.qkv.weight", &[24, 8]),
+        ("blocks.0.attn.qkv.bias", &[24]),
+        ("blocks.0.attn.proj.weight", &[8, 8]),
+        ("blocks.0.attn.proj.bias", &[8]),
+        ("blocks.0.norm2.weight", &[8]),
+        ("blocks.0.norm2.bias", &[8]),
+        ("blocks.0.mlp.fc1.weight", &[32, 8]),
+        ("blocks.0.mlp.fc1.bias", &[32]),
+        ("blocks.0.mlp.fc2.weight", &[8, 32]),
+        ("blocks.0.mlp.fc2.bias", &[8]),
+        ("norm.weight", &[8]),
+        ("norm.bias", &[8]),
+    ];
     let vit = Vit::load(&gpu, &write("good.safetensors", &good, &[("num_heads", "2")]), &LoadOptions::default()).unwrap();
     assert_eq!((vit.cfg.embed_dim, vit.cfg.depth, vit.cfg.num_heads, vit.cfg.patch_size, vit.cfg.img_size, vit.cfg.mlp_hidden), (8, 1, 2, 4, (8, 8), 32));
     let mut bad = good.to_vec();

@@ -2,17 +2,17 @@
 //! random inputs per repetition, timed by [`Gpu::profile_with`].
 
 use super::{BenchOptions, BenchResult, StepShape};
-use crate::model::vit::Precision;
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Profile, TimingMethod};
 use crate::kernels::attention::{attention_backward, attention_forward};
-use crate::kernels::{ROW_REDUCE_KEY, ROW_REDUCE_SUBGROUPS, ROW_REDUCE_WORKGROUP};
 use crate::kernels::cross_entropy::{cross_entropy_backward, cross_entropy_forward};
 use crate::kernels::gelu::{gelu_backward, gelu_forward};
 use crate::kernels::halves::{from_halves, to_halves};
 use crate::kernels::layernorm::{add_layernorm_backward, add_layernorm_forward, layernorm_backward, layernorm_forward};
 use crate::kernels::matmul::{matmul_backward, matmul_forward, matmul_forward_with, matmul_gelu_forward_with, matmul_gelu_grad_with, MatmulKernel, MatmulNeed, MatmulOptions};
 use crate::kernels::softmax::{softmax_backward, softmax_forward, softmax_scaled_backward, softmax_scaled_forward};
+use crate::kernels::{ROW_REDUCE_KEY, ROW_REDUCE_SUBGROUPS, ROW_REDUCE_WORKGROUP};
+use crate::model::vit::Precision;
 use crate::tensor::{DType, Labels, Tensor};
 
 /// The op of one repetition, on inputs already uploaded; returns the output to check.
@@ -78,11 +78,7 @@ pub(super) fn cases<'a>(gpu: &'a Gpu, without_subgroups: Option<&'a Gpu>, option
     let row_kernels = ["layernorm", "softmax", "cross_entropy"];
     let is_row = |c: &Case| row_kernels.iter().any(|k| c.kernel.contains(k));
     let workgroup_chosen = gpu.choice(ROW_REDUCE_KEY).as_deref() == Some(ROW_REDUCE_WORKGROUP);
-    let row_tune = |subgroups: bool| Tune {
-        key: ROW_REDUCE_KEY.into(),
-        value: if subgroups { ROW_REDUCE_SUBGROUPS } else { ROW_REDUCE_WORKGROUP }.into(),
-        chosen: subgroups != workgroup_chosen,
-    };
+    let row_tune = |subgroups: bool| Tune { key: ROW_REDUCE_KEY.into(), value: if subgroups { ROW_REDUCE_SUBGROUPS } else { ROW_REDUCE_WORKGROUP }.into(), chosen: subgroups != workgroup_chosen };
     for case in other_cases(gpu, &options.shape) {
         let tune = (is_row(&case) && without_subgroups.is_some()).then(|| row_tune(true));
         cases.push(Case { tune, ..case });
@@ -152,16 +148,7 @@ enum Epilogue {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn matmul_case<'a>(
-    gpu: &'a Gpu,
-    kernel: MatmulKernel,
-    name: &str,
-    a: Vec<usize>,
-    b: Vec<usize>,
-    opts: MatmulOptions,
-    epilogue: Epilogue,
-    b_stored: DType,
-) -> Case<'a> {
+fn matmul_case<'a>(gpu: &'a Gpu, kernel: MatmulKernel, name: &str, a: Vec<usize>, b: Vec<usize>, opts: MatmulOptions, epilogue: Epilogue, b_stored: DType) -> Case<'a> {
     // op(A) [batch, M, K] · op(B) [batch, K, N]
     let batch: usize = a[..a.len() - 2].iter().product();
     let (m, k) = if opts.trans_a { (a[a.len() - 1], a[a.len() - 2]) } else { (a[a.len() - 2], a[a.len() - 1]) };
@@ -383,7 +370,11 @@ impl Case<'_> {
 /// Median of sorted values.
 pub(super) fn median(sorted: &[f64]) -> f64 {
     let n = sorted.len();
-    if n % 2 == 1 { sorted[n / 2] } else { (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0 }
+    if n % 2 == 1 {
+        sorted[n / 2]
+    } else {
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+    }
 }
 
 /// "cross_entropy_forward+mean_forward": the entry points a profile saw, in launch order, and

@@ -16,8 +16,8 @@ mod report;
 mod step;
 pub mod tune;
 
-pub use report::train_step_text;
 pub use cases::Tune;
+pub use report::train_step_text;
 pub use step::{train_step, StepSetup};
 
 use crate::error::{Error, Result};
@@ -127,7 +127,17 @@ pub struct BenchOptions {
 
 impl BenchOptions {
     pub fn new(shape: StepShape) -> BenchOptions {
-        BenchOptions { shape, reps: 10, matmul_kernels: MatmulKernel::ALL.to_vec(), filter: Vec::new(), timing: None, train_step: false, plan: BlockPlan::default(), peak_gflops: None, precision: Precision::F32 }
+        BenchOptions {
+            shape,
+            reps: 10,
+            matmul_kernels: MatmulKernel::ALL.to_vec(),
+            filter: Vec::new(),
+            timing: None,
+            train_step: false,
+            plan: BlockPlan::default(),
+            peak_gflops: None,
+            precision: Precision::F32,
+        }
     }
 }
 
@@ -226,11 +236,7 @@ pub fn run(gpu: &Gpu, options: &BenchOptions, mut progress: impl FnMut(&BenchRes
 
 /// `wanted`, or by default GPU timestamps where the adapter has them and the host clock elsewhere.
 fn timing_for(gpu: &Gpu, wanted: Option<TimingMethod>) -> TimingMethod {
-    wanted.unwrap_or(if gpu.features().contains(wgpu::Features::TIMESTAMP_QUERY) {
-        TimingMethod::GpuTimestamps
-    } else {
-        TimingMethod::WallClock
-    })
+    wanted.unwrap_or(if gpu.features().contains(wgpu::Features::TIMESTAMP_QUERY) { TimingMethod::GpuTimestamps } else { TimingMethod::WallClock })
 }
 
 /// Run the benchmarks and print them: the table on stdout, a row as each case finishes, or with

@@ -73,10 +73,7 @@ pub fn train_step_text(t: &TrainStepResult) -> String {
 pub(super) fn header(adapter: &str, timing: TimingMethod, s: &StepShape, reps: usize, peak_gflops: Option<f64>) -> String {
     let mut out = format!("adapter: {adapter}\n");
     out += &format!("timing:  {}, median and range of {reps} repetitions\n", timing.name());
-    out += &format!(
-        "sizes:   batch {}, {} tokens, dim {}, {} heads, mlp {}, {} classes\n\n",
-        s.batch, s.tokens(), s.vit.embed_dim, s.vit.num_heads, s.vit.mlp_hidden, s.classes
-    );
+    out += &format!("sizes:   batch {}, {} tokens, dim {}, {} heads, mlp {}, {} classes\n\n", s.batch, s.tokens(), s.vit.embed_dim, s.vit.num_heads, s.vit.mlp_hidden, s.classes);
     out += "* marks the variant the engine takes for that shape (the fixed rule, or `vpt tune`'s cache where one is in use)\n\n";
     out + &table_header(peak_gflops)
 }
@@ -111,15 +108,5 @@ pub(super) fn table_row(r: &BenchResult, peak_gflops: Option<f64>) -> String {
         None => String::new(),
     };
     let chosen = if r.tune.as_ref().is_some_and(|t| t.chosen) { " *" } else { "" };
-    format!(
-        "{:<22} {:<36} {:<32} {:>11.3} {:>11.3} {:>11.3} {:>9} {:>8}{peak}\n",
-        r.kernel,
-        format!("{}{chosen}", r.variant),
-        r.shape,
-        r.median_ms,
-        r.min_ms,
-        r.max_ms,
-        rate(r.gflops),
-        rate(r.gbps)
-    )
+    format!("{:<22} {:<36} {:<32} {:>11.3} {:>11.3} {:>11.3} {:>9} {:>8}{peak}\n", r.kernel, format!("{}{chosen}", r.variant), r.shape, r.median_ms, r.min_ms, r.max_ms, rate(r.gflops), rate(r.gbps))
 }

@@ -43,12 +43,7 @@ impl Measured {
 /// Time every candidate at `options.shape` on `gpu` (`progress` sees each case as it finishes),
 /// and return the choices with what was measured.
 pub fn tune(gpu: &Gpu, options: &BenchOptions, mut progress: impl FnMut(&BenchResult)) -> Result<(KernelChoices, Vec<Measured>)> {
-    let options = BenchOptions {
-        matmul_kernels: MatmulKernel::ALL.into_iter().filter(|k| *k != MatmulKernel::Naive).collect(),
-        train_step: false,
-        precision: Precision::F32,
-        ..options.clone()
-    };
+    let options = BenchOptions { matmul_kernels: MatmulKernel::ALL.into_iter().filter(|k| *k != MatmulKernel::Naive).collect(), train_step: false, precision: Precision::F32, ..options.clone() };
     let mut results = run(gpu, &options, &mut progress)?.results;
     // Then the linear layers with f16 weights, which have choices of their own, where the
     // adapter can store f16.

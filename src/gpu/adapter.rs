@@ -33,10 +33,7 @@ pub fn backends_from_env() -> Result<wgpu::Backends> {
     let Ok(value) = std::env::var("WGPU_BACKEND") else { return Ok(wgpu::Backends::all()) };
     let backends = wgpu::Backends::from_comma_list(&value);
     if backends.is_empty() {
-        return Err(Error::Invalid {
-            what: "WGPU_BACKEND".into(),
-            msg: format!("{value:?} names no backend; use one or more of vulkan, metal, dx12, gl (comma-separated), or unset it"),
-        });
+        return Err(Error::Invalid { what: "WGPU_BACKEND".into(), msg: format!("{value:?} names no backend; use one or more of vulkan, metal, dx12, gl (comma-separated), or unset it") });
     }
     Ok(backends)
 }
@@ -50,10 +47,7 @@ fn new_instance(backends: wgpu::Backends) -> wgpu::Instance {
 /// Every adapter the given backends expose, for `vpt info`.
 pub fn list_adapters(backends: wgpu::Backends) -> Vec<AdapterReport> {
     let instance = new_instance(backends);
-    pollster::block_on(instance.enumerate_adapters(backends))
-        .into_iter()
-        .map(|a| AdapterReport { info: a.get_info(), features: a.features(), limits: a.limits() })
-        .collect()
+    pollster::block_on(instance.enumerate_adapters(backends)).into_iter().map(|a| AdapterReport { info: a.get_info(), features: a.features(), limits: a.limits() }).collect()
 }
 
 /// Preference among adapters: a real GPU before a software one, and a native API before GL
@@ -92,8 +86,7 @@ impl Gpu {
             return Err(Error::NoAdapter { backends: format!("{backends:?}") });
         }
         if let Ok(wanted) = std::env::var("WGPU_ADAPTER_NAME") {
-            let names: Vec<String> =
-                adapters.iter().map(|a| format!("{} ({:?})", a.get_info().name, a.get_info().backend)).collect();
+            let names: Vec<String> = adapters.iter().map(|a| format!("{} ({:?})", a.get_info().name, a.get_info().backend)).collect();
             adapters.retain(|a| a.get_info().name.to_lowercase().contains(&wanted.to_lowercase()));
             if adapters.is_empty() {
                 return Err(Error::AdapterNotFound { wanted, available: names });
@@ -120,13 +113,9 @@ impl Gpu {
         let downlevel = adapter.get_downlevel_capabilities().flags;
         let features = adapter_features & WANTED_FEATURES & !without;
         let limits = adapter.limits();
-        let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
-            label: Some("vpt-wgsl"),
-            required_features: features,
-            required_limits: limits.clone(),
-            ..Default::default()
-        }))
-        .map_err(|e| Error::Device(e.to_string()))?;
+        let (device, queue) =
+            pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor { label: Some("vpt-wgsl"), required_features: features, required_limits: limits.clone(), ..Default::default() }))
+                .map_err(|e| Error::Device(e.to_string()))?;
 
         // Without a handler wgpu panics on errors that happen outside an error scope; we keep them
         // and report them from the next flush instead.

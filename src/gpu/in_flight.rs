@@ -101,4 +101,3 @@ impl Gpu {
         self.pending().pending.in_flight.most_left
     }
 }
-

@@ -232,14 +232,7 @@ impl Gpu {
             return Ok(self.track_created(buffer, size, None));
         }
         self.inner.memory.created.fetch_add(1, Ordering::Relaxed);
-        let buffer = self.scoped(what, || {
-            self.inner.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some(what),
-                size,
-                usage: storage_usage(),
-                mapped_at_creation: false,
-            })
-        })?;
+        let buffer = self.scoped(what, || self.inner.device.create_buffer(&wgpu::BufferDescriptor { label: Some(what), size, usage: storage_usage(), mapped_at_creation: false }))?;
         Ok(self.track_created(buffer, size, None))
     }
 
@@ -261,26 +254,14 @@ impl Gpu {
         };
         let size = contents.len() as u64;
         if let Some(buffer) = self.inner.memory.take_idle(size) {
-            let staging = self.scoped(what, || {
-                self.inner.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                    label: Some("upload"),
-                    contents,
-                    usage: wgpu::BufferUsages::COPY_SRC,
-                })
-            })?;
+            let staging = self.scoped(what, || self.inner.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some("upload"), contents, usage: wgpu::BufferUsages::COPY_SRC }))?;
             // The staging buffer lives on inside wgpu until the copy has run.
             self.record(|encoder| encoder.copy_buffer_to_buffer(&staging, 0, &buffer, 0, size));
             self.inner.memory.note_released(size);
             return Ok(self.track_created(buffer, size, Some(contents)));
         }
         self.inner.memory.created.fetch_add(1, Ordering::Relaxed);
-        let buffer = self.scoped(what, || {
-            self.inner.device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some(what),
-                contents,
-                usage: storage_usage(),
-            })
-        })?;
+        let buffer = self.scoped(what, || self.inner.device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some(what), contents, usage: storage_usage() }))?;
         Ok(self.track_created(buffer, size, Some(contents)))
     }
 

@@ -42,9 +42,9 @@ pub use in_flight::{MAX_IN_FLIGHT, MAX_RELEASED_BEFORE_SUBMIT};
 pub use memory::GpuBuffer;
 pub use profile::{KernelTime, Profile, TimingMethod};
 pub(crate) use shader::wgsl_shader;
+pub use shader::{Access, Bind, Constants, LaunchRecord, ParamType, Params, Shader, WG_1D};
 pub use trace::{BlobRange, Trace, TraceOp, TracedShader};
 pub use tuning::KernelChoices;
-pub use shader::{Access, Bind, Constants, LaunchRecord, ParamType, Params, Shader, WG_1D};
 
 use crate::error::{Error, Result};
 
@@ -118,25 +118,26 @@ impl Gpu {
     }
 
     /// [`Gpu::dispatch`] of an entry point whose `override` constants take the values `constants`.
-    pub fn dispatch_specialized(
-        &self,
-        shader: &Shader,
-        entry: &'static str,
-        constants: Constants,
-        params: &Params,
-        buffers: &[Bind],
-        workgroups: [u32; 3],
-    ) -> Result<()> {
+    pub fn dispatch_specialized(&self, shader: &Shader, entry: &'static str, constants: Constants, params: &Params, buffers: &[Bind], workgroups: [u32; 3]) -> Result<()> {
         let op = format!("{}::{entry}", shader.name);
         if !self.inner.downlevel.contains(shader.needs_downlevel) {
-            return Err(Error::Gpu { op, msg: format!("{} lacks {:?}, which this kernel needs (`vpt info` describes each adapter); use --precision f32", self.describe(), shader.needs_downlevel - self.inner.downlevel) });
+            return Err(Error::Gpu {
+                op,
+                msg: format!("{} lacks {:?}, which this kernel needs (`vpt info` describes each adapter); use --precision f32", self.describe(), shader.needs_downlevel - self.inner.downlevel),
+            });
         }
         // A buffer of f16 values read as f32 (or the reverse) would give garbage, not an error.
         for b in buffers {
             let wants_f16 = shader.f16_bindings.contains(&b.binding);
             if b.buffer.holds_f16() != wants_f16 {
                 let (holds, reads) = if wants_f16 { ("f32", "f16") } else { ("f16", "f32") };
-                return Err(Error::Gpu { op, msg: format!("binding {} holds {holds} values but the kernel reads {reads} there (only a frozen weight, as a matmul's B operand, and an activation kept as f16 may be f16)", b.binding) });
+                return Err(Error::Gpu {
+                    op,
+                    msg: format!(
+                        "binding {} holds {holds} values but the kernel reads {reads} there (only a frozen weight, as a matmul's B operand, and an activation kept as f16 may be f16)",
+                        b.binding
+                    ),
+                });
             }
         }
         let max = self.inner.limits.max_compute_workgroups_per_dimension;
@@ -150,11 +151,7 @@ impl Gpu {
         // small uniform buffer made for this launch; the others are the tensors' buffers.
         let device = &self.inner.device;
         let bind_group = self.scoped(&op, || {
-            let uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor {
-                label: Some("params"),
-                contents: &params.padded_bytes(),
-                usage: wgpu::BufferUsages::UNIFORM,
-            });
+            let uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some("params"), contents: &params.padded_bytes(), usage: wgpu::BufferUsages::UNIFORM });
             let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() }];
             entries.extend(buffers.iter().map(|b| wgpu::BindGroupEntry { binding: b.binding, resource: b.buffer.buffer.as_entire_binding() }));
             device.create_bind_group(&wgpu::BindGroupDescriptor {
@@ -268,13 +265,7 @@ impl Gpu {
         self.inner.dispatches.fetch_add(1, Ordering::Relaxed);
         let mut launches = self.inner.launches.lock().unwrap();
         let record = launches.entry(op).or_default();
-        *record = LaunchRecord {
-            source: shader.source,
-            entry,
-            params: params.fields().to_vec(),
-            bindings: buffers.iter().map(|b| (b.binding, b.access)).collect(),
-            count: record.count + 1,
-        };
+        *record = LaunchRecord { source: shader.source, entry, params: params.fields().to_vec(), bindings: buffers.iter().map(|b| (b.binding, b.access)).collect(), count: record.count + 1 };
     }
 
     /// A grid of `n` workgroups laid out in x then y, since one dimension holds at most 65535

@@ -85,9 +85,7 @@ impl Gpu {
             Some(dir) => std::borrow::Cow::Owned(shader.source_in(dir)?),
             None => std::borrow::Cow::Borrowed(shader.source),
         };
-        let module = self.scoped(shader.name, || {
-            self.inner.device.create_shader_module(wgpu::ShaderModuleDescriptor { label: Some(shader.name), source: wgpu::ShaderSource::Wgsl(source) })
-        })?;
+        let module = self.scoped(shader.name, || self.inner.device.create_shader_module(wgpu::ShaderModuleDescriptor { label: Some(shader.name), source: wgpu::ShaderSource::Wgsl(source) }))?;
         modules.insert(shader.name, module.clone());
         Ok(module)
     }

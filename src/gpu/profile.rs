@@ -9,7 +9,6 @@ use std::time::Instant;
 use super::{Gpu, Pending, MAX_PENDING_DISPATCHES};
 use crate::error::{Error, Result};
 
-
 /// How [`Gpu::profile`] timed the kernels.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum TimingMethod {
@@ -82,18 +81,9 @@ impl Profiler {
         }
         let index = 2 * self.names.len() as u32;
         self.names.push(name.to_string());
-        let queries = self.queries.get_or_insert_with(|| {
-            device.create_query_set(&wgpu::QuerySetDescriptor {
-                label: Some("kernel timestamps"),
-                ty: wgpu::QueryType::Timestamp,
-                count: TIMESTAMP_QUERIES,
-            })
-        });
-        Some(wgpu::ComputePassTimestampWrites {
-            query_set: queries,
-            beginning_of_pass_write_index: Some(index),
-            end_of_pass_write_index: Some(index + 1),
-        })
+        let queries =
+            self.queries.get_or_insert_with(|| device.create_query_set(&wgpu::QuerySetDescriptor { label: Some("kernel timestamps"), ty: wgpu::QueryType::Timestamp, count: TIMESTAMP_QUERIES }));
+        Some(wgpu::ComputePassTimestampWrites { query_set: queries, beginning_of_pass_write_index: Some(index), end_of_pass_write_index: Some(index + 1) })
     }
 
     /// At the end of an encoder about to be submitted: copy its timestamps into a buffer we can
@@ -127,11 +117,7 @@ impl Gpu {
     /// # Ok(()) }
     /// ```
     pub fn profile<T>(&self, ops: impl FnOnce() -> Result<T>) -> Result<(T, Profile)> {
-        let method = if self.inner.features.contains(wgpu::Features::TIMESTAMP_QUERY) {
-            TimingMethod::GpuTimestamps
-        } else {
-            TimingMethod::WallClock
-        };
+        let method = if self.inner.features.contains(wgpu::Features::TIMESTAMP_QUERY) { TimingMethod::GpuTimestamps } else { TimingMethod::WallClock };
         self.profile_with(method, ops)
     }
 
@@ -140,10 +126,7 @@ impl Gpu {
     pub fn profile_with<T>(&self, method: TimingMethod, ops: impl FnOnce() -> Result<T>) -> Result<(T, Profile)> {
         let _turn = self.turn();
         if method == TimingMethod::GpuTimestamps && !self.inner.features.contains(wgpu::Features::TIMESTAMP_QUERY) {
-            return Err(Error::Gpu {
-                op: "profile".into(),
-                msg: format!("{} has no timestamp queries (Features::TIMESTAMP_QUERY); time on the host clock instead", self.describe()),
-            });
+            return Err(Error::Gpu { op: "profile".into(), msg: format!("{} has no timestamp queries (Features::TIMESTAMP_QUERY); time on the host clock instead", self.describe()) });
         }
         self.flush()?;
         self.wait()?;
@@ -224,4 +207,3 @@ impl Pending {
         self.profiler.as_mut().and_then(|p| p.time_pass(device, op))
     }
 }
-

@@ -12,12 +12,7 @@ impl Gpu {
         let _turn = self.turn();
         let size = bytes.max(4).next_multiple_of(4);
         let staging = self.scoped("read", || {
-            self.inner.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("readback"),
-                size,
-                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-                mapped_at_creation: false,
-            })
+            self.inner.device.create_buffer(&wgpu::BufferDescriptor { label: Some("readback"), size, usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST, mapped_at_creation: false })
         })?;
         // The copy goes after every kernel already recorded, in the same submission.
         self.submit_pending(|encoder| encoder.copy_buffer_to_buffer(&buffer.buffer, 0, &staging, 0, size))?;
@@ -26,9 +21,7 @@ impl Gpu {
             let _ = tx.send(r);
         });
         self.wait()?;
-        rx.recv()
-            .map_err(|_| Error::Gpu { op: "read".into(), msg: "map callback never ran".into() })?
-            .map_err(|e| Error::Gpu { op: "read".into(), msg: e.to_string() })?;
+        rx.recv().map_err(|_| Error::Gpu { op: "read".into(), msg: "map callback never ran".into() })?.map_err(|e| Error::Gpu { op: "read".into(), msg: e.to_string() })?;
         let bytes_out = {
             let view = staging.get_mapped_range(..).map_err(|e| Error::Gpu { op: "read".into(), msg: e.to_string() })?;
             view[..bytes as usize].to_vec()
@@ -51,10 +44,7 @@ impl Gpu {
     /// Block until the GPU has finished everything submitted.
     pub fn wait(&self) -> Result<()> {
         let _turn = self.turn();
-        self.inner
-            .device
-            .poll(wgpu::PollType::wait_indefinitely())
-            .map_err(|e| Error::Gpu { op: "wait".into(), msg: e.to_string() })?;
+        self.inner.device.poll(wgpu::PollType::wait_indefinitely()).map_err(|e| Error::Gpu { op: "wait".into(), msg: e.to_string() })?;
         Ok(())
     }
 

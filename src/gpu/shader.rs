@@ -40,9 +40,7 @@ impl Shader {
     /// The source as [`Shader::source`] assembles it, but read from the files under `dir` (a copy
     /// of `wgsl/`, perhaps edited).
     pub fn source_in(&self, dir: &std::path::Path) -> crate::error::Result<String> {
-        let read = |path: std::path::PathBuf| {
-            std::fs::read_to_string(&path).map_err(|e| crate::error::Error::invalid("--wgsl-dir", format!("{}: {e}", path.display())))
-        };
+        let read = |path: std::path::PathBuf| std::fs::read_to_string(&path).map_err(|e| crate::error::Error::invalid("--wgsl-dir", format!("{}: {e}", path.display())));
         let mut source = String::new();
         for lib in self.uses {
             source += &read(dir.join("lib").join(format!("{lib}.wgsl")))?;

@@ -22,10 +22,33 @@ use super::shader::{Access, Shader};
 /// One recorded GPU operation. Buffer ids are [`super::GpuBuffer`]'s, unique in the process.
 #[derive(Clone, Debug)]
 pub enum TraceOp {
-    Create { id: u64, bytes: u64, data: Option<BlobRange> },
-    Dispatch { kernel: String, shader: usize, entry: &'static str, constants: Vec<(&'static str, f64)>, params: Vec<u8>, param_names: Vec<&'static str>, bindings: Vec<(u32, u64, Access)>, grid: [u32; 3] },
-    Copy { src: u64, dst: u64, bytes: u64 },
-    Read { id: u64, bytes: u64, data: BlobRange, f16: bool, label: Option<String> },
+    Create {
+        id: u64,
+        bytes: u64,
+        data: Option<BlobRange>,
+    },
+    Dispatch {
+        kernel: String,
+        shader: usize,
+        entry: &'static str,
+        constants: Vec<(&'static str, f64)>,
+        params: Vec<u8>,
+        param_names: Vec<&'static str>,
+        bindings: Vec<(u32, u64, Access)>,
+        grid: [u32; 3],
+    },
+    Copy {
+        src: u64,
+        dst: u64,
+        bytes: u64,
+    },
+    Read {
+        id: u64,
+        bytes: u64,
+        data: BlobRange,
+        f16: bool,
+        label: Option<String>,
+    },
 }
 
 /// Where some bytes sit in the trace's blob.
@@ -96,8 +119,7 @@ impl Trace {
     /// The trace as one file: an 8-byte little-endian length N, N bytes of JSON (the manifest:
     /// `workload`, `recorded_on`, `shaders`, `ops`), then the blob. `docs/trace.md` describes it.
     pub fn to_file_bytes(&self, workload: &str, recorded_on: &str) -> Vec<u8> {
-        let shaders: Vec<serde_json::Value> =
-            self.shaders.iter().map(|s| serde_json::json!({ "name": s.name, "needs": s.needs, "source": s.source })).collect();
+        let shaders: Vec<serde_json::Value> = self.shaders.iter().map(|s| serde_json::json!({ "name": s.name, "needs": s.needs, "source": s.source })).collect();
         let ops: Vec<serde_json::Value> = self.ops.iter().map(op_json).collect();
         let manifest = serde_json::json!({
             "format": "vpt-trace 1",
@@ -131,10 +153,7 @@ fn op_json(op: &TraceOp) -> serde_json::Value {
             let constants: serde_json::Map<String, serde_json::Value> = constants.iter().map(|&(k, v)| (k.to_string(), json!(v))).collect();
             // The uniform block as 32-bit words: every field is a u32 or an f32.
             let words: Vec<u32> = params.chunks_exact(4).map(|w| u32::from_le_bytes([w[0], w[1], w[2], w[3]])).collect();
-            let bindings: Vec<serde_json::Value> = bindings
-                .iter()
-                .map(|&(binding, id, access)| json!([binding, id, if access == Access::ReadWrite { "read_write" } else { "read" }]))
-                .collect();
+            let bindings: Vec<serde_json::Value> = bindings.iter().map(|&(binding, id, access)| json!([binding, id, if access == Access::ReadWrite { "read_write" } else { "read" }])).collect();
             json!({ "op": "dispatch", "kernel": kernel, "shader": shader, "entry": entry, "constants": constants,
                     "params": words, "param_names": param_names, "bindings": bindings, "grid": grid })
         }

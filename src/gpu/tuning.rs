@@ -101,7 +101,10 @@ impl Gpu {
         if (&choices.adapter, &choices.backend, &choices.driver) != (&here.adapter, &here.backend, &here.driver) {
             return Err(Error::Format {
                 path: path.display().to_string(),
-                msg: format!("measured on {} ({}, {}), not this {} ({}, {}); delete it or run `vpt tune` again", choices.adapter, choices.backend, choices.driver, here.adapter, here.backend, here.driver),
+                msg: format!(
+                    "measured on {} ({}, {}), not this {} ({}, {}); delete it or run `vpt tune` again",
+                    choices.adapter, choices.backend, choices.driver, here.adapter, here.backend, here.driver
+                ),
             });
         }
         self.use_choices(choices);

@@ -8,9 +8,9 @@ use super::kept::{KeepAs, Kept};
 use super::ops::{linear_backward, LINEAR};
 use super::{Graph, Var};
 use crate::error::{Error, Result};
+use crate::kernels::attention::AttentionOut;
 use crate::kernels::layernorm::{self, AddLayerNormOut};
 use crate::kernels::matmul::{self, MatmulGeluOut, MatmulNeed, MatmulOptions};
-use crate::kernels::attention::AttentionOut;
 use crate::kernels::{attention, heads, patch, softmax, tokens};
 use crate::tensor::Tensor;
 

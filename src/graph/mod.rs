@@ -147,13 +147,7 @@ impl Graph {
 
     /// Record an op with one output. `backward(dy, needs)` gets the output's gradient and which
     /// inputs need one, and returns one gradient per input (None where not needed).
-    pub(crate) fn record(
-        &self,
-        op: &'static str,
-        inputs: &[&Var],
-        value: Tensor,
-        backward: impl FnOnce(&Tensor, &[bool]) -> Result<Vec<Option<Tensor>>> + 'static,
-    ) -> Result<Var> {
+    pub(crate) fn record(&self, op: &'static str, inputs: &[&Var], value: Tensor, backward: impl FnOnce(&Tensor, &[bool]) -> Result<Vec<Option<Tensor>>> + 'static) -> Result<Var> {
         let out_shape = value.shape().to_vec();
         let mut vars = self.record_multi(op, inputs, vec![value], move |dys: &[Option<Tensor>], needs: &[bool]| {
             let dy = dys[0].as_ref().ok_or_else(|| Error::shape(op, format!("no gradient for output {out_shape:?}")))?;
@@ -172,13 +166,7 @@ impl Graph {
     }
 
     /// Record an op with several outputs (e.g. splitting qkv into q, k, v).
-    pub(crate) fn record_multi(
-        &self,
-        op: &'static str,
-        inputs: &[&Var],
-        values: Vec<Tensor>,
-        backward: impl FnOnce(&[Option<Tensor>], &[bool]) -> Result<Vec<Option<Tensor>>> + 'static,
-    ) -> Vec<Var> {
+    pub(crate) fn record_multi(&self, op: &'static str, inputs: &[&Var], values: Vec<Tensor>, backward: impl FnOnce(&[Option<Tensor>], &[bool]) -> Result<Vec<Option<Tensor>>> + 'static) -> Vec<Var> {
         let requires_grad = self.recording && inputs.iter().any(|v| v.requires_grad);
         let outputs: Vec<Var> = values.into_iter().map(|value| Var { id: self.fresh_id(), value, requires_grad }).collect();
         if requires_grad {

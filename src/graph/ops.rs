@@ -76,7 +76,12 @@ impl Graph {
     pub fn bias_add(&self, x: &Var, b: &Var) -> Result<Var> {
         let y = elementwise::bias_add_forward(x.value(), b.value())?;
         self.record("bias_add", &[x, b], y, |dy, needs| {
-            let (dx, db) = if needs[1] { let (dx, db) = elementwise::bias_add_backward(dy)?; (dx, Some(db)) } else { (dy.clone(), None) };
+            let (dx, db) = if needs[1] {
+                let (dx, db) = elementwise::bias_add_backward(dy)?;
+                (dx, Some(db))
+            } else {
+                (dy.clone(), None)
+            };
             Ok(vec![Some(dx), db])
         })
     }
@@ -131,9 +136,7 @@ impl Graph {
     pub fn cross_entropy(&self, logits: &Var, labels: &Labels) -> Result<Var> {
         let CrossEntropyOut { loss, probs, .. } = cross_entropy::cross_entropy_forward(logits.value(), labels)?;
         let labels = labels.clone();
-        self.record("cross_entropy", &[logits], loss, move |dloss, _| {
-            Ok(vec![Some(cross_entropy::cross_entropy_backward(&probs, &labels, dloss)?)])
-        })
+        self.record("cross_entropy", &[logits], loss, move |dloss, _| Ok(vec![Some(cross_entropy::cross_entropy_backward(&probs, &labels, dloss)?)]))
     }
 
     /// Dropout with a host-generated mask (identity when p = 0).
@@ -146,11 +149,8 @@ impl Graph {
         }
         let keep = 1.0 / (1.0 - dropout.p);
         let mut state = dropout.seed;
-        let mask: Vec<f32> = (0..x.value().numel())
-            .map(|_| if crate::rng::next_unit(&mut state) < dropout.p as f64 { 0.0 } else { keep })
-            .collect();
+        let mask: Vec<f32> = (0..x.value().numel()).map(|_| if crate::rng::next_unit(&mut state) < dropout.p as f64 { 0.0 } else { keep }).collect();
         let mask = self.constant(Tensor::from_slice(&self.gpu, x.shape(), &mask)?);
         self.mul(x, &mask)
     }
-
 }

@@ -7,10 +7,10 @@
 
 use super::{expect_rank, grid_1d, same_device, same_shape};
 use crate::error::{Error, Result};
-use crate::gpu::{Bind, Gpu, Params, wgsl_shader};
+use crate::gpu::{wgsl_shader, Bind, Gpu, Params};
 use crate::tensor::Tensor;
 
-wgsl_shader!("attention", uses ["flat"]);
+wgsl_shader!("attention", uses["flat"]);
 
 /// The widest head the fused kernels take, `MAX_HD` in the WGSL: each invocation accumulates
 /// its rows' outputs over this many columns.

@@ -3,10 +3,10 @@
 //! `wgsl/cross_entropy.wgsl`; the batch mean is `reduce::mean_forward`.
 
 use super::reduce::mean_forward;
-use super::{grid_rows, row_reduce_shader};
 use super::{expect_rank, grid_1d, same_device};
+use super::{grid_rows, row_reduce_shader};
 use crate::error::{Error, Result};
-use crate::gpu::{Bind, Gpu, Params, Shader, wgsl_shader};
+use crate::gpu::{wgsl_shader, Bind, Gpu, Params, Shader};
 use crate::tensor::{Labels, Tensor};
 
 wgsl_shader!("cross_entropy", uses ["flat", "row_reduce"]);
@@ -65,18 +65,12 @@ pub fn cross_entropy_backward(probs: &Tensor, labels: &Labels, dloss: &Tensor) -
 fn check_batch(op: &'static str, t: &Tensor, name: &str, labels: &Labels) -> Result<()> {
     expect_rank(op, t, name, 2, "[B, C]")?;
     if labels.len() != t.shape()[0] {
-        return Err(Error::shape(
-            op,
-            format!("{name} has shape {:?} (B = {}) but labels has shape [{}]; they need one label per row", t.shape(), t.shape()[0], labels.len()),
-        ));
+        return Err(Error::shape(op, format!("{name} has shape {:?} (B = {}) but labels has shape [{}]; they need one label per row", t.shape(), t.shape()[0], labels.len())));
     }
     // Labels were checked to lie below their class count when uploaded; that count must be C, or
     // a label could index past the row.
     if labels.num_classes() != t.shape()[1] {
-        return Err(Error::shape(
-            op,
-            format!("{name} has shape {:?} (C = {}) but the labels were made for {} classes", t.shape(), t.shape()[1], labels.num_classes()),
-        ));
+        return Err(Error::shape(op, format!("{name} has shape {:?} (C = {}) but the labels were made for {} classes", t.shape(), t.shape()[1], labels.num_classes())));
     }
     Ok(())
 }

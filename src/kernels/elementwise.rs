@@ -3,11 +3,11 @@
 
 use super::{grid_1d, same_device, same_shape};
 use crate::error::{Error, Result};
-use crate::gpu::{Bind, Params, wgsl_shader};
+use crate::gpu::{wgsl_shader, Bind, Params};
 use crate::kernels::reduce;
 use crate::tensor::Tensor;
 
-wgsl_shader!("elementwise", uses ["flat"]);
+wgsl_shader!("elementwise", uses["flat"]);
 
 /// y = a + b. a, b: same shape → y: that shape.
 pub fn add_forward(a: &Tensor, b: &Tensor) -> Result<Tensor> {
@@ -47,10 +47,7 @@ pub fn mul_backward(a: &Tensor, b: &Tensor, dy: &Tensor, need_a: bool, need_b: b
 pub fn bias_add_forward(x: &Tensor, bias: &Tensor) -> Result<Tensor> {
     same_device("bias_add_forward", x, bias)?;
     if bias.rank() != 1 || bias.numel() != x.last_dim() {
-        return Err(Error::shape(
-            "bias_add_forward",
-            format!("bias must be [{}] to match the last axis of x {:?}, got {:?}", x.last_dim(), x.shape(), bias.shape()),
-        ));
+        return Err(Error::shape("bias_add_forward", format!("bias must be [{}] to match the last axis of x {:?}, got {:?}", x.last_dim(), x.shape(), bias.shape())));
     }
     let y = x.empty_like_shape(x.shape())?;
     let params = elementwise_params(x.numel(), x.last_dim(), 0.0);

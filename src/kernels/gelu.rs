@@ -4,7 +4,7 @@
 
 use super::{grid_1d, same_device, same_shape};
 use crate::error::Result;
-use crate::gpu::{Bind, Params, wgsl_shader};
+use crate::gpu::{wgsl_shader, Bind, Params};
 use crate::tensor::Tensor;
 
 wgsl_shader!("gelu", uses ["flat", "gelu_math"]);

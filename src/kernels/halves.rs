@@ -10,7 +10,7 @@
 
 use super::grid_1d;
 use crate::error::{Error, Result};
-use crate::gpu::{Bind, Params, wgsl_shader};
+use crate::gpu::{wgsl_shader, Bind, Params};
 use crate::tensor::{DType, Tensor};
 
 // pack2x16float and unpack2x16float: wgpu's downlevel SHADER_F16_IN_F32, which every backend has

@@ -2,10 +2,10 @@
 
 use super::{expect_rank, grid_1d, same_device, same_shape};
 use crate::error::{Error, Result};
-use crate::gpu::{Bind, Params, wgsl_shader};
+use crate::gpu::{wgsl_shader, Bind, Params};
 use crate::tensor::Tensor;
 
-wgsl_shader!("heads", uses ["flat"]);
+wgsl_shader!("heads", uses["flat"]);
 
 /// q, k, v: [B, H, T, hd] each.
 #[derive(Debug)]
@@ -68,13 +68,7 @@ pub fn merge_heads_forward(x: &Tensor) -> Result<Tensor> {
     let (batch, heads, tokens, head_dim) = (x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3]);
     let y = x.empty_like_shape(&[batch, tokens, heads * head_dim])?;
     let gpu = x.gpu();
-    gpu.dispatch(
-        &SHADER,
-        "merge_heads_forward",
-        &head_params(batch, tokens, heads, head_dim),
-        &[Bind::read(9, x.buffer()), Bind::read_write(10, y.buffer())],
-        grid_1d(gpu, x.numel())?,
-    )?;
+    gpu.dispatch(&SHADER, "merge_heads_forward", &head_params(batch, tokens, heads, head_dim), &[Bind::read(9, x.buffer()), Bind::read_write(10, y.buffer())], grid_1d(gpu, x.numel())?)?;
     Ok(y)
 }
 
@@ -89,12 +83,6 @@ pub fn merge_heads_backward(dy: &Tensor, heads: usize) -> Result<Tensor> {
     let head_dim = width / heads;
     let dx = dy.empty_like_shape(&[batch, heads, tokens, head_dim])?;
     let gpu = dy.gpu();
-    gpu.dispatch(
-        &SHADER,
-        "merge_heads_backward",
-        &head_params(batch, tokens, heads, head_dim),
-        &[Bind::read(9, dy.buffer()), Bind::read_write(10, dx.buffer())],
-        grid_1d(gpu, dy.numel())?,
-    )?;
+    gpu.dispatch(&SHADER, "merge_heads_backward", &head_params(batch, tokens, heads, head_dim), &[Bind::read(9, dy.buffer()), Bind::read_write(10, dx.buffer())], grid_1d(gpu, dy.numel())?)?;
     Ok(dx)
 }

@@ -1,10 +1,10 @@
 //! LayerNorm over the last axis with `torch.nn.LayerNorm` semantics (biased variance, eps inside
 //! the square root). Kernels in `wgsl/layernorm.wgsl`.
 
-use super::{grid_rows, row_reduce_shader};
 use super::{grid_1d, same_device, same_shape};
+use super::{grid_rows, row_reduce_shader};
 use crate::error::{Error, Result};
-use crate::gpu::{Bind, Gpu, Params, Shader, wgsl_shader};
+use crate::gpu::{wgsl_shader, Bind, Gpu, Params, Shader};
 use crate::tensor::Tensor;
 
 wgsl_shader!("layernorm", uses ["flat", "row_reduce"]);
@@ -60,7 +60,14 @@ pub fn layernorm_forward(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f32) -
     let mean = x.empty_like_shape(&[rows])?;
     let rstd = x.empty_like_shape(&[rows])?;
     let params = Params::new().dim("rows", rows).dim("d", d).f32("eps", eps);
-    let buffers = [Bind::read(1, x.buffer()), Bind::read(2, weight.buffer()), Bind::read(3, bias.buffer()), Bind::read_write(4, y.buffer()), Bind::read_write(5, mean.buffer()), Bind::read_write(6, rstd.buffer())];
+    let buffers = [
+        Bind::read(1, x.buffer()),
+        Bind::read(2, weight.buffer()),
+        Bind::read(3, bias.buffer()),
+        Bind::read_write(4, y.buffer()),
+        Bind::read_write(5, mean.buffer()),
+        Bind::read_write(6, rstd.buffer()),
+    ];
     x.gpu().dispatch(shader(x.gpu()), op, &params, &buffers, grid_rows(x.gpu(), op, rows)?)?;
     Ok(LayerNormOut { y, mean, rstd })
 }
@@ -97,14 +104,7 @@ pub fn add_layernorm_forward(x: &Tensor, r: &Tensor, weight: &Tensor, bias: &Ten
 /// Gradients of [`layernorm_forward`]. x, dy: [..., D]; weight: [D]; mean, rstd: [rows] from the
 /// forward. dx always; dweight = Σ_rows dy·x̂ and dbias = Σ_rows dy only when `need_params`
 /// (a frozen backbone's LayerNorm skips that kernel entirely).
-pub fn layernorm_backward(
-    x: &Tensor,
-    weight: &Tensor,
-    mean: &Tensor,
-    rstd: &Tensor,
-    dy: &Tensor,
-    need_params: bool,
-) -> Result<LayerNormGrads> {
+pub fn layernorm_backward(x: &Tensor, weight: &Tensor, mean: &Tensor, rstd: &Tensor, dy: &Tensor, need_params: bool) -> Result<LayerNormGrads> {
     backward("layernorm_backward", x, weight, mean, rstd, dy, None, need_params)
 }
 
@@ -114,30 +114,13 @@ pub fn layernorm_backward(
 /// two gradients of s need no add kernel of their own. dweight, dbias as in
 /// [`layernorm_backward`]. (Where no gradient reached y, the gradient of s is dsum itself; where
 /// none reached s, [`layernorm_backward`] on s.)
-pub fn add_layernorm_backward(
-    sum: &Tensor,
-    weight: &Tensor,
-    mean: &Tensor,
-    rstd: &Tensor,
-    dy: &Tensor,
-    dsum: &Tensor,
-    need_params: bool,
-) -> Result<LayerNormGrads> {
+pub fn add_layernorm_backward(sum: &Tensor, weight: &Tensor, mean: &Tensor, rstd: &Tensor, dy: &Tensor, dsum: &Tensor, need_params: bool) -> Result<LayerNormGrads> {
     backward("add_layernorm_backward", sum, weight, mean, rstd, dy, Some(dsum), need_params)
 }
 
 /// The backward of both: dx = [dsum +] LN'(dy), then dweight and dbias if asked for.
 #[allow(clippy::too_many_arguments)]
-fn backward(
-    op: &'static str,
-    x: &Tensor,
-    weight: &Tensor,
-    mean: &Tensor,
-    rstd: &Tensor,
-    dy: &Tensor,
-    dsum: Option<&Tensor>,
-    need_params: bool,
-) -> Result<LayerNormGrads> {
+fn backward(op: &'static str, x: &Tensor, weight: &Tensor, mean: &Tensor, rstd: &Tensor, dy: &Tensor, dsum: Option<&Tensor>, need_params: bool) -> Result<LayerNormGrads> {
     check_width(op, x, weight, "weight")?;
     check_row_stats(op, x, mean, "mean")?;
     check_row_stats(op, x, rstd, "rstd")?;
@@ -155,7 +138,8 @@ fn backward(
     let params = Params::new().dim("rows", rows).dim("d", d).f32("eps", 0.0);
 
     let dx = x.empty_like_shape(x.shape())?;
-    let mut buffers = vec![Bind::read(1, x.buffer()), Bind::read(2, weight.buffer()), Bind::read(7, mean.buffer()), Bind::read(8, rstd.buffer()), Bind::read(9, dy.buffer()), Bind::read_write(10, dx.buffer())];
+    let mut buffers =
+        vec![Bind::read(1, x.buffer()), Bind::read(2, weight.buffer()), Bind::read(7, mean.buffer()), Bind::read(8, rstd.buffer()), Bind::read(9, dy.buffer()), Bind::read_write(10, dx.buffer())];
     let entry = match dsum {
         Some(dsum) => {
             buffers.push(Bind::read(15, dsum.buffer()));
@@ -170,7 +154,14 @@ fn backward(
 
     let dweight = x.empty_like_shape(&[d])?;
     let dbias = x.empty_like_shape(&[d])?;
-    let buffers = [Bind::read(1, x.buffer()), Bind::read(7, mean.buffer()), Bind::read(8, rstd.buffer()), Bind::read(9, dy.buffer()), Bind::read_write(11, dweight.buffer()), Bind::read_write(12, dbias.buffer())];
+    let buffers = [
+        Bind::read(1, x.buffer()),
+        Bind::read(7, mean.buffer()),
+        Bind::read(8, rstd.buffer()),
+        Bind::read(9, dy.buffer()),
+        Bind::read_write(11, dweight.buffer()),
+        Bind::read_write(12, dbias.buffer()),
+    ];
     gpu.dispatch(shader(gpu), "layernorm_backward_params", &params, &buffers, grid_1d(gpu, d)?)?;
     Ok(LayerNormGrads { dx, dweight: Some(dweight), dbias: Some(dbias) })
 }
@@ -189,10 +180,7 @@ fn check_affine(op: &'static str, x: &Tensor, weight: &Tensor, bias: &Tensor, ep
 fn check_width(op: &'static str, x: &Tensor, t: &Tensor, name: &str) -> Result<()> {
     same_device(op, x, t)?;
     if t.shape() != [x.last_dim()] {
-        return Err(Error::shape(
-            op,
-            format!("{name} has shape {:?} but x has shape {:?}; {name} must be [{}]", t.shape(), x.shape(), x.last_dim()),
-        ));
+        return Err(Error::shape(op, format!("{name} has shape {:?} but x has shape {:?}; {name} must be [{}]", t.shape(), x.shape(), x.last_dim())));
     }
     Ok(())
 }
@@ -201,10 +189,7 @@ fn check_width(op: &'static str, x: &Tensor, t: &Tensor, name: &str) -> Result<(
 fn check_row_stats(op: &'static str, x: &Tensor, stat: &Tensor, name: &str) -> Result<()> {
     same_device(op, x, stat)?;
     if stat.shape() != [x.rows()] {
-        return Err(Error::shape(
-            op,
-            format!("{name} has shape {:?} but x has shape {:?} ({} rows); {name} must be [{}]", stat.shape(), x.shape(), x.rows(), x.rows()),
-        ));
+        return Err(Error::shape(op, format!("{name} has shape {:?} but x has shape {:?} ({} rows); {name} must be [{}]", stat.shape(), x.shape(), x.rows(), x.rows())));
     }
     Ok(())
 }

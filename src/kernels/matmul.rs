@@ -22,7 +22,7 @@
 
 use super::{reduce, same_device};
 use crate::error::{Error, Result};
-use crate::gpu::{Bind, Gpu, Params, wgsl_shader};
+use crate::gpu::{wgsl_shader, Bind, Gpu, Params};
 use crate::tensor::{DType, Tensor};
 
 wgsl_shader!("matmul", uses ["matmul_b_f32", "gelu_math"]);
@@ -76,16 +76,8 @@ pub enum MatmulKernel {
 }
 
 impl MatmulKernel {
-    pub const ALL: [MatmulKernel; 8] = [
-        MatmulKernel::Naive,
-        MatmulKernel::Tiled,
-        MatmulKernel::Reg4x4,
-        MatmulKernel::Reg4x4Vec4,
-        MatmulKernel::Reg16x8,
-        MatmulKernel::Reg32x8,
-        MatmulKernel::Gpu64x64,
-        MatmulKernel::Sg16x8,
-    ];
+    pub const ALL: [MatmulKernel; 8] =
+        [MatmulKernel::Naive, MatmulKernel::Tiled, MatmulKernel::Reg4x4, MatmulKernel::Reg4x4Vec4, MatmulKernel::Reg16x8, MatmulKernel::Reg32x8, MatmulKernel::Gpu64x64, MatmulKernel::Sg16x8];
 
     /// Short name for test and benchmark output.
     pub fn name(self) -> &'static str {
@@ -252,13 +244,7 @@ pub fn matmul_forward(a: &Tensor, b: &Tensor, bias: Option<&Tensor>, opts: Matmu
 }
 
 /// C = op(A)·op(B) (+ bias) with the chosen kernel (for tests and benchmarks).
-pub fn matmul_forward_with(
-    kernel: MatmulKernel,
-    a: &Tensor,
-    b: &Tensor,
-    bias: Option<&Tensor>,
-    opts: MatmulOptions,
-) -> Result<Tensor> {
+pub fn matmul_forward_with(kernel: MatmulKernel, a: &Tensor, b: &Tensor, bias: Option<&Tensor>, opts: MatmulOptions) -> Result<Tensor> {
     launch("matmul_forward", kernel, a, b, bias, opts, Epilogue::None)
 }
 
@@ -278,13 +264,7 @@ pub fn matmul_gelu_forward(a: &Tensor, b: &Tensor, bias: Option<&Tensor>, opts: 
 }
 
 /// [`matmul_gelu_forward`] with the chosen kernel (for tests and benchmarks).
-pub fn matmul_gelu_forward_with(
-    kernel: MatmulKernel,
-    a: &Tensor,
-    b: &Tensor,
-    bias: Option<&Tensor>,
-    opts: MatmulOptions,
-) -> Result<MatmulGeluOut> {
+pub fn matmul_gelu_forward_with(kernel: MatmulKernel, a: &Tensor, b: &Tensor, bias: Option<&Tensor>, opts: MatmulOptions) -> Result<MatmulGeluOut> {
     const OP: &str = "matmul_gelu_forward";
     let pre = a.empty_like_shape(&check_shapes(OP, a, b, opts)?.output_shape())?;
     let y = launch(OP, kernel, a, b, bias, opts, Epilogue::Gelu(&pre))?;
@@ -342,15 +322,7 @@ impl<'a> Epilogue<'a> {
 }
 
 /// Check the operands, then dispatch `kernel` for C = op(A)·op(B) (+ bias) through `epilogue`.
-fn launch(
-    op: &'static str,
-    kernel: MatmulKernel,
-    a: &Tensor,
-    b: &Tensor,
-    bias: Option<&Tensor>,
-    opts: MatmulOptions,
-    epilogue: Epilogue,
-) -> Result<Tensor> {
+fn launch(op: &'static str, kernel: MatmulKernel, a: &Tensor, b: &Tensor, bias: Option<&Tensor>, opts: MatmulOptions, epilogue: Epilogue) -> Result<Tensor> {
     let s = check_shapes(op, a, b, opts)?;
     if let Some(bias) = bias {
         check_bias(op, a, b, opts, bias, &s)?;
@@ -378,7 +350,10 @@ fn launch(
     let bias_buffer = bias.map_or(&stand_in, |t| t.buffer());
     // B stored as f16 takes the build that declares it f16; the subgroup kernel, a build with it.
     if !kernel.available(gpu) {
-        return Err(Error::invalid(op, format!("the {} kernel needs {:?}, which {} lacks; pick another kernel (`vpt info` lists the adapter's features)", kernel.name(), kernel.needs(), gpu.describe())));
+        return Err(Error::invalid(
+            op,
+            format!("the {} kernel needs {:?}, which {} lacks; pick another kernel (`vpt info` lists the adapter's features)", kernel.name(), kernel.needs(), gpu.describe()),
+        ));
     }
     let shader = match (b.dtype(), kernel.needs().contains(wgpu::Features::SUBGROUP)) {
         (DType::F32, false) => &SHADER,
@@ -419,13 +394,7 @@ fn launch(
     };
     buffers.push(Bind::read(6, b_view));
     let flag = |on: bool| if on { 1.0 } else { 0.0 };
-    let constants = [
-        ("TRANS_A", flag(opts.trans_a)),
-        ("TRANS_B", flag(opts.trans_b)),
-        ("A_VEC4", flag(a_vec4)),
-        ("B_VEC4", flag(b_vec4)),
-        epilogue_code,
-    ];
+    let constants = [("TRANS_A", flag(opts.trans_a)), ("TRANS_B", flag(opts.trans_b)), ("A_VEC4", flag(a_vec4)), ("B_VEC4", flag(b_vec4)), epilogue_code];
     gpu.dispatch_specialized(shader, kernel.entry(), &constants, &params, &buffers, grid)?;
     Ok(c)
 }
@@ -442,10 +411,7 @@ pub fn matmul_backward(a: &Tensor, b: &Tensor, dc: &Tensor, opts: MatmulOptions,
     let s = check_shapes(OP, a, b, opts)?;
     same_device(OP, a, dc)?;
     if dc.shape() != s.output_shape() {
-        return Err(Error::shape(
-            OP,
-            format!("dc has shape {:?} but C = op(A)·op(B) for A {:?}, B {:?} has shape {:?}", dc.shape(), a.shape(), b.shape(), s.output_shape()),
-        ));
+        return Err(Error::shape(OP, format!("dc has shape {:?} but C = op(A)·op(B) for A {:?}, B {:?} has shape {:?}", dc.shape(), a.shape(), b.shape(), s.output_shape())));
     }
     Ok(MatmulGrads {
         da: if need.a { Some(grad_a(a, b, dc, opts, &s)?) } else { None },
@@ -560,56 +526,40 @@ fn describe(a: &Tensor, b: &Tensor, opts: MatmulOptions) -> String {
 fn op_matrix(t: &Tensor, trans: bool) -> (usize, usize) {
     let s = t.shape();
     let (rows, cols) = (s[s.len() - 2], s[s.len() - 1]);
-    if trans { (cols, rows) } else { (rows, cols) }
+    if trans {
+        (cols, rows)
+    } else {
+        (rows, cols)
+    }
 }
 
 /// Check A and B can be multiplied and work out M, N, K and the batch.
 fn check_shapes(op: &'static str, a: &Tensor, b: &Tensor, opts: MatmulOptions) -> Result<MatmulShape> {
     same_device(op, a, b)?;
     if a.rank() < 2 || b.rank() < 2 {
-        return Err(Error::shape(
-            op,
-            format!("{}: both need rank ≥ 2 (a matrix, optionally with batch dims in front)", describe(a, b, opts)),
-        ));
+        return Err(Error::shape(op, format!("{}: both need rank ≥ 2 (a matrix, optionally with batch dims in front)", describe(a, b, opts))));
     }
     let (m, k) = op_matrix(a, opts.trans_a);
     let (k_b, n) = op_matrix(b, opts.trans_b);
     if k != k_b {
-        return Err(Error::shape(
-            op,
-            format!("{}: op(A) is {m}×{k} but op(B) is {k_b}×{n}; the inner dimensions {k} and {k_b} must match", describe(a, b, opts)),
-        ));
+        return Err(Error::shape(op, format!("{}: op(A) is {m}×{k} but op(B) is {k_b}×{n}; the inner dimensions {k} and {k_b} must match", describe(a, b, opts))));
     }
     let a_batch = &a.shape()[..a.rank() - 2];
     let b_batch = &b.shape()[..b.rank() - 2];
     if !a_batch.is_empty() && !b_batch.is_empty() && a_batch != b_batch {
         return Err(Error::shape(
             op,
-            format!(
-                "{}: batch dims {a_batch:?} and {b_batch:?} differ; they must be equal, or one operand must be a plain matrix shared across the batch",
-                describe(a, b, opts)
-            ),
+            format!("{}: batch dims {a_batch:?} and {b_batch:?} differ; they must be equal, or one operand must be a plain matrix shared across the batch", describe(a, b, opts)),
         ));
     }
     let batch_dims = if a_batch.is_empty() { b_batch.to_vec() } else { a_batch.to_vec() };
-    Ok(MatmulShape {
-        batch: batch_dims.iter().product(),
-        batch_dims,
-        m,
-        k,
-        n,
-        a_batched: !a_batch.is_empty(),
-        b_batched: !b_batch.is_empty(),
-    })
+    Ok(MatmulShape { batch: batch_dims.iter().product(), batch_dims, m, k, n, a_batched: !a_batch.is_empty(), b_batched: !b_batch.is_empty() })
 }
 
 fn check_bias(op: &'static str, a: &Tensor, b: &Tensor, opts: MatmulOptions, bias: &Tensor, s: &MatmulShape) -> Result<()> {
     same_device(op, a, bias)?;
     if bias.shape() != [s.n] {
-        return Err(Error::shape(
-            op,
-            format!("bias has shape {:?} but C = op(A)·op(B) for {} is {:?}, so bias must be [{}]", bias.shape(), describe(a, b, opts), s.output_shape(), s.n),
-        ));
+        return Err(Error::shape(op, format!("bias has shape {:?} but C = op(A)·op(B) for {} is {:?}, so bias must be [{}]", bias.shape(), describe(a, b, opts), s.output_shape(), s.n)));
     }
     Ok(())
 }
@@ -618,10 +568,7 @@ fn check_bias(op: &'static str, a: &Tensor, b: &Tensor, opts: MatmulOptions, bia
 fn check_aux(op: &'static str, a: &Tensor, b: &Tensor, opts: MatmulOptions, aux: &Tensor, s: &MatmulShape) -> Result<()> {
     same_device(op, a, aux)?;
     if aux.shape() != s.output_shape() {
-        return Err(Error::shape(
-            op,
-            format!("the pre-activation has shape {:?} but op(A)·op(B) for {} is {:?}; they must match", aux.shape(), describe(a, b, opts), s.output_shape()),
-        ));
+        return Err(Error::shape(op, format!("the pre-activation has shape {:?} but op(A)·op(B) for {} is {:?}; they must match", aux.shape(), describe(a, b, opts), s.output_shape())));
     }
     Ok(())
 }
@@ -637,10 +584,7 @@ fn grid(op: &'static str, kernel: MatmulKernel, gpu: &Gpu, s: &MatmulShape) -> R
     ];
     for (groups, what) in &counts {
         if *groups > max {
-            return Err(Error::shape(
-                op,
-                format!("{what} needs {groups} workgroups along one grid axis, but this adapter allows at most {max}; split the work into smaller calls"),
-            ));
+            return Err(Error::shape(op, format!("{what} needs {groups} workgroups along one grid axis, but this adapter allows at most {max}; split the work into smaller calls")));
         }
     }
     Ok(counts.map(|(groups, _)| groups as u32))

@@ -68,8 +68,7 @@ pub(crate) fn row_reduce_shader(gpu: &Gpu, workgroup: &'static Shader, subgroup:
 
 /// Grid for a 1-D kernel over `n` elements, one thread each.
 pub(crate) fn grid_1d(gpu: &Gpu, n: usize) -> Result<[u32; 3]> {
-    let groups = u32::try_from(n.div_ceil(WG_1D as usize))
-        .map_err(|_| Error::shape("grid", format!("{n} elements is more than one launch can cover")))?;
+    let groups = u32::try_from(n.div_ceil(WG_1D as usize)).map_err(|_| Error::shape("grid", format!("{n} elements is more than one launch can cover")))?;
     Ok(gpu.grid(groups))
 }
 

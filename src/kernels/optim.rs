@@ -3,10 +3,10 @@
 
 use super::{grid_1d, same_device, same_shape};
 use crate::error::{Error, Result};
-use crate::gpu::{Bind, Params, wgsl_shader};
+use crate::gpu::{wgsl_shader, Bind, Params};
 use crate::tensor::Tensor;
 
-wgsl_shader!("optim", uses ["flat"]);
+wgsl_shader!("optim", uses["flat"]);
 
 /// torch.optim.SGD settings (dampening is always 0, as in VPT's recipe).
 #[derive(Clone, Copy, Debug)]
@@ -50,13 +50,7 @@ pub fn sgd_step(param: &Tensor, grad: &Tensor, momentum_buf: &Tensor, cfg: Sgd) 
         .f32("bias_correction1", 0.0)
         .f32("bias_correction2", 0.0);
     let gpu = param.gpu();
-    gpu.dispatch(
-        &SHADER,
-        "sgd_step",
-        &params,
-        &[Bind::read_write(1, param.buffer()), Bind::read(2, grad.buffer()), Bind::read_write(3, momentum_buf.buffer())],
-        grid_1d(gpu, param.numel())?,
-    )
+    gpu.dispatch(&SHADER, "sgd_step", &params, &[Bind::read_write(1, param.buffer()), Bind::read(2, grad.buffer()), Bind::read_write(3, momentum_buf.buffer())], grid_1d(gpu, param.numel())?)
 }
 
 /// One AdamW step number `step` (1 for the first): updates `param`, `m` and `v` (zeros before the

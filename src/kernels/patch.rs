@@ -5,10 +5,10 @@
 use super::matmul::{self, MatmulNeed, MatmulOptions};
 use super::{expect_rank, grid_1d};
 use crate::error::{Error, Result};
-use crate::gpu::{Bind, Params, wgsl_shader};
+use crate::gpu::{wgsl_shader, Bind, Params};
 use crate::tensor::Tensor;
 
-wgsl_shader!("patch", uses ["flat"]);
+wgsl_shader!("patch", uses["flat"]);
 
 /// images: [B, C, Hi, Wi] → patches: [B, N, C·p·p], N = (Hi/p)·(Wi/p).
 pub fn im2col_forward(images: &Tensor, patch: usize) -> Result<Tensor> {
@@ -74,11 +74,7 @@ pub fn patch_embed_backward(images: &Tensor, weight: &Tensor, dembed: &Tensor, n
     let patches = im2col_forward(images, patch)?;
     let flat_weight = weight.reshape(&[width, weight.numel() / width])?;
     let grads = matmul::matmul_backward(&patches, &flat_weight, dembed, MatmulOptions { trans_a: false, trans_b: true }, need)?;
-    Ok(PatchEmbedGrads {
-        dimages: grads.da.map(|d| im2col_backward(&d, images.shape(), patch)).transpose()?,
-        dweight: grads.db.map(|d| d.reshape(weight.shape())).transpose()?,
-        dbias: grads.dbias,
-    })
+    Ok(PatchEmbedGrads { dimages: grads.da.map(|d| im2col_backward(&d, images.shape(), patch)).transpose()?, dweight: grads.db.map(|d| d.reshape(weight.shape())).transpose()?, dbias: grads.dbias })
 }
 
 /// weight must be [D, C, p, p] with C matching the images; returns (D, p).

@@ -3,10 +3,10 @@
 
 use super::grid_1d;
 use crate::error::{Error, Result};
-use crate::gpu::{Bind, Params, wgsl_shader};
+use crate::gpu::{wgsl_shader, Bind, Params};
 use crate::tensor::Tensor;
 
-wgsl_shader!("reduce", uses ["flat"]);
+wgsl_shader!("reduce", uses["flat"]);
 
 /// Sum over the first axis. x: [R, ...rest] → y: [...rest] (a rank-1 x gives y: [1]).
 pub fn sum_rows_forward(x: &Tensor) -> Result<Tensor> {

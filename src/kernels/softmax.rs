@@ -4,10 +4,10 @@
 use super::{grid_rows, row_reduce_shader};
 use super::{same_device, same_shape};
 use crate::error::Result;
-use crate::gpu::{Bind, Gpu, Params, Shader, wgsl_shader};
+use crate::gpu::{wgsl_shader, Bind, Gpu, Params, Shader};
 use crate::tensor::Tensor;
 
-wgsl_shader!("softmax", uses ["row_reduce"]);
+wgsl_shader!("softmax", uses["row_reduce"]);
 wgsl_shader!(SHADER_SUBGROUP = "softmax" as "softmax_subgroup", needs SUBGROUP, uses ["row_reduce_subgroup"]);
 
 /// The family compiled with subgroup reductions where the adapter has them (see
@@ -48,4 +48,3 @@ pub fn softmax_scaled_backward(y: &Tensor, dy: &Tensor, scale: f32) -> Result<Te
     y.gpu().dispatch(shader(y.gpu()), op, &params, &[Bind::read(3, y.buffer()), Bind::read(4, dy.buffer()), Bind::read_write(5, dx.buffer())], grid)?;
     Ok(dx)
 }
-

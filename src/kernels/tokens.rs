@@ -6,7 +6,7 @@
 
 use super::{expect_rank, grid_1d, same_device};
 use crate::error::{Error, Result};
-use crate::gpu::{Bind, Params, wgsl_shader};
+use crate::gpu::{wgsl_shader, Bind, Params};
 use crate::kernels::reduce;
 use crate::tensor::Tensor;
 
@@ -60,10 +60,7 @@ pub fn concat_tokens_backward(dy: &Tensor, part_shapes: &[Vec<usize>]) -> Result
     expect_rank("concat_tokens_backward", dy, "dy", 3, "[B, T, D]")?;
     let total: usize = part_shapes.iter().map(|s| s.get(1).copied().unwrap_or(0)).sum();
     if part_shapes.iter().any(|s| s.len() != 3 || s[2] != dy.shape()[2]) || total != dy.shape()[1] {
-        return Err(Error::shape(
-            "concat_tokens_backward",
-            format!("parts {part_shapes:?} do not concatenate to dy {:?}", dy.shape()),
-        ));
+        return Err(Error::shape("concat_tokens_backward", format!("parts {part_shapes:?} do not concatenate to dy {:?}", dy.shape())));
     }
     let mut start = 0;
     let mut grads = Vec::with_capacity(part_shapes.len());

@@ -124,10 +124,7 @@ fn record_step(gpu: &Gpu) -> Result<String> {
     prompts.to_vec()?;
     gpu.label_last_read("prompts");
     let cfg = &shape.vit;
-    Ok(format!(
-        "loss {loss:.6}; {} blocks of width {}, {} prompts each, {}×{} images, batch {}",
-        cfg.depth, cfg.embed_dim, shape.prompts, cfg.img_size.0, cfg.img_size.1, shape.batch
-    ))
+    Ok(format!("loss {loss:.6}; {} blocks of width {}, {} prompts each, {}×{} images, batch {}", cfg.depth, cfg.embed_dim, shape.prompts, cfg.img_size.0, cfg.img_size.1, shape.batch))
 }
 
 /// Read a trace file written by `vpt record`, checking its header: (name, bytes).

@@ -59,10 +59,7 @@ fn answer(mut stream: TcpStream, traces: &Traces) -> std::io::Result<()> {
         ("GET" | "HEAD", None) => ("404 Not Found", "text/plain; charset=utf-8", Cow::Borrowed(&b"not found: the lab serves /, /replay.js, /traces/ and /traces/NAME.trace\n"[..])),
         _ => ("405 Method Not Allowed", "text/plain; charset=utf-8", Cow::Borrowed(&b"only GET and HEAD\n"[..])),
     };
-    let header = format!(
-        "HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n",
-        body.len()
-    );
+    let header = format!("HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n", body.len());
     stream.write_all(header.as_bytes())?;
     if method != "HEAD" {
         stream.write_all(&body)?;

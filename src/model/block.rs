@@ -231,9 +231,7 @@ struct BlockVars {
 
 impl BlockVars {
     fn new(g: &Graph, b: &Block, i: usize, backbone: &BackboneVars) -> BlockVars {
-        let pair = |part: &str, (w, bias): &(Tensor, Tensor)| {
-            (backbone.var(g, &format!("blocks.{i}.{part}.weight"), w), backbone.var(g, &format!("blocks.{i}.{part}.bias"), bias))
-        };
+        let pair = |part: &str, (w, bias): &(Tensor, Tensor)| (backbone.var(g, &format!("blocks.{i}.{part}.weight"), w), backbone.var(g, &format!("blocks.{i}.{part}.bias"), bias));
         BlockVars {
             norm1: pair("norm1", &b.norm1),
             qkv: pair("attn.qkv", &b.qkv),
@@ -271,6 +269,7 @@ fn block_forward(g: &Graph, b: &BlockVars, run: BlockRun, x: Stream) -> Result<S
         g.attention(&q, &k, &v, scale, run.keep)? // [B, H, T, hd]
     } else {
         let scores = g.matmul(&q, &k, MatmulOptions { trans_a: false, trans_b: true })?; // [B, H, T, T]
+
         // softmax(q·kᵀ/√hd): the scale is applied inside the softmax kernel (timm scales q
         // first; the same product, without a pass over q of its own).
         let probs = g.softmax_scaled(&scores, scale)?;

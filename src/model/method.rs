@@ -140,7 +140,18 @@ mod tests {
 
     #[test]
     fn methods_pick_the_tensors_the_official_code_trains() {
-        let names = ["cls_token", "pos_embed", "patch_embed.proj.weight", "patch_embed.proj.bias", "blocks.0.norm1.weight", "blocks.0.attn.qkv.bias", "blocks.2.mlp.fc2.weight", "blocks.2.norm2.bias", "norm.weight", "norm.bias"];
+        let names = [
+            "cls_token",
+            "pos_embed",
+            "patch_embed.proj.weight",
+            "patch_embed.proj.bias",
+            "blocks.0.norm1.weight",
+            "blocks.0.attn.qkv.bias",
+            "blocks.2.mlp.fc2.weight",
+            "blocks.2.norm2.bias",
+            "norm.weight",
+            "norm.bias",
+        ];
         let picked = |m: &str| -> Vec<&str> {
             let m: Method = m.parse().unwrap();
             names.iter().copied().filter(|n| m.trains(n, 3)).collect()

@@ -48,6 +48,7 @@ impl AxisTaps {
     /// mixed f32/f64 arithmetic term by term (C++ promotes `float op double` to double).
     fn new(input_size: usize, output_size: usize) -> AxisTaps {
         const INTERP_SIZE: f64 = 4.0; // bicubic
+
         // area_pixel_compute_scale<float>(in, out, align_corners=false, no scale): float / int64.
         let scale = input_size as f32 / output_size as f32;
         // support = (scale >= 1.0) ? (interp_size * 0.5) * scale : interp_size * 0.5, in double,
@@ -115,13 +116,7 @@ fn resample_axis(input: &[f32], outer: usize, old: usize, inner: usize, taps: &A
 /// without the leading 1), the grid tokens in row-major (row, col) order. Returns
 /// `[num_prefix_tokens + new_h·new_w, dim]`. The prefix tokens (CLS, registers) pass through
 /// unchanged; when the grids are equal the input is returned as is (timm's early exit).
-pub fn resample_abs_pos_embed(
-    pos_embed: &[f32],
-    old_grid: (usize, usize),
-    new_grid: (usize, usize),
-    num_prefix_tokens: usize,
-    dim: usize,
-) -> Result<Vec<f32>> {
+pub fn resample_abs_pos_embed(pos_embed: &[f32], old_grid: (usize, usize), new_grid: (usize, usize), num_prefix_tokens: usize, dim: usize) -> Result<Vec<f32>> {
     const OP: &str = "resample_abs_pos_embed";
     let (old_h, old_w) = old_grid;
     let (new_h, new_w) = new_grid;
@@ -134,13 +129,7 @@ pub fn resample_abs_pos_embed(
         .and_then(|t| t.checked_mul(dim))
         .ok_or_else(|| Error::shape(OP, format!("sizes overflow: old {old_grid:?}, prefix {num_prefix_tokens}, dim {dim}")))?;
     if pos_embed.len() != expected {
-        return Err(Error::shape(
-            OP,
-            format!(
-                "pos_embed has {} values but ({num_prefix_tokens} prefix + {old_h}x{old_w} grid tokens) x dim {dim} = {expected}",
-                pos_embed.len()
-            ),
-        ));
+        return Err(Error::shape(OP, format!("pos_embed has {} values but ({num_prefix_tokens} prefix + {old_h}x{old_w} grid tokens) x dim {dim} = {expected}", pos_embed.len())));
     }
     if old_grid == new_grid {
         return Ok(pos_embed.to_vec());

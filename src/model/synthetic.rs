@@ -38,7 +38,6 @@
 use crate::hash::fnv1a64;
 use crate::model::vit::VitConfig;
 
-
 /// The per-tensor key: FNV-1a-64 of the name, XOR the seed.
 fn tensor_key(name: &str, seed: u64) -> u64 {
     fnv1a64(name.as_bytes()) ^ seed
@@ -166,18 +165,13 @@ pub fn synthetic_vit_state_dict(cfg: &VitConfig, num_classes: usize, seed: u64) 
 /// Position-sensitive checksum of f32 bits, Σ bits[i]·(2i + 1) mod 2^64, the same as
 /// `checksum` in `fixtures/vit_common.py`: lets a test compare a whole model with one constant.
 pub fn checksum(values: &[f32]) -> u64 {
-    values
-        .iter()
-        .enumerate()
-        .fold(0u64, |acc, (i, v)| acc.wrapping_add((v.to_bits() as u64).wrapping_mul(2 * i as u64 + 1)))
+    values.iter().enumerate().fold(0u64, |acc, (i, v)| acc.wrapping_add((v.to_bits() as u64).wrapping_mul(2 * i as u64 + 1)))
 }
 
 /// Σ over tensors (in [`param_shapes`] order) of checksum(t) XOR FNV-1a(name), mod 2^64,
 /// generating one tensor at a time; `state_dict_checksum` in `fixtures/vit_common.py`.
 pub fn state_dict_checksum(cfg: &VitConfig, num_classes: usize, seed: u64) -> u64 {
-    param_shapes(cfg, num_classes).iter().fold(0u64, |acc, (name, shape)| {
-        acc.wrapping_add(checksum(&synthetic_tensor(name, shape, seed)) ^ fnv1a64(name.as_bytes()))
-    })
+    param_shapes(cfg, num_classes).iter().fold(0u64, |acc, (name, shape)| acc.wrapping_add(checksum(&synthetic_tensor(name, shape, seed)) ^ fnv1a64(name.as_bytes())))
 }
 
 #[cfg(test)]
@@ -189,12 +183,9 @@ mod tests {
 
     #[test]
     fn hash_matches_python() {
-        for (name, index, seed, bits) in [
-            ("cls_token", 0, 0, 0xbcbaf640u32),
-            ("cls_token", 0, 0x4d2, 0xbf3bcd9e),
-            ("blocks.3.attn.qkv.weight", 12345, 0x4d2, 0xbe7d1d90),
-            ("", 7, u64::MAX, 0xbeadd524),
-        ] {
+        for (name, index, seed, bits) in
+            [("cls_token", 0, 0, 0xbcbaf640u32), ("cls_token", 0, 0x4d2, 0xbf3bcd9e), ("blocks.3.attn.qkv.weight", 12345, 0x4d2, 0xbe7d1d90), ("", 7, u64::MAX, 0xbeadd524)]
+        {
             let v = hash_uniform(name, index, seed);
             assert_eq!(v.to_bits(), bits, "hash_uniform({name:?}, {index}, {seed:#x}) = {v}");
         }
@@ -207,18 +198,8 @@ mod tests {
     fn tensors_match_python() {
         let cases: [TensorCheck; 7] = [
             ("blocks.0.norm1.weight", &[768], 0x00023b6676f31db1, [(0, 0x3f8527f4), (1, 0x3f818863), (384, 0x3f76e2b5), (767, 0x3f76fa9e)]),
-            (
-                "blocks.11.mlp.fc2.weight",
-                &[768, 3072],
-                0xfeb6c588054b3f00,
-                [(0, 0xbb51f9b0), (1, 0x3c24c43c), (1179648, 0x3c0ddf28), (2359295, 0x3cb97e10)],
-            ),
-            (
-                "patch_embed.proj.weight",
-                &[768, 3, 16, 16],
-                0x7116109d29dc75aa,
-                [(0, 0xbae1d380), (1, 0x3cb0f2fc), (294912, 0x3d1225a2), (589823, 0xbd7d2b5e)],
-            ),
+            ("blocks.11.mlp.fc2.weight", &[768, 3072], 0xfeb6c588054b3f00, [(0, 0xbb51f9b0), (1, 0x3c24c43c), (1179648, 0x3c0ddf28), (2359295, 0x3cb97e10)]),
+            ("patch_embed.proj.weight", &[768, 3, 16, 16], 0x7116109d29dc75aa, [(0, 0xbae1d380), (1, 0x3cb0f2fc), (294912, 0x3d1225a2), (589823, 0xbd7d2b5e)]),
             ("pos_embed", &[1, 197, 768], 0x965aa22c9f42e2a4, [(0, 0xbbc55fc2), (1, 0xbbea316b), (75648, 0xbbd374c2), (151295, 0xbc2010e4)]),
             ("head.bias", &[10], 0x00000028debeac12, [(0, 0x3c683eb8), (1, 0xbc8a2082), (5, 0x3c9469f8), (9, 0xbc604aeb)]),
             ("vpt.prompts", &[12, 50, 768], 0x1276d348cd88de08, [(0, 0xbcdeeb58), (1, 0xbc85f110), (230400, 0x3c52c8a0), (460799, 0xbd438ad0)]),

@@ -55,8 +55,18 @@ pub fn is_backbone_name(name: &str) -> bool {
 /// bias), the final norm. The order tuned tensors are kept, trained and written in.
 pub fn state_dict_rank(name: &str) -> (usize, usize, usize) {
     const PARTS: [&str; 12] = [
-        "norm1.weight", "norm1.bias", "attn.qkv.weight", "attn.qkv.bias", "attn.proj.weight", "attn.proj.bias",
-        "norm2.weight", "norm2.bias", "mlp.fc1.weight", "mlp.fc1.bias", "mlp.fc2.weight", "mlp.fc2.bias",
+        "norm1.weight",
+        "norm1.bias",
+        "attn.qkv.weight",
+        "attn.qkv.bias",
+        "attn.proj.weight",
+        "attn.proj.bias",
+        "norm2.weight",
+        "norm2.bias",
+        "mlp.fc1.weight",
+        "mlp.fc1.bias",
+        "mlp.fc2.weight",
+        "mlp.fc2.bias",
     ];
     const EMBED: [&str; 4] = ["cls_token", "pos_embed", "patch_embed.proj.weight", "patch_embed.proj.bias"];
     if let Some(i) = EMBED.iter().position(|&n| n == name) {
@@ -139,7 +149,10 @@ impl Tuned {
             if adapter.down.1.shape() != [r] || adapter.up.0.shape() != [d, r] || adapter.up.1.shape() != [d] {
                 return Err(f.err(format!(
                     "adapter {i}: down.weight {:?}, down.bias {:?}, up.weight {:?}, up.bias {:?} must be [{r}, {d}], [{r}], [{d}, {r}], [{d}]",
-                    adapter.down.0.shape(), adapter.down.1.shape(), adapter.up.0.shape(), adapter.up.1.shape()
+                    adapter.down.0.shape(),
+                    adapter.down.1.shape(),
+                    adapter.up.0.shape(),
+                    adapter.up.1.shape()
                 )));
             }
             tuned.adapters.push(adapter);
@@ -178,9 +191,7 @@ impl Tuned {
             return Err(Error::invalid("--adapter-reduction", format!("{reduction} leaves no width: the backbone's width {d} divided by it must be at least 1")));
         }
         let r = d / reduction;
-        (0..depth)
-            .map(|_| Ok(Adapter { down: (Tensor::zeros(gpu, &[r, d])?, Tensor::zeros(gpu, &[r])?), up: (Tensor::zeros(gpu, &[d, r])?, Tensor::zeros(gpu, &[d])?) }))
-            .collect()
+        (0..depth).map(|_| Ok(Adapter { down: (Tensor::zeros(gpu, &[r, d])?, Tensor::zeros(gpu, &[r])?), up: (Tensor::zeros(gpu, &[d, r])?, Tensor::zeros(gpu, &[d])?) })).collect()
     }
 
     /// LoRA for `depth` blocks of width `d` at `rank`: A as PyTorch initialises a linear weight

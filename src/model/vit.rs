@@ -41,9 +41,7 @@ pub struct VitConfig {
 impl VitConfig {
     /// A timm preset by name (e.g. `vit_base_patch16_224`, see [`preset`]).
     pub fn from_preset(name: &str) -> Result<VitConfig> {
-        preset(name).ok_or_else(|| {
-            Error::invalid("ViT preset", format!("unknown timm preset {name:?}: names are vit_{{tiny,small,base,large,huge}}_patch{{8,14,16,32}}_{{224,384}}"))
-        })
+        preset(name).ok_or_else(|| Error::invalid("ViT preset", format!("unknown timm preset {name:?}: names are vit_{{tiny,small,base,large,huge}}_patch{{8,14,16,32}}_{{224,384}}")))
     }
     pub fn head_dim(&self) -> usize {
         self.embed_dim / self.num_heads
@@ -248,12 +246,8 @@ impl Vit {
                 Precision::F16 => Tensor::from_f16_stored(gpu, shape, sd.shaped(name, shape)?),
             }
         };
-        let pair = |prefix: &str, w: &[usize], b: &[usize]| -> Result<(Tensor, Tensor)> {
-            Ok((up(&format!("{prefix}.weight"), w)?, up(&format!("{prefix}.bias"), b)?))
-        };
-        let linear = |prefix: &str, w: &[usize], b: &[usize]| -> Result<(Tensor, Tensor)> {
-            Ok((up_weight(&format!("{prefix}.weight"), w)?, up(&format!("{prefix}.bias"), b)?))
-        };
+        let pair = |prefix: &str, w: &[usize], b: &[usize]| -> Result<(Tensor, Tensor)> { Ok((up(&format!("{prefix}.weight"), w)?, up(&format!("{prefix}.bias"), b)?)) };
+        let linear = |prefix: &str, w: &[usize], b: &[usize]| -> Result<(Tensor, Tensor)> { Ok((up_weight(&format!("{prefix}.weight"), w)?, up(&format!("{prefix}.bias"), b)?)) };
         let blocks = (0..cfg.depth)
             .map(|i| {
                 let pre = format!("blocks.{i}");
@@ -293,6 +287,7 @@ impl Vit {
         let v = |name: &str, t: &Tensor| backbone.var(g, name, t);
         let patches = g.patch_embed(&g.constant(images.clone()), &v("patch_embed.proj.weight", &self.patch_weight), &v("patch_embed.proj.bias", &self.patch_bias))?; // [B, N, D]
         let tokens = g.concat_tokens(&[&v("cls_token", &self.cls_token), &patches])?; // [B, 1+N, D]
+
         // The position embedding [1, 1+N, D] is the same for every image: add it as a bias over
         // the flattened (token, channel) axis, [B, (1+N)·D] + [(1+N)·D].
         let shape = tokens.shape().to_vec();
@@ -359,10 +354,7 @@ fn infer_config(sd: &StateDict, opts: &LoadOptions) -> Result<VitConfig> {
         let msg = format!("{}×{} is not a positive multiple of this backbone's patch size {patch_size}", img_size.0, img_size.1);
         return Err(match opts.img_size {
             // Asked for by the user (--img-size), or by the images given (a batch, a task's size).
-            Some(_) => Error::invalid(
-                format!("image size ({})", opts.size_from.as_deref().unwrap_or("of the images given")),
-                format!("{msg} (the backbone {})", sd.source),
-            ),
+            Some(_) => Error::invalid(format!("image size ({})", opts.size_from.as_deref().unwrap_or("of the images given")), format!("{msg} (the backbone {})", sd.source)),
             None => sd.err(format!("its own image size {msg}")),
         });
     }

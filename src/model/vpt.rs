@@ -16,12 +16,12 @@ use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::{Dropout, Grads, Graph, Var};
 use crate::io::{write_f32_tensors, TensorFile};
-use crate::tensor::{Labels, Tensor};
 use crate::model::block::Stream;
+use crate::model::leaves::BackboneVars;
 use crate::model::method::Method;
 use crate::model::tuned::Tuned;
-use crate::model::leaves::BackboneVars;
 use crate::model::vit::Vit;
+use crate::tensor::{Labels, Tensor};
 
 /// How the final tokens become one vector per image.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -322,11 +322,8 @@ impl VptForward {
         let grads: Grads = graph.backward(&loss)?;
         let missing = || Error::Internal { what: "vpt_grad".into(), msg: "the loss does not depend on the head".into() };
         // A trained tensor the loss does not reach (none in a ViT) has a zero gradient.
-        let grad_backbone = vars
-            .backbone
-            .trained()
-            .map(|(name, v)| Ok((name.clone(), grads.get(v).cloned().map_or_else(|| Tensor::zeros(v.value().gpu(), v.shape()), Ok)?)))
-            .collect::<Result<Vec<_>>>()?;
+        let grad_backbone =
+            vars.backbone.trained().map(|(name, v)| Ok((name.clone(), grads.get(v).cloned().map_or_else(|| Tensor::zeros(v.value().gpu(), v.shape()), Ok)?))).collect::<Result<Vec<_>>>()?;
         Ok(VptStep {
             grad_backbone,
             gradient_tensors: grads.len(),
@@ -359,9 +356,7 @@ pub fn read_batch(gpu: &Gpu, path: &str) -> Result<(Tensor, Vec<u32>)> {
             if lshape != [shape[0]] {
                 return Err(Error::Format { path: path.into(), msg: format!("tensor \"labels\" has shape {lshape:?}, expected [{}]", shape[0]) });
             }
-            l.iter()
-                .map(|&v| u32::try_from(v).map_err(|_| Error::Format { path: path.into(), msg: format!("label {v} is negative or too large") }))
-                .collect::<Result<Vec<_>>>()?
+            l.iter().map(|&v| u32::try_from(v).map_err(|_| Error::Format { path: path.into(), msg: format!("label {v} is negative or too large") })).collect::<Result<Vec<_>>>()?
         }
         None => Vec::new(),
     };

@@ -14,11 +14,7 @@ pub fn f16_neighbours(x: f32) -> (f32, f32) {
     // The other neighbour is one step from the nearest, on x's side of it.
     let bits = nearest.to_bits();
     let away_from_zero = (x.abs() > n.abs()) as i32 * 2 - 1; // +1: the other is farther from 0
-    let other = if n == 0.0 {
-        f16::from_bits((bits & 0x8000) | 1).to_f32().copysign(x)
-    } else {
-        f16::from_bits((bits as i32 + away_from_zero) as u16).to_f32()
-    };
+    let other = if n == 0.0 { f16::from_bits((bits & 0x8000) | 1).to_f32().copysign(x) } else { f16::from_bits((bits as i32 + away_from_zero) as u16).to_f32() };
     (n.min(other), n.max(other))
 }
 

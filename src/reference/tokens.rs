@@ -15,7 +15,5 @@ pub fn concat_tokens_forward(parts: &[(&[f64], [usize; 3])], batch: usize) -> Ve
 
 /// x: [B, T, D] → [B, count, D].
 pub fn slice_tokens_forward(x: &[f64], [batch, tokens, width]: [usize; 3], start: usize, count: usize) -> Vec<f64> {
-    (0..batch)
-        .flat_map(|b| x[(b * tokens + start) * width..(b * tokens + start + count) * width].iter().copied())
-        .collect()
+    (0..batch).flat_map(|b| x[(b * tokens + start) * width..(b * tokens + start + count) * width].iter().copied()).collect()
 }

@@ -70,16 +70,7 @@ pub fn compare(gpu: &Gpu, recipe: &TrainConfig, methods: &[Method], out_dir: &Pa
         let task = TensorFile::read(&cfg.out)?;
         let trainable = task.total_elements();
         let task_bytes = std::fs::metadata(&cfg.out).map_err(|source| Error::Io { path: cfg.out.clone(), source })?.len();
-        rows.push(CompareRow {
-            method: method.name(),
-            trainable,
-            backbone,
-            task_file: cfg.out.clone(),
-            task_bytes,
-            top1: last.val_accuracy,
-            images_per_second: last.images_per_second,
-            peak_bytes,
-        });
+        rows.push(CompareRow { method: method.name(), trainable, backbone, task_file: cfg.out.clone(), task_bytes, top1: last.val_accuracy, images_per_second: last.images_per_second, peak_bytes });
     }
     Ok(rows)
 }

@@ -221,7 +221,13 @@ pub fn fit(gpu: &Gpu, cfg: &TrainConfig, observer: &mut dyn Observer) -> Result<
     };
     observer.start(&format!(
         "training {} prompts × {depth} layers on {} ({} classes, {} train / {} val images, {size}×{size}), {} steps per epoch, lr {lr:.4} on {}",
-        cfg.num_prompts, cfg.data.display(), data.classes.len(), data.train.len(), data.val.len(), steps_per_epoch, gpu.describe()
+        cfg.num_prompts,
+        cfg.data.display(),
+        data.classes.len(),
+        data.train.len(),
+        data.val.len(),
+        steps_per_epoch,
+        gpu.describe()
     ));
 
     let train_tf = Transform::Train { size, resize: default_resize(size), flip: cfg.flip };
@@ -340,14 +346,7 @@ fn train_epoch(
         correct += count_correct(&logits, &batch.labels)?;
         seen += batch.len();
         loss_sum += loss as f64 * batch.len() as f64;
-        observer.step(&StepInfo {
-            epoch: epoch + 1,
-            batch: i + 1,
-            batches,
-            loss,
-            accuracy: correct as f64 / seen as f64,
-            images_per_second: seen as f64 / start.elapsed().as_secs_f64(),
-        });
+        observer.step(&StepInfo { epoch: epoch + 1, batch: i + 1, batches, loss, accuracy: correct as f64 / seen as f64, images_per_second: seen as f64 / start.elapsed().as_secs_f64() });
         if observer.should_stop() {
             return Ok(EpochEnd::Stopped);
         }
@@ -357,11 +356,17 @@ fn train_epoch(
 
 /// How an epoch of training ended.
 enum EpochEnd {
-    Finished { loss: f64, accuracy: f64 },
+    Finished {
+        loss: f64,
+        accuracy: f64,
+    },
     /// The observer asked to stop after a step.
     Stopped,
     /// Step `step` (from 1) gave a loss that is not finite.
-    Diverged { step: usize, loss: f32 },
+    Diverged {
+        step: usize,
+        loss: f32,
+    },
 }
 
 /// What the user learns when the run stops early: what is on disk and how to go on.
@@ -379,5 +384,8 @@ fn diverged(cfg: &TrainConfig, epoch: usize, step: usize, loss: f32, lr: f64) ->
         0 => "no epoch had finished, so nothing was written".to_string(),
         n => format!("{} keeps epoch {n}, the last good one", cfg.out),
     };
-    Error::invalid("--lr", format!("training diverged at epoch {}, step {step}: the loss is {loss}; {kept}; try a lower --lr (this run's rate was {lr:.4} = --lr {} × batch {} / 256)", epoch + 1, cfg.base_lr, cfg.batch))
+    Error::invalid(
+        "--lr",
+        format!("training diverged at epoch {}, step {step}: the loss is {loss}; {kept}; try a lower --lr (this run's rate was {lr:.4} = --lr {} × batch {} / 256)", epoch + 1, cfg.base_lr, cfg.batch),
+    )
 }

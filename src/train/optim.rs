@@ -3,15 +3,15 @@
 //! and for the other tuning methods (`--method`) the task's copies of the backbone tensors it
 //! trains, its adapters or its LoRA pairs (`model/tuned.rs`). The backbone is never changed.
 
+use super::schedule::WarmupCosine;
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::graph::Dropout;
 use crate::kernels::optim::{self, AdamW, Sgd};
-use crate::tensor::Tensor;
-use super::schedule::WarmupCosine;
 use crate::model::method::Method;
 use crate::model::vit::Vit;
 use crate::model::vpt::{VptForward, VptStep, VptTask};
+use crate::tensor::Tensor;
 
 /// Which update rule, with its settings (the learning rate comes from the schedule).
 #[derive(Clone, Copy, Debug)]
@@ -65,10 +65,8 @@ impl Trainer {
     /// tensor of `task.tuned` (made by `Tuned::for_method` for a fresh run).
     pub fn with_method(gpu: &Gpu, task: &VptTask, method: Method, optimizer: Optimizer, schedule: WarmupCosine) -> Result<Trainer> {
         let adam = matches!(optimizer, Optimizer::AdamW { .. });
-        let state = trained_tensors(task, &method)
-            .iter()
-            .map(|(_, t)| Ok((Tensor::zeros(gpu, t.shape())?, if adam { Some(Tensor::zeros(gpu, t.shape())?) } else { None })))
-            .collect::<Result<Vec<_>>>()?;
+        let state =
+            trained_tensors(task, &method).iter().map(|(_, t)| Ok((Tensor::zeros(gpu, t.shape())?, if adam { Some(Tensor::zeros(gpu, t.shape())?) } else { None }))).collect::<Result<Vec<_>>>()?;
         Ok(Trainer { optimizer, schedule, method, state, step: 0 })
     }
 
@@ -148,5 +146,8 @@ fn gradient_of<'a>(step: &'a VptStep, name: &str) -> Result<&'a Tensor> {
         "head.bias" => Some(&step.grad_head_bias),
         _ => step.grad_backbone.iter().find(|(n, _)| n == name).map(|(_, g)| g),
     };
-    found.ok_or_else(|| crate::Error::Internal { what: "Trainer::apply".into(), msg: format!("the step has no gradient for {name}, which the trainer updates: the task's tuned tensors and the method disagree") })
+    found.ok_or_else(|| crate::Error::Internal {
+        what: "Trainer::apply".into(),
+        msg: format!("the step has no gradient for {name}, which the trainer updates: the task's tuned tensors and the method disagree"),
+    })
 }

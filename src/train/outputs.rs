@@ -107,10 +107,7 @@ impl RunFiles {
         }
         // The lock sits beside the outputs, so it must not be an input either.
         if let Some((input_flag, _)) = inputs.iter().find(|(_, input)| same_file(Path::new(input), Path::new(&lock))) {
-            return Err(Error::invalid(
-                "--out",
-                format!("vpt train keeps a lock at {lock} while it writes {out}, and {lock} is the {input_flag} input; choose another --out, or rename that input"),
-            ));
+            return Err(Error::invalid("--out", format!("vpt train keeps a lock at {lock} while it writes {out}, and {lock} is the {input_flag} input; choose another --out, or rename that input")));
         }
         let lock = take_lock(&lock, out)?;
         let existing: Vec<&String> = [&task, &resume_file, &metrics].into_iter().filter(|p| Path::new(p).exists()).collect();
@@ -120,7 +117,10 @@ impl RunFiles {
             (true, false) if !existing.is_empty() => {
                 return Err(Error::invalid(
                     "--resume",
-                    format!("{} exists but its resume state {resume_file} does not, so that run cannot be continued; pass --force instead of --resume to replace it, or choose another --out", existing[0]),
+                    format!(
+                        "{} exists but its resume state {resume_file} does not, so that run cannot be continued; pass --force instead of --resume to replace it, or choose another --out",
+                        existing[0]
+                    ),
                 ))
             }
             (false, false) if !existing.is_empty() => {
@@ -181,9 +181,7 @@ fn take_lock(path: &str, out: &str) -> Result<Lock> {
     };
     match file.try_lock() {
         Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => {
-            return Err(Error::invalid("--out", format!("another vpt train is writing {out} (it holds {path}); wait for it to end, or choose another --out")))
-        }
+        Err(std::fs::TryLockError::WouldBlock) => return Err(Error::invalid("--out", format!("another vpt train is writing {out} (it holds {path}); wait for it to end, or choose another --out"))),
         Err(std::fs::TryLockError::Error(source)) => return Err(io_err(source)),
     }
     let made_by_vpt = if created {

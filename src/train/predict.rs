@@ -8,16 +8,16 @@
 
 use std::path::PathBuf;
 
-use crate::train::data::{default_resize, load_image, Transform};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::Graph;
+use crate::model::method::Method;
+use crate::model::vit::Vit;
+use crate::model::vpt::vpt_pooled;
+use crate::tensor::Tensor;
+use crate::train::data::{default_resize, load_image, Transform};
 use crate::train::evaluate::finite_logits;
 use crate::train::task::TaskFile;
-use crate::tensor::Tensor;
-use crate::model::vit::Vit;
-use crate::model::method::Method;
-use crate::model::vpt::vpt_pooled;
 
 /// One class with its probability.
 #[derive(Clone, Debug, PartialEq)]

@@ -55,9 +55,7 @@ impl Observer for ProgressBar {
     fn step(&mut self, s: &StepInfo) {
         let bar = self.bar.get_or_insert_with(|| {
             let bar = indicatif::ProgressBar::new(s.batches as u64);
-            bar.set_style(
-                indicatif::ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg}").expect("valid template").progress_chars("=> "),
-            );
+            bar.set_style(indicatif::ProgressStyle::with_template("epoch {prefix} [{bar:30}] {pos}/{len} {msg}").expect("valid template").progress_chars("=> "));
             bar
         });
         bar.set_length(s.batches as u64);
@@ -68,7 +66,14 @@ impl Observer for ProgressBar {
     fn epoch(&mut self, e: &EpochSummary) {
         let line = format!(
             "epoch {:>3}/{}: lr {:.5}  loss {:.4}  train acc {:5.1}%  val acc {:5.1}%  {:.1} img/s  {:.1} s",
-            e.epoch, e.epochs, e.lr, e.train_loss, 100.0 * e.train_accuracy, 100.0 * e.val_accuracy, e.images_per_second, e.seconds
+            e.epoch,
+            e.epochs,
+            e.lr,
+            e.train_loss,
+            100.0 * e.train_accuracy,
+            100.0 * e.val_accuracy,
+            e.images_per_second,
+            e.seconds
         );
         match &self.bar {
             // A hidden bar (output is not a terminal) would swallow println: print directly.

@@ -87,8 +87,7 @@ pub fn restore(files: &RunFiles, settings: &BTreeMap<&str, String>, task_file: &
     for (name, t) in task_file.task.tuned.named() {
         copy_into(&name, t)?;
     }
-    let state: Vec<Vec<f32>> =
-        (0..trainer.state_tensors().len()).map(|i| f.checked_f32(&format!("optimizer.{i}")).map(|(_, d)| d.to_vec())).collect::<Result<_>>()?;
+    let state: Vec<Vec<f32>> = (0..trainer.state_tensors().len()).map(|i| f.checked_f32(&format!("optimizer.{i}")).map(|(_, d)| d.to_vec())).collect::<Result<_>>()?;
     trainer.restore(step, &state)?;
     truncate_metrics(&files.metrics, epochs_done)?;
     Ok(epochs_done)
@@ -101,25 +100,21 @@ fn check_same_settings(f: &TensorFile, now: &BTreeMap<&str, String>) -> std::res
         return Err("records no settings (written by an older vpt-wgsl?), so it cannot be resumed safely; start again with --force".into());
     };
     let then: BTreeMap<String, String> = serde_json::from_str(text).map_err(|e| format!("its settings do not parse: {e}"))?;
-    let differ: Vec<String> = now
-        .iter()
-        .filter(|(k, v)| then.get(**k) != Some(*v))
-        .map(|(k, v)| format!("{k}: {} then, {v} now", then.get(*k).map_or("(absent)", String::as_str)))
-        .collect();
+    let differ: Vec<String> = now.iter().filter(|(k, v)| then.get(**k) != Some(*v)).map(|(k, v)| format!("{k}: {} then, {v} now", then.get(*k).map_or("(absent)", String::as_str))).collect();
     if differ.is_empty() {
         return Ok(());
     }
-    Err(format!("was written by a run with other settings, so --resume would not end where that run would: {}; resume with the same arguments and data, or start again with --force", differ.join("; ")))
+    Err(format!(
+        "was written by a run with other settings, so --resume would not end where that run would: {}; resume with the same arguments and data, or start again with --force",
+        differ.join("; ")
+    ))
 }
 
 /// Keep the metrics of the epochs the resume state includes (an interrupted epoch wrote none,
 /// but a crash between the state and the metrics line could leave one too many or too few).
 fn truncate_metrics(path: &str, epochs_done: usize) -> Result<()> {
     let Ok(text) = std::fs::read_to_string(path) else { return Ok(()) };
-    let kept: String = text
-        .lines()
-        .filter(|l| serde_json::from_str::<serde_json::Value>(l).ok().and_then(|v| v["epoch"].as_u64()).is_some_and(|e| e as usize <= epochs_done))
-        .map(|l| format!("{l}\n"))
-        .collect();
+    let kept: String =
+        text.lines().filter(|l| serde_json::from_str::<serde_json::Value>(l).ok().and_then(|v| v["epoch"].as_u64()).is_some_and(|e| e as usize <= epochs_done)).map(|l| format!("{l}\n")).collect();
     crate::io::write_atomically(std::path::Path::new(path), kept.as_bytes())
 }

@@ -14,14 +14,14 @@
 
 use std::collections::HashMap;
 
-use crate::train::data::Normalization;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::hash::Fnv1a;
 use crate::io::{first_non_finite, write_f32_tensors, TensorFile};
-use crate::tensor::Tensor;
 use crate::model::vit::{StateDict, VitConfig};
 use crate::model::vpt::{Pool, VptTask};
+use crate::tensor::Tensor;
+use crate::train::data::Normalization;
 
 pub const FORMAT: &str = "vpt-wgsl task v1";
 
@@ -70,7 +70,7 @@ impl TaskFile {
         }
         let norm = Normalization::parse(meta("mean")?, meta("std")?).map_err(|e| fmt(e.to_string()))?;
         let img_size = parse_size(meta("img_size")?).ok_or_else(|| fmt(format!("metadata img_size {:?} is not \"H,W\"", meta("img_size"))))?;
-        Ok(TaskFile { task, classes, norm, img_size, backbone: meta("backbone")?.clone(), })
+        Ok(TaskFile { task, classes, norm, img_size, backbone: meta("backbone")?.clone() })
     }
 
     /// The metadata block of the task file.
@@ -160,11 +160,7 @@ pub fn init_head(classes: usize, dim: usize, rng: &mut u64) -> (Vec<f32>, Vec<f3
 pub fn new_task(gpu: &Gpu, backbone: &VitConfig, depth: usize, num_prompts: usize, classes: usize, pool: Pool, seed: u64) -> Result<VptTask> {
     let (dim, patch) = (backbone.embed_dim, backbone.patch_size);
     let mut rng = seed ^ 0x5650_545f_494e_4954; // "VPT_INIT": keep init draws apart from data draws
-    let prompts = if depth > 0 && num_prompts > 0 {
-        Some(Tensor::from_slice(gpu, &[depth, num_prompts, dim], &init_prompts(depth, num_prompts, dim, patch, &mut rng))?)
-    } else {
-        None
-    };
+    let prompts = if depth > 0 && num_prompts > 0 { Some(Tensor::from_slice(gpu, &[depth, num_prompts, dim], &init_prompts(depth, num_prompts, dim, patch, &mut rng))?) } else { None };
     let (w, b) = init_head(classes, dim, &mut rng);
     Ok(VptTask { prompts, head_weight: Tensor::from_slice(gpu, &[classes, dim], &w)?, head_bias: Tensor::from_slice(gpu, &[classes], &b)?, pool, tuned: Default::default() })
 }

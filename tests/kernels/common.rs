@@ -129,11 +129,7 @@ pub fn assert_grad_matches_fd(what: &str, gpu: &Gpu, grad: &[f32], fd: f64, v: &
     let analytic: f64 = grad.iter().zip(v).map(|(&g, &d)| g as f64 * d).sum();
     let scale: f64 = grad.iter().zip(v).map(|(&g, &d)| (g as f64 * d).abs()).sum::<f64>().max(1e-6);
     let err = (analytic - fd).abs() / scale;
-    assert!(
-        err <= tol,
-        "{what} on {}: ⟨grad, v⟩ = {analytic:.8e} but finite differences give {fd:.8e} (relative {err:.2e} > {tol:.1e})",
-        gpu.describe()
-    );
+    assert!(err <= tol, "{what} on {}: ⟨grad, v⟩ = {analytic:.8e} but finite differences give {fd:.8e} (relative {err:.2e} > {tol:.1e})", gpu.describe());
 }
 
 /// Shapes strategy helper: a dimension from 1 to `max`, biased towards the awkward small sizes.

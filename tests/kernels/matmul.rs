@@ -54,7 +54,11 @@ impl Case {
         matches!(self.batching, Batching::Both | Batching::SharedA)
     }
     fn batch(&self) -> usize {
-        if matches!(self.batching, Batching::None) { 1 } else { self.batch_dims.iter().product() }
+        if matches!(self.batching, Batching::None) {
+            1
+        } else {
+            self.batch_dims.iter().product()
+        }
     }
     /// [batch..., M, K], or [batch..., K, M] transposed.
     fn a_shape(&self) -> Vec<usize> {
@@ -68,16 +72,7 @@ impl Case {
         shape(!matches!(self.batching, Batching::None), &self.batch_dims, self.m, self.n, false)
     }
     fn dims(&self) -> MatmulDims {
-        MatmulDims {
-            batch: self.batch(),
-            m: self.m,
-            k: self.k,
-            n: self.n,
-            trans_a: self.opts.trans_a,
-            trans_b: self.opts.trans_b,
-            a_batched: self.a_batched(),
-            b_batched: self.b_batched(),
-        }
+        MatmulDims { batch: self.batch(), m: self.m, k: self.k, n: self.n, trans_a: self.opts.trans_a, trans_b: self.opts.trans_b, a_batched: self.a_batched(), b_batched: self.b_batched() }
     }
 }
 
@@ -102,18 +97,8 @@ fn case(max_dim: usize) -> impl Strategy<Value = Case> {
     let batching = prop_oneof![Just(Batching::None), Just(Batching::Both), Just(Batching::SharedB), Just(Batching::SharedA)];
     // Mostly one batch dim of 1..3; sometimes two, to check they flatten into one count.
     let batch_dims = prop_oneof![3 => (1usize..=3).prop_map(|b| vec![b]), 1 => Just(vec![2usize, 2])];
-    (batching, batch_dims, mm_dim(max_dim), mm_dim(max_dim), mm_dim(max_dim), any::<(bool, bool, bool)>(), any::<u64>()).prop_map(
-        |(batching, batch_dims, m, k, n, (trans_a, trans_b, bias), seed)| Case {
-            batching,
-            batch_dims,
-            m,
-            k,
-            n,
-            opts: MatmulOptions { trans_a, trans_b },
-            bias,
-            seed,
-        },
-    )
+    (batching, batch_dims, mm_dim(max_dim), mm_dim(max_dim), mm_dim(max_dim), any::<(bool, bool, bool)>(), any::<u64>())
+        .prop_map(|(batching, batch_dims, m, k, n, (trans_a, trans_b, bias), seed)| Case { batching, batch_dims, m, k, n, opts: MatmulOptions { trans_a, trans_b }, bias, seed })
 }
 
 /// The case's random operands, as f64 for the reference and as tensors on `gpu`.
@@ -238,16 +223,7 @@ proptest! {
 /// with bias. Large enough to span several tiles of every kernel with ragged edges on M and K.
 #[test]
 fn every_kernel_matches_reference_at_vit_shape() {
-    let c = Case {
-        batching: Batching::SharedB,
-        batch_dims: vec![1],
-        m: 197,
-        k: 192,
-        n: 576,
-        opts: MatmulOptions { trans_a: false, trans_b: true },
-        bias: true,
-        seed: 197,
-    };
+    let c = Case { batching: Batching::SharedB, batch_dims: vec![1], m: 197, k: 192, n: 576, opts: MatmulOptions { trans_a: false, trans_b: true }, bias: true, seed: 197 };
     for gpu in gpus() {
         let x = inputs(gpu, &c);
         let want = cpu::matmul_forward(&x.a, &x.b, Some(&x.bias), c.dims());
@@ -294,11 +270,7 @@ fn matmul_forward_uses_the_best_kernel_for_the_shape() {
             assert_eq!(gpu.dispatch_counts()[&key], before.get(&key).unwrap_or(&0) + 1, "{m}×{n} on {}", gpu.describe());
         }
         if gpu.info().device_type == wgpu::DeviceType::Cpu {
-            let (nn, tn, nt) = (
-                MatmulOptions::default(),
-                MatmulOptions { trans_a: false, trans_b: true },
-                MatmulOptions { trans_a: true, trans_b: false },
-            );
+            let (nn, tn, nt) = (MatmulOptions::default(), MatmulOptions { trans_a: false, trans_b: true }, MatmulOptions { trans_a: true, trans_b: false });
             // (`tn` here is A as stored, B transposed: a linear layer's forward.) With subgroups,
             // the shuffling kernel takes that layout at every size (its tile is 16 rows), and the
             // dX layout (`nn`) where A's rows take vec4 loads.

@@ -4,7 +4,6 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-
 use super::data_error;
 use super::transform::decode_strict;
 use crate::{Error, Result};
@@ -73,14 +72,8 @@ fn scan_folder(root: &Path, expected: Option<&[String]>) -> Result<ImageFolder> 
 fn check_root(root: &Path) -> Result<()> {
     match std::fs::metadata(root) {
         Ok(m) if m.is_dir() => Ok(()),
-        Ok(_) => Err(data_error(
-            root,
-            "is a file, not a folder; pass the image folder (one sub-folder per class, e.g. ROOT/cat/001.jpg)",
-        )),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(data_error(
-            root,
-            "no such folder; check the path (an image folder has one sub-folder per class, e.g. ROOT/cat/001.jpg)",
-        )),
+        Ok(_) => Err(data_error(root, "is a file, not a folder; pass the image folder (one sub-folder per class, e.g. ROOT/cat/001.jpg)")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(data_error(root, "no such folder; check the path (an image folder has one sub-folder per class, e.g. ROOT/cat/001.jpg)")),
         Err(e) => Err(Error::Io { path: root.display().to_string(), source: e }),
     }
 }
@@ -123,15 +116,8 @@ fn list_class_dirs(root: &Path) -> Result<(Vec<String>, Skipped)> {
 }
 
 fn no_classes_error(root: &Path, loose_files: usize) -> Error {
-    let hint = if loose_files > 0 {
-        format!(" ({loose_files} files lie directly in it; move them into one sub-folder per class)")
-    } else {
-        String::new()
-    };
-    data_error(
-        root,
-        format!("no class sub-folders{hint}; an image folder needs one sub-folder per class with the images inside, e.g. ROOT/cat/001.jpg"),
-    )
+    let hint = if loose_files > 0 { format!(" ({loose_files} files lie directly in it; move them into one sub-folder per class)") } else { String::new() };
+    data_error(root, format!("no class sub-folders{hint}; an image folder needs one sub-folder per class with the images inside, e.g. ROOT/cat/001.jpg"))
 }
 
 /// The folder must hold exactly the expected classes (the order may differ: labels follow `expected`).
@@ -192,17 +178,10 @@ fn check_image(path: &Path) -> std::result::Result<(), String> {
 }
 
 fn empty_class_error(root: &Path, class: &str, skipped: &[(PathBuf, String)]) -> Error {
-    let reasons: Vec<String> = skipped
-        .iter()
-        .take(3)
-        .map(|(p, why)| format!("{}: {why}", p.file_name().unwrap_or_default().to_string_lossy()))
-        .collect();
+    let reasons: Vec<String> = skipped.iter().take(3).map(|(p, why)| format!("{}: {why}", p.file_name().unwrap_or_default().to_string_lossy())).collect();
     let detail = match skipped.len() {
         0 => "it is empty".to_string(),
         n => format!("{n} files skipped: {}{}", reasons.join("; "), if n > 3 { "; …" } else { "" }),
     };
-    data_error(
-        &root.join(class),
-        format!("class {class:?} has no usable JPEG or PNG images ({detail}); add images to it or remove the folder"),
-    )
+    data_error(&root.join(class), format!("class {class:?} has no usable JPEG or PNG images ({detail}); add images to it or remove the folder"))
 }

@@ -1,15 +1,15 @@
 //! Batches and the epoch loader: decoding and augmenting on background threads while the GPU
 //! works, in an order that depends only on the seed and the epoch.
 
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
-use std::path::PathBuf;
 use std::thread::JoinHandle;
 
 use super::folder::Sample;
+use super::normalize::Normalization;
 use super::split::{derive_seed, shuffle, AUGMENT_STREAM, SHUFFLE_STREAM};
 use super::transform::{load_image, Transform};
-use super::normalize::Normalization;
 use crate::{Error, Result};
 
 /// One batch on the host: images [B, 3, size, size] flattened, labels [B], paths for reporting.
@@ -38,11 +38,7 @@ impl Batch {
 /// The shape, labels and paths; not the hundreds of thousands of pixel values.
 impl std::fmt::Debug for Batch {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Batch")
-            .field("shape", &self.shape())
-            .field("labels", &self.labels)
-            .field("paths", &self.paths)
-            .finish()
+        f.debug_struct("Batch").field("shape", &self.shape()).field("labels", &self.labels).field("paths", &self.paths).finish()
     }
 }
 
@@ -80,21 +76,12 @@ impl EpochPlan {
         let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).clamp(1, MAX_DECODE_THREADS);
         let chunk = indices.len().div_ceil(threads).max(1);
         let results: Vec<Result<()>> = std::thread::scope(|scope| {
-            let handles: Vec<_> = images
-                .chunks_mut(chunk * per_image)
-                .zip(indices.chunks(chunk))
-                .map(|(out, idx)| scope.spawn(move || self.load_into(idx, out, stop)))
-                .collect();
+            let handles: Vec<_> = images.chunks_mut(chunk * per_image).zip(indices.chunks(chunk)).map(|(out, idx)| scope.spawn(move || self.load_into(idx, out, stop))).collect();
             handles.into_iter().map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p))).collect()
         });
         // Chunks are in batch order, so the error reported is the first failing sample's.
         results.into_iter().collect::<Result<()>>()?;
-        Ok(Batch {
-            images,
-            labels: indices.iter().map(|&i| self.samples[i].label as u32).collect(),
-            paths: indices.iter().map(|&i| self.samples[i].path.clone()).collect(),
-            size,
-        })
+        Ok(Batch { images, labels: indices.iter().map(|&i| self.samples[i].label as u32).collect(), paths: indices.iter().map(|&i| self.samples[i].path.clone()).collect(), size })
     }
 
     /// Load samples `idx` into `out` ([idx.len(), 3, size, size]).
@@ -144,25 +131,8 @@ pub struct EpochLoader {
 
 impl EpochLoader {
     #[allow(clippy::too_many_arguments)] // the owner's API: each argument is one plain setting
-    pub fn new(
-        samples: Vec<Sample>,
-        transform: Transform,
-        norm: Normalization,
-        batch_size: usize,
-        shuffle: bool,
-        seed: u64,
-        epoch: usize,
-        start_batch: usize,
-    ) -> EpochLoader {
-        let mut loader = EpochLoader {
-            num_batches: 0,
-            next_batch: start_batch,
-            rx: None,
-            stop: Arc::new(AtomicBool::new(false)),
-            worker: None,
-            pending: None,
-            failed: false,
-        };
+    pub fn new(samples: Vec<Sample>, transform: Transform, norm: Normalization, batch_size: usize, shuffle: bool, seed: u64, epoch: usize, start_batch: usize) -> EpochLoader {
+        let mut loader = EpochLoader { num_batches: 0, next_batch: start_batch, rx: None, stop: Arc::new(AtomicBool::new(false)), worker: None, pending: None, failed: false };
         if batch_size == 0 {
             loader.pending = Some(Error::invalid("--batch", "batch size is 0; use a batch size of at least 1"));
             return loader;
@@ -185,28 +155,20 @@ impl EpochLoader {
     fn start(&mut self, plan: EpochPlan, first: usize) {
         let (tx, rx) = mpsc::sync_channel(PREFETCH);
         let stop = Arc::clone(&self.stop);
-        let spawned = std::thread::Builder::new()
-            .name("vpt-data".to_string())
-            .spawn(move || produce(plan, first, tx, stop));
+        let spawned = std::thread::Builder::new().name("vpt-data".to_string()).spawn(move || produce(plan, first, tx, stop));
         match spawned {
             Ok(handle) => {
                 self.worker = Some(handle);
                 self.rx = Some(rx);
             }
-            Err(e) => {
-                self.pending = Some(Error::Internal { what: "EpochLoader".into(), msg: format!("could not start the data loading thread: {e}") })
-            }
+            Err(e) => self.pending = Some(Error::Internal { what: "EpochLoader".into(), msg: format!("could not start the data loading thread: {e}") }),
         }
     }
 
     /// The worker hung up early: it can only have panicked (a bug), so say so with its message.
     fn worker_died(&mut self) -> Error {
         let msg = match self.worker.take().map(JoinHandle::join) {
-            Some(Err(panic)) => panic
-                .downcast_ref::<String>()
-                .cloned()
-                .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
-                .unwrap_or_else(|| "unknown panic".to_string()),
+            Some(Err(panic)) => panic.downcast_ref::<String>().cloned().or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_else(|| "unknown panic".to_string()),
             _ => "it stopped early".to_string(),
         };
         Error::Internal { what: "EpochLoader".into(), msg: format!("the data loading thread failed: {msg}") }

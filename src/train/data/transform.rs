@@ -108,9 +108,7 @@ fn choose_window(img: &RgbImage, transform: Transform, rng: &mut u64) -> std::re
     let img = resize_shorter_side(img, resize);
     let (w, h) = (img.width() as usize, img.height() as usize);
     if w < size || h < size {
-        return Err(format!(
-            "is {w}x{h} after resizing the shorter side to {resize}, smaller than the {size}x{size} crop; use resize ≥ size"
-        ));
+        return Err(format!("is {w}x{h} after resizing the shorter side to {resize}, smaller than the {size}x{size} crop; use resize ≥ size"));
     }
     let (top, left, flip) = match transform {
         Transform::Train { flip, .. } => {
