@@ -83,13 +83,9 @@ pub fn run_demo(gpu: &Gpu, dir: &Path, out_dir: &Path, epochs: Option<usize>, pr
     Ok(rows)
 }
 
-/// "5 prompts × 4 layers", or the method's name.
+/// What the variant trains: "5 prompts × 4 layers and the head", "every bias and the head".
 fn describe(cfg: &TrainConfig, v: &Value) -> String {
-    if cfg.method.prompt || cfg.method == Method::default() {
-        format!("{} prompts × {} layers", cfg.num_prompts, depth_of(v))
-    } else {
-        format!("--method {}", cfg.method.name())
-    }
+    cfg.method.describe(cfg.num_prompts, depth_of(v))
 }
 
 /// Where a run with another seed than the recipe's writes its task.

@@ -313,7 +313,9 @@ struct RecipeArgs {
     /// Weight decay (the paper searches {0.01, 1e-3, 1e-4, 0}).
     #[arg(long, default_value_t = 1e-4)]
     wd: f32,
-    /// Warm-up epochs.
+    /// Warm-up epochs: the rate rises linearly from 0 over them, then follows half a cosine. A
+    /// warm-up as long as the run or longer is kept as given (the rate never leaves it), and the
+    /// run warns and says the highest rate it will reach.
     #[arg(long, default_value_t = 10)]
     warmup: usize,
     /// sgd (momentum 0.9, the paper's) or adamw (β = 0.9, 0.999).

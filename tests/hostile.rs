@@ -205,6 +205,25 @@ fn the_lock_never_deletes_a_users_file() {
     assert_eq!(std::fs::read(&model_as_lock).unwrap(), std::fs::read(&model).unwrap(), "the --model given under the lock's name was changed");
 }
 
+/// What used to pass in silence now says so: a warm-up as long as the run warns with the rate it
+/// reaches, the header says what the method trains, and `partial-K` beyond the backbone's depth
+/// is refused as `--depth` is.
+#[test]
+fn quiet_surprises_are_said() {
+    let dir = workdir("hostile-quiet");
+    let model = write_tiny_backbone(&dir);
+    let data = s(&image_folder(&dir, 3));
+    let out = s(&dir.join("run.safetensors"));
+    let run = vpt(&["train", "--model", &model, "--data", &data, "--out", &out, "--epochs", "2", "--warmup", "10", "--batch", "4", "--method", "bias"]);
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert!(stdout.contains("warning: --warmup 10 is not shorter than --epochs 2") && stdout.contains("--warmup 1 or fewer"), "{stdout}");
+    assert!(stdout.contains("training every bias and the head on"), "{stdout}");
+    let depth = common::DEPTH.to_string();
+    let too_deep = format!("partial-{}", common::DEPTH + 1);
+    fails_naming(&["train", "--model", &model, "--data", &data, "--out", &s(&dir.join("deep.safetensors")), "--method", &too_deep], &["--method", &too_deep, &depth]);
+}
+
 /// Non-finite numbers: refused as input, and a diverging run stops with an error instead of
 /// writing NaN task files.
 #[test]

@@ -18,6 +18,7 @@ impl Vit {
     /// (`--precision f16` keeps the large weights frozen) or the task's tensors do not fit.
     pub fn backbone_vars(&self, g: &Graph, method: &Method, tuned: &Tuned) -> Result<BackboneVars> {
         let (depth, d) = (self.cfg.depth, self.cfg.embed_dim);
+        method.check_depth(depth)?;
         let named = self.named_tensors();
         let shapes: Vec<(String, Vec<usize>)> = named.iter().map(|(n, t)| (n.clone(), t.shape().to_vec())).collect();
         tuned.check_against(depth, d, &shapes)?;

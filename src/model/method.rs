@@ -106,6 +106,51 @@ impl Method {
     }
 }
 
+impl Method {
+    /// An error unless the method fits a backbone of `depth` blocks: `partial-K` with K above
+    /// the depth would silently train every block.
+    pub fn check_depth(&self, depth: usize) -> Result<()> {
+        match self.partial {
+            Some(k) if k > depth => Err(Error::invalid(
+                "--method",
+                format!("partial-{k} trains the last {k} blocks, and the backbone has {depth}; use partial-{depth} to train every block and the final norm, or full to train the embeddings too"),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// What the method trains, for a run's header line: "5 prompts × 4 layers, every bias and
+    /// the head". `prompts` and `prompt_layers` are the run's (0 where it makes none).
+    pub fn describe(&self, prompts: usize, prompt_layers: usize) -> String {
+        let mut parts = Vec::new();
+        if self.prompt && prompts > 0 {
+            parts.push(format!("{prompts} prompts × {prompt_layers} layers"));
+        }
+        if self.full {
+            parts.push("every backbone tensor".to_string());
+        } else {
+            if self.bias {
+                parts.push("every bias".to_string());
+            }
+            if let Some(k) = self.partial {
+                parts.push(format!("the last {k} block{} and the final norm", if k == 1 { "" } else { "s" }));
+            }
+        }
+        if self.adapter {
+            parts.push(format!("an adapter in every block (reduction {})", self.adapter_reduction));
+        }
+        if self.lora {
+            parts.push(format!("LoRA on every block's qkv (rank {}, α {})", self.lora_rank, self.lora_alpha.unwrap_or(self.lora_rank as f32)));
+        }
+        parts.push("the head".to_string());
+        match parts.split_last() {
+            Some((last, [])) => last.clone(),
+            Some((last, rest)) => format!("{} and {last}", rest.join(", ")),
+            None => unreachable!("the head is always there"),
+        }
+    }
+}
+
 /// `blocks.7.attn.qkv.weight` → 7.
 fn block_index(name: &str) -> Option<usize> {
     name.strip_prefix("blocks.")?.split('.').next()?.parse().ok()
@@ -165,6 +210,15 @@ mod tests {
             assert_eq!(name.parse::<Method>().unwrap().name(), name);
         }
         assert_eq!("linear+bias".parse::<Method>().unwrap().name(), "bias");
+        let described = |m: &str, prompts: usize, layers: usize| m.parse::<Method>().unwrap().describe(prompts, layers);
+        assert_eq!(described("linear", 0, 0), "the head");
+        assert_eq!(described("prompt", 5, 3), "5 prompts × 3 layers and the head");
+        assert_eq!(described("full", 0, 0), "every backbone tensor and the head");
+        assert_eq!(described("prompt+bias+partial-1", 2, 1), "2 prompts × 1 layers, every bias, the last 1 block and the final norm and the head");
+        assert!("partial-3".parse::<Method>().unwrap().check_depth(3).is_ok());
+        let err = "partial-4".parse::<Method>().unwrap().check_depth(3).unwrap_err().to_string();
+        assert!(err.contains("--method") && err.contains("partial-4") && err.contains("has 3"), "{err}");
+        assert_eq!(described("lora", 0, 0), "LoRA on every block's qkv (rank 8, α 8) and the head");
         for bad in ["partial-0", "partial-x", "biases", "", "loras"] {
             let err = bad.parse::<Method>().unwrap_err().to_string();
             assert!(err.contains("--method"), "{err}");

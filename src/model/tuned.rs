@@ -87,6 +87,7 @@ impl Tuned {
     /// An error if one of those tensors is stored in f16 (`--precision f16`).
     pub fn for_method(vit: &crate::model::vit::Vit, method: &crate::model::method::Method, seed: u64) -> Result<Tuned> {
         let (depth, d) = (vit.cfg.depth, vit.cfg.embed_dim);
+        method.check_depth(depth)?;
         let mut tuned = Tuned::default();
         for (name, t) in vit.named_tensors() {
             if !method.trains(&name, depth) {

@@ -204,6 +204,9 @@ pub fn fit(gpu: &Gpu, cfg: &TrainConfig, observer: &mut dyn Observer) -> Result<
     let steps_per_epoch = data.train.len().div_ceil(cfg.batch);
     let lr = cfg.base_lr * cfg.batch as f64 / 256.0;
     let schedule = WarmupCosine { base_lr: lr, warmup_steps: cfg.warmup_epochs * steps_per_epoch, total_steps: cfg.epochs * steps_per_epoch };
+    if let Some(warning) = warmup_warning(cfg, &schedule) {
+        observer.start(&warning);
+    }
     let mut trainer = Trainer::with_method(gpu, &task_file.task, cfg.method, cfg.optimizer, schedule)?;
     let all_samples: Vec<Sample> = data.train.iter().chain(&data.val).cloned().collect();
     let settings = run_settings(cfg, &fingerprint, &data_fingerprint(&all_samples));
@@ -220,8 +223,8 @@ pub fn fit(gpu: &Gpu, cfg: &TrainConfig, observer: &mut dyn Observer) -> Result<
         Start::Fresh => 0,
     };
     observer.start(&format!(
-        "training {} prompts × {depth} layers on {} ({} classes, {} train / {} val images, {size}×{size}), {} steps per epoch, lr {lr:.4} on {}",
-        cfg.num_prompts,
+        "training {} on {} ({} classes, {} train / {} val images, {size}×{size}), {} steps per epoch, lr {lr:.4} on {}",
+        cfg.method.describe(num_prompts, depth),
         cfg.data.display(),
         data.classes.len(),
         data.train.len(),
@@ -388,4 +391,21 @@ fn diverged(cfg: &TrainConfig, epoch: usize, step: usize, loss: f32, lr: f64) ->
         "--lr",
         format!("training diverged at epoch {}, step {step}: the loss is {loss}; {kept}; try a lower --lr (this run's rate was {lr:.4} = --lr {} × batch {} / 256)", epoch + 1, cfg.base_lr, cfg.batch),
     )
+}
+
+/// A warning when the warm-up is as long as the run or longer: the rate then never leaves the
+/// warm-up, and the run trains at a fraction of the rate it was given, which nothing else says.
+fn warmup_warning(cfg: &TrainConfig, schedule: &WarmupCosine) -> Option<String> {
+    if cfg.warmup_epochs == 0 || cfg.warmup_epochs < cfg.epochs {
+        return None;
+    }
+    let highest = schedule.lr(schedule.total_steps.saturating_sub(1));
+    Some(format!(
+        "warning: --warmup {} is not shorter than --epochs {}: the learning rate never leaves the warm-up and reaches only {highest:.4} ({:.0}% of {:.4}); pass --warmup {} or fewer for the full rate",
+        cfg.warmup_epochs,
+        cfg.epochs,
+        100.0 * highest / schedule.base_lr,
+        schedule.base_lr,
+        cfg.epochs.saturating_sub(1)
+    ))
 }
