@@ -206,8 +206,8 @@ fn the_lock_never_deletes_a_users_file() {
 }
 
 /// What used to pass in silence now says so: a warm-up as long as the run warns with the rate it
-/// reaches, the header says what the method trains, and `partial-K` beyond the backbone's depth
-/// is refused as `--depth` is.
+/// reaches, the header says what the method trains, `partial-K` beyond the backbone's depth is
+/// refused as `--depth` is, and so is one method named twice in `vpt compare`.
 #[test]
 fn quiet_surprises_are_said() {
     let dir = workdir("hostile-quiet");
@@ -222,6 +222,9 @@ fn quiet_surprises_are_said() {
     let depth = common::DEPTH.to_string();
     let too_deep = format!("partial-{}", common::DEPTH + 1);
     fails_naming(&["train", "--model", &model, "--data", &data, "--out", &s(&dir.join("deep.safetensors")), "--method", &too_deep], &["--method", &too_deep, &depth]);
+    // One method named twice in `vpt compare` would train twice into one task file.
+    let report = s(&dir.join("report"));
+    fails_naming(&["compare", "--model", &model, "--data", &data, "--out-dir", &report, "--methods", "bias,linear+bias"], &["--methods", "bias twice", "bias.safetensors"]);
 }
 
 /// Non-finite numbers: refused as input, and a diverging run stops with an error instead of

@@ -49,6 +49,12 @@ pub fn compare(gpu: &Gpu, recipe: &TrainConfig, methods: &[Method], out_dir: &Pa
     if methods.is_empty() {
         return Err(Error::invalid("--methods", "names no method; give e.g. linear,prompt,bias"));
     }
+    // Two spellings of one method ("bias" and "linear+bias") would train into one task file.
+    for (i, method) in methods.iter().enumerate() {
+        if methods[..i].iter().any(|earlier| earlier.name() == method.name()) {
+            return Err(Error::invalid("--methods", format!("names {} twice (each method trains into {}); give each method once", method.name(), task_path(out_dir, method))));
+        }
+    }
     if out_dir.exists() && !out_dir.is_dir() {
         return Err(Error::invalid("--out-dir", format!("{} is a file; give a folder for the task files and the report", out_dir.display())));
     }
