@@ -103,6 +103,17 @@ fn trace_files_round_trip_and_bad_ones_are_named() {
     other[at + 10] = b'9';
     std::fs::write(dir.join("v9.trace"), &other).unwrap();
     assert!(read_trace_file(&dir.join("v9.trace")).unwrap_err().to_string().contains("vpt-trace 9"));
+    // What would block or never end is refused by its kind, before it is opened.
+    #[cfg(unix)]
+    {
+        let fifo = dir.join("fifo.trace");
+        assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+        std::os::unix::fs::symlink("/dev/zero", dir.join("zero.trace")).unwrap();
+        for file in ["fifo.trace", "zero.trace"] {
+            let err = read_trace_file(&dir.join(file)).unwrap_err().to_string();
+            assert!(err.contains(file) && err.contains("not a regular file"), "{err}");
+        }
+    }
     std::fs::remove_dir_all(&dir).ok();
 }
 

@@ -127,10 +127,25 @@ fn record_step(gpu: &Gpu) -> Result<String> {
     Ok(format!("loss {loss:.6}; {} blocks of width {}, {} prompts each, {}×{} images, batch {}", cfg.depth, cfg.embed_dim, shape.prompts, cfg.img_size.0, cfg.img_size.1, shape.batch))
 }
 
-/// Read a trace file written by `vpt record`, checking its header: (name, bytes).
+/// The largest trace `vpt lab` reads (the kernels trace is about 7 MB).
+const MAX_TRACE_BYTES: u64 = 1 << 30;
+
+/// Read a trace file written by `vpt record`, checking its header: (name, bytes). Only a regular
+/// file of at most [`MAX_TRACE_BYTES`] is read (a FIFO would block for ever, a link to
+/// `/dev/zero` never end), and no more bytes than it had when looked at.
 pub fn read_trace_file(path: &Path) -> Result<(String, Vec<u8>)> {
-    let bytes = std::fs::read(path).map_err(|e| Error::invalid("--traces", format!("cannot read {}: {e}", path.display())))?;
+    use std::io::Read;
     let bad = |why: String| Error::invalid("--traces", format!("{} is not a trace written by `vpt record`: {why}", path.display()));
+    let cannot_read = |e: std::io::Error| Error::invalid("--traces", format!("cannot read {}: {e}", path.display()));
+    let meta = std::fs::metadata(path).map_err(cannot_read)?;
+    if !meta.is_file() {
+        return Err(bad("it is not a regular file (a folder, pipe, socket or device)".into()));
+    }
+    if meta.len() > MAX_TRACE_BYTES {
+        return Err(bad(format!("it has {} bytes, more than the {MAX_TRACE_BYTES} a trace may have", meta.len())));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path).and_then(|f| f.take(meta.len()).read_to_end(&mut bytes)).map_err(cannot_read)?;
     let Some(len) = bytes.get(..8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes"))) else {
         return Err(bad("shorter than its 8-byte header".into()));
     };
