@@ -150,8 +150,7 @@ pub fn read_safetensors_file(path: &Path) -> Result<Vec<u8>> {
     let io_err = |source| Error::Io { path: path_str.clone(), source };
     let format_err = |msg: String| Error::Format { path: path_str.clone(), msg };
     let meta = std::fs::metadata(path).map_err(io_err)?;
-    if !meta.is_file() {
-        let kind = if meta.is_dir() { "a folder" } else { "not a regular file (a pipe, socket or device)" };
+    if let Some(kind) = not_a_regular_file(&meta) {
         return Err(format_err(format!("is {kind}; give the path of a .safetensors file")));
     }
     let size = meta.len();
@@ -178,6 +177,19 @@ pub fn read_safetensors_file(path: &Path) -> Result<Vec<u8>> {
     bytes.extend_from_slice(&header);
     file.take(total - 8 - n).read_to_end(&mut bytes).map_err(io_err)?;
     Ok(bytes)
+}
+
+/// What a path is when it is not a regular file ("a folder", "not a regular file (a pipe,
+/// socket or device)"), which a loader must refuse before opening it: a FIFO would block for
+/// ever, a device such as `/dev/zero` never end. `None` for a regular file.
+pub fn not_a_regular_file(meta: &std::fs::Metadata) -> Option<&'static str> {
+    if meta.is_file() {
+        None
+    } else if meta.is_dir() {
+        Some("a folder")
+    } else {
+        Some("not a regular file (a pipe, socket or device)")
+    }
 }
 
 /// The first 8 bytes of a safetensors file are the header's length: it must fit in the file.
@@ -239,12 +251,15 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
     let path_str = path.display().to_string();
     let io_err = |source| Error::Io { path: path_str.clone(), source };
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let (tmp, mut file) = (0..100)
-        .map(|attempt| path.with_file_name(format!(".{name}.{}.{attempt}.tmp", std::process::id())))
-        .map(|tmp| std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp).map(|file| (tmp, file)))
-        .find(|made| !matches!(made, Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists))
-        .unwrap_or_else(|| Err(std::io::Error::new(std::io::ErrorKind::AlreadyExists, "100 temporary names beside it are taken")))
-        .map_err(io_err)?;
+    let mut attempt = 0;
+    let (tmp, mut file) = loop {
+        let tmp = path.with_file_name(format!(".{name}.{}.{attempt}.tmp", std::process::id()));
+        match std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp) {
+            Ok(file) => break (tmp, file),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 99 => attempt += 1,
+            Err(e) => return Err(io_err(e)),
+        }
+    };
     let written = file.write_all(bytes);
     drop(file); // closed before the rename, which Windows requires
     let written = written.and_then(|()| std::fs::rename(&tmp, path));

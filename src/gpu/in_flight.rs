@@ -44,9 +44,10 @@ pub const MAX_IN_FLIGHT: usize = 2;
 /// let go of gigabytes. Measured on lavapipe (2026-12-05, the resident peak of a ViT-B/16 VPT-deep
 /// step at batch 64, see docs/benchmarks.md "Resident memory"): without this bound 14.4 GiB for
 /// 6.0 GiB of tensors; with 256 MiB, 7.7 GiB; with 64 MiB, 7.6 GiB; with `--recompute block`
-/// (1.6 GiB of tensors), 3.0 GiB at 256 MiB and 2.8 GiB at 64 MiB. What the driver may hold for nothing is at most
-/// about (`MAX_IN_FLIGHT` + 1) × (this + the largest tensor), so the smaller the better, as long as
-/// the extra submissions cost nothing measurable (the batch-8 step's time, docs/benchmarks.md).
+/// (1.6 GiB of tensors), 3.0 GiB at 256 MiB and 2.8 GiB at 64 MiB. What the driver may hold for
+/// nothing is at most about (`MAX_IN_FLIGHT` + 1) × (this + the largest tensor), so the smaller
+/// the better, as long as the extra submissions cost nothing measurable (the batch-8 step's
+/// time, docs/benchmarks.md).
 pub const MAX_RELEASED_BEFORE_SUBMIT: u64 = 64 << 20;
 
 /// The submissions not yet known to be finished, oldest first, and the count the GPU keeps.

@@ -138,8 +138,8 @@ pub fn read_trace_file(path: &Path) -> Result<(String, Vec<u8>)> {
     let bad = |why: String| Error::invalid("--traces", format!("{} is not a trace written by `vpt record`: {why}", path.display()));
     let cannot_read = |e: std::io::Error| Error::invalid("--traces", format!("cannot read {}: {e}", path.display()));
     let meta = std::fs::metadata(path).map_err(cannot_read)?;
-    if !meta.is_file() {
-        return Err(bad("it is not a regular file (a folder, pipe, socket or device)".into()));
+    if let Some(kind) = crate::io::not_a_regular_file(&meta) {
+        return Err(bad(format!("it is {kind}")));
     }
     if meta.len() > MAX_TRACE_BYTES {
         return Err(bad(format!("it has {} bytes, more than the {MAX_TRACE_BYTES} a trace may have", meta.len())));

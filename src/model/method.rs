@@ -104,9 +104,7 @@ impl Method {
         }
         parts.join("+")
     }
-}
 
-impl Method {
     /// An error unless the method fits a backbone of `depth` blocks: `partial-K` with K above
     /// the depth would silently train every block.
     pub fn check_depth(&self, depth: usize) -> Result<()> {
