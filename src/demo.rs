@@ -1,6 +1,6 @@
 //! `vpt demo`: the bundled demonstration. A small ViT pretrained by us (fixtures/make_demo.py) on
 //! scikit-learn's handwritten digits 0–4 is tuned on the digits 5–9 every way the paper compares
-//! (linear probe, VPT-shallow, VPT-deep, and the baselines bias, partial-1, adapter, LoRA and
+//! (linear probe, VPT-shallow, VPT-deep, and the baselines bias, partial-1, adapter, LoRA, IA³ and
 //! full fine-tuning), with the recipe the PyTorch reference used (read from
 //! fixtures/demo/pytorch_reference.json), and the test accuracies are printed beside PyTorch's
 //! spread over five seeds. `--seeds` runs ours over the same five seeds.
@@ -13,10 +13,13 @@ use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::io::TensorFile;
 use crate::model::block::BlockPlan;
-use crate::model::method::Method;
+use crate::model::methods::method::Method;
+use crate::model::methods::options::MethodOptions;
 use crate::model::vit::Precision;
 use crate::model::vpt::Pool;
-use crate::train::fit::{fit, Depth, Observer, TrainConfig};
+use crate::train::config::{Depth, TrainConfig};
+use crate::train::fit::fit;
+use crate::train::observer::Observer;
 use crate::train::Optimizer;
 
 /// One row of the table.
@@ -32,7 +35,7 @@ pub struct DemoRow {
 }
 
 /// The variants, in the order the table lists them (those the reference file has).
-pub const VARIANTS: [&str; 8] = ["linear", "shallow", "deep", "bias", "partial-1", "adapter", "lora", "full"];
+pub const VARIANTS: [&str; 9] = ["linear", "shallow", "deep", "bias", "partial-1", "adapter", "lora", "ia3", "full"];
 
 /// Train the variants of the reference in `dir` (fixtures/demo) into `out_dir`. `epochs`
 /// overrides the reference recipe's (for a quick look); the comparison is only like for like
@@ -119,14 +122,10 @@ fn depth_of(v: &Value) -> usize {
 fn variant_config(dir: &Path, out_dir: &Path, variant: &str, v: &Value, options: &Value, epochs: Option<usize>, precision: Precision) -> std::result::Result<TrainConfig, String> {
     let hp = &v["hyperparameters"];
     // linear and the VPT variants have no "method": they are VPT with 0 or more prompts.
-    let mut method: Method = v["method"].as_str().unwrap_or("prompt").parse().map_err(|e: Error| format!("variants.{variant}.method: {e}"))?;
-    if let Some(r) = options["adapter_reduction"].as_u64() {
-        method.adapter_reduction = r as usize;
-    }
-    if let Some(r) = options["lora_rank"].as_u64() {
-        method.lora_rank = r as usize;
-    }
-    method.lora_alpha = options["lora_alpha"].as_f64().map(|a| a as f32);
+    // The reference's method options, under the settings' own names.
+    let sizes = ["adapter_reduction", "lora_rank", "lora_alpha"].into_iter().filter_map(|key| options[key].as_f64().map(|v| (key, v)));
+    let sizes = sizes.fold(MethodOptions::default(), |o, (key, v)| o.with(key, v));
+    let method = Method::parse(v["method"].as_str().unwrap_or("prompt"), &sizes).map_err(|e: Error| format!("variants.{variant}.method: {e}"))?;
     let num = |key: &str| hp[key].as_f64().ok_or_else(|| format!("variants.{variant}.hyperparameters.{key} is missing"));
     let steps_per_epoch = num("steps_per_epoch")?.max(1.0);
     let folder = dir.join("digits-5to9");

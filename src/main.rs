@@ -15,11 +15,13 @@ use vpt_wgsl::gpu::{backends_from_env, list_adapters, AdapterReport, TimingMetho
 use vpt_wgsl::io::TensorFile;
 use vpt_wgsl::lab::Workload;
 use vpt_wgsl::model::block::{AttentionChoice, BlockPlan, Recompute};
-use vpt_wgsl::model::method::Method;
+use vpt_wgsl::model::methods::method::Method;
+use vpt_wgsl::model::methods::options::MethodOptions;
 use vpt_wgsl::model::vit::{LoadOptions, Precision, StateDict, Vit};
 use vpt_wgsl::model::vpt::{self, Pool, VptTask};
+use vpt_wgsl::train::config::{Depth, TrainConfig};
 use vpt_wgsl::train::data::{default_resize, ImageFolder, Normalization, Transform};
-use vpt_wgsl::train::fit::{self, Depth, TrainConfig};
+use vpt_wgsl::train::fit;
 use vpt_wgsl::train::outputs::check_new_output;
 use vpt_wgsl::train::progress::ProgressBar;
 use vpt_wgsl::train::task::{backbone_fingerprint, check_trained_on, parse_size, TaskFile};
@@ -80,7 +82,7 @@ enum Command {
         #[arg(long)]
         seeds: bool,
         /// Only these variants, comma-separated (linear, shallow, deep, bias, partial-1, adapter,
-        /// lora, full); default all.
+        /// lora, ia3, full); default all.
         #[arg(long, value_delimiter = ',')]
         variants: Option<Vec<String>>,
         #[command(flatten)]
@@ -203,46 +205,43 @@ enum OptimizerArg {
 struct MethodArgs {
     /// What trains besides the head, as parts joined by +: prompt (VPT), linear (the head alone),
     /// bias (every backbone bias), partial-K (the last K blocks and the final norm), full (every
-    /// backbone tensor), adapter (a Pfeiffer adapter per block), lora (LoRA on every qkv);
+    /// backbone tensor), adapter (a Pfeiffer adapter per block), lora (LoRA on every qkv), ia3 (IA³ rescaling keys, values and the MLP hidden);
     /// e.g. prompt+bias.
     #[arg(long, default_value = "prompt")]
     method: String,
     #[command(flatten)]
-    options: MethodOptions,
+    options: MethodSizes,
 }
 
 impl MethodArgs {
     fn method(&self) -> Result<Method> {
-        self.options.apply(self.method.parse()?)
+        self.options.parse(&self.method)
     }
 }
 
-/// How the adapter and LoRA methods make what they add.
+/// How the methods that add tensors make them (adapter, LoRA).
 #[derive(clap::Args, Clone, Debug)]
-struct MethodOptions {
+struct MethodSizes {
     /// adapter: width D/R of the adapters it makes (where the task has none).
     #[arg(long, default_value_t = 8)]
     adapter_reduction: usize,
     /// lora: rank R of the pairs it makes (where the task has none).
     #[arg(long, default_value_t = 8)]
     lora_rank: usize,
-    /// lora: α of W + (α/R)·B·A; default R (or the task file's lora_alpha).
+    /// lora: α of W + (α/R)·B·A; default R. A task's own LoRA keeps its file's lora_alpha.
     #[arg(long)]
     lora_alpha: Option<f32>,
 }
 
-impl MethodOptions {
-    /// `m` with these options.
-    fn apply(&self, mut m: Method) -> Result<Method> {
-        m.adapter_reduction = self.adapter_reduction;
-        m.lora_rank = self.lora_rank;
-        if let Some(a) = self.lora_alpha {
-            if !a.is_finite() {
-                return Err(vpt_wgsl::Error::invalid("--lora-alpha", format!("{a} is not a finite number")));
-            }
-            m.lora_alpha = Some(a);
-        }
-        Ok(m)
+impl MethodSizes {
+    /// The method `name` (`--method`), made with these sizes.
+    fn parse(&self, name: &str) -> Result<Method> {
+        let options = MethodOptions::default().with("adapter_reduction", self.adapter_reduction as f64).with("lora_rank", self.lora_rank as f64);
+        let options = match self.lora_alpha {
+            Some(a) => options.with("lora_alpha", a as f64),
+            None => options,
+        };
+        Method::parse(name, &options)
     }
 }
 
@@ -267,10 +266,10 @@ struct TrainArgs {
 #[derive(clap::Args)]
 struct CompareArgs {
     /// The methods, comma-separated, each as `--method` takes it.
-    #[arg(long, default_value = "linear,prompt,bias,partial-1,adapter,lora,full")]
+    #[arg(long, default_value = "linear,prompt,bias,partial-1,adapter,lora,ia3,full")]
     methods: String,
     #[command(flatten)]
-    options: MethodOptions,
+    options: MethodSizes,
     /// The folder for each method's task file and the report (compare.json, compare.svg).
     #[arg(long, value_parser = non_empty_path)]
     out_dir: PathBuf,
@@ -683,8 +682,8 @@ fn train(a: TrainArgs) -> Result<()> {
 
 /// `vpt compare`: each method trained with the same recipe, then the report.
 fn compare(a: &CompareArgs) -> Result<()> {
-    let methods = a.methods.split(',').map(|m| a.options.apply(m.trim().parse()?)).collect::<Result<Vec<Method>>>()?;
-    let recipe = a.recipe.config(String::new(), Method::PROMPT, false, a.force)?;
+    let methods = a.methods.split(',').map(|m| a.options.parse(m.trim())).collect::<Result<Vec<Method>>>()?;
+    let recipe = a.recipe.config(String::new(), Method::prompt(), false, a.force)?;
     let gpu = open_gpu(None)?;
     let mut bar = ProgressBar::new().stopping_on_ctrl_c();
     let rows = vpt_wgsl::train::compare::compare(&gpu, &recipe, &methods, &a.out_dir, &mut bar)?;

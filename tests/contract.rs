@@ -97,6 +97,7 @@ fn launch_every_kernel(gpu: &Gpu) -> Result<()> {
     elementwise::mul_forward(&a, &b)?;
     elementwise::bias_add_forward(&a, &t(gpu, &[8]))?;
     elementwise::scale_forward(&a, 0.5)?;
+    elementwise::mul_last_forward(&a, &t(gpu, &[8]))?;
     elementwise::accumulate(&a, &b)?;
     gelu::gelu_forward(&a)?;
     gelu::gelu_backward(&a, &b)?;

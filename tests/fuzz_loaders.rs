@@ -17,8 +17,8 @@ use serde_json::Value;
 use vpt_wgsl::model::vit::{LoadOptions, StateDict, Vit};
 use vpt_wgsl::model::vpt::{read_batch, VptTask};
 use vpt_wgsl::rng::{next_u64, next_unit};
+use vpt_wgsl::train::config::{Depth, TrainConfig};
 use vpt_wgsl::train::data::{load_image, ImageFolder, Normalization, Transform};
-use vpt_wgsl::train::fit::{Depth, TrainConfig};
 use vpt_wgsl::train::outputs::RunFiles;
 use vpt_wgsl::train::resume::{restore, run_settings};
 use vpt_wgsl::train::task::{new_task, TaskFile};
@@ -250,7 +250,7 @@ fn resume_loader_never_panics() {
         force: false,
         plan: Default::default(),
         precision: Default::default(),
-        method: vpt_wgsl::model::method::Method::PROMPT,
+        method: vpt_wgsl::model::methods::method::Method::prompt(),
     };
     let settings = run_settings(&cfg, "backbone", "data");
     let task_file = TaskFile { task: new_task(&gpu, &common::tiny_config(), 2, 3, 4, cfg.pool, 1).unwrap(), ..TaskFile::read(&gpu, &valid_task(&gpu, &dir).to_string_lossy()).unwrap() };

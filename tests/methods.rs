@@ -14,7 +14,7 @@ use std::process::Command;
 
 use vpt_wgsl::io::TensorFile;
 use vpt_wgsl::model::block::{BlockPlan, Recompute};
-use vpt_wgsl::model::method::Method;
+use vpt_wgsl::model::methods::method::Method;
 use vpt_wgsl::model::vit::{LoadOptions, Vit};
 use vpt_wgsl::model::vpt::{self, VptTask};
 use vpt_wgsl::{Gpu, Tensor};
@@ -49,17 +49,27 @@ fn compare(what: &str, ours: &Tensor, expected: &TensorFile, name: &str, tol: f6
 }
 
 const CASES: [&str; 2] = ["odd_sizes", "shallow_cls"];
-const METHODS: [&str; 8] = ["linear", "bias", "partial-1", "full", "prompt+bias", "adapter", "lora", "prompt+lora"];
+const METHODS: [&str; 10] = ["linear", "bias", "partial-1", "full", "prompt+bias", "adapter", "lora", "prompt+lora", "linear+ia3", "prompt+ia3"];
 
-/// The task a method's fixture used: with random adapters or LoRA pairs for those methods.
+/// The task a method's fixture used: with random adapters, LoRA pairs or IA³ vectors for those
+/// methods.
 fn task_file(method: &str) -> &'static str {
     if method.contains("adapter") {
         "task.adapter.safetensors"
     } else if method.contains("lora") {
         "task.lora.safetensors"
+    } else if method.contains("ia3") {
+        "task.ia3.safetensors"
     } else {
         "task.safetensors"
     }
+}
+
+/// The fixture of a method: `grad.<method>.safetensors`, as PyTorch's script names it (`linear+`
+/// dropped, `+` written as `_`).
+fn grad_file(method: &str) -> String {
+    let name: Method = method.parse().unwrap();
+    format!("grad.{}.safetensors", name.name().replace('+', "_"))
 }
 
 /// Every case × method on every backend: logits, loss and every gradient as PyTorch has them,
@@ -74,7 +84,7 @@ fn method_gradients_match_pytorch() {
             let vit = Vit::load(gpu, &file(&dir, "model.safetensors"), &LoadOptions { img_size: Some(img), ..LoadOptions::default() }).unwrap();
             for method_name in METHODS {
                 let task = VptTask::read(gpu, &file(&dir, task_file(method_name))).unwrap();
-                let expected = TensorFile::read(file(&dir, &format!("grad.{}.safetensors", method_name.replace('+', "_")))).unwrap();
+                let expected = TensorFile::read(file(&dir, &grad_file(method_name))).unwrap();
                 let method: Method = method_name.parse().unwrap();
                 let step = vpt::vpt_grad_for(gpu, &vit, &task, &images, &labels, &method).unwrap();
                 let what = format!("{case} --method {method_name} ({})", if gpu.describe().contains("Gl") { "GL" } else { "Vulkan" });
@@ -101,7 +111,7 @@ fn method_gradients_match_pytorch() {
     }
 }
 
-/// A task file's adapters, LoRA pairs and tuned backbone tensors are used by inference too
+/// A task file's adapters, LoRA pairs, IA³ vectors and tuned backbone tensors are used by inference too
 /// (`vpt eval`, `vpt predict`, `vpt forward`): its logits are PyTorch's with them in place.
 #[test]
 fn inference_uses_the_task_adapters_and_lora() {
@@ -111,9 +121,9 @@ fn inference_uses_the_task_adapters_and_lora() {
         let (images, _) = vpt::read_batch(gpu, &file(&dir, "batch.safetensors")).unwrap();
         let img = (images.shape()[2], images.shape()[3]);
         let vit = Vit::load(gpu, &file(&dir, "model.safetensors"), &LoadOptions { img_size: Some(img), ..LoadOptions::default() }).unwrap();
-        for method in ["adapter", "lora"] {
+        for method in ["adapter", "lora", "ia3"] {
             let task = VptTask::read(gpu, &file(&dir, task_file(method))).unwrap();
-            assert!(!(task.tuned.adapters.is_empty() && task.tuned.lora.is_empty()));
+            assert!(!task.tuned.added.is_empty());
             let expected = TensorFile::read(file(&dir, &format!("grad.{method}.safetensors"))).unwrap();
             let logits = vpt::vpt_forward(gpu, &vit, &task, &images).unwrap();
             compare(&format!("{case} forward with its {method}"), &logits, &expected, "logits", LOGITS_TOL);
@@ -189,11 +199,11 @@ fn grad_cli_writes_every_trained_tensor() {
     std::fs::remove_file(&out).ok();
 }
 
-/// 20 SGD steps (momentum, weight decay, warm-up + cosine) training the head and what `bias` or
-/// `adapter` trains, on fixtures/vit/train's batches: the loss at every step and every trained
+/// 20 SGD steps (momentum, weight decay, warm-up + cosine) training the head and what `bias`,
+/// `adapter` or `ia3` trains, on fixtures/vit/train's batches: the loss at every step and every trained
 /// tensor at the end match PyTorch doing the same (fixtures/generate_methods.py).
 #[test]
-fn twenty_steps_of_bias_and_adapter_match_pytorch() {
+fn twenty_steps_of_bias_adapter_and_ia3_match_pytorch() {
     use vpt_wgsl::train::{Optimizer, Trainer, WarmupCosine};
     let dir = case_dir("train");
     let batches = TensorFile::read(file(&dir, "batches.safetensors")).unwrap();
@@ -203,16 +213,16 @@ fn twenty_steps_of_bias_and_adapter_match_pytorch() {
     let per_batch: usize = img_shape[1..].iter().product();
     for gpu in common::gpus() {
         let vit = Vit::load(gpu, &file(&dir, "model.safetensors"), &LoadOptions { img_size: Some((img_shape[3], img_shape[4])), ..LoadOptions::default() }).unwrap();
-        for (method_name, task_name) in [("bias", "task.safetensors"), ("adapter", "task.adapter.safetensors")] {
+        for (method_name, task_name) in [("bias", "task.safetensors"), ("adapter", "task.adapter.safetensors"), ("ia3", "task.ia3.safetensors")] {
             let expected = TensorFile::read(file(&dir, &format!("expected.{method_name}.safetensors"))).unwrap();
             let meta = |k: &str| -> f64 { expected.meta(k).unwrap() };
             let schedule = WarmupCosine { base_lr: meta("base_lr"), warmup_steps: meta("warmup_steps") as usize, total_steps: meta("total_steps") as usize };
             let optimizer = Optimizer::Sgd { momentum: meta("momentum") as f32, weight_decay: meta("weight_decay") as f32 };
             let method: Method = method_name.parse().unwrap();
             let mut task = VptTask::read(gpu, &file(&dir, task_name)).unwrap();
-            if method.bias {
+            if method_name == "bias" {
                 // A fresh run's starting point: copies of the biases (the backbone stays as it is).
-                task.tuned = vpt_wgsl::model::tuned::Tuned::for_method(&vit, &method, 0).unwrap();
+                task.tuned = vit.fresh_tuned(&method, 0).unwrap();
             }
             let mut trainer = Trainer::with_method(gpu, &task, method, optimizer, schedule).unwrap();
             let (_, torch_losses) = expected.f32("losses").unwrap();
@@ -259,4 +269,26 @@ fn only_trained_weights_get_a_weight_gradient_product() {
     let prompt = products("prompt");
     assert_eq!(products("prompt+partial-1"), prompt + 4);
     assert_eq!(products("prompt+bias"), prompt);
+    // IA³ rescales fc2's weight columns (`methods/ia3.rs`): one dW product more per block (2 here);
+    // its qkv rescaling is a product and a row sum, no matmul.
+    assert_eq!(products("prompt+ia3"), prompt + 2);
+}
+
+/// A fresh run's IA³ vectors are ones, so it starts from the backbone as it is: the logits of
+/// `ia3` on a task without them are those of `linear`, and after a fresh step every vector has a
+/// gradient.
+#[test]
+fn fresh_ia3_starts_from_the_backbone_unchanged() {
+    let gpu = &common::gpus()[0];
+    let dir = case_dir("shallow_cls");
+    let (images, labels) = vpt::read_batch(gpu, &file(&dir, "batch.safetensors")).unwrap();
+    let img = (images.shape()[2], images.shape()[3]);
+    let vit = Vit::load(gpu, &file(&dir, "model.safetensors"), &LoadOptions { img_size: Some(img), ..LoadOptions::default() }).unwrap();
+    let task = VptTask::read(gpu, &file(&dir, "task.safetensors")).unwrap();
+    let linear = vpt::vpt_grad_for(gpu, &vit, &task, &images, &labels, &"linear".parse().unwrap()).unwrap();
+    let ia3 = vpt::vpt_grad_for(gpu, &vit, &task, &images, &labels, &"ia3".parse().unwrap()).unwrap();
+    let err = relative_error(&ia3.logits.to_vec().unwrap(), &linear.logits.to_vec().unwrap());
+    assert!(err <= 1e-6, "ones change the logits by {err:.2e}");
+    let names: Vec<&str> = ia3.grad_backbone.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["ia3.0.k", "ia3.0.v", "ia3.0.mlp", "ia3.1.k", "ia3.1.v", "ia3.1.mlp", "ia3.2.k", "ia3.2.v", "ia3.2.mlp"]);
 }

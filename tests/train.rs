@@ -165,7 +165,7 @@ fn predict_with_several_tasks_answers_as_each_task_alone() {
     };
     // And one that changes the backbone (task 0 with a tuned final-norm bias): a batch of its own.
     let mut tuned = make(2, 3, Pool::Cls, 1);
-    tuned.task.tuned = vpt_wgsl::model::tuned::Tuned::for_method(&vit, &"bias".parse().unwrap(), 0).unwrap();
+    tuned.task.tuned = vit.fresh_tuned(&"bias".parse().unwrap(), 0).unwrap();
     let (_, norm_bias) = tuned.task.tuned.backbone.iter().find(|(n, _)| n == "norm.bias").unwrap();
     norm_bias.copy_from(&vpt_wgsl::Tensor::full(&gpu, norm_bias.shape(), 0.5).unwrap()).unwrap();
     let tasks = [make(2, 3, Pool::Cls, 1), make(2, 3, Pool::Cls, 2), make(1, 5, Pool::Image, 3), tuned];

@@ -4,11 +4,13 @@
 //   mul:         y = a ⊙ b                      (dropout mask)             backward: da = dy ⊙ b, db = dy ⊙ a (this same kernel)
 //   bias_add:    y[r, j] = x[r, j] + bias[j]    x, y: [R, N], bias: [N]    backward: dx = dy, dbias = Σ_r dy (reduce.wgsl)
 //   scale:       y = s · x                                                 backward: dx = s · dy (this same kernel)
+//   mul_last:    y[r, j] = x[r, j] · s[j]      x, y: [R, N], s: [N]        backward: dx = dy ⊙ s (this same kernel),
+//                (IA³'s learned rescaling)                                           ds = Σ_r dy ⊙ x (mul, then reduce.wgsl)
 //   accumulate:  acc += x, in place              (sums gradients that reach one tensor by several paths)
 
 struct Params {
     n: u32,       // elements of the output
-    cols: u32,    // N, the bias length (bias_add)
+    cols: u32,    // N, the length of bias_add's bias and mul_last's s
     s: f32,       // the factor (scale)
 }
 
@@ -41,6 +43,15 @@ fn bias_add_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
     let i = flat_index(wid, nwg, lid);
     if (i >= params.n) { return; }
     y[i] = a[i] + b[i % params.cols];
+}
+
+// a: x [R, N], b: s [N]. The factor's index is the column, i mod N, as bias_add's.
+@compute @workgroup_size(WG)
+fn mul_last_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                    @builtin(local_invocation_index) lid: u32) {
+    let i = flat_index(wid, nwg, lid);
+    if (i >= params.n) { return; }
+    y[i] = a[i] * b[i % params.cols];
 }
 
 @compute @workgroup_size(WG)

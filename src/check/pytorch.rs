@@ -123,7 +123,12 @@ impl Fixture<'_, '_, '_> {
         let s: f32 = self.meta("scale.s")?;
         let (xs, dys) = (self.load("scale", "x")?, self.load("scale", "dy")?);
         self.check("scale", "y", &elementwise::scale_forward(&xs, s)?, Metric::Relative, EXACT)?;
-        self.check("scale", "dx", &elementwise::scale_backward(&dys, s)?, Metric::Relative, EXACT)
+        self.check("scale", "dx", &elementwise::scale_backward(&dys, s)?, Metric::Relative, EXACT)?;
+        let (xm, factors, dym) = (self.load("mul_last", "x")?, self.load("mul_last", "s")?, self.load("mul_last", "dy")?);
+        self.check("mul_last", "y", &elementwise::mul_last_forward(&xm, &factors)?, Metric::Relative, ELEMENTWISE)?;
+        let (dx, ds) = elementwise::mul_last_backward(&xm, &factors, &dym, true, true)?;
+        self.check("mul_last", "dx", &dx.expect("asked for"), Metric::Relative, ELEMENTWISE)?;
+        self.check("mul_last", "ds", &ds.expect("asked for"), Metric::Relative, SUMS)
     }
 
     fn gelu(&mut self) -> Result<()> {

@@ -102,6 +102,16 @@ impl Graph {
         })
     }
 
+    /// y[.., j] = x[.., j] · s[j]: the last axis rescaled by learned factors. x: [..., N], s: [N].
+    pub fn mul_last(&self, x: &Var, s: &Var) -> Result<Var> {
+        let y = elementwise::mul_last_forward(x.value(), s.value())?;
+        let (xv, sv) = (x.value().clone(), s.value().clone());
+        self.record("mul_last", &[x, s], y, move |dy, needs| {
+            let (dx, ds) = elementwise::mul_last_backward(&xv, &sv, dy, needs[0], needs[1])?;
+            Ok(vec![dx, ds])
+        })
+    }
+
     /// Exact (erf) GELU.
     pub fn gelu(&self, x: &Var) -> Result<Var> {
         let y = gelu::gelu_forward(x.value())?;

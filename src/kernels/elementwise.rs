@@ -1,11 +1,12 @@
-//! Element-wise ops: residual add, broadcast bias add, scale, and in-place gradient accumulation.
+//! Element-wise ops: residual add, broadcast bias add, scale, a learned rescaling of the last axis
+//! (`mul_last`, IA³'s), and in-place gradient accumulation.
 //! Kernels in `wgsl/elementwise.wgsl`.
 
 use super::{grid_1d, same_device, same_shape};
 use crate::error::{Error, Result};
 use crate::gpu::{wgsl_shader, Bind, Params};
 use crate::kernels::reduce;
-use crate::tensor::Tensor;
+use crate::tensor::{DType, Tensor};
 
 wgsl_shader!("elementwise", uses["flat"]);
 
@@ -62,6 +63,38 @@ pub fn bias_add_backward(dy: &Tensor) -> Result<(Tensor, Tensor)> {
     Ok((dy.clone(), dbias))
 }
 
+/// y[.., j] = x[.., j] · s[j]: the last axis rescaled by learned factors (IA³). x: [..., N], s: [N]
+/// → y: like x. Both in f32 (an f16 weight under `--precision f16` is refused by name).
+pub fn mul_last_forward(x: &Tensor, s: &Tensor) -> Result<Tensor> {
+    let op = "mul_last_forward";
+    same_device(op, x, s)?;
+    if s.rank() != 1 || s.numel() != x.last_dim() {
+        return Err(Error::shape(op, format!("s must be [{}] to match the last axis of x {:?}, got {:?}", x.last_dim(), x.shape(), s.shape())));
+    }
+    if x.dtype() != DType::F32 || s.dtype() != DType::F32 {
+        return Err(Error::shape(op, format!("x {:?} and s {:?} must both be f32, got {:?} and {:?}", x.shape(), s.shape(), x.dtype(), s.dtype())));
+    }
+    let y = x.empty_like_shape(x.shape())?;
+    let params = elementwise_params(x.numel(), x.last_dim(), 0.0);
+    let gpu = x.gpu();
+    gpu.dispatch(&SHADER, "mul_last_forward", &params, &[Bind::read(1, x.buffer()), Bind::read(2, s.buffer()), Bind::read_write(3, y.buffer())], grid_1d(gpu, x.numel())?)?;
+    Ok(y)
+}
+
+/// Gradient of [`mul_last_forward`]: (dx = dy ⊙ s, ds = Σ over every row of dy ⊙ x), each
+/// computed only if asked for. ds is a product and a row sum: no kernel of its own.
+pub fn mul_last_backward(x: &Tensor, s: &Tensor, dy: &Tensor, need_x: bool, need_s: bool) -> Result<(Option<Tensor>, Option<Tensor>)> {
+    let dx = if need_x { Some(mul_last_forward(dy, s)?) } else { None };
+    let ds = if need_s {
+        let products = mul_forward(dy, x)?; // [..., N]
+        Some(reduce::sum_rows_forward(&products.reshape(&[products.rows(), products.last_dim()])?)?)
+    // [N]
+    } else {
+        None
+    };
+    Ok((dx, ds))
+}
+
 /// y = s·x. Also the backward of itself: dx = s·dy.
 pub fn scale_forward(x: &Tensor, s: f32) -> Result<Tensor> {
     let y = x.empty_like_shape(x.shape())?;
@@ -89,7 +122,7 @@ pub fn accumulate(acc: &Tensor, x: &Tensor) -> Result<()> {
     gpu.dispatch(&SHADER, "accumulate", &params, &[Bind::read(1, x.buffer()), Bind::read_write(4, acc.buffer())], grid_1d(gpu, acc.numel())?)
 }
 
-/// The family's `Params`: `n` elements, `cols` (bias_add's N), `s` (scale's factor); an entry
+/// The family's `Params`: `n` elements, `cols` (bias_add's and mul_last's N), `s` (scale's factor); an entry
 /// point ignores the fields it does not read.
 fn elementwise_params(n: usize, cols: usize, s: f32) -> Params {
     Params::new().dim("n", n).dim("cols", cols).f32("s", s)

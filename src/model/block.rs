@@ -11,7 +11,8 @@ use crate::error::{Error, Result};
 use crate::graph::{Graph, KeepAs, MlpRun, Pass, Var};
 use crate::kernels::attention::MAX_HEAD_DIM;
 use crate::kernels::matmul::MatmulOptions;
-use crate::model::leaves::BackboneVars;
+use crate::model::methods::leaves::BackboneVars;
+use crate::model::methods::tuner::BlockSite;
 use crate::model::vit::Vit;
 use crate::tensor::Tensor;
 
@@ -177,9 +178,17 @@ impl Vit {
         if self.plan.recompute != Recompute::Block {
             return block_forward(g, &weights, run, x);
         }
-        // A checkpoint's rerun makes its own leaves from its inputs; its weights must be constants.
-        if [format!("blocks.{i}."), format!("adapter.{i}."), format!("lora.{i}.")].iter().any(|p| backbone.has_leaf_under(p)) {
-            return Err(Error::invalid("--recompute", format!("block keeps only each block's input, but the task tunes tensors of blocks.{i} (or its adapter or LoRA); use --recompute mlp or none")));
+        // A checkpoint's rerun makes its own leaves from its inputs; its weights must be constants,
+        // and it has no method's tensors.
+        if backbone.has_leaf_under(&format!("blocks.{i}.")) || !backbone.acting().is_empty() {
+            let acting: Vec<String> = backbone.acting().iter().map(|t| t.name()).collect();
+            return Err(Error::invalid(
+                "--recompute",
+                format!(
+                    "block keeps only each block's input, but the task tunes tensors of blocks.{i} or adds its own ({}); use --recompute mlp or none",
+                    if acting.is_empty() { "none".into() } else { acting.join(", ") }
+                ),
+            ));
         }
         let weights = block.clone();
         let inputs = x.vars();
@@ -187,7 +196,8 @@ impl Vit {
             // In the rerun for the backward the block's output is never read (its gradient comes
             // from outside), so the MLP skips fc2's product.
             let run = BlockRun { output_read: pass == Pass::Forward, ..run };
-            let frozen = BlockVars::new(g, &weights, i, &BackboneVars::default());
+            let none = BackboneVars::default();
+            let frozen = BlockVars::new(g, &weights, i, &none);
             Ok(block_forward(g, &frozen, run, Stream::from_vars(leaves.to_vec()))?.vars())
         })?;
         Ok(Stream::from_vars(outputs))
@@ -214,23 +224,22 @@ impl Vit {
     }
 }
 
-/// One block's weights as graph leaves: constants, except those the method trains; and the
-/// task's adapter and LoRA for the block, if it has them.
-struct BlockVars {
+/// One block's weights as graph leaves (constants, except those the method trains), and what
+/// the task's methods act with.
+struct BlockVars<'a> {
     norm1: (Var, Var),
     qkv: (Var, Var),
     proj: (Var, Var),
     norm2: (Var, Var),
     fc1: (Var, Var),
     fc2: (Var, Var),
-    /// down (weight, bias), up (weight, bias).
-    adapter: Option<[Var; 4]>,
-    /// A, B and α/R.
-    lora: Option<(Var, Var, f32)>,
+    /// i of `blocks.i`.
+    index: usize,
+    backbone: &'a BackboneVars,
 }
 
-impl BlockVars {
-    fn new(g: &Graph, b: &Block, i: usize, backbone: &BackboneVars) -> BlockVars {
+impl BlockVars<'_> {
+    fn new<'a>(g: &Graph, b: &Block, i: usize, backbone: &'a BackboneVars) -> BlockVars<'a> {
         let pair = |part: &str, (w, bias): &(Tensor, Tensor)| (backbone.var(g, &format!("blocks.{i}.{part}.weight"), w), backbone.var(g, &format!("blocks.{i}.{part}.bias"), bias));
         BlockVars {
             norm1: pair("norm1", &b.norm1),
@@ -239,29 +248,23 @@ impl BlockVars {
             norm2: pair("norm2", &b.norm2),
             fc1: pair("mlp.fc1", &b.fc1),
             fc2: pair("mlp.fc2", &b.fc2),
-            adapter: ["down.weight", "down.bias", "up.weight", "up.bias"]
-                .map(|part| backbone.get(&format!("adapter.{i}.{part}")))
-                .into_iter()
-                .collect::<Option<Vec<Var>>>()
-                .map(|v| v.try_into().unwrap_or_else(|_| unreachable!("four parts"))),
-            lora: match (backbone.get(&format!("lora.{i}.qkv.a")), backbone.get(&format!("lora.{i}.qkv.b"))) {
-                (Some(a), Some(b)) => Some((a, b, backbone.lora_scale)),
-                _ => None,
-            },
+            index: i,
+            backbone,
         }
     }
 }
 
-/// The block itself. A weight gets a gradient only if the method trains it (`BlockVars`).
+/// The block itself. A weight gets a gradient only if the method trains it (`BlockVars`); the
+/// task's methods act at qkv, at the MLP hidden and at the MLP's output (`methods/tuner.rs`).
 fn block_forward(g: &Graph, b: &BlockVars, run: BlockRun, x: Stream) -> Result<Stream> {
+    let at = BlockSite { g, block: b.index, leaves: b.backbone.leaves() };
+    let acting = b.backbone.acting();
     // Attention: x + proj(attention(q, k, v)). norm1 also does the previous block's residual
     // add, if that is still pending.
     let (x, h) = norm_stream(g, x, &b.norm1, run.eps)?; // [B, T, D] each
     let mut qkv = g.linear(&h, &b.qkv.0, Some(&b.qkv.1))?; // [B, T, 3D]
-    if let Some((a, bb, scale)) = &b.lora {
-        // LoRA: h·(W + s·B·A)ᵀ = h·Wᵀ + s·(h·Aᵀ)·Bᵀ, never forming B·A.
-        let low = g.linear(&h, a, None)?; // [B, T, R]
-        qkv = g.add(&qkv, &g.scale(&g.linear(&low, bb, None)?, *scale)?)?;
+    for method in acting {
+        qkv = method.qkv(&at, &h, &b.qkv.0, qkv)?;
     }
     let [q, k, v] = g.split_heads(&qkv, run.num_heads)?; // [B, H, T, hd] each
     let scale = 1.0 / (q.shape()[3] as f32).sqrt();
@@ -280,12 +283,14 @@ fn block_forward(g: &Graph, b: &BlockVars, run: BlockRun, x: Stream) -> Result<S
     // The residual add and norm2 in one kernel each way: x = x + o, h = norm2(x), [B, T, D].
     let (x, h) = g.add_layernorm(&x, &o, &b.norm2.0, &b.norm2.1, run.eps)?;
     // MLP: x + fc2(gelu(fc1(norm2(x)))), the add left pending.
+    let mut fc2_weight = b.fc2.0.clone(); // [D, hidden]
+    for method in acting {
+        fc2_weight = method.mlp_hidden(&at, fc2_weight)?;
+    }
     let mlp = MlpRun { recompute_fc1: run.recompute_mlp, output_read: run.output_read, keep: run.keep };
-    let mut h = g.mlp(&h, (&b.fc1.0, &b.fc1.1), (&b.fc2.0, &b.fc2.1), mlp)?; // [B, T, 4D] inside
-    if let Some([down_w, down_b, up_w, up_b]) = &b.adapter {
-        // The Pfeiffer adapter on the MLP's output, before the residual add: m + up(gelu(down(m))).
-        let a = g.gelu(&g.linear(&h, down_w, Some(down_b))?)?; // [B, T, D/R]
-        h = g.add(&h, &g.linear(&a, up_w, Some(up_b))?)?;
+    let mut h = g.mlp(&h, (&b.fc1.0, &b.fc1.1), (&fc2_weight, &b.fc2.1), mlp)?; // [B, T, 4D] inside
+    for method in acting {
+        h = method.mlp_output(&at, h)?;
     }
     Ok(Stream { x, pending: Some(h) })
 }

@@ -7,7 +7,7 @@
 //!   → final LayerNorm [norm].
 //! LayerNorm eps is 1e-6, attention scores are scaled by 1/√hd, GELU is the exact erf form.
 //! Every weight enters the graph as a constant, and gets no gradient, unless the tuning method
-//! trains it ([`BackboneVars`], `leaves.rs`).
+//! trains it ([`BackboneVars`], `methods/leaves.rs`).
 
 use std::collections::HashMap;
 
@@ -16,7 +16,10 @@ use crate::gpu::Gpu;
 use crate::graph::{Graph, KeepAs, Var};
 use crate::io::{HostData, TensorFile};
 use crate::model::block::{Block, BlockPlan};
-use crate::model::leaves::BackboneVars;
+use crate::model::methods::leaves::BackboneVars;
+use crate::model::methods::method::Method;
+use crate::model::methods::tuned::Tuned;
+use crate::model::methods::tuner::Dims;
 use crate::tensor::Tensor;
 
 /// Shape of a ViT.
@@ -297,6 +300,21 @@ impl Vit {
     }
 
     /// The device the weights live on.
+    /// The sizes the tuning methods make their tensors for.
+    pub fn dims(&self) -> Dims {
+        Dims { depth: self.cfg.depth, width: self.cfg.embed_dim, hidden: self.cfg.mlp_hidden }
+    }
+
+    /// The backbone's leaves on `g` for a task tuned by `method` (see [`BackboneVars::new`]).
+    pub fn backbone_vars(&self, g: &Graph, method: &Method, tuned: &Tuned) -> Result<BackboneVars> {
+        BackboneVars::new(g, method, tuned, self.named_tensors(), self.dims())
+    }
+
+    /// What a fresh run of `method` starts from on this backbone (see [`Tuned::for_method`]).
+    pub fn fresh_tuned(&self, method: &Method, seed: u64) -> Result<Tuned> {
+        Tuned::for_method(method, &self.named_tensors(), self.dims(), self.gpu(), seed)
+    }
+
     pub fn gpu(&self) -> &Gpu {
         self.norm.0.gpu()
     }

@@ -8,7 +8,7 @@
 //! - after the final norm, pooling: the CLS token (default), the mean of the image tokens, or the
 //!   mean of the prompt tokens; then the task's linear head;
 //! - loss: mean softmax cross-entropy; prompts, head weight and head bias get gradients, and
-//!   the backbone tensors a tuning method trains (`method.rs`, `vpt grad --method`).
+//!   what a tuning method trains (`methods/`, `vpt grad --method`).
 
 use std::collections::HashMap;
 
@@ -17,9 +17,9 @@ use crate::gpu::Gpu;
 use crate::graph::{Dropout, Grads, Graph, Var};
 use crate::io::{write_f32_tensors, TensorFile};
 use crate::model::block::Stream;
-use crate::model::leaves::BackboneVars;
-use crate::model::method::Method;
-use crate::model::tuned::Tuned;
+use crate::model::methods::leaves::BackboneVars;
+use crate::model::methods::method::Method;
+use crate::model::methods::tuned::Tuned;
 use crate::model::vit::Vit;
 use crate::tensor::{Labels, Tensor};
 
@@ -65,7 +65,7 @@ pub struct VptTask {
     /// [C]
     pub head_bias: Tensor,
     pub pool: Pool,
-    /// Adapters, LoRA and tuned backbone tensors (`tuned.rs`); empty for VPT.
+    /// Tuned backbone tensors and the tensors its methods added (`methods/tuned.rs`); empty for VPT.
     pub tuned: Tuned,
 }
 
@@ -136,7 +136,7 @@ impl VptTask {
             return Err(Error::invalid("pool", "prompt pooling needs prompts: give the task prompts, or pool cls or image"));
         }
         let shapes: Vec<(String, Vec<usize>)> = vit.named_tensors().into_iter().map(|(n, t)| (n, t.shape().to_vec())).collect();
-        self.tuned.check_against(vit.cfg.depth, d, &shapes)
+        self.tuned.check_against(vit.dims(), &shapes)
     }
 }
 
@@ -162,7 +162,7 @@ impl TaskVars {
     /// What `method` trains: the head, the prompts if it is a `prompt` method (else the task's
     /// prompts, if any, run as constants), and the backbone tensors it names.
     pub fn for_method(g: &Graph, task: &VptTask, vit: &Vit, method: &Method) -> Result<TaskVars> {
-        let prompt = |p: &Tensor| if method.prompt { g.param(p.clone()) } else { g.constant(p.clone()) };
+        let prompt = |p: &Tensor| if method.trains_prompts() { g.param(p.clone()) } else { g.constant(p.clone()) };
         Ok(TaskVars {
             prompts: task.prompts.as_ref().map(prompt),
             head_weight: g.param(task.head_weight.clone()),
@@ -171,8 +171,8 @@ impl TaskVars {
         })
     }
 
-    /// Leaves that get no gradient (inference), the task's adapters, LoRA and tuned backbone
-    /// tensors in place.
+    /// Leaves that get no gradient (inference), the task's added and tuned backbone tensors in
+    /// place.
     pub fn for_inference(g: &Graph, task: &VptTask, vit: &Vit) -> Result<TaskVars> {
         let frozen = Method::default();
         Ok(TaskVars { backbone: vit.backbone_vars(g, &frozen, &task.tuned)?, ..TaskVars::constants(g, task) })
@@ -294,7 +294,7 @@ pub struct VptForward {
 
 impl VptForward {
     pub fn new(gpu: &Gpu, vit: &Vit, task: &VptTask, images: &Tensor, labels: &[u32], dropout: Option<Dropout>) -> Result<VptForward> {
-        VptForward::with_method(gpu, vit, task, images, labels, dropout, &Method::PROMPT)
+        VptForward::with_method(gpu, vit, task, images, labels, dropout, &Method::prompt())
     }
 
     /// [`VptForward::new`] training what `method` trains (`vpt grad --method`).

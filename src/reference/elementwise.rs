@@ -16,3 +16,8 @@ pub fn scale_forward(x: &[f64], s: f64) -> Vec<f64> {
 pub fn mul_forward(a: &[f64], b: &[f64]) -> Vec<f64> {
     a.iter().zip(b).map(|(x, y)| x * y).collect()
 }
+
+/// x: [rows, n], s: [n]: y[r, j] = x[r, j] · s[j].
+pub fn mul_last_forward(x: &[f64], s: &[f64]) -> Vec<f64> {
+    x.iter().enumerate().map(|(i, v)| v * s[i % s.len()]).collect()
+}

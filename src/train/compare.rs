@@ -7,18 +7,21 @@
 
 use std::path::Path;
 
+use super::plot::{accuracy_against_parameters, Point};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::io::TensorFile;
-use crate::model::method::Method;
+use crate::model::methods::method::Method;
 use crate::model::vit::StateDict;
-use crate::train::fit::{fit, Observer, TrainConfig};
+use crate::train::config::TrainConfig;
+use crate::train::fit::fit;
+use crate::train::observer::Observer;
 
 /// One method's result.
 #[derive(Clone, Debug)]
 pub struct CompareRow {
     pub method: String,
-    /// Parameters the method trained: head, prompts, tuned backbone copies, adapters, LoRA.
+    /// Parameters the method trained: head, prompts, tuned backbone copies, added tensors.
     pub trainable: usize,
     /// Parameters of the backbone (without its own classifier head).
     pub backbone: usize,
@@ -68,7 +71,7 @@ pub fn compare(gpu: &Gpu, recipe: &TrainConfig, methods: &[Method], out_dir: &Pa
     let backbone = backbone_parameters(&recipe.model)?;
     let mut rows = Vec::new();
     for method in methods {
-        let cfg = TrainConfig { out: task_path(out_dir, method), method: *method, resume: false, ..recipe.clone() };
+        let cfg = TrainConfig { out: task_path(out_dir, method), method: method.clone(), resume: false, ..recipe.clone() };
         observer.start(&format!("— {}: {} epochs, base lr {} —", method.name(), cfg.epochs, cfg.base_lr));
         gpu.reset_peak_bytes();
         let last = fit(gpu, &cfg, observer)?;
@@ -124,5 +127,6 @@ pub fn to_json(rows: &[CompareRow]) -> serde_json::Value {
 pub fn write_report(rows: &[CompareRow], out_dir: &Path) -> Result<()> {
     let json = out_dir.join("compare.json");
     crate::io::write_atomically(&json, serde_json::to_string_pretty(&to_json(rows)).expect("JSON values serialise").as_bytes())?;
-    super::plot::accuracy_against_parameters(rows, &out_dir.join("compare.svg"))
+    let points: Vec<Point> = rows.iter().map(|r| Point { label: &r.method, trainable: r.trainable, top1: r.top1 }).collect();
+    accuracy_against_parameters(&points, &out_dir.join("compare.svg"))
 }

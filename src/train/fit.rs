@@ -6,133 +6,21 @@
 use std::path::PathBuf;
 use std::time::Instant;
 
+use super::config::TrainConfig;
 use super::data::{data_fingerprint, default_resize, split_train_val, EpochLoader, ImageFolder, Normalization, Sample, Transform};
 use super::evaluate::{count_correct, evaluate};
+use super::observer::{EpochSummary, Observer, StepInfo};
 use super::outputs::{RunFiles, Start};
 use super::resume::{restore, run_settings, save};
 use super::task::{backbone_fingerprint, new_task, TaskFile};
-use super::{Optimizer, Trainer, WarmupCosine};
+use super::{Trainer, WarmupCosine};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::Dropout;
-use crate::model::block::{AttentionChoice, BlockPlan, Recompute};
-use crate::model::method::Method;
-use crate::model::tuned::Tuned;
-use crate::model::vit::{LoadOptions, Precision, StateDict, Vit};
-use crate::model::vpt::{Pool, VptTask};
+use crate::model::block::{AttentionChoice, Recompute};
+use crate::model::vit::{LoadOptions, StateDict, Vit};
+use crate::model::vpt::VptTask;
 use crate::tensor::Tensor;
-
-/// How many layers get prompts.
-#[derive(Clone, Copy, Debug, PartialEq)]
-pub enum Depth {
-    Shallow,
-    Deep,
-    Layers(usize),
-}
-
-impl std::str::FromStr for Depth {
-    type Err = Error;
-    fn from_str(s: &str) -> Result<Depth> {
-        match s {
-            "shallow" => Ok(Depth::Shallow),
-            "deep" => Ok(Depth::Deep),
-            n => n.parse().map(Depth::Layers).map_err(|_| Error::invalid("--depth", format!("{n:?} is not shallow, deep or a number of layers"))),
-        }
-    }
-}
-
-impl Depth {
-    fn layers(self, backbone_depth: usize) -> Result<usize> {
-        match self {
-            Depth::Shallow => Ok(1),
-            Depth::Deep => Ok(backbone_depth),
-            Depth::Layers(n) if n <= backbone_depth => Ok(n),
-            Depth::Layers(n) => Err(Error::invalid("--depth", format!("{n} prompted layers but the backbone has {backbone_depth}"))),
-        }
-    }
-}
-
-/// Everything `vpt train` is told.
-#[derive(Clone, Debug)]
-pub struct TrainConfig {
-    pub model: String,
-    pub data: PathBuf,
-    /// Validation folder; without one, a seeded 90/10 split of `data`.
-    pub val: Option<PathBuf>,
-    pub out: String,
-    pub num_prompts: usize,
-    pub depth: Depth,
-    pub pool: Pool,
-    pub epochs: usize,
-    pub batch: usize,
-    /// The paper's base LR: the rate used is base_lr · batch / 256.
-    pub base_lr: f64,
-    pub warmup_epochs: usize,
-    /// The update rule and its weight decay (the learning rate comes from the schedule).
-    pub optimizer: Optimizer,
-    pub seed: u64,
-    /// Crop size; default: the checkpoint's own image size.
-    pub img_size: Option<usize>,
-    pub flip: bool,
-    pub prompt_dropout: f32,
-    /// Default: the checkpoint's `mean`/`std` metadata, else ImageNet's.
-    pub norm: Option<Normalization>,
-    pub num_heads: Option<usize>,
-    /// Continue the run whose files are at `out`.
-    pub resume: bool,
-    /// Replace the files of an earlier run at `out` (never with `resume`).
-    pub force: bool,
-    /// How the backbone's blocks run: attention path, recomputation. Same results either way
-    /// (to f32 rounding between the attention paths, bit for bit between recompute settings).
-    pub plan: BlockPlan,
-    /// How the frozen weights are stored (`--precision`).
-    pub precision: Precision,
-    /// What trains besides the head (`--method`; `Method::PROMPT` is VPT). A method without
-    /// `prompt` makes no prompts, whatever `num_prompts` says.
-    pub method: Method,
-}
-
-/// Progress of one step, for a progress bar.
-pub struct StepInfo {
-    pub epoch: usize,
-    pub batch: usize,
-    pub batches: usize,
-    pub loss: f32,
-    pub accuracy: f64,
-    pub images_per_second: f64,
-}
-
-/// One line per epoch.
-#[derive(Clone, Debug)]
-pub struct EpochSummary {
-    pub epoch: usize,
-    pub epochs: usize,
-    pub lr: f64,
-    pub train_loss: f64,
-    pub train_accuracy: f64,
-    pub val_accuracy: f64,
-    pub images_per_second: f64,
-    pub seconds: f64,
-    /// Tensor storage the engine holds at the end of the epoch, pool included
-    /// ([`Gpu::held_bytes`]): flat from one epoch to the next in a healthy run.
-    pub gpu_bytes: u64,
-}
-
-/// Where training reports: the CLI draws a progress bar, tests stay quiet.
-pub trait Observer {
-    fn start(&mut self, _message: &str) {}
-    fn step(&mut self, _info: &StepInfo) {}
-    fn epoch(&mut self, _summary: &EpochSummary) {}
-    /// Asked after every step: true stops the run there (the CLI: Ctrl-C). The files keep the
-    /// last finished epoch, and `--resume` continues from it.
-    fn should_stop(&mut self) -> bool {
-        false
-    }
-}
-
-/// An observer that reports nothing.
-pub struct Quiet;
-impl Observer for Quiet {}
 
 /// The data of a run: classes, training and validation samples.
 struct Data {
@@ -193,10 +81,10 @@ pub fn fit(gpu: &Gpu, cfg: &TrainConfig, observer: &mut dyn Observer) -> Result<
         observer.start(&super::data::skipped_warning(&data.skipped));
     }
     let (size, _) = vit.cfg.img_size;
-    let num_prompts = if cfg.method.prompt { cfg.num_prompts } else { 0 };
+    let num_prompts = if cfg.method.trains_prompts() { cfg.num_prompts } else { 0 };
     let depth = if num_prompts == 0 { 0 } else { cfg.depth.layers(vit.cfg.depth)? };
     let mut task = new_task(gpu, &vit.cfg, depth, num_prompts, data.classes.len(), cfg.pool, cfg.seed)?;
-    task.tuned = Tuned::for_method(&vit, &cfg.method, cfg.seed)?;
+    task.tuned = vit.fresh_tuned(&cfg.method, cfg.seed)?;
     let task_file = TaskFile { task, classes: data.classes.clone(), norm, img_size: vit.cfg.img_size, backbone: fingerprint.clone() };
     task_file.task.check_against(&vit)?;
     check_step_fits(gpu, &vit, cfg)?;
@@ -207,7 +95,7 @@ pub fn fit(gpu: &Gpu, cfg: &TrainConfig, observer: &mut dyn Observer) -> Result<
     if let Some(warning) = warmup_warning(cfg, &schedule) {
         observer.start(&warning);
     }
-    let mut trainer = Trainer::with_method(gpu, &task_file.task, cfg.method, cfg.optimizer, schedule)?;
+    let mut trainer = Trainer::with_method(gpu, &task_file.task, cfg.method.clone(), cfg.optimizer, schedule)?;
     let all_samples: Vec<Sample> = data.train.iter().chain(&data.val).cloned().collect();
     let settings = run_settings(cfg, &fingerprint, &data_fingerprint(&all_samples));
     let first_epoch = match files.start {

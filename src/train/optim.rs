@@ -1,14 +1,14 @@
 //! The optimizer step that updates what a task trains on the GPU (SGD with momentum, or AdamW),
 //! with its state, at the rate the schedule (`schedule.rs`) gives each step: the prompts and head,
 //! and for the other tuning methods (`--method`) the task's copies of the backbone tensors it
-//! trains, its adapters or its LoRA pairs (`model/tuned.rs`). The backbone is never changed.
+//! trains and the tensors its methods add (`model/methods/`). The backbone is never changed.
 
 use super::schedule::WarmupCosine;
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::graph::Dropout;
 use crate::kernels::optim::{self, AdamW, Sgd};
-use crate::model::method::Method;
+use crate::model::methods::method::Method;
 use crate::model::vit::Vit;
 use crate::model::vpt::{VptForward, VptStep, VptTask};
 use crate::tensor::Tensor;
@@ -58,11 +58,11 @@ pub struct Trainer {
 impl Trainer {
     /// VPT: the prompts (if the task has any) and the head.
     pub fn new(gpu: &Gpu, task: &VptTask, optimizer: Optimizer, schedule: WarmupCosine) -> Result<Trainer> {
-        Trainer::with_method(gpu, task, Method::PROMPT, optimizer, schedule)
+        Trainer::with_method(gpu, task, Method::prompt(), optimizer, schedule)
     }
 
     /// What `method` trains of `task`: the head, the prompts for a `prompt` method, and every
-    /// tensor of `task.tuned` (made by `Tuned::for_method` for a fresh run).
+    /// tensor of `task.tuned` (made by `Vit::fresh_tuned` for a fresh run).
     pub fn with_method(gpu: &Gpu, task: &VptTask, method: Method, optimizer: Optimizer, schedule: WarmupCosine) -> Result<Trainer> {
         let adam = matches!(optimizer, Optimizer::AdamW { .. });
         let state =
@@ -133,7 +133,7 @@ impl Trainer {
 /// The tensors a task trains under `method`, by name, in a fixed order: prompts (a `prompt`
 /// method with prompts), head weight, head bias, then `task.tuned` (`Tuned::named`).
 fn trained_tensors<'a>(task: &'a VptTask, method: &Method) -> Vec<(String, &'a Tensor)> {
-    let prompts = task.prompts.iter().filter(|_| method.prompt).map(|p| ("prompts".to_string(), p));
+    let prompts = task.prompts.iter().filter(|_| method.trains_prompts()).map(|p| ("prompts".to_string(), p));
     let head = [("head.weight".to_string(), &task.head_weight), ("head.bias".to_string(), &task.head_bias)];
     prompts.chain(head).chain(task.tuned.named()).collect()
 }

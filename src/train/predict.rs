@@ -11,7 +11,7 @@ use std::path::PathBuf;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::Graph;
-use crate::model::method::Method;
+use crate::model::methods::method::Method;
 use crate::model::vit::Vit;
 use crate::model::vpt::vpt_pooled;
 use crate::tensor::Tensor;
@@ -50,7 +50,8 @@ pub fn predict(gpu: &Gpu, vit: &Vit, tasks: &[TaskFile], images: &[PathBuf], top
 }
 
 /// Pairs whose tasks can share a batch: same (prompted layers, prompts, pooling), and no
-/// adapter, LoRA or tuned backbone tensor (such a task changes the backbone: it runs alone).
+/// tuned backbone tensor or tensor a method added (such a task changes the backbone: it runs
+/// alone).
 fn group_by_prompt_shape(tasks: &[TaskFile], pairs: &[(usize, usize)]) -> Vec<Vec<(usize, usize)>> {
     let key = |i: usize| {
         let task = &tasks[i].task;

@@ -5,7 +5,8 @@
 
 use std::collections::BTreeMap;
 
-use super::fit::{EpochSummary, TrainConfig};
+use super::config::TrainConfig;
+use super::observer::EpochSummary;
 use super::outputs::RunFiles;
 use super::task::TaskFile;
 use super::Trainer;
@@ -26,7 +27,7 @@ pub fn run_settings(cfg: &TrainConfig, backbone: &str, data: &str) -> BTreeMap<&
         ("images (the files in --data and --val)", data.to_string()),
         ("--prompts", cfg.num_prompts.to_string()),
         ("--method", cfg.method.name()),
-        ("--adapter-reduction / --lora-rank / --lora-alpha", format!("{} / {} / {:?}", cfg.method.adapter_reduction, cfg.method.lora_rank, cfg.method.lora_alpha)),
+        ("--method's options", cfg.method.options()),
         ("--depth", format!("{:?}", cfg.depth)),
         ("--pool", cfg.pool.name().to_string()),
         ("--epochs", cfg.epochs.to_string()),

@@ -2,8 +2,9 @@
 //! `.safetensors` of a few hundred kilobytes at most:
 //!
 //! - tensors `prompts` [depth_p, P, D] (absent for the linear probe), `head.weight` [C, D],
-//!   `head.bias` [C]; for the other tuning methods, what they trained (`model/tuned.rs`:
-//!   adapters, LoRA pairs with metadata `lora_alpha`, backbone tensors under their timm names);
+//!   `head.bias` [C]; for the other tuning methods, what they trained (`model/methods/`: the
+//!   tensors each method adds, under its own names and with its metadata, and backbone tensors
+//!   under their timm names);
 //! - `__metadata__`: `format`, `classes` (JSON list of class names, index = label), `pool`,
 //!   `mean` / `std` (the normalisation the images need), `img_size` ("H,W"), and `backbone`: a
 //!   fingerprint of the backbone's weights, so a task is never run on the wrong backbone.
@@ -85,9 +86,7 @@ impl TaskFile {
             ("img_size".into(), format!("{},{}", self.img_size.0, self.img_size.1)),
             ("backbone".into(), self.backbone.clone()),
         ]);
-        if !self.task.tuned.lora.is_empty() {
-            meta.insert("lora_alpha".into(), self.task.tuned.lora_alpha.to_string());
-        }
+        meta.extend(self.task.tuned.metadata());
         meta
     }
 
@@ -99,7 +98,7 @@ impl TaskFile {
         }
         host.push(("head.weight".into(), self.task.head_weight.shape().to_vec(), self.task.head_weight.to_vec()?));
         host.push(("head.bias".into(), self.task.head_bias.shape().to_vec(), self.task.head_bias.to_vec()?));
-        // What the other tuning methods trained (`model/tuned.rs`), under its fixed names.
+        // What the other tuning methods trained (`model/methods/tuned.rs`), under their names.
         for (name, t) in self.task.tuned.named() {
             host.push((name, t.shape().to_vec(), t.to_vec()?));
         }

@@ -24,6 +24,7 @@ proptest! {
             assert_close("bias_add_forward", gpu, &bias_add_forward(&at, &biast).unwrap().to_vec().unwrap(), &cpu::bias_add_forward(&a, &bias), TOL);
             assert_close("mul_forward", gpu, &mul_forward(&at, &bt).unwrap().to_vec().unwrap(), &cpu::mul_forward(&a, &b), TOL);
             assert_close("scale_forward", gpu, &scale_forward(&at, s).unwrap().to_vec().unwrap(), &cpu::scale_forward(&a, s as f64), TOL);
+            assert_close("mul_last_forward", gpu, &mul_last_forward(&at, &biast).unwrap().to_vec().unwrap(), &cpu::mul_last_forward(&a, &bias), TOL);
             let acc = Tensor::from_slice(gpu, &[rows, cols], &as_f32(&a)).unwrap();
             accumulate(&acc, &bt).unwrap();
             accumulate(&acc, &bt).unwrap();
@@ -58,6 +59,14 @@ proptest! {
             assert_grad_matches_fd("mul_backward da", gpu, &da.unwrap().to_vec().unwrap(), fd, &v, GRAD_TOL);
             let fd = directional_fd(|o| cpu::mul_forward(&x, o), &other, &v, &w);
             assert_grad_matches_fd("mul_backward db", gpu, &db.unwrap().to_vec().unwrap(), fd, &v, GRAD_TOL);
+            // mul_last: x [rows, cols] · s [cols]; ds sums `rows` products.
+            let factors = random_vec(seed ^ 5, cols, 1.0);
+            let (xt, st) = (Tensor::from_slice(gpu, &[rows, cols], &as_f32(&x)).unwrap(), Tensor::from_slice(gpu, &[cols], &as_f32(&factors)).unwrap());
+            let (dx, ds) = mul_last_backward(&xt, &st, &wt, true, true).unwrap();
+            let fd = directional_fd(|x| cpu::mul_last_forward(x, &factors), &x, &v, &w);
+            assert_grad_matches_fd("mul_last_backward dx", gpu, &dx.unwrap().to_vec().unwrap(), fd, &v, GRAD_TOL);
+            let fd = directional_fd(|f| cpu::mul_last_forward(&x, f), &factors, &vb, &w);
+            assert_grad_matches_fd("mul_last_backward ds", gpu, &ds.unwrap().to_vec().unwrap(), fd, &vb, GRAD_TOL);
             let (da, db) = add_backward(&wt);
             let fd = directional_fd(|x| cpu::add_forward(x, &bias.repeat(rows)), &x, &v, &w);
             assert_grad_matches_fd("add_backward da", gpu, &da.to_vec().unwrap(), fd, &v, GRAD_TOL);
@@ -74,6 +83,8 @@ fn elementwise_shape_errors_name_op_and_shapes() {
     assert!(msg.contains("add_forward") && msg.contains("[2, 3]") && msg.contains("[3, 2]"), "{msg}");
     let msg = bias_add_forward(&a, &Tensor::zeros(gpu, &[2]).unwrap()).unwrap_err().to_string();
     assert!(msg.contains("bias_add_forward") && msg.contains("[2, 3]") && msg.contains("[2]"), "{msg}");
+    let msg = mul_last_forward(&a, &Tensor::zeros(gpu, &[2]).unwrap()).unwrap_err().to_string();
+    assert!(msg.contains("mul_last_forward") && msg.contains("[2, 3]") && msg.contains("[2]"), "{msg}");
     let msg = accumulate(&a, &a).unwrap_err().to_string();
     assert!(msg.contains("share storage"), "{msg}");
 }

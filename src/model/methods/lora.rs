@@ -1,0 +1,119 @@
+//! `lora`: LoRA on every block's fused qkv linear, W ← W + (α/R)·B·A.
+//!
+//! Task names, block i: `lora.{i}.qkv.a` [R, D], `lora.{i}.qkv.b` [3D, R]; `__metadata__`
+//! `lora_alpha`. A is initialised as PyTorch initialises a linear weight of fan-in D (uniform in
+//! ±1/√D, seeded), B with zeros, so W is unchanged at the start. The rank R follows from the shapes.
+
+use std::sync::Arc;
+
+use super::options::MethodOptions;
+use super::tuner::{check_one_per_block, read_per_block, Added, BlockSite, Dims, Named, Tuner};
+use crate::error::{Error, Result};
+use crate::gpu::Gpu;
+use crate::graph::Var;
+use crate::io::TensorFile;
+use crate::rng;
+use crate::tensor::Tensor;
+
+#[derive(Debug)]
+pub struct Lora {
+    /// R
+    rank: usize,
+    /// α of W + (α/R)·B·A.
+    alpha: f32,
+}
+
+/// `lora`, rank from the setting `lora_rank` (default 8), α from `lora_alpha` (default R), or
+/// None for another part.
+pub fn parse(part: &str, options: &MethodOptions) -> Option<Result<Arc<dyn Tuner>>> {
+    (part == "lora").then(|| {
+        let rank = options.count("lora_rank", "--lora-rank", 8)?;
+        let alpha = options.number("lora_alpha", "--lora-alpha")?.map_or(rank as f32, |a| a as f32);
+        Ok(Arc::new(Lora { rank, alpha }) as Arc<dyn Tuner>)
+    })
+}
+
+/// The LoRA pairs a task file holds, if any, with their shapes checked and α from its metadata
+/// (R where it has none).
+pub fn read(gpu: &Gpu, f: &TensorFile) -> Result<Option<Added>> {
+    let blocks = read_per_block(gpu, f, names)?;
+    if blocks.is_empty() {
+        return Ok(None);
+    }
+    for (i, pair) in blocks.iter().enumerate() {
+        let (a, b) = (pair[0].1.shape(), pair[1].1.shape());
+        if !matches!((a, b), (&[r, _], &[_, r2]) if r == r2) {
+            return Err(f.err(format!("LoRA {i}: {} {a:?} and {} {b:?} must be [R, D] and [3D, R]", pair[0].0, pair[1].0)));
+        }
+    }
+    let rank = blocks[0][0].1.shape()[0];
+    let alpha = match f.metadata.get("lora_alpha") {
+        Some(s) => s.parse::<f32>().ok().filter(|a| a.is_finite()).ok_or_else(|| f.err(format!("metadata lora_alpha {s:?} is not a number")))?,
+        None => rank as f32,
+    };
+    Ok(Some(Added { tuner: Arc::new(Lora { rank, alpha }), tensors: blocks.into_iter().flatten().collect() }))
+}
+
+/// Block i's two task names: A, then B.
+fn names(i: usize) -> Vec<String> {
+    vec![format!("lora.{i}.qkv.a"), format!("lora.{i}.qkv.b")]
+}
+
+impl Tuner for Lora {
+    fn name(&self) -> String {
+        "lora".into()
+    }
+
+    fn describe(&self, _prompts: usize, _prompt_layers: usize) -> Option<String> {
+        Some(format!("LoRA on every block's qkv (rank {}, α {})", self.rank, self.alpha))
+    }
+
+    fn options(&self) -> String {
+        format!("rank {}, α {}", self.rank, self.alpha)
+    }
+
+    fn owns(&self, name: &str) -> bool {
+        name.starts_with("lora.")
+    }
+
+    fn initial(&self, gpu: &Gpu, dims: Dims, seed: u64) -> Result<Vec<Named>> {
+        let (rank, d) = (self.rank, dims.width);
+        if rank == 0 || rank > d {
+            return Err(Error::invalid("--lora-rank", format!("{rank} must be between 1 and the backbone's width {d}")));
+        }
+        let bound = 1.0 / (d as f64).sqrt();
+        let mut out = Vec::new();
+        for i in 0..dims.depth {
+            let mut state = rng::stream_at(seed, i as u64);
+            let a: Vec<f32> = (0..rank * d).map(|_| ((2.0 * rng::next_unit(&mut state) - 1.0) * bound) as f32).collect();
+            let [a_name, b_name] = <[String; 2]>::try_from(names(i)).expect("two names");
+            out.push((a_name, Tensor::from_slice(gpu, &[rank, d], &a)?));
+            out.push((b_name, Tensor::zeros(gpu, &[3 * d, rank])?));
+        }
+        Ok(out)
+    }
+
+    fn metadata(&self) -> Vec<(String, String)> {
+        vec![("lora_alpha".into(), self.alpha.to_string())]
+    }
+
+    fn check_tensors(&self, tensors: &[Named], dims: Dims) -> Result<()> {
+        check_one_per_block("LoRA", tensors, 2, dims.depth)?;
+        let d = dims.width;
+        for pair in tensors.chunks(2) {
+            let (a, b) = (pair[0].1.shape(), pair[1].1.shape());
+            if a[1] != d || b[0] != 3 * d {
+                return Err(Error::shape("task", format!("LoRA a {a:?}, b {b:?} must be [R, {d}] and [{}, R]", 3 * d)));
+            }
+        }
+        Ok(())
+    }
+
+    /// h·(W + s·B·A)ᵀ = h·Wᵀ + s·(h·Aᵀ)·Bᵀ, s = α/R, never forming B·A.
+    fn qkv(&self, at: &BlockSite, h: &Var, _weight: &Var, y: Var) -> Result<Var> {
+        let [a, b] = <[String; 2]>::try_from(names(at.block)).expect("two names").map(|n| at.leaf(&n));
+        let g = at.g;
+        let low = g.linear(h, &a?, None)?; // [B, T, R]
+        g.add(&y, &g.scale(&g.linear(&low, &b?, None)?, self.alpha / self.rank as f32)?)
+    }
+}
