@@ -13,7 +13,7 @@
 use std::time::Instant;
 
 use vpt_wgsl::graph::Graph;
-use vpt_wgsl::model::block::{AttentionChoice, BlockPlan, Recompute};
+use vpt_wgsl::model::plan::{AttentionChoice, BlockPlan, Recompute};
 use vpt_wgsl::model::synthetic::{synthetic_tensor, synthetic_vit_state_dict};
 use vpt_wgsl::model::vit::{LoadOptions, StateDict, Vit, VitConfig};
 use vpt_wgsl::model::vpt::{vpt_logits, Pool, TaskVars, VptTask};

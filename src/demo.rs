@@ -1,6 +1,6 @@
 //! `vpt demo`: the bundled demonstration. A small ViT pretrained by us (fixtures/make_demo.py) on
 //! scikit-learn's handwritten digits 0–4 is tuned on the digits 5–9 every way the paper compares
-//! (linear probe, VPT-shallow, VPT-deep, and the baselines bias, partial-1, adapter, LoRA, IA³ and
+//! (linear probe, VPT-shallow, VPT-deep, and the baselines bias, partial-1, adapter, LoRA, IA³, DoRA and
 //! full fine-tuning), with the recipe the PyTorch reference used (read from
 //! fixtures/demo/pytorch_reference.json), and the test accuracies are printed beside PyTorch's
 //! spread over five seeds. `--seeds` runs ours over the same five seeds.
@@ -12,9 +12,9 @@ use serde_json::Value;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::io::TensorFile;
-use crate::model::block::BlockPlan;
 use crate::model::methods::method::Method;
 use crate::model::methods::options::MethodOptions;
+use crate::model::plan::BlockPlan;
 use crate::model::vit::Precision;
 use crate::model::vpt::Pool;
 use crate::train::config::{Depth, TrainConfig};
@@ -35,7 +35,7 @@ pub struct DemoRow {
 }
 
 /// The variants, in the order the table lists them (those the reference file has).
-pub const VARIANTS: [&str; 9] = ["linear", "shallow", "deep", "bias", "partial-1", "adapter", "lora", "ia3", "full"];
+pub const VARIANTS: [&str; 10] = ["linear", "shallow", "deep", "bias", "partial-1", "adapter", "lora", "ia3", "dora", "full"];
 
 /// Train the variants of the reference in `dir` (fixtures/demo) into `out_dir`. `epochs`
 /// overrides the reference recipe's (for a quick look); the comparison is only like for like

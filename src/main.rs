@@ -14,9 +14,9 @@ use vpt_wgsl::bench::{BenchOptions, Preset};
 use vpt_wgsl::gpu::{backends_from_env, list_adapters, AdapterReport, TimingMethod};
 use vpt_wgsl::io::TensorFile;
 use vpt_wgsl::lab::Workload;
-use vpt_wgsl::model::block::{AttentionChoice, BlockPlan, Recompute};
 use vpt_wgsl::model::methods::method::Method;
 use vpt_wgsl::model::methods::options::MethodOptions;
+use vpt_wgsl::model::plan::{AttentionChoice, BlockPlan, Recompute};
 use vpt_wgsl::model::vit::{LoadOptions, Precision, StateDict, Vit};
 use vpt_wgsl::model::vpt::{self, Pool, VptTask};
 use vpt_wgsl::train::config::{Depth, TrainConfig};
@@ -82,7 +82,7 @@ enum Command {
         #[arg(long)]
         seeds: bool,
         /// Only these variants, comma-separated (linear, shallow, deep, bias, partial-1, adapter,
-        /// lora, ia3, full); default all.
+        /// lora, ia3, dora, full); default all.
         #[arg(long, value_delimiter = ',')]
         variants: Option<Vec<String>>,
         #[command(flatten)]
@@ -205,8 +205,9 @@ enum OptimizerArg {
 struct MethodArgs {
     /// What trains besides the head, as parts joined by +: prompt (VPT), linear (the head alone),
     /// bias (every backbone bias), partial-K (the last K blocks and the final norm), full (every
-    /// backbone tensor), adapter (a Pfeiffer adapter per block), lora (LoRA on every qkv), ia3 (IA³ rescaling keys, values and the MLP hidden);
-    /// e.g. prompt+bias.
+    /// backbone tensor), adapter (a Pfeiffer adapter per block), lora (LoRA on every qkv), ia3
+    /// (IA³: keys, values and the MLP hidden rescaled), dora (DoRA on every qkv: a magnitude per
+    /// row and a low-rank direction); e.g. prompt+bias.
     #[arg(long, default_value = "prompt")]
     method: String,
     #[command(flatten)]
@@ -225,10 +226,11 @@ struct MethodSizes {
     /// adapter: width D/R of the adapters it makes (where the task has none).
     #[arg(long, default_value_t = 8)]
     adapter_reduction: usize,
-    /// lora: rank R of the pairs it makes (where the task has none).
+    /// lora, dora: rank R of the pairs they make (where the task has none).
     #[arg(long, default_value_t = 8)]
     lora_rank: usize,
-    /// lora: α of W + (α/R)·B·A; default R. A task's own LoRA keeps its file's lora_alpha.
+    /// lora, dora: α of the scale α/R of B·A; default R. A task's own pairs keep its file's
+    /// lora_alpha.
     #[arg(long)]
     lora_alpha: Option<f32>,
 }
@@ -266,7 +268,7 @@ struct TrainArgs {
 #[derive(clap::Args)]
 struct CompareArgs {
     /// The methods, comma-separated, each as `--method` takes it.
-    #[arg(long, default_value = "linear,prompt,bias,partial-1,adapter,lora,ia3,full")]
+    #[arg(long, default_value = "linear,prompt,bias,partial-1,adapter,lora,ia3,dora,full")]
     methods: String,
     #[command(flatten)]
     options: MethodSizes,

@@ -26,6 +26,11 @@ pub fn next_unit(state: &mut u64) -> f64 {
     (next_u64(state) >> 11) as f64 / (1u64 << 53) as f64
 }
 
+/// A uniform integer in [0, n), n ≥ 1: a shuffle's swap, a random crop's corner.
+pub fn below(n: usize, state: &mut u64) -> usize {
+    ((next_unit(state) * n as f64) as usize).min(n - 1)
+}
+
 /// The output at position `i` (from 0) of the stream whose state starts at `start`: what the
 /// (i + 1)-th call of [`next_u64`] on that state returns.
 pub fn stream_at(start: u64, i: u64) -> u64 {

@@ -8,7 +8,7 @@ use vpt_wgsl::bench::{self, BenchOptions, StepShape};
 use vpt_wgsl::gpu::TimingMethod;
 use vpt_wgsl::kernels::gelu::gelu_forward;
 use vpt_wgsl::kernels::matmul::{matmul_forward_with, MatmulKernel, MatmulOptions};
-use vpt_wgsl::model::block::{AttentionChoice, BlockPlan, Recompute};
+use vpt_wgsl::model::plan::{AttentionChoice, BlockPlan, Recompute};
 use vpt_wgsl::model::vit::{Precision, VitConfig};
 use vpt_wgsl::{Gpu, Tensor};
 

@@ -98,6 +98,7 @@ fn launch_every_kernel(gpu: &Gpu) -> Result<()> {
     elementwise::bias_add_forward(&a, &t(gpu, &[8]))?;
     elementwise::scale_forward(&a, 0.5)?;
     elementwise::mul_last_forward(&a, &t(gpu, &[8]))?;
+    elementwise::inverse_sqrt_forward(&a)?;
     elementwise::accumulate(&a, &b)?;
     gelu::gelu_forward(&a)?;
     gelu::gelu_backward(&a, &b)?;

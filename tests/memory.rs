@@ -89,7 +89,7 @@ fn what_the_engine_lets_go_of_is_freed_however_far_the_host_runs_ahead() {
 fn f16_kept_activations_halve_what_the_forward_keeps_and_leave_the_loss_alone() {
     use vpt_wgsl::bench::{StepSetup, StepShape};
     use vpt_wgsl::graph::KeepAs;
-    use vpt_wgsl::model::block::BlockPlan;
+    use vpt_wgsl::model::plan::BlockPlan;
     use vpt_wgsl::model::vit::Precision;
     use vpt_wgsl::model::vpt::VptForward;
 

@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use vpt_wgsl::io::TensorFile;
-use vpt_wgsl::model::block::{BlockPlan, Recompute};
 use vpt_wgsl::model::methods::method::Method;
+use vpt_wgsl::model::plan::{BlockPlan, Recompute};
 use vpt_wgsl::model::vit::{LoadOptions, Vit};
 use vpt_wgsl::model::vpt::{self, VptTask};
 use vpt_wgsl::{Gpu, Tensor};
@@ -49,10 +49,10 @@ fn compare(what: &str, ours: &Tensor, expected: &TensorFile, name: &str, tol: f6
 }
 
 const CASES: [&str; 2] = ["odd_sizes", "shallow_cls"];
-const METHODS: [&str; 10] = ["linear", "bias", "partial-1", "full", "prompt+bias", "adapter", "lora", "prompt+lora", "linear+ia3", "prompt+ia3"];
+const METHODS: [&str; 12] = ["linear", "bias", "partial-1", "full", "prompt+bias", "adapter", "lora", "prompt+lora", "linear+ia3", "prompt+ia3", "linear+dora", "prompt+dora"];
 
-/// The task a method's fixture used: with random adapters, LoRA pairs or IA³ vectors for those
-/// methods.
+/// The task a method's fixture used: with random adapters, LoRA pairs, IA³ vectors or DoRA
+/// tensors for those methods.
 fn task_file(method: &str) -> &'static str {
     if method.contains("adapter") {
         "task.adapter.safetensors"
@@ -60,6 +60,8 @@ fn task_file(method: &str) -> &'static str {
         "task.lora.safetensors"
     } else if method.contains("ia3") {
         "task.ia3.safetensors"
+    } else if method.contains("dora") {
+        "task.dora.safetensors"
     } else {
         "task.safetensors"
     }
@@ -111,17 +113,17 @@ fn method_gradients_match_pytorch() {
     }
 }
 
-/// A task file's adapters, LoRA pairs, IA³ vectors and tuned backbone tensors are used by inference too
+/// A task file's adapters, LoRA pairs, IA³ vectors, DoRA tensors and tuned backbone tensors are used by inference too
 /// (`vpt eval`, `vpt predict`, `vpt forward`): its logits are PyTorch's with them in place.
 #[test]
-fn inference_uses_the_task_adapters_and_lora() {
+fn inference_uses_what_the_task_methods_added() {
     let gpu = &common::gpus()[0];
     for case in CASES {
         let dir = case_dir(case);
         let (images, _) = vpt::read_batch(gpu, &file(&dir, "batch.safetensors")).unwrap();
         let img = (images.shape()[2], images.shape()[3]);
         let vit = Vit::load(gpu, &file(&dir, "model.safetensors"), &LoadOptions { img_size: Some(img), ..LoadOptions::default() }).unwrap();
-        for method in ["adapter", "lora", "ia3"] {
+        for method in ["adapter", "lora", "ia3", "dora"] {
             let task = VptTask::read(gpu, &file(&dir, task_file(method))).unwrap();
             assert!(!task.tuned.added.is_empty());
             let expected = TensorFile::read(file(&dir, &format!("grad.{method}.safetensors"))).unwrap();
@@ -146,7 +148,7 @@ fn method_gradients_do_not_depend_on_the_plan() {
     let reference = vpt::vpt_grad_for(gpu, &vit, &task, &images, &labels, &method).unwrap();
     let plans = [
         BlockPlan { recompute: Recompute::Mlp, ..BlockPlan::default() },
-        BlockPlan { attention: vpt_wgsl::model::block::AttentionChoice::Unfused, ..BlockPlan::default() },
+        BlockPlan { attention: vpt_wgsl::model::plan::AttentionChoice::Unfused, ..BlockPlan::default() },
         BlockPlan { max_images: Some(1), ..BlockPlan::default() },
     ];
     for plan in plans {
@@ -200,10 +202,10 @@ fn grad_cli_writes_every_trained_tensor() {
 }
 
 /// 20 SGD steps (momentum, weight decay, warm-up + cosine) training the head and what `bias`,
-/// `adapter` or `ia3` trains, on fixtures/vit/train's batches: the loss at every step and every trained
+/// `adapter`, `ia3` or `dora` trains, on fixtures/vit/train's batches: the loss at every step and every trained
 /// tensor at the end match PyTorch doing the same (fixtures/generate_methods.py).
 #[test]
-fn twenty_steps_of_bias_adapter_and_ia3_match_pytorch() {
+fn twenty_steps_of_bias_adapter_ia3_and_dora_match_pytorch() {
     use vpt_wgsl::train::{Optimizer, Trainer, WarmupCosine};
     let dir = case_dir("train");
     let batches = TensorFile::read(file(&dir, "batches.safetensors")).unwrap();
@@ -213,7 +215,7 @@ fn twenty_steps_of_bias_adapter_and_ia3_match_pytorch() {
     let per_batch: usize = img_shape[1..].iter().product();
     for gpu in common::gpus() {
         let vit = Vit::load(gpu, &file(&dir, "model.safetensors"), &LoadOptions { img_size: Some((img_shape[3], img_shape[4])), ..LoadOptions::default() }).unwrap();
-        for (method_name, task_name) in [("bias", "task.safetensors"), ("adapter", "task.adapter.safetensors"), ("ia3", "task.ia3.safetensors")] {
+        for (method_name, task_name) in [("bias", "task.safetensors"), ("adapter", "task.adapter.safetensors"), ("ia3", "task.ia3.safetensors"), ("dora", "task.dora.safetensors")] {
             let expected = TensorFile::read(file(&dir, &format!("expected.{method_name}.safetensors"))).unwrap();
             let meta = |k: &str| -> f64 { expected.meta(k).unwrap() };
             let schedule = WarmupCosine { base_lr: meta("base_lr"), warmup_steps: meta("warmup_steps") as usize, total_steps: meta("total_steps") as usize };
@@ -274,11 +276,11 @@ fn only_trained_weights_get_a_weight_gradient_product() {
     assert_eq!(products("prompt+ia3"), prompt + 2);
 }
 
-/// A fresh run's IA³ vectors are ones, so it starts from the backbone as it is: the logits of
-/// `ia3` on a task without them are those of `linear`, and after a fresh step every vector has a
-/// gradient.
+/// A fresh run's IA³ vectors are ones and its DoRA has B = 0 and m = ‖W‖, so each starts from the
+/// backbone as it is: the logits of `ia3` and `dora` on a task without their tensors are those of
+/// `linear`, and every tensor they add gets a gradient.
 #[test]
-fn fresh_ia3_starts_from_the_backbone_unchanged() {
+fn fresh_ia3_and_dora_start_from_the_backbone_unchanged() {
     let gpu = &common::gpus()[0];
     let dir = case_dir("shallow_cls");
     let (images, labels) = vpt::read_batch(gpu, &file(&dir, "batch.safetensors")).unwrap();
@@ -291,4 +293,9 @@ fn fresh_ia3_starts_from_the_backbone_unchanged() {
     assert!(err <= 1e-6, "ones change the logits by {err:.2e}");
     let names: Vec<&str> = ia3.grad_backbone.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(names, ["ia3.0.k", "ia3.0.v", "ia3.0.mlp", "ia3.1.k", "ia3.1.v", "ia3.1.mlp", "ia3.2.k", "ia3.2.v", "ia3.2.mlp"]);
+    let dora = vpt::vpt_grad_for(gpu, &vit, &task, &images, &labels, &"dora".parse().unwrap()).unwrap();
+    let err = relative_error(&dora.logits.to_vec().unwrap(), &linear.logits.to_vec().unwrap());
+    // m / ‖W‖ is 1 up to the rounding of two f32 norms (ours summed on the GPU, m's on the host).
+    assert!(err <= 1e-5, "DoRA's start changes the logits by {err:.2e}");
+    assert_eq!(dora.grad_backbone.len(), 9, "A, B and m of three blocks");
 }

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 
 use vpt_wgsl::graph::KeepAs;
 use vpt_wgsl::io::TensorFile;
-use vpt_wgsl::model::block::{AttentionChoice, BlockPlan, Recompute};
+use vpt_wgsl::model::plan::{AttentionChoice, BlockPlan, Recompute};
 use vpt_wgsl::model::synthetic;
 use vpt_wgsl::model::vit::{LoadOptions, Precision, StateDict, Vit, VitConfig};
 use vpt_wgsl::model::vpt::{self, VptTask};

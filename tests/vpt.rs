@@ -2,7 +2,7 @@
 //! kept for the frozen backbone, and inference records nothing.
 
 use vpt_wgsl::graph::{Graph, MlpRun};
-use vpt_wgsl::model::block::{AttentionChoice, BlockPlan, Recompute};
+use vpt_wgsl::model::plan::{AttentionChoice, BlockPlan, Recompute};
 use vpt_wgsl::model::vit::{LoadOptions, Vit};
 use vpt_wgsl::model::vpt::{vpt_logits, Pool, TaskVars, VptTask};
 use vpt_wgsl::rng::next_unit;

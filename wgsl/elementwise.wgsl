@@ -6,6 +6,7 @@
 //   scale:       y = s · x                                                 backward: dx = s · dy (this same kernel)
 //   mul_last:    y[r, j] = x[r, j] · s[j]      x, y: [R, N], s: [N]        backward: dx = dy ⊙ s (this same kernel),
 //                (IA³'s learned rescaling)                                           ds = Σ_r dy ⊙ x (mul, then reduce.wgsl)
+//   inverse_sqrt: y = 1 / √x                   (DoRA's row norms, which train as constants: no backward)
 //   accumulate:  acc += x, in place              (sums gradients that reach one tensor by several paths)
 
 struct Params {
@@ -52,6 +53,16 @@ fn mul_last_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgrou
     let i = flat_index(wid, nwg, lid);
     if (i >= params.n) { return; }
     y[i] = a[i] * b[i % params.cols];
+}
+
+@compute @workgroup_size(WG)
+fn inverse_sqrt_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                        @builtin(local_invocation_index) lid: u32) {
+    let i = flat_index(wid, nwg, lid);
+    if (i >= params.n) { return; }
+    // 1/sqrt rather than inverseSqrt: WGSL lets inverseSqrt be approximate, sqrt and / are
+    // within a few ULP on every backend.
+    y[i] = 1.0 / sqrt(a[i]);
 }
 
 @compute @workgroup_size(WG)

@@ -23,7 +23,7 @@ pub use step::{train_step, StepSetup};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, TimingMethod};
 use crate::kernels::matmul::MatmulKernel;
-use crate::model::block::BlockPlan;
+use crate::model::plan::BlockPlan;
 use crate::model::vit::{preset, Precision, VitConfig};
 
 /// The sizes of one ViT training step under VPT: the backbone's shape, the images per step, the

@@ -7,7 +7,7 @@ use super::cases::{median, random_label_values};
 use super::{StepShape, TrainStepResult};
 use crate::error::Result;
 use crate::gpu::Gpu;
-use crate::model::block::BlockPlan;
+use crate::model::plan::BlockPlan;
 use crate::model::synthetic::{synthetic_tensor, synthetic_vit_state_dict};
 use crate::model::vit::{LoadOptions, Precision, StateDict, Vit};
 use crate::model::vpt::{Pool, VptForward, VptTask};

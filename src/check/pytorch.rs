@@ -128,7 +128,9 @@ impl Fixture<'_, '_, '_> {
         self.check("mul_last", "y", &elementwise::mul_last_forward(&xm, &factors)?, Metric::Relative, ELEMENTWISE)?;
         let (dx, ds) = elementwise::mul_last_backward(&xm, &factors, &dym, true, true)?;
         self.check("mul_last", "dx", &dx.expect("asked for"), Metric::Relative, ELEMENTWISE)?;
-        self.check("mul_last", "ds", &ds.expect("asked for"), Metric::Relative, SUMS)
+        self.check("mul_last", "ds", &ds.expect("asked for"), Metric::Relative, SUMS)?;
+        let positive = self.load("inverse_sqrt", "x")?;
+        self.check("inverse_sqrt", "y", &elementwise::inverse_sqrt_forward(&positive)?, Metric::Relative, ELEMENTWISE)
     }
 
     fn gelu(&mut self) -> Result<()> {

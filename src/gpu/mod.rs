@@ -16,11 +16,13 @@
 //!    driver must keep for work not yet run stays bounded (`in_flight.rs`).
 //!
 //! The rest of the folder, each a concern a first reading can skip: `adapter.rs` (which adapter,
-//! which features), `shader.rs` (the Rust↔WGSL contract), `memory.rs` (buffers and their pool),
+//! which features), `shader.rs` (the Rust↔WGSL contract; `bind.rs`, a buffer bound for a launch),
+//! `memory.rs` (buffers and their pool),
 //! `pipelines.rs` (compile cache, error scopes), `readback.rs`, `profile.rs` (kernel timing) and
 //! `gl_turns.rs` (one thread at a time on wgpu's GL backend).
 
 mod adapter;
+mod bind;
 mod gl_turns;
 mod in_flight;
 mod memory;
@@ -38,11 +40,12 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use wgpu::util::DeviceExt;
 
 pub use adapter::{backends_from_env, list_adapters, AdapterReport};
+pub use bind::Bind;
 pub use in_flight::{MAX_IN_FLIGHT, MAX_RELEASED_BEFORE_SUBMIT};
 pub use memory::GpuBuffer;
 pub use profile::{KernelTime, Profile, TimingMethod};
 pub(crate) use shader::wgsl_shader;
-pub use shader::{Access, Bind, Constants, LaunchRecord, ParamType, Params, Shader, WG_1D};
+pub use shader::{Access, Constants, LaunchRecord, ParamType, Params, Shader, WG_1D};
 pub use trace::{BlobRange, Trace, TraceOp, TracedShader};
 pub use tuning::KernelChoices;
 

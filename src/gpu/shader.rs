@@ -12,8 +12,6 @@
 //! and `tests/contract.rs` checks each against the entry point's declarations as naga parses them.
 //! This file is a leaf: it knows nothing of tensors or kernels.
 
-use super::memory::GpuBuffer;
-
 /// One WGSL source file, embedded in the binary at compile time.
 pub struct Shader {
     /// The cache key and the label in GPU error messages and profiles: the file stem in `wgsl/`,
@@ -167,26 +165,6 @@ impl Params {
 pub enum Access {
     Read,
     ReadWrite,
-}
-
-/// One storage buffer bound for a launch: binding number, the access the launcher expects the
-/// entry point to declare, and the buffer.
-#[derive(Clone, Copy)]
-pub struct Bind<'a> {
-    pub binding: u32,
-    pub access: Access,
-    pub buffer: &'a GpuBuffer,
-}
-
-impl<'a> Bind<'a> {
-    /// An input the kernel only reads.
-    pub fn read(binding: u32, buffer: &'a GpuBuffer) -> Bind<'a> {
-        Bind { binding, access: Access::Read, buffer }
-    }
-    /// An output (or accumulator) the kernel writes.
-    pub fn read_write(binding: u32, buffer: &'a GpuBuffer) -> Bind<'a> {
-        Bind { binding, access: Access::ReadWrite, buffer }
-    }
 }
 
 /// What one entry point was launched with, as the launchers built it: recorded at every launch

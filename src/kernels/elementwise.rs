@@ -1,5 +1,5 @@
 //! Element-wise ops: residual add, broadcast bias add, scale, a learned rescaling of the last axis
-//! (`mul_last`, IA³'s), and in-place gradient accumulation.
+//! (`mul_last`, IA³'s), 1/√x (`inverse_sqrt`, DoRA's norms) and in-place gradient accumulation.
 //! Kernels in `wgsl/elementwise.wgsl`.
 
 use super::{grid_1d, same_device, same_shape};
@@ -93,6 +93,19 @@ pub fn mul_last_backward(x: &Tensor, s: &Tensor, dy: &Tensor, need_x: bool, need
         None
     };
     Ok((dx, ds))
+}
+
+/// y = 1/√x, element by element (a zero gives +inf). For quantities that train as constants
+/// (DoRA's detached row norms), so no backward.
+pub fn inverse_sqrt_forward(x: &Tensor) -> Result<Tensor> {
+    if x.dtype() != DType::F32 {
+        return Err(Error::shape("inverse_sqrt_forward", format!("x {:?} must be f32, got {:?}", x.shape(), x.dtype())));
+    }
+    let y = x.empty_like_shape(x.shape())?;
+    let params = elementwise_params(x.numel(), 0, 0.0);
+    let gpu = x.gpu();
+    gpu.dispatch(&SHADER, "inverse_sqrt_forward", &params, &[Bind::read(1, x.buffer()), Bind::read_write(3, y.buffer())], grid_1d(gpu, x.numel())?)?;
+    Ok(y)
 }
 
 /// y = s·x. Also the backward of itself: dx = s·dy.

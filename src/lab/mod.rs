@@ -25,7 +25,7 @@ use std::str::FromStr;
 use crate::bench::{StepSetup, StepShape};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::model::block::BlockPlan;
+use crate::model::plan::BlockPlan;
 use crate::model::vit::Precision;
 use crate::model::vpt::VptForward;
 

@@ -1,8 +1,9 @@
 //! The models, on the autodiff graph: a frozen Vision Transformer and Visual Prompt Tuning on it.
 //!
 //! - [`vit`]: the ViT's shape ([`vit::VitConfig`]), its weights (`StateDict`), its forward;
-//! - [`block`]: one transformer block, and its [`block::BlockPlan`] (fused or unfused attention,
-//!   what the backward recomputes);
+//! - [`block`]: one transformer block and the residual stream between blocks;
+//! - [`plan`]: how the blocks run ([`plan::BlockPlan`]: fused or unfused attention, what the
+//!   backward recomputes); [`blocks`]: the ViT running its blocks under it;
 //! - [`methods`]: the tuning methods, one file each (`--method`), and a task's tensors beyond
 //!   prompts and head;
 //! - [`vpt`]: prompts, pooling and head; the forward, the gradient step, the task's tensors;
@@ -10,7 +11,9 @@
 //! - [`synthetic`]: seeded synthetic weights for any ViT shape (tests, benchmarks, fixtures).
 
 pub mod block;
+pub mod blocks;
 pub mod methods;
+pub mod plan;
 pub mod pos_embed;
 pub mod synthetic;
 pub mod vit;

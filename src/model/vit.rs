@@ -15,11 +15,12 @@ use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::{Graph, KeepAs, Var};
 use crate::io::{HostData, TensorFile};
-use crate::model::block::{Block, BlockPlan};
+use crate::model::block::Block;
 use crate::model::methods::leaves::BackboneVars;
 use crate::model::methods::method::Method;
 use crate::model::methods::tuned::Tuned;
 use crate::model::methods::tuner::Dims;
+use crate::model::plan::BlockPlan;
 use crate::tensor::Tensor;
 
 /// Shape of a ViT.

@@ -21,3 +21,7 @@ pub fn mul_forward(a: &[f64], b: &[f64]) -> Vec<f64> {
 pub fn mul_last_forward(x: &[f64], s: &[f64]) -> Vec<f64> {
     x.iter().enumerate().map(|(i, v)| v * s[i % s.len()]).collect()
 }
+
+pub fn inverse_sqrt_forward(x: &[f64]) -> Vec<f64> {
+    x.iter().map(|v| 1.0 / v.sqrt()).collect()
+}

@@ -5,8 +5,8 @@ use std::path::PathBuf;
 use super::data::Normalization;
 use super::Optimizer;
 use crate::error::{Error, Result};
-use crate::model::block::BlockPlan;
 use crate::model::methods::method::Method;
+use crate::model::plan::BlockPlan;
 use crate::model::vit::Precision;
 use crate::model::vpt::Pool;
 

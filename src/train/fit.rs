@@ -17,7 +17,7 @@ use super::{Trainer, WarmupCosine};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::Dropout;
-use crate::model::block::{AttentionChoice, Recompute};
+use crate::model::plan::{AttentionChoice, Recompute};
 use crate::model::vit::{LoadOptions, StateDict, Vit};
 use crate::model::vpt::VptTask;
 use crate::tensor::Tensor;

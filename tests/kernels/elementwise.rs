@@ -24,6 +24,9 @@ proptest! {
             assert_close("bias_add_forward", gpu, &bias_add_forward(&at, &biast).unwrap().to_vec().unwrap(), &cpu::bias_add_forward(&a, &bias), TOL);
             assert_close("mul_forward", gpu, &mul_forward(&at, &bt).unwrap().to_vec().unwrap(), &cpu::mul_forward(&a, &b), TOL);
             assert_close("scale_forward", gpu, &scale_forward(&at, s).unwrap().to_vec().unwrap(), &cpu::scale_forward(&a, s as f64), TOL);
+            let positive: Vec<f64> = a.iter().map(|v| v.abs() + 0.01).collect();
+            let positive_t = Tensor::from_slice(gpu, &[rows, cols], &as_f32(&positive)).unwrap();
+            assert_close("inverse_sqrt_forward", gpu, &inverse_sqrt_forward(&positive_t).unwrap().to_vec().unwrap(), &cpu::inverse_sqrt_forward(&positive), 4.0 * TOL);
             assert_close("mul_last_forward", gpu, &mul_last_forward(&at, &biast).unwrap().to_vec().unwrap(), &cpu::mul_last_forward(&a, &bias), TOL);
             let acc = Tensor::from_slice(gpu, &[rows, cols], &as_f32(&a)).unwrap();
             accumulate(&acc, &bt).unwrap();

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 
 use super::options::MethodOptions;
-use super::tuner::{check_one_per_block, read_per_block, Added, BlockSite, Dims, Named, Tuner};
+use super::tuner::{check_one_per_block, read_per_block, Added, Backbone, BlockSite, Dims, Named, Tuner};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::Var;
@@ -69,7 +69,8 @@ impl Tuner for Adapter {
         name.starts_with("adapter.")
     }
 
-    fn initial(&self, gpu: &Gpu, dims: Dims, _seed: u64) -> Result<Vec<Named>> {
+    fn initial(&self, backbone: &Backbone, _seed: u64) -> Result<Vec<Named>> {
+        let (gpu, dims) = (backbone.gpu, backbone.dims);
         let (reduction, d) = (self.reduction, dims.width);
         if reduction == 0 || d / reduction == 0 {
             return Err(Error::invalid("--adapter-reduction", format!("{reduction} leaves no width: the backbone's width {d} divided by it must be at least 1")));

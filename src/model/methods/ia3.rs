@@ -17,7 +17,7 @@
 use std::sync::Arc;
 
 use super::options::MethodOptions;
-use super::tuner::{check_one_per_block, read_per_block, Added, BlockSite, Dims, Named, Tuner};
+use super::tuner::{check_one_per_block, read_per_block, Added, Backbone, BlockSite, Dims, Named, Tuner};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::Var;
@@ -69,7 +69,8 @@ impl Tuner for Ia3 {
         name.starts_with("ia3.")
     }
 
-    fn initial(&self, gpu: &Gpu, dims: Dims, _seed: u64) -> Result<Vec<Named>> {
+    fn initial(&self, backbone: &Backbone, _seed: u64) -> Result<Vec<Named>> {
+        let (gpu, dims) = (backbone.gpu, backbone.dims);
         let mut out = Vec::new();
         for i in 0..dims.depth {
             for (name, width) in names(i).into_iter().zip([dims.width, dims.width, dims.hidden]) {

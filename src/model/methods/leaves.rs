@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use super::method::Method;
 use super::tuned::Tuned;
-use super::tuner::{Added, Dims, Leaves, Tuner};
+use super::tuner::{Added, Backbone, Dims, Leaves, Tuner};
 use crate::error::Result;
 use crate::graph::{Graph, Var};
 use crate::tensor::Tensor;
@@ -34,19 +34,20 @@ impl BackboneVars {
         let shapes: Vec<(String, Vec<usize>)> = backbone.iter().map(|(n, t)| (n.clone(), t.shape().to_vec())).collect();
         tuned.check_against(dims, &shapes)?;
         let mut leaves = Leaves::default();
-        for (name, t) in backbone {
-            let value = tuned.backbone.iter().find(|(n, _)| *n == name).map_or(t, |(_, v)| v);
-            if method.trains(&name, dims.depth) {
-                method.check_trainable(&name, value)?;
-                leaves.push(name, g.param(value.clone()));
+        for &(ref name, t) in &backbone {
+            let value = tuned.backbone.iter().find(|(n, _)| n == name).map_or(t, |(_, v)| v);
+            if method.trains(name, dims.depth) {
+                method.check_trainable(name, value)?;
+                leaves.push(name.clone(), g.param(value.clone()));
             } else if !std::ptr::eq(value, t) {
-                leaves.push(name, g.constant(value.clone()));
+                leaves.push(name.clone(), g.constant(value.clone()));
             }
         }
         // The task's added tensors, and for a method the task has none of, its initial ones.
         let mut made = Vec::new();
+        let view = Backbone { gpu: g.gpu(), dims, tensors: &backbone };
         for part in method.parts().iter().filter(|p| !tuned.added.iter().any(|a| a.tuner.name() == p.name())) {
-            let tensors = part.initial(g.gpu(), dims, 0)?;
+            let tensors = part.initial(&view, 0)?;
             if !tensors.is_empty() {
                 made.push(Added { tuner: part.clone(), tensors });
             }

@@ -6,14 +6,13 @@
 
 use std::sync::Arc;
 
+use super::low_rank;
 use super::options::MethodOptions;
-use super::tuner::{check_one_per_block, read_per_block, Added, BlockSite, Dims, Named, Tuner};
+use super::tuner::{check_one_per_block, read_per_block, Added, Backbone, BlockSite, Dims, Named, Tuner};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::Var;
 use crate::io::TensorFile;
-use crate::rng;
-use crate::tensor::Tensor;
 
 #[derive(Debug)]
 pub struct Lora {
@@ -41,10 +40,7 @@ pub fn read(gpu: &Gpu, f: &TensorFile) -> Result<Option<Added>> {
         return Ok(None);
     }
     for (i, pair) in blocks.iter().enumerate() {
-        let (a, b) = (pair[0].1.shape(), pair[1].1.shape());
-        if !matches!((a, b), (&[r, _], &[_, r2]) if r == r2) {
-            return Err(f.err(format!("LoRA {i}: {} {a:?} and {} {b:?} must be [R, D] and [3D, R]", pair[0].0, pair[1].0)));
-        }
+        low_rank::check_pair("LoRA", i, pair[0].1.shape(), pair[1].1.shape()).map_err(|msg| f.err(msg))?;
     }
     let rank = blocks[0][0].1.shape()[0];
     let alpha = match f.metadata.get("lora_alpha") {
@@ -76,21 +72,9 @@ impl Tuner for Lora {
         name.starts_with("lora.")
     }
 
-    fn initial(&self, gpu: &Gpu, dims: Dims, seed: u64) -> Result<Vec<Named>> {
-        let (rank, d) = (self.rank, dims.width);
-        if rank == 0 || rank > d {
-            return Err(Error::invalid("--lora-rank", format!("{rank} must be between 1 and the backbone's width {d}")));
-        }
-        let bound = 1.0 / (d as f64).sqrt();
-        let mut out = Vec::new();
-        for i in 0..dims.depth {
-            let mut state = rng::stream_at(seed, i as u64);
-            let a: Vec<f32> = (0..rank * d).map(|_| ((2.0 * rng::next_unit(&mut state) - 1.0) * bound) as f32).collect();
-            let [a_name, b_name] = <[String; 2]>::try_from(names(i)).expect("two names");
-            out.push((a_name, Tensor::from_slice(gpu, &[rank, d], &a)?));
-            out.push((b_name, Tensor::zeros(gpu, &[3 * d, rank])?));
-        }
-        Ok(out)
+    fn initial(&self, backbone: &Backbone, seed: u64) -> Result<Vec<Named>> {
+        let pairs = low_rank::initial_pairs(backbone, self.rank, seed)?;
+        Ok(pairs.into_iter().enumerate().flat_map(|(i, (a, b))| names(i).into_iter().zip([a, b])).collect())
     }
 
     fn metadata(&self) -> Vec<(String, String)> {
@@ -112,8 +96,6 @@ impl Tuner for Lora {
     /// h·(W + s·B·A)ᵀ = h·Wᵀ + s·(h·Aᵀ)·Bᵀ, s = α/R, never forming B·A.
     fn qkv(&self, at: &BlockSite, h: &Var, _weight: &Var, y: Var) -> Result<Var> {
         let [a, b] = <[String; 2]>::try_from(names(at.block)).expect("two names").map(|n| at.leaf(&n));
-        let g = at.g;
-        let low = g.linear(h, &a?, None)?; // [B, T, R]
-        g.add(&y, &g.scale(&g.linear(&low, &b?, None)?, self.alpha / self.rank as f32)?)
+        at.g.add(&y, &low_rank::delta(at.g, h, &a?, &b?, self.alpha / self.rank as f32)?)
     }
 }

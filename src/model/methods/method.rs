@@ -53,7 +53,16 @@ impl Method {
             ranked.push((rank, tuner));
         }
         ranked.sort_by_key(|(rank, _)| *rank);
-        Ok(Method { parts: ranked.into_iter().map(|(_, t)| t).collect() })
+        let parts: Vec<Arc<dyn Tuner>> = ranked.into_iter().map(|(_, t)| t).collect();
+        // Two methods that keep a setting under one name in the task file cannot share it.
+        for (i, part) in parts.iter().enumerate() {
+            for (key, _) in part.metadata() {
+                if let Some(earlier) = parts[..i].iter().find(|p| p.metadata().iter().any(|(k, _)| *k == key)) {
+                    return Err(bad(format!("{} and {} both keep {key} in the task file; use one of them", earlier.name(), part.name())));
+                }
+            }
+        }
+        Ok(Method { parts })
     }
 
     /// Its methods, in registry order.
@@ -156,7 +165,9 @@ mod tests {
         assert_eq!(picked("partial-3"), ["blocks.0.norm1.weight", "blocks.0.attn.qkv.bias", "blocks.2.mlp.fc2.weight", "blocks.2.norm2.bias", "norm.weight", "norm.bias"]);
         assert_eq!(picked("full").len(), names.len());
         assert!(picked("prompt").is_empty() && picked("linear").is_empty() && picked("ia3").is_empty());
-        for name in ["prompt", "linear", "bias", "partial-2", "full", "prompt+bias", "prompt+partial-1", "adapter", "lora", "bias+lora", "ia3", "prompt+ia3", "lora+ia3"] {
+        for name in
+            ["prompt", "linear", "bias", "partial-2", "full", "prompt+bias", "prompt+partial-1", "adapter", "lora", "bias+lora", "ia3", "prompt+ia3", "lora+ia3", "dora", "prompt+dora", "ia3+dora"]
+        {
             assert_eq!(name.parse::<Method>().unwrap().name(), name);
         }
         assert_eq!("linear+bias".parse::<Method>().unwrap().name(), "bias");
@@ -170,7 +181,7 @@ mod tests {
         let err = "partial-4".parse::<Method>().unwrap().check_depth(3).unwrap_err().to_string();
         assert!(err.contains("--method") && err.contains("partial-4") && err.contains("has 3"), "{err}");
         assert_eq!(described("lora", 0, 0), "LoRA on every block's qkv (rank 8, α 8) and the head");
-        for bad in ["partial-0", "partial-x", "biases", "", "loras", "partial-1+partial-2", "bias+bias"] {
+        for bad in ["partial-0", "partial-x", "biases", "", "loras", "partial-1+partial-2", "bias+bias", "lora+dora"] {
             let err = bad.parse::<Method>().unwrap_err().to_string();
             assert!(err.contains("--method"), "{err}");
         }

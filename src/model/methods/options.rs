@@ -1,5 +1,5 @@
 //! The sizes the methods make their tensors with, by setting name: each method reads its own
-//! (the adapter its reduction, LoRA its rank and α). The command line fills them from its flags.
+//! (the adapter its reduction, the low-rank methods their rank and α). The command line fills them from its flags.
 
 use std::collections::BTreeMap;
 

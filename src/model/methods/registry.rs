@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use super::options::MethodOptions;
 use super::tuner::{Added, Tuner};
-use super::{adapter, bias, full, ia3, lora, partial, prompt};
+use super::{adapter, bias, dora, full, ia3, lora, partial, prompt};
 use crate::error::Result;
 use crate::gpu::Gpu;
 use crate::io::TensorFile;
@@ -30,7 +30,7 @@ pub struct Entry {
     pub read: Option<ReadAdded>,
 }
 
-pub const METHODS: [Entry; 7] = [
+pub const METHODS: [Entry; 8] = [
     Entry { spelled: "prompt", parse: prompt::parse, read: None },
     Entry { spelled: "bias", parse: bias::parse, read: None },
     Entry { spelled: "partial-K (K ≥ 1)", parse: partial::parse, read: None },
@@ -38,6 +38,7 @@ pub const METHODS: [Entry; 7] = [
     Entry { spelled: "adapter", parse: adapter::parse, read: Some(adapter::read) },
     Entry { spelled: "lora", parse: lora::parse, read: Some(lora::read) },
     Entry { spelled: "ia3", parse: ia3::parse, read: Some(ia3::read) },
+    Entry { spelled: "dora", parse: dora::parse, read: Some(dora::read) },
 ];
 
 /// The method a part of `--method` names, and its place in [`METHODS`]; None if no method is it.

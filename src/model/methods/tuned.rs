@@ -5,7 +5,7 @@
 
 use super::method::Method;
 use super::registry;
-use super::tuner::{Added, Dims, Named};
+use super::tuner::{Added, Backbone, Dims, Named};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::io::TensorFile;
@@ -70,8 +70,9 @@ impl Tuned {
                 tuned.backbone.push((name.clone(), Tensor::from_slice(t.gpu(), t.shape(), &t.to_vec()?)?));
             }
         }
+        let backbone = Backbone { gpu, dims, tensors: backbone };
         for part in method.parts() {
-            let tensors = part.initial(gpu, dims, seed)?;
+            let tensors = part.initial(&backbone, seed)?;
             if !tensors.is_empty() {
                 tuned.added.push(Added { tuner: part.clone(), tensors });
             }

@@ -36,6 +36,21 @@ pub struct Dims {
 /// A tensor by its task-file name.
 pub type Named = (String, Tensor);
 
+/// The frozen backbone as a method sees it when it makes its tensors: its sizes and its tensors
+/// by timm name (DoRA starts from the norms of the qkv weights).
+pub struct Backbone<'a> {
+    pub gpu: &'a Gpu,
+    pub dims: Dims,
+    pub tensors: &'a [(String, &'a Tensor)],
+}
+
+impl Backbone<'_> {
+    /// The backbone tensor with this timm name.
+    pub fn tensor(&self, timm_name: &str) -> Result<&Tensor> {
+        self.tensors.iter().find(|(n, _)| n == timm_name).map(|(_, t)| *t).ok_or_else(|| Error::Internal { what: "backbone".into(), msg: format!("no tensor {timm_name}") })
+    }
+}
+
 /// The tensors one method added to a task, and the method itself as the task's tensors define it
 /// (a LoRA read back has the rank of its tensors and the α of its file).
 #[derive(Clone)]
@@ -114,9 +129,9 @@ pub trait Tuner: Debug + Send + Sync {
         false
     }
 
-    /// The tensors it adds, initialised for a fresh run on a backbone of `dims` (none for a
-    /// method that only picks tensors to train).
-    fn initial(&self, _gpu: &Gpu, _dims: Dims, _seed: u64) -> Result<Vec<Named>> {
+    /// The tensors it adds, initialised for a fresh run on `backbone` (none for a method that
+    /// only picks tensors to train).
+    fn initial(&self, _backbone: &Backbone, _seed: u64) -> Result<Vec<Named>> {
         Ok(Vec::new())
     }
 
@@ -130,8 +145,15 @@ pub trait Tuner: Debug + Send + Sync {
         Ok(())
     }
 
+    /// qkv's output [B, T, 3D] from the block's normed input h [B, T, D], qkv's weight [3D, D]
+    /// and bias [3D], made by the method instead of the plain linear layer (DoRA); None: the
+    /// method leaves the product as it is. At most one method of a run makes it.
+    fn qkv_linear(&self, _at: &BlockSite, _h: &Var, _weight: &Var, _bias: &Var) -> Result<Option<Var>> {
+        Ok(None)
+    }
+
     /// qkv's output y [B, T, 3D], from the block's normed input h [B, T, D] and qkv's weight
-    /// [3D, D]: changed as the method changes it.
+    /// [3D, D]: changed as the method changes it (LoRA adds, IA³ rescales).
     fn qkv(&self, _at: &BlockSite, _h: &Var, _weight: &Var, y: Var) -> Result<Var> {
         Ok(y)
     }

@@ -2,7 +2,7 @@
 //! train/val split, shuffling.
 
 use super::folder::Sample;
-use crate::rng::{next_u64, next_unit};
+use crate::rng::{below, next_u64};
 
 /// Stream tags for [`derive_seed`], so the split, the shuffle and the augmentation never share
 /// random numbers even under the same user seed.
@@ -17,11 +17,6 @@ pub(super) fn derive_seed(seed: u64, parts: &[u64]) -> u64 {
         let mut state = s ^ p.wrapping_mul(0xD6E8_FEB8_6659_FD93);
         next_u64(&mut state)
     })
-}
-
-/// A uniform integer in [0, n), n ≥ 1.
-pub(super) fn below(n: usize, rng: &mut u64) -> usize {
-    ((next_unit(rng) * n as f64) as usize).min(n - 1)
 }
 
 /// Fisher–Yates shuffle.

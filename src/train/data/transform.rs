@@ -8,8 +8,7 @@ use image::{ImageFormat, RgbImage};
 
 use super::data_error;
 use super::normalize::Normalization;
-use super::split::below;
-use crate::rng::next_unit;
+use crate::rng::{below, next_unit};
 use crate::Result;
 
 #[derive(Clone, Copy, Debug)]
