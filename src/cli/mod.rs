@@ -1,0 +1,11 @@
+//! The `vpt` command line, kept apart from the library in three places, as uv keeps them:
+//!
+//! - [`args`]: the flags, as clap types: the groups several commands share, declared once
+//!   (`shared.rs`: model, data, recipe, device, …), and each command's own (`commands.rs`);
+//! - [`settings`]: the one place flags become library settings (`TrainConfig`, `Method`,
+//!   `BlockPlan`, a `Gpu`, …);
+//! - [`commands`]: one file per command, each a `run` that calls the library and prints.
+
+pub mod args;
+pub mod commands;
+pub mod settings;
