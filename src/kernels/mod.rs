@@ -1,5 +1,6 @@
 //! Kernel launchers: one file per WGSL family in `wgsl/`, each with its `*_forward` and
-//! `*_backward` functions side by side.
+//! `*_backward` functions side by side (the matmul's choice among its kernels has a file of its
+//! own, `matmul_choice.rs`).
 //!
 //! Every launcher follows the same steps: check shapes (an error names the op and the shapes),
 //! allocate the output, pack the kernel's `Params`, and call [`Gpu::dispatch`]. The
@@ -18,6 +19,7 @@ pub mod halves;
 pub mod heads;
 pub mod layernorm;
 pub mod matmul;
+pub mod matmul_choice;
 pub mod optim;
 pub mod patch;
 pub mod reduce;
