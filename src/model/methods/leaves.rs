@@ -53,7 +53,7 @@ impl BackboneVars {
             }
         }
         let mut added: Vec<&Added> = tuned.added.iter().chain(&made).collect();
-        added.sort_by_key(|a| super::registry::rank_of(&a.tuner.name()));
+        added.sort_by_key(|a| super::rank_of(&a.tuner.name()));
         let mut acting = Vec::new();
         for a in added {
             for (name, t) in &a.tensors {

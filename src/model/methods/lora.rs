@@ -99,3 +99,26 @@ impl Tuner for Lora {
         at.g.add(&y, &low_rank::delta(at.g, h, &a?, &b?, self.alpha / self.rank as f32)?)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::method::Method;
+    use super::*;
+
+    #[test]
+    fn lora_is_named_described_and_sized_by_its_options() {
+        for name in ["lora", "bias+lora", "prompt+lora", "lora+ia3"] {
+            assert_eq!(name.parse::<Method>().unwrap().name(), name);
+        }
+        assert_eq!("lora".parse::<Method>().unwrap().describe(0, 0), "LoRA on every block's qkv (rank 8, α 8) and the head");
+        let options = MethodOptions::default().with("lora_rank", 4.0).with("lora_alpha", 2.5);
+        let lora = Method::parse("lora", &options).unwrap();
+        assert_eq!(lora.options(), "lora: rank 4, α 2.5");
+        assert_ne!(lora, "lora".parse::<Method>().unwrap(), "options make another method");
+        let err = Method::parse("lora", &MethodOptions::default().with("lora_rank", 1.5)).unwrap_err().to_string();
+        assert!(err.contains("--lora-rank"), "{err}");
+        // DoRA keeps its α under the same name: one task file cannot hold both.
+        let err = "lora+dora".parse::<Method>().unwrap_err().to_string();
+        assert!(err.contains("--method") && err.contains("lora_alpha"), "{err}");
+    }
+}

@@ -9,7 +9,6 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use super::options::MethodOptions;
-use super::registry;
 use super::tuner::Tuner;
 use crate::error::{Error, Result};
 use crate::tensor::{DType, Tensor};
@@ -37,16 +36,16 @@ impl Method {
         "prompt".parse().expect("prompt is a method")
     }
 
-    /// Parse `--method` (e.g. "prompt+lora"); the methods that make tensors make them with
+    /// Parse `--method` (e.g. "prompt+adapter"); the methods that make tensors make them with
     /// `options`.
     pub fn parse(s: &str, options: &MethodOptions) -> Result<Method> {
-        let bad = |why: String| Error::invalid("--method", format!("{s:?}: {why}; methods are {}, joined by + (e.g. prompt+bias)", registry::spelled()));
+        let bad = |why: String| Error::invalid("--method", format!("{s:?}: {why}; methods are {}, joined by + (e.g. prompt+bias)", super::spelled()));
         let mut ranked: Vec<(usize, Arc<dyn Tuner>)> = Vec::new();
         for part in s.split('+') {
             if part == "linear" {
                 continue;
             }
-            let (rank, tuner) = registry::parse_part(part, options).ok_or_else(|| bad(format!("{part:?} is not a method")))??;
+            let (rank, tuner) = super::parse_part(part, options).ok_or_else(|| bad(format!("{part:?} is not a method")))??;
             if let Some((_, earlier)) = ranked.iter().find(|(r, _)| *r == rank) {
                 return Err(bad(format!("{} and {} are one method named twice; give it once", earlier.name(), tuner.name())));
             }
@@ -78,7 +77,7 @@ impl Method {
         self.parts.iter().map(|p| p.name()).collect::<Vec<_>>().join("+")
     }
 
-    /// The options its methods make their tensors with ("lora: rank 8, α 8"), for a resumed
+    /// The options its methods make their tensors with ("adapter: reduction 8"), for a resumed
     /// run to compare.
     pub fn options(&self) -> String {
         self.parts.iter().filter(|p| !p.options().is_empty()).map(|p| format!("{}: {}", p.name(), p.options())).collect::<Vec<_>>().join("; ")
@@ -166,7 +165,7 @@ mod tests {
         assert_eq!(picked("full").len(), names.len());
         assert!(picked("prompt").is_empty() && picked("linear").is_empty() && picked("ia3").is_empty());
         for name in
-            ["prompt", "linear", "bias", "partial-2", "full", "prompt+bias", "prompt+partial-1", "adapter", "lora", "bias+lora", "ia3", "prompt+ia3", "lora+ia3", "dora", "prompt+dora", "ia3+dora"]
+            ["prompt", "linear", "bias", "partial-2", "full", "prompt+bias", "prompt+partial-1", "adapter", "bias+adapter", "ia3", "prompt+ia3", "adapter+ia3", "dora", "prompt+dora", "ia3+dora"]
         {
             assert_eq!(name.parse::<Method>().unwrap().name(), name);
         }
@@ -180,16 +179,15 @@ mod tests {
         assert!("partial-3".parse::<Method>().unwrap().check_depth(3).is_ok());
         let err = "partial-4".parse::<Method>().unwrap().check_depth(3).unwrap_err().to_string();
         assert!(err.contains("--method") && err.contains("partial-4") && err.contains("has 3"), "{err}");
-        assert_eq!(described("lora", 0, 0), "LoRA on every block's qkv (rank 8, α 8) and the head");
-        for bad in ["partial-0", "partial-x", "biases", "", "loras", "partial-1+partial-2", "bias+bias", "lora+dora"] {
+        assert_eq!(described("adapter", 0, 0), "an adapter in every block (reduction 8) and the head");
+        for bad in ["partial-0", "partial-x", "biases", "", "adapters", "partial-1+partial-2", "bias+bias"] {
             let err = bad.parse::<Method>().unwrap_err().to_string();
             assert!(err.contains("--method"), "{err}");
         }
-        let options = MethodOptions::default().with("lora_rank", 4.0).with("lora_alpha", 2.5);
-        let lora = Method::parse("lora", &options).unwrap();
-        assert_eq!(lora.options(), "lora: rank 4, α 2.5");
-        assert_ne!(lora, "lora".parse::<Method>().unwrap(), "options make another method");
-        let err = Method::parse("lora", &MethodOptions::default().with("lora_rank", 1.5)).unwrap_err().to_string();
-        assert!(err.contains("--lora-rank"), "{err}");
+        let adapter = Method::parse("adapter", &MethodOptions::default().with("adapter_reduction", 4.0)).unwrap();
+        assert_eq!(adapter.options(), "adapter: reduction 4");
+        assert_ne!(adapter, "adapter".parse::<Method>().unwrap(), "options make another method");
+        let err = Method::parse("adapter", &MethodOptions::default().with("adapter_reduction", 1.5)).unwrap_err().to_string();
+        assert!(err.contains("--adapter-reduction"), "{err}");
     }
 }

@@ -1,10 +1,9 @@
 //! What a task file holds besides prompts and head: the tensors the methods added (each method
-//! names its own, see `registry.rs`), and tuned copies of backbone tensors under their timm
+//! names its own, see the registry in `mod.rs`), and tuned copies of backbone tensors under their timm
 //! names (`blocks.3.attn.qkv.bias`, `pos_embed`, …) that replace the backbone's when the task is
 //! loaded. A task without them is plain VPT.
 
 use super::method::Method;
-use super::registry;
 use super::tuner::{Added, Backbone, Dims, Named};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
@@ -103,7 +102,7 @@ impl Tuned {
         let mut names: Vec<&String> = f.tensors.keys().filter(|n| is_backbone_name(n)).collect();
         names.sort_by_key(|n| state_dict_rank(n));
         let backbone = names.into_iter().map(|name| Ok((name.clone(), super::tuner::read_tensor(gpu, f, name)?))).collect::<Result<Vec<Named>>>()?;
-        Ok(Tuned { backbone, added: registry::read_added(gpu, f)? })
+        Ok(Tuned { backbone, added: super::read_added(gpu, f)? })
     }
 
     /// Check the added tensors against a backbone of `dims`, and that every tuned backbone

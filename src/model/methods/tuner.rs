@@ -1,6 +1,6 @@
 //! The one interface every tuning method implements ([`Tuner`]), and what a method is handed.
 //!
-//! A method is one part of `--method` (`prompt`, `bias`, `lora`, …). It may
+//! A method is one part of `--method` (`prompt`, `bias`, `adapter`, …). It may
 //! - train the task's prompts ([`Tuner::trains_prompts`]);
 //! - train some of the backbone's own tensors, by timm name ([`Tuner::trains`]): the task keeps
 //!   tuned copies of them, the backbone is never changed;
@@ -11,7 +11,8 @@
 //!   - the MLP's output [B, T, D], before its residual add ([`Tuner::mlp_output`]).
 //!
 //! A task file read back names its methods by their tensors: each method that adds tensors can
-//! read its own from a file (`registry.rs`), so that inference runs them without `--method`.
+//! read its own from a file (the registry, `mod.rs`), so that inference runs them without
+//! `--method`.
 
 use std::fmt::Debug;
 use std::sync::Arc;
@@ -52,7 +53,7 @@ impl Backbone<'_> {
 }
 
 /// The tensors one method added to a task, and the method itself as the task's tensors define it
-/// (a LoRA read back has the rank of its tensors and the α of its file).
+/// (a low-rank method read back has the rank of its tensors and the α of its file).
 #[derive(Clone)]
 pub struct Added {
     pub tuner: Arc<dyn Tuner>,
@@ -98,10 +99,10 @@ impl BlockSite<'_> {
 /// One tuning method. Every function has the answer of a method that does nothing there, so a
 /// method states only what it does.
 pub trait Tuner: Debug + Send + Sync {
-    /// Its part of `--method`: "lora", "partial-2".
+    /// Its part of `--method`: "adapter", "partial-2".
     fn name(&self) -> String;
 
-    /// What it trains, for a run's header line ("LoRA on every block's qkv (rank 8, α 8)"); the
+    /// What it trains, for a run's header line ("an adapter in every block (reduction 8)"); the
     /// run has `prompts` prompts in `prompt_layers` layers. None: nothing to say.
     fn describe(&self, prompts: usize, prompt_layers: usize) -> Option<String>;
 
@@ -153,7 +154,7 @@ pub trait Tuner: Debug + Send + Sync {
     }
 
     /// qkv's output y [B, T, 3D], from the block's normed input h [B, T, D] and qkv's weight
-    /// [3D, D]: changed as the method changes it (LoRA adds, IA³ rescales).
+    /// [3D, D]: changed as the method changes it (a low-rank update adds, IA³ rescales).
     fn qkv(&self, _at: &BlockSite, _h: &Var, _weight: &Var, y: Var) -> Result<Var> {
         Ok(y)
     }
