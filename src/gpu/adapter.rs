@@ -2,10 +2,9 @@
 //! adapter to prefer (a real GPU before a software one, a native API before GL), and the features
 //! and limits we ask for.
 
-use std::collections::HashMap;
-use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
+use super::aides::Aides;
 use super::memory::Memory;
 use super::{gl_turns, Gpu, GpuInner};
 use crate::error::{Error, Result};
@@ -138,14 +137,10 @@ impl Gpu {
                 pending: Mutex::default(),
                 uncaptured,
                 memory: Arc::new(Memory::new(gl)),
-                dispatches: AtomicU64::new(0),
-                launches: Mutex::new(HashMap::new()),
                 turns: turns.clone(),
                 adapter_features,
                 downlevel,
-                wgsl_dir: Mutex::default(),
-                choices: Mutex::default(),
-                trace: Arc::default(),
+                aides: Aides::default(),
             }),
         })
     }

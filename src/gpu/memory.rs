@@ -18,8 +18,6 @@ use std::sync::{Arc, Mutex};
 
 use wgpu::util::DeviceExt;
 
-use super::trace::TraceOp;
-
 use super::Gpu;
 use crate::error::{Error, Result};
 
@@ -299,7 +297,7 @@ impl Gpu {
     pub fn copy(&self, src: &GpuBuffer, dst: &GpuBuffer, bytes: u64) -> Result<()> {
         let bytes = bytes.next_multiple_of(4);
         self.record(|encoder| encoder.copy_buffer_to_buffer(&src.buffer, 0, &dst.buffer, 0, bytes));
-        self.traced(|t| t.ops.push(TraceOp::Copy { src: src.id, dst: dst.id, bytes }));
+        self.inner.aides.trace.copied(src.id, dst.id, bytes);
         Ok(())
     }
 
@@ -308,10 +306,7 @@ impl Gpu {
     fn track_created(&self, buffer: wgpu::Buffer, bytes: u64, contents: Option<&[u8]>) -> GpuBuffer {
         self.inner.memory.alloc(bytes);
         let id = NEXT_BUFFER_ID.fetch_add(1, Ordering::Relaxed);
-        self.traced(|t| {
-            let data = contents.map(|c| t.keep(c));
-            t.ops.push(TraceOp::Create { id, bytes, data });
-        });
+        self.inner.aides.trace.created(id, bytes, contents);
         GpuBuffer { buffer, bytes, memory: self.inner.memory.clone(), half: false, id }
     }
 

@@ -16,36 +16,40 @@
 //!    driver must keep for work not yet run stays bounded (`in_flight.rs`).
 //!
 //! The rest of the folder, each a concern a first reading can skip: `adapter.rs` (which adapter,
-//! which features), `shader.rs` (the Rust↔WGSL contract; `bind.rs`, a buffer bound for a launch),
-//! `memory.rs` (buffers and their pool),
+//! which features), `shader.rs` (the Rust↔WGSL contract; `launch.rs`, what one launch binds),
+//! `aides.rs` (what a launch consults besides the device: kernel sources, tuned choices, the
+//! launch log, the trace; each a type of its own), `memory.rs` (buffers and their pool),
 //! `pipelines.rs` (compile cache, error scopes), `readback.rs`, `profile.rs` (kernel timing) and
 //! `gl_turns.rs` (one thread at a time on wgpu's GL backend).
 
 mod adapter;
-mod bind;
+mod aides;
 mod gl_turns;
 mod in_flight;
+mod launch;
+mod launch_log;
 mod memory;
 mod pipelines;
 mod profile;
 mod readback;
 mod shader;
+mod sources;
 mod trace;
 mod tuning;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use wgpu::util::DeviceExt;
 
 pub use adapter::{backends_from_env, list_adapters, AdapterReport};
-pub use bind::Bind;
 pub use in_flight::{MAX_IN_FLIGHT, MAX_RELEASED_BEFORE_SUBMIT};
+pub use launch::{Bind, Launch};
+pub use launch_log::LaunchRecord;
 pub use memory::GpuBuffer;
 pub use profile::{KernelTime, Profile, TimingMethod};
 pub(crate) use shader::wgsl_shader;
-pub use shader::{Access, Constants, LaunchRecord, ParamType, Params, Shader, WG_1D};
+pub use shader::{Access, Constants, ParamType, Params, Shader, WG_1D};
 pub use trace::{BlobRange, Trace, TraceOp, TracedShader};
 pub use tuning::KernelChoices;
 
@@ -79,17 +83,11 @@ struct GpuInner {
     /// Errors wgpu raised outside any error scope (e.g. while a command buffer executed).
     uncaptured: Arc<Mutex<Vec<String>>>,
     memory: Arc<memory::Memory>,
-    dispatches: AtomicU64,
-    /// Per "shader::entry": how it was last launched, and how often (tests and benchmarks).
-    launches: Mutex<HashMap<String, LaunchRecord>>,
     /// On the GL backend only: whose turn it is to call into wgpu (`gl_turns.rs`).
     turns: Option<Arc<gl_turns::Turns>>,
-    /// Where to read the WGSL from instead of the embedded copies (`vpt check --wgsl-dir`).
-    wgsl_dir: Mutex<Option<std::path::PathBuf>>,
-    /// Kernel choices measured by `vpt tune` (`tuning.rs`), once loaded.
-    choices: Mutex<Option<tuning::KernelChoices>>,
-    /// The trace being recorded, if any (`trace.rs`); shared with devices reopened from this one.
-    trace: Arc<Mutex<Option<trace::Trace>>>,
+    /// What a launch consults besides the device: kernel sources, tuned choices, the launch log
+    /// and the trace (`aides.rs`).
+    aides: aides::Aides,
 }
 
 /// The commands recorded since the last submit.
@@ -167,8 +165,7 @@ impl Gpu {
 
         // One compute pass in the pending encoder. Profiling on the host clock times it alone.
         self.timed_on_host(&op, || self.record_pass(&op, &pipeline, &bind_group, workgroups))?;
-        self.trace_dispatch(&op, shader, entry, constants, params, buffers, workgroups);
-        self.note_launch(op, shader, entry, params, buffers);
+        self.inner.aides.launched(&Launch { op: &op, shader, entry, constants, params, buffers, grid: workgroups });
         Ok(())
     }
 
@@ -239,38 +236,6 @@ impl Gpu {
         PendingGuard { pending: self.inner.pending.lock().unwrap(), _turn: turn }
     }
 
-    /// Append the launch to the trace, if one is recording (`trace.rs`).
-    #[allow(clippy::too_many_arguments)]
-    fn trace_dispatch(&self, op: &str, shader: &Shader, entry: &'static str, constants: Constants, params: &Params, buffers: &[Bind], grid: [u32; 3]) {
-        let wgsl_dir = self.inner.wgsl_dir.lock().unwrap().clone();
-        self.traced(|t| {
-            // The source as compiled: from `--wgsl-dir` when set (it compiled, so it reads again).
-            let source = || match &wgsl_dir {
-                Some(dir) => shader.source_in(dir).unwrap_or_else(|_| shader.source.to_string()),
-                None => shader.source.to_string(),
-            };
-            let index = t.shader(shader, source);
-            t.ops.push(trace::TraceOp::Dispatch {
-                kernel: op.to_string(),
-                shader: index,
-                entry,
-                constants: constants.to_vec(),
-                params: params.padded_bytes(),
-                param_names: params.fields().iter().map(|&(name, _)| name).collect(),
-                bindings: buffers.iter().map(|b| (b.binding, b.buffer.id, b.access)).collect(),
-                grid,
-            });
-        });
-    }
-
-    /// Count the launch and keep what it bound, for [`Gpu::launches`].
-    fn note_launch(&self, op: String, shader: &Shader, entry: &'static str, params: &Params, buffers: &[Bind]) {
-        self.inner.dispatches.fetch_add(1, Ordering::Relaxed);
-        let mut launches = self.inner.launches.lock().unwrap();
-        let record = launches.entry(op).or_default();
-        *record = LaunchRecord { source: shader.source, entry, params: params.fields().to_vec(), bindings: buffers.iter().map(|b| (b.binding, b.access)).collect(), count: record.count + 1 };
-    }
-
     /// A grid of `n` workgroups laid out in x then y, since one dimension holds at most 65535
     /// (on most adapters). Kernels recover the flat index as `wid.y * num_workgroups.x + wid.x`.
     pub fn grid(&self, n: u32) -> [u32; 3] {
@@ -314,9 +279,7 @@ impl Gpu {
     /// Kernel sources come from the same place (`Gpu::use_wgsl_dir`).
     pub fn reopen_without(&self, without: wgpu::Features) -> Result<Gpu> {
         let mut gpu = Gpu::from_adapter_without(self.inner.adapter.clone(), without)?;
-        Arc::get_mut(&mut gpu.inner).expect("a device just opened has one handle").trace = self.inner.trace.clone();
-        *gpu.inner.wgsl_dir.lock().unwrap() = self.inner.wgsl_dir.lock().unwrap().clone();
-        *gpu.inner.choices.lock().unwrap() = self.inner.choices.lock().unwrap().clone();
+        Arc::get_mut(&mut gpu.inner).expect("a device just opened has one handle").aides = self.inner.aides.reopened();
         Ok(gpu)
     }
     /// Does this device run subgroup operations (the row kernels' subgroup reductions)?
@@ -329,16 +292,16 @@ impl Gpu {
     }
     /// Kernel launches recorded since the device was opened.
     pub fn dispatch_count(&self) -> u64 {
-        self.inner.dispatches.load(Ordering::Relaxed)
+        self.inner.aides.log.count()
     }
     /// Kernel launches per "shader::entry" (e.g. "matmul::matmul_tiled") since the device was opened.
     pub fn dispatch_counts(&self) -> HashMap<String, u64> {
-        self.inner.launches.lock().unwrap().iter().map(|(op, r)| (op.clone(), r.count)).collect()
+        self.inner.aides.log.counts()
     }
     /// Every entry point launched since the device was opened, with the params and bindings of
     /// its last launch: what `tests/contract.rs` checks against the WGSL.
     pub fn launches(&self) -> HashMap<String, LaunchRecord> {
-        self.inner.launches.lock().unwrap().clone()
+        self.inner.aides.log.records()
     }
 }
 

@@ -64,14 +64,10 @@ impl Gpu {
     /// `lib/`) instead of the copies embedded in the binary: to try an edited kernel without
     /// rebuilding (`vpt check --wgsl-dir`). Must come before the first launch.
     pub fn use_wgsl_dir(&self, dir: &std::path::Path) -> Result<()> {
-        if !dir.join("lib").is_dir() {
-            return Err(Error::invalid("--wgsl-dir", format!("{} has no lib/ folder; give a copy of the repository's wgsl/ folder", dir.display())));
-        }
         if !self.inner.modules.lock().unwrap().is_empty() {
             return Err(Error::invalid("--wgsl-dir", "kernels were already compiled from the embedded sources; set the folder before the first launch"));
         }
-        *self.inner.wgsl_dir.lock().unwrap() = Some(dir.to_path_buf());
-        Ok(())
+        self.inner.aides.sources.use_dir(dir)
     }
 
     /// The shader module of one WGSL family, compiled once.
@@ -81,10 +77,7 @@ impl Gpu {
         if let Some(m) = modules.get(shader.name) {
             return Ok(m.clone());
         }
-        let source = match self.inner.wgsl_dir.lock().unwrap().as_deref() {
-            Some(dir) => std::borrow::Cow::Owned(shader.source_in(dir)?),
-            None => std::borrow::Cow::Borrowed(shader.source),
-        };
+        let source = self.inner.aides.sources.source(shader)?;
         let module = self.scoped(shader.name, || self.inner.device.create_shader_module(wgpu::ShaderModuleDescriptor { label: Some(shader.name), source: wgpu::ShaderSource::Wgsl(source) }))?;
         modules.insert(shader.name, module.clone());
         Ok(module)

@@ -1,7 +1,6 @@
 //! Getting results back to the host: copy into a mappable staging buffer, submit, wait, read.
 
 use super::memory::GpuBuffer;
-use super::trace::TraceOp;
 use super::Gpu;
 use crate::error::{Error, Result};
 
@@ -28,10 +27,7 @@ impl Gpu {
         };
         staging.unmap();
         self.take_uncaptured()?;
-        self.traced(|t| {
-            let data = t.keep(&bytes_out);
-            t.ops.push(TraceOp::Read { id: buffer.id, bytes, data, f16: buffer.holds_f16(), label: None });
-        });
+        self.inner.aides.trace.read(buffer.id, &bytes_out, buffer.holds_f16());
         Ok(bytes_out)
     }
 

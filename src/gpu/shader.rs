@@ -166,16 +166,3 @@ pub enum Access {
     Read,
     ReadWrite,
 }
-
-/// What one entry point was launched with, as the launchers built it: recorded at every launch
-/// (the last one wins) for `tests/contract.rs`, and counted for tests and benchmarks.
-#[derive(Clone, Debug, Default)]
-pub struct LaunchRecord {
-    /// The shader's full source, as compiled.
-    pub source: &'static str,
-    pub entry: &'static str,
-    pub params: Vec<(&'static str, ParamType)>,
-    pub bindings: Vec<(u32, Access)>,
-    /// How many times this entry point was launched.
-    pub count: u64,
-}

@@ -16,7 +16,9 @@
 //! format is in `docs/trace.md`.
 
 use std::collections::HashMap;
+use std::sync::Mutex;
 
+use super::launch::Launch;
 use super::shader::{Access, Shader};
 
 /// One recorded GPU operation. Buffer ids are [`super::GpuBuffer`]'s, unique in the process.
@@ -168,29 +170,77 @@ fn op_json(op: &TraceOp) -> serde_json::Value {
     }
 }
 
+/// The trace being recorded, if any: what the device tells of each buffer made, launch, copy and
+/// read-back. One recorder is shared by a device and the devices reopened from it.
+#[derive(Default)]
+pub struct TraceRecorder {
+    trace: Mutex<Option<Trace>>,
+}
+
+impl TraceRecorder {
+    /// Let `f` append to the trace, if one is recording.
+    fn traced(&self, f: impl FnOnce(&mut Trace)) {
+        if let Some(trace) = self.trace.lock().unwrap().as_mut() {
+            f(trace);
+        }
+    }
+
+    /// A buffer `id` of `bytes`, zeroed or holding `contents`.
+    pub fn created(&self, id: u64, bytes: u64, contents: Option<&[u8]>) {
+        self.traced(|t| {
+            let data = contents.map(|c| t.keep(c));
+            t.ops.push(TraceOp::Create { id, bytes, data });
+        });
+    }
+
+    /// `bytes` copied from buffer `src` to `dst`.
+    pub fn copied(&self, src: u64, dst: u64, bytes: u64) {
+        self.traced(|t| t.ops.push(TraceOp::Copy { src, dst, bytes }));
+    }
+
+    /// Buffer `id` read back as `data` (its values f16 or f32).
+    pub fn read(&self, id: u64, data: &[u8], f16: bool) {
+        self.traced(|t| {
+            let kept = t.keep(data);
+            t.ops.push(TraceOp::Read { id, bytes: data.len() as u64, data: kept, f16, label: None });
+        });
+    }
+
+    /// A kernel launch, with its shader's source as compiled (asked for only while recording,
+    /// once per shader).
+    pub fn launched(&self, launch: &Launch, source: impl FnOnce() -> String) {
+        self.traced(|t| {
+            let index = t.shader(launch.shader, source);
+            t.ops.push(TraceOp::Dispatch {
+                kernel: launch.op.to_string(),
+                shader: index,
+                entry: launch.entry,
+                constants: launch.constants.to_vec(),
+                params: launch.params.padded_bytes(),
+                param_names: launch.params.fields().iter().map(|&(name, _)| name).collect(),
+                bindings: launch.buffers.iter().map(|b| (b.binding, b.buffer.id, b.access)).collect(),
+                grid: launch.grid,
+            });
+        });
+    }
+}
+
 impl super::Gpu {
     /// Start recording every GPU operation into a new trace (this device, and the devices
     /// reopened from it afterwards, share it). What was recorded before is dropped.
     pub fn start_trace(&self) {
-        *self.inner.trace.lock().unwrap() = Some(Trace::default());
+        *self.inner.aides.trace.trace.lock().unwrap() = Some(Trace::default());
     }
 
     /// Stop recording and hand over the trace (None if none was recording). Flushes first, so the
     /// trace holds everything the engine asked for.
     pub fn take_trace(&self) -> crate::error::Result<Option<Trace>> {
         self.flush()?;
-        Ok(self.inner.trace.lock().unwrap().take())
+        Ok(self.inner.aides.trace.trace.lock().unwrap().take())
     }
 
     /// Name the most recent read-back in the trace (e.g. "loss").
     pub fn label_last_read(&self, name: &str) {
-        self.traced(|t| t.label_last_read(name));
-    }
-
-    /// Let `f` append to the trace, if one is recording.
-    pub(super) fn traced(&self, f: impl FnOnce(&mut Trace)) {
-        if let Some(trace) = self.inner.trace.lock().unwrap().as_mut() {
-            f(trace);
-        }
+        self.inner.aides.trace.traced(|t| t.label_last_read(name));
     }
 }

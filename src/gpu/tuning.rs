@@ -13,6 +13,7 @@
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
+use std::sync::Mutex;
 
 use super::Gpu;
 use crate::error::{Error, Result};
@@ -76,6 +77,32 @@ fn cache_root() -> Option<PathBuf> {
     base.map(|b| b.join("vpt-wgsl"))
 }
 
+/// The kernel choices a device uses, once loaded: what a launch asks for the kernel of a shape.
+#[derive(Default)]
+pub struct TuneChoices {
+    choices: Mutex<Option<KernelChoices>>,
+}
+
+impl TuneChoices {
+    pub fn set(&self, choices: KernelChoices) {
+        *self.choices.lock().unwrap() = Some(choices);
+    }
+
+    /// The measured choice for `key`, if choices are loaded and have one.
+    pub fn get(&self, key: &str) -> Option<String> {
+        self.choices.lock().unwrap().as_ref().and_then(|c| c.choices.get(key).cloned())
+    }
+
+    pub fn all(&self) -> Option<KernelChoices> {
+        self.choices.lock().unwrap().clone()
+    }
+
+    /// The same choices, for a device reopened from this one.
+    pub fn copy(&self) -> TuneChoices {
+        TuneChoices { choices: Mutex::new(self.all()) }
+    }
+}
+
 impl Gpu {
     /// Where `vpt tune` writes, and commands read, this adapter's kernel choices; `None` where the
     /// platform has no cache folder (no HOME).
@@ -113,16 +140,16 @@ impl Gpu {
 
     /// Take these choices from now on (what [`Gpu::load_tune_cache`] does with the file's).
     pub fn use_choices(&self, choices: KernelChoices) {
-        *self.inner.choices.lock().unwrap() = Some(choices);
+        self.inner.aides.choices.set(choices);
     }
 
     /// The measured choice for `key`, if a tune cache is in use and has one.
     pub fn choice(&self, key: &str) -> Option<String> {
-        self.inner.choices.lock().unwrap().as_ref().and_then(|c| c.choices.get(key).cloned())
+        self.inner.aides.choices.get(key)
     }
 
     /// The choices in use, if any.
     pub fn choices(&self) -> Option<KernelChoices> {
-        self.inner.choices.lock().unwrap().clone()
+        self.inner.aides.choices.all()
     }
 }

@@ -44,7 +44,9 @@ pub fn run_settings(cfg: &TrainConfig, backbone: &str, data: &str) -> BTreeMap<&
     ])
 }
 
-/// Write the resume state, then the task file, each atomically; then the epoch's metrics line.
+/// Append the epoch's metrics line, then write the resume state and then the task file, each
+/// atomically. In that order a run killed anywhere leaves the metrics file at least as far as the
+/// resume state (one line too many at most, which [`restore`] drops), never a line short.
 pub fn save(files: &RunFiles, task_file: &TaskFile, trainer: &Trainer, settings: &BTreeMap<&str, String>, summary: &EpochSummary) -> Result<()> {
     let state: Vec<(String, Tensor)> = trainer.state_tensors().into_iter().enumerate().map(|(i, t)| (format!("optimizer.{i}"), t)).collect();
     let meta = [
@@ -52,9 +54,9 @@ pub fn save(files: &RunFiles, task_file: &TaskFile, trainer: &Trainer, settings:
         ("step".to_string(), trainer.step().to_string()),
         ("settings".to_string(), serde_json::to_string(settings).expect("strings serialise")),
     ];
+    append_metrics(&files.metrics, summary)?;
     task_file.write(&files.resume, &state, &meta)?;
-    task_file.write(&files.task, &[], &[])?;
-    append_metrics(&files.metrics, summary)
+    task_file.write(&files.task, &[], &[])
 }
 
 fn append_metrics(path: &str, s: &EpochSummary) -> Result<()> {
@@ -112,7 +114,7 @@ fn check_same_settings(f: &TensorFile, now: &BTreeMap<&str, String>) -> std::res
 }
 
 /// Keep the metrics of the epochs the resume state includes (an interrupted epoch wrote none,
-/// but a crash between the state and the metrics line could leave one too many or too few).
+/// but a kill between an epoch's metrics line and its state leaves one too many; see [`save`]).
 fn truncate_metrics(path: &str, epochs_done: usize) -> Result<()> {
     let Ok(text) = std::fs::read_to_string(path) else { return Ok(()) };
     let kept: String =
