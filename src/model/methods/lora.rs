@@ -26,8 +26,7 @@ pub struct Lora {
 /// None for another part.
 pub fn parse(part: &str, options: &MethodOptions) -> Option<Result<Arc<dyn Tuner>>> {
     (part == "lora").then(|| {
-        let rank = options.count("lora_rank", "--lora-rank", 8)?;
-        let alpha = options.number("lora_alpha", "--lora-alpha")?.map_or(rank as f32, |a| a as f32);
+        let (rank, alpha) = low_rank::rank_and_alpha(options)?;
         Ok(Arc::new(Lora { rank, alpha }) as Arc<dyn Tuner>)
     })
 }
@@ -43,10 +42,7 @@ pub fn read(gpu: &Gpu, f: &TensorFile) -> Result<Option<Added>> {
         low_rank::check_pair("LoRA", i, pair[0].1.shape(), pair[1].1.shape()).map_err(|msg| f.err(msg))?;
     }
     let rank = blocks[0][0].1.shape()[0];
-    let alpha = match f.metadata.get("lora_alpha") {
-        Some(s) => s.parse::<f32>().ok().filter(|a| a.is_finite()).ok_or_else(|| f.err(format!("metadata lora_alpha {s:?} is not a number")))?,
-        None => rank as f32,
-    };
+    let alpha = low_rank::alpha_in(f, rank)?;
     Ok(Some(Added { tuner: Arc::new(Lora { rank, alpha }), tensors: blocks.into_iter().flatten().collect() }))
 }
 
@@ -78,7 +74,7 @@ impl Tuner for Lora {
     }
 
     fn metadata(&self) -> Vec<(String, String)> {
-        vec![("lora_alpha".into(), self.alpha.to_string())]
+        low_rank::alpha_metadata(self.alpha)
     }
 
     fn check_tensors(&self, tensors: &[Named], dims: Dims) -> Result<()> {

@@ -1,11 +1,34 @@
 //! What the low-rank methods (`lora.rs`, `dora.rs`) share: a pair (A [R, D], B [3D, R]) per block,
 //! its initialisation, and its product in the activations, s·(h·Aᵀ)·Bᵀ, never forming B·A.
 
+use super::options::MethodOptions;
 use super::tuner::Backbone;
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Var};
+use crate::io::TensorFile;
 use crate::rng;
 use crate::tensor::Tensor;
+
+/// The rank R (setting `lora_rank`, default 8) and α (setting `lora_alpha`, default R) a
+/// low-rank method makes its pairs with.
+pub fn rank_and_alpha(options: &MethodOptions) -> Result<(usize, f32)> {
+    let rank = options.count("lora_rank", "--lora-rank", 8)?;
+    let alpha = options.number("lora_alpha", "--lora-alpha")?.map_or(rank as f32, |a| a as f32);
+    Ok((rank, alpha))
+}
+
+/// α as a task file keeps it (metadata `lora_alpha`), or R where it has none.
+pub fn alpha_in(f: &TensorFile, rank: usize) -> Result<f32> {
+    match f.metadata.get("lora_alpha") {
+        Some(s) => s.parse::<f32>().ok().filter(|a| a.is_finite()).ok_or_else(|| f.err(format!("metadata lora_alpha {s:?} is not a number"))),
+        None => Ok(rank as f32),
+    }
+}
+
+/// The metadata a low-rank method writes beside its pairs.
+pub fn alpha_metadata(alpha: f32) -> Vec<(String, String)> {
+    vec![("lora_alpha".into(), alpha.to_string())]
+}
 
 /// For each block, a pair (A [R, D], B [3D, R]) of rank `rank`: A as PyTorch initialises a linear
 /// weight of fan-in D (uniform in ±1/√D, block i drawn from stream i of `seed`), B zeros, so that
