@@ -9,29 +9,47 @@
 //! - [`kernels`]: one launcher per WGSL family, `*_forward` beside `*_backward`;
 //!   [`reference`]: plain f64 CPU versions of every kernel, the yardstick for the tests.
 //! - [`graph`]: the autodiff tape and differentiable ops.
-//! - [`io`]: `.safetensors` reading and atomic writing.
+//! - [`io`]: `.safetensors` to and from bytes; on disk, a bounded read and an atomic write.
 //! - [`model`]: the frozen ViT, visual prompts, timm's position-embedding resampling, synthetic weights.
 //! - [`train`]: optimizer and schedule, `vpt train`, task files, prediction, the data pipeline.
 //! - [`check`]: `vpt check`, every kernel on this adapter against PyTorch fixtures and f64.
 //! - [`bench`]: the kernel and training-step benchmarks of `vpt bench` and `cargo bench`.
 //! - [`lab`]: `vpt record` and `vpt lab`, the engine's GPU work replayed in a browser.
 //! - [`demo`]: `vpt demo`, the whole job on bundled data.
+//!
+//! **Core and native.** The core builds for wasm32 on wgpu's WebGPU backend (`.ci/wasm-core.sh`)
+//! and uses no file system, thread, process or signal (`tests/core_line.rs` reads the sources to
+//! check). Running it in a browser also needs reading back without blocking, which is the
+//! browser-training issue's.
+//! What does is native, behind the `native` feature (on by default), each declared under
+//! `#[cfg(feature = "native")]` where its folder lists its modules: `io/files.rs`,
+//! `model/files.rs`, the tune cache's file and `--wgsl-dir` in `gpu/`, a training run's files,
+//! resume, compare and predict in `train/`, image folders and the threaded loader in
+//! `train/data/`, and `check`, `bench`, `lab` and `demo`. The core reads and writes bytes: a
+//! checkpoint, a task or a batch from a [`io::TensorFile`] (`StateDict::from_file`,
+//! `TaskFile::from_file`, `TaskFile::to_bytes`), images from decoded pixels
+//! (`train::data::transform_image`).
 
-pub mod bench;
-pub mod check;
-pub mod demo;
 pub mod error;
 pub mod gpu;
 pub mod graph;
 pub mod hash;
 pub mod io;
 pub mod kernels;
-pub mod lab;
 pub mod model;
 pub mod reference;
 pub mod rng;
 pub mod tensor;
 pub mod train;
+// Native: the commands' library parts, which read folders, write files and serve pages.
+#[cfg(feature = "native")]
+pub mod bench;
+#[cfg(feature = "native")]
+pub mod check;
+#[cfg(feature = "native")]
+pub mod demo;
+#[cfg(feature = "native")]
+pub mod lab;
 
 pub use error::{Error, Result};
 pub use gpu::Gpu;

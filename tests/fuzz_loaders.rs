@@ -14,8 +14,9 @@ use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 
 use serde_json::Value;
+use vpt_wgsl::model::files::read_batch;
 use vpt_wgsl::model::vit::{LoadOptions, StateDict, Vit};
-use vpt_wgsl::model::vpt::{read_batch, VptTask};
+use vpt_wgsl::model::vpt::VptTask;
 use vpt_wgsl::rng::{next_u64, next_unit};
 use vpt_wgsl::train::config::{Depth, TrainConfig};
 use vpt_wgsl::train::data::{load_image, ImageFolder, Normalization, Transform};

@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 
 use vpt_wgsl::io::TensorFile;
+use vpt_wgsl::model::files;
 use vpt_wgsl::model::methods::method::Method;
 use vpt_wgsl::model::plan::{BlockPlan, Recompute};
 use vpt_wgsl::model::vit::{LoadOptions, Vit};
@@ -81,7 +82,7 @@ fn method_gradients_match_pytorch() {
     for gpu in common::gpus() {
         for case in CASES {
             let dir = case_dir(case);
-            let (images, labels) = vpt::read_batch(gpu, &file(&dir, "batch.safetensors")).unwrap();
+            let (images, labels) = files::read_batch(gpu, &file(&dir, "batch.safetensors")).unwrap();
             let img = (images.shape()[2], images.shape()[3]);
             let vit = Vit::load(gpu, &file(&dir, "model.safetensors"), &LoadOptions { img_size: Some(img), ..LoadOptions::default() }).unwrap();
             for method_name in METHODS {
@@ -120,7 +121,7 @@ fn inference_uses_what_the_task_methods_added() {
     let gpu = &common::gpus()[0];
     for case in CASES {
         let dir = case_dir(case);
-        let (images, _) = vpt::read_batch(gpu, &file(&dir, "batch.safetensors")).unwrap();
+        let (images, _) = files::read_batch(gpu, &file(&dir, "batch.safetensors")).unwrap();
         let img = (images.shape()[2], images.shape()[3]);
         let vit = Vit::load(gpu, &file(&dir, "model.safetensors"), &LoadOptions { img_size: Some(img), ..LoadOptions::default() }).unwrap();
         for method in ["adapter", "lora", "ia3", "dora"] {
@@ -140,7 +141,7 @@ fn inference_uses_what_the_task_methods_added() {
 fn method_gradients_do_not_depend_on_the_plan() {
     let gpu = &common::gpus()[0];
     let dir = case_dir("odd_sizes");
-    let (images, labels) = vpt::read_batch(gpu, &file(&dir, "batch.safetensors")).unwrap();
+    let (images, labels) = files::read_batch(gpu, &file(&dir, "batch.safetensors")).unwrap();
     let img = (images.shape()[2], images.shape()[3]);
     let mut vit = Vit::load(gpu, &file(&dir, "model.safetensors"), &LoadOptions { img_size: Some(img), ..LoadOptions::default() }).unwrap();
     let task = VptTask::read(gpu, &file(&dir, "task.safetensors")).unwrap();
@@ -257,7 +258,7 @@ fn only_trained_weights_get_a_weight_gradient_product() {
     // A device of its own: the shared ones count the launches of the tests running beside this one.
     let gpu = &Gpu::new().unwrap_or_else(|e| panic!("{e}"));
     let dir = case_dir("odd_sizes"); // prompts in both blocks: the backward runs through all of them
-    let (images, labels) = vpt::read_batch(gpu, &file(&dir, "batch.safetensors")).unwrap();
+    let (images, labels) = files::read_batch(gpu, &file(&dir, "batch.safetensors")).unwrap();
     let img = (images.shape()[2], images.shape()[3]);
     let vit = Vit::load(gpu, &file(&dir, "model.safetensors"), &LoadOptions { img_size: Some(img), ..LoadOptions::default() }).unwrap();
     let task = VptTask::read(gpu, &file(&dir, "task.safetensors")).unwrap();
@@ -283,7 +284,7 @@ fn only_trained_weights_get_a_weight_gradient_product() {
 fn fresh_ia3_and_dora_start_from_the_backbone_unchanged() {
     let gpu = &common::gpus()[0];
     let dir = case_dir("shallow_cls");
-    let (images, labels) = vpt::read_batch(gpu, &file(&dir, "batch.safetensors")).unwrap();
+    let (images, labels) = files::read_batch(gpu, &file(&dir, "batch.safetensors")).unwrap();
     let img = (images.shape()[2], images.shape()[3]);
     let vit = Vit::load(gpu, &file(&dir, "model.safetensors"), &LoadOptions { img_size: Some(img), ..LoadOptions::default() }).unwrap();
     let task = VptTask::read(gpu, &file(&dir, "task.safetensors")).unwrap();

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use vpt_wgsl::graph::KeepAs;
 use vpt_wgsl::io::TensorFile;
+use vpt_wgsl::model::files;
 use vpt_wgsl::model::plan::{AttentionChoice, BlockPlan, Recompute};
 use vpt_wgsl::model::synthetic;
 use vpt_wgsl::model::vit::{LoadOptions, Precision, StateDict, Vit, VitConfig};
@@ -122,7 +123,7 @@ fn run_case_keeping(gpu: &Gpu, case: &Path, plan: BlockPlan, precision: Precisio
     let batch_file = TensorFile::read(path(case, "batch.safetensors")).unwrap();
     let (images, labels) = match synthetic_from_metadata(gpu, &batch_file, "images") {
         Some(images) => (images, batch_file.i64("labels").unwrap().1.iter().map(|&l| l as u32).collect()),
-        None => vpt::read_batch(gpu, &path(case, "batch.safetensors")).unwrap(),
+        None => files::read_batch(gpu, &path(case, "batch.safetensors")).unwrap(),
     };
     let mut vit = backbone(gpu, case, &expected, (images.shape()[2], images.shape()[3]), precision);
     vit.plan = plan;

@@ -4,8 +4,10 @@
 //!   (`shared.rs`: model, data, recipe, device, …), and each command's own (`commands.rs`);
 //! - [`settings`]: the one place flags become library settings (`TrainConfig`, `Method`,
 //!   `BlockPlan`, a `Gpu`, …);
-//! - [`commands`]: one file per command, each a `run` that calls the library and prints.
+//! - [`commands`]: one file per command, each a `run` that calls the library and prints;
+//! - [`progress`]: the terminal's side of a training run, the progress bar and Ctrl-C.
 
 pub mod args;
 pub mod commands;
+pub mod progress;
 pub mod settings;

@@ -20,7 +20,8 @@
 //! `aides.rs` (what a launch consults besides the device: kernel sources, tuned choices, the
 //! launch log, the trace; each a type of its own), `memory.rs` (buffers and their pool),
 //! `pipelines.rs` (compile cache, error scopes), `readback.rs`, `profile.rs` (kernel timing) and
-//! `gl_turns.rs` (one thread at a time on wgpu's GL backend).
+//! `gl_turns.rs` (one thread at a time on wgpu's GL backend). Two are native (they read files):
+//! `tune_cache.rs` (where `vpt tune`'s choices are kept) and `wgsl_dir.rs` (`--wgsl-dir`).
 
 mod adapter;
 mod aides;
@@ -36,6 +37,11 @@ mod shader;
 mod sources;
 mod trace;
 mod tuning;
+// Native: the tune cache's file and `--wgsl-dir` read the file system.
+#[cfg(feature = "native")]
+mod tune_cache;
+#[cfg(feature = "native")]
+mod wgsl_dir;
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -50,6 +56,7 @@ pub use memory::GpuBuffer;
 pub use profile::{KernelTime, Profile, TimingMethod};
 pub(crate) use shader::wgsl_shader;
 pub use shader::{Access, Constants, ParamType, Params, Shader, WG_1D};
+pub use sources::WgslReader;
 pub use trace::{BlobRange, Trace, TraceOp, TracedShader};
 pub use tuning::KernelChoices;
 

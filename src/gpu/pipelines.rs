@@ -5,6 +5,7 @@
 //! name the op, instead of the default behaviour of panicking.
 
 use super::shader::{Constants, Shader};
+use super::sources::WgslReader;
 use super::Gpu;
 use crate::error::{Error, Result};
 
@@ -60,14 +61,16 @@ impl Gpu {
         Ok(pipeline)
     }
 
-    /// Compile every kernel from the `.wgsl` files under `dir` (laid out as `wgsl/`: families, and
-    /// `lib/`) instead of the copies embedded in the binary: to try an edited kernel without
-    /// rebuilding (`vpt check --wgsl-dir`). Must come before the first launch.
-    pub fn use_wgsl_dir(&self, dir: &std::path::Path) -> Result<()> {
+    /// Compile every kernel from the WGSL files `read` gives by their path under `wgsl/`
+    /// ("lib/flat.wgsl", "matmul.wgsl") instead of the copies embedded in the binary: to try an
+    /// edited kernel without rebuilding (natively, `Gpu::use_wgsl_dir`). Must come before the
+    /// first launch.
+    pub fn use_kernel_sources(&self, read: WgslReader) -> Result<()> {
         if !self.inner.modules.lock().unwrap().is_empty() {
-            return Err(Error::invalid("--wgsl-dir", "kernels were already compiled from the embedded sources; set the folder before the first launch"));
+            return Err(Error::invalid("kernel sources", "kernels were already compiled from the embedded sources; give the sources before the first launch"));
         }
-        self.inner.aides.sources.use_dir(dir)
+        self.inner.aides.sources.use_reader(read);
+        Ok(())
     }
 
     /// The shader module of one WGSL family, compiled once.

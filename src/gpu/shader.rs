@@ -35,16 +35,16 @@ pub struct Shader {
 }
 
 impl Shader {
-    /// The source as [`Shader::source`] assembles it, but read from the files under `dir` (a copy
-    /// of `wgsl/`, perhaps edited).
-    pub fn source_in(&self, dir: &std::path::Path) -> crate::error::Result<String> {
-        let read = |path: std::path::PathBuf| std::fs::read_to_string(&path).map_err(|e| crate::error::Error::invalid("--wgsl-dir", format!("{}: {e}", path.display())));
+    /// The source as [`Shader::source`] assembles it, but from files that `read` gives by their
+    /// path under `wgsl/` ("lib/flat.wgsl", "matmul.wgsl"): a copy of the folder, perhaps edited
+    /// (`vpt check --wgsl-dir`, `gpu/wgsl_dir.rs`).
+    pub fn assemble(&self, read: &dyn Fn(&str) -> crate::error::Result<String>) -> crate::error::Result<String> {
         let mut source = String::new();
         for lib in self.uses {
-            source += &read(dir.join("lib").join(format!("{lib}.wgsl")))?;
+            source += &read(&format!("lib/{lib}.wgsl"))?;
             source.push('\n');
         }
-        source += &read(dir.join(format!("{}.wgsl", self.file)))?;
+        source += &read(&format!("{}.wgsl", self.file))?;
         Ok(source)
     }
 }

@@ -1,45 +1,43 @@
-//! Where the kernels' WGSL comes from: the copies embedded in the binary, or the `.wgsl` files
-//! of a folder laid out as `wgsl/` (`vpt check --wgsl-dir`, to try an edited kernel without
-//! rebuilding).
+//! Where the kernels' WGSL comes from: the copies embedded in the binary, or files that a reader
+//! gives by their path under `wgsl/` (natively, the `.wgsl` files of a folder laid out as `wgsl/`:
+//! `vpt check --wgsl-dir`, to try an edited kernel without rebuilding; `wgsl_dir.rs`).
 
 use std::borrow::Cow;
-use std::path::{Path, PathBuf};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use super::shader::Shader;
-use crate::error::{Error, Result};
+use crate::error::Result;
 
-/// The kernel sources in use: embedded unless a folder was given.
+/// Gives the text of one WGSL file by its path under `wgsl/` ("lib/flat.wgsl", "matmul.wgsl").
+pub type WgslReader = Arc<dyn Fn(&str) -> Result<String> + Send + Sync>;
+
+/// The kernel sources in use: embedded unless a reader was given.
 #[derive(Default)]
 pub struct KernelSources {
-    dir: Mutex<Option<PathBuf>>,
+    reader: Mutex<Option<WgslReader>>,
 }
 
 impl KernelSources {
-    /// Read every kernel from `dir` from now on. An error unless it has a `lib/` folder.
-    pub fn use_dir(&self, dir: &Path) -> Result<()> {
-        if !dir.join("lib").is_dir() {
-            return Err(Error::invalid("--wgsl-dir", format!("{} has no lib/ folder; give a copy of the repository's wgsl/ folder", dir.display())));
-        }
-        *self.dir.lock().unwrap() = Some(dir.to_path_buf());
-        Ok(())
+    /// Read every kernel through `reader` from now on.
+    pub fn use_reader(&self, reader: WgslReader) {
+        *self.reader.lock().unwrap() = Some(reader);
     }
 
     /// The WGSL of `shader`, as it is to be compiled.
     pub fn source(&self, shader: &Shader) -> Result<Cow<'static, str>> {
-        match self.dir.lock().unwrap().as_deref() {
-            Some(dir) => Ok(Cow::Owned(shader.source_in(dir)?)),
+        match self.reader.lock().unwrap().as_deref() {
+            Some(read) => Ok(Cow::Owned(shader.assemble(read)?)),
             None => Ok(Cow::Borrowed(shader.source)),
         }
     }
 
-    /// The WGSL of a shader that compiled (so its folder reads again), for a trace.
+    /// The WGSL of a shader that compiled (so its files read again), for a trace.
     pub fn compiled(&self, shader: &Shader) -> String {
         self.source(shader).map_or_else(|_| shader.source.to_string(), |s| s.into_owned())
     }
 
     /// The same sources, for a device reopened from this one.
     pub fn copy(&self) -> KernelSources {
-        KernelSources { dir: Mutex::new(self.dir.lock().unwrap().clone()) }
+        KernelSources { reader: Mutex::new(self.reader.lock().unwrap().clone()) }
     }
 }

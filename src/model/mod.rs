@@ -8,10 +8,14 @@
 //!   prompts and head;
 //! - [`vpt`]: prompts, pooling and head; the forward, the gradient step, the task's tensors;
 //! - [`pos_embed`]: timm's position-embedding resampling for other image sizes;
-//! - [`synthetic`]: seeded synthetic weights for any ViT shape (tests, benchmarks, fixtures).
+//! - [`synthetic`]: seeded synthetic weights for any ViT shape (tests, benchmarks, fixtures);
+//! - `files` (native): checkpoints, task tensors, batches and gradients read from and written to
+//!   disk.
 
 pub mod block;
 pub mod blocks;
+#[cfg(feature = "native")]
+pub mod files;
 pub mod methods;
 pub mod plan;
 pub mod pos_embed;

@@ -108,9 +108,9 @@ pub struct StateDict {
 }
 
 impl StateDict {
-    /// Read a timm state dict from `.safetensors` (f32, f16 or bf16 storage).
-    pub fn read(path: &str) -> Result<StateDict> {
-        let file = TensorFile::read(path)?;
+    /// A timm state dict from a `.safetensors` file already read (f32, f16 or bf16 storage);
+    /// `StateDict::read` (native, `files.rs`) reads one from disk.
+    pub fn from_file(file: TensorFile) -> Result<StateDict> {
         // A NaN weight would make every logit NaN, silently.
         for (name, t) in &file.tensors {
             if let HostData::F32(data) = &t.data {
@@ -124,7 +124,7 @@ impl StateDict {
                 HostData::I64(_) => drop(not_float.insert(name, t.stored_as)),
             }
         }
-        Ok(StateDict { source: path.to_string(), tensors, metadata: file.metadata, not_float })
+        Ok(StateDict { source: file.path, tensors, metadata: file.metadata, not_float })
     }
 
     pub fn from_tensors(source: &str, list: Vec<(String, Vec<usize>, Vec<f32>)>, metadata: HashMap<String, String>) -> StateDict {
@@ -228,11 +228,6 @@ pub struct Vit {
 }
 
 impl Vit {
-    /// Read a `.safetensors` checkpoint with timm names and upload it.
-    pub fn load(gpu: &Gpu, path: &str, opts: &LoadOptions) -> Result<Vit> {
-        Vit::from_state_dict(gpu, &StateDict::read(path)?, opts)
-    }
-
     /// Work out the config from the tensors' shapes, check every tensor, upload.
     pub fn from_state_dict(gpu: &Gpu, sd: &StateDict, opts: &LoadOptions) -> Result<Vit> {
         for unsupported in ["reg_token", "norm_pre.weight", "fc_norm.weight"] {

@@ -15,7 +15,7 @@ use std::collections::HashMap;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::{Dropout, Grads, Graph, Var};
-use crate::io::{write_f32_tensors, TensorFile};
+use crate::io::{f32_tensors_to_bytes, TensorFile};
 use crate::model::block::Stream;
 use crate::model::methods::leaves::BackboneVars;
 use crate::model::methods::method::Method;
@@ -79,13 +79,9 @@ impl VptTask {
         self.head_weight.shape()[0]
     }
 
-    /// Read a task file: `prompts` [depth_p, P, D] (absent or with no elements for the linear
-    /// probe), `head.weight` [C, D], `head.bias` [C], `__metadata__` pool (default cls).
-    pub fn read(gpu: &Gpu, path: &str) -> Result<VptTask> {
-        VptTask::from_file(gpu, &TensorFile::read(path)?)
-    }
-
-    /// [`VptTask::read`] from a file already read (a task file's metadata comes from the same read).
+    /// A task from a task file already read: `prompts` [depth_p, P, D] (absent or with no
+    /// elements for the linear probe), `head.weight` [C, D], `head.bias` [C], `__metadata__` pool
+    /// (default cls). `VptTask::read` (native, `files.rs`) reads one from disk.
     pub fn from_file(gpu: &Gpu, f: &TensorFile) -> Result<VptTask> {
         let fmt = |msg: String| Error::Format { path: f.path.clone(), msg };
         let (w_shape, w) = f.checked_f32("head.weight")?;
@@ -343,9 +339,9 @@ pub fn vpt_forward(gpu: &Gpu, vit: &Vit, task: &VptTask, images: &Tensor) -> Res
     Ok(vpt_logits(&g, vit, task, &vars, images, None)?.value().clone())
 }
 
-/// A batch file: `images` f32 [B, C, H, W] (already normalised), `labels` i64 [B].
-pub fn read_batch(gpu: &Gpu, path: &str) -> Result<(Tensor, Vec<u32>)> {
-    let f = TensorFile::read(path)?;
+/// A batch file already read: `images` f32 [B, C, H, W] (already normalised), `labels` i64 [B].
+pub fn batch_from_file(gpu: &Gpu, f: &TensorFile) -> Result<(Tensor, Vec<u32>)> {
+    let path = f.path.as_str();
     let (shape, images) = f.checked_f32("images")?;
     if shape.len() != 4 {
         return Err(Error::Format { path: path.into(), msg: format!("tensor \"images\" has shape {shape:?}, expected [B, 3, H, W]") });
@@ -363,8 +359,9 @@ pub fn read_batch(gpu: &Gpu, path: &str) -> Result<(Tensor, Vec<u32>)> {
     Ok((Tensor::from_slice(gpu, shape, images)?, labels))
 }
 
-/// Write logits, loss and the gradients (the `vpt grad` output format).
-pub fn write_step(path: &str, step: &VptStep) -> Result<()> {
+/// Logits, loss and the gradients as a safetensors file (the `vpt grad` output format); `name`
+/// names the file in errors.
+pub fn step_to_bytes(name: &str, step: &VptStep) -> Result<Vec<u8>> {
     // (shape, values) of a tensor read back.
     type Host = (Vec<usize>, Vec<f32>);
     let host = |t: &Tensor| -> Result<Host> { Ok((t.shape().to_vec(), t.to_vec()?)) };
@@ -381,5 +378,5 @@ pub fn write_step(path: &str, step: &VptStep) -> Result<()> {
         out.push((format!("grad.{name}"), host(g)?));
     }
     let list: Vec<(&str, &[usize], &[f32])> = out.iter().map(|(n, (s, d))| (n.as_str(), &s[..], &d[..])).collect();
-    write_f32_tensors(path, &list, HashMap::new())
+    f32_tensors_to_bytes(name, &list, HashMap::new())
 }

@@ -1,33 +1,47 @@
 //! Training and using a task: the layer above the model.
 //!
+//! Core (builds for wasm32):
 //! - [`optim`]: the optimizer step and its state ([`Trainer`]), one training step on a batch;
 //! - [`schedule`]: warm-up + cosine learning rate;
 //! - [`config`]: everything `vpt train` is told ([`config::TrainConfig`]);
-//! - [`fit`]: a whole `vpt train` run (epochs, validation, stopping on divergence or Ctrl-C);
 //! - [`observer`]: what a run reports as it goes, step by step and epoch by epoch;
+//! - [`task`]: the task file `vpt train` writes and `vpt eval` / `vpt predict` read, to and from
+//!   bytes;
+//! - [`data`]: the train/val split, the epoch's order, transforms from decoded pixels; natively,
+//!   image folders and the threaded epoch loader.
+//!
+//! Native (files, folders, threads):
+//! - [`fit`]: a whole `vpt train` run (epochs, validation, stopping on divergence or when asked);
 //! - [`outputs`]: the files a command writes and the policy that keeps the user's files safe;
 //! - [`resume`]: the state saved after every epoch, the settings recorded with it, the metrics;
 //! - [`evaluate`]: accuracy on labelled images;
-//! - [`progress`]: the progress bar and Ctrl-C handling of the CLI;
-//! - [`task`]: the task file `vpt train` writes and `vpt eval` / `vpt predict` read;
+//! - `files`: task files on disk;
 //! - [`predict`]: several tasks served from one backbone in one batch;
-//! - [`compare`]: `vpt compare`, every method with one recipe, as the paper's table and plot;
-//! - [`data`]: image folders, the train/val split, transforms, the epoch loader.
+//! - [`compare`]: `vpt compare`, every method with one recipe, as the paper's table and plot.
 
-pub mod compare;
 pub mod config;
 pub mod data;
-pub mod evaluate;
-pub mod fit;
 pub mod observer;
 pub mod optim;
-pub mod outputs;
-mod plot;
-pub mod predict;
-pub mod progress;
-pub mod resume;
 pub mod schedule;
 pub mod task;
+// Native: what needs files, folders or threads.
+#[cfg(feature = "native")]
+pub mod compare;
+#[cfg(feature = "native")]
+pub mod evaluate;
+#[cfg(feature = "native")]
+mod files;
+#[cfg(feature = "native")]
+pub mod fit;
+#[cfg(feature = "native")]
+pub mod outputs;
+#[cfg(feature = "native")]
+mod plot;
+#[cfg(feature = "native")]
+pub mod predict;
+#[cfg(feature = "native")]
+pub mod resume;
 
 pub use optim::{Optimizer, Trainer};
 pub use schedule::WarmupCosine;

@@ -11,14 +11,14 @@
 //!
 //! A second file, `<task>.resume.safetensors`, holds what `--resume` needs: the same tensors plus
 //! the optimizer state and the training settings. Both are written atomically (temporary file +
-//! rename) after every epoch.
+//! rename) after every epoch (`files.rs`, native; this file turns them to and from bytes).
 
 use std::collections::HashMap;
 
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::hash::Fnv1a;
-use crate::io::{first_non_finite, write_f32_tensors, TensorFile};
+use crate::io::{f32_tensors_to_bytes, first_non_finite, TensorFile};
 use crate::model::vit::{StateDict, VitConfig};
 use crate::model::vpt::{Pool, VptTask};
 use crate::tensor::Tensor;
@@ -54,10 +54,10 @@ pub fn backbone_fingerprint(sd: &StateDict) -> String {
 }
 
 impl TaskFile {
-    pub fn read(gpu: &Gpu, path: &str) -> Result<TaskFile> {
-        let f = TensorFile::read(path)?;
-        let task = VptTask::from_file(gpu, &f)?;
-        let fmt = |msg: String| Error::Format { path: path.to_string(), msg };
+    /// A task file already read (`TaskFile::read`, native, reads one from disk: `files.rs`).
+    pub fn from_file(gpu: &Gpu, f: &TensorFile) -> Result<TaskFile> {
+        let task = VptTask::from_file(gpu, f)?;
+        let fmt = |msg: String| Error::Format { path: f.path.clone(), msg };
         let meta = |key: &str| f.metadata.get(key).ok_or_else(|| fmt(format!("missing metadata {key:?}: not a task file written by `vpt train`")));
         if meta("format")? != FORMAT {
             return Err(fmt(format!("format {:?} is not {FORMAT:?}", meta("format")?)));
@@ -90,8 +90,9 @@ impl TaskFile {
         meta
     }
 
-    /// Write the task file atomically, plus `extra` tensors and metadata (the resume state).
-    pub fn write(&self, path: &str, extra: &[(String, Tensor)], extra_meta: &[(String, String)]) -> Result<()> {
+    /// The task file's bytes, plus `extra` tensors and metadata (the resume state); `path` names
+    /// it in errors. `TaskFile::write` (native, `files.rs`) writes them atomically.
+    pub fn to_bytes(&self, path: &str, extra: &[(String, Tensor)], extra_meta: &[(String, String)]) -> Result<Vec<u8>> {
         let mut host: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
         if let Some(p) = &self.task.prompts {
             host.push(("prompts".into(), p.shape().to_vec(), p.to_vec()?));
@@ -114,7 +115,7 @@ impl TaskFile {
         let list: Vec<(&str, &[usize], &[f32])> = host.iter().map(|(n, s, d)| (n.as_str(), &s[..], &d[..])).collect();
         let mut meta = self.metadata();
         meta.extend(extra_meta.iter().cloned());
-        write_f32_tensors(path, &list, meta)
+        f32_tensors_to_bytes(path, &list, meta)
     }
 
     /// Refuse to run this task on a backbone with another fingerprint.

@@ -1,10 +1,10 @@
 //! `vpt compare`: each method trained with the same recipe, then the paper's table, JSON and plot.
 
 use crate::cli::args::commands::CompareArgs;
+use crate::cli::progress::ProgressBar;
 use crate::cli::settings::default_gpu;
 use vpt_wgsl::model::methods::method::Method;
 use vpt_wgsl::train::compare;
-use vpt_wgsl::train::progress::ProgressBar;
 use vpt_wgsl::Result;
 
 pub fn run(a: &CompareArgs) -> Result<()> {

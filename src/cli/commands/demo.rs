@@ -1,8 +1,8 @@
 //! `vpt demo`: every method on the bundled digits, beside PyTorch's spread over five seeds.
 
 use crate::cli::args::commands::DemoArgs;
+use crate::cli::progress::ProgressBar;
 use crate::cli::settings::default_gpu;
-use vpt_wgsl::train::progress::ProgressBar;
 use vpt_wgsl::Result;
 
 pub fn run(a: &DemoArgs) -> Result<()> {

@@ -3,7 +3,7 @@
 
 use crate::cli::args::commands::GradArgs;
 use crate::cli::settings::{default_gpu, text};
-use vpt_wgsl::model::vpt;
+use vpt_wgsl::model::{files, vpt};
 use vpt_wgsl::train::outputs::check_new_output;
 use vpt_wgsl::Result;
 
@@ -16,7 +16,7 @@ pub fn run(a: &GradArgs) -> Result<()> {
     let (mut vit, task, images, labels) = a.inputs.load(&gpu)?;
     vit.plan = a.plan.plan();
     let step = vpt::vpt_grad_for(&gpu, &vit, &task, &images, &labels, &method)?;
-    vpt::write_step(&out, &step)?;
+    files::write_step(&out, &step)?;
     println!("loss {:.6} → {out}", step.loss.to_scalar()?);
     Ok(())
 }

@@ -7,8 +7,9 @@ use crate::cli::args::commands::StepInputs;
 use crate::cli::args::shared::ModelArgs;
 use crate::cli::settings::text;
 use vpt_wgsl::io::TensorFile;
+use vpt_wgsl::model::files;
 use vpt_wgsl::model::vit::{StateDict, Vit};
-use vpt_wgsl::model::vpt::{self, VptTask};
+use vpt_wgsl::model::vpt::VptTask;
 use vpt_wgsl::train::fit;
 use vpt_wgsl::train::task::{backbone_fingerprint, check_trained_on, parse_size, TaskFile};
 use vpt_wgsl::{Gpu, Result, Tensor};
@@ -23,7 +24,7 @@ impl StepInputs {
     /// at. A task written by `vpt train` records its backbone and image size: both are checked.
     pub fn load(&self, gpu: &Gpu) -> Result<(Vit, VptTask, Tensor, Vec<u32>)> {
         let [(_, model), (_, task_path), (_, batch)] = self.files();
-        let (images, labels) = vpt::read_batch(gpu, &batch)?;
+        let (images, labels) = files::read_batch(gpu, &batch)?;
         let img_size = (images.shape()[2], images.shape()[3]);
         let task_file = TensorFile::read(&task_path)?;
         let task = VptTask::from_file(gpu, &task_file)?;

@@ -1,9 +1,9 @@
 //! `vpt train`: a whole run of the recipe, the task file written after every epoch.
 
 use crate::cli::args::commands::TrainArgs;
+use crate::cli::progress::ProgressBar;
 use crate::cli::settings::default_gpu;
 use vpt_wgsl::train::fit;
-use vpt_wgsl::train::progress::ProgressBar;
 use vpt_wgsl::Result;
 
 pub fn run(a: &TrainArgs) -> Result<()> {

@@ -4,8 +4,8 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use super::data_error;
-use super::transform::decode_strict;
+use super::image_file::{data_error, decode_strict};
+use super::Sample;
 use crate::{Error, Result};
 
 /// An image folder: one sub-folder per class (class names = sub-folder names, sorted), JPEG/PNG files inside.
@@ -16,13 +16,6 @@ pub struct ImageFolder {
     pub samples: Vec<Sample>,
     /// Files that are not decodable images (or not where images belong), with the reason.
     pub skipped: Vec<(PathBuf, String)>,
-}
-
-/// One image and its class index into [`ImageFolder::classes`].
-#[derive(Clone, Debug)]
-pub struct Sample {
-    pub path: PathBuf,
-    pub label: usize,
 }
 
 impl ImageFolder {
@@ -184,4 +177,26 @@ fn empty_class_error(root: &Path, class: &str, skipped: &[(PathBuf, String)]) ->
         n => format!("{n} files skipped: {}{}", reasons.join("; "), if n > 3 { "; …" } else { "" }),
     };
     data_error(&root.join(class), format!("class {class:?} has no usable JPEG or PNG images ({detail}); add images to it or remove the folder"))
+}
+
+/// "warning: skipped 3 files that are not readable images: a.jpg (why), ...": the first few by
+/// name, then how many more.
+pub fn skipped_warning(skipped: &[(PathBuf, String)]) -> String {
+    const SHOWN: usize = 5;
+    let named: Vec<String> = skipped.iter().take(SHOWN).map(|(p, why)| format!("{} ({why})", p.display())).collect();
+    let more = if skipped.len() > SHOWN { format!(", and {} more", skipped.len() - SHOWN) } else { String::new() };
+    format!("warning: skipped {} files that are not readable images: {}{more}", skipped.len(), named.join(", "))
+}
+
+/// A fingerprint of a set of samples: each file's name, class and size, in order. Two scans of
+/// an unchanged folder give the same one; an image added, removed, renamed, moved to another
+/// class or rewritten with another size gives another.
+pub fn data_fingerprint(samples: &[Sample]) -> String {
+    let mut hash = crate::hash::Fnv1a::default();
+    for s in samples {
+        hash.feed(s.path.file_name().map(|n| n.as_encoded_bytes()).unwrap_or_default());
+        hash.feed(&(s.label as u64).to_le_bytes());
+        hash.feed(&std::fs::metadata(&s.path).map_or(u64::MAX, |m| m.len()).to_le_bytes());
+    }
+    format!("fnv1a64:{:016x} over {} images", hash.finish(), samples.len())
 }

@@ -6,10 +6,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 
-use super::folder::Sample;
+use super::image_file::load_image;
 use super::normalize::Normalization;
-use super::split::{derive_seed, shuffle, AUGMENT_STREAM, SHUFFLE_STREAM};
-use super::transform::{load_image, Transform};
+use super::split::{augment_seed, epoch_order};
+use super::transform::Transform;
+use super::Sample;
 use crate::{Error, Result};
 
 /// One batch on the host: images [B, 3, size, size] flattened, labels [B], paths for reporting.
@@ -91,22 +92,12 @@ impl EpochPlan {
             if stop.load(Ordering::Relaxed) {
                 return Ok(()); // the loader was dropped: nobody will see this batch
             }
-            let mut rng = derive_seed(self.seed, &[AUGMENT_STREAM, self.epoch as u64, i as u64]);
+            let mut rng = augment_seed(self.seed, self.epoch, i);
             let img = load_image(&self.samples[i].path, self.transform, self.norm, &mut rng)?;
             dst.copy_from_slice(&img);
         }
         Ok(())
     }
-}
-
-/// Sample indices in the order of one epoch: a seeded per-epoch permutation, or the identity.
-fn epoch_order(n: usize, shuffle_samples: bool, seed: u64, epoch: usize) -> Vec<usize> {
-    let mut order: Vec<usize> = (0..n).collect();
-    if shuffle_samples {
-        let mut rng = derive_seed(seed, &[SHUFFLE_STREAM, epoch as u64]);
-        shuffle(&mut order, &mut rng);
-    }
-    order
 }
 
 /// The batches of one epoch, made on a background thread (decode + augment overlap GPU work),

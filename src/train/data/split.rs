@@ -1,18 +1,18 @@
 //! The seeded randomness of the data: one seed per purpose and position, the stratified
 //! train/val split, shuffling.
 
-use super::folder::Sample;
+use super::Sample;
 use crate::rng::{below, next_u64};
 
 /// Stream tags for [`derive_seed`], so the split, the shuffle and the augmentation never share
 /// random numbers even under the same user seed.
-pub(super) const SPLIT_STREAM: u64 = 1;
-pub(super) const SHUFFLE_STREAM: u64 = 2;
-pub(super) const AUGMENT_STREAM: u64 = 3;
+const SPLIT_STREAM: u64 = 1;
+const SHUFFLE_STREAM: u64 = 2;
+const AUGMENT_STREAM: u64 = 3;
 
 /// A seed for one purpose (tag) and position (epoch, sample, class...) from the user's seed:
 /// each part is folded in through one SplitMix64 step.
-pub(super) fn derive_seed(seed: u64, parts: &[u64]) -> u64 {
+fn derive_seed(seed: u64, parts: &[u64]) -> u64 {
     parts.iter().fold(seed, |s, &p| {
         let mut state = s ^ p.wrapping_mul(0xD6E8_FEB8_6659_FD93);
         next_u64(&mut state)
@@ -20,7 +20,7 @@ pub(super) fn derive_seed(seed: u64, parts: &[u64]) -> u64 {
 }
 
 /// Fisher–Yates shuffle.
-pub(super) fn shuffle<T>(items: &mut [T], rng: &mut u64) {
+fn shuffle<T>(items: &mut [T], rng: &mut u64) {
     for i in (1..items.len()).rev() {
         items.swap(i, below(i + 1, rng));
     }
@@ -55,6 +55,22 @@ fn val_count(n: usize, fraction: f64) -> usize {
         return 0;
     }
     ((n as f64 * fraction).round() as usize).clamp(1, n - 1)
+}
+
+/// Sample indices in the order of one epoch: a seeded per-epoch permutation, or the identity.
+pub fn epoch_order(n: usize, shuffle_samples: bool, seed: u64, epoch: usize) -> Vec<usize> {
+    let mut order: Vec<usize> = (0..n).collect();
+    if shuffle_samples {
+        let mut rng = derive_seed(seed, &[SHUFFLE_STREAM, epoch as u64]);
+        shuffle(&mut order, &mut rng);
+    }
+    order
+}
+
+/// The seed of sample `index`'s random crop and flip in `epoch`: the same whichever thread (or
+/// browser task) decodes it, and whether the run was resumed.
+pub fn augment_seed(seed: u64, epoch: usize, index: usize) -> u64 {
+    derive_seed(seed, &[AUGMENT_STREAM, epoch as u64, index as u64])
 }
 
 #[cfg(test)]

@@ -1,15 +1,12 @@
-//! torchvision-style transforms: resize the shorter side, crop (random or centre), flip, then
-//! normalise into CHW f32.
-
-use std::path::Path;
+//! torchvision-style transforms from decoded pixels: resize the shorter side, crop (random or
+//! centre), flip, then normalise into CHW f32; and the strict JPEG/PNG decoding of a file's bytes.
+//! Core: no file is read here (`image_file.rs`, native, reads them).
 
 use image::imageops::FilterType;
 use image::{ImageFormat, RgbImage};
 
-use super::data_error;
 use super::normalize::Normalization;
 use crate::rng::{below, next_unit};
-use crate::Result;
 
 #[derive(Clone, Copy, Debug)]
 pub enum Transform {
@@ -41,41 +38,30 @@ pub fn default_resize(size: usize) -> usize {
     (size * 8 * 2 + 7) / 14
 }
 
-/// Decode one image (grey-scale, grey+alpha, RGBA and 16-bit converted to RGB8), transform,
-/// normalise, and return CHW f32 [3, size, size]. `rng` supplies the crop/flip randomness.
-pub fn load_image(path: &Path, transform: Transform, norm: Normalization, rng: &mut u64) -> Result<Vec<f32>> {
-    let img = decode_rgb8(path)?;
-    let window = choose_window(&img, transform, rng).map_err(|msg| data_error(path, msg))?;
-    Ok(window.to_chw(norm))
+/// Crop (random or centre), flip, normalise: CHW f32 [3, size, size] from decoded pixels. `rng`
+/// supplies the crop/flip randomness. The error says why, for the user.
+pub fn transform_image(img: &RgbImage, transform: Transform, norm: Normalization, rng: &mut u64) -> std::result::Result<Vec<f32>, String> {
+    Ok(choose_window(img, transform, rng)?.to_chw(norm))
 }
 
-/// Decode to 8-bit RGB. Alpha is dropped, grey is repeated, 16-bit is rounded to 8 bits: what
-/// PIL's `convert("RGB")` in torchvision's ImageFolder loader does. Like that loader, the EXIF
-/// orientation is not applied.
-fn decode_rgb8(path: &Path) -> Result<RgbImage> {
-    decode_strict(path).map_err(|why| {
-        let hint = if path.exists() { "; replace or remove the file" } else { " (was it moved or deleted after the folder was scanned? rescan the folder)" };
-        data_error(path, format!("{why}{hint}"))
-    })
-}
-
-/// Decode a JPEG or PNG completely, as RGB, refusing what a lenient decoder would pass: an
-/// empty image, or a JPEG without its end-of-image marker (cut short: the decoder would fill the
-/// missing rows with grey and say nothing). The error says why, for the user.
-pub fn decode_strict(path: &Path) -> std::result::Result<RgbImage, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
-    let named_as_image = path.extension().and_then(|e| e.to_str()).is_some_and(|e| ["png", "jpg", "jpeg"].contains(&e.to_lowercase().as_str()));
-    let format = image::guess_format(&bytes).map_err(|_| match named_as_image {
+/// Decode a JPEG or PNG's bytes completely to 8-bit RGB, refusing what a lenient decoder would
+/// pass: an empty image, or a JPEG without its end-of-image marker (cut short: the decoder would
+/// fill the missing rows with grey and say nothing). Alpha is dropped, grey is repeated, 16-bit
+/// is rounded to 8 bits: what PIL's `convert("RGB")` in torchvision's ImageFolder loader does.
+/// Like that loader, the EXIF orientation is not applied. `named_as_image`: whether the file's
+/// name says JPEG or PNG, for the message. The error says why, for the user.
+pub fn decode_bytes(bytes: &[u8], named_as_image: bool) -> std::result::Result<RgbImage, String> {
+    let format = image::guess_format(bytes).map_err(|_| match named_as_image {
         true => "corrupt image: its contents are not the JPEG or PNG its name says".to_string(),
         false => "not a JPEG or PNG image".to_string(),
     })?;
     match format {
         ImageFormat::Png => {}
-        ImageFormat::Jpeg if jpeg_is_complete(&bytes) => {}
+        ImageFormat::Jpeg if jpeg_is_complete(bytes) => {}
         ImageFormat::Jpeg => return Err("a truncated JPEG (no end-of-image marker)".to_string()),
         other => return Err(format!("a {other:?} image; only JPEG and PNG are supported, convert it")),
     }
-    let img = image::load_from_memory_with_format(&bytes, format).map_err(|e| format!("corrupt image: {e}"))?;
+    let img = image::load_from_memory_with_format(bytes, format).map_err(|e| format!("corrupt image: {e}"))?;
     if img.width() == 0 || img.height() == 0 {
         return Err(format!("empty image ({}x{})", img.width(), img.height()));
     }

@@ -8,7 +8,8 @@ use std::sync::OnceLock;
 
 use libfuzzer_sys::fuzz_target;
 use vpt_wgsl::model::vit::{LoadOptions, StateDict, Vit};
-use vpt_wgsl::model::vpt::{read_batch, VptTask};
+use vpt_wgsl::model::files::read_batch;
+use vpt_wgsl::model::vpt::VptTask;
 use vpt_wgsl::train::task::TaskFile;
 use vpt_wgsl::Gpu;
 

@@ -5,7 +5,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 
-use super::observer::{EpochSummary, Observer, StepInfo};
+use vpt_wgsl::train::observer::{EpochSummary, Observer, StepInfo};
 
 /// Progress bar with loss, accuracy and images/s; one summary line per epoch.
 pub struct ProgressBar {

@@ -1,11 +1,18 @@
-//! Reading and writing `.safetensors` files: PyTorch fixtures now, checkpoints and task files later.
+//! `.safetensors` to and from bytes: checkpoints, task files, batches, resume states, fixtures.
 //!
 //! Floating-point tensors stored as f32, f16 or bf16 are all read as f32 (f16/bf16 widened with
-//! `half`); integer tensors (labels) as i64. Writes go to a temporary file that is renamed into
-//! place, so an interrupted write never leaves a half-written file behind.
+//! `half`); integer tensors (labels) as i64.
+//!
+//! This file is core (it builds for wasm32); `files.rs`, native, reads and writes them on disk:
+//! bounded by what a header declares, and atomically (a temporary file renamed into place), so an
+//! interrupted write never leaves a half-written file behind.
+
+#[cfg(feature = "native")]
+mod files;
+#[cfg(feature = "native")]
+pub use files::{not_a_regular_file, read_safetensors_file, write_atomically, write_f32_tensors};
 
 use std::collections::HashMap;
-use std::path::Path;
 
 use half::{bf16, f16};
 use safetensors::tensor::{Dtype, TensorView};
@@ -37,13 +44,6 @@ pub struct TensorFile {
 }
 
 impl TensorFile {
-    /// Read a whole `.safetensors` file, bounded by what its header declares (see
-    /// [`read_safetensors_file`]).
-    pub fn read(path: impl AsRef<Path>) -> Result<TensorFile> {
-        let bytes = read_safetensors_file(path.as_ref())?;
-        TensorFile::from_bytes(&path.as_ref().display().to_string(), &bytes)
-    }
-
     /// Parse a `.safetensors` file already in memory (`vpt check`'s embedded fixtures); `path`
     /// names it in errors.
     pub fn from_bytes(path: &str, bytes: &[u8]) -> Result<TensorFile> {
@@ -134,64 +134,6 @@ impl TensorFile {
     }
 }
 
-/// The most bytes a safetensors header may have (the safetensors crate's own limit).
-const MAX_HEADER_BYTES: u64 = 100_000_000;
-
-/// The bytes of a `.safetensors` file, read as its header says and no further. Only a regular
-/// file is opened (a folder, a FIFO or a device is an error naming it); then the header's length
-/// (8 bytes) is read and checked against the file's size, then the header alone, whose tensors
-/// declare how many bytes of data follow; only a file of exactly that size is read whole, and only
-/// once the memory for it was granted. So a file of zeros, a huge sparse file or a header that
-/// declares more than the file has is refused after reading a few bytes, never by running out of
-/// memory.
-pub fn read_safetensors_file(path: &Path) -> Result<Vec<u8>> {
-    use std::io::Read;
-    let path_str = path.display().to_string();
-    let io_err = |source| Error::Io { path: path_str.clone(), source };
-    let format_err = |msg: String| Error::Format { path: path_str.clone(), msg };
-    let meta = std::fs::metadata(path).map_err(io_err)?;
-    if let Some(kind) = not_a_regular_file(&meta) {
-        return Err(format_err(format!("is {kind}; give the path of a .safetensors file")));
-    }
-    let size = meta.len();
-    let mut file = std::fs::File::open(path).map_err(io_err)?;
-    let mut prefix = [0u8; 8];
-    if size < 8 {
-        return Err(format_err(format!("not a safetensors file: {size} bytes, shorter than the 8-byte header length")));
-    }
-    file.read_exact(&mut prefix).map_err(io_err)?;
-    let n = u64::from_le_bytes(prefix);
-    if n > size - 8 || n > MAX_HEADER_BYTES {
-        return Err(format_err(format!("not a safetensors file: its header claims {n} bytes but the file has {} after the length (and a header has at most {MAX_HEADER_BYTES})", size - 8)));
-    }
-    let mut header = vec![0u8; n as usize];
-    file.read_exact(&mut header).map_err(io_err)?;
-    let declared: safetensors::tensor::Metadata = serde_json::from_slice(&header).map_err(|e| format_err(format!("not a safetensors file: its header is not a safetensors header: {e}")))?;
-    let total = 8 + n + declared.data_len() as u64;
-    if total != size {
-        return Err(format_err(format!("its header declares {} bytes of tensor data, so {total} bytes in all, but the file has {size}: cut short, or not a safetensors file", declared.data_len())));
-    }
-    let mut bytes = Vec::new();
-    bytes.try_reserve_exact(total as usize).map_err(|_| format_err(format!("needs {total} bytes of memory to read, more than this machine can give")))?;
-    bytes.extend_from_slice(&prefix);
-    bytes.extend_from_slice(&header);
-    file.take(total - 8 - n).read_to_end(&mut bytes).map_err(io_err)?;
-    Ok(bytes)
-}
-
-/// What a path is when it is not a regular file ("a folder", "not a regular file (a pipe,
-/// socket or device)"), which a loader must refuse before opening it: a FIFO would block for
-/// ever, a device such as `/dev/zero` never end. `None` for a regular file.
-pub fn not_a_regular_file(meta: &std::fs::Metadata) -> Option<&'static str> {
-    if meta.is_file() {
-        None
-    } else if meta.is_dir() {
-        Some("a folder")
-    } else {
-        Some("not a regular file (a pipe, socket or device)")
-    }
-}
-
 /// The first 8 bytes of a safetensors file are the header's length: it must fit in the file.
 fn check_header_length(bytes: &[u8]) -> std::result::Result<(), String> {
     let Some(prefix) = bytes.get(..8) else {
@@ -223,50 +165,20 @@ fn decode(view: &TensorView) -> std::result::Result<HostTensor, String> {
     Ok(HostTensor { shape: view.shape().to_vec(), data, stored_as: format!("{:?}", view.dtype()) })
 }
 
-/// Write f32 tensors and metadata to `path` atomically (a temporary file of this process's own in
-/// the same folder, then renamed over `path`; removed if anything fails). The header's keys are
-/// sorted, so the same tensors and metadata always give the same bytes.
-pub fn write_f32_tensors(path: impl AsRef<Path>, tensors: &[(&str, &[usize], &[f32])], metadata: HashMap<String, String>) -> Result<()> {
-    let path = path.as_ref();
-    let path_str = path.display().to_string();
+/// The bytes of a safetensors file holding these f32 tensors and metadata (`name`, the file's
+/// name or path, only for errors). The header's keys are sorted, so the same tensors and metadata
+/// always give the same bytes.
+pub fn f32_tensors_to_bytes(name: &str, tensors: &[(&str, &[usize], &[f32])], metadata: HashMap<String, String>) -> Result<Vec<u8>> {
     let views = tensors
         .iter()
-        .map(|(name, shape, data)| {
+        .map(|(tensor, shape, data)| {
             TensorView::new(Dtype::F32, shape.to_vec(), bytemuck::cast_slice(data))
-                .map(|v| (name.to_string(), v))
-                .map_err(|e| Error::Format { path: path_str.clone(), msg: format!("tensor {name:?} with shape {shape:?}: {e}") })
+                .map(|v| (tensor.to_string(), v))
+                .map_err(|e| Error::Format { path: name.to_string(), msg: format!("tensor {tensor:?} with shape {shape:?}: {e}") })
         })
         .collect::<Result<Vec<_>>>()?;
-    let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| Error::Format { path: path_str.clone(), msg: e.to_string() })?;
-    let bytes = with_sorted_header(&bytes).map_err(|msg| Error::Format { path: path_str.clone(), msg })?;
-    write_atomically(path, &bytes)
-}
-
-/// Write `bytes` to `path` through a temporary file named after this process (two processes
-/// never share one), renamed into place. The temporary file is created exclusively, so a file
-/// already under that name (however unlikely) is never truncated: the next name is tried. It is
-/// removed if anything fails after it was made.
-pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let path_str = path.display().to_string();
-    let io_err = |source| Error::Io { path: path_str.clone(), source };
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let mut attempt = 0;
-    let (tmp, mut file) = loop {
-        let tmp = path.with_file_name(format!(".{name}.{}.{attempt}.tmp", std::process::id()));
-        match std::fs::OpenOptions::new().write(true).create_new(true).open(&tmp) {
-            Ok(file) => break (tmp, file),
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists && attempt < 99 => attempt += 1,
-            Err(e) => return Err(io_err(e)),
-        }
-    };
-    let written = file.write_all(bytes);
-    drop(file); // closed before the rename, which Windows requires
-    let written = written.and_then(|()| std::fs::rename(&tmp, path));
-    if written.is_err() {
-        let _ = std::fs::remove_file(&tmp);
-    }
-    written.map_err(io_err)
+    let bytes = safetensors::serialize(views, Some(metadata)).map_err(|e| Error::Format { path: name.to_string(), msg: e.to_string() })?;
+    with_sorted_header(&bytes).map_err(|msg| Error::Format { path: name.to_string(), msg })
 }
 
 /// A serialized safetensors file with its header's keys (tensor names, `__metadata__` keys) in
@@ -288,44 +200,4 @@ fn with_sorted_header(bytes: &[u8]) -> std::result::Result<Vec<u8>, String> {
     out.extend_from_slice(&text);
     out.extend_from_slice(&bytes[8 + n..]);
     Ok(out)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn scratch(name: &str) -> std::path::PathBuf {
-        let dir = std::env::temp_dir().join(format!("vpt-io-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        dir.join(name)
-    }
-
-    /// A sparse file of a terabyte of zeros: refused from its first bytes, never read or
-    /// allocated (reading it whole aborted the process).
-    #[test]
-    fn a_terabyte_of_zeros_is_refused_without_reading_it() {
-        let path = scratch("zeros.safetensors");
-        std::fs::File::create(&path).unwrap().set_len(1 << 40).unwrap();
-        let err = TensorFile::read(&path).err().expect("must be refused").to_string();
-        assert!(err.contains(&path.display().to_string()) && err.contains("not a safetensors header"), "{err}");
-        std::fs::remove_file(&path).unwrap();
-    }
-
-    /// A header that declares more tensor data than the file has is refused before the data is
-    /// read; one that declares less (bytes after the data) too.
-    #[test]
-    fn a_header_is_checked_against_the_file_size_before_the_data_is_read() {
-        let path = scratch("short.safetensors");
-        write_f32_tensors(&path, &[("w", &[2, 2][..], &[1.0, 2.0, 3.0, 4.0][..])], HashMap::new()).unwrap();
-        let whole = std::fs::read(&path).unwrap();
-        assert_eq!(TensorFile::read(&path).unwrap().f32("w").unwrap().1, [1.0, 2.0, 3.0, 4.0]);
-        std::fs::write(&path, &whole[..whole.len() - 4]).unwrap();
-        let err = TensorFile::read(&path).err().expect("a file cut short must be refused").to_string();
-        assert!(err.contains("declares 16 bytes of tensor data") && err.contains("cut short"), "{err}");
-        let mut longer = whole.clone();
-        longer.extend([0u8; 4]);
-        std::fs::write(&path, &longer).unwrap();
-        assert!(TensorFile::read(&path).is_err(), "bytes after the declared data must be refused");
-        std::fs::remove_file(&path).unwrap();
-    }
 }

@@ -1,0 +1,38 @@
+//! One image file (native): read, decoded strictly and transformed, with errors that name the
+//! file. The decoding and the transform are `transform.rs`'s.
+
+use std::path::Path;
+
+use image::RgbImage;
+
+use super::normalize::Normalization;
+use super::transform::{decode_bytes, transform_image, Transform};
+use crate::{Error, Result};
+
+/// Decode one image (grey-scale, grey+alpha, RGBA and 16-bit converted to RGB8), transform,
+/// normalise, and return CHW f32 [3, size, size]. `rng` supplies the crop/flip randomness.
+pub fn load_image(path: &Path, transform: Transform, norm: Normalization, rng: &mut u64) -> Result<Vec<f32>> {
+    let img = decode_rgb8(path)?;
+    transform_image(&img, transform, norm, rng).map_err(|msg| data_error(path, msg))
+}
+
+/// Decode to 8-bit RGB ([`decode_bytes`]), with a hint for the user when it fails.
+fn decode_rgb8(path: &Path) -> Result<RgbImage> {
+    decode_strict(path).map_err(|why| {
+        let hint = if path.exists() { "; replace or remove the file" } else { " (was it moved or deleted after the folder was scanned? rescan the folder)" };
+        data_error(path, format!("{why}{hint}"))
+    })
+}
+
+/// Read and decode a JPEG or PNG file completely, as [`decode_bytes`] does. The error says why,
+/// for the user.
+pub fn decode_strict(path: &Path) -> std::result::Result<RgbImage, String> {
+    let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
+    let named_as_image = path.extension().and_then(|e| e.to_str()).is_some_and(|e| ["png", "jpg", "jpeg"].contains(&e.to_lowercase().as_str()));
+    decode_bytes(&bytes, named_as_image)
+}
+
+/// An error about a file or folder of the data set.
+pub(super) fn data_error(path: &Path, msg: impl Into<String>) -> Error {
+    Error::Format { path: path.display().to_string(), msg: msg.into() }
+}
