@@ -44,19 +44,19 @@ pub const VARIANTS: [&str; 10] = ["linear", "shallow", "deep", "bias", "partial-
 #[allow(clippy::too_many_arguments)]
 pub fn run_demo(gpu: &Gpu, dir: &Path, out_dir: &Path, epochs: Option<usize>, precision: Precision, all_seeds: bool, only: Option<&[String]>, observer: &mut dyn Observer) -> Result<Vec<DemoRow>> {
     if let Some(bad) = only.and_then(|names| names.iter().find(|n| !VARIANTS.contains(&n.as_str()))) {
-        return Err(Error::invalid("--variants", format!("{bad:?} is not a variant; use {}", VARIANTS.join(", "))));
+        return Err(Error::invalid("variants", format!("{bad:?} is not a variant; use {}", VARIANTS.join(", "))));
     }
     let reference_path = dir.join("pytorch_reference.json");
     if !reference_path.is_file() {
-        return Err(Error::invalid("--dir", format!("{:?} is not a demo folder (it has no pytorch_reference.json); leave --dir out to use the bundled demo", dir.display().to_string())));
+        return Err(Error::invalid("dir", format!("{:?} is not a demo folder (it has no pytorch_reference.json); leave `dir` out to use the bundled demo", dir.display().to_string())));
     }
     if out_dir.as_os_str().is_empty() {
-        return Err(Error::invalid("--out-dir", "is empty; give the folder for the task files"));
+        return Err(Error::invalid("out_dir", "is empty; give the folder for the task files"));
     }
     let text = std::fs::read_to_string(&reference_path).map_err(|source| Error::Io { path: reference_path.display().to_string(), source })?;
     let reference: Value = serde_json::from_str(&text).map_err(|e| Error::Format { path: reference_path.display().to_string(), msg: e.to_string() })?;
     if out_dir.exists() && !out_dir.is_dir() {
-        return Err(Error::invalid("--out-dir", format!("{} is a file, not a folder; give a folder for the task files", out_dir.display())));
+        return Err(Error::invalid("out_dir", format!("{} is a file, not a folder; give a folder for the task files", out_dir.display())));
     }
     let wanted = |v: &str| only.is_none_or(|names| names.iter().any(|n| n == v));
     let variants: Vec<&str> = VARIANTS.iter().copied().filter(|v| reference["variants"].get(*v).is_some() && wanted(v)).collect();
@@ -109,7 +109,7 @@ fn claim_out_dir(out_dir: &Path, variants: &[(String, Vec<u64>)]) -> Result<()> 
     let tasks = variants.iter().flat_map(|(v, seeds)| std::iter::once(out_dir.join(format!("{v}.safetensors")).display().to_string()).chain(seeds.iter().map(|&s| seed_task_path(out_dir, v, s))));
     let outputs = tasks.flat_map(|task| [crate::train::outputs::resume_path(&task), crate::train::outputs::metrics_path(&task), task]);
     if let Some(theirs) = outputs.filter(|p| Path::new(p).exists()).find(|_| !ours) {
-        return Err(Error::invalid("--out-dir", format!("{theirs} exists and was not written by a demo; choose another --out-dir")));
+        return Err(Error::invalid("out_dir", format!("{theirs} exists and was not written by a demo; choose another `out_dir`")));
     }
     std::fs::write(out_dir.join(MARKER), "vpt demo writes its task files here and replaces them on the next run\n").map_err(io_err)
 }

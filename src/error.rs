@@ -1,7 +1,9 @@
 //! One error type for the whole crate.
 //!
 //! Every message says what was wrong and, where we know it, how to fix it: an op error names the op
-//! and the shapes it was given, a missing adapter names the package to install.
+//! and the shapes it was given, a missing adapter names the package to install, a setting is
+//! named by its name in backticks (`lr`; see [`setting`]), which the command line shows as its
+//! flag.
 
 use std::fmt;
 
@@ -18,8 +20,8 @@ pub enum Error {
     Device(String),
     /// An op was called with shapes it cannot work on.
     Shape { op: &'static str, msg: String },
-    /// A setting, flag, argument or environment variable with a value that cannot be used
-    /// (`what` names it: `--lr`, `WGPU_BACKEND`, `adamw_step`'s step...), and what would do.
+    /// A setting, argument or environment variable with a value that cannot be used (`what` names
+    /// it: the setting `lr`, `WGPU_BACKEND`, `adamw_step`'s step...), and what would do.
     Invalid { what: String, msg: String },
     /// Something that should not happen whatever the input: a bug in vpt-wgsl, or the system
     /// refusing what it normally gives (a thread).
@@ -44,6 +46,18 @@ impl Error {
     /// Shorthand for a value the user (or a caller) gave that cannot be used.
     pub fn invalid(what: impl Into<String>, msg: impl Into<String>) -> Error {
         Error::Invalid { what: what.into(), msg: msg.into() }
+    }
+}
+
+/// A setting as messages name it, in backticks: `lr`, `out`, `img_size`. The library knows its
+/// settings by these names and never by a flag; the command line shows each as the flag that sets
+/// it (`lr` → --lr, in `src/cli/flags.rs`). A phrase that already names its settings in
+/// backticks ("`out` (its resume state)") is kept as it is.
+pub fn setting(name: &str) -> String {
+    if name.contains('`') {
+        name.to_string()
+    } else {
+        format!("`{name}`")
     }
 }
 

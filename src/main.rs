@@ -94,11 +94,11 @@ fn main() -> ExitCode {
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e @ vpt_wgsl::Error::Interrupted { .. }) => {
-            eprintln!("{e}");
+            eprintln!("{}", cli::flags::error_text(&e));
             ExitCode::from(130) // the shell's code for a run ended by SIGINT
         }
         Err(e) => {
-            eprintln!("error: {e}");
+            eprintln!("error: {}", cli::flags::error_text(&e));
             ExitCode::FAILURE
         }
     }
@@ -123,5 +123,14 @@ mod tests {
             }
         }
         assert!(missing.is_empty(), "flags without help text: {missing:?}");
+    }
+
+    /// Every flag the library's settings are shown as (`cli/flags.rs`) is a flag of some command.
+    #[test]
+    fn every_setting_is_shown_as_a_real_flag() {
+        let cli = super::Cli::command();
+        let longs: Vec<String> = cli.get_subcommands().flat_map(|c| c.get_arguments().filter_map(|a| a.get_long()).map(|l| format!("--{l}")).collect::<Vec<_>>()).collect();
+        let unknown: Vec<&str> = super::cli::flags::FLAGS.iter().map(|(_, flag)| *flag).filter(|flag| !longs.iter().any(|l| l == flag)).collect();
+        assert!(unknown.is_empty(), "no command has these flags: {unknown:?}");
     }
 }

@@ -162,7 +162,7 @@ fn method_gradients_do_not_depend_on_the_plan() {
     }
     vit.plan = BlockPlan { recompute: Recompute::Block, ..BlockPlan::default() };
     let err = vpt::vpt_grad_for(gpu, &vit, &task, &images, &labels, &method).err().expect("refused").to_string();
-    assert!(err.contains("--recompute") && err.contains("blocks.0"), "{err}");
+    assert!(err.contains("`recompute`") && err.contains("blocks.0"), "{err}");
     // Bias alone under --recompute block is refused too: blocks' biases train.
     assert!(vpt::vpt_grad_for(gpu, &vit, &task, &images, &labels, &"bias".parse().unwrap()).is_err());
 }

@@ -185,7 +185,7 @@ fn small_vit_cases_with_f16_weights_match_pytorch() {
     for gpu in common::gpus().iter().filter(|g| !g.features().contains(wgpu::Features::SHADER_F16)) {
         let sd = synthetic_state_dict("vit_tiny_patch16_224:1");
         let err = Vit::from_state_dict(gpu, &sd, &LoadOptions { precision: Precision::F16, ..LoadOptions::default() }).err().expect("f16 without SHADER_F16");
-        assert!(err.to_string().contains("SHADER_F16") && err.to_string().contains("--precision f32"), "{err}");
+        assert!(err.to_string().contains("SHADER_F16") && err.to_string().contains("`precision` f32"), "{err}");
     }
 }
 

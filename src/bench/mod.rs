@@ -65,7 +65,7 @@ impl StepShape {
     fn check(&self) -> Result<()> {
         self.vit.validate()?;
         if self.batch == 0 || self.classes == 0 {
-            return Err(Error::invalid("--batch", format!("{} images per step (and {} classes): both must be at least 1", self.batch, self.classes)));
+            return Err(Error::invalid("batch", format!("{} images per step (and {} classes): both must be at least 1", self.batch, self.classes)));
         }
         Ok(())
     }
@@ -202,7 +202,7 @@ pub struct BenchReport {
 pub fn run(gpu: &Gpu, options: &BenchOptions, mut progress: impl FnMut(&BenchResult)) -> Result<BenchReport> {
     options.shape.check()?;
     if options.reps == 0 {
-        return Err(Error::invalid("--reps", "must be at least 1"));
+        return Err(Error::invalid("reps", "must be at least 1"));
     }
     let timing = timing_for(gpu, options.timing);
     let mut results = Vec::new();
@@ -252,7 +252,7 @@ pub fn run_and_print(gpu: &Gpu, options: &BenchOptions, json: bool) -> Result<()
         show(&train_step_text(t));
     }
     if report.results.is_empty() && report.train_step.is_none() {
-        return Err(Error::invalid("--filter", format!("{:?} matches no case", options.filter.join(","))));
+        return Err(Error::invalid("filter", format!("{:?} matches no case", options.filter.join(","))));
     }
     if json {
         print!("{}", report.to_json());

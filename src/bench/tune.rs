@@ -73,7 +73,7 @@ pub fn tune(gpu: &Gpu, options: &BenchOptions, mut progress: impl FnMut(&BenchRe
         measured.push(m);
     }
     if measured.is_empty() {
-        return Err(Error::invalid("--filter", format!("{:?} leaves no choice with two candidates to compare", options.filter.join(","))));
+        return Err(Error::invalid("filter", format!("{:?} leaves no choice with two candidates to compare", options.filter.join(","))));
     }
     Ok((choices, measured))
 }

@@ -50,7 +50,7 @@ impl Observer for ProgressBar {
         self.stop.as_ref().is_some_and(|s| s.load(Ordering::SeqCst))
     }
     fn start(&mut self, message: &str) {
-        println!("{message}");
+        println!("{}", super::flags::in_flag_words(message));
     }
     fn step(&mut self, s: &StepInfo) {
         let bar = self.bar.get_or_insert_with(|| {

@@ -268,8 +268,8 @@ impl Gpu {
     pub fn alloc_init_f16(&self, what: &str, data: &[half::f16]) -> Result<GpuBuffer> {
         if !self.inner.features.contains(wgpu::Features::SHADER_F16) {
             return Err(Error::invalid(
-                "--precision",
-                format!("f16 needs an adapter with the SHADER_F16 feature, and {} has none (`vpt info` lists each adapter's features); use --precision f32", self.describe()),
+                "precision",
+                format!("f16 needs an adapter with the SHADER_F16 feature, and {} has none (`vpt info` lists each adapter's features); use `precision` f32", self.describe()),
             ));
         }
         let mut buffer = self.alloc_init(what, bytemuck::cast_slice(data))?;

@@ -131,7 +131,7 @@ impl Gpu {
         if !self.inner.downlevel.contains(shader.needs_downlevel) {
             return Err(Error::Gpu {
                 op,
-                msg: format!("{} lacks {:?}, which this kernel needs (`vpt info` describes each adapter); use --precision f32", self.describe(), shader.needs_downlevel - self.inner.downlevel),
+                msg: format!("{} lacks {:?}, which this kernel needs (`vpt info` describes each adapter); use `precision` f32", self.describe(), shader.needs_downlevel - self.inner.downlevel),
             });
         }
         // A buffer of f16 values read as f32 (or the reverse) would give garbage, not an error.

@@ -13,13 +13,13 @@ impl Gpu {
     /// unless `dir` has a `lib/` folder.
     pub fn use_wgsl_dir(&self, dir: &Path) -> Result<()> {
         if !dir.join("lib").is_dir() {
-            return Err(Error::invalid("--wgsl-dir", format!("{} has no lib/ folder; give a copy of the repository's wgsl/ folder", dir.display())));
+            return Err(Error::invalid("wgsl_dir", format!("{} has no lib/ folder; give a copy of the repository's wgsl/ folder", dir.display())));
         }
         let dir = dir.to_path_buf();
         let read = move |relative: &str| {
             let path = dir.join(relative);
-            std::fs::read_to_string(&path).map_err(|e| Error::invalid("--wgsl-dir", format!("{}: {e}", path.display())))
+            std::fs::read_to_string(&path).map_err(|e| Error::invalid("wgsl_dir", format!("{}: {e}", path.display())))
         };
-        self.use_kernel_sources(Arc::new(read)).map_err(|e| Error::invalid("--wgsl-dir", e.to_string()))
+        self.use_kernel_sources(Arc::new(read)).map_err(|e| Error::invalid("wgsl_dir", e.to_string()))
     }
 }

@@ -64,7 +64,7 @@ fn head_dims(op: &'static str, q: &Tensor, others: &[(&Tensor, &str)]) -> Result
     }
     let s = q.shape();
     if s[3] == 0 || s[3] > MAX_HEAD_DIM || s[2] == 0 {
-        return Err(Error::shape(op, format!("q {s:?}: the fused attention takes 1 ≤ T and 1 ≤ hd ≤ {MAX_HEAD_DIM}; use the unfused path (--attention unfused) for wider heads")));
+        return Err(Error::shape(op, format!("q {s:?}: the fused attention takes 1 ≤ T and 1 ≤ hd ≤ {MAX_HEAD_DIM}; use the unfused path (`attention` unfused) for wider heads")));
     }
     Ok(Dims { batch_heads: s[0] * s[1], tokens: s[2], head_dim: s[3] })
 }

@@ -135,8 +135,8 @@ const MAX_TRACE_BYTES: u64 = 1 << 30;
 /// `/dev/zero` never end), and no more bytes than it had when looked at.
 pub fn read_trace_file(path: &Path) -> Result<(String, Vec<u8>)> {
     use std::io::Read;
-    let bad = |why: String| Error::invalid("--traces", format!("{} is not a trace written by `vpt record`: {why}", path.display()));
-    let cannot_read = |e: std::io::Error| Error::invalid("--traces", format!("cannot read {}: {e}", path.display()));
+    let bad = |why: String| Error::invalid("traces", format!("{} is not a trace written by `vpt record`: {why}", path.display()));
+    let cannot_read = |e: std::io::Error| Error::invalid("traces", format!("cannot read {}: {e}", path.display()));
     let meta = std::fs::metadata(path).map_err(cannot_read)?;
     if let Some(kind) = crate::io::not_a_regular_file(&meta) {
         return Err(bad(format!("it is {kind}")));
@@ -160,11 +160,11 @@ pub fn read_trace_file(path: &Path) -> Result<(String, Vec<u8>)> {
 
 /// Every `.trace` file in `dir`, checked.
 pub fn read_trace_folder(dir: &Path) -> Result<Vec<(String, Vec<u8>)>> {
-    let entries = std::fs::read_dir(dir).map_err(|e| Error::invalid("--traces", format!("cannot list {}: {e}", dir.display())))?;
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::invalid("traces", format!("cannot list {}: {e}", dir.display())))?;
     let mut paths: Vec<std::path::PathBuf> = entries.filter_map(|e| e.ok().map(|e| e.path())).filter(|p| p.extension().is_some_and(|x| x == "trace")).collect();
     paths.sort();
     if paths.is_empty() {
-        return Err(Error::invalid("--traces", format!("{} holds no .trace files; write some with `vpt record kernels --out {}/kernels.trace`", dir.display(), dir.display())));
+        return Err(Error::invalid("traces", format!("{} holds no .trace files; write some there with `vpt record`", dir.display())));
     }
     paths.iter().map(|p| read_trace_file(p)).collect()
 }

@@ -30,7 +30,7 @@ pub fn is_plain_name(s: &str) -> bool {
 
 /// Bind 127.0.0.1:`port` (0: any free port). An error names the port and what to do.
 pub fn bind(port: u16) -> Result<TcpListener> {
-    TcpListener::bind(("127.0.0.1", port)).map_err(|e| Error::invalid("--port", format!("cannot listen on 127.0.0.1:{port}: {e}; pass another --port (0 picks a free one)")))
+    TcpListener::bind(("127.0.0.1", port)).map_err(|e| Error::invalid("port", format!("cannot listen on 127.0.0.1:{port}: {e}; pass another `port` (0 picks a free one)")))
 }
 
 /// Answer requests on `listener` until the process ends.

@@ -115,7 +115,7 @@ fn qkv_linear(at: &BlockSite, acting: &[Arc<dyn Tuner>], h: &Var, (w, bias): &(V
     for method in acting {
         if let Some(y) = method.qkv_linear(at, h, w, bias)? {
             if let Some((first, _)) = &made {
-                return Err(Error::invalid("--method", format!("{first} and {} both make qkv's product; use one of them", method.name())));
+                return Err(Error::invalid("method", format!("{first} and {} both make qkv's product; use one of them", method.name())));
             }
             made = Some((method.name(), y));
         }

@@ -68,9 +68,9 @@ impl Vit {
         if backbone.has_leaf_under(&format!("blocks.{i}.")) || !backbone.acting().is_empty() {
             let acting: Vec<String> = backbone.acting().iter().map(|t| t.name()).collect();
             return Err(Error::invalid(
-                "--recompute",
+                "recompute",
                 format!(
-                    "block keeps only each block's input, but the task tunes tensors of blocks.{i} or adds its own ({}); use --recompute mlp or none",
+                    "block keeps only each block's input, but the task tunes tensors of blocks.{i} or adds its own ({}); use `recompute` mlp or none",
                     if acting.is_empty() { "none".into() } else { acting.join(", ") }
                 ),
             ));

@@ -70,24 +70,24 @@ impl Recompute {
 }
 
 /// The value of `all` whose `name` is `s`, or an error for `flag` that lists the names.
-fn by_name<T: Copy>(all: &[T], name: fn(T) -> &'static str, s: &str, flag: &str, what: &str) -> Result<T> {
+fn by_name<T: Copy>(all: &[T], name: fn(T) -> &'static str, s: &str, setting: &str, what: &str) -> Result<T> {
     all.iter().copied().find(|&v| name(v) == s).ok_or_else(|| {
         let names: Vec<&str> = all.iter().map(|&v| name(v)).collect();
-        Error::invalid(flag, format!("{s:?} is not {what}; use {}", names.join(", ")))
+        Error::invalid(setting, format!("{s:?} is not {what}; use {}", names.join(", ")))
     })
 }
 
 impl FromStr for AttentionChoice {
     type Err = Error;
     fn from_str(s: &str) -> Result<AttentionChoice> {
-        by_name(&AttentionChoice::ALL, AttentionChoice::name, s, "--attention", "an attention path")
+        by_name(&AttentionChoice::ALL, AttentionChoice::name, s, "attention", "an attention path")
     }
 }
 
 impl FromStr for Recompute {
     type Err = Error;
     fn from_str(s: &str) -> Result<Recompute> {
-        by_name(&Recompute::ALL, Recompute::name, s, "--recompute", "a recompute setting")
+        by_name(&Recompute::ALL, Recompute::name, s, "recompute", "a recompute setting")
     }
 }
 
@@ -96,7 +96,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn flag_values_parse_back_and_bad_ones_name_the_flag() {
+    fn setting_values_parse_back_and_bad_ones_name_the_setting() {
         for a in AttentionChoice::ALL {
             assert_eq!(a.name().parse::<AttentionChoice>().unwrap(), a);
         }
@@ -104,8 +104,8 @@ mod tests {
             assert_eq!(r.name().parse::<Recompute>().unwrap(), r);
         }
         let err = "fast".parse::<AttentionChoice>().unwrap_err().to_string();
-        assert!(err.contains("--attention") && err.contains("auto, fused, unfused"), "{err}");
+        assert!(err.starts_with("attention:") && err.contains("auto, fused, unfused"), "{err}");
         let err = "all".parse::<Recompute>().unwrap_err().to_string();
-        assert!(err.contains("--recompute") && err.contains("none, mlp, block"), "{err}");
+        assert!(err.starts_with("recompute:") && err.contains("none, mlp, block"), "{err}");
     }
 }

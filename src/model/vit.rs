@@ -158,7 +158,7 @@ impl StateDict {
         Ok(data)
     }
 
-    fn err(&self, msg: String) -> Error {
+    pub fn err(&self, msg: String) -> Error {
         Error::Format { path: self.source.clone(), msg }
     }
 }
@@ -171,8 +171,8 @@ pub struct LoadOptions {
     /// How the frozen linear weights are stored on the GPU (`--precision`).
     pub precision: Precision,
     pub img_size: Option<(usize, usize)>,
-    /// Where `img_size` came from, for an error about it ("--img-size", "the task t.safetensors",
-    /// "the images of --batch b.safetensors"); None: the images given.
+    /// Where `img_size` came from, for an error about it (the setting "`img_size`", "the task
+    /// t.safetensors", "the images of `batch` b.safetensors"); None: the images given.
     pub size_from: Option<String>,
 }
 
@@ -207,7 +207,7 @@ impl Precision {
 impl std::str::FromStr for Precision {
     type Err = Error;
     fn from_str(s: &str) -> Result<Precision> {
-        Precision::ALL.into_iter().find(|p| p.name() == s).ok_or_else(|| Error::invalid("--precision", format!("{s:?} is not a precision; use f32 or f16")))
+        Precision::ALL.into_iter().find(|p| p.name() == s).ok_or_else(|| Error::invalid("precision", format!("{s:?} is not a precision; use f32 or f16")))
     }
 }
 
@@ -353,7 +353,7 @@ fn infer_config(sd: &StateDict, opts: &LoadOptions) -> Result<VitConfig> {
     let fc1_shape = sd.shape_of_rank("blocks.0.mlp.fc1.weight", 2, "[hidden, D]")?;
     let num_heads = match (opts.num_heads, heads_from_metadata(sd)) {
         (Some(asked), Ok(stated)) if asked != stated => {
-            return Err(Error::invalid("--num-heads", format!("{asked} contradicts the {stated} heads {} states; leave --num-heads out", sd.source)));
+            return Err(Error::invalid("num_heads", format!("{asked} contradicts the {stated} heads {} states; leave `num_heads` out", sd.source)));
         }
         (Some(asked), _) => asked,
         (None, stated) => stated?,
@@ -384,7 +384,7 @@ fn heads_from_metadata(sd: &StateDict) -> Result<usize> {
     if let Some(cfg) = sd.metadata.get("preset").and_then(|p| preset(p)) {
         return Ok(cfg.num_heads);
     }
-    Err(sd.err("the number of attention heads is unknown: the file's __metadata__ has neither \"num_heads\" nor a \"preset\"; pass it explicitly (--num-heads or a preset name)".into()))
+    Err(sd.err("the number of attention heads is unknown: the file's __metadata__ has neither \"num_heads\" nor a \"preset\"; pass it explicitly (`num_heads` or a preset name)".into()))
 }
 
 /// The position grid the checkpoint was trained at, from (in order) its metadata "grid" = "HxW",

@@ -50,22 +50,22 @@ pub fn task_path(out_dir: &Path, method: &Method) -> String {
 /// Train `recipe` once per method into `out_dir` (the recipe's `out` is replaced).
 pub fn compare(gpu: &Gpu, recipe: &TrainConfig, methods: &[Method], out_dir: &Path, observer: &mut dyn Observer) -> Result<Vec<CompareRow>> {
     if methods.is_empty() {
-        return Err(Error::invalid("--methods", "names no method; give e.g. linear,prompt,bias"));
+        return Err(Error::invalid("methods", "names no method; give e.g. linear,prompt,bias"));
     }
     // Two spellings of one method ("bias" and "linear+bias") would train into one task file.
     for (i, method) in methods.iter().enumerate() {
         if methods[..i].iter().any(|earlier| earlier.name() == method.name()) {
-            return Err(Error::invalid("--methods", format!("names {} twice (each method trains into {}); give each method once", method.name(), task_path(out_dir, method))));
+            return Err(Error::invalid("methods", format!("names {} twice (each method trains into {}); give each method once", method.name(), task_path(out_dir, method))));
         }
     }
     if out_dir.exists() && !out_dir.is_dir() {
-        return Err(Error::invalid("--out-dir", format!("{} is a file; give a folder for the task files and the report", out_dir.display())));
+        return Err(Error::invalid("out_dir", format!("{} is a file; give a folder for the task files and the report", out_dir.display())));
     }
     std::fs::create_dir_all(out_dir).map_err(|source| Error::Io { path: out_dir.display().to_string(), source })?;
     for report in ["compare.json", "compare.svg"] {
         let path = out_dir.join(report);
         if path.exists() && !recipe.force {
-            return Err(Error::invalid("--out-dir", format!("{} exists; pass --force to replace it, or choose another --out-dir", path.display())));
+            return Err(Error::invalid("out_dir", format!("{} exists; pass `force` to replace it, or choose another `out_dir`", path.display())));
         }
     }
     let backbone = backbone_parameters(&recipe.model)?;

@@ -24,7 +24,7 @@ impl std::str::FromStr for Depth {
         match s {
             "shallow" => Ok(Depth::Shallow),
             "deep" => Ok(Depth::Deep),
-            n => n.parse().map(Depth::Layers).map_err(|_| Error::invalid("--depth", format!("{n:?} is not shallow, deep or a number of layers"))),
+            n => n.parse().map(Depth::Layers).map_err(|_| Error::invalid("depth", format!("{n:?} is not shallow, deep or a number of layers"))),
         }
     }
 }
@@ -35,7 +35,7 @@ impl Depth {
             Depth::Shallow => Ok(1),
             Depth::Deep => Ok(backbone_depth),
             Depth::Layers(n) if n <= backbone_depth => Ok(n),
-            Depth::Layers(n) => Err(Error::invalid("--depth", format!("{n} prompted layers but the backbone has {backbone_depth}"))),
+            Depth::Layers(n) => Err(Error::invalid("depth", format!("{n} prompted layers but the backbone has {backbone_depth}"))),
         }
     }
 }

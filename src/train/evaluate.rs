@@ -28,7 +28,7 @@ pub fn finite_logits(logits: &Tensor) -> Result<Vec<f32>> {
     match first_non_finite(&values) {
         Some(i) => Err(Error::invalid(
             "logits",
-            format!("logit {i} is {}: the task or the backbone holds values that overflow, so no prediction can be trusted (a diverged training? try a lower --lr)", values[i]),
+            format!("logit {i} is {}: the task or the backbone holds values that overflow, so no prediction can be trusted (a diverged training? try a lower `lr`)", values[i]),
         )),
         None => Ok(values),
     }

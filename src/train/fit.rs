@@ -35,7 +35,7 @@ fn load_data(cfg: &TrainConfig) -> Result<Data> {
     let folder = ImageFolder::scan(&cfg.data)?;
     if folder.classes.len() < 2 {
         return Err(Error::invalid(
-            "--data",
+            "data",
             format!("{} has {} class folder ({:?}); a classifier needs at least two, one sub-folder of images per class", cfg.data.display(), folder.classes.len(), folder.classes),
         ));
     }
@@ -59,7 +59,7 @@ pub fn load_backbone(gpu: &Gpu, model: &str, opts: &LoadOptions) -> Result<(Vit,
     let sd = StateDict::read(model)?;
     let fingerprint = backbone_fingerprint(&sd);
     let norm = match (sd.metadata.get("mean"), sd.metadata.get("std")) {
-        (Some(m), Some(s)) => Some(Normalization::parse(m, s)?),
+        (Some(m), Some(s)) => Some(Normalization::parse(m, s).map_err(|e| sd.err(format!("its metadata {e}")))?),
         _ => None,
     };
     let vit = Vit::from_state_dict(gpu, &sd, opts)?;
@@ -71,8 +71,8 @@ pub fn load_backbone(gpu: &Gpu, model: &str, opts: &LoadOptions) -> Result<(Vit,
 pub fn fit(gpu: &Gpu, cfg: &TrainConfig, observer: &mut dyn Observer) -> Result<EpochSummary> {
     check_config(cfg)?;
     // Before any work: the outputs are writable, none is an input, and no other run has them.
-    let files = RunFiles::claim(&cfg.out, &[("--model", &cfg.model)], cfg.resume, cfg.force)?;
-    let opts = LoadOptions { num_heads: cfg.num_heads, precision: cfg.precision, img_size: cfg.img_size.map(|s| (s, s)), size_from: Some("--img-size".into()) };
+    let files = RunFiles::claim(&cfg.out, &[("model", &cfg.model)], cfg.resume, cfg.force)?;
+    let opts = LoadOptions { num_heads: cfg.num_heads, precision: cfg.precision, img_size: cfg.img_size.map(|s| (s, s)), size_from: Some("`img_size`".into()) };
     let (mut vit, fingerprint, ckpt_norm) = load_backbone(gpu, &cfg.model, &opts)?;
     vit.plan = cfg.plan;
     let norm = cfg.norm.or(ckpt_norm).unwrap_or(Normalization::IMAGENET);
@@ -150,7 +150,7 @@ pub fn fit(gpu: &Gpu, cfg: &TrainConfig, observer: &mut dyn Observer) -> Result<
         observer.epoch(&summary);
         last = Some(summary);
     }
-    last.ok_or_else(|| Error::invalid("--resume", format!("nothing to do: the run in {} already finished its {} epochs", cfg.out, cfg.epochs)))
+    last.ok_or_else(|| Error::invalid("resume", format!("nothing to do: the run in {} already finished its {} epochs", cfg.out, cfg.epochs)))
 }
 
 /// Error, naming the flags that decide it, unless one image's largest tensors of a training step
@@ -173,11 +173,11 @@ fn check_step_fits(gpu: &Gpu, vit: &Vit, cfg: &TrainConfig) -> Result<()> {
         if bytes > limit {
             let shown = if bytes == u64::MAX { "more than 2^64".to_string() } else { bytes.to_string() };
             return Err(Error::invalid(
-                "--prompts, --img-size",
+                "`prompts`, `img_size`",
                 format!(
-                    "a training step would need {what} of {shown} bytes (T = 1 + {} patches of a {}×{} image + --prompts {} = {tokens} tokens), more than the {limit} bytes this adapter binds; lower --prompts or --img-size{}",
+                    "a training step would need {what} of {shown} bytes (T = 1 + {} patches of a {}×{} image + `prompts` {} = {tokens} tokens), more than the {limit} bytes this adapter binds; lower `prompts` or `img_size`{}",
                     c.num_patches(), c.img_size.0, c.img_size.1, cfg.num_prompts,
-                    if what.starts_with("attention") { " (or pass --attention fused, which never stores them)" } else { "" }
+                    if what.starts_with("attention") { " (or pass `attention` fused, which never stores them)" } else { "" }
                 ),
             ));
         }
@@ -188,20 +188,20 @@ fn check_step_fits(gpu: &Gpu, vit: &Vit, cfg: &TrainConfig) -> Result<()> {
 fn check_config(cfg: &TrainConfig) -> Result<()> {
     let bad = |msg: String| Err(Error::invalid("vpt train", msg));
     if cfg.batch == 0 || cfg.epochs == 0 {
-        return bad("--batch and --epochs must be at least 1".into());
+        return bad("`batch` and `epochs` must be at least 1".into());
     }
     if !(cfg.base_lr > 0.0 && cfg.base_lr.is_finite()) {
-        return bad(format!("--lr {} must be a positive finite number", cfg.base_lr));
+        return bad(format!("`lr` {} must be a positive finite number", cfg.base_lr));
     }
     if !(0.0..1.0).contains(&cfg.prompt_dropout) {
-        return bad(format!("--prompt-dropout {} must be in [0, 1)", cfg.prompt_dropout));
+        return bad(format!("`prompt_dropout` {} must be in [0, 1)", cfg.prompt_dropout));
     }
     let wd = cfg.optimizer.weight_decay();
     if !(wd >= 0.0 && wd.is_finite()) {
-        return bad(format!("--wd {wd} must be a finite number ≥ 0"));
+        return bad(format!("`wd` {wd} must be a finite number ≥ 0"));
     }
     if cfg.method.trains_backbone() && cfg.plan.recompute == Recompute::Block {
-        return Err(Error::invalid("--recompute", format!("block keeps only each block's input, but --method {} trains tensors inside the blocks; use --recompute mlp or none", cfg.method.name())));
+        return Err(Error::invalid("recompute", format!("block keeps only each block's input, but `method` {} trains tensors inside the blocks; use `recompute` mlp or none", cfg.method.name())));
     }
     Ok(())
 }
@@ -266,7 +266,7 @@ fn interrupted(cfg: &TrainConfig, epoch: usize) -> Error {
         0 => "no epoch had finished, so nothing was written".to_string(),
         n => format!("{} holds epoch {n}, the last one finished", cfg.out),
     };
-    Error::Interrupted { msg: format!("stopped during epoch {}; {kept}; run the same command with --resume to continue", epoch + 1) }
+    Error::Interrupted { msg: format!("stopped during epoch {}; {kept}; run the same command with `resume` to continue", epoch + 1) }
 }
 
 /// The error of a run whose loss stopped being a number.
@@ -276,8 +276,8 @@ fn diverged(cfg: &TrainConfig, epoch: usize, step: usize, loss: f32, lr: f64) ->
         n => format!("{} keeps epoch {n}, the last good one", cfg.out),
     };
     Error::invalid(
-        "--lr",
-        format!("training diverged at epoch {}, step {step}: the loss is {loss}; {kept}; try a lower --lr (this run's rate was {lr:.4} = --lr {} × batch {} / 256)", epoch + 1, cfg.base_lr, cfg.batch),
+        "lr",
+        format!("training diverged at epoch {}, step {step}: the loss is {loss}; {kept}; try a lower `lr` (this run's rate was {lr:.4} = `lr` {} × batch {} / 256)", epoch + 1, cfg.base_lr, cfg.batch),
     )
 }
 
@@ -289,7 +289,7 @@ fn warmup_warning(cfg: &TrainConfig, schedule: &WarmupCosine) -> Option<String> 
     }
     let highest = schedule.lr(schedule.total_steps.saturating_sub(1));
     Some(format!(
-        "warning: --warmup {} is not shorter than --epochs {}: the learning rate never leaves the warm-up and reaches only {highest:.4} ({:.0}% of {:.4}); pass --warmup {} or fewer for the full rate",
+        "warning: `warmup` {} is not shorter than `epochs` {}: the learning rate never leaves the warm-up and reaches only {highest:.4} ({:.0}% of {:.4}); pass `warmup` {} or fewer for the full rate",
         cfg.warmup_epochs,
         cfg.epochs,
         100.0 * highest / schedule.base_lr,

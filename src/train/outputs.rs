@@ -15,7 +15,7 @@ use std::fs::File;
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 
-use crate::error::{Error, Result};
+use crate::error::{setting, Error, Result};
 
 /// The resume file next to a task file.
 pub fn resume_path(out: &str) -> String {
@@ -32,11 +32,12 @@ fn lock_path(out: &str) -> String {
     format!("{}.lock", out.strip_suffix(".safetensors").unwrap_or(out))
 }
 
-/// Check that `out`, given with `flag`, can be written: not empty, its folder exists, and it is
-/// none of `inputs` (flag, path). Does not look at whether it exists.
-pub fn check_output_path(flag: &str, out: &str, inputs: &[(&str, &str)]) -> Result<()> {
+/// Check that `out`, given as the setting `what` (`out`, `out_dir`, or a phrase naming one in
+/// backticks), can be written: not empty, its folder exists, and it is none of `inputs` (setting,
+/// path). Does not look at whether it exists.
+pub fn check_output_path(what: &str, out: &str, inputs: &[(&str, &str)]) -> Result<()> {
     if out.trim().is_empty() {
-        return Err(Error::invalid(flag, "is empty; give the path of the file to write"));
+        return Err(Error::invalid(what, "is empty; give the path of the file to write"));
     }
     let path = Path::new(out);
     let folder = match path.parent() {
@@ -44,14 +45,14 @@ pub fn check_output_path(flag: &str, out: &str, inputs: &[(&str, &str)]) -> Resu
         _ => PathBuf::from("."),
     };
     if !folder.is_dir() {
-        return Err(Error::invalid(flag, format!("{out}: the folder {} does not exist; create it first", folder.display())));
+        return Err(Error::invalid(what, format!("{out}: the folder {} does not exist; create it first", folder.display())));
     }
     if path.is_dir() {
-        return Err(Error::invalid(flag, format!("{out} is a folder; give the path of a file to write")));
+        return Err(Error::invalid(what, format!("{out} is a folder; give the path of a file to write")));
     }
-    for (input_flag, input) in inputs {
+    for (input_setting, input) in inputs {
         if same_file(Path::new(input), path) {
-            return Err(Error::invalid(flag, format!("{out} is also the {input_flag} input: writing it would destroy it; choose another {flag}")));
+            return Err(Error::invalid(what, format!("{out} is also the {} input: writing it would destroy it; choose another {}", setting(input_setting), setting(what))));
         }
     }
     Ok(())
@@ -59,10 +60,10 @@ pub fn check_output_path(flag: &str, out: &str, inputs: &[(&str, &str)]) -> Resu
 
 /// Check [`check_output_path`], and that `out` does not exist unless `force` allows replacing
 /// it: what `vpt forward` and `vpt grad` do before computing anything.
-pub fn check_new_output(flag: &str, out: &str, inputs: &[(&str, &str)], force: bool) -> Result<()> {
-    check_output_path(flag, out, inputs)?;
+pub fn check_new_output(what: &str, out: &str, inputs: &[(&str, &str)], force: bool) -> Result<()> {
+    check_output_path(what, out, inputs)?;
     if !force && Path::new(out).exists() {
-        return Err(Error::invalid(flag, format!("{out} exists; pass --force to replace it, or choose another {flag}")));
+        return Err(Error::invalid(what, format!("{out} exists; pass `force` to replace it, or choose another {}", setting(what))));
     }
     Ok(())
 }
@@ -100,31 +101,34 @@ impl RunFiles {
     /// run starts fresh or resumes. With `force` (and without `resume`), an earlier run's files
     /// are removed so that nothing of it mixes with the new one.
     pub fn claim(out: &str, inputs: &[(&str, &str)], resume: bool, force: bool) -> Result<RunFiles> {
-        check_output_path("--out", out, inputs)?;
+        check_output_path("out", out, inputs)?;
         let (task, resume_file, metrics, lock) = (out.to_string(), resume_path(out), metrics_path(out), lock_path(out));
-        for (what, path) in [("--out (its resume state)", &resume_file), ("--out (its metrics)", &metrics)] {
+        for (what, path) in [("`out` (its resume state)", &resume_file), ("`out` (its metrics)", &metrics)] {
             check_output_path(what, path, inputs)?;
         }
         // The lock sits beside the outputs, so it must not be an input either.
-        if let Some((input_flag, _)) = inputs.iter().find(|(_, input)| same_file(Path::new(input), Path::new(&lock))) {
-            return Err(Error::invalid("--out", format!("vpt train keeps a lock at {lock} while it writes {out}, and {lock} is the {input_flag} input; choose another --out, or rename that input")));
+        if let Some((input_setting, _)) = inputs.iter().find(|(_, input)| same_file(Path::new(input), Path::new(&lock))) {
+            return Err(Error::invalid(
+                "out",
+                format!("vpt train keeps a lock at {lock} while it writes {out}, and {lock} is the {} input; choose another `out`, or rename that input", setting(input_setting)),
+            ));
         }
         let lock = take_lock(&lock, out)?;
         let existing: Vec<&String> = [&task, &resume_file, &metrics].into_iter().filter(|p| Path::new(p).exists()).collect();
         let start = match (resume, force) {
-            (true, true) => return Err(Error::invalid("--force", "and --resume contradict each other: --resume continues the run in --out, --force replaces it")),
+            (true, true) => return Err(Error::invalid("force", "and `resume` contradict each other: `resume` continues the run in `out`, `force` replaces it")),
             (true, false) if Path::new(&resume_file).exists() => Start::Resume,
             (true, false) if !existing.is_empty() => {
                 return Err(Error::invalid(
-                    "--resume",
+                    "resume",
                     format!(
-                        "{} exists but its resume state {resume_file} does not, so that run cannot be continued; pass --force instead of --resume to replace it, or choose another --out",
+                        "{} exists but its resume state {resume_file} does not, so that run cannot be continued; pass `force` instead of `resume` to replace it, or choose another `out`",
                         existing[0]
                     ),
                 ))
             }
             (false, false) if !existing.is_empty() => {
-                return Err(Error::invalid("--out", format!("{} exists; pass --resume to continue that run, --force to replace it, or choose another --out", existing[0])));
+                return Err(Error::invalid("out", format!("{} exists; pass `resume` to continue that run, `force` to replace it, or choose another `out`", existing[0])));
             }
             (false, true) => {
                 for path in &existing {
@@ -181,7 +185,7 @@ fn take_lock(path: &str, out: &str) -> Result<Lock> {
     };
     match file.try_lock() {
         Ok(()) => {}
-        Err(std::fs::TryLockError::WouldBlock) => return Err(Error::invalid("--out", format!("another vpt train is writing {out} (it holds {path}); wait for it to end, or choose another --out"))),
+        Err(std::fs::TryLockError::WouldBlock) => return Err(Error::invalid("out", format!("another vpt train is writing {out} (it holds {path}); wait for it to end, or choose another `out`"))),
         Err(std::fs::TryLockError::Error(source)) => return Err(io_err(source)),
     }
     let made_by_vpt = if created {
@@ -274,8 +278,8 @@ mod tests {
     fn an_input_at_the_lock_path_is_refused_and_kept() {
         let (_dir, out, lock) = run_dir("input");
         std::fs::write(&lock, b"a checkpoint").unwrap();
-        let err = RunFiles::claim(&out, &[("--model", &lock)], false, false).err().expect("must be refused").to_string();
-        assert!(err.contains("--model") && err.contains("--out") && err.contains(&lock), "{err}");
+        let err = RunFiles::claim(&out, &[("model", &lock)], false, false).err().expect("must be refused").to_string();
+        assert!(err.contains("`model`") && err.starts_with("out:") && err.contains(&lock), "{err}");
         assert_eq!(std::fs::read(&lock).unwrap(), b"a checkpoint");
     }
 }

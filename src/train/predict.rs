@@ -29,12 +29,12 @@ pub struct Guess {
 /// All (image, task) pairs, batched by prompt shape. Returns `result[image][task]` = top-k.
 pub fn predict(gpu: &Gpu, vit: &Vit, tasks: &[TaskFile], images: &[PathBuf], top_k: usize, batch: usize) -> Result<Vec<Vec<Vec<Guess>>>> {
     if tasks.is_empty() {
-        return Err(Error::invalid("--task", "give at least one --task"));
+        return Err(Error::invalid("task", "give at least one `task`"));
     }
     for t in tasks {
         t.task.check_against(vit)?;
         if t.img_size != vit.cfg.img_size {
-            return Err(Error::invalid("--task", format!("a task trained at {:?} cannot share a backbone running at {:?}", t.img_size, vit.cfg.img_size)));
+            return Err(Error::invalid("task", format!("a task trained at {:?} cannot share a backbone running at {:?}", t.img_size, vit.cfg.img_size)));
         }
     }
     let mut results = vec![vec![Vec::new(); tasks.len()]; images.len()];

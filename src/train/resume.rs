@@ -14,33 +14,32 @@ use crate::error::{Error, Result};
 use crate::io::TensorFile;
 use crate::tensor::Tensor;
 
-/// The settings that decide a run's result, by the flag that sets them: a resumed run must have
-/// the same ones. `backbone` and `data` are fingerprints (of the weights, of the image files), so
+/// The settings that decide a run's result, by name: a resumed run must have the same ones. `backbone` and `data` are fingerprints (of the weights, of the image files), so
 /// a changed checkpoint or folder is noticed even under the same path; paths are canonical, so
 /// `data/` and `./data` are the same folder.
 pub fn run_settings(cfg: &TrainConfig, backbone: &str, data: &str) -> BTreeMap<&'static str, String> {
     let canonical = |p: &std::path::Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf()).display().to_string();
     BTreeMap::from([
-        ("backbone (--model)", backbone.to_string()),
-        ("--data", canonical(&cfg.data)),
-        ("--val", cfg.val.as_deref().map_or("none".into(), canonical)),
-        ("images (the files in --data and --val)", data.to_string()),
-        ("--prompts", cfg.num_prompts.to_string()),
-        ("--method", cfg.method.name()),
-        ("--method's options", cfg.method.options()),
-        ("--depth", format!("{:?}", cfg.depth)),
-        ("--pool", cfg.pool.name().to_string()),
-        ("--epochs", cfg.epochs.to_string()),
-        ("--batch", cfg.batch.to_string()),
-        ("--lr", cfg.base_lr.to_string()),
-        ("--wd", cfg.optimizer.weight_decay().to_string()),
-        ("--warmup", cfg.warmup_epochs.to_string()),
-        ("--optimizer", cfg.optimizer.name().to_string()),
-        ("--seed", cfg.seed.to_string()),
-        ("--img-size", format!("{:?}", cfg.img_size)),
-        ("--no-flip", (!cfg.flip).to_string()),
-        ("--prompt-dropout", cfg.prompt_dropout.to_string()),
-        ("--mean/--std", format!("{:?}", cfg.norm)),
+        ("model", backbone.to_string()),
+        ("data", canonical(&cfg.data)),
+        ("val", cfg.val.as_deref().map_or("none".into(), canonical)),
+        ("images", data.to_string()),
+        ("prompts", cfg.num_prompts.to_string()),
+        ("method", cfg.method.name()),
+        ("method_options", cfg.method.options()),
+        ("depth", format!("{:?}", cfg.depth)),
+        ("pool", cfg.pool.name().to_string()),
+        ("epochs", cfg.epochs.to_string()),
+        ("batch", cfg.batch.to_string()),
+        ("lr", cfg.base_lr.to_string()),
+        ("wd", cfg.optimizer.weight_decay().to_string()),
+        ("warmup", cfg.warmup_epochs.to_string()),
+        ("optimizer", cfg.optimizer.name().to_string()),
+        ("seed", cfg.seed.to_string()),
+        ("img_size", format!("{:?}", cfg.img_size)),
+        ("no_flip", (!cfg.flip).to_string()),
+        ("prompt_dropout", cfg.prompt_dropout.to_string()),
+        ("norm", format!("{:?}", cfg.norm)),
     ])
 }
 
@@ -100,17 +99,43 @@ pub fn restore(files: &RunFiles, settings: &BTreeMap<&str, String>, task_file: &
 /// by a run with these settings.
 fn check_same_settings(f: &TensorFile, now: &BTreeMap<&str, String>) -> std::result::Result<(), String> {
     let Some(text) = f.metadata.get("settings") else {
-        return Err("records no settings (written by an older vpt-wgsl?), so it cannot be resumed safely; start again with --force".into());
+        return Err("records no settings (written by an older vpt-wgsl?), so it cannot be resumed safely; start again with `force`".into());
     };
-    let then: BTreeMap<String, String> = serde_json::from_str(text).map_err(|e| format!("its settings do not parse: {e}"))?;
-    let differ: Vec<String> = now.iter().filter(|(k, v)| then.get(**k) != Some(*v)).map(|(k, v)| format!("{k}: {} then, {v} now", then.get(*k).map_or("(absent)", String::as_str))).collect();
+    let recorded: BTreeMap<String, String> = serde_json::from_str(text).map_err(|e| format!("its settings do not parse: {e}"))?;
+    let then: BTreeMap<String, String> = recorded.into_iter().map(|(k, v)| (key_of_older(&k), v)).collect();
+    let differ: Vec<String> = now.iter().filter(|(k, v)| then.get(**k) != Some(*v)).map(|(k, v)| format!("{}: {} then, {v} now", shown(k), then.get(*k).map_or("(absent)", String::as_str))).collect();
     if differ.is_empty() {
         return Ok(());
     }
     Err(format!(
-        "was written by a run with other settings, so --resume would not end where that run would: {}; resume with the same arguments and data, or start again with --force",
+        "was written by a run with other settings, so `resume` would not end where that run would: {}; resume with the same arguments and data, or start again with `force`",
         differ.join("; ")
     ))
+}
+
+/// A recorded setting as a message names it: the settings in backticks, which the command line
+/// shows as their flags.
+fn shown(key: &str) -> String {
+    match key {
+        "model" => "backbone (`model`)".into(),
+        "images" => "images (the files in `data` and `val`)".into(),
+        "method_options" => "`method`'s options".into(),
+        "norm" => "`mean`/`std`".into(),
+        setting => format!("`{setting}`"),
+    }
+}
+
+/// The key of a setting recorded by a resume state written before settings had names of their
+/// own, when they were recorded by flag ("--lr", "backbone (--model)"), so that such a run still
+/// resumes.
+fn key_of_older(key: &str) -> String {
+    match key {
+        "backbone (--model)" => "model".into(),
+        "images (the files in --data and --val)" => "images".into(),
+        "--method's options" => "method_options".into(),
+        "--mean/--std" => "norm".into(),
+        key => key.strip_prefix("--").map_or_else(|| key.to_string(), |flag| flag.replace('-', "_")),
+    }
 }
 
 /// Keep the metrics of the epochs the resume state includes (an interrupted epoch wrote none,
@@ -120,4 +145,42 @@ fn truncate_metrics(path: &str, epochs_done: usize) -> Result<()> {
     let kept: String =
         text.lines().filter(|l| serde_json::from_str::<serde_json::Value>(l).ok().and_then(|v| v["epoch"].as_u64()).is_some_and(|e| e as usize <= epochs_done)).map(|l| format!("{l}\n")).collect();
     crate::io::write_atomically(std::path::Path::new(path), kept.as_bytes())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::HashMap;
+
+    fn resume_state(settings: &[(&str, &str)]) -> TensorFile {
+        let recorded: BTreeMap<&str, &str> = settings.iter().copied().collect();
+        let metadata = HashMap::from([("settings".to_string(), serde_json::to_string(&recorded).unwrap())]);
+        TensorFile { path: "run.resume.safetensors".into(), tensors: HashMap::new(), metadata }
+    }
+
+    /// A resume state written before settings had names (keys were flags) still resumes, and
+    /// one with another setting names it as the command line will show it.
+    #[test]
+    fn settings_recorded_by_flag_still_resume() {
+        let now = BTreeMap::from([
+            ("model", "fnv".to_string()),
+            ("images", "i".to_string()),
+            ("method_options", "o".to_string()),
+            ("norm", "n".to_string()),
+            ("lr", "0.1".to_string()),
+            ("img_size", "None".to_string()),
+        ]);
+        let older = resume_state(&[
+            ("backbone (--model)", "fnv"),
+            ("images (the files in --data and --val)", "i"),
+            ("--method's options", "o"),
+            ("--mean/--std", "n"),
+            ("--lr", "0.1"),
+            ("--img-size", "None"),
+        ]);
+        assert_eq!(check_same_settings(&older, &now), Ok(()));
+        let other = resume_state(&[("model", "fnv"), ("images", "i"), ("method_options", "o"), ("norm", "n"), ("lr", "0.2"), ("img_size", "None")]);
+        let err = check_same_settings(&other, &now).unwrap_err();
+        assert!(err.contains("`lr`: 0.2 then, 0.1 now") && err.contains("start again with `force`"), "{err}");
+    }
 }

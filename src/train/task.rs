@@ -109,7 +109,7 @@ impl TaskFile {
         // Never a task with NaN or infinite values: it would answer nothing but class 0.
         for (name, _, data) in &host {
             if let Some(i) = first_non_finite(data) {
-                return Err(Error::Format { path: path.to_string(), msg: format!("not written: tensor {name:?} holds {} at index {i} (the training diverged; try a lower --lr)", data[i]) });
+                return Err(Error::Format { path: path.to_string(), msg: format!("not written: tensor {name:?} holds {} at index {i} (the training diverged; try a lower `lr`)", data[i]) });
             }
         }
         let list: Vec<(&str, &[usize], &[f32])> = host.iter().map(|(n, s, d)| (n.as_str(), &s[..], &d[..])).collect();

@@ -131,5 +131,5 @@ fn attention_shape_errors_name_the_op_and_shapes() {
     let err = attention_forward(&t(&[1, 2, 5, 8]), &t(&[1, 2, 6, 8]), &t(&[1, 2, 5, 8]), 1.0).unwrap_err().to_string();
     assert!(err.contains("[1, 2, 6, 8]") && err.contains('k'), "{err}");
     let err = attention_forward(&t(&[1, 1, 2, 129]), &t(&[1, 1, 2, 129]), &t(&[1, 1, 2, 129]), 1.0).unwrap_err().to_string();
-    assert!(err.contains("hd ≤ 128") && err.contains("--attention unfused"), "{err}");
+    assert!(err.contains("hd ≤ 128") && err.contains("`attention` unfused"), "{err}");
 }

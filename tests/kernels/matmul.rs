@@ -418,7 +418,7 @@ fn every_kernel_takes_f16_weights() {
                 let stored = Tensor::from_f16_stored(gpu, &b_shape, &b32);
                 if !has_f16 {
                     let err = stored.unwrap_err().to_string();
-                    assert!(err.contains("SHADER_F16") && err.contains("--precision f32"), "{err}");
+                    assert!(err.contains("SHADER_F16") && err.contains("`precision` f32"), "{err}");
                     continue;
                 }
                 let bt = stored.unwrap();

@@ -9,7 +9,7 @@ use vpt_wgsl::Result;
 pub fn run(a: &ForwardArgs) -> Result<()> {
     let out = text(&a.output.out);
     let files = a.inputs.files();
-    check_new_output("--out", &out, &files.each_ref().map(|(flag, path)| (*flag, path.as_str())), a.output.force)?;
+    check_new_output("out", &out, &files.each_ref().map(|(flag, path)| (*flag, path.as_str())), a.output.force)?;
     let gpu = default_gpu()?;
     let (vit, task, images, _) = a.inputs.load(&gpu)?;
     let logits = vpt::vpt_forward(&gpu, &vit, &task, &images)?;

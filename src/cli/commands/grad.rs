@@ -11,7 +11,7 @@ pub fn run(a: &GradArgs) -> Result<()> {
     let method = a.method.method()?;
     let out = text(&a.output.out);
     let files = a.inputs.files();
-    check_new_output("--out", &out, &files.each_ref().map(|(flag, path)| (*flag, path.as_str())), a.output.force)?;
+    check_new_output("out", &out, &files.each_ref().map(|(flag, path)| (*flag, path.as_str())), a.output.force)?;
     let gpu = default_gpu()?;
     let (mut vit, task, images, labels) = a.inputs.load(&gpu)?;
     vit.plan = a.plan.plan();

@@ -15,9 +15,9 @@ use vpt_wgsl::train::task::{backbone_fingerprint, check_trained_on, parse_size, 
 use vpt_wgsl::{Gpu, Result, Tensor};
 
 impl StepInputs {
-    /// The files read, by flag: none may be an output.
+    /// The files read, by setting: none may be an output.
     pub fn files(&self) -> [(&'static str, String); 3] {
-        [("--model", text(&self.model.model)), ("--task", text(&self.task)), ("--batch", text(&self.batch))]
+        [("model", text(&self.model.model)), ("task", text(&self.task)), ("batch", text(&self.batch))]
     }
 
     /// Load backbone, task and batch; the batch's image size decides the size the model runs
@@ -40,7 +40,7 @@ impl StepInputs {
                 ));
             }
         }
-        let vit = Vit::from_state_dict(gpu, &sd, &self.model.load_options(Some(img_size), Some(format!("the images of --batch {batch}"))))?;
+        let vit = Vit::from_state_dict(gpu, &sd, &self.model.load_options(Some(img_size), Some(format!("the images of `batch` {batch}"))))?;
         task.check_against(&vit)?;
         Ok((vit, task, images, labels))
     }

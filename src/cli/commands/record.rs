@@ -12,7 +12,7 @@ pub fn run(a: &RecordArgs) -> Result<()> {
     let workload: Workload = a.workload.parse()?;
     let out = a.out.clone().unwrap_or_else(|| PathBuf::from(format!("{}.trace", workload.name())));
     let out_text = text(&out);
-    check_new_output("--out", &out_text, &[], a.force)?;
+    check_new_output("out", &out_text, &[], a.force)?;
     let gpu = a.device.open()?;
     eprintln!("recording {} on {}", workload.name(), gpu.describe());
     let recording = vpt_wgsl::lab::record(&gpu, workload)?;

@@ -27,7 +27,7 @@ pub struct Adapter {
 
 /// `adapter`, reduction from the setting `adapter_reduction` (default 8), or None for another part.
 pub fn parse(part: &str, options: &MethodOptions) -> Option<Result<Arc<dyn Tuner>>> {
-    (part == "adapter").then(|| Ok(Arc::new(Adapter { reduction: options.count("adapter_reduction", "--adapter-reduction", 8)? }) as Arc<dyn Tuner>))
+    (part == "adapter").then(|| Ok(Arc::new(Adapter { reduction: options.count("adapter_reduction", 8)? }) as Arc<dyn Tuner>))
 }
 
 /// The adapters a task file holds, if any, with their shapes checked against one another.
@@ -73,7 +73,7 @@ impl Tuner for Adapter {
         let (gpu, dims) = (backbone.gpu, backbone.dims);
         let (reduction, d) = (self.reduction, dims.width);
         if reduction == 0 || d / reduction == 0 {
-            return Err(Error::invalid("--adapter-reduction", format!("{reduction} leaves no width: the backbone's width {d} divided by it must be at least 1")));
+            return Err(Error::invalid("adapter_reduction", format!("{reduction} leaves no width: the backbone's width {d} divided by it must be at least 1")));
         }
         let r = d / reduction;
         let mut out = Vec::new();

@@ -139,7 +139,7 @@ impl Tuner for Dora {
     /// c ⊙ (h·Wᵀ + s·(h·Aᵀ)·Bᵀ) + bias, c = m / ‖W + s·B·A‖ (a constant norm).
     fn qkv_linear(&self, at: &BlockSite, h: &Var, weight: &Var, bias: &Var) -> Result<Option<Var>> {
         if weight.value().dtype() != DType::F32 {
-            return Err(Error::invalid("--method", format!("dora needs blocks.{}.attn.qkv.weight for its norms, which --precision f16 stores in f16; run dora with --precision f32", at.block)));
+            return Err(Error::invalid("method", format!("dora needs blocks.{}.attn.qkv.weight for its norms, which `precision` f16 stores in f16; run dora with `precision` f32", at.block)));
         }
         let [a, b, m] = <[String; 3]>::try_from(names(at.block)).expect("three names").map(|n| at.leaf(&n));
         let (a, b, m) = (a?, b?, m?);

@@ -106,7 +106,7 @@ impl Tuner for Ia3 {
     /// fc2's weight [D, hidden] with its columns rescaled by mlp [hidden].
     fn mlp_hidden(&self, at: &BlockSite, fc2_weight: Var) -> Result<Var> {
         if fc2_weight.value().dtype() != DType::F32 {
-            return Err(Error::invalid("--method", format!("ia3 rescales blocks.{}.mlp.fc2.weight, which --precision f16 stores in f16; run ia3 with --precision f32", at.block)));
+            return Err(Error::invalid("method", format!("ia3 rescales blocks.{}.mlp.fc2.weight, which `precision` f16 stores in f16; run ia3 with `precision` f32", at.block)));
         }
         let [_, _, mlp] = leaves(at)?;
         at.g.mul_last(&fc2_weight, &mlp)

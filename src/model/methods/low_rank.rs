@@ -12,8 +12,8 @@ use crate::tensor::Tensor;
 /// The rank R (setting `lora_rank`, default 8) and α (setting `lora_alpha`, default R) a
 /// low-rank method makes its pairs with.
 pub fn rank_and_alpha(options: &MethodOptions) -> Result<(usize, f32)> {
-    let rank = options.count("lora_rank", "--lora-rank", 8)?;
-    let alpha = options.number("lora_alpha", "--lora-alpha")?.map_or(rank as f32, |a| a as f32);
+    let rank = options.count("lora_rank", 8)?;
+    let alpha = options.number("lora_alpha")?.map_or(rank as f32, |a| a as f32);
     Ok((rank, alpha))
 }
 
@@ -36,7 +36,7 @@ pub fn alpha_metadata(alpha: f32) -> Vec<(String, String)> {
 pub fn initial_pairs(backbone: &Backbone, rank: usize, seed: u64) -> Result<Vec<(Tensor, Tensor)>> {
     let (gpu, d) = (backbone.gpu, backbone.dims.width);
     if rank == 0 || rank > d {
-        return Err(Error::invalid("--lora-rank", format!("{rank} must be between 1 and the backbone's width {d}")));
+        return Err(Error::invalid("lora_rank", format!("{rank} must be between 1 and the backbone's width {d}")));
     }
     let bound = 1.0 / (d as f64).sqrt();
     (0..backbone.dims.depth)

@@ -39,7 +39,7 @@ impl Method {
     /// Parse `--method` (e.g. "prompt+adapter"); the methods that make tensors make them with
     /// `options`.
     pub fn parse(s: &str, options: &MethodOptions) -> Result<Method> {
-        let bad = |why: String| Error::invalid("--method", format!("{s:?}: {why}; methods are {}, joined by + (e.g. prompt+bias)", super::spelled()));
+        let bad = |why: String| Error::invalid("method", format!("{s:?}: {why}; methods are {}, joined by + (e.g. prompt+bias)", super::spelled()));
         let mut ranked: Vec<(usize, Arc<dyn Tuner>)> = Vec::new();
         for part in s.split('+') {
             if part == "linear" {
@@ -111,7 +111,7 @@ impl Method {
     /// f16` stores the large weights in f16, and those only frozen.
     pub fn check_trainable(&self, name: &str, t: &Tensor) -> Result<()> {
         if t.dtype() == DType::F16 {
-            return Err(Error::invalid("--method", format!("{} trains {name}, which --precision f16 stores in f16; train it with --precision f32", self.name())));
+            return Err(Error::invalid("method", format!("{} trains {name}, which `precision` f16 stores in f16; train it with `precision` f32", self.name())));
         }
         Ok(())
     }
@@ -178,16 +178,16 @@ mod tests {
         assert_eq!(described("prompt+bias+partial-1", 2, 1), "2 prompts × 1 layers, every bias, the last 1 block and the final norm and the head");
         assert!("partial-3".parse::<Method>().unwrap().check_depth(3).is_ok());
         let err = "partial-4".parse::<Method>().unwrap().check_depth(3).unwrap_err().to_string();
-        assert!(err.contains("--method") && err.contains("partial-4") && err.contains("has 3"), "{err}");
+        assert!(err.starts_with("method:") && err.contains("partial-4") && err.contains("has 3"), "{err}");
         assert_eq!(described("adapter", 0, 0), "an adapter in every block (reduction 8) and the head");
         for bad in ["partial-0", "partial-x", "biases", "", "adapters", "partial-1+partial-2", "bias+bias"] {
             let err = bad.parse::<Method>().unwrap_err().to_string();
-            assert!(err.contains("--method"), "{err}");
+            assert!(err.starts_with("method:"), "{err}");
         }
         let adapter = Method::parse("adapter", &MethodOptions::default().with("adapter_reduction", 4.0)).unwrap();
         assert_eq!(adapter.options(), "adapter: reduction 4");
         assert_ne!(adapter, "adapter".parse::<Method>().unwrap(), "options make another method");
         let err = Method::parse("adapter", &MethodOptions::default().with("adapter_reduction", 1.5)).unwrap_err().to_string();
-        assert!(err.contains("--adapter-reduction"), "{err}");
+        assert!(err.starts_with("adapter_reduction:"), "{err}");
     }
 }

@@ -16,20 +16,21 @@ impl MethodOptions {
         self
     }
 
-    /// The setting's value, if given: an error (naming `flag`) unless it is a finite number.
-    pub fn number(&self, setting: &str, flag: &str) -> Result<Option<f64>> {
+    /// The setting's value, if given: an error (naming the setting) unless it is a finite number.
+    pub fn number(&self, setting: &str) -> Result<Option<f64>> {
         match self.0.get(setting) {
-            Some(v) if !v.is_finite() => Err(Error::invalid(flag, format!("{v} is not a finite number"))),
+            Some(v) if !v.is_finite() => Err(Error::invalid(setting, format!("{v} is not a finite number"))),
             other => Ok(other.copied()),
         }
     }
 
-    /// The setting as a count, or `default`: an error (naming `flag`) unless a whole number ≥ 0.
-    pub fn count(&self, setting: &str, flag: &str, default: usize) -> Result<usize> {
-        match self.number(setting, flag)? {
+    /// The setting as a count, or `default`: an error (naming the setting) unless a whole
+    /// number ≥ 0.
+    pub fn count(&self, setting: &str, default: usize) -> Result<usize> {
+        match self.number(setting)? {
             None => Ok(default),
             Some(v) if v >= 0.0 && v.fract() == 0.0 && v <= usize::MAX as f64 => Ok(v as usize),
-            Some(v) => Err(Error::invalid(flag, format!("{v} is not a whole number"))),
+            Some(v) => Err(Error::invalid(setting, format!("{v} is not a whole number"))),
         }
     }
 }

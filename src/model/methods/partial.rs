@@ -39,7 +39,7 @@ impl Tuner for Partial {
         let k = self.blocks;
         if k > depth {
             return Err(Error::invalid(
-                "--method",
+                "method",
                 format!("partial-{k} trains the last {k} blocks, and the backbone has {depth}; use partial-{depth} to train every block and the final norm, or full to train the embeddings too"),
             ));
         }

@@ -125,7 +125,7 @@ impl EpochLoader {
     pub fn new(samples: Vec<Sample>, transform: Transform, norm: Normalization, batch_size: usize, shuffle: bool, seed: u64, epoch: usize, start_batch: usize) -> EpochLoader {
         let mut loader = EpochLoader { num_batches: 0, next_batch: start_batch, rx: None, stop: Arc::new(AtomicBool::new(false)), worker: None, pending: None, failed: false };
         if batch_size == 0 {
-            loader.pending = Some(Error::invalid("--batch", "batch size is 0; use a batch size of at least 1"));
+            loader.pending = Some(Error::invalid("batch", "batch size is 0; use a batch size of at least 1"));
             return loader;
         }
         let order = epoch_order(samples.len(), shuffle, seed, epoch);

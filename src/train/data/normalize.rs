@@ -18,7 +18,7 @@ impl Normalization {
         let mean = parse_triple("mean", mean)?;
         let std = parse_triple("std", std)?;
         if std.iter().any(|&s| s <= 0.0) {
-            return Err(Error::invalid("normalization", format!("std {std:?} has a value ≤ 0; every channel's std must be positive, e.g. 0.229,0.224,0.225")));
+            return Err(Error::invalid("std", format!("{std:?} has a value ≤ 0; every channel's std must be positive, e.g. 0.229,0.224,0.225")));
         }
         Ok(Normalization { mean, std })
     }
@@ -33,7 +33,7 @@ impl Normalization {
 
 /// Three comma-separated finite numbers.
 fn parse_triple(what: &str, text: &str) -> Result<[f32; 3]> {
-    let bad = |why: String| Error::invalid("normalization", format!("{what} {text:?}: {why}; give three comma-separated numbers, one per RGB channel, e.g. 0.485,0.456,0.406"));
+    let bad = |why: String| Error::invalid(what, format!("{text:?}: {why}; give three comma-separated numbers, one per RGB channel, e.g. 0.485,0.456,0.406"));
     let parts: Vec<&str> = text.split(',').map(str::trim).collect();
     if parts.len() != 3 {
         return Err(bad(format!("found {} values", parts.len())));
