@@ -398,3 +398,84 @@ fn ctrl_c_keeps_the_last_epoch_and_says_how_to_resume() {
     assert!(vpt(&resumed).status.success());
     assert_eq!(std::fs::read_to_string(&metrics).unwrap().lines().count(), 40);
 }
+
+/// The tiny backbone with `metadata` (which replaces the usual), written as `name`.
+fn backbone_with_metadata(dir: &Path, name: &str, metadata: &[(&str, &str)]) -> String {
+    let tensors = synthetic_vit_state_dict(&common::tiny_config(), 0, common::SEED);
+    let list: Vec<(&str, &[usize], &[f32])> = tensors.iter().map(|(n, s, d)| (n.as_str(), &s[..], &d[..])).collect();
+    let path = s(&dir.join(name));
+    write_f32_tensors(&path, &list, metadata.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()).unwrap();
+    path
+}
+
+/// Errors that named a value alone now name where it came from — the file, the tensor or key, the
+/// flag — and say what to do: a label beyond the task's classes, a checkpoint's mean/std, a task
+/// whose image size disagrees with the batch, a position embedding with no patch positions, an
+/// output folder where nothing can be created, and an edited kernel that stops using a binding.
+#[test]
+fn unclear_errors_name_their_file_key_or_flag() {
+    let dir = workdir("hostile-unclear");
+    let model = write_tiny_backbone(&dir);
+    let data = s(&image_folder(&dir, 3));
+    let (task, _) = task_and_batch(&dir);
+    let grad = |model: &str, task: &str, batch: &str, out: &str| ["grad", "--model", model, "--task", task, "--batch", batch, "--out", out].map(str::to_string);
+    fn args(a: &[String]) -> Vec<&str> {
+        a.iter().map(String::as_str).collect()
+    }
+    let out = s(&dir.join("grads.safetensors"));
+
+    // A label beyond the task's 4 classes.
+    let far_label = s(&dir.join("far_label.safetensors"));
+    common::write_batch(Path::new(&far_label), &vec![0.5f32; 2 * 3 * common::IMG * common::IMG], &[2, 3, common::IMG, common::IMG], &[1, 7]);
+    fails_naming(&args(&grad(&model, &task, &far_label, &out)), &[&far_label, "\"labels\"", "7", "4 classes"]);
+
+    // A checkpoint's normalisation that is NaN or not positive: the file and the key.
+    for (name, key, value) in [("nan_mean.safetensors", "mean", "nan,0.5,0.5"), ("zero_std.safetensors", "std", "0.5,0,0.5")] {
+        let meta = [("num_heads", "3"), ("mean", "0.5,0.5,0.5"), ("std", "0.25,0.25,0.25")].map(|(k, v)| if k == key { (k, value) } else { (k, v) });
+        let bad = backbone_with_metadata(&dir, name, &meta);
+        fails_naming(&["train", "--model", &bad, "--data", &data, "--out", &s(&dir.join("n.safetensors")), "--epochs", "1"], &[&bad, &format!("metadata {key}")]);
+    }
+
+    // A task trained at another image size than the batch's: both files, and the task's key.
+    let sized = s(&dir.join("sized_task.safetensors"));
+    let file = TensorFile::read(&task).unwrap();
+    let tensors: Vec<(String, Vec<usize>, Vec<f32>)> = file.tensors.keys().map(|n| (n.clone(), file.f32(n).unwrap().0.to_vec(), file.f32(n).unwrap().1.to_vec())).collect();
+    let list: Vec<(&str, &[usize], &[f32])> = tensors.iter().map(|(n, s, d)| (n.as_str(), &s[..], &d[..])).collect();
+    write_f32_tensors(&sized, &list, [("img_size".to_string(), "32,32".to_string())].into()).unwrap();
+    let (_, batch) = task_and_batch(&dir);
+    fails_naming(&args(&grad(&model, &sized, &batch, &out)), &["--batch", &batch, &sized, "img_size", "32×32"]);
+
+    // A position embedding holding the class token alone.
+    let no_grid = edited_backbone(&dir, "no_grid.safetensors", |t| {
+        let pe = t.iter_mut().find(|(n, _, _)| n == "pos_embed").unwrap();
+        pe.1 = vec![1, 1, common::D];
+        pe.2.truncate(common::D);
+    });
+    fails_naming(&["train", "--model", &no_grid, "--data", &data, "--out", &s(&dir.join("g.safetensors")), "--img-size", "16"], &[&no_grid, "\"pos_embed\"", "no"]);
+
+    // An output where no file can be created: the flag and the folder, before any work.
+    #[cfg(target_os = "linux")]
+    {
+        fails_naming(&args(&grad(&model, &task, &batch, "/proc/grads.safetensors")), &["--out", "/proc", "no file can be created"]);
+        fails_naming(&["train", "--model", &model, "--data", &data, "--out", "/proc/run.safetensors"], &["--out", "/proc"]);
+        fails_naming(&["compare", "--model", &model, "--data", &data, "--methods", "linear", "--out-dir", "/proc/compare"], &["--out-dir", "/proc/compare"]);
+    }
+    std::fs::remove_dir_all(&dir).ok();
+}
+
+/// An edited kernel (`vpt check --wgsl-dir`) that no longer uses a binding its launcher binds:
+/// the error says so and names the bindings, not wgpu's bind-group-layout words alone.
+#[test]
+fn an_edited_kernel_that_drops_a_binding_is_named() {
+    let gpu = vpt_wgsl::Gpu::new().unwrap_or_else(|e| panic!("{e}"));
+    let read = |relative: &str| -> vpt_wgsl::Result<String> {
+        let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("wgsl").join(relative)).unwrap();
+        // gelu_forward no longer reads x (binding 1).
+        Ok(if relative == "gelu.wgsl" { text.replace("y[i] = gelu_exact(x[i]);", "y[i] = 1.0;") } else { text })
+    };
+    gpu.use_kernel_sources(std::sync::Arc::new(read)).unwrap();
+    let x = vpt_wgsl::Tensor::from_slice(&gpu, &[4], &[1.0, 2.0, 3.0, 4.0]).unwrap();
+    let Err(err) = vpt_wgsl::kernels::gelu::gelu_forward(&x) else { panic!("the bind group cannot fit") };
+    let err = err.to_string();
+    assert!(err.contains("gelu::gelu_forward") && err.contains("buffers at [1, 2]") && err.contains("`wgsl_dir`") && err.contains("keep every binding"), "{err}");
+}

@@ -1,5 +1,6 @@
-//! A sweep of bad values through every flag of every command that reads files or numbers: a few
-//! hundred runs of `vpt`, each with one flag (or argument) replaced by something a careless or
+//! A sweep of bad values through every flag of every command that reads files or numbers (train,
+//! eval, predict, forward, bench, demo, compare, record, lab, check, tune, and the methods'
+//! options): a few hundred runs of `vpt`, each with one flag (or argument) replaced by something a careless or
 //! hostile user might type. For every run: no panic, no hang, none of the user's files changed,
 //! no NaN printed or written, and a failure names the flag or the value at fault.
 
@@ -24,7 +25,17 @@ struct Run {
 
 /// Run `vpt` with a time limit, killing it past the limit (a hang).
 fn run(args: &[String], limit: Duration) -> Option<Run> {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_vpt")).args(args).env_remove("WGPU_ADAPTER_NAME").stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    // `vpt tune` writes the tune cache: never the user's (nor the other tests') one.
+    let cache = std::env::temp_dir().join(format!("vpt-sweep-cache-{}", std::process::id()));
+    let mut child = Command::new(env!("CARGO_BIN_EXE_vpt"))
+        .args(args)
+        .env_remove("WGPU_ADAPTER_NAME")
+        .env("VPT_CACHE_DIR", cache)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
     let start = Instant::now();
     while child.try_wait().unwrap().is_none() {
         if start.elapsed() > limit {
@@ -126,6 +137,16 @@ fn a_sweep_of_bad_values_through_every_flag() {
         ),
         ("bench", vec![("--filter", "gelu fwd".into()), ("--reps", "1".into())], vec!["--reps", "--batch", "--attention", "--recompute"], vec![]),
         ("demo", vec![("--epochs", "1".into())], vec![], vec!["--out-dir", "--dir"]),
+        (
+            "compare",
+            vec![("--model", model.clone()), ("--data", data.clone()), ("--methods", "linear".into()), ("--out-dir", String::new()), ("--epochs", "1".into()), ("--batch", "4".into())],
+            vec!["--methods", "--epochs", "--batch", "--lr", "--prompts", "--adapter-reduction", "--lora-rank", "--lora-alpha"],
+            vec!["--model", "--data", "--out-dir"],
+        ),
+        ("record", vec![("", "step".into()), ("--out", String::new())], vec![""], vec!["--out"]),
+        ("lab", vec![("--port", "0".into()), ("--traces", folder.clone())], vec![], vec!["--traces"]),
+        ("check", vec![("--wgsl-dir", folder.clone())], vec![], vec!["--wgsl-dir"]),
+        ("tune", vec![("--preset", "small".into()), ("--filter", "matmul qkv".into()), ("--reps", "1".into())], vec!["--reps", "--batch"], vec![]),
     ];
     // forward needs a batch file: one of the tiny ViT's size, written with the task's normalisation.
     let batch = scratch.join("batch.safetensors").display().to_string();
@@ -145,7 +166,7 @@ fn a_sweep_of_bad_values_through_every_flag() {
                 let v = if *f == flag {
                     replaced = true;
                     value.clone()
-                } else if v.is_empty() && *f == "--out" {
+                } else if v.is_empty() && f.starts_with("--out") {
                     out.clone()
                 } else if v.is_empty() {
                     batch.clone()
@@ -174,7 +195,7 @@ fn a_sweep_of_bad_values_through_every_flag() {
             }
             let named = [flag, value.as_str()].iter().any(|n| !n.is_empty() && r.stderr.contains(n))
                 || r.stderr.contains("Usage:") // clap: its usage line names the flags
-                || (flag.is_empty() && r.stderr.contains("<IMAGES>")); // the positional image paths
+                || (flag.is_empty() && (r.stderr.contains("<IMAGES>") || r.stderr.contains("WORKLOAD"))); // the positional arguments
             if r.code != Some(0) && !named {
                 problems.push(format!("error names neither {flag:?} nor {value:?}: {what}"));
             }

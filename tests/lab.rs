@@ -5,6 +5,7 @@ use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::process::Command;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use vpt_wgsl::gpu::{Access, TraceOp};
 use vpt_wgsl::kernels::matmul::{matmul_forward, MatmulOptions};
@@ -103,6 +104,22 @@ fn trace_files_round_trip_and_bad_ones_are_named() {
     other[at + 10] = b'9';
     std::fs::write(dir.join("v9.trace"), &other).unwrap();
     assert!(read_trace_file(&dir.join("v9.trace")).unwrap_err().to_string().contains("vpt-trace 9"));
+    // Data shorter or longer than the manifest declares is refused by name, not served.
+    let blob = bytes.len() - 8 - u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
+    assert!(blob >= 16, "the trace keeps the upload and the read-back");
+    for (file, contents) in [("cut.trace", bytes[..bytes.len() - 4].to_vec()), ("padded.trace", [&bytes[..], &[0u8; 4]].concat())] {
+        std::fs::write(dir.join(file), &contents).unwrap();
+        let err = read_trace_file(&dir.join(file)).unwrap_err().to_string();
+        assert!(err.contains(file) && err.contains(&format!("declares {blob} bytes of data")), "{err}");
+    }
+    // So is an op whose data lies outside the data.
+    let mut manifest: serde_json::Value = serde_json::from_slice(&bytes[8..bytes.len() - blob]).unwrap();
+    let read = manifest["ops"].as_array_mut().unwrap().iter_mut().find(|op| op["op"] == "read").unwrap();
+    read["data"][0] = serde_json::json!(1 << 20);
+    let json = manifest.to_string().into_bytes();
+    std::fs::write(dir.join("outside.trace"), [&(json.len() as u64).to_le_bytes()[..], &json, &bytes[bytes.len() - blob..]].concat()).unwrap();
+    let err = read_trace_file(&dir.join("outside.trace")).unwrap_err().to_string();
+    assert!(err.contains("outside.trace") && err.contains("(\"read\") reads data [1048576,"), "{err}");
     // What would block or never end is refused by its kind, before it is opened.
     #[cfg(unix)]
     {
@@ -155,6 +172,69 @@ fn the_lab_serves_the_page_and_traces_and_nothing_else() {
     let mut endless = TcpStream::connect(("127.0.0.1", port)).unwrap();
     endless.write_all(&vec![b'a'; 20_000]).unwrap_or(());
     assert!(http(port, "GET / HTTP/1.1\r\n\r\n").0.starts_with("HTTP/1.1 200"));
+}
+
+/// The time the process `pid` has spent on the CPU, from /proc (Linux).
+#[cfg(target_os = "linux")]
+fn cpu_time(pid: u32) -> Duration {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    // Fields after the command's name (which is in parentheses): utime and stime are the 12th
+    // and 13th, in clock ticks (100 per second on Linux).
+    let fields: Vec<&str> = stat.rsplit(')').next().unwrap().split_whitespace().collect();
+    let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
+    Duration::from_millis(ticks * 10)
+}
+
+/// A flood of silent connections, with the lab's open-file limit at 64: a page request is still
+/// answered at once, and the server does not spin (it used to retry a failing accept in a busy
+/// loop, at 100% of a core, and answer nothing).
+#[cfg(target_os = "linux")]
+#[test]
+fn the_lab_answers_under_a_flood_of_slow_connections() {
+    let dir = temp_dir("flood");
+    let gpu = gpu();
+    gpu.start_trace();
+    Tensor::from_slice(&gpu, &[4], &[1.0, 2.0, 3.0, 4.0]).unwrap().to_vec().unwrap();
+    std::fs::write(dir.join("tiny.trace"), gpu.take_trace().unwrap().unwrap().to_file_bytes("test", &gpu.describe())).unwrap();
+    let script = format!("ulimit -n 64 && exec {} lab --port 0 --traces {}", env!("CARGO_BIN_EXE_vpt"), dir.display());
+    /// The lab, stopped when the test ends, however it ends (a lab left running would hold the
+    /// test's output open).
+    struct Running(std::process::Child);
+    impl Drop for Running {
+        fn drop(&mut self) {
+            let _ = self.0.kill();
+            let _ = self.0.wait();
+        }
+    }
+    let mut lab = Running(Command::new("sh").args(["-c", &script]).stdout(std::process::Stdio::piped()).spawn().unwrap());
+    let mut line = String::new();
+    std::io::BufRead::read_line(&mut std::io::BufReader::new(lab.0.stdout.take().unwrap()), &mut line).unwrap();
+    let port: u16 = line.split("http://127.0.0.1:").nth(1).and_then(|rest| rest.split('/').next()).and_then(|p| p.parse().ok()).unwrap_or_else(|| panic!("no port in {line:?}"));
+
+    // More silent clients than the lab has slots and file handles, held open.
+    // (A connection the lab's queue has no room for would block its connect for seconds: bounded.)
+    let address = std::net::SocketAddr::from(([127, 0, 0, 1], port));
+    let flood: Vec<TcpStream> = (0..300).filter_map(|_| TcpStream::connect_timeout(&address, Duration::from_millis(200)).ok()).collect();
+    assert!(flood.len() >= 100, "only {} connections opened", flood.len());
+    std::thread::sleep(Duration::from_millis(300));
+    let before = cpu_time(lab.0.id());
+    let started = Instant::now();
+    let mut stream = TcpStream::connect_timeout(&address, Duration::from_secs(5)).expect("the lab must still take a connection");
+    stream.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    stream.write_all(b"GET /traces/ HTTP/1.1\r\n\r\n").unwrap();
+    let mut answer = Vec::new();
+    let _ = stream.read_to_end(&mut answer);
+    let waited = started.elapsed();
+    std::thread::sleep(Duration::from_secs(1));
+    let spent = cpu_time(lab.0.id()) - before;
+    drop(lab);
+    drop(flood);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.starts_with("HTTP/1.1 200") && answer.contains("tiny"), "under the flood the lab answered {answer:?} after {waited:?}");
+    assert!(waited < Duration::from_secs(3), "the answer took {waited:?}");
+    let wall = started.elapsed();
+    assert!(spent < wall / 2, "the lab spent {spent:?} of CPU in {wall:?}: a busy loop?");
+    std::fs::remove_dir_all(&dir).ok();
 }
 
 /// `vpt record`: an unknown workload is refused by name, and an existing file is not replaced

@@ -93,5 +93,19 @@ fn a_bad_cache_is_an_error_naming_the_file() {
     std::fs::write(&path, elsewhere.to_json()).unwrap();
     let (ok, _, stderr) = vpt(&["info"], &cache);
     assert!(!ok && stderr.contains("Another GPU"), "{stderr}");
+
+    // Choices no kernel can take (another version's, or edited) are used for nothing, and said.
+    let mut unknown = KernelChoices::for_gpu(&gpu, "test");
+    unknown.choices = BTreeMap::from([
+        ("matmul 60x2304x768 nt".to_string(), "reg64x64".to_string()),
+        ("row_reduce".to_string(), "warp".to_string()),
+        ("flash_attention".to_string(), "on".to_string()),
+        ("matmul 60x768x768 nt".to_string(), MatmulKernel::Tiled.name().to_string()),
+    ]);
+    std::fs::write(&path, unknown.to_json()).unwrap();
+    let (ok, _, stderr) = vpt(&["info"], &cache);
+    let warnings: Vec<&str> = stderr.lines().filter(|l| l.starts_with("warning: the tune cache") && l.contains(&path.display().to_string())).collect();
+    assert!(ok && warnings.len() == 3, "{stderr}");
+    assert!(warnings.iter().any(|w| w.contains("\"reg64x64\", which is not a variant")) && warnings.iter().any(|w| w.contains("\"flash_attention\" is not a choice")), "{stderr}");
     let _ = std::fs::remove_dir_all(&cache);
 }

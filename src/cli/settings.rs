@@ -103,7 +103,7 @@ impl DeviceArgs {
     /// wrote one.
     pub fn open(&self) -> Result<Gpu> {
         let gpu = self.open_untuned()?;
-        gpu.load_tune_cache()?;
+        use_tune_cache(&gpu)?;
         Ok(gpu)
     }
 
@@ -158,4 +158,16 @@ impl TuneArgs {
     pub fn options(&self) -> BenchOptions {
         BenchOptions { reps: self.reps, filter: self.filter.clone(), ..BenchOptions::new(preset(self.preset).shape(self.batch)) }
     }
+}
+
+/// Use `gpu`'s tune cache if `vpt tune` wrote one (returns its path then), with a warning for each
+/// choice in it that no kernel can take: those shapes keep the fixed rule.
+pub fn use_tune_cache(gpu: &Gpu) -> Result<Option<std::path::PathBuf>> {
+    let path = gpu.load_tune_cache()?;
+    if let (Some(path), Some(choices)) = (&path, gpu.choices()) {
+        for unused in vpt_wgsl::kernels::unused_choices(&choices) {
+            eprintln!("warning: the tune cache {}: {unused}; the fixed rule is used there (run `vpt tune` again)", path.display());
+        }
+    }
+    Ok(path)
 }

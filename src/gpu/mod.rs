@@ -116,6 +116,26 @@ struct PendingGuard<'a> {
 }
 
 impl Gpu {
+    /// A bind group that does not fit its pipeline's layout can only come from edited WGSL
+    /// (`vpt check --wgsl-dir`; `tests/contract.rs` holds the embedded kernels to their launchers):
+    /// wgpu derives the layout from the bindings the entry point uses, so one it no longer uses is
+    /// missing there. Say so, rather than wgpu's words alone.
+    fn explain_bind_group_error(&self, err: Error, buffers: &[Bind]) -> Error {
+        match err {
+            Error::Gpu { op, msg } if self.inner.aides.sources.overridden() => {
+                let bound: Vec<String> = buffers.iter().map(|b| b.binding.to_string()).collect();
+                Error::Gpu {
+                    op: op.clone(),
+                    msg: format!(
+                        "its launcher binds the uniform at 0 and buffers at [{}], but the WGSL read from `wgsl_dir` does not declare or no longer uses each of them in {op}: keep every binding the launcher binds in use. wgpu: {msg}",
+                        bound.join(", ")
+                    ),
+                }
+            }
+            other => other,
+        }
+    }
+
     /// Record one kernel launch.
     ///
     /// - `params`: the kernel's uniform struct (binding 0); see [`Params`].
@@ -158,17 +178,19 @@ impl Gpu {
         // The bind group: what each `@binding(n)` of the entry point refers to. Binding 0 is a
         // small uniform buffer made for this launch; the others are the tensors' buffers.
         let device = &self.inner.device;
-        let bind_group = self.scoped(&op, || {
-            let uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some("params"), contents: &params.padded_bytes(), usage: wgpu::BufferUsages::UNIFORM });
-            let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() }];
-            entries.extend(buffers.iter().map(|b| wgpu::BindGroupEntry { binding: b.binding, resource: b.buffer.buffer.as_entire_binding() }));
-            device.create_bind_group(&wgpu::BindGroupDescriptor {
-                label: Some(&op),
-                // The layout wgpu derived from the WGSL's declarations (`layout: None` at compile).
-                layout: &pipeline.get_bind_group_layout(0),
-                entries: &entries,
+        let bind_group = self
+            .scoped(&op, || {
+                let uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some("params"), contents: &params.padded_bytes(), usage: wgpu::BufferUsages::UNIFORM });
+                let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() }];
+                entries.extend(buffers.iter().map(|b| wgpu::BindGroupEntry { binding: b.binding, resource: b.buffer.buffer.as_entire_binding() }));
+                device.create_bind_group(&wgpu::BindGroupDescriptor {
+                    label: Some(&op),
+                    // The layout wgpu derived from the WGSL's declarations (`layout: None` at compile).
+                    layout: &pipeline.get_bind_group_layout(0),
+                    entries: &entries,
+                })
             })
-        })?;
+            .map_err(|e| self.explain_bind_group_error(e, buffers))?;
 
         // One compute pass in the pending encoder. Profiling on the host clock times it alone.
         self.timed_on_host(&op, || self.record_pass(&op, &pipeline, &bind_group, workgroups))?;

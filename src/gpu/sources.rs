@@ -23,6 +23,11 @@ impl KernelSources {
         *self.reader.lock().unwrap() = Some(reader);
     }
 
+    /// Whether kernels come from a reader (an edited copy) rather than from the binary.
+    pub fn overridden(&self) -> bool {
+        self.reader.lock().unwrap().is_some()
+    }
+
     /// The WGSL of `shader`, as it is to be compiled.
     pub fn source(&self, shader: &Shader) -> Result<Cow<'static, str>> {
         match self.reader.lock().unwrap().as_deref() {

@@ -68,6 +68,31 @@ pub(crate) fn row_reduce_shader(gpu: &Gpu, workgroup: &'static Shader, subgroup:
     }
 }
 
+/// The entries of a tune cache that no kernel would use, each said in words: a key no kernel asks
+/// for, or a variant that does not exist (a file from another version of vpt-wgsl, or edited).
+/// The kernels then take their fixed rule for those shapes, which the user should know.
+pub fn unused_choices(choices: &crate::gpu::KernelChoices) -> Vec<String> {
+    let known = |key: &str, value: &str| -> std::result::Result<(), String> {
+        if key == ROW_REDUCE_KEY {
+            return [ROW_REDUCE_SUBGROUPS, ROW_REDUCE_WORKGROUP].contains(&value).then_some(()).ok_or(format!("{ROW_REDUCE_SUBGROUPS} or {ROW_REDUCE_WORKGROUP}"));
+        }
+        if key.starts_with("matmul ") {
+            let names: Vec<&str> = matmul::MatmulKernel::ALL.iter().map(|k| k.name()).collect();
+            return matmul::MatmulKernel::by_name(value).map(drop).ok_or(names.join(", "));
+        }
+        Err(String::new())
+    };
+    let mut unused = Vec::new();
+    for (key, value) in &choices.choices {
+        match known(key, value) {
+            Ok(()) => {}
+            Err(expected) if expected.is_empty() => unused.push(format!("{key:?} is not a choice any kernel makes")),
+            Err(expected) => unused.push(format!("{key:?} names {value:?}, which is not a variant (use {expected})")),
+        }
+    }
+    unused
+}
+
 /// Grid for a 1-D kernel over `n` elements, one thread each.
 pub(crate) fn grid_1d(gpu: &Gpu, n: usize) -> Result<[u32; 3]> {
     let groups = u32::try_from(n.div_ceil(WG_1D as usize)).map_err(|_| Error::shape("grid", format!("{n} elements is more than one launch can cover")))?;

@@ -154,8 +154,28 @@ pub fn read_trace_file(path: &Path) -> Result<(String, Vec<u8>)> {
     if manifest["format"] != "vpt-trace 1" {
         return Err(bad(format!("its format is {}, not \"vpt-trace 1\"", manifest["format"])));
     }
+    check_blob(&manifest, (bytes.len() - 8 - json.len()) as u64).map_err(bad)?;
     let name = path.file_stem().and_then(|s| s.to_str()).filter(|s| server::is_plain_name(s)).ok_or_else(|| bad("its name must be letters, digits, '-' or '_' before .trace".into()))?;
     Ok((name.to_string(), bytes))
+}
+
+/// The blob after the manifest holds what the manifest declares: `blob_bytes` bytes, and every
+/// op's `data` range inside them. A trace cut short (or padded) would replay with bytes that were
+/// never recorded, or fail half-way in the browser; here it is refused by name.
+fn check_blob(manifest: &serde_json::Value, blob_len: u64) -> std::result::Result<(), String> {
+    let declared = manifest["blob_bytes"].as_u64().ok_or("its manifest has no blob_bytes")?;
+    if declared != blob_len {
+        return Err(format!("its manifest declares {declared} bytes of data but {blob_len} follow it: cut short or altered; record it again"));
+    }
+    for (i, op) in manifest["ops"].as_array().ok_or("its manifest has no ops")?.iter().enumerate() {
+        let Some(range) = op.get("data") else { continue };
+        let (offset, len) = (range[0].as_u64(), range[1].as_u64());
+        let fits = matches!((offset, len), (Some(o), Some(n)) if o.checked_add(n).is_some_and(|end| end <= blob_len));
+        if !fits {
+            return Err(format!("op {i} ({}) reads data {range} outside the {blob_len} bytes of data; record it again", op["op"]));
+        }
+    }
+    Ok(())
 }
 
 /// Every `.trace` file in `dir`, checked.

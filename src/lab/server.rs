@@ -5,12 +5,25 @@
 //! connection closed after each answer. Browsers give WebGPU only to secure contexts, and
 //! `http://127.0.0.1` is one, so no TLS is needed. Nothing a request says can name a file: a
 //! trace is looked up by name among those loaded at start.
+//!
+//! It holds under a flood of slow clients (connections that send nothing, or a byte at a time):
+//! - at most [`MAX_CONNECTIONS`] are given the full [`HEAD_DEADLINE`] to send their request;
+//! - past that, up to as many again are served only if their request arrives within
+//!   [`HURRIED_DEADLINE`], as a browser's does at once, so a legitimate request still gets an
+//!   answer while slow ones hold the first slots; past both, a connection is closed at once;
+//! - when accepting fails (no file handle left: a low open-file limit), the server pauses
+//!   [`ACCEPT_BACKOFF`] instead of retrying at once, which spun a core at 100% and answered
+//!   nothing.
+//!
+//! A well-kept server crate would bring these too, but also an async runtime for a page and a few
+//! files; these three rules are the part we need.
 
 use std::borrow::Cow;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 
@@ -19,6 +32,16 @@ const REPLAY_JS: &str = include_str!("../../benches/browser/replay.js");
 
 /// The longest request head we read; anything longer is refused.
 const MAX_REQUEST_BYTES: usize = 8 * 1024;
+/// Connections given the full [`HEAD_DEADLINE`]; as many again get [`HURRIED_DEADLINE`].
+pub const MAX_CONNECTIONS: usize = 32;
+/// The longest a client may take to send its whole request head.
+const HEAD_DEADLINE: Duration = Duration::from_secs(5);
+/// The same, for a connection that came while [`MAX_CONNECTIONS`] were busy.
+const HURRIED_DEADLINE: Duration = Duration::from_millis(250);
+/// The longest an answer may take to be written (a client that stops reading).
+const WRITE_DEADLINE: Duration = Duration::from_secs(10);
+/// The pause after a failed accept.
+const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// The traces a lab serves, by name (`/traces/<name>.trace`).
 pub type Traces = Arc<Vec<(String, Vec<u8>)>>;
@@ -35,22 +58,36 @@ pub fn bind(port: u16) -> Result<TcpListener> {
 
 /// Answer requests on `listener` until the process ends.
 pub fn serve(listener: TcpListener, traces: Traces) -> Result<()> {
+    let busy = Arc::new(AtomicUsize::new(0));
     for stream in listener.incoming() {
-        let Ok(stream) = stream else { continue };
-        let traces = traces.clone();
-        std::thread::spawn(move || {
+        let Ok(stream) = stream else {
+            std::thread::sleep(ACCEPT_BACKOFF);
+            continue;
+        };
+        let deadline = match busy.load(Ordering::SeqCst) {
+            n if n < MAX_CONNECTIONS => HEAD_DEADLINE,
+            n if n < 2 * MAX_CONNECTIONS => HURRIED_DEADLINE,
+            _ => continue, // closed at once
+        };
+        busy.fetch_add(1, Ordering::SeqCst);
+        let (traces, slot) = (traces.clone(), busy.clone());
+        let spawned = std::thread::Builder::new().spawn(move || {
             // A client that goes away mid-answer is its own business.
-            let _ = answer(stream, &traces);
+            let _ = answer(stream, &traces, deadline);
+            slot.fetch_sub(1, Ordering::SeqCst);
         });
+        if spawned.is_err() {
+            busy.fetch_sub(1, Ordering::SeqCst);
+            std::thread::sleep(ACCEPT_BACKOFF);
+        }
     }
     Ok(())
 }
 
-/// Read one request head and write one answer.
-fn answer(mut stream: TcpStream, traces: &Traces) -> std::io::Result<()> {
-    // A client that sends nothing must not hold a thread for ever.
-    stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    let head = read_head(&stream)?;
+/// Read one request head (within `deadline`) and write one answer.
+fn answer(mut stream: TcpStream, traces: &Traces, deadline: Duration) -> std::io::Result<()> {
+    stream.set_write_timeout(Some(WRITE_DEADLINE))?;
+    let head = read_head(&stream, Instant::now() + deadline)?;
     let mut words = head.lines().next().unwrap_or("").split_whitespace();
     let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
     let path = target.split(['?', '#']).next().unwrap_or("");
@@ -67,16 +104,27 @@ fn answer(mut stream: TcpStream, traces: &Traces) -> std::io::Result<()> {
     stream.flush()
 }
 
-/// The request line and headers, up to the blank line (at most [`MAX_REQUEST_BYTES`]).
-fn read_head(stream: &TcpStream) -> std::io::Result<String> {
+/// The request line and headers, up to the blank line (at most [`MAX_REQUEST_BYTES`]), all of
+/// it before `deadline`: a client sending a byte at a time cannot hold the connection longer.
+fn read_head(stream: &TcpStream, deadline: Instant) -> std::io::Result<String> {
     let mut reader = BufReader::new(stream.take(MAX_REQUEST_BYTES as u64));
-    let mut head = String::new();
+    let mut head = Vec::new();
     loop {
-        let mut line = String::new();
-        if reader.read_line(&mut line)? == 0 || line == "\r\n" || line == "\n" {
-            return Ok(head);
+        let left = deadline.saturating_duration_since(Instant::now());
+        if left.is_zero() {
+            return Err(std::io::ErrorKind::TimedOut.into());
         }
-        head.push_str(&line);
+        if reader.buffer().is_empty() {
+            reader.get_ref().get_ref().set_read_timeout(Some(left))?;
+        }
+        let mut byte = [0u8; 1];
+        if reader.read(&mut byte)? == 0 {
+            return Ok(String::from_utf8_lossy(&head).into_owned());
+        }
+        head.push(byte[0]);
+        if head.ends_with(b"\r\n\r\n") || head.ends_with(b"\n\n") || head == b"\r\n" || head == b"\n" {
+            return Ok(String::from_utf8_lossy(&head).into_owned());
+        }
     }
 }
 

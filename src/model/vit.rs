@@ -392,6 +392,9 @@ fn heads_from_metadata(sd: &StateDict) -> Result<usize> {
 /// the file does not describe, the grid of the requested image size if it has as many positions.
 fn checkpoint_grid(sd: &StateDict, pos_tokens: usize, patch: usize, wanted: Option<(usize, usize)>) -> Result<(usize, usize)> {
     let patches = pos_tokens.checked_sub(1).ok_or_else(|| sd.err("pos_embed has no tokens".into()))?;
+    if patches == 0 {
+        return Err(sd.err("tensor \"pos_embed\" holds the class token's position alone, none for the patches: not a ViT checkpoint (or one cut short)".into()));
+    }
     let pair = |text: &str, sep: char| text.split_once(sep).and_then(|(h, w)| Some((h.trim().parse::<usize>().ok()?, w.trim().parse::<usize>().ok()?)));
     let described = match (sd.metadata.get("grid"), sd.metadata.get("img_size")) {
         (Some(g), _) => Some((format!("grid = {g:?}"), pair(g, 'x'))),

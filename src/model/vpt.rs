@@ -79,6 +79,19 @@ impl VptTask {
         self.head_weight.shape()[0]
     }
 
+    /// Error unless every label is one of this task's classes; `source` names the file the labels
+    /// came from.
+    pub fn check_labels(&self, labels: &[u32], source: &str) -> Result<()> {
+        let classes = self.num_classes();
+        match labels.iter().position(|&l| l as usize >= classes) {
+            Some(i) => Err(Error::Format {
+                path: source.into(),
+                msg: format!("tensor \"labels\" holds {} at position {i}, but the task has {classes} classes (labels 0 to {}): a batch for another task?", labels[i], classes - 1),
+            }),
+            None => Ok(()),
+        }
+    }
+
     /// A task from a task file already read: `prompts` [depth_p, P, D] (absent or with no
     /// elements for the linear probe), `head.weight` [C, D], `head.bias` [C], `__metadata__` pool
     /// (default cls). `VptTask::read` (native, `files.rs`) reads one from disk.

@@ -52,6 +52,7 @@ pub fn compare(gpu: &Gpu, recipe: &TrainConfig, methods: &[Method], out_dir: &Pa
     if methods.is_empty() {
         return Err(Error::invalid("methods", "names no method; give e.g. linear,prompt,bias"));
     }
+    super::fit::check_config(recipe)?;
     // Two spellings of one method ("bias" and "linear+bias") would train into one task file.
     for (i, method) in methods.iter().enumerate() {
         if methods[..i].iter().any(|earlier| earlier.name() == method.name()) {
@@ -61,7 +62,9 @@ pub fn compare(gpu: &Gpu, recipe: &TrainConfig, methods: &[Method], out_dir: &Pa
     if out_dir.exists() && !out_dir.is_dir() {
         return Err(Error::invalid("out_dir", format!("{} is a file; give a folder for the task files and the report", out_dir.display())));
     }
-    std::fs::create_dir_all(out_dir).map_err(|source| Error::Io { path: out_dir.display().to_string(), source })?;
+    std::fs::create_dir_all(out_dir)
+        .and_then(|()| crate::train::outputs::can_create_in(out_dir))
+        .map_err(|e| Error::invalid("out_dir", format!("{}: cannot create the task files there ({e}); choose a folder you can write", out_dir.display())))?;
     for report in ["compare.json", "compare.svg"] {
         let path = out_dir.join(report);
         if path.exists() && !recipe.force {

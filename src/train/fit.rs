@@ -185,20 +185,24 @@ fn check_step_fits(gpu: &Gpu, vit: &Vit, cfg: &TrainConfig) -> Result<()> {
     Ok(())
 }
 
-fn check_config(cfg: &TrainConfig) -> Result<()> {
-    let bad = |msg: String| Err(Error::invalid("vpt train", msg));
-    if cfg.batch == 0 || cfg.epochs == 0 {
-        return bad("`batch` and `epochs` must be at least 1".into());
+/// The recipe's values, checked before any work (`vpt compare` checks them before its first
+/// method too).
+pub(crate) fn check_config(cfg: &TrainConfig) -> Result<()> {
+    if cfg.batch == 0 {
+        return Err(Error::invalid("batch", "0: must be at least 1"));
+    }
+    if cfg.epochs == 0 {
+        return Err(Error::invalid("epochs", "0: must be at least 1"));
     }
     if !(cfg.base_lr > 0.0 && cfg.base_lr.is_finite()) {
-        return bad(format!("`lr` {} must be a positive finite number", cfg.base_lr));
+        return Err(Error::invalid("lr", format!("{} must be a positive finite number", cfg.base_lr)));
     }
     if !(0.0..1.0).contains(&cfg.prompt_dropout) {
-        return bad(format!("`prompt_dropout` {} must be in [0, 1)", cfg.prompt_dropout));
+        return Err(Error::invalid("prompt_dropout", format!("{} must be in [0, 1)", cfg.prompt_dropout)));
     }
     let wd = cfg.optimizer.weight_decay();
     if !(wd >= 0.0 && wd.is_finite()) {
-        return bad(format!("`wd` {wd} must be a finite number ≥ 0"));
+        return Err(Error::invalid("wd", format!("{wd} must be a finite number ≥ 0")));
     }
     if cfg.method.trains_backbone() && cfg.plan.recompute == Recompute::Block {
         return Err(Error::invalid("recompute", format!("block keeps only each block's input, but `method` {} trains tensors inside the blocks; use `recompute` mlp or none", cfg.method.name())));

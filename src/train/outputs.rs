@@ -50,6 +50,9 @@ pub fn check_output_path(what: &str, out: &str, inputs: &[(&str, &str)]) -> Resu
     if path.is_dir() {
         return Err(Error::invalid(what, format!("{out} is a folder; give the path of a file to write")));
     }
+    if let Err(e) = can_create_in(&folder) {
+        return Err(Error::invalid(what, format!("{out}: no file can be created in {} ({e}); choose a folder you can write", folder.display())));
+    }
     for (input_setting, input) in inputs {
         if same_file(Path::new(input), path) {
             return Err(Error::invalid(what, format!("{out} is also the {} input: writing it would destroy it; choose another {}", setting(input_setting), setting(what))));
@@ -66,6 +69,15 @@ pub fn check_new_output(what: &str, out: &str, inputs: &[(&str, &str)], force: b
         return Err(Error::invalid(what, format!("{out} exists; pass `force` to replace it, or choose another {}", setting(what))));
     }
     Ok(())
+}
+
+/// Can a file be created in `folder`? Tried with a file of this process's own, created exclusively
+/// (so nothing of the user's is touched) and removed at once: what is written later (a temporary
+/// file renamed into place, a lock) needs exactly that, and a folder such as `/proc` refuses it.
+pub fn can_create_in(folder: &Path) -> std::io::Result<()> {
+    let probe = folder.join(format!(".vpt-probe-{}", std::process::id()));
+    std::fs::OpenOptions::new().write(true).create_new(true).open(&probe)?;
+    std::fs::remove_file(&probe)
 }
 
 /// Do two paths name the same existing file (however spelled: `./a`, `a`, a link)?

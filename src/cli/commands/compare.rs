@@ -5,10 +5,15 @@ use crate::cli::progress::ProgressBar;
 use crate::cli::settings::default_gpu;
 use vpt_wgsl::model::methods::method::Method;
 use vpt_wgsl::train::compare;
-use vpt_wgsl::Result;
+use vpt_wgsl::{Error, Result};
 
 pub fn run(a: &CompareArgs) -> Result<()> {
-    let methods = a.methods.split(',').map(|m| a.sizes.parse(m.trim())).collect::<Result<Vec<Method>>>()?;
+    // Each name is parsed as `--method` is, but given with --methods.
+    let as_methods = |e| match e {
+        Error::Invalid { what, msg } if what == "method" => Error::invalid("methods", msg),
+        other => other,
+    };
+    let methods = a.methods.split(',').map(|m| a.sizes.parse(m.trim()).map_err(as_methods)).collect::<Result<Vec<Method>>>()?;
     let recipe = a.recipe.config(std::path::Path::new(""), Method::prompt(), false, a.force)?;
     let gpu = default_gpu()?;
     let mut bar = ProgressBar::new().stopping_on_ctrl_c();

@@ -1,6 +1,7 @@
 //! `vpt info`: every GPU adapter with its backend, driver, optional features and limits, the
 //! default choice and its tune cache.
 
+use crate::cli::settings::use_tune_cache;
 use vpt_wgsl::gpu::{backends_from_env, list_adapters, AdapterReport};
 use vpt_wgsl::{Gpu, Result};
 
@@ -15,7 +16,7 @@ pub fn run() -> Result<()> {
     }
     let chosen = Gpu::new()?;
     println!("default choice: {} (override with WGPU_BACKEND / WGPU_ADAPTER_NAME)", chosen.describe());
-    match (chosen.tune_cache_path(), chosen.load_tune_cache()?) {
+    match (chosen.tune_cache_path(), use_tune_cache(&chosen)?) {
         (_, Some(path)) => {
             let c = chosen.choices().expect("just loaded");
             println!("tune cache: {} ({} choices, measured on {})", path.display(), c.choices.len(), c.measured_on);

@@ -28,6 +28,7 @@ impl StepInputs {
         let img_size = (images.shape()[2], images.shape()[3]);
         let task_file = TensorFile::read(&task_path)?;
         let task = VptTask::from_file(gpu, &task_file)?;
+        task.check_labels(&labels, &batch)?;
         let sd = StateDict::read(&model)?;
         if let Some(trained_on) = task_file.metadata.get("backbone") {
             check_trained_on(trained_on, &backbone_fingerprint(&sd), &task_path, &model)?;
@@ -36,7 +37,10 @@ impl StepInputs {
             if trained_at != img_size {
                 return Err(vpt_wgsl::Error::invalid(
                     "--batch",
-                    format!("{batch}: its images are {}×{} but the task {task_path} was trained on {}×{} images", img_size.0, img_size.1, trained_at.0, trained_at.1),
+                    format!(
+                        "{batch}: its images are {}×{} but the task {task_path} was trained on {}×{} images (its metadata img_size); give a batch of {}×{} images, or a task trained at {}×{}",
+                        img_size.0, img_size.1, trained_at.0, trained_at.1, trained_at.0, trained_at.1, img_size.0, img_size.1
+                    ),
                 ));
             }
         }
