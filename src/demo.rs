@@ -53,7 +53,7 @@ pub fn run_demo(gpu: &Gpu, dir: &Path, out_dir: &Path, epochs: Option<usize>, pr
     if out_dir.as_os_str().is_empty() {
         return Err(Error::invalid("out_dir", "is empty; give the folder for the task files"));
     }
-    let text = std::fs::read_to_string(&reference_path).map_err(|source| Error::Io { path: reference_path.display().to_string(), source })?;
+    let text = crate::io::read_regular_text(&reference_path, 16 << 20).map_err(|msg| Error::Format { path: reference_path.display().to_string(), msg })?;
     let reference: Value = serde_json::from_str(&text).map_err(|e| Error::Format { path: reference_path.display().to_string(), msg: e.to_string() })?;
     if out_dir.exists() && !out_dir.is_dir() {
         return Err(Error::invalid("out_dir", format!("{} is a file, not a folder; give a folder for the task files", out_dir.display())));

@@ -114,6 +114,44 @@ fn devices_and_pipes_are_refused_without_reading() {
         fails_naming(&["grad", "--model", model, "--task", &task, "--batch", &batch, "--out", &s(&dir.join("o.safetensors"))], &[model, "not a regular file"]);
         assert!(start.elapsed() < Duration::from_secs(60), "{model} took {:?}", start.elapsed());
     }
+
+    // The same for the other files vpt reads: an image in a class folder (skipped, named), a
+    // demo's reference, a tune cache, a kernel of --wgsl-dir.
+    let data = image_folder(&dir, 3);
+    let class = data.join(common::CLASSES[0]);
+    assert!(Command::new("mkfifo").arg(class.join("pipe.png")).status().unwrap().success());
+    std::os::unix::fs::symlink("/dev/zero", class.join("zero.png")).unwrap();
+    let model = write_tiny_backbone(&dir);
+    let start = Instant::now();
+    let run = vpt(&["train", "--model", &model, "--data", &s(&data), "--out", &s(&dir.join("t.safetensors")), "--epochs", "1", "--method", "linear"]);
+    let stdout = String::from_utf8_lossy(&run.stdout);
+    assert!(run.status.success() && stdout.contains("pipe.png (is not a regular file") && stdout.contains("zero.png (is not a regular file"), "{stdout}\n{}", String::from_utf8_lossy(&run.stderr));
+    assert!(start.elapsed() < Duration::from_secs(120), "took {:?}", start.elapsed());
+
+    let demo = dir.join("demo");
+    std::fs::create_dir_all(&demo).unwrap();
+    assert!(Command::new("mkfifo").arg(demo.join("pytorch_reference.json")).status().unwrap().success());
+    fails_naming(&["demo", "--dir", &s(&demo), "--out-dir", &s(&dir.join("demo-out"))], &["--dir", "pytorch_reference.json"]);
+
+    let cache = dir.join("cache");
+    let info = Command::new(env!("CARGO_BIN_EXE_vpt")).arg("info").env("VPT_CACHE_DIR", &cache).output().unwrap();
+    let info = String::from_utf8_lossy(&info.stdout).into_owned();
+    let path = info.lines().find_map(|l| l.split("would write ").nth(1)).and_then(|rest| rest.split(')').next()).expect("the cache's path").to_string();
+    std::fs::create_dir_all(Path::new(&path).parent().unwrap()).unwrap();
+    assert!(Command::new("mkfifo").arg(&path).status().unwrap().success());
+    let out = Command::new(env!("CARGO_BIN_EXE_vpt")).arg("info").env("VPT_CACHE_DIR", &cache).output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && stderr.contains(&path) && stderr.contains("not a regular file"), "{stderr}");
+
+    let wgsl = dir.join("wgsl");
+    std::fs::create_dir_all(wgsl.join("lib")).unwrap();
+    assert!(Command::new("mkfifo").arg(wgsl.join("lib/flat.wgsl")).status().unwrap().success());
+    let gpu = vpt_wgsl::Gpu::new().unwrap_or_else(|e| panic!("{e}"));
+    gpu.use_wgsl_dir(&wgsl).unwrap();
+    let x = vpt_wgsl::Tensor::from_slice(&gpu, &[4], &[1.0, 2.0, 3.0, 4.0]).unwrap();
+    let Err(err) = vpt_wgsl::kernels::gelu::gelu_forward(&x) else { panic!("a FIFO is no kernel source") };
+    let err = err.to_string();
+    assert!(err.starts_with("wgsl_dir:") && err.contains("flat.wgsl") && err.contains("not a regular file"), "{err}");
 }
 
 /// No command overwrites a file the user did not ask to replace.

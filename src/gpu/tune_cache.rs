@@ -47,7 +47,8 @@ impl Gpu {
         if !path.exists() {
             return Ok(None);
         }
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::Format { path: path.display().to_string(), msg: e.to_string() })?;
+        // A cache file is a few kilobytes; 16 MiB is far beyond any `vpt tune` writes.
+        let text = crate::io::read_regular_text(&path, 16 << 20).map_err(|msg| Error::Format { path: path.display().to_string(), msg: format!("{msg}; delete it or run `vpt tune` again") })?;
         let choices = KernelChoices::from_json(&path, &text)?;
         let here = KernelChoices::for_gpu(self, "");
         if (&choices.adapter, &choices.backend, &choices.driver) != (&here.adapter, &here.backend, &here.driver) {

@@ -18,7 +18,8 @@ impl Gpu {
         let dir = dir.to_path_buf();
         let read = move |relative: &str| {
             let path = dir.join(relative);
-            std::fs::read_to_string(&path).map_err(|e| Error::invalid("wgsl_dir", format!("{}: {e}", path.display())))
+            // A kernel's source is tens of kilobytes.
+            crate::io::read_regular_text(&path, 16 << 20).map_err(|e| Error::invalid("wgsl_dir", format!("{}: {e}", path.display())))
         };
         self.use_kernel_sources(Arc::new(read)).map_err(|e| Error::invalid("wgsl_dir", e.to_string()))
     }

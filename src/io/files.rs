@@ -74,6 +74,29 @@ pub fn not_a_regular_file(meta: &std::fs::Metadata) -> Option<&'static str> {
     }
 }
 
+/// The bytes of a regular file of at most `max_bytes`, and no more than it had when looked at: a
+/// FIFO (which would block for ever), a device such as `/dev/zero` (which never ends), a folder,
+/// or a file over the limit is refused from its metadata alone. The error says why, for the user;
+/// the caller names the file.
+pub fn read_regular_file(path: &Path, max_bytes: u64) -> std::result::Result<Vec<u8>, String> {
+    use std::io::Read;
+    let meta = std::fs::metadata(path).map_err(|e| format!("cannot be read: {e}"))?;
+    if let Some(kind) = not_a_regular_file(&meta) {
+        return Err(format!("is {kind}"));
+    }
+    if meta.len() > max_bytes {
+        return Err(format!("has {} bytes, more than the {max_bytes} this kind of file may have", meta.len()));
+    }
+    let mut bytes = Vec::new();
+    std::fs::File::open(path).and_then(|f| f.take(meta.len()).read_to_end(&mut bytes)).map_err(|e| format!("cannot be read: {e}"))?;
+    Ok(bytes)
+}
+
+/// [`read_regular_file`] as text.
+pub fn read_regular_text(path: &Path, max_bytes: u64) -> std::result::Result<String, String> {
+    String::from_utf8(read_regular_file(path, max_bytes)?).map_err(|_| "is not UTF-8 text".to_string())
+}
+
 /// Write f32 tensors and metadata to `path` atomically (a temporary file of this process's own in
 /// the same folder, then renamed over `path`; removed if anything fails). The header's keys are
 /// sorted, so the same tensors and metadata always give the same bytes.

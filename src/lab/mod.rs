@@ -134,18 +134,8 @@ const MAX_TRACE_BYTES: u64 = 1 << 30;
 /// file of at most [`MAX_TRACE_BYTES`] is read (a FIFO would block for ever, a link to
 /// `/dev/zero` never end), and no more bytes than it had when looked at.
 pub fn read_trace_file(path: &Path) -> Result<(String, Vec<u8>)> {
-    use std::io::Read;
     let bad = |why: String| Error::invalid("traces", format!("{} is not a trace written by `vpt record`: {why}", path.display()));
-    let cannot_read = |e: std::io::Error| Error::invalid("traces", format!("cannot read {}: {e}", path.display()));
-    let meta = std::fs::metadata(path).map_err(cannot_read)?;
-    if let Some(kind) = crate::io::not_a_regular_file(&meta) {
-        return Err(bad(format!("it is {kind}")));
-    }
-    if meta.len() > MAX_TRACE_BYTES {
-        return Err(bad(format!("it has {} bytes, more than the {MAX_TRACE_BYTES} a trace may have", meta.len())));
-    }
-    let mut bytes = Vec::new();
-    std::fs::File::open(path).and_then(|f| f.take(meta.len()).read_to_end(&mut bytes)).map_err(cannot_read)?;
+    let bytes = crate::io::read_regular_file(path, MAX_TRACE_BYTES).map_err(|why| bad(format!("it {why}")))?;
     let Some(len) = bytes.get(..8).map(|b| u64::from_le_bytes(b.try_into().expect("8 bytes"))) else {
         return Err(bad("shorter than its 8-byte header".into()));
     };

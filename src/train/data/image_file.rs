@@ -24,10 +24,13 @@ fn decode_rgb8(path: &Path) -> Result<RgbImage> {
     })
 }
 
+/// The largest image file read: a 16k × 16k PNG of noise is about 770 MB.
+const MAX_IMAGE_BYTES: u64 = 1 << 30;
+
 /// Read and decode a JPEG or PNG file completely, as [`decode_bytes`] does. The error says why,
 /// for the user.
 pub fn decode_strict(path: &Path) -> std::result::Result<RgbImage, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read: {e}"))?;
+    let bytes = crate::io::read_regular_file(path, MAX_IMAGE_BYTES)?;
     let named_as_image = path.extension().and_then(|e| e.to_str()).is_some_and(|e| ["png", "jpg", "jpeg"].contains(&e.to_lowercase().as_str()));
     decode_bytes(&bytes, named_as_image)
 }
