@@ -49,7 +49,8 @@ fn a_long_run_holds_no_more_gpu_memory_after_its_first_epoch() {
 }
 
 /// Killing `vpt train` (SIGKILL, mid-run) and running it again with --resume ends with the same
-/// task, bit for bit, as an uninterrupted run.
+/// task, bit for bit, as an uninterrupted run, and one metrics line per epoch, whichever of an
+/// epoch's writes the kill interrupted.
 #[test]
 fn killed_and_resumed_run_ends_like_an_uninterrupted_one() {
     killed_and_resumed("resume", &[]);
@@ -129,6 +130,19 @@ fn killed_and_resumed(name: &str, extra: &[&str]) {
     child.wait().unwrap();
     let epochs_before = TensorFile::read(vpt_wgsl::train::outputs::resume_path(&interrupted)).unwrap().metadata["epochs_done"].clone();
     assert_ne!(epochs_before, "10", "killed after the last epoch: nothing was interrupted");
+    // Whatever the kill interrupted, the files are in one of the states an epoch's writes pass
+    // through (`resume::save`: metrics line, then resume state, then task file, each atomic).
+    // Make each of them at once: a metrics line for an epoch the state does not hold (killed
+    // after the line), no task file (killed before the first epoch's task file), and a
+    // temporary file left by an atomic write. The resumed run must end the same all the same.
+    let metrics_path = vpt_wgsl::train::outputs::metrics_path(&interrupted);
+    let mut metrics = std::fs::read_to_string(&metrics_path).unwrap();
+    let done: usize = epochs_before.parse().unwrap();
+    metrics.truncate(metrics.lines().take(done).map(|l| l.len() + 1).sum());
+    metrics += &format!("{{\"epoch\":{},\"lr\":0.5,\"train_loss\":1.0}}\n", done + 1);
+    std::fs::write(&metrics_path, metrics).unwrap();
+    std::fs::remove_file(&interrupted).unwrap();
+    std::fs::write(dir.join(".interrupted.safetensors.4242.0.tmp"), b"half a file").unwrap();
 
     let mut resumed_args = args.clone();
     resumed_args.push("--resume".into());
@@ -137,6 +151,7 @@ fn killed_and_resumed(name: &str, extra: &[&str]) {
     assert_eq!(task_tensors(&straight), task_tensors(&interrupted), "resumed after epoch {epochs_before}: final task differs");
     let metrics = std::fs::read_to_string(vpt_wgsl::train::outputs::metrics_path(&interrupted)).unwrap();
     assert_eq!(metrics.lines().count(), 10, "one metrics line per epoch:\n{metrics}");
+    assert!(!metrics.contains("\"train_loss\":1.0}"), "the line of an epoch the state did not hold was kept:\n{metrics}");
 
     // A second resume finds nothing to do and says so, without touching the task.
     let out = vpt_train(&resumed_args.iter().map(String::as_str).collect::<Vec<_>>()).output().unwrap();
