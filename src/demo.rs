@@ -103,9 +103,7 @@ const MARKER: &str = ".vpt-demo";
 /// holds a demo's earlier outputs is taken again; one that holds files of those names the demo
 /// did not write is refused, so that the demo never replaces a file of the user's.
 fn claim_out_dir(out_dir: &Path, variants: &[(String, Vec<u64>)]) -> Result<()> {
-    std::fs::create_dir_all(out_dir)
-        .and_then(|()| crate::train::outputs::can_create_in(out_dir))
-        .map_err(|e| Error::invalid("out_dir", format!("{}: cannot create the task files there ({e}); choose a folder you can write", out_dir.display())))?;
+    crate::train::outputs::make_output_folder("out_dir", out_dir)?;
     let ours = out_dir.join(MARKER).exists();
     let tasks = variants.iter().flat_map(|(v, seeds)| std::iter::once(out_dir.join(format!("{v}.safetensors")).display().to_string()).chain(seeds.iter().map(|&s| seed_task_path(out_dir, v, s))));
     let outputs = tasks.flat_map(|task| [crate::train::outputs::resume_path(&task), crate::train::outputs::metrics_path(&task), task]);

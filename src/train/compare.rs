@@ -62,9 +62,7 @@ pub fn compare(gpu: &Gpu, recipe: &TrainConfig, methods: &[Method], out_dir: &Pa
     if out_dir.exists() && !out_dir.is_dir() {
         return Err(Error::invalid("out_dir", format!("{} is a file; give a folder for the task files and the report", out_dir.display())));
     }
-    std::fs::create_dir_all(out_dir)
-        .and_then(|()| crate::train::outputs::can_create_in(out_dir))
-        .map_err(|e| Error::invalid("out_dir", format!("{}: cannot create the task files there ({e}); choose a folder you can write", out_dir.display())))?;
+    crate::train::outputs::make_output_folder("out_dir", out_dir)?;
     for report in ["compare.json", "compare.svg"] {
         let path = out_dir.join(report);
         if path.exists() && !recipe.force {

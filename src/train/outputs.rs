@@ -74,10 +74,22 @@ pub fn check_new_output(what: &str, out: &str, inputs: &[(&str, &str)], force: b
 /// Can a file be created in `folder`? Tried with a file of this process's own, created exclusively
 /// (so nothing of the user's is touched) and removed at once: what is written later (a temporary
 /// file renamed into place, a lock) needs exactly that, and a folder such as `/proc` refuses it.
-pub fn can_create_in(folder: &Path) -> std::io::Result<()> {
+fn can_create_in(folder: &Path) -> std::io::Result<()> {
     let probe = folder.join(format!(".vpt-probe-{}", std::process::id()));
-    std::fs::OpenOptions::new().write(true).create_new(true).open(&probe)?;
-    std::fs::remove_file(&probe)
+    match std::fs::OpenOptions::new().write(true).create_new(true).open(&probe) {
+        Ok(_) => std::fs::remove_file(&probe),
+        // Someone's file under that name (not ours: it is left alone) shows files can be made.
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// Make the output folder `dir` (given as the setting `what`) if it is not there, and check that
+/// files can be created in it, before any work: `vpt compare`'s and `vpt demo`'s task files.
+pub fn make_output_folder(what: &str, dir: &Path) -> Result<()> {
+    std::fs::create_dir_all(dir)
+        .and_then(|()| can_create_in(dir))
+        .map_err(|e| Error::invalid(what, format!("{}: cannot create the task files there ({e}); choose a folder you can write", dir.display())))
 }
 
 /// Do two paths name the same existing file (however spelled: `./a`, `a`, a link)?
