@@ -21,6 +21,10 @@ impl Gpu {
             // A kernel's source is tens of kilobytes.
             crate::io::read_regular_text(&path, 16 << 20).map_err(|e| Error::invalid("wgsl_dir", format!("{}: {e}", path.display())))
         };
-        self.use_kernel_sources(Arc::new(read)).map_err(|e| Error::invalid("wgsl_dir", e.to_string()))
+        // The refusal is about the setting that gave the sources: name it, not "kernel sources".
+        self.use_kernel_sources(Arc::new(read)).map_err(|e| match e {
+            Error::Invalid { msg, .. } => Error::invalid("wgsl_dir", msg),
+            other => other,
+        })
     }
 }

@@ -1,5 +1,6 @@
-//! `.safetensors` on disk (native): a read bounded by what the header declares, and an atomic
-//! write. What the bytes mean is `mod.rs`'s.
+//! Files on disk (native): a `.safetensors` read bounded by what its header declares, any other
+//! file read only if it is regular and of a stated size at most, and an atomic write. What the
+//! bytes of a `.safetensors` mean is `mod.rs`'s.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -64,7 +65,7 @@ pub fn read_safetensors_file(path: &Path) -> Result<Vec<u8>> {
 /// What a path is when it is not a regular file ("a folder", "not a regular file (a pipe,
 /// socket or device)"), which a loader must refuse before opening it: a FIFO would block for
 /// ever, a device such as `/dev/zero` never end. `None` for a regular file.
-pub fn not_a_regular_file(meta: &std::fs::Metadata) -> Option<&'static str> {
+fn not_a_regular_file(meta: &std::fs::Metadata) -> Option<&'static str> {
     if meta.is_file() {
         None
     } else if meta.is_dir() {

@@ -10,7 +10,7 @@
 #[cfg(feature = "native")]
 mod files;
 #[cfg(feature = "native")]
-pub use files::{not_a_regular_file, read_regular_file, read_regular_text, read_safetensors_file, write_atomically, write_f32_tensors};
+pub use files::{read_regular_file, read_regular_text, read_safetensors_file, write_atomically, write_f32_tensors};
 
 use std::collections::HashMap;
 
