@@ -17,19 +17,20 @@
 //! - [`lab`]: `vpt record` and `vpt lab`, the engine's GPU work replayed in a browser.
 //! - [`demo`]: `vpt demo`, the whole job on bundled data.
 //!
-//! **Core and native.** The core builds for wasm32 on wgpu's WebGPU backend (`.ci/wasm-core.sh`)
-//! and uses no file system, thread, process or signal (`tests/core_line.rs` reads the sources to
-//! check). Running it in a browser also needs reading back without blocking, which is the
-//! browser-training issue's.
+//! **Core and native.** The core builds for wasm32 on wgpu's WebGPU backend (`web/build.sh`, the
+//! browser package) and uses no file system, thread, process or signal (`tests/core_line.rs` reads
+//! the sources to check); it waits for the GPU only by awaiting `Gpu::read_async`, so nothing
+//! blocks a page (docs/architecture.md, "Nothing blocks in a browser").
 //! What does is native, behind the `native` feature (on by default), each declared under
 //! `#[cfg(feature = "native")]` where its folder lists its modules: `io/files.rs`,
 //! `model/files.rs`, the tune cache's file and `--wgsl-dir` in `gpu/`, a training run's files,
 //! resume, compare and predict in `train/`, image folders and the threaded loader in
-//! `train/data/`, and `check`, `bench`, `lab` and `demo`. The core reads and writes bytes: a
+//! `train/data/`, and `bench`, `lab` and `demo`. The core reads and writes bytes: a
 //! checkpoint, a task or a batch from a [`io::TensorFile`] (`StateDict::from_file`,
 //! `TaskFile::from_file`, `TaskFile::to_bytes`), images from decoded pixels
 //! (`train::data::transform_image`).
 
+pub mod check;
 pub mod error;
 pub mod gpu;
 pub mod graph;
@@ -44,8 +45,6 @@ pub mod train;
 // Native: the commands' library parts, which read folders, write files and serve pages.
 #[cfg(feature = "native")]
 pub mod bench;
-#[cfg(feature = "native")]
-pub mod check;
 #[cfg(feature = "native")]
 pub mod demo;
 #[cfg(feature = "native")]

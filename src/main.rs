@@ -133,4 +133,21 @@ mod tests {
         let unknown: Vec<&str> = super::cli::flags::FLAGS.iter().map(|(_, flag)| *flag).filter(|flag| !longs.iter().any(|l| l == flag)).collect();
         assert!(unknown.is_empty(), "no command has these flags: {unknown:?}");
     }
+
+    /// A recipe given as settings (a browser page's query string, `train/recipe.rs`) takes the
+    /// same defaults as `vpt train`'s flags, and each of its names is a flag of `vpt train`.
+    #[test]
+    fn recipe_settings_have_the_flags_names_and_defaults() {
+        use clap::Parser;
+        let cli = super::Cli::try_parse_from(["vpt", "train", "--model", "m", "--data", "d", "--out", "o"]).unwrap();
+        let super::Command::Train(a) = cli.command else { unreachable!("parsed as train") };
+        let mut from_flags = a.recipe.config(&a.out, a.method.method().unwrap(), false, false).unwrap();
+        from_flags.out = String::new();
+        let from_settings = vpt_wgsl::train::recipe::config_from_settings(&[], "m", "d").unwrap();
+        assert_eq!(format!("{from_flags:?}"), format!("{from_settings:?}"));
+        let train = super::Cli::command().find_subcommand("train").unwrap().clone();
+        for (name, _) in vpt_wgsl::train::recipe::RECIPE_SETTINGS {
+            assert!(train.get_arguments().any(|arg| arg.get_long() == Some(name)), "`vpt train` has no --{name}");
+        }
+    }
 }

@@ -113,16 +113,37 @@ impl Tensor {
         Tensor::from_slice(gpu, shape, &vec![value; n])
     }
 
-    /// Download to the host (waits for every pending kernel).
+    /// Download to the host (waits for every pending kernel). Native only: in a browser use
+    /// [`Tensor::to_vec_async`] (`Gpu::read` says why).
     pub fn to_vec(&self) -> Result<Vec<f32>> {
-        if self.dtype() == DType::F16 {
-            // Buffers are whole 4-byte words: an odd count of halves has one of padding.
-            let bytes = self.gpu.read(&self.buffer, (self.numel() as u64 * 2).next_multiple_of(4))?;
-            let half: Vec<f16> = bytemuck::pod_collect_to_vec(&bytes);
-            return Ok(half[..self.numel()].iter().map(|v| v.to_f32()).collect());
+        let bytes = self.gpu.read(&self.buffer, self.stored_bytes())?;
+        Ok(self.values_of(&bytes))
+    }
+
+    /// Download to the host without blocking: what a browser must use (`gpu/readback.rs`).
+    pub async fn to_vec_async(&self) -> Result<Vec<f32>> {
+        let bytes = self.gpu.read_async(&self.buffer, self.stored_bytes()).await?;
+        Ok(self.values_of(&bytes))
+    }
+
+    /// The bytes to read back: 4 per f32, 2 per f16 (buffers are whole 4-byte words, so an odd
+    /// count of halves has one of padding).
+    fn stored_bytes(&self) -> u64 {
+        match self.dtype() {
+            DType::F16 => (self.numel() as u64 * 2).next_multiple_of(4),
+            DType::F32 => self.numel() as u64 * 4,
         }
-        let bytes = self.gpu.read(&self.buffer, self.numel() as u64 * 4)?;
-        Ok(bytemuck::pod_collect_to_vec(&bytes))
+    }
+
+    /// The values in bytes read back from this tensor's buffer, as f32.
+    fn values_of(&self, bytes: &[u8]) -> Vec<f32> {
+        match self.dtype() {
+            DType::F16 => {
+                let half: Vec<f16> = bytemuck::pod_collect_to_vec(bytes);
+                half[..self.numel()].iter().map(|v| v.to_f32()).collect()
+            }
+            DType::F32 => bytemuck::pod_collect_to_vec(bytes),
+        }
     }
 
     /// Download a one-element tensor as a number.

@@ -148,8 +148,9 @@ fn http(port: u16, request: &str) -> (String, Vec<u8>) {
 fn the_lab_serves_the_page_and_traces_and_nothing_else() {
     let listener = server::bind(0).unwrap();
     let port = listener.local_addr().unwrap().port();
-    let traces = Arc::new(vec![("kernels".to_string(), b"trace bytes".to_vec())]);
-    std::thread::spawn(move || server::serve(listener, traces));
+    let traces = vec![("kernels".to_string(), b"trace bytes".to_vec())];
+    let site = server::Site { traces, files: vec![server::SiteFile { path: "/train".into(), content_type: "text/html", bytes: b"page".to_vec().into() }] };
+    std::thread::spawn(move || server::serve(listener, Arc::new(site)));
 
     let (head, body) = http(port, "GET /?run=kernels HTTP/1.1\r\nHost: x\r\n\r\n");
     assert!(head.starts_with("HTTP/1.1 200") && head.contains("text/html"), "{head}");
@@ -160,9 +161,10 @@ fn the_lab_serves_the_page_and_traces_and_nothing_else() {
     let list: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(list, serde_json::json!([{ "name": "kernels", "bytes": 11 }]));
     assert_eq!(http(port, "GET /traces/kernels.trace HTTP/1.1\r\n\r\n").1, b"trace bytes");
+    assert_eq!(http(port, "GET /train?run=train HTTP/1.1\r\n\r\n").1, b"page");
     let (head, body) = http(port, "HEAD /traces/kernels.trace HTTP/1.1\r\n\r\n");
     assert!(head.contains("Content-Length: 11") && body.is_empty(), "{head}");
-    for path in ["/traces/../Cargo.toml", "/traces/kernels", "/Cargo.toml", "/traces/other.trace", "//etc/passwd"] {
+    for path in ["/traces/../Cargo.toml", "/traces/kernels", "/Cargo.toml", "/traces/other.trace", "//etc/passwd", "/train/", "/train/../Cargo.toml"] {
         let (head, _) = http(port, &format!("GET {path} HTTP/1.1\r\n\r\n"));
         assert!(head.starts_with("HTTP/1.1 404"), "{path}: {head}");
     }

@@ -17,7 +17,8 @@ pub mod pytorch;
 pub mod reference;
 
 use crate::error::{Error, Result};
-use crate::gpu::Gpu;
+use crate::gpu::{feature_names, Gpu};
+use crate::kernels::matmul::MatmulKernel;
 use crate::tensor::Tensor;
 
 /// How an error is measured.
@@ -52,15 +53,25 @@ pub struct CheckRow {
     pub tolerance: f64,
     /// Why the kernel could not run, if it could not.
     pub failure: Option<String>,
+    /// Why these checks were not run on this device: the feature it lacks.
+    pub skipped: Option<String>,
 }
 
 impl CheckRow {
     pub fn passed(&self) -> bool {
-        self.failure.is_none() && self.error.is_finite() && self.error <= self.tolerance
+        self.skipped.is_none() && self.failure.is_none() && self.error.is_finite() && self.error <= self.tolerance
+    }
+
+    /// Ran, and out of tolerance or failed to run (a skipped check did not fail).
+    pub fn failed(&self) -> bool {
+        self.skipped.is_none() && !self.passed()
     }
 
     /// One line of `vpt check`'s table.
     pub fn line(&self) -> String {
+        if let Some(why) = &self.skipped {
+            return format!("{:<5} {:<28} {:<30} {:<8} skipped: {why}  {}", "skip", self.kernel, self.case, self.against, self.device);
+        }
         let verdict = if self.passed() { "ok" } else { "FAIL" };
         let error = match &self.failure {
             Some(msg) => format!("error: {msg}"),
@@ -68,19 +79,51 @@ impl CheckRow {
         };
         format!("{verdict:<5} {:<28} {:<30} {:<8} {:>9}  ≤ {:.0e}  {}", self.kernel, self.case, self.against, error, self.tolerance, self.device)
     }
+
+    /// The row as JSON (the browser's `/check` table).
+    pub fn to_json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "kernel": self.kernel, "case": self.case, "against": self.against, "device": self.device,
+            "error": if self.error.is_finite() { self.error.into() } else { serde_json::Value::Null },
+            "tolerance": self.tolerance, "failure": self.failure, "skipped": self.skipped, "ok": self.passed(),
+        })
+    }
+}
+
+/// What a comparison is against: values on the host, or another tensor read back with it.
+enum Want {
+    Values(Vec<f64>),
+    Tensor(Tensor),
+}
+
+/// A row of the table, made at once or once its read-back is done.
+enum Entry {
+    Row(CheckRow),
+    /// A comparison whose tensors are read back at the next [`Checker::settle`].
+    Waiting {
+        row: CheckRow,
+        got: Tensor,
+        want: Want,
+        metric: Metric,
+    },
 }
 
 /// Collects the comparisons of one run.
+///
+/// Natively each comparison reads its tensor back at once. On the browser's WebGPU nothing may
+/// block, so the comparisons wait, in order, until [`Checker::settle`] reads them back without
+/// blocking; `run_all_async` settles after each family.
 pub struct Checker<'a> {
     pub gpu: &'a Gpu,
     pub rows: Vec<CheckRow>,
+    waiting: Vec<Entry>,
     /// Called with each row as it is made (the CLI prints it).
     progress: Box<dyn FnMut(&CheckRow) + 'a>,
 }
 
 impl<'a> Checker<'a> {
     pub fn new(gpu: &'a Gpu, progress: impl FnMut(&CheckRow) + 'a) -> Checker<'a> {
-        Checker { gpu, rows: Vec::new(), progress: Box::new(progress) }
+        Checker { gpu, rows: Vec::new(), waiting: Vec::new(), progress: Box::new(progress) }
     }
 
     /// Compare `got` with `want` (same number of elements) and record the row. (Each argument is
@@ -90,21 +133,67 @@ impl<'a> Checker<'a> {
         if got.numel() != want.len() {
             return Err(Error::invalid(kernel, format!("{case}: {} values, the yardstick has {}", got.numel(), want.len())));
         }
-        let got = got.to_vec()?;
-        let error = worst_error(&got, want, metric);
-        self.push(CheckRow { kernel: kernel.to_string(), case: case.to_string(), against, device: self.gpu.describe(), error, tolerance, failure: None });
-        Ok(())
+        self.enter(kernel, case, against, got, Want::Values(want.to_vec()), metric, tolerance)
+    }
+
+    /// [`Checker::compare`] against the values of another tensor (of the same size).
+    #[allow(clippy::too_many_arguments)]
+    pub fn compare_tensors(&mut self, kernel: &str, case: &str, against: &'static str, got: &Tensor, want: &Tensor, metric: Metric, tolerance: f64) -> Result<()> {
+        if got.numel() != want.numel() {
+            return Err(Error::invalid(kernel, format!("{case}: {} values, the yardstick has {}", got.numel(), want.numel())));
+        }
+        self.enter(kernel, case, against, got, Want::Tensor(want.clone()), metric, tolerance)
     }
 
     /// Record that a group of checks could not run (a kernel that failed to compile or launch).
     pub fn failed(&mut self, kernel: &str, against: &'static str, why: &Error) {
-        let row = CheckRow { kernel: kernel.to_string(), case: "-".into(), against, device: self.gpu.describe(), error: f64::INFINITY, tolerance: 0.0, failure: Some(why.to_string()) };
-        self.push(row);
+        let row = CheckRow { failure: Some(why.to_string()), ..self.row(kernel, "-", against, 0.0) };
+        self.push(Entry::Row(row));
     }
 
-    fn push(&mut self, row: CheckRow) {
-        (self.progress)(&row);
-        self.rows.push(row);
+    /// Record that a group of checks was not run: those of `kernel` ("matmul (every kernel)" for
+    /// all of them) whose cases contain `cases` ("-": every case). `why` names the feature this
+    /// device lacks.
+    pub fn skipped(&mut self, kernel: &str, against: &'static str, cases: &str, why: String) {
+        let row = CheckRow { skipped: Some(why), ..self.row(kernel, cases, against, 0.0) };
+        self.push(Entry::Row(row));
+    }
+
+    /// Read back every comparison still waiting, without blocking, and record their rows.
+    pub async fn settle(&mut self) -> Result<()> {
+        for entry in std::mem::take(&mut self.waiting) {
+            let row = match entry {
+                Entry::Row(row) => row,
+                Entry::Waiting { row, got, want, metric } => {
+                    let want = match want {
+                        Want::Values(v) => v,
+                        Want::Tensor(t) => t.to_vec_async().await?.into_iter().map(f64::from).collect(),
+                    };
+                    CheckRow { error: worst_error(&got.to_vec_async().await?, &want, metric), ..row }
+                }
+            };
+            (self.progress)(&row);
+            self.rows.push(row);
+        }
+        Ok(())
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn enter(&mut self, kernel: &str, case: &str, against: &'static str, got: &Tensor, want: Want, metric: Metric, tolerance: f64) -> Result<()> {
+        let row = self.row(kernel, case, against, tolerance);
+        self.push(Entry::Waiting { row, got: got.clone(), want, metric });
+        if self.gpu.is_browser() {
+            return Ok(());
+        }
+        self.gpu.blocking("check", self.settle())
+    }
+
+    fn row(&self, kernel: &str, case: &str, against: &'static str, tolerance: f64) -> CheckRow {
+        CheckRow { kernel: kernel.to_string(), case: case.to_string(), against, device: self.gpu.describe(), error: f64::INFINITY, tolerance, failure: None, skipped: None }
+    }
+
+    fn push(&mut self, entry: Entry) {
+        self.waiting.push(entry);
     }
 }
 
@@ -131,20 +220,44 @@ pub fn worst_error(got: &[f32], want: &[f64], metric: Metric) -> f64 {
 
 /// Every check on `gpu`: all PyTorch fixtures and all f64 cases; the row kernels again on the
 /// same adapter without subgroups where it has them. `progress` sees each row as it is made.
-pub fn run_all(gpu: &Gpu, mut progress: impl FnMut(&CheckRow)) -> Result<Vec<CheckRow>> {
+pub fn run_all(gpu: &Gpu, progress: impl FnMut(&CheckRow)) -> Result<Vec<CheckRow>> {
+    gpu.blocking("check", run_all_async(gpu, progress))
+}
+
+/// [`run_all`] without blocking (in a browser): read-backs settle after each family.
+pub async fn run_all_async(gpu: &Gpu, mut progress: impl FnMut(&CheckRow)) -> Result<Vec<CheckRow>> {
     let mut rows = Vec::new();
     {
         let mut checker = Checker::new(gpu, &mut progress);
-        pytorch::check_all(&mut checker, pytorch::FAMILIES);
-        reference::check_all(&mut checker, false);
+        for kernel in MatmulKernel::ALL.into_iter().filter(|k| !k.available(gpu)) {
+            checker.skipped(&format!("matmul ({})", kernel.name()), "both", "-", format!("{} has no {} feature, which this kernel needs", gpu.describe(), feature_names(kernel.needs())));
+        }
+        run_families(&mut checker, pytorch::FAMILIES, false).await?;
+        if !gpu.has_subgroups() {
+            checker.skipped("row kernels (subgroups)", "both", "-", format!("{} has no SUBGROUP feature: its row kernels run the workgroup-memory build, checked above", gpu.describe()));
+            checker.settle().await?;
+        }
         rows.append(&mut checker.rows);
     }
     if gpu.has_subgroups() {
-        let plain = gpu.reopen_without(wgpu::Features::SUBGROUP)?;
+        let plain = gpu.reopen_without_async(wgpu::Features::SUBGROUP).await?;
         let mut checker = Checker::new(&plain, &mut progress);
-        pytorch::check_all(&mut checker, pytorch::ROW_FAMILIES);
-        reference::check_all(&mut checker, true);
+        run_families(&mut checker, pytorch::ROW_FAMILIES, true).await?;
         rows.append(&mut checker.rows);
     }
     Ok(rows)
+}
+
+/// The PyTorch checks of `families`, then the f64 groups (`rows_only`: the row kernels'), each
+/// settled before the next runs, so that what waits to be read back stays one family's.
+async fn run_families(checker: &mut Checker<'_>, families: &[&str], rows_only: bool) -> Result<()> {
+    for family in families {
+        pytorch::check_all(checker, &[family]);
+        checker.settle().await?;
+    }
+    for (name, group) in reference::groups(checker, rows_only) {
+        reference::run_group(checker, name, group);
+        checker.settle().await?;
+    }
+    Ok(())
 }

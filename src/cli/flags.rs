@@ -43,6 +43,7 @@ pub const FLAGS: &[(&str, &str)] = &[
     ("std", "--std"),
     ("task", "--task"),
     ("traces", "--traces"),
+    ("web", "--web"),
     ("val", "--val"),
     ("variants", "--variants"),
     ("warmup", "--warmup"),
@@ -53,7 +54,8 @@ pub const FLAGS: &[(&str, &str)] = &[
 /// What the library names in backticks, or as the subject of an error, that no flag sets: ops,
 /// kernel entry points, commands' own stages, backend names.
 #[cfg(test)]
-const NOT_SETTINGS: &[&str] = &["adamw_step", "backward", "check", "dropout", "dx12", "from_halves", "gl", "layernorm_backward", "metal", "patch_embed_backward", "to_halves", "tune", "vulkan"];
+const NOT_SETTINGS: &[&str] =
+    &["adamw_step", "backward", "check", "dropout", "dx12", "from_halves", "gl", "layernorm_backward", "metal", "patch_embed_backward", "recipe", "to_halves", "tune", "vulkan"];
 
 /// The flag that sets `setting`, if one does.
 pub fn flag_of(setting: &str) -> Option<&'static str> {

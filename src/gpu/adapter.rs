@@ -103,6 +103,32 @@ impl Gpu {
 
     /// [`Gpu::from_adapter`] with the optional features in `without` left off.
     pub fn from_adapter_without(adapter: wgpu::Adapter, without: wgpu::Features) -> Result<Gpu> {
+        pollster::block_on(Gpu::open_async(adapter, without))
+    }
+
+    /// The browser's WebGPU adapter (wgpu's `BROWSER_WEBGPU` backend), opened as
+    /// [`Gpu::from_adapter`] does, without blocking: in a page, the adapter and the device are
+    /// promises the event loop settles.
+    pub async fn browser() -> Result<Gpu> {
+        let backends = wgpu::Backends::BROWSER_WEBGPU;
+        let instance = new_instance(backends);
+        let options = wgpu::RequestAdapterOptions { power_preference: wgpu::PowerPreference::HighPerformance, ..Default::default() };
+        let adapter = instance.request_adapter(&options).await.map_err(|e| Error::NoAdapter {
+            backends: format!("{backends:?} ({e}; this browser has no WebGPU, or it is turned off: Chrome and Edge 113+ have it, Firefox and Safari behind a setting)"),
+        })?;
+        Gpu::open_async(adapter, wgpu::Features::empty()).await
+    }
+
+    /// [`Gpu::reopen_without`] without blocking (in a browser).
+    pub async fn reopen_without_async(&self, without: wgpu::Features) -> Result<Gpu> {
+        let mut gpu = Gpu::open_async(self.inner.adapter.clone(), without).await?;
+        Arc::get_mut(&mut gpu.inner).expect("a device just opened has one handle").aides = self.inner.aides.reopened();
+        Ok(gpu)
+    }
+
+    /// Open a device on `adapter` with every limit it offers and the optional features it has,
+    /// but those in `without`.
+    async fn open_async(adapter: wgpu::Adapter, without: wgpu::Features) -> Result<Gpu> {
         // On GL, asking the adapter anything takes its context lock: wait for this thread's turn
         // among every GL device of the process first (`gl_turns.rs`).
         let gl = adapter.get_info().backend == wgpu::Backend::Gl;
@@ -112,9 +138,10 @@ impl Gpu {
         let downlevel = adapter.get_downlevel_capabilities().flags;
         let features = adapter_features & WANTED_FEATURES & !without;
         let limits = adapter.limits();
-        let (device, queue) =
-            pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor { label: Some("vpt-wgsl"), required_features: features, required_limits: limits.clone(), ..Default::default() }))
-                .map_err(|e| Error::Device(e.to_string()))?;
+        let (device, queue) = adapter
+            .request_device(&wgpu::DeviceDescriptor { label: Some("vpt-wgsl"), required_features: features, required_limits: limits.clone(), ..Default::default() })
+            .await
+            .map_err(|e| Error::Device(e.to_string()))?;
 
         // Without a handler wgpu panics on errors that happen outside an error scope; we keep them
         // and report them from the next flush instead.

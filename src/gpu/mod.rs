@@ -307,9 +307,7 @@ impl Gpu {
     /// left off (see [`Gpu::with_backends_without`]).
     /// Kernel sources come from the same place (`Gpu::use_wgsl_dir`).
     pub fn reopen_without(&self, without: wgpu::Features) -> Result<Gpu> {
-        let mut gpu = Gpu::from_adapter_without(self.inner.adapter.clone(), without)?;
-        Arc::get_mut(&mut gpu.inner).expect("a device just opened has one handle").aides = self.inner.aides.reopened();
-        Ok(gpu)
+        pollster::block_on(self.reopen_without_async(without))
     }
     /// Does this device run subgroup operations (the row kernels' subgroup reductions)?
     pub fn has_subgroups(&self) -> bool {

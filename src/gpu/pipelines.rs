@@ -16,7 +16,15 @@ pub(super) type PipelineKey = (&'static str, &'static str, Vec<(&'static str, u6
 impl Gpu {
     /// Run `f` inside wgpu error scopes and turn any validation, out-of-memory or internal error
     /// it raised into `Error::Gpu` naming `op`.
+    ///
+    /// On the browser's WebGPU a scope's verdict is a promise, which only the page's event loop
+    /// can settle, and waiting for it here would freeze the page: `f` runs without scopes there,
+    /// and its errors reach the device's uncaptured-error handler, which the next read-back
+    /// (`Gpu::read_async`) reports.
     pub fn scoped<T>(&self, op: &str, f: impl FnOnce() -> T) -> Result<T> {
+        if self.is_browser() {
+            return Ok(f());
+        }
         let _turn = self.turn();
         let device = &self.inner.device;
         // Scopes nest like a stack: pushed outer to inner, popped inner to outer.

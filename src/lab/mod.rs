@@ -15,9 +15,11 @@
 //! - `step`: one VPT-deep training step (forward, backward, SGD update) of [`StepShape::tiny`]:
 //!   its loss and the updated prompts are the read-backs a replay must match.
 //!
-//! `server.rs` is `vpt lab`'s small HTTP server.
+//! `server.rs` is `vpt lab`'s small HTTP server; `web.rs` what it serves of the browser build
+//! (`/train` and `/check`, where the engine itself runs in the page: `web/`).
 
 pub mod server;
+pub mod web;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -99,7 +101,7 @@ pub fn record(gpu: &Gpu, workload: Workload) -> Result<Recording> {
 /// compared with wrong values would prove nothing.
 fn record_kernels(gpu: &Gpu) -> Result<String> {
     let rows = crate::check::run_all(gpu, |_| ())?;
-    let failed: Vec<String> = rows.iter().filter(|r| !r.passed()).map(|r| r.line()).collect();
+    let failed: Vec<String> = rows.iter().filter(|r| r.failed()).map(|r| r.line()).collect();
     if !failed.is_empty() {
         return Err(Error::invalid(
             "vpt record kernels",

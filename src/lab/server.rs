@@ -1,10 +1,12 @@
 //! `vpt lab`'s HTTP server: the page of `benches/browser/` (embedded in the binary, so the lab
-//! works from any folder) and the traces, on 127.0.0.1 only.
+//! works from any folder) and the traces, and the browser build's pages, package and demo data
+//! (`web.rs`), on 127.0.0.1 only.
 //!
 //! Deliberately tiny: GET and HEAD of a fixed set of paths, one thread per connection, the
 //! connection closed after each answer. Browsers give WebGPU only to secure contexts, and
 //! `http://127.0.0.1` is one, so no TLS is needed. Nothing a request says can name a file: a
-//! trace is looked up by name among those loaded at start.
+//! trace is looked up by name among those loaded at start, and every other file by its exact path
+//! among those read at start.
 //!
 //! It holds under a flood of slow clients (connections that send nothing, or a byte at a time):
 //! - at most [`MAX_CONNECTIONS`] are given the full [`HEAD_DEADLINE`] to send their request;
@@ -44,7 +46,22 @@ const WRITE_DEADLINE: Duration = Duration::from_secs(10);
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// The traces a lab serves, by name (`/traces/<name>.trace`).
-pub type Traces = Arc<Vec<(String, Vec<u8>)>>;
+pub type Traces = Vec<(String, Vec<u8>)>;
+
+/// One more file a lab serves: its path on the site ("/train", "/pkg/vpt_web_bg.wasm"), its
+/// content type, its bytes. Read once at start (`web.rs`), so no request ever names a file.
+pub struct SiteFile {
+    pub path: String,
+    pub content_type: &'static str,
+    pub bytes: Cow<'static, [u8]>,
+}
+
+/// Everything a lab serves: the replay page and its traces, and the browser build's pages,
+/// package and demo data.
+pub struct Site {
+    pub traces: Traces,
+    pub files: Vec<SiteFile>,
+}
 
 /// Is `s` a name a trace may have (letters, digits, '-', '_')?
 pub fn is_plain_name(s: &str) -> bool {
@@ -57,7 +74,7 @@ pub fn bind(port: u16) -> Result<TcpListener> {
 }
 
 /// Answer requests on `listener` until the process ends.
-pub fn serve(listener: TcpListener, traces: Traces) -> Result<()> {
+pub fn serve(listener: TcpListener, site: Arc<Site>) -> Result<()> {
     let busy = Arc::new(AtomicUsize::new(0));
     for stream in listener.incoming() {
         let Ok(stream) = stream else {
@@ -70,10 +87,10 @@ pub fn serve(listener: TcpListener, traces: Traces) -> Result<()> {
             _ => continue, // closed at once
         };
         busy.fetch_add(1, Ordering::SeqCst);
-        let (traces, slot) = (traces.clone(), busy.clone());
+        let (site, slot) = (site.clone(), busy.clone());
         let spawned = std::thread::Builder::new().spawn(move || {
             // A client that goes away mid-answer is its own business.
-            let _ = answer(stream, &traces, deadline);
+            let _ = answer(stream, &site, deadline);
             slot.fetch_sub(1, Ordering::SeqCst);
         });
         if spawned.is_err() {
@@ -85,15 +102,15 @@ pub fn serve(listener: TcpListener, traces: Traces) -> Result<()> {
 }
 
 /// Read one request head (within `deadline`) and write one answer.
-fn answer(mut stream: TcpStream, traces: &Traces, deadline: Duration) -> std::io::Result<()> {
+fn answer(mut stream: TcpStream, site: &Site, deadline: Duration) -> std::io::Result<()> {
     stream.set_write_timeout(Some(WRITE_DEADLINE))?;
     let head = read_head(&stream, Instant::now() + deadline)?;
     let mut words = head.lines().next().unwrap_or("").split_whitespace();
     let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
     let path = target.split(['?', '#']).next().unwrap_or("");
-    let (status, content_type, body) = match (method, route(path, traces)) {
+    let (status, content_type, body) = match (method, route(path, site)) {
         ("GET" | "HEAD", Some((content_type, body))) => ("200 OK", content_type, body),
-        ("GET" | "HEAD", None) => ("404 Not Found", "text/plain; charset=utf-8", Cow::Borrowed(&b"not found: the lab serves /, /replay.js, /traces/ and /traces/NAME.trace\n"[..])),
+        ("GET" | "HEAD", None) => ("404 Not Found", "text/plain; charset=utf-8", Cow::Borrowed(&b"not found: the lab serves /, /replay.js, /traces/, /traces/NAME.trace, /train and /check\n"[..])),
         _ => ("405 Method Not Allowed", "text/plain; charset=utf-8", Cow::Borrowed(&b"only GET and HEAD\n"[..])),
     };
     let header = format!("HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {}\r\nCache-Control: no-store\r\nConnection: close\r\n\r\n", body.len());
@@ -129,15 +146,15 @@ fn read_head(stream: &TcpStream, deadline: Instant) -> std::io::Result<String> {
 }
 
 /// What a path serves: (content type, body).
-fn route<'a>(path: &str, traces: &'a Traces) -> Option<(&'static str, Cow<'a, [u8]>)> {
+fn route<'a>(path: &str, site: &'a Site) -> Option<(&'static str, Cow<'a, [u8]>)> {
     match path {
         "/" | "/index.html" => Some(("text/html; charset=utf-8", Cow::Borrowed(INDEX_HTML.as_bytes()))),
         "/replay.js" => Some(("text/javascript; charset=utf-8", Cow::Borrowed(REPLAY_JS.as_bytes()))),
-        "/traces/" | "/traces" => Some(("application/json", Cow::Owned(index_json(traces).into_bytes()))),
-        _ => {
-            let name = path.strip_prefix("/traces/")?.strip_suffix(".trace")?;
-            traces.iter().find(|(n, _)| n == name).map(|(_, bytes)| ("application/octet-stream", Cow::Borrowed(&bytes[..])))
-        }
+        "/traces/" | "/traces" => Some(("application/json", Cow::Owned(index_json(&site.traces).into_bytes()))),
+        _ => match path.strip_prefix("/traces/").and_then(|p| p.strip_suffix(".trace")) {
+            Some(name) => site.traces.iter().find(|(n, _)| n == name).map(|(_, bytes)| ("application/octet-stream", Cow::Borrowed(&bytes[..]))),
+            None => site.files.iter().find(|f| f.path == path).map(|f| (f.content_type, Cow::Borrowed(&f.bytes[..]))),
+        },
     }
 }
 

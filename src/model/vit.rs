@@ -311,6 +311,11 @@ impl Vit {
         Tuned::for_method(method, &self.named_tensors(), self.dims(), self.gpu(), seed)
     }
 
+    /// [`Vit::fresh_tuned`] without blocking (in a browser).
+    pub async fn fresh_tuned_async(&self, method: &Method, seed: u64) -> Result<Tuned> {
+        Tuned::for_method_async(method, &self.named_tensors(), self.dims(), self.gpu(), seed).await
+    }
+
     pub fn gpu(&self) -> &Gpu {
         self.norm.0.gpu()
     }

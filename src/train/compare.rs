@@ -52,7 +52,7 @@ pub fn compare(gpu: &Gpu, recipe: &TrainConfig, methods: &[Method], out_dir: &Pa
     if methods.is_empty() {
         return Err(Error::invalid("methods", "names no method; give e.g. linear,prompt,bias"));
     }
-    super::fit::check_config(recipe)?;
+    super::start::check_config(recipe)?;
     // Two spellings of one method ("bias" and "linear+bias") would train into one task file.
     for (i, method) in methods.iter().enumerate() {
         if methods[..i].iter().any(|earlier| earlier.name() == method.name()) {

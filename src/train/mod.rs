@@ -2,8 +2,14 @@
 //!
 //! Core (builds for wasm32):
 //! - [`optim`]: the optimizer step and its state ([`Trainer`]), one training step on a batch;
+//! - [`start`]: a run's beginning (the recipe checked, the backbone, the task initialised, the
+//!   optimizer and schedule), the same natively and in a browser;
+//! - [`step`]: one batch of a run (a training step with its loss and hits, an evaluation batch's
+//!   predictions), async at its read-back so that a browser can await it;
 //! - [`schedule`]: warm-up + cosine learning rate;
 //! - [`config`]: everything `vpt train` is told ([`config::TrainConfig`]);
+//! - [`recipe`]: the same, given as `name=value` settings with the flags' names and defaults
+//!   (how a browser page says it);
 //! - [`observer`]: what a run reports as it goes, step by step and epoch by epoch;
 //! - [`task`]: the task file `vpt train` writes and `vpt eval` / `vpt predict` read, to and from
 //!   bytes;
@@ -23,7 +29,10 @@ pub mod config;
 pub mod data;
 pub mod observer;
 pub mod optim;
+pub mod recipe;
 pub mod schedule;
+pub mod start;
+pub mod step;
 pub mod task;
 // Native: what needs files, folders or threads.
 #[cfg(feature = "native")]

@@ -16,7 +16,7 @@ use crate::model::vit::Vit;
 use crate::model::vpt::vpt_pooled;
 use crate::tensor::Tensor;
 use crate::train::data::{default_resize, load_image, Transform};
-use crate::train::evaluate::finite_logits;
+use crate::train::step::finite_logits;
 use crate::train::task::TaskFile;
 
 /// One class with its probability.
@@ -105,7 +105,8 @@ fn head_rows(g: &Graph, tasks: &[TaskFile], rows: &[(usize, usize)], pooled: &cr
     for t in used {
         let task = &tasks[t];
         let logits = g.linear(pooled, &g.constant(task.task.head_weight.clone()), Some(&g.constant(task.task.head_bias.clone())))?;
-        let values = finite_logits(logits.value())?; // [B, C_t]: every row through this head; keep this task's rows
+        let values = logits.value().to_vec()?;
+        let values = finite_logits(&values)?; // [B, C_t]: every row through this head; keep this task's rows
         for (row, &(_, rt)) in rows.iter().enumerate() {
             if rt == t {
                 out[row] = top_k_of(&values[row * task.classes.len()..(row + 1) * task.classes.len()], &task.classes, top_k);

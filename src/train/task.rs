@@ -93,18 +93,23 @@ impl TaskFile {
     /// The task file's bytes, plus `extra` tensors and metadata (the resume state); `path` names
     /// it in errors. `TaskFile::write` (native, `files.rs`) writes them atomically.
     pub fn to_bytes(&self, path: &str, extra: &[(String, Tensor)], extra_meta: &[(String, String)]) -> Result<Vec<u8>> {
-        let mut host: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
+        self.task.head_bias.gpu().blocking("task file", self.to_bytes_async(path, extra, extra_meta))
+    }
+
+    /// [`TaskFile::to_bytes`] without blocking (in a browser).
+    pub async fn to_bytes_async(&self, path: &str, extra: &[(String, Tensor)], extra_meta: &[(String, String)]) -> Result<Vec<u8>> {
+        let mut named: Vec<(String, &Tensor)> = Vec::new();
         if let Some(p) = &self.task.prompts {
-            host.push(("prompts".into(), p.shape().to_vec(), p.to_vec()?));
+            named.push(("prompts".into(), p));
         }
-        host.push(("head.weight".into(), self.task.head_weight.shape().to_vec(), self.task.head_weight.to_vec()?));
-        host.push(("head.bias".into(), self.task.head_bias.shape().to_vec(), self.task.head_bias.to_vec()?));
+        named.push(("head.weight".into(), &self.task.head_weight));
+        named.push(("head.bias".into(), &self.task.head_bias));
         // What the other tuning methods trained (`model/methods/tuned.rs`), under their names.
-        for (name, t) in self.task.tuned.named() {
-            host.push((name, t.shape().to_vec(), t.to_vec()?));
-        }
-        for (name, t) in extra {
-            host.push((name.clone(), t.shape().to_vec(), t.to_vec()?));
+        named.extend(self.task.tuned.named());
+        named.extend(extra.iter().map(|(n, t)| (n.clone(), t)));
+        let mut host: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
+        for (name, t) in named {
+            host.push((name, t.shape().to_vec(), t.to_vec_async().await?));
         }
         // Never a task with NaN or infinite values: it would answer nothing but class 0.
         for (name, _, data) in &host {

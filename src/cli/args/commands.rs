@@ -149,6 +149,10 @@ pub struct LabArgs {
     /// Serve the .trace files in this folder instead of recording new ones.
     #[arg(long, value_parser = non_empty_path)]
     pub traces: Option<PathBuf>,
+    /// The browser package `bash web/build.sh` wrote, for /train and /check (default: web/pkg of
+    /// this repository).
+    #[arg(long, value_parser = non_empty_path)]
+    pub web: Option<PathBuf>,
     #[command(flatten)]
     pub device: DeviceArgs,
 }

@@ -3,7 +3,8 @@
 use std::io::Write;
 
 use crate::cli::args::commands::LabArgs;
-use vpt_wgsl::lab::Workload;
+use vpt_wgsl::lab::server::Site;
+use vpt_wgsl::lab::{web, Workload};
 use vpt_wgsl::Result;
 
 pub fn run(a: &LabArgs) -> Result<()> {
@@ -22,9 +23,17 @@ pub fn run(a: &LabArgs) -> Result<()> {
             traces
         }
     };
-    let address = listener.local_addr().map_err(|e| vpt_wgsl::Error::invalid("--port", e.to_string()))?;
+    let package = a.web.clone().unwrap_or_else(web::default_package_dir);
+    let (files, missing) = web::browser_files(&package, &vpt_wgsl::demo::default_dir())?;
+    for what in missing {
+        eprintln!("warning: {what}");
+    }
+    let address = listener.local_addr().map_err(|e| vpt_wgsl::Error::invalid("port", e.to_string()))?;
     let names: Vec<&str> = traces.iter().map(|(n, _)| n.as_str()).collect();
-    println!("vpt lab: serving {} at http://{address}/ — open it in a browser with WebGPU; add ?run=NAME to replay one at once (Ctrl-C stops)", names.join(", "));
+    println!(
+        "vpt lab: serving {} at http://{address}/ — open it in a browser with WebGPU; add ?run=NAME to replay one at once. Train in the browser at http://{address}/train, check the kernels at http://{address}/check (Ctrl-C stops)",
+        names.join(", ")
+    );
     std::io::stdout().flush().ok();
-    vpt_wgsl::lab::server::serve(listener, std::sync::Arc::new(traces))
+    vpt_wgsl::lab::server::serve(listener, std::sync::Arc::new(Site { traces, files }))
 }

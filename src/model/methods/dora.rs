@@ -105,14 +105,19 @@ impl Tuner for Dora {
         name.starts_with("dora.")
     }
 
+    /// Each block's qkv weight, for m.
+    fn reads_at_start(&self, depth: usize) -> Vec<String> {
+        (0..depth).map(|i| format!("blocks.{i}.attn.qkv.weight")).collect()
+    }
+
     /// A and B as LoRA's; m = ‖W‖ per row of each block's qkv weight, so W' = W.
     fn initial(&self, backbone: &Backbone, seed: u64) -> Result<Vec<Named>> {
         let pairs = low_rank::initial_pairs(backbone, self.rank, seed)?;
         let mut out = Vec::new();
         for (i, (a, b)) in pairs.into_iter().enumerate() {
-            let w = backbone.tensor(&format!("blocks.{i}.attn.qkv.weight"))?;
-            let [rows, d] = [w.shape()[0], w.shape()[1]];
-            let values = w.to_vec()?;
+            let name = format!("blocks.{i}.attn.qkv.weight");
+            let [rows, d] = [backbone.tensor(&name)?.shape()[0], backbone.tensor(&name)?.shape()[1]];
+            let values = backbone.values(&name)?;
             let norms: Vec<f32> = values.chunks(d).map(|row| row.iter().map(|&x| x as f64 * x as f64).sum::<f64>().sqrt() as f32).collect();
             let m = Tensor::from_slice(backbone.gpu, &[rows], &norms)?;
             out.extend(names(i).into_iter().zip([a, b, m]));

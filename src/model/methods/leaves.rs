@@ -45,7 +45,7 @@ impl BackboneVars {
         }
         // The task's added tensors, and for a method the task has none of, its initial ones.
         let mut made = Vec::new();
-        let view = Backbone { gpu: g.gpu(), dims, tensors: &backbone };
+        let view = Backbone { gpu: g.gpu(), dims, tensors: &backbone, values: &[] };
         for part in method.parts().iter().filter(|p| !tuned.added.iter().any(|a| a.tuner.name() == p.name())) {
             let tensors = part.initial(&view, 0)?;
             if !tensors.is_empty() {

@@ -61,15 +61,30 @@ impl Tuned {
     /// backbone itself is never changed) and the tensors its methods add, initialised. An error
     /// if one of those tensors is stored in f16 (`--precision f16`).
     pub fn for_method(method: &Method, backbone: &[(String, &Tensor)], dims: Dims, gpu: &Gpu, seed: u64) -> Result<Tuned> {
+        gpu.blocking("a method's start", Tuned::for_method_async(method, backbone, dims, gpu, seed))
+    }
+
+    /// [`Tuned::for_method`] without blocking (in a browser): the backbone values the methods
+    /// read at their start (`Tuner::reads_at_start`, DoRA's qkv weights) are read back first.
+    pub async fn for_method_async(method: &Method, backbone: &[(String, &Tensor)], dims: Dims, gpu: &Gpu, seed: u64) -> Result<Tuned> {
         method.check_depth(dims.depth)?;
+        let mut values = Vec::new();
+        for name in method.parts().iter().flat_map(|p| p.reads_at_start(dims.depth)) {
+            let tensor = backbone.iter().find(|(n, _)| *n == name).map(|(_, t)| *t);
+            let tensor = tensor.ok_or_else(|| Error::Internal { what: "backbone".into(), msg: format!("a method reads {name}, which the backbone lacks") })?;
+            values.push((name, tensor.to_vec_async().await?));
+        }
         let mut tuned = Tuned::default();
         for (name, t) in backbone {
             if method.trains(name, dims.depth) {
                 method.check_trainable(name, t)?;
-                tuned.backbone.push((name.clone(), Tensor::from_slice(t.gpu(), t.shape(), &t.to_vec()?)?));
+                // Copied on the GPU: no read-back, so a browser can start a run too.
+                let copy = Tensor::zeros(t.gpu(), t.shape())?;
+                copy.copy_from(t)?;
+                tuned.backbone.push((name.clone(), copy));
             }
         }
-        let backbone = Backbone { gpu, dims, tensors: backbone };
+        let backbone = Backbone { gpu, dims, tensors: backbone, values: &values };
         for part in method.parts() {
             let tensors = part.initial(&backbone, seed)?;
             if !tensors.is_empty() {

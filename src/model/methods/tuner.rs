@@ -43,12 +43,25 @@ pub struct Backbone<'a> {
     pub gpu: &'a Gpu,
     pub dims: Dims,
     pub tensors: &'a [(String, &'a Tensor)],
+    /// The values of the tensors the methods asked for at their start (`Tuner::reads_at_start`),
+    /// read back once by the caller, without blocking in a browser.
+    pub values: &'a [(String, Vec<f32>)],
 }
 
 impl Backbone<'_> {
     /// The backbone tensor with this timm name.
     pub fn tensor(&self, timm_name: &str) -> Result<&Tensor> {
         self.tensors.iter().find(|(n, _)| n == timm_name).map(|(_, t)| *t).ok_or_else(|| Error::Internal { what: "backbone".into(), msg: format!("no tensor {timm_name}") })
+    }
+
+    /// The values of the backbone tensor with this timm name, which the method must have named in
+    /// `Tuner::reads_at_start`.
+    pub fn values(&self, timm_name: &str) -> Result<&[f32]> {
+        self.values
+            .iter()
+            .find(|(n, _)| n == timm_name)
+            .map(|(_, v)| v.as_slice())
+            .ok_or_else(|| Error::Internal { what: "backbone".into(), msg: format!("the values of {timm_name} were not read at the start: the method must name it in `reads_at_start`") })
     }
 }
 
@@ -128,6 +141,12 @@ pub trait Tuner: Debug + Send + Sync {
     /// Is `name` one of the tensors it adds to a task?
     fn owns(&self, _name: &str) -> bool {
         false
+    }
+
+    /// The backbone tensors (timm names) whose values `initial` reads, on a backbone of `depth`
+    /// blocks: read back for it once, without blocking in a browser (`Backbone::values`).
+    fn reads_at_start(&self, _depth: usize) -> Vec<String> {
+        Vec::new()
     }
 
     /// The tensors it adds, initialised for a fresh run on `backbone` (none for a method that

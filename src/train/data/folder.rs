@@ -4,7 +4,8 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use super::image_file::{data_error, decode_strict};
+use super::image_file::decode_strict;
+use super::listing::{data_error, empty_class_error, no_classes_error};
 use super::Sample;
 use crate::{Error, Result};
 
@@ -108,11 +109,6 @@ fn list_class_dirs(root: &Path) -> Result<(Vec<String>, Skipped)> {
     Ok((classes, skipped))
 }
 
-fn no_classes_error(root: &Path, loose_files: usize) -> Error {
-    let hint = if loose_files > 0 { format!(" ({loose_files} files lie directly in it; move them into one sub-folder per class)") } else { String::new() };
-    data_error(root, format!("no class sub-folders{hint}; an image folder needs one sub-folder per class with the images inside, e.g. ROOT/cat/001.jpg"))
-}
-
 /// The folder must hold exactly the expected classes (the order may differ: labels follow `expected`).
 fn check_same_classes(root: &Path, found: &[String], expected: &[String]) -> Result<()> {
     let mut sorted = expected.to_vec();
@@ -168,24 +164,6 @@ fn check_image(path: &Path) -> std::result::Result<(), String> {
         return Err("a folder inside a class folder; images must sit directly in ROOT/<class>/".to_string());
     }
     decode_strict(path).map(drop)
-}
-
-fn empty_class_error(root: &Path, class: &str, skipped: &[(PathBuf, String)]) -> Error {
-    let reasons: Vec<String> = skipped.iter().take(3).map(|(p, why)| format!("{}: {why}", p.file_name().unwrap_or_default().to_string_lossy())).collect();
-    let detail = match skipped.len() {
-        0 => "it is empty".to_string(),
-        n => format!("{n} files skipped: {}{}", reasons.join("; "), if n > 3 { "; …" } else { "" }),
-    };
-    data_error(&root.join(class), format!("class {class:?} has no usable JPEG or PNG images ({detail}); add images to it or remove the folder"))
-}
-
-/// "warning: skipped 3 files that are not readable images: a.jpg (why), ...": the first few by
-/// name, then how many more.
-pub fn skipped_warning(skipped: &[(PathBuf, String)]) -> String {
-    const SHOWN: usize = 5;
-    let named: Vec<String> = skipped.iter().take(SHOWN).map(|(p, why)| format!("{} ({why})", p.display())).collect();
-    let more = if skipped.len() > SHOWN { format!(", and {} more", skipped.len() - SHOWN) } else { String::new() };
-    format!("warning: skipped {} files that are not readable images: {}{more}", skipped.len(), named.join(", "))
 }
 
 /// A fingerprint of a set of samples: each file's name, class and size, in order. Two scans of

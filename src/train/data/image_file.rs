@@ -5,9 +5,10 @@ use std::path::Path;
 
 use image::RgbImage;
 
+use super::listing::data_error;
 use super::normalize::Normalization;
-use super::transform::{decode_bytes, transform_image, Transform};
-use crate::{Error, Result};
+use super::transform::{decode_bytes, is_named_as_image, transform_image, Transform};
+use crate::Result;
 
 /// Decode one image (grey-scale, grey+alpha, RGBA and 16-bit converted to RGB8), transform,
 /// normalise, and return CHW f32 [3, size, size]. `rng` supplies the crop/flip randomness.
@@ -31,11 +32,5 @@ const MAX_IMAGE_BYTES: u64 = 1 << 30;
 /// for the user.
 pub fn decode_strict(path: &Path) -> std::result::Result<RgbImage, String> {
     let bytes = crate::io::read_regular_file(path, MAX_IMAGE_BYTES)?;
-    let named_as_image = path.extension().and_then(|e| e.to_str()).is_some_and(|e| ["png", "jpg", "jpeg"].contains(&e.to_lowercase().as_str()));
-    decode_bytes(&bytes, named_as_image)
-}
-
-/// An error about a file or folder of the data set.
-pub(super) fn data_error(path: &Path, msg: impl Into<String>) -> Error {
-    Error::Format { path: path.display().to_string(), msg: msg.into() }
+    decode_bytes(&bytes, is_named_as_image(&path.to_string_lossy()))
 }

@@ -2,7 +2,8 @@
 //! the seeded stratified train/val split, torchvision-style transforms, and an epoch loader that
 //! decodes and augments on a background thread while the GPU works.
 //!
-//! Core: the split and the epoch's order (`split.rs`), the normalisation, and the decoding and
+//! Core: a folder given as a list of files, as a browser sees it (`listing.rs`), the split and
+//! the epoch's order (`split.rs`), the normalisation, and the decoding and
 //! transforms of an image's bytes (`transform.rs`). Native: the folder (`folder.rs`), reading an
 //! image file (`image_file.rs`) and the threaded loader (`loader.rs`).
 //!
@@ -11,6 +12,7 @@
 //!
 //! Layouts: one image is CHW `[3, size, size]`; a batch is `[B, 3, size, size]`, row-major.
 
+mod listing;
 mod normalize;
 mod split;
 mod transform;
@@ -22,12 +24,13 @@ mod image_file;
 #[cfg(feature = "native")]
 mod loader;
 
+pub use listing::{list_folder, skipped_warning, ListedFolder};
 pub use normalize::Normalization;
 pub use split::{augment_seed, epoch_order, split_train_val};
-pub use transform::{decode_bytes, default_resize, transform_image, Transform};
+pub use transform::{decode_bytes, default_resize, is_named_as_image, transform_image, Transform};
 #[cfg(feature = "native")]
 pub use {
-    folder::{data_fingerprint, skipped_warning, ImageFolder},
+    folder::{data_fingerprint, ImageFolder},
     image_file::{decode_strict, load_image},
     loader::{Batch, EpochLoader},
 };

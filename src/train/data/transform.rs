@@ -44,6 +44,13 @@ pub fn transform_image(img: &RgbImage, transform: Transform, norm: Normalization
     Ok(choose_window(img, transform, rng)?.to_chw(norm))
 }
 
+/// Does a file's name say JPEG or PNG (`.jpg`, `.jpeg`, `.png`, any case)? For the message of
+/// [`decode_bytes`].
+pub fn is_named_as_image(name: &str) -> bool {
+    let extension = name.rsplit_once('.').map(|(_, e)| e.to_lowercase());
+    extension.is_some_and(|e| ["png", "jpg", "jpeg"].contains(&e.as_str()) && !name.ends_with(&format!("/.{e}")))
+}
+
 /// Decode a JPEG or PNG's bytes completely to 8-bit RGB, refusing what a lenient decoder would
 /// pass: an empty image, or a JPEG without its end-of-image marker (cut short: the decoder would
 /// fill the missing rows with grey and say nothing). Alpha is dropped, grey is repeated, 16-bit
