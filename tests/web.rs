@@ -135,7 +135,8 @@ fn from_base64(text: &str) -> Vec<u8> {
 
 /// The demo's VPT-deep for two epochs in the page and natively: the task tensors within 1e-3
 /// (relative to each tensor's largest value), the validation accuracy within one image, the
-/// curves drawn where the figures say. The screenshot is kept in the test's folder.
+/// curves drawn where the figures say, and the page's task file one `vpt eval` reads. The
+/// screenshot is kept in the test's folder.
 #[test]
 fn the_page_trains_the_demo_as_vpt_train_does() {
     let dir = common::workdir("web-train");
@@ -149,7 +150,12 @@ fn the_page_trains_the_demo_as_vpt_train_does() {
     let o = native_train(&demo.join("backbone.safetensors"), &demo.join("digits-5to9/train"), &native_task, &DEMO_FLAGS);
     assert!(o.status.success(), "vpt train failed:\n{}", String::from_utf8_lossy(&o.stderr));
 
-    let (ours, our_meta) = tensors_of("the page's task", &from_base64(page["task"].as_str().unwrap()));
+    // The task file the page offers is one `vpt eval` reads.
+    let page_task = dir.join("page.safetensors");
+    std::fs::write(&page_task, from_base64(page["task"].as_str().unwrap())).unwrap();
+    let o = vpt().args(["eval", "--task"]).arg(&page_task).arg("--model").arg(demo.join("backbone.safetensors")).arg("--data").arg(demo.join("digits-5to9/test")).output().unwrap();
+    assert!(o.status.success(), "vpt eval of the page's task failed:\n{}", String::from_utf8_lossy(&o.stderr));
+    let (ours, our_meta) = tensors_of("the page's task", &std::fs::read(&page_task).unwrap());
     let (native, native_meta) = tensors_of("vpt train's task", &std::fs::read(&native_task).unwrap());
     assert_eq!(our_meta, native_meta, "the task files' metadata differ");
     let mut names: Vec<&String> = native.keys().collect();
@@ -172,7 +178,16 @@ fn the_page_trains_the_demo_as_vpt_train_does() {
     const VAL_IMAGES: f64 = 72.0;
     for (e, n) in epochs.iter().zip(&native_epochs) {
         let (ours, theirs) = (e["val_top1"].as_f64().unwrap(), n["val_accuracy"].as_f64().unwrap());
-        eprintln!("epoch {}: loss {:.5} (vpt train {:.5}), val top-1 {:.2}% ({:.2}%)", e["epoch"], e["loss"], n["train_loss"], 100.0 * ours, 100.0 * theirs);
+        eprintln!(
+            "epoch {}: loss {:.5} (vpt train {:.5}), val top-1 {:.2}% ({:.2}%), {:.1} s ({:.1} s)",
+            e["epoch"],
+            e["loss"],
+            n["train_loss"],
+            100.0 * ours,
+            100.0 * theirs,
+            e["seconds"].as_f64().unwrap_or(f64::NAN),
+            n["seconds"].as_f64().unwrap_or(f64::NAN)
+        );
         assert!((ours - theirs).abs() * VAL_IMAGES <= 1.0 + 1e-9, "epoch {}: val top-1 {ours} in the page, {theirs} natively", e["epoch"]);
         assert!((e["loss"].as_f64().unwrap() - n["train_loss"].as_f64().unwrap()).abs() <= 1e-3, "epoch {}: loss {} against {}", e["epoch"], e["loss"], n["train_loss"]);
     }

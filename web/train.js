@@ -10,7 +10,9 @@ import init, { adapter, train, classify, load_task, recipe_settings } from "/pkg
 const $ = (id) => document.getElementById(id);
 const query = new URLSearchParams(location.search);
 let folder = null;   // {root, paths: [...], files: [Uint8Array]}
-const curves = { loss: [], val: [] };  // [epoch, value]; also window.vptCurves, what the test checks
+// [epoch, value] at each epoch's end; `steps`: [fraction of epochs done, loss] after each step.
+// Also window.vptCurves, what the test checks.
+const curves = { loss: [], val: [], steps: [] };
 window.vptCurves = curves;
 let epochStart = 0;  // performance.now() when the epoch began: the engine has no clock in a page
 const epochSeconds = [];
@@ -122,9 +124,9 @@ function drawCurves() {
   const canvas = $("curves"), g = canvas.getContext("2d");
   const [w, h, pad] = [canvas.width, canvas.height, 30];
   g.clearRect(0, 0, w, h);
-  const epochs = Math.max(2, ...curves.loss.map(([e]) => e));
-  const maxLoss = Math.max(1e-9, ...curves.loss.map(([, v]) => v));
-  const x = (e) => pad + ((e - 1) / (epochs - 1)) * (w - 2 * pad);
+  const epochs = Math.max(1, curves.total ?? 1);
+  const maxLoss = Math.max(1e-9, ...curves.loss.map(([, v]) => v), ...curves.steps.map(([, v]) => v));
+  const x = (e) => pad + (e / epochs) * (w - 2 * pad);
   const line = (points, scale, color, label, row) => {
     g.strokeStyle = g.fillStyle = color;
     g.beginPath();
@@ -134,10 +136,23 @@ function drawCurves() {
       g.fillRect(x(e) - 3, y - 3, 6, 6);
     });
     g.stroke();
-    g.fillText(label, w - 170, 16 * row);
+    g.fillText(label, w - 330, 16 * row);
   };
   g.font = "12px sans-serif";
-  line(curves.loss, maxLoss, "#c33", `train loss (max ${maxLoss.toFixed(3)})`, 1);
+  // Axes: epochs along the bottom, 0 at the bottom of both series.
+  g.strokeStyle = g.fillStyle = "#888";
+  g.beginPath();
+  g.moveTo(pad, pad / 2);
+  g.lineTo(pad, h - pad);
+  g.lineTo(w - pad, h - pad);
+  g.stroke();
+  const step = Math.max(1, Math.ceil(epochs / 10));
+  for (let e = 1; e <= epochs; e += step) g.fillText(String(e), x(e) - 3, h - pad + 14);
+  g.fillText("epoch", w - pad - 30, h - 4);
+  g.fillText("0", pad - 12, h - pad + 4);
+  g.fillStyle = "#e9a";
+  for (const [e, v] of curves.steps) g.fillRect(x(e) - 1.5, h - pad - (v / maxLoss) * (h - 2 * pad) - 1.5, 3, 3);
+  line(curves.loss, maxLoss, "#c33", `train loss: each step, and each epoch's mean (max ${maxLoss.toFixed(3)})`, 1);
   line(curves.val, 1, "#36c", "validation top-1 (0 to 100%)", 2);
   // Where each point was drawn and the colour the canvas holds there now: what a test checks.
   curves.drawn = [];
@@ -156,6 +171,9 @@ function onProgress(json) {
   if (p.stage === "training") $("status").textContent = `training on ${p.device}: ${p.classes.length} classes, ${p.train} train / ${p.val} val images, ${p.steps_per_epoch} steps per epoch, lr ${p.lr.toFixed(4)}`;
   if (p.step) {
     $("progress").value = ((p.epoch - 1) * p.steps + p.step) / (p.epochs * p.steps);
+    curves.total = p.epochs;
+    curves.steps.push([p.epoch - 1 + p.step / p.steps, p.loss]);
+    if (p.step === p.steps || p.step % 5 === 0) drawCurves();
     $("status").textContent = `epoch ${p.epoch}/${p.epochs}, step ${p.step}/${p.steps}: loss ${p.loss.toFixed(4)}, train top-1 ${(100 * p.train_top1).toFixed(1)}%`;
   }
   if (p.stage === "training") epochStart = performance.now();
@@ -179,7 +197,7 @@ function base64(bytes) {
 async function runTraining() {
   showError("");
   $("warnings").textContent = "";
-  curves.loss.length = curves.val.length = epochSeconds.length = 0;
+  curves.loss.length = curves.val.length = curves.steps.length = epochSeconds.length = 0;
   $("train").disabled = true;
   try {
     if (!folder) throw new Error("no images: drop a folder with one sub-folder of images per class, or use the demo digits");
