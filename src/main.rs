@@ -73,6 +73,11 @@ enum Command {
     Eval(EvalArgs),
     /// Top-k classes for images, from one or more tasks served by one backbone in one batch.
     Predict(PredictArgs),
+    /// Write a backbone published in another layout (Google's JAX .npz, a Hugging Face hub
+    /// folder of config.json + model.safetensors; every --model takes these too) as timm-named
+    /// .safetensors with its heads, mean and std in the metadata, which later commands load
+    /// directly.
+    Convert(ConvertArgs),
 }
 
 fn main() -> ExitCode {
@@ -90,6 +95,7 @@ fn main() -> ExitCode {
         Command::Bench(a) => commands::bench::run(&a),
         Command::Eval(a) => commands::eval::run(&a),
         Command::Predict(a) => commands::predict::run(&a),
+        Command::Convert(a) => commands::convert::run(&a),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -232,6 +232,7 @@ fn resume_loader_never_panics() {
         model,
         data: dir.clone(),
         val: None,
+        root: None,
         out: out.clone(),
         num_prompts: 3,
         depth: Depth::Layers(2),

@@ -1,6 +1,6 @@
 //! A sweep of bad values through every flag of every command that reads files or numbers (train,
-//! eval, predict, forward, bench, demo, compare, record, lab, check, tune, and the methods'
-//! options): a few hundred runs of `vpt`, each with one flag (or argument) replaced by something a careless or
+//! eval, predict, forward, bench, demo, compare, record, lab, check, tune, convert, and the
+//! methods' options): a few hundred runs of `vpt`, each with one flag (or argument) replaced by something a careless or
 //! hostile user might type. For every run: no panic, no hang, none of the user's files changed,
 //! no NaN printed or written, and a failure names the flag or the value at fault.
 
@@ -125,9 +125,10 @@ fn a_sweep_of_bad_values_through_every_flag() {
                 "--lora-rank",
                 "--lora-alpha",
             ],
-            vec!["--model", "--data", "--val", "--out"],
+            vec!["--model", "--data", "--val", "--root", "--out"],
         ),
-        ("eval", vec![("--model", model.clone()), ("--task", task.clone()), ("--data", data.clone())], vec!["--batch", "--num-heads"], vec!["--model", "--task", "--data"]),
+        ("eval", vec![("--model", model.clone()), ("--task", task.clone()), ("--data", data.clone())], vec!["--batch", "--num-heads"], vec!["--model", "--task", "--data", "--root"]),
+        ("convert", vec![("--model", model.clone()), ("--out", String::new())], vec!["--num-heads"], vec!["--model", "--out"]),
         ("predict", vec![("--model", model.clone()), ("--task", task.clone()), ("", image.clone())], vec!["--top-k", "--batch", "--num-heads"], vec!["--model", "--task", ""]),
         (
             "forward",

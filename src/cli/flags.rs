@@ -38,6 +38,7 @@ pub const FLAGS: &[(&str, &str)] = &[
     ("prompts", "--prompts"),
     ("recompute", "--recompute"),
     ("reps", "--reps"),
+    ("root", "--root"),
     ("resume", "--resume"),
     ("seed", "--seed"),
     ("std", "--std"),

@@ -70,6 +70,7 @@ impl RecipeArgs {
             model: text(&self.model.model),
             data: self.data.data.clone(),
             val: self.data.val.clone(),
+            root: self.data.root.clone(),
             out: text(out),
             num_prompts: self.prompts,
             depth: self.depth,

@@ -9,13 +9,16 @@
 //! - [`vpt`]: prompts, pooling and head; the forward, the gradient step, the task's tensors;
 //! - [`pos_embed`]: timm's position-embedding resampling for other image sizes;
 //! - [`synthetic`]: seeded synthetic weights for any ViT shape (tests, benchmarks, fixtures);
-//! - `files` (native): checkpoints, task tensors, batches and gradients read from and written to
-//!   disk.
+//! - [`layouts`]: backbones as published (Google's `.npz`, a Hugging Face hub folder) in timm's
+//!   names;
+//! - `files` (native): checkpoints (in any of those layouts), task tensors, batches and gradients
+//!   read from and written to disk.
 
 pub mod block;
 pub mod blocks;
 #[cfg(feature = "native")]
 pub mod files;
+pub mod layouts;
 pub mod methods;
 pub mod plan;
 pub mod pos_embed;

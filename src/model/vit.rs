@@ -341,6 +341,14 @@ impl Vit {
     }
 }
 
+impl StateDict {
+    /// The ViT these weights make, as [`Vit::from_state_dict`] would load it with `opts`: an
+    /// error unless they are a timm VisionTransformer's whose heads are known.
+    pub fn config(&self, opts: &LoadOptions) -> Result<VitConfig> {
+        infer_config(self, opts)
+    }
+}
+
 /// D, p, C, L, hidden from the tensors; H from the options, the file, or its preset; image size
 /// from the options or the checkpoint's own position grid.
 fn infer_config(sd: &StateDict, opts: &LoadOptions) -> Result<VitConfig> {

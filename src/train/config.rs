@@ -45,8 +45,10 @@ impl Depth {
 pub struct TrainConfig {
     pub model: String,
     pub data: PathBuf,
-    /// Validation folder; without one, a seeded 90/10 split of `data`.
+    /// Validation folder (or split list); without one, a seeded 90/10 split of `data`.
     pub val: Option<PathBuf>,
+    /// Where a split list's paths start (`data`, `val`); default: each list's folder.
+    pub root: Option<PathBuf>,
     pub out: String,
     pub num_prompts: usize,
     pub depth: Depth,

@@ -32,12 +32,12 @@ struct Data {
 }
 
 fn load_data(cfg: &TrainConfig) -> Result<Data> {
-    let folder = ImageFolder::scan(&cfg.data)?;
+    let folder = ImageFolder::open(&cfg.data, cfg.root.as_deref())?;
     check_classes(&cfg.data.display().to_string(), &folder.classes)?;
     let mut skipped = folder.skipped.clone();
     let (train, val) = match &cfg.val {
         Some(dir) => {
-            let val = ImageFolder::scan_with_classes(dir, &folder.classes)?;
+            let val = ImageFolder::open_with_classes(dir, cfg.root.as_deref(), &folder.classes)?;
             skipped.extend(val.skipped);
             (folder.samples.clone(), val.samples)
         }

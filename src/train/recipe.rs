@@ -77,6 +77,7 @@ pub fn config_from_settings(settings: &[(String, String)], model: &str, data: &s
         model: model.to_string(),
         data: PathBuf::from(data),
         val: None,
+        root: None,
         out: String::new(),
         num_prompts: number(get("prompts"), "prompts")?,
         depth: get("depth").parse()?,

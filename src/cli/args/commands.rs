@@ -195,6 +195,20 @@ pub struct BenchArgs {
     pub precision: PrecisionArg,
 }
 
+/// The flags of `vpt convert`.
+#[derive(clap::Args)]
+pub struct ConvertArgs {
+    /// The backbone: timm-named .safetensors, Google's JAX .npz, or a Hugging Face hub folder
+    /// (config.json + model.safetensors).
+    #[arg(long, value_parser = non_empty_path)]
+    pub model: PathBuf,
+    /// Attention heads, when the source says neither in its metadata nor by its architecture.
+    #[arg(long)]
+    pub num_heads: Option<usize>,
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
 #[derive(clap::Args)]
 pub struct EvalArgs {
     #[command(flatten)]
@@ -202,9 +216,13 @@ pub struct EvalArgs {
     /// The task file to evaluate.
     #[arg(long, value_parser = non_empty_path)]
     pub task: PathBuf,
-    /// Images in class sub-folders named as the task's classes.
+    /// Images in class sub-folders named as the task's classes, or a split list (`relative/path
+    /// label` lines, the labels indexing the task's classes).
     #[arg(long, value_parser = non_empty_path)]
     pub data: PathBuf,
+    /// The folder a split list's paths are relative to (default: the list's own folder).
+    #[arg(long, value_parser = non_empty_path)]
+    pub root: Option<PathBuf>,
     /// Images per batch.
     #[arg(long, default_value_t = 64)]
     pub batch: usize,

@@ -36,12 +36,17 @@ pub struct PrecisionArg {
 /// The training images: what `vpt train` and `vpt compare` learn from.
 #[derive(clap::Args, Clone, Debug)]
 pub struct DataArgs {
-    /// Training images: one sub-folder per class.
+    /// Training images: a folder with one sub-folder per class, or a split list (a text file of
+    /// `relative/path label` lines, class names from a classes.txt beside it).
     #[arg(long, value_parser = non_empty_path)]
     pub data: PathBuf,
-    /// Validation images (same class folders); default: a seeded 90/10 split of --data.
+    /// Validation images (a folder with the same class folders, or a split list); default: a
+    /// seeded 90/10 split of --data.
     #[arg(long, value_parser = non_empty_path)]
     pub val: Option<PathBuf>,
+    /// The folder a split list's paths are relative to (default: the list's own folder).
+    #[arg(long, value_parser = non_empty_path)]
+    pub root: Option<PathBuf>,
 }
 
 /// The backbone, the data and how to train: what `vpt train` and `vpt compare` share.

@@ -10,7 +10,7 @@ pub fn run(a: &EvalArgs) -> Result<()> {
     let gpu = default_gpu()?;
     let (vit, files) = load_tasks(&gpu, &a.model, std::slice::from_ref(&a.task))?;
     let t = &files[0];
-    let folder = ImageFolder::scan_with_classes(&a.data, &t.classes)?;
+    let folder = ImageFolder::open_with_classes(&a.data, a.root.as_deref(), &t.classes)?;
     if !folder.skipped.is_empty() {
         eprintln!("{}", vpt_wgsl::train::data::skipped_warning(&folder.skipped));
     }

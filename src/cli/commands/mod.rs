@@ -4,6 +4,7 @@
 pub mod bench;
 pub mod check;
 pub mod compare;
+pub mod convert;
 pub mod demo;
 pub mod eval;
 pub mod forward;

@@ -6,7 +6,7 @@
 use std::sync::Arc;
 
 use super::method::Method;
-use super::tuned::Tuned;
+use super::tuned::{start_values, Tuned};
 use super::tuner::{Added, Backbone, Dims, Leaves, Tuner};
 use crate::error::Result;
 use crate::graph::{Graph, Var};
@@ -45,8 +45,15 @@ impl BackboneVars {
         }
         // The task's added tensors, and for a method the task has none of, its initial ones.
         let mut made = Vec::new();
-        let view = Backbone { gpu: g.gpu(), dims, tensors: &backbone, values: &[] };
-        for part in method.parts().iter().filter(|p| !tuned.added.iter().any(|a| a.tuner.name() == p.name())) {
+        let fresh: Vec<Arc<dyn Tuner>> = method.parts().iter().filter(|p| !tuned.added.iter().any(|a| a.tuner.name() == p.name())).cloned().collect();
+        // Read back only where a method asks (DoRA, for a task without its tensors: `vpt grad`):
+        // a browser's run always has its methods' tensors, and must not block.
+        let values = match fresh.iter().any(|p| !p.reads_at_start(dims.depth).is_empty()) {
+            true => g.gpu().blocking("a method's start", start_values(&fresh, &backbone, dims.depth))?,
+            false => Vec::new(),
+        };
+        let view = Backbone { gpu: g.gpu(), dims, tensors: &backbone, values: &values };
+        for part in &fresh {
             let tensors = part.initial(&view, 0)?;
             if !tensors.is_empty() {
                 made.push(Added { tuner: part.clone(), tensors });

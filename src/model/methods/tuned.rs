@@ -3,8 +3,10 @@
 //! names (`blocks.3.attn.qkv.bias`, `pos_embed`, …) that replace the backbone's when the task is
 //! loaded. A task without them is plain VPT.
 
+use std::sync::Arc;
+
 use super::method::Method;
-use super::tuner::{Added, Backbone, Dims, Named};
+use super::tuner::{Added, Backbone, Dims, Named, Tuner};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::io::TensorFile;
@@ -68,12 +70,7 @@ impl Tuned {
     /// read at their start (`Tuner::reads_at_start`, DoRA's qkv weights) are read back first.
     pub async fn for_method_async(method: &Method, backbone: &[(String, &Tensor)], dims: Dims, gpu: &Gpu, seed: u64) -> Result<Tuned> {
         method.check_depth(dims.depth)?;
-        let mut values = Vec::new();
-        for name in method.parts().iter().flat_map(|p| p.reads_at_start(dims.depth)) {
-            let tensor = backbone.iter().find(|(n, _)| *n == name).map(|(_, t)| *t);
-            let tensor = tensor.ok_or_else(|| Error::Internal { what: "backbone".into(), msg: format!("a method reads {name}, which the backbone lacks") })?;
-            values.push((name, tensor.to_vec_async().await?));
-        }
+        let values = start_values(method.parts(), backbone, dims.depth).await?;
         let mut tuned = Tuned::default();
         for (name, t) in backbone {
             if method.trains(name, dims.depth) {
@@ -135,4 +132,16 @@ impl Tuned {
         }
         Ok(())
     }
+}
+
+/// The values of the backbone tensors `parts` read at their start (`Tuner::reads_at_start`),
+/// read back without blocking (in a browser).
+pub(super) async fn start_values(parts: &[Arc<dyn Tuner>], backbone: &[(String, &Tensor)], depth: usize) -> Result<Vec<(String, Vec<f32>)>> {
+    let mut values = Vec::new();
+    for name in parts.iter().flat_map(|p| p.reads_at_start(depth)) {
+        let tensor = backbone.iter().find(|(n, _)| *n == name).map(|(_, t)| *t);
+        let tensor = tensor.ok_or_else(|| Error::Internal { what: "backbone".into(), msg: format!("a method reads {name}, which the backbone lacks") })?;
+        values.push((name, tensor.to_vec_async().await?));
+    }
+    Ok(values)
 }

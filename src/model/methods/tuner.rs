@@ -61,7 +61,7 @@ impl Backbone<'_> {
             .iter()
             .find(|(n, _)| n == timm_name)
             .map(|(_, v)| v.as_slice())
-            .ok_or_else(|| Error::Internal { what: "backbone".into(), msg: format!("the values of {timm_name} were not read at the start: the method must name it in `reads_at_start`") })
+            .ok_or_else(|| Error::Internal { what: "backbone".into(), msg: format!("the values of {timm_name} were not read at the start: the method must name it in its Tuner::reads_at_start") })
     }
 }
 

@@ -1,11 +1,13 @@
 //! An image folder: one sub-folder per class, JPEG/PNG files inside, scanned once and
-//! deterministically (sorted), with the files it cannot use named and skipped.
+//! deterministically (sorted), with the files it cannot use named and skipped; or a split list
+//! of the same images (`split_list.rs`), which `ImageFolder::open` takes as well.
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
 use super::image_file::decode_strict;
 use super::listing::{data_error, empty_class_error, no_classes_error};
+use super::split_list::{is_split_list, read_split_list};
 use super::Sample;
 use crate::{Error, Result};
 
@@ -20,6 +22,19 @@ pub struct ImageFolder {
 }
 
 impl ImageFolder {
+    /// The images of `data`: an image folder, or a split list (`split_list.rs`) whose paths are
+    /// relative to `root` (default: the list's folder). `root` with a folder is an error: it
+    /// would mean nothing.
+    pub fn open(data: &Path, root: Option<&Path>) -> Result<ImageFolder> {
+        open_data(data, root, None)
+    }
+
+    /// [`ImageFolder::open`], with the labels indexing `classes` (a validation or test set, a
+    /// task's images).
+    pub fn open_with_classes(data: &Path, root: Option<&Path>, classes: &[String]) -> Result<ImageFolder> {
+        open_data(data, root, Some(classes))
+    }
+
     /// Scan `root`. Errors (naming the path): root missing or not a folder; no class sub-folders;
     /// a class sub-folder with no usable images. Non-image and corrupt files are skipped and
     /// recorded in `skipped`; hidden files (`.DS_Store`, `._foo`) are ignored silently.
@@ -32,6 +47,18 @@ impl ImageFolder {
     pub fn scan_with_classes(root: &Path, classes: &[String]) -> Result<ImageFolder> {
         scan_folder(root, Some(classes))
     }
+}
+
+/// The shared body of `open` and `open_with_classes`.
+fn open_data(data: &Path, root: Option<&Path>, expected: Option<&[String]>) -> Result<ImageFolder> {
+    if is_split_list(data) {
+        let (classes, samples) = read_split_list(data, root, expected)?;
+        return Ok(ImageFolder { root: data.to_path_buf(), classes, samples, skipped: Vec::new() });
+    }
+    if let Some(root) = root {
+        return Err(Error::invalid("root", format!("{} applies to a split list's paths, but {} is a folder; leave `root` out", root.display(), data.display())));
+    }
+    scan_folder(data, expected)
 }
 
 /// Files passed over by a scan, each with the reason.

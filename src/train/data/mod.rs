@@ -4,8 +4,9 @@
 //!
 //! Core: a folder given as a list of files, as a browser sees it (`listing.rs`), the split and
 //! the epoch's order (`split.rs`), the normalisation, and the decoding and
-//! transforms of an image's bytes (`transform.rs`). Native: the folder (`folder.rs`), reading an
-//! image file (`image_file.rs`) and the threaded loader (`loader.rs`).
+//! transforms of an image's bytes (`transform.rs`). Native: the folder (`folder.rs`), a split list
+//! of `path label` lines (`split_list.rs`), reading an image file (`image_file.rs`) and the
+//! threaded loader (`loader.rs`).
 //!
 //! Everything random comes from [`crate::rng`] seeded from the user's seed, so an epoch is the same
 //! from run to run, whichever thread made a batch, and whether the run was resumed mid-epoch.
@@ -23,6 +24,8 @@ mod folder;
 mod image_file;
 #[cfg(feature = "native")]
 mod loader;
+#[cfg(feature = "native")]
+mod split_list;
 
 pub use listing::{list_folder, skipped_warning, ListedFolder};
 pub use normalize::Normalization;
@@ -33,6 +36,7 @@ pub use {
     folder::{data_fingerprint, ImageFolder},
     image_file::{decode_strict, load_image},
     loader::{Batch, EpochLoader},
+    split_list::{read_split_list, CLASSES_FILE},
 };
 
 use std::path::PathBuf;
