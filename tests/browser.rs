@@ -1,8 +1,12 @@
 //! The lab in a real browser: traces recorded here by `vpt record`, served by `vpt lab`, replayed
 //! on headless Chromium's WebGPU (its SwiftShader adapter: Tint, Chrome's own WGSL compiler, and a
-//! CPU rasteriser) by `benches/browser/run.mjs`. Every kernel must match the engine's results;
-//! the f16 ones, which SwiftShader cannot run, must be listed as skipped; a kernel broken in a
-//! trace must turn the replay red.
+//! CPU rasteriser) by `benches/browser/run.mjs`. A training step's trace must replay with every
+//! kernel matching the engine's results, and the same trace with a kernel broken must turn red.
+//!
+//! Every kernel on the browser's adapter is `tests/web.rs`'s: `/check` runs the checks themselves
+//! there (against PyTorch and f64, not only against this machine's results), so the `kernels`
+//! trace, which replays the same launches, is not replayed here too (it cost the cold suite
+//! about three minutes of SwiftShader compiling the same kernels again).
 //!
 //! Needs Chromium (`apt-get install chromium`, or CHROMIUM=path) and Node.js with the driver
 //! (`npm ci --prefix benches/browser`); `.ci/run` installs both. Fails, never skips, without them.
@@ -74,7 +78,6 @@ fn traces_replay_in_headless_chromium() {
     let dir = std::env::temp_dir().join(format!("vpt-browser-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    record("kernels", &dir.join("kernels.trace"));
     record("step", &dir.join("step.trace"));
     // SGD's update with its sign flipped: the prompts after the step must no longer match.
     break_kernel(&dir.join("step.trace"), &dir.join("broken.trace"), "optim", "param[i] = param[i] - params.lr * g;", "param[i] = param[i] + params.lr * g;");
@@ -88,13 +91,13 @@ fn traces_replay_in_headless_chromium() {
 
     let out = Command::new("node")
         .arg(browser_dir().join("run.mjs"))
-        .args(["kernels", "step", "broken"].map(|name| format!("{url}?run={name}")))
+        .args(["step", "broken"].map(|name| format!("{url}?run={name}")))
         .output()
         .unwrap_or_else(|e| panic!("cannot run node ({e}): install Node.js 20+ and `npm ci --prefix benches/browser`"));
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "the browser replay did not finish:\n{stderr}");
     let results: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
-    assert_eq!(results.len(), 3, "{stderr}");
+    assert_eq!(results.len(), 2, "{stderr}");
     for r in &results {
         assert!(r["error"].is_null(), "{}: {}", r["url"], r["error"]);
         eprintln!(
@@ -109,23 +112,8 @@ fn traces_replay_in_headless_chromium() {
         );
     }
 
-    // kernels: every kernel the adapter can run passes; only f16 ones may be skipped, by name.
-    let kernels = kernels_of(&results[0]);
-    let failed: Vec<_> = kernels.iter().filter(|(_, ok, _)| *ok == Some(false)).collect();
-    assert!(failed.is_empty(), "kernels failing in Chromium: {failed:#?}");
-    for (name, ok, why) in &kernels {
-        if ok.is_none() {
-            assert!(name.starts_with("matmul_f16") && why.contains("shader-f16"), "{name} skipped: {why}");
-        }
-    }
-    let passed = kernels.iter().filter(|(_, ok, _)| *ok == Some(true)).count();
-    for family in ["matmul::", "softmax", "layernorm", "cross_entropy", "attention::", "gelu::", "optim::", "patch::", "tokens::", "heads::", "reduce::", "elementwise::"] {
-        assert!(kernels.iter().any(|(n, ok, _)| n.starts_with(family) && *ok == Some(true)), "no passing {family} kernel in {kernels:#?}");
-    }
-    assert!(passed >= 40, "only {passed} kernels passed: {kernels:#?}");
-
     // step: every kernel of the step passes, and the loss is the engine's.
-    let step = &results[1];
+    let step = &results[0];
     assert_eq!(step["failed"], 0, "{:#?}", kernels_of(step));
     assert_eq!(step["skipped"], 0, "{:#?}", kernels_of(step));
     assert_eq!(step["labelled"]["loss"]["ok"], true, "{}", step["labelled"]);
@@ -133,7 +121,7 @@ fn traces_replay_in_headless_chromium() {
     assert!((replayed - recorded).abs() <= 1e-4 * recorded.abs(), "loss {replayed} replayed vs {recorded} recorded");
 
     // broken: red, and the blame on the broken kernel; what ran before it still matches.
-    let broken = &results[2];
+    let broken = &results[1];
     let kernels = kernels_of(broken);
     let red: Vec<&str> = kernels.iter().filter(|(_, ok, _)| *ok == Some(false)).map(|(n, _, _)| n.as_str()).collect();
     assert_eq!(red, ["optim::sgd_step"], "{kernels:#?}");

@@ -333,3 +333,61 @@ fn image_decoding_never_panics_and_scan_and_load_agree() {
     std::panic::set_hook(hook);
     assert!(panics.is_empty(), "{} mutated images broke the scan or the loader:\n{}", panics.len(), panics.iter().take(5).cloned().collect::<Vec<_>>().join("\n"));
 }
+
+/// `bytes` with a few bytes flipped, cut short, or with bytes inserted.
+fn mutate_bytes(valid: &[u8], rng: &mut u64) -> Vec<u8> {
+    let mut bytes = valid.to_vec();
+    for _ in 0..1 + (next_u64(rng) % 4) {
+        let at = (next_u64(rng) as usize) % bytes.len().max(1);
+        match next_u64(rng) % 4 {
+            0 => bytes.truncate(at),
+            1 if !bytes.is_empty() => bytes[at] ^= 1 << (next_u64(rng) % 8),
+            2 if !bytes.is_empty() => bytes[at] = *pick(&[0u8, 0x7f, 0x80, 0xff, b'(', b'R', b'Q', b'c', b'.'], rng),
+            _ => bytes.insert(at.min(bytes.len()), (next_u64(rng) % 256) as u8),
+        }
+    }
+    bytes
+}
+
+/// The parts of a published checkpoint a damaged file reaches: the pickle of a `.pth` (and the
+/// tensors it describes, views of its storages) and an `.npz`'s `.npy` arrays. Inside their zip
+/// archives a flipped byte fails the entry's CRC, so the parsers get mutated bytes directly.
+#[test]
+fn published_layouts_never_panic() {
+    use std::io::Read;
+    use vpt_wgsl::io::npz::parse_npy;
+    use vpt_wgsl::io::pickle::{read_torch_zip, unpickle, TorchFile};
+    use vpt_wgsl::model::layouts::from_torch_checkpoint;
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("fixtures/checkpoints");
+    let entry = |file: &str, suffix: &str| -> Vec<u8> {
+        let bytes = std::fs::read(fixtures.join(file)).unwrap();
+        let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
+        let name = (0..archive.len()).map(|i| archive.by_index(i).unwrap().name().unwrap().to_string()).find(|n| n.ends_with(suffix)).unwrap();
+        let mut out = Vec::new();
+        archive.by_name(&name).unwrap().read_to_end(&mut out).unwrap();
+        out
+    };
+    let valid = std::fs::read(fixtures.join("mae.pth")).unwrap();
+    let storages = read_torch_zip("mae.pth", &valid).unwrap().storages;
+    let pickle = entry("mae.pth", "data.pkl");
+    let npy = entry("google.npz", "MultiHeadDotProductAttention_1/out/kernel.npy");
+    let mut rng = 17u64;
+    let mut panics = Vec::new();
+    let hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    for case in 0..cases() {
+        let (p, n) = (mutate_bytes(&pickle, &mut rng), mutate_bytes(&npy, &mut rng));
+        let outcome = catch_unwind(AssertUnwindSafe(|| {
+            if let Ok(object) = unpickle(&p) {
+                let _ = from_torch_checkpoint("mutated.pth", TorchFile { object, storages: storages.clone() });
+            }
+            let _ = parse_npy(&n);
+        }));
+        if let Err(e) = outcome {
+            let msg = e.downcast_ref::<String>().cloned().or_else(|| e.downcast_ref::<&str>().map(|s| s.to_string())).unwrap_or_default();
+            panics.push(format!("case {case}: {msg}"));
+        }
+    }
+    std::panic::set_hook(hook);
+    assert!(panics.is_empty(), "{} of {} mutated pickles or arrays made a parser panic:\n{}", panics.len(), cases(), panics.iter().take(5).cloned().collect::<Vec<_>>().join("\n"));
+}

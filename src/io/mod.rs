@@ -3,7 +3,8 @@
 //! Floating-point tensors stored as f32, f16 or bf16 are all read as f32 (f16/bf16 widened with
 //! `half`); integer tensors (labels) as i64.
 //!
-//! `npz.rs` reads NumPy's `.npz` (Google's JAX checkpoints) from bytes.
+//! `npz.rs` reads NumPy's `.npz` (Google's JAX checkpoints) from bytes; `pickle.rs` PyTorch's
+//! `.pth`, without running its pickle.
 //!
 //! This file is core (it builds for wasm32); `files.rs`, native, reads and writes them on disk:
 //! bounded by what a header declares, and atomically (a temporary file renamed into place), so an
@@ -12,6 +13,7 @@
 #[cfg(feature = "native")]
 mod files;
 pub mod npz;
+pub mod pickle;
 #[cfg(feature = "native")]
 pub use files::{read_regular_file, read_regular_text, read_safetensors_file, write_atomically, write_f32_tensors};
 

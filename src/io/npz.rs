@@ -37,8 +37,8 @@ pub fn read_npz(name: &str, bytes: &[u8]) -> Result<Vec<NpyArray>> {
     Ok(arrays)
 }
 
-/// An `.npy` file's shape and values.
-fn parse_npy(bytes: &[u8]) -> std::result::Result<(Vec<usize>, Vec<f32>), String> {
+/// An `.npy` file's shape and values. (Public for the loaders' fuzzing, `tests/fuzz_loaders.rs`.)
+pub fn parse_npy(bytes: &[u8]) -> std::result::Result<(Vec<usize>, Vec<f32>), String> {
     let rest = bytes.strip_prefix(b"\x93NUMPY").ok_or("not an .npy array (no \\x93NUMPY magic)")?;
     let (&major, rest) = rest.split_first().ok_or("cut short in its header")?;
     let rest = rest.get(1..).ok_or("cut short in its header")?;
@@ -54,7 +54,7 @@ fn parse_npy(bytes: &[u8]) -> std::result::Result<(Vec<usize>, Vec<f32>), String
         return Err("is stored in Fortran order; save it in C order (np.ascontiguousarray)".into());
     }
     let shape = parse_shape(dict_value(header, "shape").ok_or("its header has no 'shape'")?)?;
-    let count: usize = shape.iter().product();
+    let count = shape.iter().try_fold(1usize, |n, &d| n.checked_mul(d)).filter(|&n| n <= data.len()).ok_or_else(|| format!("its shape {shape:?} holds more values than its {} bytes", data.len()))?;
     let width = match quoted(descr).ok_or("its 'descr' is not a quoted dtype")? {
         "<f4" => 4,
         "<f2" => 2,

@@ -6,34 +6,28 @@ use std::path::Path;
 use super::layouts;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::io::npz::read_npz;
 use crate::io::{read_regular_file, read_regular_text, write_atomically, TensorFile};
 use crate::model::vit::{LoadOptions, StateDict, Vit};
 use crate::model::vpt::{batch_from_file, step_to_bytes, VptStep, VptTask};
 use crate::tensor::Tensor;
 
-/// The largest `.npz` read (Google's ViT-H/14 is about 2.5 GB).
-const MAX_NPZ_BYTES: u64 = 8 << 30;
+/// The largest `.npz` or `.pth` read (Google's ViT-H/14 is about 2.5 GB).
+const MAX_ARCHIVE_BYTES: u64 = 8 << 30;
 
 impl StateDict {
     /// Read a backbone in any layout `--model` takes (`layouts.rs`): timm-named `.safetensors`
-    /// (f32, f16 or bf16 storage), Google's JAX `.npz`, or a Hugging Face hub folder
-    /// (`config.json` + `model.safetensors`).
+    /// (f32, f16 or bf16 storage), Google's JAX `.npz`, a Hugging Face hub folder
+    /// (`config.json` + `model.safetensors`), or a PyTorch `.pth` (`.pth.tar`, `.pt`, `.bin`).
     pub fn read(path: &str) -> Result<StateDict> {
         let p = Path::new(path);
         if p.is_dir() {
             return read_hub_folder(path);
         }
         let lower = path.to_lowercase();
-        if lower.ends_with(".npz") {
-            let bytes = read_regular_file(p, MAX_NPZ_BYTES).map_err(|why| Error::Format { path: path.into(), msg: format!("it {why}") })?;
-            return layouts::from_google_npz(path, read_npz(path, &bytes)?);
-        }
-        if [".pth", ".pth.tar", ".pt", ".bin", ".ckpt"].iter().any(|e| lower.ends_with(e)) {
-            return Err(Error::Format {
-                path: path.into(),
-                msg: "is a PyTorch pickle checkpoint, which this version does not read yet; save its state dict as .safetensors with timm's names (`safetensors.torch.save_file(model.state_dict(), ...)`), or use Google's .npz or a hub folder".into(),
-            });
+        let published = [".npz", ".pth", ".pth.tar", ".pt", ".bin", ".ckpt"];
+        if published.iter().any(|e| lower.ends_with(e)) {
+            let bytes = read_regular_file(p, MAX_ARCHIVE_BYTES).map_err(|why| Error::Format { path: path.into(), msg: format!("it {why}") })?;
+            return layouts::state_dict_from_bytes(path, &bytes);
         }
         StateDict::from_file(TensorFile::read(path)?)
     }

@@ -10,13 +10,30 @@
 //!   fixtures/generate_checkpoints.py holds our files to.
 //! - **A Hugging Face hub folder** as timm's hub models ship: `config.json` (the architecture, its
 //!   `model_args`, the `pretrained_cfg` with mean and std) beside `model.safetensors`.
+//! - **PyTorch's `.pth`** (`torch.save`; MAE, MoCo v3, DINO): the state dict inside, read
+//!   without running its pickle (`io/pickle.rs`).
 
 use std::collections::HashMap;
 
 use super::vit::StateDict;
 use crate::error::{Error, Result};
-use crate::io::npz::NpyArray;
+use crate::io::npz::{read_npz, NpyArray};
+use crate::io::pickle::{read_torch_zip, TorchFile, Value};
 use crate::io::TensorFile;
+
+/// A backbone file's bytes in whichever layout its name says: Google's `.npz`, a PyTorch `.pth`
+/// (`.pth.tar`, `.pt`, `.bin`, `.ckpt`), else timm-named `.safetensors`. (A hub folder is a
+/// folder: `files.rs` reads it.)
+pub fn state_dict_from_bytes(name: &str, bytes: &[u8]) -> Result<StateDict> {
+    let lower = name.to_lowercase();
+    if lower.ends_with(".npz") {
+        return from_google_npz(name, read_npz(name, bytes)?);
+    }
+    if [".pth", ".pth.tar", ".pt", ".bin", ".ckpt"].iter().any(|e| lower.ends_with(e)) {
+        return from_torch_checkpoint(name, read_torch_zip(name, bytes)?);
+    }
+    StateDict::from_file(TensorFile::from_bytes(name, bytes)?)
+}
 
 /// A tensor on the host: its shape and values.
 type Host = (Vec<usize>, Vec<f32>);
@@ -140,6 +157,38 @@ fn permute<const N: usize>(tensor: &Host, axes: [usize; N]) -> Host {
         }
     }
     (out_shape, out)
+}
+
+/// The state dict a `torch.save` checkpoint holds, in timm's names: at the top level, or under
+/// `model` (MAE) or `state_dict` (MoCo v3); DDP's `module.` and MoCo v3's `base_encoder.` taken
+/// off; MoCo v3's `momentum_encoder`, `predictor` and projector `head`, and MAE's `decoder_*` and
+/// `mask_token` left out. The heads are not in such a file: `num_heads` says them.
+pub fn from_torch_checkpoint(source: &str, file: TorchFile) -> Result<StateDict> {
+    let err = |msg: String| Error::Format { path: source.to_string(), msg };
+    let Value::Dict(top) = &file.object else {
+        return Err(err("holds no dict of tensors: not a saved state dict".into()));
+    };
+    let nested = top.iter().find_map(|(k, v)| match (k, v) {
+        (Value::Str(k), Value::Dict(d)) if k == "model" || k == "state_dict" => Some(d),
+        _ => None,
+    });
+    let dict = nested.unwrap_or(top);
+    let mut list = Vec::new();
+    for (key, value) in dict {
+        let (Value::Str(name), Value::Tensor(t)) = (key, value) else { continue };
+        let name = name.strip_prefix("module.").unwrap_or(name);
+        let name = name.strip_prefix("base_encoder.").unwrap_or(name);
+        let ignored = ["momentum_encoder.", "predictor.", "head.", "decoder", "mask_token"];
+        if ignored.iter().any(|p| name.starts_with(p)) {
+            continue;
+        }
+        let values = file.values(t).map_err(|why| err(format!("tensor {name:?}: {why}")))?;
+        list.push((name.to_string(), t.shape.clone(), values));
+    }
+    if list.is_empty() {
+        return Err(err("holds no tensors at its top level nor under \"model\" or \"state_dict\": not a saved state dict".into()));
+    }
+    Ok(StateDict::from_tensors(source, list, HashMap::new()))
 }
 
 /// A timm hub folder's weights (`model.safetensors`, read) with what its `config.json` says:

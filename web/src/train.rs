@@ -13,7 +13,8 @@ use js_sys::{Function, Uint8Array};
 use serde_json::json;
 use vpt_wgsl::graph::Dropout;
 use vpt_wgsl::io::TensorFile;
-use vpt_wgsl::model::vit::{LoadOptions, StateDict, Vit};
+use vpt_wgsl::model::layouts::state_dict_from_bytes;
+use vpt_wgsl::model::vit::{LoadOptions, Vit};
 use vpt_wgsl::train::config::TrainConfig;
 use vpt_wgsl::train::data::{
     augment_seed, decode_bytes, default_resize, epoch_order, is_named_as_image, list_folder, skipped_warning, split_train_val, transform_image, Normalization, Sample, Transform,
@@ -116,7 +117,7 @@ async fn batch(gpu: &Gpu, input: &Input, samples: &[Sample], indices: &[usize], 
 /// Run the recipe; resolves to the epochs' figures and the task file's bytes.
 pub async fn run(gpu: &Gpu, input: Input, progress: &Function) -> Result<JsValue> {
     let cfg = config_from_settings(&input.settings, &input.backbone_name, &input.root)?;
-    let sd = StateDict::from_file(TensorFile::from_bytes(&input.backbone_name, &input.backbone)?)?;
+    let sd = state_dict_from_bytes(&input.backbone_name, &input.backbone)?;
     let (mut vit, fingerprint, ckpt_norm) = backbone_from_state_dict(gpu, &sd, &load_options(&cfg))?;
     drop(sd);
     vit.plan = cfg.plan;
@@ -188,7 +189,7 @@ async fn validate(gpu: &Gpu, input: &Input, vit: &Vit, task_file: &TaskFile, sam
 /// its class names as JSON.
 pub fn load_task(gpu: &Gpu, task_name: &str, task: &[u8], backbone_name: &str, backbone: &[u8]) -> Result<String> {
     let task_file = TaskFile::from_file(gpu, &TensorFile::from_bytes(task_name, task)?)?;
-    let sd = StateDict::from_file(TensorFile::from_bytes(backbone_name, backbone)?)?;
+    let sd = state_dict_from_bytes(backbone_name, backbone)?;
     let size = Some(format!("the task {task_name}"));
     let options = LoadOptions { img_size: Some(task_file.img_size), size_from: size, ..Default::default() };
     let (vit, fingerprint, _) = backbone_from_state_dict(gpu, &sd, &options)?;
