@@ -23,9 +23,7 @@ impl StateDict {
         if p.is_dir() {
             return read_hub_folder(path);
         }
-        let lower = path.to_lowercase();
-        let published = [".npz", ".pth", ".pth.tar", ".pt", ".bin", ".ckpt"];
-        if published.iter().any(|e| lower.ends_with(e)) {
+        if layouts::archive_of(path).is_some() {
             let bytes = read_regular_file(p, MAX_ARCHIVE_BYTES).map_err(|why| Error::Format { path: path.into(), msg: format!("it {why}") })?;
             return layouts::state_dict_from_bytes(path, &bytes);
         }

@@ -25,14 +25,30 @@ use crate::io::TensorFile;
 /// (`.pth.tar`, `.pt`, `.bin`, `.ckpt`), else timm-named `.safetensors`. (A hub folder is a
 /// folder: `files.rs` reads it.)
 pub fn state_dict_from_bytes(name: &str, bytes: &[u8]) -> Result<StateDict> {
+    match archive_of(name) {
+        Some(Archive::Npz) => from_google_npz(name, read_npz(name, bytes)?),
+        Some(Archive::Torch) => from_torch_checkpoint(name, read_torch_zip(name, bytes)?),
+        None => StateDict::from_file(TensorFile::from_bytes(name, bytes)?),
+    }
+}
+
+/// The zip archives a backbone is published in, which are read whole (a `.safetensors` is read
+/// as its header says).
+pub enum Archive {
+    Npz,
+    Torch,
+}
+
+/// Which archive a file's name says it is, if any.
+pub fn archive_of(name: &str) -> Option<Archive> {
     let lower = name.to_lowercase();
     if lower.ends_with(".npz") {
-        return from_google_npz(name, read_npz(name, bytes)?);
+        Some(Archive::Npz)
+    } else if [".pth", ".pth.tar", ".pt", ".bin", ".ckpt"].iter().any(|e| lower.ends_with(e)) {
+        Some(Archive::Torch)
+    } else {
+        None
     }
-    if [".pth", ".pth.tar", ".pt", ".bin", ".ckpt"].iter().any(|e| lower.ends_with(e)) {
-        return from_torch_checkpoint(name, read_torch_zip(name, bytes)?);
-    }
-    StateDict::from_file(TensorFile::from_bytes(name, bytes)?)
 }
 
 /// A tensor on the host: its shape and values.
