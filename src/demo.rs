@@ -188,10 +188,5 @@ fn spread(top1: &[f64]) -> String {
 
 /// Where the bundled demo lives: `fixtures/demo` under the current directory or the crate.
 pub fn default_dir() -> PathBuf {
-    let here = PathBuf::from("fixtures/demo");
-    if here.exists() {
-        here
-    } else {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("fixtures/demo")
-    }
+    crate::io::bundled("fixtures/demo")
 }

@@ -3,7 +3,7 @@
 //! bytes of a `.safetensors` mean is `mod.rs`'s.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
 use super::{f32_tensors_to_bytes, TensorFile};
 use crate::error::{Error, Result};
@@ -131,6 +131,17 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> Result<()> {
         let _ = std::fs::remove_file(&tmp);
     }
     written.map_err(io_err)
+}
+
+/// A path of the repository's (`fixtures/demo`, `web/pkg`): under the current folder where it is
+/// there, else under the crate's own folder, so that a command finds it from anywhere.
+pub fn bundled(relative: &str) -> PathBuf {
+    let here = PathBuf::from(relative);
+    if here.exists() {
+        here
+    } else {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(relative)
+    }
 }
 
 #[cfg(test)]

@@ -15,7 +15,7 @@ mod files;
 pub mod npz;
 pub mod pickle;
 #[cfg(feature = "native")]
-pub use files::{read_regular_file, read_regular_text, read_safetensors_file, write_atomically, write_f32_tensors};
+pub use files::{bundled, read_regular_file, read_regular_text, read_safetensors_file, write_atomically, write_f32_tensors};
 
 use std::collections::HashMap;
 

@@ -25,12 +25,7 @@ const MAX_FILE_BYTES: u64 = 256 << 20;
 
 /// Where `web/build.sh` puts the package: `web/pkg` under the current directory or the crate.
 pub fn default_package_dir() -> PathBuf {
-    let here = PathBuf::from("web/pkg");
-    if here.exists() {
-        here
-    } else {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("web/pkg")
-    }
+    crate::io::bundled("web/pkg")
 }
 
 /// The browser build's files: the pages always; the package from `package_dir` and the demo
