@@ -82,7 +82,7 @@ pub fn unpickle(bytes: &[u8]) -> std::result::Result<Value, String> {
             0x88 => m.stack.push(Value::Bool(true)),
             0x89 => m.stack.push(Value::Bool(false)),
             b'J' => {
-                let v = i32::from_le_bytes(m.take(4)?.try_into().expect("4 bytes"));
+                let v = m.u32()? as i32;
                 m.stack.push(Value::Int(v as i64))
             }
             b'K' => {
@@ -109,7 +109,7 @@ pub fn unpickle(bytes: &[u8]) -> std::result::Result<Value, String> {
                 m.stack.push(Value::Float(v))
             }
             b'X' => {
-                let n = u32::from_le_bytes(m.take(4)?.try_into().expect("4 bytes")) as usize;
+                let n = m.u32()? as usize;
                 m.push_str(n)?
             }
             0x8c => {
@@ -194,7 +194,7 @@ pub fn unpickle(bytes: &[u8]) -> std::result::Result<Value, String> {
                 m.put(i)?
             }
             b'r' => {
-                let i = u32::from_le_bytes(m.take(4)?.try_into().expect("4 bytes"));
+                let i = m.u32()?;
                 m.put(i)?
             }
             0x94 => {
@@ -206,7 +206,7 @@ pub fn unpickle(bytes: &[u8]) -> std::result::Result<Value, String> {
                 m.get(i)?
             }
             b'j' => {
-                let i = u32::from_le_bytes(m.take(4)?.try_into().expect("4 bytes"));
+                let i = m.u32()?;
                 m.get(i)?
             }
             other => return Err(format!("opcode 0x{other:02x} at byte {} is not one torch.save writes for a state dict", m.at - 1)),
@@ -226,6 +226,11 @@ struct Machine<'a> {
 impl Machine<'_> {
     fn byte(&mut self) -> std::result::Result<u8, String> {
         Ok(self.take(1)?[0])
+    }
+
+    /// A little-endian u32 (lengths, memo keys, BININT).
+    fn u32(&mut self) -> std::result::Result<u32, String> {
+        Ok(u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")))
     }
 
     fn take(&mut self, n: usize) -> std::result::Result<&[u8], String> {

@@ -5,7 +5,7 @@
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
 
-use super::image_file::decode_strict;
+use super::image_file::{check_all, decode_strict};
 use super::listing::{data_error, empty_class_error, no_classes_error};
 use super::split_list::{is_split_list, read_split_list};
 use super::Sample;
@@ -175,12 +175,7 @@ fn scan_class(dir: &Path) -> Result<(Vec<PathBuf>, Skipped)> {
 /// [`check_image`] of every path, on as many threads as the machine has (decoding a whole data
 /// set once is the scan's main cost), in the paths' order.
 fn check_images(paths: &[PathBuf]) -> Vec<std::result::Result<(), String>> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
-    let chunk = paths.len().div_ceil(threads).max(1);
-    std::thread::scope(|scope| {
-        let workers: Vec<_> = paths.chunks(chunk).map(|part| scope.spawn(move || part.iter().map(|p| check_image(p)).collect::<Vec<_>>())).collect();
-        workers.into_iter().flat_map(|w| w.join().unwrap_or_else(|_| vec![Err("the image decoder failed on it".to_string())])).collect()
-    })
+    check_all(&paths.iter().map(PathBuf::as_path).collect::<Vec<_>>(), check_image)
 }
 
 /// Can this file be trained on? A folder cannot, nor anything that is not a JPEG or PNG that

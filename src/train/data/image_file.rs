@@ -34,3 +34,15 @@ pub fn decode_strict(path: &Path) -> std::result::Result<RgbImage, String> {
     let bytes = crate::io::read_regular_file(path, MAX_IMAGE_BYTES)?;
     decode_bytes(&bytes, is_named_as_image(&path.to_string_lossy()))
 }
+
+/// `check` of every path, on as many threads as the machine has (up to 8: decoding a whole data
+/// set once is a scan's main cost), in the paths' order.
+pub(super) fn check_all(paths: &[&Path], check: impl Fn(&Path) -> std::result::Result<(), String> + Sync) -> Vec<std::result::Result<(), String>> {
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    let chunk = paths.len().div_ceil(threads).max(1);
+    let check = &check;
+    std::thread::scope(|scope| {
+        let workers: Vec<_> = paths.chunks(chunk).map(|part| scope.spawn(move || part.iter().map(|p| check(p)).collect::<Vec<_>>())).collect();
+        workers.into_iter().flat_map(|w| w.join().unwrap_or_else(|_| vec![Err("the image decoder failed on it".to_string())])).collect()
+    })
+}

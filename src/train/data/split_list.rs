@@ -11,7 +11,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::image_file::decode_strict;
+use super::image_file::{check_all, decode_strict};
 use super::Sample;
 use crate::{Error, Result};
 
@@ -101,12 +101,8 @@ fn read_classes(path: &Path) -> Result<Vec<String>> {
 
 /// Every listed image decodes; the first that does not is an error naming its line.
 fn check_images(list: &Path, samples: &[(usize, Sample)]) -> Result<()> {
-    let threads = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
-    let chunk = samples.len().div_ceil(threads).max(1);
-    let verdicts: Vec<std::result::Result<(), String>> = std::thread::scope(|scope| {
-        let workers: Vec<_> = samples.chunks(chunk).map(|part| scope.spawn(move || part.iter().map(|(_, s)| decode_strict(&s.path).map(drop)).collect::<Vec<_>>())).collect();
-        workers.into_iter().flat_map(|w| w.join().unwrap_or_else(|_| vec![Err("the image decoder failed on it".to_string())])).collect()
-    });
+    let paths: Vec<&Path> = samples.iter().map(|(_, s)| s.path.as_path()).collect();
+    let verdicts = check_all(&paths, |p| decode_strict(p).map(drop));
     match samples.iter().zip(verdicts).find_map(|((number, s), v)| v.err().map(|why| (number, s, why))) {
         Some((number, s, why)) => Err(list_error(list, Some(*number), format!("{}: {why}; fix the image or remove the line", s.path.display()))),
         None => Ok(()),
