@@ -135,6 +135,7 @@ fn variant_config(dir: &Path, out_dir: &Path, variant: &str, v: &Value, options:
         // The reference trains on all of train/ and reports test/: so does the demo.
         val: Some(folder.join("test")),
         root: None,
+        train_on_val: false,
         out: out_dir.join(format!("{variant}.safetensors")).display().to_string(),
         num_prompts: v["num_prompts"].as_u64().unwrap_or(0) as usize,
         depth: Depth::Layers(depth_of(v)),

@@ -45,6 +45,11 @@ enum Command {
     /// and report trainable parameters, task file size, top-1, images/s and peak memory as a
     /// table, OUT_DIR/compare.json and OUT_DIR/compare.svg (top-1 against trainable parameters).
     Compare(CompareArgs),
+    /// The paper's search on your images: train every pair of --lr × --wd (default: the paper's
+    /// 10 × 4 grid), pick the best by validation top-1, train it again on train + val
+    /// (OUT_DIR/best.safetensors) and report its top-1 on --test. Writes OUT_DIR/sweep.json and
+    /// OUT_DIR/sweep.svg (a heatmap) as it goes; --resume continues a sweep that was stopped.
+    Sweep(SweepArgs),
     /// Measure which kernel variant is fastest on this adapter at the shapes of one training step
     /// (the matmul kernel per shape and layout, the row kernels' reduction) and
     /// write the winners to this adapter's tune cache, which every later command uses. Never runs
@@ -74,7 +79,7 @@ enum Command {
     /// Top-k classes for images, from one or more tasks served by one backbone in one batch.
     Predict(PredictArgs),
     /// Write a backbone published in another layout (Google's JAX .npz, a Hugging Face hub
-    /// folder of config.json + model.safetensors; every --model takes these too) as timm-named
+    /// folder of config.json + model.safetensors, a PyTorch .pth; every --model takes these too) as timm-named
     /// .safetensors with its heads, mean and std in the metadata, which later commands load
     /// directly.
     Convert(ConvertArgs),
@@ -88,6 +93,7 @@ fn main() -> ExitCode {
         Command::Demo(a) => commands::demo::run(&a),
         Command::Train(a) => commands::train::run(&a),
         Command::Compare(a) => commands::compare::run(&a),
+        Command::Sweep(a) => commands::sweep::run(&a),
         Command::Tune(a) => commands::tune::run(&a),
         Command::Check(a) => commands::check::run(&a),
         Command::Record(a) => commands::record::run(&a),
@@ -147,7 +153,7 @@ mod tests {
         use clap::Parser;
         let cli = super::Cli::try_parse_from(["vpt", "train", "--model", "m", "--data", "d", "--out", "o"]).unwrap();
         let super::Command::Train(a) = cli.command else { unreachable!("parsed as train") };
-        let mut from_flags = a.recipe.config(&a.out, a.method.method().unwrap(), false, false).unwrap();
+        let mut from_flags = a.recipe.config(&a.out, a.method.method().unwrap(), a.rates.lr, a.rates.wd, false, false).unwrap();
         from_flags.out = String::new();
         let from_settings = vpt_wgsl::train::recipe::config_from_settings(&[], "m", "d").unwrap();
         assert_eq!(format!("{from_flags:?}"), format!("{from_settings:?}"));

@@ -233,6 +233,7 @@ fn resume_loader_never_panics() {
         data: dir.clone(),
         val: None,
         root: None,
+        train_on_val: false,
         out: out.clone(),
         num_prompts: 3,
         depth: Depth::Layers(2),

@@ -1,5 +1,5 @@
 //! A sweep of bad values through every flag of every command that reads files or numbers (train,
-//! eval, predict, forward, bench, demo, compare, record, lab, check, tune, convert, and the
+//! eval, predict, forward, bench, demo, compare, sweep, record, lab, check, tune, convert, and the
 //! methods' options): a few hundred runs of `vpt`, each with one flag (or argument) replaced by something a careless or
 //! hostile user might type. For every run: no panic, no hang, none of the user's files changed,
 //! no NaN printed or written, and a failure names the flag or the value at fault.
@@ -143,6 +143,23 @@ fn a_sweep_of_bad_values_through_every_flag() {
             vec![("--model", model.clone()), ("--data", data.clone()), ("--methods", "linear".into()), ("--out-dir", String::new()), ("--epochs", "1".into()), ("--batch", "4".into())],
             vec!["--methods", "--epochs", "--batch", "--lr", "--prompts", "--adapter-reduction", "--lora-rank", "--lora-alpha"],
             vec!["--model", "--data", "--out-dir"],
+        ),
+        (
+            "sweep",
+            vec![
+                ("--model", model.clone()),
+                ("--data", data.clone()),
+                ("--out-dir", String::new()),
+                ("--lr", "1,0.1".into()),
+                ("--wd", "0".into()),
+                ("--epochs", "1".into()),
+                ("--batch", "4".into()),
+                ("--prompts", "2".into()),
+            ],
+            // The flags sweep reads its own way (lists, the test images, its folder); the
+            // recipe's other flags are train's, swept above through the same code.
+            vec!["--lr", "--wd"],
+            vec!["--test", "--out-dir"],
         ),
         ("record", vec![("", "step".into()), ("--out", String::new())], vec![""], vec!["--out"]),
         ("lab", vec![("--port", "0".into()), ("--traces", folder.clone())], vec![], vec!["--traces"]),

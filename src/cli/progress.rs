@@ -64,14 +64,15 @@ impl Observer for ProgressBar {
         bar.set_message(format!("loss {:.4} acc {:.1}% {:.1} img/s", s.loss, 100.0 * s.accuracy, s.images_per_second));
     }
     fn epoch(&mut self, e: &EpochSummary) {
+        // A run that validates on nothing (a sweep's refit on train + val) says so.
+        let val = if e.val_accuracy.is_nan() { "no val".to_string() } else { format!("val acc {:5.1}%", 100.0 * e.val_accuracy) };
         let line = format!(
-            "epoch {:>3}/{}: lr {:.5}  loss {:.4}  train acc {:5.1}%  val acc {:5.1}%  {:.1} img/s  {:.1} s",
+            "epoch {:>3}/{}: lr {:.5}  loss {:.4}  train acc {:5.1}%  {val}  {:.1} img/s  {:.1} s",
             e.epoch,
             e.epochs,
             e.lr,
             e.train_loss,
             100.0 * e.train_accuracy,
-            100.0 * e.val_accuracy,
             e.images_per_second,
             e.seconds
         );

@@ -6,7 +6,7 @@
 use std::path::Path;
 
 use super::args::commands::{BenchArgs, TuneArgs};
-use super::args::shared::{BackendArg, DeviceArgs, MethodArgs, MethodSizes, ModelArgs, OptimizerArg, PlanArgs, PoolArg, PresetArg, RecipeArgs, TimingArg};
+use super::args::shared::{BackendArg, DeviceArgs, MethodArgs, MethodSizes, ModelArgs, OptimizerArg, PlanArgs, PoolArg, PresetArg, RecipeArgs, SearchArgs, TimingArg};
 use vpt_wgsl::bench::{BenchOptions, Preset};
 use vpt_wgsl::gpu::TimingMethod;
 use vpt_wgsl::model::methods::method::Method;
@@ -16,6 +16,7 @@ use vpt_wgsl::model::vit::LoadOptions;
 use vpt_wgsl::model::vpt::Pool;
 use vpt_wgsl::train::config::TrainConfig;
 use vpt_wgsl::train::data::Normalization;
+use vpt_wgsl::train::sweep::Grid;
 use vpt_wgsl::train::Optimizer;
 use vpt_wgsl::{Gpu, Result};
 
@@ -56,21 +57,23 @@ impl ModelArgs {
 }
 
 impl RecipeArgs {
-    /// The training configuration these flags give, writing `out`.
-    pub fn config(&self, out: &Path, method: Method, resume: bool, force: bool) -> Result<TrainConfig> {
+    /// The training configuration these flags give with base learning rate `lr` and weight
+    /// decay `wd`, writing `out`.
+    pub fn config(&self, out: &Path, method: Method, lr: f64, wd: f32, resume: bool, force: bool) -> Result<TrainConfig> {
         let norm = match (&self.mean, &self.std) {
             (Some(m), Some(s)) => Some(Normalization::parse(m, s)?),
             _ => None,
         };
         let optimizer = match self.optimizer {
-            OptimizerArg::Sgd => Optimizer::sgd(self.wd),
-            OptimizerArg::Adamw => Optimizer::adamw(self.wd),
+            OptimizerArg::Sgd => Optimizer::sgd(wd),
+            OptimizerArg::Adamw => Optimizer::adamw(wd),
         };
         Ok(TrainConfig {
             model: text(&self.model.model),
             data: self.data.data.clone(),
             val: self.data.val.clone(),
             root: self.data.root.clone(),
+            train_on_val: false,
             out: text(out),
             num_prompts: self.prompts,
             depth: self.depth,
@@ -81,7 +84,7 @@ impl RecipeArgs {
             },
             epochs: self.epochs,
             batch: self.batch,
-            base_lr: self.lr,
+            base_lr: lr,
             warmup_epochs: self.warmup,
             optimizer,
             seed: self.seed,
@@ -96,6 +99,14 @@ impl RecipeArgs {
             precision: self.model.precision.precision,
             method,
         })
+    }
+}
+
+impl SearchArgs {
+    /// The grid of `vpt sweep` (and `vpt compare --sweep`): the lists given, else the paper's.
+    pub fn grid(&self) -> Grid {
+        let paper = Grid::paper();
+        Grid { lrs: self.lr.clone().unwrap_or(paper.lrs), wds: self.wd.clone().unwrap_or(paper.wds) }
     }
 }
 

@@ -49,6 +49,9 @@ pub struct TrainConfig {
     pub val: Option<PathBuf>,
     /// Where a split list's paths start (`data`, `val`); default: each list's folder.
     pub root: Option<PathBuf>,
+    /// Train on the validation images too (`val`, or the split's 10%) and validate on nothing:
+    /// the refit of `vpt sweep` once its search has picked a recipe.
+    pub train_on_val: bool,
     pub out: String,
     pub num_prompts: usize,
     pub depth: Depth,

@@ -1,11 +1,16 @@
-//! Accuracy of a task on labelled images: what `vpt eval` reports and `vpt train` measures on its
-//! validation images after every epoch.
+//! Accuracy of a task on labelled images: what `vpt eval` reports, `vpt train` measures on its
+//! validation images after every epoch, and `vpt sweep` and `vpt compare` report on `test`.
 
-use super::data::{EpochLoader, Normalization, Sample, Transform};
+use std::path::Path;
+
+use super::config::TrainConfig;
+use super::data::{default_resize, EpochLoader, ImageFolder, Normalization, Sample, Transform};
+use super::start::{backbone_from_state_dict, load_options};
 use super::step::predict_batch;
+use super::task::TaskFile;
 use crate::error::Result;
 use crate::gpu::Gpu;
-use crate::model::vit::Vit;
+use crate::model::vit::{LoadOptions, StateDict, Vit};
 use crate::model::vpt::VptTask;
 use crate::tensor::Tensor;
 
@@ -31,4 +36,29 @@ pub fn evaluate(gpu: &Gpu, vit: &Vit, task: &VptTask, samples: &[Sample], transf
     }
     let (hits, total) = per_class.iter().fold((0, 0), |(h, t), &(c, n)| (h + c, t + n));
     Ok(Evaluation { top1: hits as f64 / total.max(1) as f64, per_class })
+}
+
+/// The batch `vpt eval` takes by default, which a sweep's test evaluation takes too, so that
+/// `vpt eval` of its task file gives the same figure.
+pub const EVAL_BATCH: usize = 64;
+
+/// A task file's accuracy on labelled images (a folder or a split list whose classes are the
+/// task's), with the files passed over.
+pub struct TestResult {
+    pub evaluation: Evaluation,
+    pub images: usize,
+    pub skipped: Vec<(std::path::PathBuf, String)>,
+}
+
+/// Evaluate the task file at `task` on `images` (split list paths from `cfg.root`), on the
+/// backbone of `cfg`, as `vpt eval` does: the task must belong to the backbone.
+pub fn evaluate_task_file(gpu: &Gpu, cfg: &TrainConfig, task: &str, images: &Path) -> Result<TestResult> {
+    let file = TaskFile::read(gpu, task)?;
+    let opts = LoadOptions { img_size: Some(file.img_size), size_from: Some(format!("the task {task}")), ..load_options(cfg) };
+    let (vit, fingerprint, _) = backbone_from_state_dict(gpu, &StateDict::read(&cfg.model)?, &opts)?;
+    file.check_backbone(&fingerprint, task, &cfg.model)?;
+    let folder = ImageFolder::open_with_classes(images, cfg.root.as_deref(), &file.classes)?;
+    let size = file.img_size.0;
+    let evaluation = evaluate(gpu, &vit, &file.task, &folder.samples, Transform::Eval { size, resize: default_resize(size) }, file.norm, EVAL_BATCH)?;
+    Ok(TestResult { evaluation, images: folder.samples.len(), skipped: folder.skipped })
 }

@@ -13,7 +13,7 @@ use super::observer::{EpochSummary, Observer, StepInfo};
 use super::outputs::{RunFiles, Start};
 use super::resume::{restore, run_settings, save};
 use super::start::{backbone_from_state_dict, check_classes, check_config, load_options, start_run, RunStart};
-use super::step::{train_batch, EpochTally};
+use super::step::{has_diverged, train_batch, EpochTally};
 use super::Trainer;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
@@ -35,13 +35,17 @@ fn load_data(cfg: &TrainConfig) -> Result<Data> {
     let folder = ImageFolder::open(&cfg.data, cfg.root.as_deref())?;
     check_classes(&cfg.data.display().to_string(), &folder.classes)?;
     let mut skipped = folder.skipped.clone();
-    let (train, val) = match &cfg.val {
-        Some(dir) => {
+    let (train, val) = match (&cfg.val, cfg.train_on_val) {
+        (Some(dir), train_on_val) => {
             let val = ImageFolder::open_with_classes(dir, cfg.root.as_deref(), &folder.classes)?;
             skipped.extend(val.skipped);
-            (folder.samples.clone(), val.samples)
+            match train_on_val {
+                true => (folder.samples.iter().chain(&val.samples).cloned().collect(), Vec::new()),
+                false => (folder.samples.clone(), val.samples),
+            }
         }
-        None => split_train_val(&folder.samples, 0.1, cfg.seed),
+        (None, true) => (folder.samples.clone(), Vec::new()),
+        (None, false) => split_train_val(&folder.samples, 0.1, cfg.seed),
     };
     if train.is_empty() {
         return Err(Error::Format { path: cfg.data.display().to_string(), msg: "no training images left".into() });
@@ -55,8 +59,28 @@ pub fn load_backbone(gpu: &Gpu, model: &str, opts: &LoadOptions) -> Result<(Vit,
 }
 
 /// Train a task; returns the last epoch's summary. The task file and its resume state are on disk
-/// after every epoch.
+/// after every epoch. A run that diverges is an error naming `lr`.
 pub fn fit(gpu: &Gpu, cfg: &TrainConfig, observer: &mut dyn Observer) -> Result<EpochSummary> {
+    match fit_run(gpu, cfg, observer)? {
+        RunEnd::Finished(last) => Ok(last),
+        RunEnd::Diverged { epoch, step, why } => Err(diverged(cfg, epoch, step, &why)),
+    }
+}
+
+/// How a whole run ended, when nothing went wrong but the numbers.
+#[derive(Clone, Debug)]
+pub enum RunEnd {
+    /// Every epoch ran: the last one's summary.
+    Finished(EpochSummary),
+    /// At step `step` (from 1) of epoch `epoch` (from 0) the run diverged (`why`: a loss that says
+    /// so, [`has_diverged`], or weights that overflowed); it stopped there, its files keeping the
+    /// last epoch that finished.
+    Diverged { epoch: usize, step: usize, why: String },
+}
+
+/// [`fit`], with a diverged run as an outcome rather than an error (`vpt sweep` reports it as a
+/// failed pair and goes on).
+pub fn fit_run(gpu: &Gpu, cfg: &TrainConfig, observer: &mut dyn Observer) -> Result<RunEnd> {
     check_config(cfg)?;
     // Before any work: the outputs are writable, none is an input, and no other run has them.
     let files = RunFiles::claim(&cfg.out, &[("model", &cfg.model)], cfg.resume, cfg.force)?;
@@ -107,8 +131,12 @@ pub fn fit(gpu: &Gpu, cfg: &TrainConfig, observer: &mut dyn Observer) -> Result<
         let (loss, accuracy) = match train_epoch(gpu, &vit, &task_file.task, &mut trainer, &data.train, train_tf, norm, cfg, epoch, dropout, observer)? {
             EpochEnd::Finished { loss, accuracy } => (loss, accuracy),
             EpochEnd::Stopped => return Err(interrupted(cfg, epoch)),
-            EpochEnd::Diverged { step, loss } => return Err(diverged(cfg, epoch, step, loss, lr)),
+            EpochEnd::Diverged { step, loss } => return Ok(RunEnd::Diverged { epoch, step, why: format!("the loss is {loss}") }),
         };
+        // The last update can overflow the weights after its loss was finite.
+        if let Some(overflow) = gpu.blocking("a run's weights", task_file.non_finite_async())? {
+            return Ok(RunEnd::Diverged { epoch, step: steps_per_epoch, why: format!("after its last update {overflow}") });
+        }
         let val_accuracy = if data.val.is_empty() { f64::NAN } else { evaluate(gpu, &vit, &task_file.task, &data.val, eval_tf, norm, cfg.batch)?.top1 };
         let seconds = start.elapsed().as_secs_f64();
         let summary = EpochSummary {
@@ -126,7 +154,7 @@ pub fn fit(gpu: &Gpu, cfg: &TrainConfig, observer: &mut dyn Observer) -> Result<
         observer.epoch(&summary);
         last = Some(summary);
     }
-    last.ok_or_else(|| Error::invalid("resume", format!("nothing to do: the run in {} already finished its {} epochs", cfg.out, cfg.epochs)))
+    last.map(RunEnd::Finished).ok_or_else(|| Error::invalid("resume", format!("nothing to do: the run in {} already finished its {} epochs", cfg.out, cfg.epochs)))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -153,7 +181,7 @@ fn train_epoch(
         let step = gpu.blocking("training step", train_batch(trainer, gpu, vit, task, &images, &batch.labels, dropout))?;
         // What this step's pattern did not reuse since the last step goes back to the driver.
         gpu.trim_pool();
-        if !step.loss.is_finite() {
+        if has_diverged(step.loss, task.num_classes()) {
             return Ok(EpochEnd::Diverged { step: i + 1, loss: step.loss });
         }
         tally.add(step, batch.len());
@@ -174,7 +202,7 @@ enum EpochEnd {
     },
     /// The observer asked to stop after a step.
     Stopped,
-    /// Step `step` (from 1) gave a loss that is not finite.
+    /// Step `step` (from 1) gave a loss that says the run diverged ([`has_diverged`]).
     Diverged {
         step: usize,
         loss: f32,
@@ -191,13 +219,14 @@ fn interrupted(cfg: &TrainConfig, epoch: usize) -> Error {
 }
 
 /// The error of a run whose loss stopped being a number.
-fn diverged(cfg: &TrainConfig, epoch: usize, step: usize, loss: f32, lr: f64) -> Error {
+fn diverged(cfg: &TrainConfig, epoch: usize, step: usize, why: &str) -> Error {
+    let lr = cfg.base_lr * cfg.batch as f64 / 256.0;
     let kept = match epoch {
         0 => "no epoch had finished, so nothing was written".to_string(),
         n => format!("{} keeps epoch {n}, the last good one", cfg.out),
     };
     Error::invalid(
         "lr",
-        format!("training diverged at epoch {}, step {step}: the loss is {loss}; {kept}; try a lower `lr` (this run's rate was {lr:.4} = `lr` {} × batch {} / 256)", epoch + 1, cfg.base_lr, cfg.batch),
+        format!("training diverged at epoch {}, step {step}: {why}; {kept}; try a lower `lr` (this run's rate was {lr:.4} = `lr` {} × batch {} / 256)", epoch + 1, cfg.base_lr, cfg.batch),
     )
 }

@@ -23,7 +23,9 @@
 //! - [`evaluate`]: accuracy on labelled images;
 //! - `files`: task files on disk;
 //! - [`predict`]: several tasks served from one backbone in one batch;
-//! - [`compare`]: `vpt compare`, every method with one recipe, as the paper's table and plot.
+//! - [`compare`]: `vpt compare`, every method with one recipe (or each with its own search), as
+//!   the paper's table and plot;
+//! - [`sweep`]: `vpt sweep`, the paper's learning-rate × weight-decay search, refit and test.
 
 pub mod config;
 pub mod data;
@@ -51,6 +53,8 @@ mod plot;
 pub mod predict;
 #[cfg(feature = "native")]
 pub mod resume;
+#[cfg(feature = "native")]
+pub mod sweep;
 
 pub use optim::{Optimizer, Trainer};
 pub use schedule::WarmupCosine;

@@ -41,6 +41,13 @@ impl Optimizer {
             Optimizer::Sgd { weight_decay, .. } | Optimizer::AdamW { weight_decay, .. } => weight_decay,
         }
     }
+    /// The same rule with another weight decay (a sweep's pair).
+    pub fn with_weight_decay(self, wd: f32) -> Optimizer {
+        match self {
+            Optimizer::Sgd { momentum, .. } => Optimizer::Sgd { momentum, weight_decay: wd },
+            Optimizer::AdamW { beta1, beta2, eps, .. } => Optimizer::AdamW { beta1, beta2, eps, weight_decay: wd },
+        }
+    }
 }
 
 /// Optimizer state for one task's trainable tensors (prompts, head weight, head bias, and what

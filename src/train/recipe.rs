@@ -78,6 +78,7 @@ pub fn config_from_settings(settings: &[(String, String)], model: &str, data: &s
         data: PathBuf::from(data),
         val: None,
         root: None,
+        train_on_val: false,
         out: String::new(),
         num_prompts: number(get("prompts"), "prompts")?,
         depth: get("depth").parse()?,

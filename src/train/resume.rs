@@ -19,7 +19,7 @@ use crate::tensor::Tensor;
 /// `data/` and `./data` are the same folder.
 pub fn run_settings(cfg: &TrainConfig, backbone: &str, data: &str) -> BTreeMap<&'static str, String> {
     let canonical = |p: &std::path::Path| p.canonicalize().unwrap_or_else(|_| p.to_path_buf()).display().to_string();
-    BTreeMap::from([
+    let mut settings = BTreeMap::from([
         ("model", backbone.to_string()),
         ("data", canonical(&cfg.data)),
         ("val", cfg.val.as_deref().map_or("none".into(), canonical)),
@@ -40,7 +40,13 @@ pub fn run_settings(cfg: &TrainConfig, backbone: &str, data: &str) -> BTreeMap<&
         ("no_flip", (!cfg.flip).to_string()),
         ("prompt_dropout", cfg.prompt_dropout.to_string()),
         ("norm", format!("{:?}", cfg.norm)),
-    ])
+    ]);
+    // Recorded only when set, so that the resume state of a run from before the setting existed
+    // still resumes.
+    if cfg.train_on_val {
+        settings.insert("train_on_val", "true".into());
+    }
+    settings
 }
 
 /// Append the epoch's metrics line, then write the resume state and then the task file, each

@@ -20,6 +20,18 @@ pub struct StepOutcome {
     pub correct: usize,
 }
 
+/// How many times the loss of a uniform guess (ln C) a step's loss may reach before the run counts
+/// as diverged. A step that far above chance (693 nats for two classes) means the weights have
+/// blown up: with a learning rate too high, SGD can grow them for ever while the loss stays
+/// finite (1e28 after three epochs of a tiny ViT at lr 1e30, its top-1 still looking fine).
+pub const DIVERGED_TIMES_CHANCE: f32 = 1000.0;
+
+/// Has a run whose step gave `loss` over `classes` classes diverged: a loss that is not a number,
+/// or one [`DIVERGED_TIMES_CHANCE`] times a uniform guess's?
+pub fn has_diverged(loss: f32, classes: usize) -> bool {
+    !loss.is_finite() || loss > DIVERGED_TIMES_CHANCE * (classes.max(2) as f32).ln()
+}
+
 /// One forward, backward and update on `images` [B, 3, H, W] with `labels` [B].
 ///
 /// The loss is read back first: a loss that is not finite ends the step with hits 0, and the

@@ -96,8 +96,8 @@ impl TaskFile {
         self.task.head_bias.gpu().blocking("task file", self.to_bytes_async(path, extra, extra_meta))
     }
 
-    /// [`TaskFile::to_bytes`] without blocking (in a browser).
-    pub async fn to_bytes_async(&self, path: &str, extra: &[(String, Tensor)], extra_meta: &[(String, String)]) -> Result<Vec<u8>> {
+    /// Every tensor the task trains, by its name in the file.
+    fn named(&self) -> Vec<(String, &Tensor)> {
         let mut named: Vec<(String, &Tensor)> = Vec::new();
         if let Some(p) = &self.task.prompts {
             named.push(("prompts".into(), p));
@@ -106,6 +106,25 @@ impl TaskFile {
         named.push(("head.bias".into(), &self.task.head_bias));
         // What the other tuning methods trained (`model/methods/tuned.rs`), under their names.
         named.extend(self.task.tuned.named());
+        named
+    }
+
+    /// The first value of the task's tensors that is not finite, said as "tensor "prompts" holds
+    /// -inf at index 0"; `None` when every value is finite. (An update with a rate too high can
+    /// overflow the weights after the last loss was still finite.)
+    pub async fn non_finite_async(&self) -> Result<Option<String>> {
+        for (name, t) in self.named() {
+            let data = t.to_vec_async().await?;
+            if let Some(i) = first_non_finite(&data) {
+                return Ok(Some(format!("tensor {name:?} holds {} at index {i}", data[i])));
+            }
+        }
+        Ok(None)
+    }
+
+    /// [`TaskFile::to_bytes`] without blocking (in a browser).
+    pub async fn to_bytes_async(&self, path: &str, extra: &[(String, Tensor)], extra_meta: &[(String, String)]) -> Result<Vec<u8>> {
+        let mut named = self.named();
         named.extend(extra.iter().map(|(n, t)| (n.clone(), t)));
         let mut host: Vec<(String, Vec<usize>, Vec<f32>)> = Vec::new();
         for (name, t) in named {

@@ -140,7 +140,7 @@ pub async fn run(gpu: &Gpu, input: Input, progress: &Function) -> Result<JsValue
         for (k, indices) in order.chunks(cfg.batch).enumerate() {
             let (images, labels) = batch(gpu, &input, &data.train, indices, train_tf, norm, cfg.seed, epoch).await?;
             let step = train_batch(&mut trainer, gpu, &vit, &task_file.task, &images, &labels, dropout).await?;
-            if !step.loss.is_finite() {
+            if vpt_wgsl::train::step::has_diverged(step.loss, task_file.task.num_classes()) {
                 return Err(Error::invalid(
                     "lr",
                     format!(

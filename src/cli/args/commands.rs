@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use super::shared::{non_empty_path, positive_f64, DeviceArgs, MethodArgs, MethodSizes, ModelArgs, OutputArgs, PlanArgs, PrecisionArg, PresetArg, RecipeArgs, TimingArg};
+use super::shared::{non_empty_path, positive_f64, DeviceArgs, MethodArgs, MethodSizes, ModelArgs, OutputArgs, PlanArgs, PrecisionArg, PresetArg, RateArgs, RecipeArgs, SearchArgs, TimingArg};
 
 /// The files `grad` and `forward` read.
 #[derive(clap::Args)]
@@ -76,6 +76,34 @@ pub struct TrainArgs {
     #[arg(long)]
     pub force: bool,
     #[command(flatten)]
+    pub rates: RateArgs,
+    #[command(flatten)]
+    pub recipe: RecipeArgs,
+}
+
+/// `vpt sweep`: the paper's search over learning rate × weight decay, the best pair refit on
+/// train + val.
+#[derive(clap::Args)]
+pub struct SweepArgs {
+    #[command(flatten)]
+    pub method: MethodArgs,
+    /// The folder for sweep.json, sweep.svg, best.safetensors and the runs' metrics (runs/).
+    #[arg(long, value_parser = non_empty_path)]
+    pub out_dir: PathBuf,
+    #[command(flatten)]
+    pub search: SearchArgs,
+    /// Keep every run's task file and resume state in OUT_DIR/runs (by default a finished run
+    /// keeps only its metrics).
+    #[arg(long)]
+    pub keep_runs: bool,
+    /// Continue the sweep in --out-dir: finished pairs are not run again, a run cut off
+    /// continues from its last epoch.
+    #[arg(long)]
+    pub resume: bool,
+    /// Replace the files of an earlier sweep in --out-dir.
+    #[arg(long)]
+    pub force: bool,
+    #[command(flatten)]
     pub recipe: RecipeArgs,
 }
 
@@ -93,6 +121,12 @@ pub struct CompareArgs {
     /// Replace files of an earlier comparison in --out-dir.
     #[arg(long)]
     pub force: bool,
+    /// Give each method its own search (`vpt sweep` over --lr × --wd, in OUT_DIR/METHOD/), and
+    /// report each with its best pair refit on train + val.
+    #[arg(long)]
+    pub sweep: bool,
+    #[command(flatten)]
+    pub search: SearchArgs,
     #[command(flatten)]
     pub recipe: RecipeArgs,
 }
@@ -198,8 +232,8 @@ pub struct BenchArgs {
 /// The flags of `vpt convert`.
 #[derive(clap::Args)]
 pub struct ConvertArgs {
-    /// The backbone: timm-named .safetensors, Google's JAX .npz, or a Hugging Face hub folder
-    /// (config.json + model.safetensors).
+    /// The backbone: timm-named .safetensors, Google's JAX .npz, a Hugging Face hub folder
+    /// (config.json + model.safetensors), or a PyTorch .pth (.pth.tar, .pt, .bin).
     #[arg(long, value_parser = non_empty_path)]
     pub model: PathBuf,
     /// Attention heads, when the source says neither in its metadata nor by its architecture.
@@ -224,7 +258,7 @@ pub struct EvalArgs {
     #[arg(long, value_parser = non_empty_path)]
     pub root: Option<PathBuf>,
     /// Images per batch.
-    #[arg(long, default_value_t = 64)]
+    #[arg(long, default_value_t = vpt_wgsl::train::evaluate::EVAL_BATCH)]
     pub batch: usize,
 }
 

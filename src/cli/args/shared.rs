@@ -13,7 +13,9 @@ use vpt_wgsl::train::config::Depth;
 /// The backbone: what every command that loads one takes.
 #[derive(clap::Args, Clone, Debug)]
 pub struct ModelArgs {
-    /// Backbone checkpoint with timm names (.safetensors, f32/f16/bf16).
+    /// Backbone checkpoint: timm-named .safetensors (f32/f16/bf16), Google's JAX .npz, a Hugging
+    /// Face hub folder (config.json + model.safetensors) or a PyTorch .pth (.pth.tar, .pt, .bin).
+    /// `vpt convert` writes any of them as .safetensors.
     #[arg(long, value_parser = non_empty_path)]
     pub model: PathBuf,
     /// Attention heads, when the checkpoint's metadata has neither `num_heads` nor `preset`.
@@ -49,7 +51,8 @@ pub struct DataArgs {
     pub root: Option<PathBuf>,
 }
 
-/// The backbone, the data and how to train: what `vpt train` and `vpt compare` share.
+/// The backbone, the data and how to train, the learning rate and weight decay aside: what
+/// `vpt train`, `vpt compare` and `vpt sweep` share.
 #[derive(clap::Args)]
 pub struct RecipeArgs {
     #[command(flatten)]
@@ -71,13 +74,6 @@ pub struct RecipeArgs {
     /// Images per training step.
     #[arg(long, default_value_t = 64)]
     pub batch: usize,
-    /// Base learning rate; the rate used is lr × batch / 256. The paper searches
-    /// {50, 25, 10, 5, 2.5, 1, 0.5, 0.25, 0.1, 0.05}.
-    #[arg(long, default_value_t = 0.5)]
-    pub lr: f64,
-    /// Weight decay (the paper searches {0.01, 1e-3, 1e-4, 0}).
-    #[arg(long, default_value_t = 1e-4)]
-    pub wd: f32,
     /// Warm-up epochs: the rate rises linearly from 0 over them, then follows half a cosine. A
     /// warm-up as long as the run or longer is kept as given (the rate never leaves it), and the
     /// run warns and says the highest rate it will reach.
@@ -106,6 +102,36 @@ pub struct RecipeArgs {
     pub std: Option<String>,
     #[command(flatten)]
     pub plan: PlanArgs,
+}
+
+/// One learning rate and weight decay (`vpt train`; `vpt sweep` searches lists of them).
+#[derive(clap::Args)]
+pub struct RateArgs {
+    /// Base learning rate; the rate used is lr × batch / 256. The paper searches
+    /// {50, 25, 10, 5, 2.5, 1, 0.5, 0.25, 0.1, 0.05} (`vpt sweep` does that search).
+    #[arg(long, default_value_t = 0.5)]
+    pub lr: f64,
+    /// Weight decay (the paper searches {0.01, 1e-3, 1e-4, 0}).
+    #[arg(long, default_value_t = 1e-4)]
+    pub wd: f32,
+}
+
+/// What `vpt sweep` (and `vpt compare --sweep`) searches, and the test images it reports on.
+#[derive(clap::Args)]
+pub struct SearchArgs {
+    /// Base learning rates to try, comma-separated (the rate used is lr × batch / 256); default:
+    /// the paper's 50,25,10,5,2.5,1,0.5,0.25,0.1,0.05. (`vpt compare` without --sweep takes one,
+    /// default 0.5.)
+    #[arg(long, value_delimiter = ',')]
+    pub lr: Option<Vec<f64>>,
+    /// Weight decays to try, comma-separated; default: the paper's 0.01,0.001,0.0001,0.
+    /// (`vpt compare` without --sweep takes one, default 0.0001.)
+    #[arg(long, value_delimiter = ',')]
+    pub wd: Option<Vec<f32>>,
+    /// Test images (class folders or a split list): the top-1 of the trained task on them is
+    /// reported (sweep.json's test_top1; compare's test top-1 column).
+    #[arg(long, value_parser = non_empty_path)]
+    pub test: Option<PathBuf>,
 }
 
 /// How the ViT's blocks run, for `train`, `grad` and `bench`. Results are the same either way:

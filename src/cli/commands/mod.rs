@@ -14,5 +14,6 @@ pub mod lab;
 pub mod load;
 pub mod predict;
 pub mod record;
+pub mod sweep;
 pub mod train;
 pub mod tune;

@@ -7,7 +7,7 @@ use vpt_wgsl::train::fit;
 use vpt_wgsl::Result;
 
 pub fn run(a: &TrainArgs) -> Result<()> {
-    let cfg = a.recipe.config(&a.out, a.method.method()?, a.resume, a.force)?;
+    let cfg = a.recipe.config(&a.out, a.method.method()?, a.rates.lr, a.rates.wd, a.resume, a.force)?;
     let gpu = default_gpu()?;
     let mut bar = ProgressBar::new().stopping_on_ctrl_c();
     let last = fit::fit(&gpu, &cfg, &mut bar)?;
