@@ -26,7 +26,8 @@ if [ ! -x /usr/bin/cargo ] || [ ! -d /usr/lib/rustlib/src/rust/library ] || ! co
 fi
 if ! wasm-bindgen --version 2>/dev/null | grep "$BINDGEN_VERSION" >/dev/null; then
     echo "installing wasm-bindgen-cli $BINDGEN_VERSION from crates.io"
-    cargo install --quiet wasm-bindgen-cli --version "$BINDGEN_VERSION"
+    # --force: cargo may still record an install whose binary is gone, and would then skip it.
+    cargo install --quiet --force wasm-bindgen-cli --version "$BINDGEN_VERSION"
 fi
 
 export PATH="/usr/bin:$PATH" RUSTC_BOOTSTRAP=1 CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_LINKER=wasm-ld

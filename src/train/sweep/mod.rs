@@ -206,14 +206,15 @@ fn run_pair(gpu: &Gpu, recipe: &TrainConfig, pair: Pair, runs_dir: &Path, observ
     Ok(RunResult { pair, outcome })
 }
 
-/// Train the best pair on train + val into `best.safetensors`. A refit of the same pair that
-/// finished before is kept; one cut off continues; one of another pair (the grid grew and the
-/// best changed) is replaced.
+/// Train the best pair on train + val into `best.safetensors`. When the sweep resumes, a refit
+/// of the same pair that finished before is kept and one cut off continues; anything else there
+/// (a refit of another pair, as when the grid grew and the best changed, or what a refit killed
+/// before its first epoch's state left) is the sweep's own, and is replaced.
 fn refit(gpu: &Gpu, recipe: &TrainConfig, pair: Pair, out_dir: &Path, record: &mut SweepRecord, observer: &mut dyn Observer) -> Result<Refit> {
     let out = best_path(out_dir);
     let same_pair = record.refit.as_ref().is_some_and(|r| r.pair == pair);
     let started = recipe.resume && same_pair && Path::new(&resume_path(&out)).exists();
-    let cfg = TrainConfig { out: out.clone(), train_on_val: true, resume: started, force: recipe.force || (recipe.resume && !same_pair), ..at(recipe, pair) };
+    let cfg = TrainConfig { out: out.clone(), train_on_val: true, resume: started, force: recipe.force || (recipe.resume && !started), ..at(recipe, pair) };
     let unfinished = Refit { pair, task_file: out.clone(), finished: false, train_loss: f64::NAN, train_top1: f64::NAN, images_per_second: f64::NAN };
     if !same_pair {
         record.refit = Some(unfinished.clone());
