@@ -76,6 +76,33 @@ fn append_metrics(path: &str, s: &EpochSummary) -> Result<()> {
     writeln!(f, "{line}").map_err(io_err)
 }
 
+/// Epoch `epoch`'s line of the metrics file at `path` (a run of `epochs` epochs), as
+/// `append_metrics` wrote it; `None` when the file has no line for that epoch.
+pub fn read_metrics_epoch(path: &str, epoch: usize, epochs: usize) -> Result<Option<EpochSummary>> {
+    let text = std::fs::read_to_string(path).map_err(|source| Error::Io { path: path.to_string(), source })?;
+    let line = text.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).find(|v| v["epoch"].as_u64() == Some(epoch as u64));
+    Ok(line.map(|line| {
+        // A run that validated on nothing wrote null: NaN again, as the summary held it.
+        let number = |key: &str| line[key].as_f64().unwrap_or(f64::NAN);
+        EpochSummary {
+            epoch,
+            epochs,
+            lr: number("lr"),
+            train_loss: number("train_loss"),
+            train_accuracy: number("train_accuracy"),
+            val_accuracy: number("val_accuracy"),
+            images_per_second: number("images_per_second"),
+            seconds: number("seconds"),
+            gpu_bytes: line["gpu_bytes"].as_u64().unwrap_or(0),
+        }
+    }))
+}
+
+/// The epochs the resume state at `path` records as finished.
+pub fn epochs_done(path: &str) -> Result<usize> {
+    TensorFile::read(path)?.meta("epochs_done")
+}
+
 /// Load the resume state into the task and trainer; returns the epochs it had finished.
 pub fn restore(files: &RunFiles, settings: &BTreeMap<&str, String>, task_file: &TaskFile, trainer: &mut Trainer) -> Result<usize> {
     let f = TensorFile::read(&files.resume)?;

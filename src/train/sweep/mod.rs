@@ -31,8 +31,7 @@ use super::outputs::{make_output_folder, metrics_path, resume_path};
 use super::start::check_config;
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
-use crate::io::TensorFile;
-use crate::train::resume::run_settings;
+use crate::train::resume::{epochs_done, read_metrics_epoch, run_settings};
 
 /// What a sweep searches and reports besides the recipe.
 #[derive(Clone, Debug)]
@@ -248,24 +247,12 @@ fn finished_before(cfg: &TrainConfig) -> Result<Option<EpochSummary>> {
     if !cfg.resume || !Path::new(&state).exists() {
         return Ok(None);
     }
-    let done: usize = TensorFile::read(&state)?.meta("epochs_done")?;
+    let done = epochs_done(&state)?;
     if done < cfg.epochs {
         return Ok(None);
     }
     let metrics = metrics_path(&cfg.out);
-    let text = std::fs::read_to_string(&metrics).map_err(|source| Error::Io { path: metrics.clone(), source })?;
-    let bad = || Error::Format { path: metrics.clone(), msg: format!("has no line for epoch {done}, the last one its resume state records; start the sweep again with `force`") };
-    let line = text.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).find(|v| v["epoch"].as_u64() == Some(done as u64)).ok_or_else(bad)?;
-    let number = |key: &str| line[key].as_f64().unwrap_or(f64::NAN);
-    Ok(Some(EpochSummary {
-        epoch: done,
-        epochs: cfg.epochs,
-        lr: number("lr"),
-        train_loss: number("train_loss"),
-        train_accuracy: number("train_accuracy"),
-        val_accuracy: number("val_accuracy"),
-        images_per_second: number("images_per_second"),
-        seconds: number("seconds"),
-        gpu_bytes: line["gpu_bytes"].as_u64().unwrap_or(0),
-    }))
+    let last = read_metrics_epoch(&metrics, done, cfg.epochs)?;
+    let missing = || Error::Format { path: metrics.clone(), msg: format!("has no line for epoch {done}, the last one its resume state records; start the sweep again with `force`") };
+    last.map(Some).ok_or_else(missing)
 }
