@@ -19,9 +19,10 @@ use crate::io::TensorFile;
 use crate::model::methods::method::Method;
 use crate::model::vit::StateDict;
 use crate::train::config::TrainConfig;
-use crate::train::evaluate::evaluate_task_file;
+use crate::train::evaluate::{evaluate_task_file, EVAL_BATCH};
 use crate::train::fit::fit;
-use crate::train::observer::{EpochSummary, Observer};
+use crate::train::observer::Observer;
+use crate::train::start::load_options;
 use crate::train::sweep::{self, Grid, Pair, SweepOptions};
 
 /// One method's result.
@@ -119,7 +120,7 @@ pub fn compare(gpu: &Gpu, recipe: &TrainConfig, methods: &[Method], out_dir: &Pa
         let trainable = task.total_elements();
         let task_bytes = std::fs::metadata(&trained.task_file).map_err(|source| Error::Io { path: trained.task_file.clone(), source })?.len();
         let test_top1 = match &options.test {
-            Some(test) => Some(evaluate_task_file(gpu, recipe, &trained.task_file, test)?.evaluation.top1),
+            Some(test) => Some(evaluate_task_file(gpu, &recipe.model, &load_options(recipe), &trained.task_file, test, recipe.root.as_deref(), EVAL_BATCH)?.evaluation.top1),
             None => None,
         };
         rows.push(CompareRow {
@@ -149,7 +150,7 @@ struct Trained {
 
 fn train_once(gpu: &Gpu, cfg: TrainConfig, observer: &mut dyn Observer) -> Result<Trained> {
     observer.start(&format!("— {}: {} epochs, base lr {} —", cfg.method.name(), cfg.epochs, cfg.base_lr));
-    let last: EpochSummary = fit(gpu, &cfg, observer)?;
+    let last = fit(gpu, &cfg, observer)?;
     Ok(Trained { task_file: cfg.out, top1: last.val_accuracy, images_per_second: last.images_per_second, best: None })
 }
 

@@ -3,9 +3,8 @@
 
 use std::path::Path;
 
-use super::config::TrainConfig;
 use super::data::{default_resize, EpochLoader, ImageFolder, Normalization, Sample, Transform};
-use super::start::{backbone_from_state_dict, load_options};
+use super::start::backbone_from_state_dict;
 use super::step::predict_batch;
 use super::task::TaskFile;
 use crate::error::Result;
@@ -43,22 +42,25 @@ pub fn evaluate(gpu: &Gpu, vit: &Vit, task: &VptTask, samples: &[Sample], transf
 pub const EVAL_BATCH: usize = 64;
 
 /// A task file's accuracy on labelled images (a folder or a split list whose classes are the
-/// task's), with the files passed over.
+/// task's), with the task's class names and the files passed over.
 pub struct TestResult {
     pub evaluation: Evaluation,
+    pub classes: Vec<String>,
     pub images: usize,
     pub skipped: Vec<(std::path::PathBuf, String)>,
 }
 
-/// Evaluate the task file at `task` on `images` (split list paths from `cfg.root`), on the
-/// backbone of `cfg`, as `vpt eval` does: the task must belong to the backbone.
-pub fn evaluate_task_file(gpu: &Gpu, cfg: &TrainConfig, task: &str, images: &Path) -> Result<TestResult> {
+/// What `vpt eval` does, and `vpt sweep` and `vpt compare` on their test images: evaluate the
+/// task file at `task` on `images` (a split list's paths from `root`), `batch` images at a time,
+/// on the backbone at `model` loaded with `opts` at the task's image size; the task must belong
+/// to that backbone.
+pub fn evaluate_task_file(gpu: &Gpu, model: &str, opts: &LoadOptions, task: &str, images: &Path, root: Option<&Path>, batch: usize) -> Result<TestResult> {
     let file = TaskFile::read(gpu, task)?;
-    let opts = LoadOptions { img_size: Some(file.img_size), size_from: Some(format!("the task {task}")), ..load_options(cfg) };
-    let (vit, fingerprint, _) = backbone_from_state_dict(gpu, &StateDict::read(&cfg.model)?, &opts)?;
-    file.check_backbone(&fingerprint, task, &cfg.model)?;
-    let folder = ImageFolder::open_with_classes(images, cfg.root.as_deref(), &file.classes)?;
+    let opts = LoadOptions { img_size: Some(file.img_size), size_from: Some(format!("the task {task}")), ..opts.clone() };
+    let (vit, fingerprint, _) = backbone_from_state_dict(gpu, &StateDict::read(model)?, &opts)?;
+    file.check_backbone(&fingerprint, task, model)?;
+    let folder = ImageFolder::open_with_classes(images, root, &file.classes)?;
     let size = file.img_size.0;
-    let evaluation = evaluate(gpu, &vit, &file.task, &folder.samples, Transform::Eval { size, resize: default_resize(size) }, file.norm, EVAL_BATCH)?;
-    Ok(TestResult { evaluation, images: folder.samples.len(), skipped: folder.skipped })
+    let evaluation = evaluate(gpu, &vit, &file.task, &folder.samples, Transform::Eval { size, resize: default_resize(size) }, file.norm, batch)?;
+    Ok(TestResult { evaluation, classes: file.classes, images: folder.samples.len(), skipped: folder.skipped })
 }

@@ -19,7 +19,7 @@ pub fn run(a: &CompareArgs) -> Result<()> {
         true => {
             let grid = a.search.grid();
             // The recipe's own rate only has to be valid: each pair of the grid replaces it.
-            (grid.lrs.first().copied().unwrap_or(f64::NAN), grid.wds.first().copied().unwrap_or(f32::NAN), Some(grid))
+            (grid.first().lr, grid.first().wd, Some(grid))
         }
         false => (one(&a.search.lr, "lr", 0.5)?, one(&a.search.wd, "wd", 1e-4)?, None),
     };

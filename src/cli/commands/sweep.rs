@@ -10,8 +10,8 @@ use vpt_wgsl::Result;
 pub fn run(a: &SweepArgs) -> Result<()> {
     let grid = a.search.grid();
     // The recipe's own rate only has to be valid: each pair of the grid replaces it.
-    let (lr, wd) = (grid.lrs.first().copied().unwrap_or(f64::NAN), grid.wds.first().copied().unwrap_or(f32::NAN));
-    let recipe = a.recipe.config(std::path::Path::new(""), a.method.method()?, lr, wd, a.resume, a.force)?;
+    let first = grid.first();
+    let recipe = a.recipe.config(std::path::Path::new(""), a.method.method()?, first.lr, first.wd, a.resume, a.force)?;
     let options = SweepOptions { grid, test: a.search.test.clone(), keep_runs: a.keep_runs };
     let gpu = default_gpu()?;
     let mut bar = ProgressBar::new().stopping_on_ctrl_c();

@@ -76,6 +76,12 @@ impl Grid {
         Ok(())
     }
 
+    /// The first pair (NaN for an empty list, which [`Grid::check`] refuses): a recipe's own
+    /// rate before the sweep replaces it with each pair's.
+    pub fn first(&self) -> Pair {
+        Pair { lr: self.lrs.first().copied().unwrap_or(f64::NAN), wd: self.wds.first().copied().unwrap_or(f32::NAN) }
+    }
+
     /// Every pair, learning rate by learning rate (the order runs are made, and ties broken in).
     pub fn pairs(&self) -> Vec<Pair> {
         self.lrs.iter().flat_map(|&lr| self.wds.iter().map(move |&wd| Pair { lr, wd })).collect()

@@ -24,11 +24,11 @@ pub use grid::{best, table, Grid, Outcome, Pair, RunResult, PAPER_LRS, PAPER_WDS
 pub use record::{Refit, SweepRecord, Test};
 
 use super::config::TrainConfig;
-use super::evaluate::evaluate_task_file;
+use super::evaluate::{evaluate_task_file, EVAL_BATCH};
 use super::fit::{fit_run, RunEnd};
 use super::observer::{EpochSummary, Observer};
 use super::outputs::{make_output_folder, metrics_path, resume_path};
-use super::start::check_config;
+use super::start::{check_config, load_options};
 use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::train::resume::{epochs_done, read_metrics_epoch, run_settings};
@@ -107,7 +107,7 @@ pub fn sweep(gpu: &Gpu, recipe: &TrainConfig, opts: &SweepOptions, out_dir: &Pat
     record.refit = Some(refit(gpu, recipe, chosen.pair, out_dir, &mut record, observer)?);
     save(&record, out_dir)?;
     if let Some(test) = &opts.test {
-        let tested = evaluate_task_file(gpu, recipe, &best_path(out_dir), test)?;
+        let tested = evaluate_task_file(gpu, &recipe.model, &load_options(recipe), &best_path(out_dir), test, recipe.root.as_deref(), EVAL_BATCH)?;
         if !tested.skipped.is_empty() {
             observer.start(&super::data::skipped_warning(&tested.skipped));
         }
