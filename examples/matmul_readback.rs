@@ -6,7 +6,8 @@
 //!
 //! The shapes are those of `vpt bench --preset vit-b`: the four linear layers of a ViT-B/16 block
 //! over BATCH·247 token rows, forward (weight stored [out, in], as the engine keeps it) and their
-//! input gradient dX = dY·W (W read [K, N]), and attention's two products per image and head.
+//! input gradient dX = dY·W (W read [K, N]) and, as `dXᵀ`, the same from a transposed copy of W
+//! (read [N, K], as `DxLayout::Transposed` does), and attention's two products per image and head.
 //! Unlike `vpt bench` (GPU timestamps around the kernel alone), the time includes the launch, the
 //! wait and the copy back, so it is the figure to set beside e.g. Burn's
 //! `tensor.matmul(other).into_data().to_vec()`. The engine's kernel choice is `vpt tune`'s where
@@ -68,8 +69,9 @@ fn main() -> Result<()> {
     let (nt, nn) = (true, false);
     for (name, (n_out, n_in)) in [("qkv", (3 * d, d)), ("proj", (d, d)), ("fc1", (mlp, d)), ("fc2", (d, mlp))] {
         time_matmul(&gpu, name, (1, rows, n_in, n_out), nt, reps)?; // X · Wᵀ
-                                                                    // dY · W
-        time_matmul(&gpu, &format!("{name} dX"), (1, rows, n_out, n_in), nn, reps)?;
+        time_matmul(&gpu, &format!("{name} dX"), (1, rows, n_out, n_in), nn, reps)?; // dY · W
+        time_matmul(&gpu, &format!("{name} dXᵀ"), (1, rows, n_out, n_in), nt, reps)?;
+        // dY · (Wᵀ)ᵀ, from a transposed copy (`DxLayout`)
     }
     time_matmul(&gpu, "q.kT", (images * heads, t, hd, t), nt, reps)?;
     time_matmul(&gpu, "attn.v", (images * heads, t, t, hd), nn, reps)?;

@@ -32,7 +32,9 @@ fn main() -> Result<()> {
     let gpu = Gpu::new()?;
     let cfg = VitConfig::from_preset("vit_base_patch16_224")?;
     let sd = StateDict::from_tensors("synthetic ViT-B/16", synthetic_vit_state_dict(&cfg, 0, 1234), [("num_heads".into(), "12".into())].into());
-    let mut vit = Vit::from_state_dict(&gpu, &sd, &LoadOptions::default())?;
+    // Loaded as `vpt train` loads it: with the transposed copies its backward reads, where this
+    // adapter takes them.
+    let mut vit = Vit::from_state_dict(&gpu, &sd, &LoadOptions { dx_copies: true, ..LoadOptions::default() })?;
     vit.plan = plan;
     drop(sd);
     let weights = gpu.live_bytes();
@@ -72,7 +74,7 @@ fn main() -> Result<()> {
         plan.recompute,
         grad_prompts.iter().fold(0.0f32, |m, v| m.max(v.abs()))
     );
-    println!("frozen weights:               {}", mib(weights));
+    println!("frozen weights:               {} ({} of them transposed copies for the backward)", mib(weights), mib(vit.transposed_copy_bytes()));
     println!("kept by the forward for backward (activations, {} ops on the tape): {}", recorded, mib(kept));
     println!("peak during the step:         {} (weights and inputs included)", mib(gpu.peak_bytes()));
     println!("peak above weights and inputs: {}", mib(gpu.peak_bytes() - before_step));

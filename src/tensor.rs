@@ -30,6 +30,10 @@ pub struct Tensor {
     gpu: Gpu,
     buffer: Arc<GpuBuffer>,
     shape: Vec<usize>,
+    /// A frozen weight's values once more, transposed: [K, N] for a weight stored [N, K], made
+    /// once at load for the backward's dX products, which read it faster that way on some
+    /// adapters ([`Tensor::with_transposed`]). None for every other tensor.
+    transposed: Option<Arc<Tensor>>,
 }
 
 impl std::fmt::Debug for Tensor {
@@ -47,6 +51,34 @@ pub fn numel_of(op: &'static str, shape: &[usize]) -> Result<usize> {
 }
 
 impl Tensor {
+    fn new(gpu: &Gpu, buffer: GpuBuffer, shape: &[usize]) -> Tensor {
+        Tensor { gpu: gpu.clone(), buffer: Arc::new(buffer), shape: shape.to_vec(), transposed: None }
+    }
+
+    /// This frozen weight [N, K] with `transposed` [K, N], the same values transposed and stored
+    /// alike, riding along: a linear layer's backward then computes dX = dY · W as dY · (Wᵀ)ᵀ,
+    /// reading Wᵀ's rows along K as the forward reads W's (`graph::ops::frozen_dx_operand`). It
+    /// costs the weight's memory once more. Only for a tensor nothing writes into:
+    /// [`Tensor::copy_from`] refuses one, and a trained leaf drops it (`Graph::param`).
+    pub fn with_transposed(self, transposed: Tensor) -> Result<Tensor> {
+        let fits = self.rank() == 2 && transposed.shape == [self.shape[1], self.shape[0]] && transposed.dtype() == self.dtype() && self.gpu.same_device(&transposed.gpu);
+        if !fits {
+            return Err(Error::shape("Tensor::with_transposed", format!("{:?} {:?} is not the transpose of the weight {:?} {:?}", transposed.shape, transposed.dtype(), self.shape, self.dtype())));
+        }
+        Ok(Tensor { transposed: Some(Arc::new(transposed)), ..self })
+    }
+
+    /// The transposed copy made at load ([`Tensor::with_transposed`]), if there is one.
+    pub fn transposed(&self) -> Option<&Tensor> {
+        self.transposed.as_deref()
+    }
+
+    /// The same tensor without its transposed copy: for a leaf an optimizer updates in place,
+    /// which would leave the copy behind.
+    pub fn without_transposed(self) -> Tensor {
+        Tensor { transposed: None, ..self }
+    }
+
     /// Upload f32 host data.
     pub fn from_slice(gpu: &Gpu, shape: &[usize], data: &[f32]) -> Result<Tensor> {
         let n = numel_of("Tensor::from_slice", shape)?;
@@ -54,7 +86,7 @@ impl Tensor {
             return Err(Error::shape("Tensor::from_slice", format!("shape {shape:?} holds {n} elements but {} values were given", data.len())));
         }
         let buffer = gpu.alloc_init(&format!("tensor {shape:?}"), bytemuck::cast_slice(data))?;
-        Ok(Tensor { gpu: gpu.clone(), buffer: Arc::new(buffer), shape: shape.to_vec() })
+        Ok(Tensor::new(gpu, buffer, shape))
     }
 
     /// Upload f16 host data, widened to f32.
@@ -78,7 +110,7 @@ impl Tensor {
         }
         let half: Vec<f16> = data.iter().map(|&v| f16::from_f32(v)).collect();
         let buffer = gpu.alloc_init_f16(&format!("f16 tensor {shape:?}"), &half)?;
-        Ok(Tensor { gpu: gpu.clone(), buffer: Arc::new(buffer), shape: shape.to_vec() })
+        Ok(Tensor::new(gpu, buffer, shape))
     }
 
     /// How the values are stored.
@@ -95,7 +127,7 @@ impl Tensor {
         let n = numel_of("Tensor::zeros", shape)?;
         let bytes = (n as u64).checked_mul(4).ok_or_else(|| Error::shape("Tensor::zeros", format!("shape {shape:?} is too large")))?;
         let buffer = gpu.alloc(&format!("tensor {shape:?}"), bytes)?;
-        Ok(Tensor { gpu: gpu.clone(), buffer: Arc::new(buffer), shape: shape.to_vec() })
+        Ok(Tensor::new(gpu, buffer, shape))
     }
 
     /// A tensor of f16 zeros: room for values stored as f16 by a kernel (`kernels::halves`). Needs
@@ -104,7 +136,7 @@ impl Tensor {
         let n = numel_of("Tensor::zeros_f16", shape)?;
         let bytes = (n as u64).checked_mul(2).ok_or_else(|| Error::shape("Tensor::zeros_f16", format!("shape {shape:?} is too large")))?;
         let buffer = gpu.alloc_halves(&format!("f16 tensor {shape:?}"), bytes)?;
-        Ok(Tensor { gpu: gpu.clone(), buffer: Arc::new(buffer), shape: shape.to_vec() })
+        Ok(Tensor::new(gpu, buffer, shape))
     }
 
     /// A tensor filled with one value.
@@ -160,7 +192,7 @@ impl Tensor {
         if n != self.numel() {
             return Err(Error::shape("reshape", format!("cannot view {:?} ({} elements) as {shape:?} ({n} elements)", self.shape, self.numel())));
         }
-        Ok(Tensor { gpu: self.gpu.clone(), buffer: self.buffer.clone(), shape: shape.to_vec() })
+        Ok(Tensor { gpu: self.gpu.clone(), buffer: self.buffer.clone(), shape: shape.to_vec(), transposed: None })
     }
 
     pub fn shape(&self) -> &[usize] {
@@ -194,6 +226,9 @@ impl Tensor {
     /// Overwrite this tensor's values with `src`'s (same shape), in place: for restoring saved
     /// training state into tensors an optimizer updates.
     pub fn copy_from(&self, src: &Tensor) -> Result<()> {
+        if self.transposed.is_some() {
+            return Err(Error::Internal { what: "Tensor::copy_from".into(), msg: format!("the weight {:?} carries a transposed copy, which the write would leave behind", self.shape) });
+        }
         if src.shape != self.shape || !self.gpu.same_device(&src.gpu) || src.dtype() != self.dtype() {
             return Err(Error::shape("Tensor::copy_from", format!("cannot copy {:?} {:?} into {:?} {:?}", src.shape, src.dtype(), self.shape, self.dtype())));
         }

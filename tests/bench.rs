@@ -72,13 +72,14 @@ fn suite_measures_every_kernel_and_variant_and_writes_json() {
     let mut streamed = 0;
     let report = bench::run(&gpu, &options, |_| streamed += 1).unwrap();
 
-    // 14 matmuls of a step and the 2 with a fused GELU epilogue, with each kernel; LayerNorm,
-    // add + LayerNorm, softmax, GELU, cross-entropy both ways; the f16 packing of kept
-    // activations both ways; attention fused and unfused both ways; the 8 row-kernel cases again
-    // without subgroups where the adapter has them.
-    let matmuls = ["qkv", "proj", "fc1", "fc2"].len() * 2 + 6 + 2;
+    // 14 matmuls of a step and the 2 with a fused GELU epilogue, with each kernel, and the 5 dX
+    // products again from a transposed copy of the weight; LayerNorm, add + LayerNorm, softmax,
+    // GELU, cross-entropy both ways; the f16 packing of kept activations both ways; attention
+    // fused and unfused both ways, and the fused backward with dQ's own kernel; the 8 row-kernel cases again without subgroups where the
+    // adapter has them.
+    let matmuls = ["qkv", "proj", "fc1", "fc2"].len() * 2 + 6 + 2 + 5;
     let without_subgroups = if gpu.has_subgroups() { 8 } else { 0 };
-    assert_eq!(report.results.len(), matmuls * MatmulKernel::all_on(&gpu).len() + 10 + 2 + 4 + without_subgroups);
+    assert_eq!(report.results.len(), matmuls * MatmulKernel::all_on(&gpu).len() + 10 + 2 + 5 + without_subgroups);
     if gpu.has_subgroups() {
         for kernel in ["layernorm fwd", "add_layernorm bwd", "softmax fwd", "cross_entropy bwd"] {
             let variants: Vec<&str> = report.results.iter().filter(|r| r.kernel == kernel).map(|r| r.variant.as_str()).collect();
@@ -104,7 +105,9 @@ fn suite_measures_every_kernel_and_variant_and_writes_json() {
         }
     }
     let fused = report.results.iter().find(|r| r.kernel == "attention bwd fused").unwrap();
-    assert_eq!(fused.variant, "attention_backward_rowdot+attention_backward_dkdv+attention_backward_dq");
+    assert!(fused.variant.starts_with("attention_backward_rowdot+attention_backward_dkdv+matmul_"), "dQ by matmul: {}", fused.variant);
+    let kernel = report.results.iter().find(|r| r.kernel == "attention bwd fused, dq kernel").unwrap();
+    assert_eq!(kernel.variant, "attention_backward_rowdot+attention_backward_dkdv+attention_backward_dq");
     for r in &report.results {
         assert!(r.min_ms <= r.median_ms && r.median_ms <= r.max_ms, "{r:?}");
         // GFLOP/s for matmuls, GB/s for the rest (either may be absent if a kernel took 0 ns).
@@ -144,12 +147,12 @@ fn filter_selects_cases_and_bad_sizes_are_errors() {
     let report = bench::run(&gpu, &options, |_| ()).unwrap();
     let kernels: Vec<&str> = report.results.iter().map(|r| r.kernel.as_str()).collect();
     let kernel_count = MatmulKernel::all_on(&gpu).len();
-    assert_eq!(kernels.iter().filter(|k| **k == "matmul fc2 dX").count(), kernel_count);
-    // "gelu" also picks the fused "fc1+gelu" and "fc2 dX*gelu'" (which "fc2 dx" matches too).
-    for fused in ["matmul fc1+gelu", "matmul fc2 dX*gelu'"] {
-        assert_eq!(kernels.iter().filter(|k| **k == fused).count(), kernel_count, "{fused}");
+    // "fc2 dx" picks fc2's dX from the weight and from its transposed copy; "gelu" also picks
+    // the fused "fc1+gelu" and "fc2 dX*gelu'" (which "fc2 dx" matches too, with its copy's).
+    for case in ["matmul fc2 dX", "matmul fc2 dX (W^T copy)", "matmul fc1+gelu", "matmul fc2 dX*gelu'", "matmul fc2 dX*gelu' (W^T copy)"] {
+        assert_eq!(kernels.iter().filter(|k| **k == case).count(), kernel_count, "{case}");
     }
-    assert_eq!(kernels.len(), 3 * kernel_count + 2, "{kernels:?}");
+    assert_eq!(kernels.len(), 5 * kernel_count + 2, "{kernels:?}");
 
     let bad = BenchOptions::new(StepShape { vit: VitConfig { num_heads: 3, ..toy_vit() }, ..toy_shape() });
     assert!(bench::run(&gpu, &bad, |_| ()).unwrap_err().to_string().contains("not a multiple of num_heads"));

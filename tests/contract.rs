@@ -125,6 +125,7 @@ fn launch_every_kernel(gpu: &Gpu) -> Result<()> {
     heads::merge_heads_backward(&merged, 2)?;
     let out = attention::attention_forward(&qkv.q, &qkv.k, &qkv.v, 0.25)?;
     attention::attention_backward(&qkv.q, &qkv.k, &qkv.v, &out, &qkv.v, 0.25)?;
+    attention::attention_backward_with(attention::DqPath::Kernel, &qkv.q, &qkv.k, &qkv.v, &out, &qkv.v, 0.25)?;
     let parts = [&t(gpu, &[2, 1, 8]), &a];
     let cat = tokens::concat_tokens_forward(&parts)?;
     tokens::slice_tokens_forward(&cat, 1, 2)?;

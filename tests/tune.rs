@@ -58,6 +58,8 @@ fn tune_writes_the_cache_that_bench_and_info_use() {
     let text = std::fs::read_to_string(&files[0]).unwrap();
     let written = KernelChoices::from_json(&files[0], &text).unwrap();
     let winner = written.choices.get("matmul 60x2304x768 nt").expect("the qkv shape was tuned").clone();
+    let layout = written.choices.get("linear dX 2304x768").expect("where qkv's dX reads its weight was tuned");
+    assert!(["stored", "transposed"].contains(&layout.as_str()), "{layout}");
     if Gpu::new().unwrap().features().contains(wgpu::Features::SHADER_F16) {
         assert!(written.choices.contains_key("matmul 60x2304x768 nt f16"), "f16 weights are tuned too: {:?}", written.choices);
     }

@@ -1,15 +1,17 @@
 //! The autodiff graph under VPT: gradients reach only prompts and head, nothing is computed or
 //! kept for the frozen backbone, and inference records nothing.
 
+use vpt_wgsl::gpu::KernelChoices;
 use vpt_wgsl::graph::{Graph, MlpRun};
+use vpt_wgsl::kernels::matmul::DxLayout;
 use vpt_wgsl::model::plan::{AttentionChoice, BlockPlan, Recompute};
 use vpt_wgsl::model::vit::{LoadOptions, Vit};
 use vpt_wgsl::model::vpt::{vpt_logits, Pool, TaskVars, VptTask};
 use vpt_wgsl::rng::next_unit;
-use vpt_wgsl::{Gpu, Labels, Tensor};
+use vpt_wgsl::{DType, Gpu, Labels, Tensor};
 
 mod common;
-use common::{tiny_vit, D, DEPTH, IMG};
+use common::{tiny_state_dict, tiny_vit, D, DEPTH, IMG};
 
 /// A device of this test's own: dispatch counts must not include other tests' work.
 fn own_gpu() -> Gpu {
@@ -38,7 +40,8 @@ fn images(gpu: &Gpu, batch: usize) -> Tensor {
 }
 
 fn matmuls(gpu: &Gpu) -> u64 {
-    gpu.dispatch_counts().iter().filter(|(k, _)| k.starts_with("matmul::")).map(|(_, v)| v).sum()
+    // Every matmul kernel: `matmul::…` and the subgroup build's `matmul_subgroup::…`.
+    gpu.dispatch_counts().iter().filter(|(k, _)| k.starts_with("matmul")).map(|(_, v)| v).sum()
 }
 
 /// One training step's backward dispatches only input-gradient matmuls in the backbone, plus the
@@ -49,8 +52,8 @@ fn backward_computes_no_backbone_weight_gradients() {
     let mut vit = tiny_vit(&gpu);
     // Per block, the backward's matmuls are the dX of qkv, proj, fc2 (with GELU's derivative) and
     // fc1, plus, on the unfused path, attention's four (dP, dV, dQ, dK); the fused attention's
-    // backward runs its own kernels.
-    for (attention, per_block) in [(AttentionChoice::Unfused, 8), (AttentionChoice::Fused, 4)] {
+    // backward runs its own kernels and one matmul, dQ.
+    for (attention, per_block) in [(AttentionChoice::Unfused, 8), (AttentionChoice::Fused, 5)] {
         vit.plan.attention = attention;
         for (depth_p, pool, expected_matmuls) in [
             (DEPTH, Pool::Cls, per_block * DEPTH as u64 + 2),   // VPT-deep
@@ -152,6 +155,47 @@ fn fused_and_unfused_attention_agree() {
     let scale = unfused.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
     let worst = steps[0].iter_mut().zip(&unfused).map(|(a, b)| (*a - b).abs()).fold(0.0, f32::max);
     assert!(worst <= 1e-5 * scale, "fused vs unfused: worst difference {worst:e} (scale {scale:e})");
+}
+
+/// The transposed weight copies a training load makes (`LoadOptions::dx_copies`) give the same
+/// step to f32 rounding, with the same launches: the backward's dX products only read W from its
+/// copy. Where the adapter's choice is the weight as stored, the load makes none; a trained leaf
+/// drops its copy, which an optimizer's update would leave behind.
+#[test]
+fn transposed_weight_copies_give_the_same_step() {
+    let gpu = own_gpu();
+    let shapes = [(3 * D, D), (D, D), (4 * D, D), (D, 4 * D)];
+    let choose = |layout: DxLayout| {
+        let mut choices = KernelChoices::for_gpu(&gpu, "test");
+        choices.choices = shapes.iter().map(|&(out, inp)| (DxLayout::tune_key(out, inp, DType::F32), layout.name().to_string())).collect();
+        gpu.use_choices(choices);
+    };
+    let load = |dx_copies: bool| Vit::from_state_dict(&gpu, &tiny_state_dict(), &LoadOptions { dx_copies, ..LoadOptions::default() }).unwrap();
+    choose(DxLayout::Stored);
+    assert_eq!(load(true).transposed_copy_bytes(), 0, "the choice says stored: no copies");
+    let plain = load(false);
+    choose(DxLayout::Transposed);
+    let copies = load(true);
+    assert_eq!(load(false).transposed_copy_bytes(), 0, "an inference load makes none");
+    let weights: usize = shapes.iter().map(|(o, i)| o * i).sum();
+    assert_eq!(copies.transposed_copy_bytes(), (4 * DEPTH * weights) as u64);
+
+    let task = task(&gpu, DEPTH, 4, Pool::Cls);
+    let step = |vit: &Vit| {
+        let before = matmuls(&gpu);
+        let bits = step_bits(&gpu, vit, &task);
+        (bits.into_iter().map(f32::from_bits).collect::<Vec<_>>(), matmuls(&gpu) - before)
+    };
+    let ((stored, stored_launches), (copied, copied_launches)) = (step(&plain), step(&copies));
+    assert_eq!(stored_launches, copied_launches);
+    let scale = stored.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+    let worst = stored.iter().zip(&copied).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+    assert!(worst <= 1e-5 * scale, "stored vs transposed copies: worst difference {worst:e} (scale {scale:e})");
+
+    let w = Tensor::zeros(&gpu, &[2, 3]).unwrap().with_transposed(Tensor::zeros(&gpu, &[3, 2]).unwrap()).unwrap();
+    assert!(w.transposed().is_some() && Graph::new(&gpu).param(w.clone()).value().transposed().is_none());
+    assert!(Tensor::zeros(&gpu, &[2, 3]).unwrap().with_transposed(Tensor::zeros(&gpu, &[2, 3]).unwrap()).is_err(), "not a transpose");
+    assert!(w.copy_from(&Tensor::zeros(&gpu, &[2, 3]).unwrap()).is_err(), "a write would leave the copy behind");
 }
 
 /// An inference graph records nothing, so it keeps no activation alive.

@@ -8,24 +8,32 @@
 //   backward:  P_ij = exp(S_ij − L_i)                       recomputed from Q, K and the saved L
 //              D_i  = Σ_e dO_ie·O_ie  (= Σ_j P_ij·dP_ij)     attention_backward_rowdot
 //              dP   = dO·Vᵀ,  dS_ij = P_ij·(dP_ij − D_i)
-//              dV   = Pᵀ·dO,  dK = s·dSᵀ·Q                   attention_backward_dkdv, per key row
-//              dQ   = s·dS·K                                attention_backward_dq, per query row
+//              dV   = Pᵀ·dO,  dK = s·dSᵀ·Q                   attention_backward_dkdv, per key row,
+//                                                            which also stores s·dS [T, T]
+//              dQ   = (s·dS)·K                              a matmul (`kernels/attention.rs`),
+//                                   or attention_backward_dq, per query row, where s·dS is not stored
 //
 // The forward streams K and V past each query row and keeps, per row, a running max m, a
 // running sum l and an unnormalised output (the online softmax): when a new tile raises the max
 // from m to m', everything so far is multiplied by exp(m − m') — that is all it takes to stay
 // exact. What the backward gets from the forward is O and L: T values per row instead of T².
-// dK/dV and dQ are separate kernels because WGSL has no floating-point atomics: each output row
-// is owned by exactly one invocation, which loops over the other side's rows. So the backward
-// computes S and dP twice (in dkdv and in dq): 14·T²·hd multiply-adds per head against the
-// unfused backward's 8.
+// WGSL has no floating-point atomics, so each output row is owned by exactly one invocation,
+// which loops over the other side's rows: dkdv owns key rows and cannot also sum dQ over them.
+// FlashAttention-2's own dQ kernel per query row computed S and dP a second time (14·T²·hd
+// multiply-adds per head in all, 3.5× the forward's 4); instead dkdv stores s·dS, [T, T] per
+// head for the one block whose backward runs, and dQ is a matmul: 10·T²·hd. Measured on lavapipe
+// at ViT-B/16 batch 8 (`cargo run --release --example step_profile`): the dq kernel took 267 ms
+// per block, 44% of the backward's 604 ms; the matmul takes 61 ms. The dq kernel stays for what
+// the matmul cannot take (s·dS over one storage binding, or B·H past one grid axis), where the
+// backward stores nothing of T².
 //
-// Layouts: q, k, v, o, dout, dq, dk, dv: [B·H, T, hd] (what split_heads makes); lse, delta:
-// [B·H, T]. Any T (a head's last tile is partial: its rows past T repeat row T − 1 and are
+// Layouts: q, k, v, o, dout, dk, dv: [B·H, T, hd] (what split_heads makes); lse: [B·H, T];
+// stats: [B·H, T, 2], each row's (L, D), one binding so that dkdv binds 8 storage buffers, the
+// WebGPU default; ds: [B·H, T, T] (one f32 where not stored). Any T (a head's last tile is partial: its rows past T repeat row T − 1 and are
 // masked), hd from 1 to MAX_HD.
 //
 // How the work is split, and why. Each invocation owns 4 rows of its side (query rows in the
-// forward and dq, key rows in dkdv) and holds a value of each in one vec4 — "a vec4 over rows".
+// forward, key rows in dkdv) and holds a value of each in one vec4 — "a vec4 over rows".
 // The other side streams past 8 or 16 rows at a time, and the scores of the 4 × 16 (or 4 × 8)
 // pairs accumulate in mat4x4 registers: every value read from memory serves 4 multiply-adds,
 // and nothing is indexed at run time but the per-row accumulators over hd. No workgroup memory
@@ -49,6 +57,7 @@ struct Params {
     tokens: u32,       // T
     head_dim: u32,     // hd
     scale: f32,        // s = 1/√hd
+    store_ds: u32,     // dkdv: 1 to store s·dS for dQ's matmul, 0 where the dq kernel runs
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
@@ -60,11 +69,12 @@ struct Params {
 @group(0) @binding(6) var<storage, read> o_saved: array<f32>;       // backward: the forward's O
 @group(0) @binding(7) var<storage, read> lse_saved: array<f32>;     // backward: the forward's L
 @group(0) @binding(8) var<storage, read> dout: array<f32>;          // backward: dO
-@group(0) @binding(9) var<storage, read_write> delta: array<f32>;   // rowdot output D
-@group(0) @binding(10) var<storage, read> delta_saved: array<f32>;  // D, read by dkdv and dq
-@group(0) @binding(11) var<storage, read_write> dq: array<f32>;
+@group(0) @binding(9) var<storage, read_write> stats: array<f32>;   // rowdot output (L, D)
+@group(0) @binding(10) var<storage, read> stats_saved: array<f32>;  // (L, D), read by dkdv
+@group(0) @binding(11) var<storage, read_write> ds: array<f32>;     // dkdv output s·dS
 @group(0) @binding(12) var<storage, read_write> dk: array<f32>;
 @group(0) @binding(13) var<storage, read_write> dv: array<f32>;
+@group(0) @binding(14) var<storage, read_write> dq: array<f32>;
 
 const ROWS_WG: u32 = 64u;             // invocations per workgroup, 4 rows each
 const TILE: u32 = 16u;                // keys per step of the forward
@@ -179,7 +189,8 @@ fn attention_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
 }
 
 // ---------------------------------------------------------------------------------------------
-// Backward, step 1: D_i = Σ_e dO_ie·O_ie, one thread per row of [B·H·T] (flat launch).
+// Backward, step 1: D_i = Σ_e dO_ie·O_ie, stored beside L_i, one thread per row of [B·H·T]
+// (flat launch).
 // ---------------------------------------------------------------------------------------------
 @compute @workgroup_size(WG)
 fn attention_backward_rowdot(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -189,14 +200,28 @@ fn attention_backward_rowdot(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num
     let at = row * params.head_dim;
     var sum = 0.0;
     for (var e = 0u; e < params.head_dim; e++) { sum += dout[at + e] * o_saved[at + e]; }
-    delta[row] = sum;
+    stats[2u * row] = lse_saved[row];
+    stats[2u * row + 1u] = sum;
+}
+
+// s·dS of query row i for the 4 keys from row0 into ds [B·H, T, T]: row i, columns row0 … row0 + 3,
+// those below T.
+fn store_ds(bh: u32, i: u32, row0: u32, scaled: vec4<f32>) {
+    let t = params.tokens;
+    if (params.store_ds == 0u || i >= t) { return; }
+    let at = (bh * t + i) * t + row0;
+    for (var r = 0u; r < 4u; r++) {
+        if (row0 + r < t) { ds[at + r] = scaled[r]; }
+    }
 }
 
 // ---------------------------------------------------------------------------------------------
 // Backward, step 2: dK and dV, one invocation per 4 key rows (a vec4 "over keys" holds one value
-// of each); Q and dO stream past, 8 query rows at a time. Each query row i gives, for the 4 keys:
+// of each); Q and dO stream past, 8 query rows at a time (16, with eight score matrices, took
+// 734 ms against 414 at ViT-B/16 batch 8 on lavapipe: the registers spill). Each query row i gives, for the 4 keys:
 // S_i = ⟨Q_i, K⟩, dP_i = ⟨dO_i, V⟩ (columns of sa, sb and pa, pb), P_i = exp(s·S_i − L_i),
-// dS_i = P_i·(dP_i − D_i); then dV += Σ_i P_i·dO_i and dK += s·Σ_i dS_i·Q_i, column e at a time.
+// dS_i = P_i·(dP_i − D_i); then dV += Σ_i P_i·dO_i and dK += s·Σ_i dS_i·Q_i, column e at a time,
+// and s·dS_i is stored for dQ's matmul (where `store_ds`): the 4 keys' entries of row i of ds.
 // ---------------------------------------------------------------------------------------------
 @compute @workgroup_size(ROWS_WG)
 fn attention_backward_dkdv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
@@ -228,14 +253,18 @@ fn attention_backward_dkdv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_w
         }
         // P = exp(s·S − L_i) into sa, sb; dS = P·(dP − D_i) into pa, pb; 0 for a query past T.
         for (var c = 0u; c < 4u; c++) {
-            let ia = min(q0 + c, t - 1u);
-            let ib = min(q0 + 4u + c, t - 1u);
+            let ia = 2u * (rows.bh * t + min(q0 + c, t - 1u));
+            let ib = 2u * (rows.bh * t + min(q0 + 4u + c, t - 1u));
             let keep_a = select(0.0, 1.0, q0 + c < t);
             let keep_b = select(0.0, 1.0, q0 + 4u + c < t);
-            sa[c] = keep_a * exp(params.scale * sa[c] - lse_saved[rows.bh * t + ia]);
-            sb[c] = keep_b * exp(params.scale * sb[c] - lse_saved[rows.bh * t + ib]);
-            pa[c] = sa[c] * (pa[c] - delta_saved[rows.bh * t + ia]);
-            pb[c] = sb[c] * (pb[c] - delta_saved[rows.bh * t + ib]);
+            sa[c] = keep_a * exp(params.scale * sa[c] - stats_saved[ia]);
+            sb[c] = keep_b * exp(params.scale * sb[c] - stats_saved[ib]);
+            pa[c] = sa[c] * (pa[c] - stats_saved[ia + 1u]);
+            pb[c] = sb[c] * (pb[c] - stats_saved[ib + 1u]);
+        }
+        for (var c = 0u; c < 4u; c++) {
+            store_ds(rows.bh, q0 + c, row0, params.scale * pa[c]);
+            store_ds(rows.bh, q0 + 4u + c, row0, params.scale * pb[c]);
         }
         for (var e = 0u; e < hd; e++) {
             let qa = vec4<f32>(q[qs[0] + e], q[qs[1] + e], q[qs[2] + e], q[qs[3] + e]);
@@ -255,7 +284,8 @@ fn attention_backward_dkdv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_w
 }
 
 // ---------------------------------------------------------------------------------------------
-// Backward, step 3: dQ, one invocation per 4 query rows; K and V stream past, 8 keys at a time.
+// Backward, step 3 where s·dS was not stored (it would not fit one binding, or B·H one grid axis
+// of the matmul): dQ, one invocation per 4 query rows; K and V stream past, 8 keys at a time.
 // Column c of sa, sb holds S for key k0 + c (k0 + 4 + c) and the 4 rows, of pa, pb dP; then
 // dS = P·(dP − D) with P = exp(s·S − L), and dQ += s·Σ_j dS_j·K_j, column e at a time.
 // ---------------------------------------------------------------------------------------------
@@ -269,9 +299,9 @@ fn attention_backward_dq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wor
     let row0 = rows.first + 4u * lid;
     if (row0 >= t) { return; }
     let at = tile_rows(rows.head, row0, t, hd);  // the 4 query rows (entries 0..3)
-    let stat_at = rows.bh * t + vec4<u32>(min(row0, t - 1u), min(row0 + 1u, t - 1u), min(row0 + 2u, t - 1u), min(row0 + 3u, t - 1u));
-    let lse_rows = vec4<f32>(lse_saved[stat_at.x], lse_saved[stat_at.y], lse_saved[stat_at.z], lse_saved[stat_at.w]);
-    let delta_rows = vec4<f32>(delta_saved[stat_at.x], delta_saved[stat_at.y], delta_saved[stat_at.z], delta_saved[stat_at.w]);
+    let stat_at = 2u * (rows.bh * t + vec4<u32>(min(row0, t - 1u), min(row0 + 1u, t - 1u), min(row0 + 2u, t - 1u), min(row0 + 3u, t - 1u)));
+    let lse_rows = vec4<f32>(stats_saved[stat_at.x], stats_saved[stat_at.y], stats_saved[stat_at.z], stats_saved[stat_at.w]);
+    let delta_rows = vec4<f32>(stats_saved[stat_at.x + 1u], stats_saved[stat_at.y + 1u], stats_saved[stat_at.z + 1u], stats_saved[stat_at.w + 1u]);
     var dq_rows: array<vec4<f32>, MAX_HD>;
     for (var e = 0u; e < hd; e++) { dq_rows[e] = vec4<f32>(); }
 

@@ -4,12 +4,12 @@
 use super::{BenchOptions, BenchResult, StepShape};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Profile, TimingMethod};
-use crate::kernels::attention::{attention_backward, attention_forward};
+use crate::kernels::attention::{attention_backward, attention_backward_with, attention_forward, DqPath};
 use crate::kernels::cross_entropy::{cross_entropy_backward, cross_entropy_forward};
 use crate::kernels::gelu::{gelu_backward, gelu_forward};
 use crate::kernels::halves::{from_halves, to_halves};
 use crate::kernels::layernorm::{add_layernorm_backward, add_layernorm_forward, layernorm_backward, layernorm_forward};
-use crate::kernels::matmul::{matmul_backward, matmul_forward, matmul_forward_with, matmul_gelu_forward_with, matmul_gelu_grad_with, MatmulKernel, MatmulNeed, MatmulOptions};
+use crate::kernels::matmul::{matmul_backward, matmul_forward, matmul_forward_with, matmul_gelu_forward_with, matmul_gelu_grad_with, DxLayout, MatmulKernel, MatmulNeed, MatmulOptions};
 use crate::kernels::softmax::{softmax_backward, softmax_forward, softmax_scaled_backward, softmax_scaled_forward};
 use crate::kernels::{ROW_REDUCE_KEY, ROW_REDUCE_SUBGROUPS, ROW_REDUCE_WORKGROUP};
 use crate::model::vit::Precision;
@@ -55,6 +55,9 @@ pub(super) struct Case<'a> {
     device: Option<&'a Gpu>,
     /// The choice this case is one candidate of, for `vpt tune`.
     tune: Option<Tune>,
+    /// The frozen weight layout a dX case reads (`DxLayout`), for `vpt tune`: a second choice,
+    /// made by the fastest kernel of each layout.
+    layout: Option<Tune>,
 }
 
 /// A case as a candidate of a kernel choice: the choice's key, this candidate's value, and
@@ -87,8 +90,9 @@ pub(super) fn cases<'a>(gpu: &'a Gpu, without_subgroups: Option<&'a Gpu>, option
         let row_cases = other_cases(plain, &options.shape).into_iter().filter(is_row);
         cases.extend(row_cases.map(|c| Case { device: Some(plain), tune: Some(row_tune(false)), ..c }));
     }
-    // Not a tuned choice: the fused path is taken for memory (it never stores [B, H, T, T]), even
-    // where the unfused one is faster (lavapipe), so its time is shown and not acted on.
+    // Not a tuned choice: the fused path is taken for memory (its forward keeps nothing of
+    // [B, H, T, T]; its backward holds one block's score gradients while it runs), even where the
+    // unfused one is faster, so its time is shown and not acted on.
     cases.extend(attention_cases(gpu, &options.shape));
     cases
 }
@@ -112,20 +116,43 @@ fn matmul_cases<'a>(gpu: &'a Gpu, kernel: MatmulKernel, s: &StepShape, precision
     let linear = |name: &str, a: Vec<usize>, b: Vec<usize>, opts| matmul_case(gpu, kernel, name, a, b, opts, Epilogue::None, weight);
     let mm = |name: &str, a: Vec<usize>, b: Vec<usize>, opts| matmul_case(gpu, kernel, name, a, b, opts, Epilogue::None, DType::F32);
     let fused = |name: &str, a: Vec<usize>, b: Vec<usize>, opts, epilogue| matmul_case(gpu, kernel, name, a, b, opts, epilogue, weight);
+    // dX [rows, in] = dY [rows, out] · W, W [out, in] read as stored or from its transposed copy.
+    let dx = |name: &str, out: usize, inp: usize, epilogue| {
+        DxLayout::ALL.map(|layout| {
+            let (label, b, opts) = match layout {
+                DxLayout::Stored => (name.to_string(), vec![out, inp], nn),
+                DxLayout::Transposed => (format!("{name} (W^T copy)"), vec![inp, out], nt),
+            };
+            let chosen = DxLayout::for_weight(gpu, out, inp, weight) == layout;
+            let layout = Tune { key: DxLayout::tune_key(out, inp, weight), value: layout.name().into(), chosen };
+            Case { layout: Some(layout), ..matmul_case(gpu, kernel, &label, vec![rows, out], b, opts, epilogue, weight) }
+        })
+    };
+    let [qkv_dx, qkv_dx_t] = dx("qkv dX", 3 * d.dim, d.dim, Epilogue::None);
+    let [proj_dx, proj_dx_t] = dx("proj dX", d.dim, d.dim, Epilogue::None);
+    let [fc1_dx, fc1_dx_t] = dx("fc1 dX", d.mlp, d.dim, Epilogue::None);
+    let [fc2_dx, fc2_dx_t] = dx("fc2 dX", d.dim, d.mlp, Epilogue::None);
+    // What the training step runs instead of fc2 dX + "gelu bwd": GELU's derivative at the saved
+    // pre-activation applied as C is stored.
+    let [fc2_dx_gelu, fc2_dx_gelu_t] = dx("fc2 dX*gelu'", d.dim, d.mlp, Epilogue::GeluGrad);
     vec![
         // Linear layers: X [rows, in] · W [out, in]ᵀ, and dX [rows, in] = dY [rows, out] · W.
         linear("qkv", vec![rows, d.dim], vec![3 * d.dim, d.dim], nt),
-        linear("qkv dX", vec![rows, 3 * d.dim], vec![3 * d.dim, d.dim], nn),
+        qkv_dx,
+        qkv_dx_t,
         linear("proj", vec![rows, d.dim], vec![d.dim, d.dim], nt),
-        linear("proj dX", vec![rows, d.dim], vec![d.dim, d.dim], nn),
+        proj_dx,
+        proj_dx_t,
         linear("fc1", vec![rows, d.dim], vec![d.mlp, d.dim], nt),
-        linear("fc1 dX", vec![rows, d.mlp], vec![d.mlp, d.dim], nn),
+        fc1_dx,
+        fc1_dx_t,
         linear("fc2", vec![rows, d.mlp], vec![d.dim, d.mlp], nt),
-        linear("fc2 dX", vec![rows, d.dim], vec![d.dim, d.mlp], nn),
-        // What the training step runs instead of fc1 + "gelu fwd" and fc2 dX + "gelu bwd": the same
-        // products with GELU, or its derivative at the saved pre-activation, applied as C is stored.
+        fc2_dx,
+        fc2_dx_t,
+        // What the step runs instead of fc1 + "gelu fwd": GELU applied as C is stored.
         fused("fc1+gelu", vec![rows, d.dim], vec![d.mlp, d.dim], nt, Epilogue::Gelu),
-        fused("fc2 dX*gelu'", vec![rows, d.dim], vec![d.dim, d.mlp], nn, Epilogue::GeluGrad),
+        fc2_dx_gelu,
+        fc2_dx_gelu_t,
         // Attention, per (image, head): S = Q·Kᵀ, dQ = dS·K, dK = dSᵀ·Q.
         mm("q.kT", vec![bh, t, hd], vec![bh, t, hd], nt),
         mm("q.kT dQ", vec![bh, t, t], vec![bh, t, hd], nn),
@@ -179,12 +206,13 @@ fn matmul_case<'a>(gpu: &'a Gpu, kernel: MatmulKernel, name: &str, a: Vec<usize>
         }),
         device: None,
         tune: Some(Tune { key: MatmulKernel::tune_key(m, n, k, opts, b_stored), value: kernel.name().into(), chosen: MatmulKernel::best_for_stored(gpu, m, n, k, opts, b_stored) == kernel }),
+        layout: None,
     }
 }
 
 /// A memory-bound case: `bytes` read and written at least once, on operands of `shape`.
 fn case<'a>(kernel: &str, shape: Vec<usize>, bytes: f64, prepare: impl Fn(u64) -> Result<Op<'a>> + 'a) -> Case<'a> {
-    Case { kernel: kernel.to_string(), variant: None, shape: dims_text(&shape), work: Work::Bytes(bytes), prepare: Box::new(prepare), device: None, tune: None }
+    Case { kernel: kernel.to_string(), variant: None, shape: dims_text(&shape), work: Work::Bytes(bytes), prepare: Box::new(prepare), device: None, tune: None, layout: None }
 }
 
 /// LayerNorm (alone and fused with the residual add), softmax, GELU and cross-entropy, forward
@@ -287,12 +315,20 @@ fn attention_cases<'a>(gpu: &'a Gpu, s: &StepShape) -> Vec<Case<'a>> {
             let [q, k, v] = qkv(seed)?;
             Ok(Box::new(move || Ok(attention_forward(&q, &k, &v, scale)?.o)))
         }),
-        // Reads q, k, v, o, L, dO; writes D, dq, dk, dv.
+        // Reads q, k, v, o, L, dO; writes D, dq, dk, dv; with dQ by matmul also writes and reads
+        // s·dS (not counted: the kernel the step takes where it fits, `DqPath::for_shape`).
         case("attention bwd fused", shape.to_vec(), 8.0 * heads_f32 + 2.0 * rows_f32, move |seed| {
             let [q, k, v] = qkv(seed)?;
             let out = attention_forward(&q, &k, &v, scale)?;
             let dout = random(gpu, &shape, seed + 3, -1.0, 1.0)?;
             Ok(Box::new(move || Ok(attention_backward(&q, &k, &v, &out, &dout, scale)?.dq)))
+        }),
+        // The same with dQ's kernel, which stores nothing of T² (what runs where s·dS does not fit).
+        case("attention bwd fused, dq kernel", shape.to_vec(), 8.0 * heads_f32 + 2.0 * rows_f32, move |seed| {
+            let [q, k, v] = qkv(seed)?;
+            let out = attention_forward(&q, &k, &v, scale)?;
+            let dout = random(gpu, &shape, seed + 3, -1.0, 1.0)?;
+            Ok(Box::new(move || Ok(attention_backward_with(DqPath::Kernel, &q, &k, &v, &out, &dout, scale)?.dq)))
         }),
         // Reads q, k, v; writes and reads the scores and the probabilities; writes o.
         case("attention fwd unfused", shape.to_vec(), 4.0 * heads_f32 + 4.0 * probs_f32, move |seed| {
@@ -363,6 +399,7 @@ impl Case<'_> {
                 Work::Flops(_) => None,
             },
             tune: self.tune.clone(),
+            layout: self.layout.clone(),
         })
     }
 }

@@ -157,6 +157,8 @@ pub struct TrainStepResult {
     /// What the forward keeps alive for the backward (activations, on top of weights and inputs).
     pub kept_bytes: u64,
     pub weight_bytes: u64,
+    /// Of the weights, the transposed copies the backward's dX products read (`DxLayout`).
+    pub copy_bytes: u64,
     pub description: String,
 }
 
@@ -180,6 +182,8 @@ pub struct BenchResult {
     /// The kernel choice this case is a candidate of (`vpt tune`), and whether the engine takes
     /// it now.
     pub tune: Option<cases::Tune>,
+    /// The frozen weight layout a linear layer's dX case reads (`DxLayout`), a choice of its own.
+    pub layout: Option<cases::Tune>,
 }
 
 /// Everything one run measured, and where.

@@ -4,7 +4,9 @@
 //!
 //! The choices: the matmul kernel per shape and layout (every kernel but `naive`, the readable
 //! reference), with f32 weights and, where the adapter has SHADER_F16, f16 ones, and the row kernels' reduction (subgroups or workgroup memory, by the total of
-//! their cases, where the adapter has subgroups). A choice with one candidate measured is not
+//! their cases, where the adapter has subgroups), and where a frozen linear layer's dX product
+//! reads its weight (`DxLayout`: as stored, or a transposed copy made at load; by the sum of its
+//! cases, each at its fastest kernel). A choice with one candidate measured is not
 //! written: the fixed rule stays. Attention's path is not tuned: the fused kernels are taken for
 //! the memory they save (no [B, H, T, T]), and `vpt bench` shows what they cost in time.
 
@@ -13,7 +15,7 @@ use std::collections::BTreeMap;
 use super::{run, BenchOptions, BenchResult};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, KernelChoices};
-use crate::kernels::matmul::MatmulKernel;
+use crate::kernels::matmul::{DxLayout, MatmulKernel};
 use crate::model::vit::Precision;
 
 /// What names the matmul cases with f16 weights (`matmul qkv (f16 W)`), lower-cased as filters are.
@@ -23,7 +25,7 @@ const F16_CASES: &str = "(f16 w)";
 #[derive(Clone, Debug)]
 pub struct Measured {
     pub key: String,
-    /// (candidate, ms), fastest first.
+    /// (candidate, ms), the chosen first: fastest first, a transposed copy charged for its memory.
     pub candidates: Vec<(String, f64)>,
 }
 
@@ -59,6 +61,17 @@ pub fn tune(gpu: &Gpu, options: &BenchOptions, mut progress: impl FnMut(&BenchRe
             *totals.entry(t.key.clone()).or_default().entry(t.value.clone()).or_default() += r.median_ms;
         }
     }
+    // The frozen weights' dX layout: per layout, its cases each at their fastest kernel, summed.
+    let mut fastest: BTreeMap<(String, String, String), f64> = BTreeMap::new();
+    for r in &results {
+        if let Some(l) = &r.layout {
+            let best = fastest.entry((l.key.clone(), l.value.clone(), r.kernel.clone())).or_insert(f64::INFINITY);
+            *best = best.min(r.median_ms);
+        }
+    }
+    for ((key, layout, _), ms) in fastest {
+        *totals.entry(key).or_default().entry(layout).or_default() += ms;
+    }
     let mut measured = Vec::new();
     let s = &options.shape;
     let mut choices = KernelChoices::for_gpu(gpu, &format!("ViT {}×{} at batch {}, {} prompts, {} reps", s.vit.img_size.0, s.vit.img_size.1, s.batch, s.prompts, options.reps));
@@ -67,7 +80,9 @@ pub fn tune(gpu: &Gpu, options: &BenchOptions, mut progress: impl FnMut(&BenchRe
             continue;
         }
         let mut candidates: Vec<(String, f64)> = candidates.into_iter().collect();
-        candidates.sort_by(|a, b| a.1.total_cmp(&b.1));
+        // The transposed copy costs memory: it wins only where it saves `COPY_MUST_SAVE`.
+        let charged = |(name, ms): &(String, f64)| if name == DxLayout::Transposed.name() { ms / (1.0 - DxLayout::COPY_MUST_SAVE) } else { *ms };
+        candidates.sort_by(|a, b| charged(a).total_cmp(&charged(b)));
         let m = Measured { key: key.clone(), candidates };
         choices.choices.insert(key, m.winner().to_string());
         measured.push(m);

@@ -50,9 +50,11 @@ impl PlanArgs {
 }
 
 impl ModelArgs {
-    /// How to load the backbone, at `img_size` (what decided it: `size_from`).
+    /// How to load the backbone, at `img_size` (what decided it: `size_from`), for the commands
+    /// that run at most one backward (eval, predict, grad): without transposed copies, whose
+    /// making costs more than one backward saves.
     pub fn load_options(&self, img_size: Option<(usize, usize)>, size_from: Option<String>) -> LoadOptions {
-        LoadOptions { num_heads: self.num_heads, precision: self.precision.precision, img_size, size_from }
+        LoadOptions { num_heads: self.num_heads, precision: self.precision.precision, img_size, size_from, dx_copies: false }
     }
 }
 

@@ -5,7 +5,7 @@
 //! Shapes: B batch, T tokens, D width, H heads, hd head width, N patches.
 
 use super::kept::{KeepAs, Kept};
-use super::ops::{linear_backward, LINEAR};
+use super::ops::{frozen_dx_operand, linear_backward, LINEAR};
 use super::{Graph, Var};
 use crate::error::{Error, Result};
 use crate::kernels::attention::AttentionOut;
@@ -66,7 +66,8 @@ impl Graph {
                     (None, None) => return Err(Error::Internal { what: "mlp".into(), msg: "neither fc1's pre-activation nor its input was kept".into() }),
                 };
                 // d(pre) [..., Hd] = (dy · w2) ⊙ gelu'(pre), in one kernel.
-                let dpre = matmul::matmul_gelu_grad(dy, &w2, MatmulOptions::default(), &pre)?;
+                let (w2_read, opts) = frozen_dx_operand(&w2);
+                let dpre = matmul::matmul_gelu_grad(dy, w2_read, opts, &pre)?;
                 drop(pre);
                 let x_for_dw1 = saved_x.as_ref().filter(|_| w1_trains);
                 linear_backward(x_for_dw1, &w1, &dpre, MatmulNeed { a: needs[0], b: needs[1], bias: needs[2] })?

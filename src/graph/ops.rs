@@ -25,9 +25,25 @@ pub(super) fn linear_backward(x: Option<&Tensor>, w: &Tensor, dy: &Tensor, need:
         return Err(Error::Internal { what: "linear_backward".into(), msg: "dW asked for, but the layer's input was not kept (its weight was frozen when the op ran)".into() });
     }
     // dx [..., K] = dy [..., N] · w [N, K]
-    let dx = need.a.then(|| matmul::matmul_forward(dy, w, None, MatmulOptions::default())).transpose()?;
+    let dx = need
+        .a
+        .then(|| {
+            let (b, opts) = frozen_dx_operand(w);
+            matmul::matmul_forward(dy, b, None, opts)
+        })
+        .transpose()?;
     let db = need.bias.then(|| matmul::bias_backward(dy)).transpose()?;
     Ok([dx, None, db])
+}
+
+/// What dX = dY · w reads for a frozen weight w [N, K], and how: its transposed copy [K, N] in
+/// the forward's layout (dY · (wᵀ)ᵀ), where the load made one (`DxLayout`), else w itself. The
+/// same sums either way, in another kernel's order.
+pub(super) fn frozen_dx_operand(w: &Tensor) -> (&Tensor, MatmulOptions) {
+    match w.transposed() {
+        Some(wt) => (wt, LINEAR),
+        None => (w, MatmulOptions::default()),
+    }
 }
 
 /// Prompt dropout: during training each element is zeroed with probability `p` and the survivors

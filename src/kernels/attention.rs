@@ -1,10 +1,12 @@
 //! Fused attention: softmax(s·q·kᵀ)·v in one kernel, without the [B, H, T, T] probabilities,
-//! and its FlashAttention-2 backward that recomputes them from a saved log-sum-exp.
+//! and its FlashAttention-2 backward that recomputes them from a saved log-sum-exp (with dQ as a
+//! matmul on the score gradients, which exist only while the backward runs, where they fit).
 //! Kernels and the equations in `wgsl/attention.wgsl`.
 //!
 //! The unfused path (matmul → softmax_scaled → matmul, each with its backward) stays in the
 //! model as the readable reference and for comparison; `model::block` picks one.
 
+use super::matmul::{matmul_forward, MatmulOptions};
 use super::{expect_rank, grid_1d, same_device, same_shape};
 use crate::error::{Error, Result};
 use crate::gpu::{wgsl_shader, Bind, Gpu, Params};
@@ -43,8 +45,9 @@ struct Dims {
 }
 
 impl Dims {
-    fn params(self, scale: f32) -> Params {
-        Params::new().dim("batch_heads", self.batch_heads).dim("tokens", self.tokens).dim("head_dim", self.head_dim).f32("scale", scale)
+    /// The uniform every kernel gets; `store_ds`: dkdv stores s·dS for dQ's matmul.
+    fn params(self, scale: f32, store_ds: bool) -> Params {
+        Params::new().dim("batch_heads", self.batch_heads).dim("tokens", self.tokens).dim("head_dim", self.head_dim).f32("scale", scale).flag("store_ds", store_ds)
     }
 
     /// One workgroup per 256 rows of every head (one per head up to T = 256).
@@ -79,40 +82,83 @@ pub fn attention_forward(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32) -> Resu
     q.gpu().dispatch(
         &SHADER,
         op,
-        &dims.params(scale),
+        &dims.params(scale, false),
         &[Bind::read(1, q.buffer()), Bind::read(2, k.buffer()), Bind::read(3, v.buffer()), Bind::read_write(4, o.buffer()), Bind::read_write(5, lse.buffer())],
         dims.row_grid(q.gpu(), op)?,
     )?;
     Ok(AttentionOut { o, lse })
 }
 
-/// Gradient of [`attention_forward`] from its inputs, its outputs and dO [B, H, T, hd]: three
-/// kernels (D = rowsum(dO ⊙ O), then dK and dV per key block, then dQ per query block).
+/// How the fused backward computes dQ.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DqPath {
+    /// dkdv stores s·dS [B·H, T, T] and dQ = (s·dS)·K is a matmul: 10·T²·hd multiply-adds per
+    /// head.
+    Matmul,
+    /// A kernel per query block recomputes S and dP (FlashAttention-2's): 14·T²·hd, nothing of
+    /// T² stored.
+    Kernel,
+}
+
+impl DqPath {
+    /// `Matmul` where s·dS fits one storage binding and B·H one grid axis (the matmul's batch),
+    /// else `Kernel`.
+    pub fn for_shape(gpu: &Gpu, batch_heads: usize, tokens: usize) -> DqPath {
+        let ds_bytes = (batch_heads as u64).saturating_mul(tokens as u64).saturating_mul(tokens as u64).saturating_mul(4);
+        let fits = ds_bytes <= gpu.max_binding_bytes() && batch_heads <= gpu.limits().max_compute_workgroups_per_dimension as usize;
+        if fits {
+            DqPath::Matmul
+        } else {
+            DqPath::Kernel
+        }
+    }
+}
+
+/// Gradient of [`attention_forward`] from its inputs, its outputs and dO [B, H, T, hd], dQ by
+/// [`DqPath::for_shape`].
 pub fn attention_backward(q: &Tensor, k: &Tensor, v: &Tensor, out: &AttentionOut, dout: &Tensor, scale: f32) -> Result<AttentionGrads> {
+    let s = q.shape();
+    let dq = DqPath::for_shape(q.gpu(), s.first().copied().unwrap_or(1) * s.get(1).copied().unwrap_or(1), s.get(2).copied().unwrap_or(1));
+    attention_backward_with(dq, q, k, v, out, dout, scale)
+}
+
+/// [`attention_backward`] with dQ computed as `dq` says: D = rowsum(dO ⊙ O) beside L, then dK
+/// and dV per key block (which also stores s·dS for `DqPath::Matmul`, freed on return), then
+/// dQ (why: `wgsl/attention.wgsl`).
+pub fn attention_backward_with(dq_path: DqPath, q: &Tensor, k: &Tensor, v: &Tensor, out: &AttentionOut, dout: &Tensor, scale: f32) -> Result<AttentionGrads> {
     let op = "attention_backward";
     let dims = head_dims(op, q, &[(k, "k"), (v, "v"), (&out.o, "o"), (dout, "dO")])?;
     if out.lse.shape() != &q.shape()[..3] {
         return Err(Error::shape(op, format!("lse has shape {:?}; it must be [B, H, T] = {:?}", out.lse.shape(), &q.shape()[..3])));
     }
     let gpu = q.gpu();
-    let params = dims.params(scale);
-    let delta = q.empty_like_shape(&q.shape()[..3])?; // D [B, H, T]
+    let (bh, t, hd) = (dims.batch_heads, dims.tokens, dims.head_dim);
+    let dq_by_matmul = dq_path == DqPath::Matmul;
+    let params = dims.params(scale, dq_by_matmul);
+    let stats = q.empty_like_shape(&[bh, t, 2])?; // (L, D) per row
     gpu.dispatch(
         &SHADER,
         "attention_backward_rowdot",
         &params,
-        &[Bind::read(6, out.o.buffer()), Bind::read(8, dout.buffer()), Bind::read_write(9, delta.buffer())],
-        grid_1d(gpu, dims.batch_heads * dims.tokens)?,
+        &[Bind::read(6, out.o.buffer()), Bind::read(7, out.lse.buffer()), Bind::read(8, dout.buffer()), Bind::read_write(9, stats.buffer())],
+        grid_1d(gpu, bh * t)?,
     )?;
-    // Both remaining kernels read q, k, v, L, dO and D; each writes its own gradients.
-    let inputs = [Bind::read(1, q.buffer()), Bind::read(2, k.buffer()), Bind::read(3, v.buffer()), Bind::read(7, out.lse.buffer()), Bind::read(8, dout.buffer()), Bind::read(10, delta.buffer())];
     let (dk, dv) = (q.empty_like_shape(q.shape())?, q.empty_like_shape(q.shape())?);
+    let ds_shape = if dq_by_matmul { vec![bh, t, t] } else { vec![1] }; // one unused value where not stored
+    let ds = q.empty_like_shape(&ds_shape)?; // s·dS
+    let inputs = [Bind::read(1, q.buffer()), Bind::read(2, k.buffer()), Bind::read(3, v.buffer()), Bind::read(8, dout.buffer()), Bind::read(10, stats.buffer())];
     let mut binds = inputs.to_vec();
-    binds.extend([Bind::read_write(12, dk.buffer()), Bind::read_write(13, dv.buffer())]);
+    binds.extend([Bind::read_write(11, ds.buffer()), Bind::read_write(12, dk.buffer()), Bind::read_write(13, dv.buffer())]);
     gpu.dispatch(&SHADER, "attention_backward_dkdv", &params, &binds, dims.row_grid(gpu, op)?)?;
-    let dq = q.empty_like_shape(q.shape())?;
-    let mut binds = inputs.to_vec();
-    binds.push(Bind::read_write(11, dq.buffer()));
-    gpu.dispatch(&SHADER, "attention_backward_dq", &params, &binds, dims.row_grid(gpu, op)?)?;
+    let dq = if dq_by_matmul {
+        // dQ [B·H, T, hd] = (s·dS) [B·H, T, T] · K [B·H, T, hd]
+        matmul_forward(&ds, &k.reshape(&[bh, t, hd])?, None, MatmulOptions::default())?.reshape(q.shape())?
+    } else {
+        let dq = q.empty_like_shape(q.shape())?;
+        let mut binds = inputs.to_vec();
+        binds.push(Bind::read_write(14, dq.buffer()));
+        gpu.dispatch(&SHADER, "attention_backward_dq", &params, &binds, dims.row_grid(gpu, op)?)?;
+        dq
+    };
     Ok(AttentionGrads { dq, dk, dv })
 }

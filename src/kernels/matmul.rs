@@ -20,7 +20,7 @@
 //! all of it. Which kernel runs (`MatmulKernel`, the rule that picks one or the tuned choice) is
 //! `matmul_choice.rs`.
 
-pub use super::matmul_choice::{MatmulKernel, MatmulOptions};
+pub use super::matmul_choice::{DxLayout, MatmulKernel, MatmulOptions};
 use super::{reduce, same_device};
 use crate::error::{Error, Result};
 use crate::gpu::{wgsl_shader, Bind, Gpu, Params};

@@ -186,3 +186,51 @@ impl MatmulKernel {
         matches!(self, MatmulKernel::Reg4x4Vec4 | MatmulKernel::Reg16x8 | MatmulKernel::Reg32x8 | MatmulKernel::Gpu64x64 | MatmulKernel::Sg16x8)
     }
 }
+
+/// Where a frozen linear layer's dX product reads the weight from. dX [M, in] = dY [M, out] · W
+/// needs W [out, in] as op(B) stored [K, N], which the register kernels read in rows far apart
+/// (the slow layout, see `matmul_reg32x8`'s comment); a copy of W transposed, [in, out], made once
+/// at load, is read as every forward reads its weight, at the cost of the weight's memory once
+/// more (ViT-B/16: 324 MiB in f32, 162 MiB in f16).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DxLayout {
+    /// dY · W, from the weight itself.
+    Stored,
+    /// dY · (Wᵀ)ᵀ, from the transposed copy.
+    Transposed,
+}
+
+impl DxLayout {
+    pub const ALL: [DxLayout; 2] = [DxLayout::Stored, DxLayout::Transposed];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            DxLayout::Stored => "stored",
+            DxLayout::Transposed => "transposed",
+        }
+    }
+
+    /// The layout for a frozen weight [out, in] stored as `w` on this adapter: `vpt tune`'s
+    /// measurement where it has one ([`DxLayout::tune_key`]), else the weight as stored, which
+    /// costs no memory. On lavapipe the copy bought nothing: `sg16x8` reads B stored [K, N] as
+    /// fast as [N, K] at ViT-B's shapes (batch 8, 1976 rows: qkv's dX 209.0 ms stored against
+    /// 210.3 ms from the copy, fc1's 286.4 against 282.6, `vpt tune --preset vit-b --batch 8
+    /// --reps 3 --filter dX`), and the whole step's backward took 20.5 and 19.3 s stored against
+    /// 20.3 and 19.5 s with the copies (docs/benchmarks.md). No GPU has been measured.
+    pub fn for_weight(gpu: &Gpu, out: usize, inp: usize, w: DType) -> DxLayout {
+        let tuned = gpu.choice(&Self::tune_key(out, inp, w));
+        DxLayout::ALL.into_iter().find(|l| tuned.as_deref() == Some(l.name())).unwrap_or(DxLayout::Stored)
+    }
+
+    /// How much faster the copy must have run in `vpt tune` to be chosen: it costs the weight's
+    /// memory once more, and a few percent is within the noise of one tuning run (1–2% either
+    /// way between the two layouts on lavapipe).
+    pub const COPY_MUST_SAVE: f64 = 0.05;
+
+    /// Its key among `vpt tune`'s choices: "linear dX 2304x768" (the weight's [out, in]), with
+    /// " f16" after it where the weight is stored as f16.
+    pub fn tune_key(out: usize, inp: usize, w: DType) -> String {
+        let stored = if w == DType::F16 { " f16" } else { "" };
+        format!("linear dX {out}x{inp}{stored}")
+    }
+}

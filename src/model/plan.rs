@@ -13,7 +13,8 @@ pub enum AttentionChoice {
     #[default]
     Auto,
     /// `kernels::attention`: never stores the T×T probabilities; keeps q, k, v, o and a
-    /// log-sum-exp per row for the backward.
+    /// log-sum-exp per row for the backward, whose score gradients [B, H, T, T] exist only while
+    /// one block's backward runs (and not at all where they would not fit one binding).
     Fused,
     /// q·kᵀ → softmax → ·v as three ops: the readable reference; keeps the probabilities.
     Unfused,

@@ -15,6 +15,7 @@ use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::{Graph, KeepAs, Var};
 use crate::io::{HostData, TensorFile};
+use crate::kernels::matmul::DxLayout;
 use crate::model::block::Block;
 use crate::model::methods::leaves::BackboneVars;
 use crate::model::methods::method::Method;
@@ -174,6 +175,10 @@ pub struct LoadOptions {
     /// Where `img_size` came from, for an error about it (the setting "`img_size`", "the task
     /// t.safetensors", "the images of `batch` b.safetensors"); None: the images given.
     pub size_from: Option<String>,
+    /// For training: also keep each block's linear weights transposed, where this adapter's
+    /// [`DxLayout`] says the backward's dX products read them faster so (a copy of their memory).
+    /// Inference, which runs no backward, and a method that trains them leave it false.
+    pub dx_copies: bool,
 }
 
 /// How a ViT's frozen weights are stored on the GPU (`--precision f32|f16`).
@@ -239,14 +244,23 @@ impl Vit {
         let (d, p, c, hidden) = (cfg.embed_dim, cfg.patch_size, cfg.in_chans, cfg.mlp_hidden);
         let up = |name: &str, shape: &[usize]| -> Result<Tensor> { Tensor::from_slice(gpu, shape, sd.shaped(name, shape)?) };
         // A large frozen weight, a matmul's B operand: stored as `opts.precision` says.
-        let up_weight = |name: &str, shape: &[usize]| -> Result<Tensor> {
+        let store = |shape: &[usize], data: &[f32]| -> Result<Tensor> {
             match opts.precision {
-                Precision::F32 => up(name, shape),
-                Precision::F16 => Tensor::from_f16_stored(gpu, shape, sd.shaped(name, shape)?),
+                Precision::F32 => Tensor::from_slice(gpu, shape, data),
+                Precision::F16 => Tensor::from_f16_stored(gpu, shape, data),
             }
         };
+        let up_weight = |name: &str, shape: &[usize]| -> Result<Tensor> { store(shape, sd.shaped(name, shape)?) };
         let pair = |prefix: &str, w: &[usize], b: &[usize]| -> Result<(Tensor, Tensor)> { Ok((up(&format!("{prefix}.weight"), w)?, up(&format!("{prefix}.bias"), b)?)) };
-        let linear = |prefix: &str, w: &[usize], b: &[usize]| -> Result<(Tensor, Tensor)> { Ok((up_weight(&format!("{prefix}.weight"), w)?, up(&format!("{prefix}.bias"), b)?)) };
+        // A block's linear weight [out, in], with its transposed copy [in, out] where asked for.
+        let linear = |prefix: &str, w: &[usize], b: &[usize]| -> Result<(Tensor, Tensor)> {
+            let name = format!("{prefix}.weight");
+            let mut weight = up_weight(&name, w)?;
+            if opts.dx_copies && DxLayout::for_weight(gpu, w[0], w[1], weight.dtype()) == DxLayout::Transposed {
+                weight = weight.with_transposed(store(&[w[1], w[0]], &transposed(sd.shaped(&name, w)?, w[0], w[1]))?)?;
+            }
+            Ok((weight, up(&format!("{prefix}.bias"), b)?))
+        };
         let blocks = (0..cfg.depth)
             .map(|i| {
                 let pre = format!("blocks.{i}");
@@ -274,6 +288,13 @@ impl Vit {
                 Precision::F16 => KeepAs::F16,
             },
         })
+    }
+
+    /// Bytes of the transposed weight copies the load made for the backward
+    /// ([`LoadOptions::dx_copies`]); 0 where it made none.
+    pub fn transposed_copy_bytes(&self) -> u64 {
+        let weights = self.blocks.iter().flat_map(|b| [&b.qkv.0, &b.proj.0, &b.fc1.0, &b.fc2.0]);
+        weights.filter_map(Tensor::transposed).map(|t| t.buffer().raw().size()).sum()
     }
 
     /// Patch embedding, CLS token and position embedding: images [B, C, H, W] → [B, 1+N, D].
@@ -441,4 +462,15 @@ fn pos_embed_for(sd: &StateDict, cfg: &VitConfig) -> Result<Vec<f32>> {
         return Ok(data.clone());
     }
     crate::model::pos_embed::resample_abs_pos_embed(data, old_grid, cfg.grid(), 1, cfg.embed_dim)
+}
+
+/// A row-major [rows, cols] matrix's values as [cols, rows].
+fn transposed(data: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+    let mut t = vec![0.0; data.len()];
+    for (r, row) in data.chunks_exact(cols).enumerate() {
+        for (c, &v) in row.iter().enumerate() {
+            t[c * rows + r] = v;
+        }
+    }
+    t
 }

@@ -56,7 +56,8 @@ pub struct TestResult {
 /// to that backbone.
 pub fn evaluate_task_file(gpu: &Gpu, model: &str, opts: &LoadOptions, task: &str, images: &Path, root: Option<&Path>, batch: usize) -> Result<TestResult> {
     let file = TaskFile::read(gpu, task)?;
-    let opts = LoadOptions { img_size: Some(file.img_size), size_from: Some(format!("the task {task}")), ..opts.clone() };
+    // No backward runs here: no transposed copies.
+    let opts = LoadOptions { img_size: Some(file.img_size), size_from: Some(format!("the task {task}")), dx_copies: false, ..opts.clone() };
     let (vit, fingerprint, _) = backbone_from_state_dict(gpu, &StateDict::read(model)?, &opts)?;
     file.check_backbone(&fingerprint, task, model)?;
     let folder = ImageFolder::open_with_classes(images, root, &file.classes)?;

@@ -1,6 +1,6 @@
 //! Fused attention: forward and backward against the f64 reference (which forms P explicitly) on
 //! random B, H, T (1, primes, past the 16-row tile) and hd (1 to 128, ViT-H's 80 included);
-//! against finite differences; against the unfused path (matmul → softmax → matmul) on the same
+//! with dQ both ways (`DqPath`); against finite differences; against the unfused path (matmul → softmax → matmul) on the same
 //! GPU; more than 65535 workgroups; and the shape errors.
 
 use proptest::prelude::*;
@@ -53,11 +53,14 @@ proptest! {
             assert_close("attention_forward o", gpu, &out.o.to_vec().unwrap(), &want_o, FWD_TOL);
             assert_close("attention_forward lse", gpu, &out.lse.to_vec().unwrap(), &want_lse, FWD_TOL);
 
-            let g = attention_backward(&qt, &kt, &vt, &out, &dot, scale).unwrap();
             let [dq, dk, dv] = cpu::attention_backward(&q, &k, &v, &d_o, t, hd, scale as f64);
-            assert_close("attention_backward dq", gpu, &g.dq.to_vec().unwrap(), &dq, BWD_TOL);
-            assert_close("attention_backward dk", gpu, &g.dk.to_vec().unwrap(), &dk, BWD_TOL);
-            assert_close("attention_backward dv", gpu, &g.dv.to_vec().unwrap(), &dv, BWD_TOL);
+            // dQ both ways: the matmul on the stored s·dS (what fits), and the recomputing kernel.
+            for path in [DqPath::Matmul, DqPath::Kernel] {
+                let g = attention_backward_with(path, &qt, &kt, &vt, &out, &dot, scale).unwrap();
+                assert_close(&format!("attention_backward dq ({path:?})"), gpu, &g.dq.to_vec().unwrap(), &dq, BWD_TOL);
+                assert_close(&format!("attention_backward dk ({path:?})"), gpu, &g.dk.to_vec().unwrap(), &dk, BWD_TOL);
+                assert_close(&format!("attention_backward dv ({path:?})"), gpu, &g.dv.to_vec().unwrap(), &dv, BWD_TOL);
+            }
         }
     }
 
@@ -101,8 +104,9 @@ fn fused_attention_matches_unfused_path() {
     }
 }
 
-/// B·H = 70000 heads of one token each: 70000 workgroups, folded into a 2-D grid. With T = 1
-/// every row's softmax is exactly 1, so o = v, L = s·⟨q, k⟩, dv = dO and dq = dk = 0.
+/// B·H = 70000 heads of one token each: 70000 workgroups, folded into a 2-D grid (and past the
+/// matmul's batch axis, so dQ takes the recomputing kernel). With T = 1 every row's softmax is
+/// exactly 1, so o = v, L = s·⟨q, k⟩, dv = dO and dq = dk = 0.
 #[test]
 fn attention_covers_more_than_65535_workgroups() {
     for gpu in gpus() {
@@ -116,6 +120,7 @@ fn attention_covers_more_than_65535_workgroups() {
         assert_eq!(out.o.to_vec().unwrap(), as_f32(&v), "o = v on {}", gpu.describe());
         let want_lse: Vec<f64> = (0..n).map(|i| 0.5 * q[i] * k[i]).collect();
         assert_close("lse", gpu, &out.lse.to_vec().unwrap(), &want_lse, 1e-6);
+        assert_eq!(DqPath::for_shape(gpu, n, 1), DqPath::Kernel);
         let g = attention_backward(&qt, &kt, &vt, &out, &dot, 0.5).unwrap();
         assert_eq!(g.dv.to_vec().unwrap(), as_f32(&d_o), "dv = dO on {}", gpu.describe());
         assert!(g.dq.to_vec().unwrap().iter().chain(&g.dk.to_vec().unwrap()).all(|x| x.abs() < 1e-6));

@@ -92,6 +92,12 @@ impl Method {
         self.parts.iter().any(|p| p.trains(timm_name, depth))
     }
 
+    /// Does it train some block's linear weights (full, partial-k)? Asked of a one-block
+    /// backbone, whose block 0 is the last: partial-k trains the last k blocks.
+    pub fn trains_linear_weights(&self) -> bool {
+        ["attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2"].iter().any(|layer| self.trains(&format!("blocks.0.{layer}.weight"), 1))
+    }
+
     /// Does it train the tensor a method added under this task-file name?
     pub fn trains_added(&self, name: &str) -> bool {
         self.parts.iter().any(|p| p.owns(name))
