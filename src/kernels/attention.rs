@@ -117,15 +117,18 @@ impl DqPath {
 /// Gradient of [`attention_forward`] from its inputs, its outputs and dO [B, H, T, hd], dQ by
 /// [`DqPath::for_shape`].
 pub fn attention_backward(q: &Tensor, k: &Tensor, v: &Tensor, out: &AttentionOut, dout: &Tensor, scale: f32) -> Result<AttentionGrads> {
-    let s = q.shape();
-    let dq = DqPath::for_shape(q.gpu(), s.first().copied().unwrap_or(1) * s.get(1).copied().unwrap_or(1), s.get(2).copied().unwrap_or(1));
-    attention_backward_with(dq, q, k, v, out, dout, scale)
+    backward(None, q, k, v, out, dout, scale)
 }
 
-/// [`attention_backward`] with dQ computed as `dq` says: D = rowsum(dO ⊙ O) beside L, then dK
-/// and dV per key block (which also stores s·dS for `DqPath::Matmul`, freed on return), then
-/// dQ (why: `wgsl/attention.wgsl`).
+/// [`attention_backward`] with dQ computed as `dq_path` says.
 pub fn attention_backward_with(dq_path: DqPath, q: &Tensor, k: &Tensor, v: &Tensor, out: &AttentionOut, dout: &Tensor, scale: f32) -> Result<AttentionGrads> {
+    backward(Some(dq_path), q, k, v, out, dout, scale)
+}
+
+/// D = rowsum(dO ⊙ O) beside L, then dK and dV per key block (which also stores s·dS for
+/// `DqPath::Matmul`, freed on return), then dQ (why: `wgsl/attention.wgsl`). `dq_path` None:
+/// [`DqPath::for_shape`].
+fn backward(dq_path: Option<DqPath>, q: &Tensor, k: &Tensor, v: &Tensor, out: &AttentionOut, dout: &Tensor, scale: f32) -> Result<AttentionGrads> {
     let op = "attention_backward";
     let dims = head_dims(op, q, &[(k, "k"), (v, "v"), (&out.o, "o"), (dout, "dO")])?;
     if out.lse.shape() != &q.shape()[..3] {
@@ -133,7 +136,7 @@ pub fn attention_backward_with(dq_path: DqPath, q: &Tensor, k: &Tensor, v: &Tens
     }
     let gpu = q.gpu();
     let (bh, t, hd) = (dims.batch_heads, dims.tokens, dims.head_dim);
-    let dq_by_matmul = dq_path == DqPath::Matmul;
+    let dq_by_matmul = dq_path.unwrap_or_else(|| DqPath::for_shape(gpu, bh, t)) == DqPath::Matmul;
     let params = dims.params(scale, dq_by_matmul);
     let stats = q.empty_like_shape(&[bh, t, 2])?; // (L, D) per row
     gpu.dispatch(
