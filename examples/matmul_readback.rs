@@ -70,8 +70,8 @@ fn main() -> Result<()> {
     for (name, (n_out, n_in)) in [("qkv", (3 * d, d)), ("proj", (d, d)), ("fc1", (mlp, d)), ("fc2", (d, mlp))] {
         time_matmul(&gpu, name, (1, rows, n_in, n_out), nt, reps)?; // X · Wᵀ
         time_matmul(&gpu, &format!("{name} dX"), (1, rows, n_out, n_in), nn, reps)?; // dY · W
+                                                                                     // dY · (Wᵀ)ᵀ, from a transposed copy of W (`DxLayout`)
         time_matmul(&gpu, &format!("{name} dXᵀ"), (1, rows, n_out, n_in), nt, reps)?;
-        // dY · (Wᵀ)ᵀ, from a transposed copy (`DxLayout`)
     }
     time_matmul(&gpu, "q.kT", (images * heads, t, hd, t), nt, reps)?;
     time_matmul(&gpu, "attn.v", (images * heads, t, t, hd), nn, reps)?;

@@ -29,8 +29,8 @@
 //
 // Layouts: q, k, v, o, dout, dk, dv: [B·H, T, hd] (what split_heads makes); lse: [B·H, T];
 // stats: [B·H, T, 2], each row's (L, D), one binding so that dkdv binds 8 storage buffers, the
-// WebGPU default; ds: [B·H, T, T] (one f32 where not stored). Any T (a head's last tile is partial: its rows past T repeat row T − 1 and are
-// masked), hd from 1 to MAX_HD.
+// WebGPU default; ds: [B·H, T, T] (one f32 where not stored). Any T (a head's last tile is
+// partial: its rows past T repeat row T − 1 and are masked), hd from 1 to MAX_HD.
 //
 // How the work is split, and why. Each invocation owns 4 rows of its side (query rows in the
 // forward, key rows in dkdv) and holds a value of each in one vec4 — "a vec4 over rows".
@@ -218,7 +218,8 @@ fn store_ds(bh: u32, i: u32, row0: u32, scaled: vec4<f32>) {
 // ---------------------------------------------------------------------------------------------
 // Backward, step 2: dK and dV, one invocation per 4 key rows (a vec4 "over keys" holds one value
 // of each); Q and dO stream past, 8 query rows at a time (16, with eight score matrices, took
-// 734 ms against 414 at ViT-B/16 batch 8 on lavapipe: the registers spill). Each query row i gives, for the 4 keys:
+// 734 ms against 414 at ViT-B/16 batch 8 on lavapipe: the registers spill). Each query row i
+// gives, for the 4 keys:
 // S_i = ⟨Q_i, K⟩, dP_i = ⟨dO_i, V⟩ (columns of sa, sb and pa, pb), P_i = exp(s·S_i − L_i),
 // dS_i = P_i·(dP_i − D_i); then dV += Σ_i P_i·dO_i and dK += s·Σ_i dS_i·Q_i, column e at a time,
 // and s·dS_i is stored for dQ's matmul (where `store_ds`): the 4 keys' entries of row i of ds.

@@ -254,10 +254,10 @@ impl Vit {
         let pair = |prefix: &str, w: &[usize], b: &[usize]| -> Result<(Tensor, Tensor)> { Ok((up(&format!("{prefix}.weight"), w)?, up(&format!("{prefix}.bias"), b)?)) };
         // A block's linear weight [out, in], with its transposed copy [in, out] where asked for.
         let linear = |prefix: &str, w: &[usize], b: &[usize]| -> Result<(Tensor, Tensor)> {
-            let name = format!("{prefix}.weight");
-            let mut weight = up_weight(&name, w)?;
+            let data = sd.shaped(&format!("{prefix}.weight"), w)?;
+            let mut weight = store(w, data)?;
             if opts.dx_copies && DxLayout::for_weight(gpu, w[0], w[1], weight.dtype()) == DxLayout::Transposed {
-                weight = weight.with_transposed(store(&[w[1], w[0]], &transposed(sd.shaped(&name, w)?, w[0], w[1]))?)?;
+                weight = weight.with_transposed(store(&[w[1], w[0]], &transposed(data, w[0], w[1]))?)?;
             }
             Ok((weight, up(&format!("{prefix}.bias"), b)?))
         };
