@@ -10,8 +10,9 @@
 //! (read [N, K], as `DxLayout::Transposed` does), and attention's two products per image and head.
 //! Unlike `vpt bench` (GPU timestamps around the kernel alone), the time includes the launch, the
 //! wait and the copy back, so it is the figure to set beside e.g. Burn's
-//! `tensor.matmul(other).into_data().to_vec()`. The engine's kernel choice is `vpt tune`'s where
-//! this adapter has a tune cache, as for every `vpt` command, and the fixed rule otherwise.
+//! `tensor.matmul(other).into_data()` read to the host, which `benches/burn_matmul` times on the
+//! same shapes. The engine's kernel choice is `vpt tune`'s where this adapter has a tune cache,
+//! as for every `vpt` command, and the fixed rule otherwise.
 
 use std::time::Instant;
 
@@ -68,9 +69,9 @@ fn main() -> Result<()> {
     let rows = images * t;
     let (nt, nn) = (true, false);
     for (name, (n_out, n_in)) in [("qkv", (3 * d, d)), ("proj", (d, d)), ("fc1", (mlp, d)), ("fc2", (d, mlp))] {
-        time_matmul(&gpu, name, (1, rows, n_in, n_out), nt, reps)?; // X · Wᵀ
-        time_matmul(&gpu, &format!("{name} dX"), (1, rows, n_out, n_in), nn, reps)?; // dY · W
-                                                                                     // dY · (Wᵀ)ᵀ, from a transposed copy of W (`DxLayout`)
+        // X · Wᵀ; dX = dY · W; the same dX from a transposed copy of W, dY · (Wᵀ)ᵀ (`DxLayout`)
+        time_matmul(&gpu, name, (1, rows, n_in, n_out), nt, reps)?;
+        time_matmul(&gpu, &format!("{name} dX"), (1, rows, n_out, n_in), nn, reps)?;
         time_matmul(&gpu, &format!("{name} dXᵀ"), (1, rows, n_out, n_in), nt, reps)?;
     }
     time_matmul(&gpu, "q.kT", (images * heads, t, hd, t), nt, reps)?;

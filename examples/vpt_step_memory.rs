@@ -23,6 +23,17 @@ fn mib(bytes: u64) -> String {
     format!("{:.1} MiB", bytes as f64 / (1 << 20) as f64)
 }
 
+/// The process's resident memory now and its peak so far (VmRSS, VmHWM of /proc/self/status), on
+/// Linux; on lavapipe the device's buffers are host memory and count here too.
+fn resident() -> String {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| -> Option<u64> { status.lines().find(|l| l.starts_with(name))?.split_whitespace().nth(1)?.parse().ok() };
+    match (field("VmRSS:"), field("VmHWM:")) {
+        (Some(now), Some(peak)) => format!("resident {} (peak so far {})", mib(now * 1024), mib(peak * 1024)),
+        _ => "resident memory: not readable here (/proc/self/status)".into(),
+    }
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let number =
@@ -30,6 +41,7 @@ fn main() -> Result<()> {
     let (batch, prompts) = (number(0, 8)?, number(1, 50)?);
     let plan = BlockPlan { attention: args.get(2).map_or(Ok(AttentionChoice::Auto), |a| a.parse())?, recompute: args.get(3).map_or(Ok(Recompute::None), |a| a.parse())?, max_images: None };
     let gpu = Gpu::new()?;
+    let at_start = resident();
     let cfg = VitConfig::from_preset("vit_base_patch16_224")?;
     let sd = StateDict::from_tensors("synthetic ViT-B/16", synthetic_vit_state_dict(&cfg, 0, 1234), [("num_heads".into(), "12".into())].into());
     // Loaded as `vpt train` loads it: with the transposed copies its backward reads, where this
@@ -38,6 +50,7 @@ fn main() -> Result<()> {
     vit.plan = plan;
     drop(sd);
     let weights = gpu.live_bytes();
+    let at_load = resident();
 
     let (d, depth, classes) = (768, 12, 10);
     let task = VptTask {
@@ -52,6 +65,7 @@ fn main() -> Result<()> {
     gpu.flush()?;
     let before_step = gpu.live_bytes();
     gpu.reset_peak_bytes();
+    let before = resident();
 
     let t = Instant::now();
     let g = Graph::new(&gpu);
@@ -60,6 +74,7 @@ fn main() -> Result<()> {
     let loss = g.cross_entropy(&logits, &labels)?;
     let loss_value = loss.value().to_scalar()?;
     let forward_s = t.elapsed().as_secs_f64();
+    let after_forward = resident();
     let kept = gpu.live_bytes() - before_step;
     let recorded = g.tape_ops().len();
     let t = Instant::now();
@@ -79,5 +94,15 @@ fn main() -> Result<()> {
     println!("peak during the step:         {} (weights and inputs included)", mib(gpu.peak_bytes()));
     println!("peak above weights and inputs: {}", mib(gpu.peak_bytes() - before_step));
     println!("time: forward {forward_s:.1} s, backward {backward_s:.1} s");
+    println!("process, with the device: {at_start}; weights loaded {at_load}; before the step {before}; after the forward {after_forward}; after the backward {}", resident());
+    if let Some(blocks) = gpu.driver_blocks() {
+        println!(
+            "wgpu's allocator after the step: {} blocks, {} reserved for {} of buffers (largest block {})",
+            blocks.blocks,
+            mib(blocks.reserved_bytes),
+            mib(blocks.allocated_bytes),
+            mib(blocks.largest_block_bytes)
+        );
+    }
     Ok(())
 }

@@ -115,3 +115,29 @@ fn f16_kept_activations_halve_what_the_forward_keeps_and_leave_the_loss_alone() 
     let halved = cfg.depth as u64 * (4 * pre + 4 * 4 * head_part - f16_bytes(pre) - 4 * f16_bytes(head_part));
     assert_eq!(kept32 - kept16, halved, "kept {kept32} B with f32, {kept16} B with f16");
 }
+
+/// wgpu's allocator shares small blocks between buffers (`gpu::MEMORY_HINTS`): a block is given
+/// back only when every buffer in it is gone, so a tensor freed beside one still alive holds at
+/// most a block's worth, not the 128–256 MiB of wgpu's default blocks, which left a ViT-B batch-64
+/// step with `--recompute block` 600 MiB more resident on lavapipe (docs/benchmarks.md).
+#[test]
+fn buffers_share_only_small_driver_blocks() {
+    use vpt_wgsl::gpu::LARGEST_SHARED_BLOCK_BYTES;
+    let gpu = own_gpu();
+    // 1 MiB each, 80 MiB in all: more than one block's worth, and each block after the first is
+    // larger (wgpu's default doubles 64 MiB to 128 on lavapipe, 128 to 256 on a GPU).
+    let kept: Vec<Tensor> = (0..80).map(|i| Tensor::zeros(&gpu, &[(1 << 18) + 256 * i]).unwrap()).collect();
+    let doubled = scale_forward(&kept[0], 2.0).unwrap();
+    gpu.flush().unwrap();
+    let Some(blocks) = gpu.driver_blocks() else {
+        panic!("{} keeps no report of its memory blocks (wgpu keeps one on Vulkan and DX12); run this test with WGPU_BACKEND unset or set to vulkan", gpu.describe());
+    };
+    assert!(blocks.blocks > 1 && blocks.allocated_bytes >= 80 << 20, "{blocks:?}: the 80 tensors of 1 MiB are not in the report");
+    assert!(
+        blocks.largest_block_bytes <= LARGEST_SHARED_BLOCK_BYTES,
+        "wgpu's allocator made a block of {} MiB for tensors of 1 MiB (at most {} MiB wanted): {blocks:?}",
+        blocks.largest_block_bytes >> 20,
+        LARGEST_SHARED_BLOCK_BYTES >> 20
+    );
+    assert_eq!(doubled.to_vec().unwrap().len(), kept[0].numel());
+}

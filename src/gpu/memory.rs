@@ -167,6 +167,20 @@ impl Memory {
     }
 }
 
+/// What wgpu's allocator holds from the driver ([`Gpu::driver_blocks`]). It carves buffers out of
+/// memory blocks and gives a block back only once every buffer in it is gone, so the gap between
+/// reserved and allocated is memory freed beside buffers still alive: on lavapipe, resident host
+/// memory that nothing uses. `MEMORY_HINTS` (`adapter.rs`) keeps the blocks small.
+#[derive(Clone, Copy, Debug)]
+pub struct DriverBlocks {
+    /// Every block's size, summed.
+    pub reserved_bytes: u64,
+    /// What the buffers inside them take.
+    pub allocated_bytes: u64,
+    pub blocks: usize,
+    pub largest_block_bytes: u64,
+}
+
 /// A storage buffer that keeps the device's memory accounting right, and returns to the pool,
 /// when it is dropped.
 pub struct GpuBuffer {
@@ -342,6 +356,18 @@ impl Gpu {
     pub fn driver_buffer_bytes(&self) -> Option<u64> {
         let bytes = self.inner.device.get_internal_counters().hal.buffer_memory.read();
         (bytes > 0).then_some(bytes as u64)
+    }
+    /// The memory blocks wgpu's allocator holds from the driver for this device, and how much of
+    /// them its buffers use. `None` where the backend keeps no report (wgpu keeps one on Vulkan
+    /// and DX12).
+    pub fn driver_blocks(&self) -> Option<DriverBlocks> {
+        let report = self.inner.device.generate_allocator_report()?;
+        Some(DriverBlocks {
+            reserved_bytes: report.total_reserved_bytes,
+            allocated_bytes: report.total_allocated_bytes,
+            blocks: report.blocks.len(),
+            largest_block_bytes: report.blocks.iter().map(|b| b.size).max().unwrap_or(0),
+        })
     }
     /// Give back to the driver the pooled buffers that nothing took since the previous call.
     /// Call it once per training step (as `vpt train` does): buffers of the sizes a step asks for

@@ -48,11 +48,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use wgpu::util::DeviceExt;
 
-pub use adapter::{backends_from_env, list_adapters, AdapterReport};
+pub use adapter::{backends_from_env, list_adapters, AdapterReport, LARGEST_SHARED_BLOCK_BYTES, MEMORY_HINTS};
 pub use in_flight::{MAX_IN_FLIGHT, MAX_RELEASED_BEFORE_SUBMIT};
 pub use launch::{Bind, Launch};
 pub use launch_log::LaunchRecord;
-pub use memory::GpuBuffer;
+pub use memory::{DriverBlocks, GpuBuffer};
 pub use profile::{KernelTime, Profile, TimingMethod};
 pub(crate) use shader::wgsl_shader;
 pub use shader::{Access, Constants, ParamType, Params, Shader, WG_1D};
