@@ -118,8 +118,8 @@ fn f16_kept_activations_halve_what_the_forward_keeps_and_leave_the_loss_alone() 
 
 /// wgpu's allocator shares small blocks between buffers (`gpu::MEMORY_HINTS`): a block is given
 /// back only when every buffer in it is gone, so a tensor freed beside one still alive holds at
-/// most a block's worth, not the 128–256 MiB of wgpu's default blocks, which left a ViT-B batch-64
-/// step with `--recompute block` 600 MiB more resident on lavapipe (docs/benchmarks.md).
+/// most a block's worth, not the 64–256 MiB of wgpu's default blocks, which left a ViT-B batch-64
+/// step with `--recompute block` 620 MiB more resident on lavapipe (docs/benchmarks.md).
 #[test]
 fn buffers_share_only_small_driver_blocks() {
     use vpt_wgsl::gpu::LARGEST_SHARED_BLOCK_BYTES;

@@ -21,16 +21,17 @@ pub(super) const WANTED_FEATURES: wgpu::Features = wgpu::Features::TIMESTAMP_QUE
 /// How wgpu's allocator carves device memory: in blocks of 8–64 MiB (`MemoryUsage`; 4–32 MiB where
 /// the memory is host-visible, as all of lavapipe's is) rather than wgpu's default 128–256 MiB
 /// (`Performance`; 64–128 MiB host-visible), each block after the first twice the one before up
-/// to the largest. A buffer larger than a block gets a block of its
-/// own, given back when the buffer goes. A shared block is given back only once every buffer in it
-/// is gone, so a tensor freed beside one still alive leaves its memory held (on lavapipe, resident
-/// host memory; on a GPU, VRAM). The engine pools its own freed buffers by size (`memory.rs`), so
-/// few allocations reach wgpu's allocator, and the larger blocks bought no measurable speed.
+/// to the largest. A buffer larger than a block gets a block of its own, given back when the
+/// buffer goes. A shared block is given back only once every buffer in it is gone, so a tensor
+/// freed beside one still alive leaves its memory held (on lavapipe, resident host memory; on a
+/// GPU, VRAM). The engine pools its own freed buffers by size (`memory.rs`), so few allocations
+/// reach wgpu's allocator, and the larger blocks bought no measurable speed.
+///
 /// Measured on lavapipe (2026-12-06, `/usr/bin/time -v cargo run --release --example
 /// vpt_step_memory -- 64 50 auto block|none`, ViT-B/16 VPT-deep at batch 64): the resident peak
 /// fell from 2942 to 2320 MiB with `--recompute block` (1654.6 MiB of tensors) and from 7770 to
-/// 7019 MiB without (6186.4 MiB); the batch-8 step's time moved within the noise (docs/benchmarks.md
-/// "Resident memory"). No GPU measured.
+/// 7019 MiB without (6186.4 MiB); the batch-8 step's time moved within the noise
+/// (docs/benchmarks.md "Resident memory"). No GPU measured.
 pub const MEMORY_HINTS: wgpu::MemoryHints = wgpu::MemoryHints::MemoryUsage;
 
 /// The largest block wgpu's allocator shares between buffers under [`MEMORY_HINTS`], in device
