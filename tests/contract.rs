@@ -126,6 +126,11 @@ fn launch_every_kernel(gpu: &Gpu) -> Result<()> {
     let out = attention::attention_forward(&qkv.q, &qkv.k, &qkv.v, 0.25)?;
     attention::attention_backward(&qkv.q, &qkv.k, &qkv.v, &out, &qkv.v, 0.25)?;
     attention::attention_backward_with(attention::DqPath::Kernel, &qkv.q, &qkv.k, &qkv.v, &out, &qkv.v, 0.25)?;
+    // Heads 5 wide (not a multiple of 4): the build that reads them as f32s.
+    let odd = heads::split_heads_forward(&t(gpu, &[2, 3, 30]), 2)?;
+    let out = attention::attention_forward(&odd.q, &odd.k, &odd.v, 0.25)?;
+    attention::attention_backward(&odd.q, &odd.k, &odd.v, &out, &odd.v, 0.25)?;
+    attention::attention_backward_with(attention::DqPath::Kernel, &odd.q, &odd.k, &odd.v, &out, &odd.v, 0.25)?;
     let parts = [&t(gpu, &[2, 1, 8]), &a];
     let cat = tokens::concat_tokens_forward(&parts)?;
     tokens::slice_tokens_forward(&cat, 1, 2)?;

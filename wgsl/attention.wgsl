@@ -32,25 +32,47 @@
 // WebGPU default; ds: [B·H, T, T] (one f32 where not stored). Any T (a head's last tile is
 // partial: its rows past T repeat row T − 1 and are masked), hd from 1 to MAX_HD.
 //
+// The kernels read and write the [T, hd] matrices a quad at a time: quad j of a row is its
+// columns 4j … 4j + 3, through q_at, k_at, v_at, dout_at, o_saved_at and o_put, dk_put, dv_put,
+// dq_put, which a library file prepended to this one defines (WGSL has no #include):
+//   wgsl/lib/attention_quads.wgsl    binds the matrices as vec4s, one load per quad; for heads
+//                                    whose width is a multiple of 4 (every ViT: hd = 64 or 80)
+//   wgsl/lib/attention_scalars.wgsl  binds them as f32s, a quad is four loads, the columns past
+//                                    hd read as 0 and are never written; any hd
+// The same kernels over the same quads, so the same sums in the same order either way.
+//
 // How the work is split, and why. Each invocation owns 4 rows of its side (query rows in the
 // forward, key rows in dkdv) and holds a value of each in one vec4 — "a vec4 over rows".
 // The other side streams past 8 or 16 rows at a time, and the scores of the 4 × 16 (or 4 × 8)
-// pairs accumulate in mat4x4 registers: every value read from memory serves 4 multiply-adds,
-// and nothing is indexed at run time but the per-row accumulators over hd. No workgroup memory
-// and no barriers. Measured on lavapipe (2 CPU cores, the only adapter measured so far), ViT-B/16
-// shapes at batch 1 (`vpt bench --preset vit-b --batch 1 --filter attention`), forward:
+// pairs accumulate in mat4x4 registers. Along hd they advance a quad at a time: the 4 rows'
+// quads j, transposed (which only renames registers), times a key block's 4 quads is one mat4x4
+// product, 64 multiply-adds for 8 loads. No workgroup memory and no barriers. Measured on
+// lavapipe (2 CPU cores, the only adapter measured so far), ViT-B/16 shapes at batch 1
+// (`vpt bench --preset vit-b --batch 1 --filter attention`), forward:
 //   tiles of 16×16 score pairs shared in workgroup memory, a dot product of two
 //     workgroup-memory reads per multiply-add (FlashAttention's textbook layout)   164 ms
 //   one query row per invocation, K and V staged in workgroup memory               93 ms
 //   the same, K and V read straight from memory, scores in an array                50 ms
-//   4 rows per invocation, scores in mat4x4 registers (this file)                  14 ms
+//   4 rows per invocation, scores in mat4x4 registers, one float per load          14 ms
 //   the unfused path: matmul (reg32x8) → softmax → matmul (reg16x8)                20 ms
-// lavapipe runs 8 invocations in the lanes of one SIMD register; a read whose address differs by
-// lane is a gather, and an array indexed at run time lives in memory, so what paid was reading
-// each value once for several multiply-adds and keeping the scores in named registers — as the
-// register-tiled matmuls do. On a real GPU the per-invocation accumulators ([MAX_HD] vec4s) live
-// in scratch memory; a GPU-shaped variant (workgroup tiles, subgroup reductions) should be
-// chosen by measurement on one.
+// and on 2026-12-06, three interleaved rounds (medians of 5; the fastest of each in brackets):
+//   one float per load                                      24.7, 23.6, 23.1 ms  (22.5–22.7)
+//   a quad per load, the rows' own quads read once (this file)   13.9, 23.7, 15.0 ms  (13.7–14.4)
+// lavapipe runs 8 invocations in the lanes of one SIMD register, and llvmpipe compiles a load
+// from a storage buffer into a loop over those 8 lanes, whether they read one address or eight
+// (`emit_load_mem` in Mesa 21.3's gallivm/lp_bld_nir_soa.c; the timings here, on Mesa 22.3, fit
+// it): a vec4 load costs little more than one float. So what paid was reading each value once
+// for several multiply-adds and keeping the scores in named registers — as the register-tiled
+// matmuls do. At ViT-B/16 batch 8 (`vpt bench --preset vit-b --batch 8 --filter
+// "attention fwd fused,attention bwd fused" --reps 5`, three interleaved rounds, the medians'
+// median), one float per load → a quad per load: forward 199.6 → 128.0 ms, backward (dQ by
+// matmul) 442.2 → 365.8, backward with the dq kernel 677.6 → 473.9. Reading the invocation's own
+// 4 rows' quads once into an array before the loops (qt_rows, kt_rows, vt_rows) rather than
+// at every step paid in the forward (a few %) and in dkdv (8%: 326–341 against 353–368 ms at
+// best); in dq it cost 3–6% (445–453 against 421–433 ms at best, with three such arrays).
+// On a real GPU the per-invocation arrays (up to 4 × [MAX_HD / 4] mat4x4s, 8 KiB) live in
+// scratch memory; a GPU-shaped variant (workgroup tiles, subgroup reductions) should be chosen
+// by measurement on one.
 
 struct Params {
     batch_heads: u32,  // B·H
@@ -60,31 +82,23 @@ struct Params {
     store_ds: u32,     // dkdv: 1 to store s·dS for dQ's matmul, 0 where the dq kernel runs
 }
 
+// The [T, hd] matrices (q, k, v, o, o_saved, dout, dk, dv, dq) are declared by the library file
+// in front of this one; these are the per-row values, always f32.
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> q: array<f32>;
-@group(0) @binding(2) var<storage, read> k: array<f32>;
-@group(0) @binding(3) var<storage, read> v: array<f32>;
-@group(0) @binding(4) var<storage, read_write> o: array<f32>;       // forward output
 @group(0) @binding(5) var<storage, read_write> lse: array<f32>;     // forward output L
-@group(0) @binding(6) var<storage, read> o_saved: array<f32>;       // backward: the forward's O
 @group(0) @binding(7) var<storage, read> lse_saved: array<f32>;     // backward: the forward's L
-@group(0) @binding(8) var<storage, read> dout: array<f32>;          // backward: dO
 @group(0) @binding(9) var<storage, read_write> stats: array<f32>;   // rowdot output (L, D)
-@group(0) @binding(10) var<storage, read> stats_saved: array<f32>;  // (L, D), read by dkdv
+@group(0) @binding(10) var<storage, read> stats_saved: array<f32>;  // (L, D), read by dkdv and dq
 @group(0) @binding(11) var<storage, read_write> ds: array<f32>;     // dkdv output s·dS
-@group(0) @binding(12) var<storage, read_write> dk: array<f32>;
-@group(0) @binding(13) var<storage, read_write> dv: array<f32>;
-@group(0) @binding(14) var<storage, read_write> dq: array<f32>;
 
 const ROWS_WG: u32 = 64u;             // invocations per workgroup, 4 rows each
 const TILE: u32 = 16u;                // keys per step of the forward
-const MAX_HD: u32 = 128u;             // widest head: the per-row accumulators hold this many vec4s
+const MAX_QUADS: u32 = 32u;           // widest head, in quads (MAX_HD = 128 columns): the per-row accumulators hold this many mat4x4s
 const LOWEST: f32 = -3.4028234663852886e38;   // max() identity: −f32::MAX exactly (WGSL has no −∞ literal; Tint rejects -3.40282347e38, just past f32::MAX, which naga rounds)
 
 // Which rows this workgroup owns (`per_workgroup` of one head). Workgroups are laid out in x then
 // y (one grid axis holds at most 65535); the few past the end return at once.
 struct Rows {
-    head: u32,   // offset of this (batch, head)'s [T, hd] matrices
     bh: u32,     // b·H + h
     first: u32,  // the workgroup's first row
     valid: bool,
@@ -94,14 +108,15 @@ fn rows_of(wid: vec3<u32>, nwg: vec3<u32>, per_workgroup: u32) -> Rows {
     let index = wid.y * nwg.x + wid.x;
     let per_head = (params.tokens + per_workgroup - 1u) / per_workgroup;
     let bh = index / per_head;
-    return Rows(bh * params.tokens * params.head_dim, bh, (index % per_head) * per_workgroup, bh < params.batch_heads);
+    return Rows(bh, (index % per_head) * per_workgroup, bh < params.batch_heads);
 }
 
-// Where each of a tile's TILE = 16 rows starts: rows k0 … k0 + 15 of a head's [T, hd] matrix,
+// Rows r0 … r0 + 15 of head bh as rows of [B·H·T, hd] (what the _at and _put functions take),
 // the last real row repeated past T (so every read is in bounds; those scores are masked).
-fn tile_rows(head: u32, k0: u32, t: u32, hd: u32) -> array<u32, 16> {
+fn tile_rows(bh: u32, r0: u32) -> array<u32, 16> {
+    let t = params.tokens;
     var at: array<u32, 16>;
-    for (var j = 0u; j < 16u; j++) { at[j] = head + min(k0 + j, t - 1u) * hd; }
+    for (var j = 0u; j < 16u; j++) { at[j] = bh * t + min(r0 + j, t - 1u); }
     return at;
 }
 
@@ -110,38 +125,64 @@ fn masked(s: vec4<f32>, key: u32, t: u32) -> vec4<f32> {
     return select(vec4<f32>(LOWEST), s, key < t);
 }
 
+// Quads j of 4 rows as the columns of a mat4x4: column r is row at[first + r]'s quad.
+fn q_block(at: array<u32, 16>, first: u32, j: u32) -> mat4x4<f32> {
+    return mat4x4<f32>(q_at(at[first], j), q_at(at[first + 1u], j), q_at(at[first + 2u], j), q_at(at[first + 3u], j));
+}
+fn k_block(at: array<u32, 16>, first: u32, j: u32) -> mat4x4<f32> {
+    return mat4x4<f32>(k_at(at[first], j), k_at(at[first + 1u], j), k_at(at[first + 2u], j), k_at(at[first + 3u], j));
+}
+fn v_block(at: array<u32, 16>, first: u32, j: u32) -> mat4x4<f32> {
+    return mat4x4<f32>(v_at(at[first], j), v_at(at[first + 1u], j), v_at(at[first + 2u], j), v_at(at[first + 3u], j));
+}
+fn dout_block(at: array<u32, 16>, first: u32, j: u32) -> mat4x4<f32> {
+    return mat4x4<f32>(dout_at(at[first], j), dout_at(at[first + 1u], j), dout_at(at[first + 2u], j), dout_at(at[first + 3u], j));
+}
+
+// Each column of m times the same vec4 over rows (a per-row scale; m * v would be a product).
+fn scale_rows(m: mat4x4<f32>, by: vec4<f32>) -> mat4x4<f32> {
+    return mat4x4<f32>(m[0] * by, m[1] * by, m[2] * by, m[3] * by);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Forward: one invocation per 4 query rows; K and V stream past, TILE = 16 keys at a time. The
 // 4 rows × 16 keys of scores live in four mat4x4 (column c of sa is key k0 + c, of sb key
-// k0 + 4 + c, …), each column a vec4 over the 4 rows.
+// k0 + 4 + c, …), each column a vec4 over the 4 rows. With qt = the rows' quads j transposed
+// (column c: column 4j + c of the 4 rows) and K's block of 4 quads j, qt · K_block adds column
+// block j's part of all 16 scores of those 4 keys.
 // ---------------------------------------------------------------------------------------------
 @compute @workgroup_size(ROWS_WG)
 fn attention_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                      @builtin(local_invocation_index) lid: u32) {
-    let hd = params.head_dim;
     let t = params.tokens;
+    let quads = head_quads();
     let rows = rows_of(wid, nwg, ROWS_WG * 4u);
     if (!rows.valid) { return; }
     let row0 = rows.first + 4u * lid;
     if (row0 >= t) { return; }  // no barriers below: idle invocations may leave
-    let at = tile_rows(rows.head, row0, t, hd);  // the 4 rows (entries 0..3)
-    var o_rows: array<vec4<f32>, MAX_HD>;  // O·l of the 4 rows, column e; normalised at the end
-    for (var e = 0u; e < hd; e++) { o_rows[e] = vec4<f32>(); }
+    let at = tile_rows(rows.bh, row0);  // the 4 rows (entries 0..3)
+    // O·l of the 4 rows, quad j as a mat4x4 whose column c is column 4j + c; normalised at the end.
+    var o_rows: array<mat4x4<f32>, MAX_QUADS>;
+    var qt_rows: array<mat4x4<f32>, MAX_QUADS>;  // the rows' own quads j, transposed, read once
+    for (var j = 0u; j < quads; j++) {
+        o_rows[j] = mat4x4<f32>();
+        qt_rows[j] = transpose(q_block(at, 0u, j));
+    }
     var m = vec4<f32>(LOWEST);  // running max of each row's scores
     var l = vec4<f32>();        // running Σ exp(score − m)
 
     for (var k0 = 0u; k0 < t; k0 += TILE) {
-        let kv = tile_rows(rows.head, k0, t, hd);
+        let kv = tile_rows(rows.bh, k0);
         var sa = mat4x4<f32>();
         var sb = mat4x4<f32>();
         var sc = mat4x4<f32>();
         var sd = mat4x4<f32>();
-        for (var e = 0u; e < hd; e++) {
-            let qe = vec4<f32>(q[at[0] + e], q[at[1] + e], q[at[2] + e], q[at[3] + e]);
-            sa += mat4x4<f32>(qe * k[kv[0] + e], qe * k[kv[1] + e], qe * k[kv[2] + e], qe * k[kv[3] + e]);
-            sb += mat4x4<f32>(qe * k[kv[4] + e], qe * k[kv[5] + e], qe * k[kv[6] + e], qe * k[kv[7] + e]);
-            sc += mat4x4<f32>(qe * k[kv[8] + e], qe * k[kv[9] + e], qe * k[kv[10] + e], qe * k[kv[11] + e]);
-            sd += mat4x4<f32>(qe * k[kv[12] + e], qe * k[kv[13] + e], qe * k[kv[14] + e], qe * k[kv[15] + e]);
+        for (var j = 0u; j < quads; j++) {
+            let qt = qt_rows[j];
+            sa += qt * k_block(kv, 0u, j);
+            sb += qt * k_block(kv, 4u, j);
+            sc += qt * k_block(kv, 8u, j);
+            sd += qt * k_block(kv, 12u, j);
         }
         sa = params.scale * sa;
         sb = params.scale * sb;
@@ -168,13 +209,12 @@ fn attention_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
         let rescale = exp(m - m_new);
         m = m_new;
         l = l * rescale + sum;
-        // O·l ← O·l·exp(m − m') + P·V, column e at a time.
-        for (var e = 0u; e < hd; e++) {
-            o_rows[e] = o_rows[e] * rescale
-                + sa * vec4<f32>(v[kv[0] + e], v[kv[1] + e], v[kv[2] + e], v[kv[3] + e])
-                + sb * vec4<f32>(v[kv[4] + e], v[kv[5] + e], v[kv[6] + e], v[kv[7] + e])
-                + sc * vec4<f32>(v[kv[8] + e], v[kv[9] + e], v[kv[10] + e], v[kv[11] + e])
-                + sd * vec4<f32>(v[kv[12] + e], v[kv[13] + e], v[kv[14] + e], v[kv[15] + e]);
+        // O·l ← O·l·exp(m − m') + P·V, a quad of columns at a time: P's 4 × 4 block of keys times
+        // V's block of their quads j, transposed (row c: column 4j + c of the 4 keys).
+        for (var j = 0u; j < quads; j++) {
+            o_rows[j] = scale_rows(o_rows[j], rescale)
+                + sa * transpose(v_block(kv, 0u, j)) + sb * transpose(v_block(kv, 4u, j))
+                + sc * transpose(v_block(kv, 8u, j)) + sd * transpose(v_block(kv, 12u, j));
         }
     }
 
@@ -182,8 +222,8 @@ fn attention_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
     let lse_row = m + log(l);
     for (var r = 0u; r < 4u; r++) {
         if (row0 + r < t) {
-            for (var e = 0u; e < hd; e++) { o[at[r] + e] = o_rows[e][r] / l[r]; }
-            lse[rows.bh * t + row0 + r] = lse_row[r];
+            for (var j = 0u; j < quads; j++) { o_put(at[r], j, transpose(o_rows[j])[r] / l[r]); }
+            lse[at[r]] = lse_row[r];
         }
     }
 }
@@ -197,11 +237,10 @@ fn attention_backward_rowdot(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num
                              @builtin(local_invocation_index) lid: u32) {
     let row = flat_index(wid, nwg, lid);
     if (row >= params.batch_heads * params.tokens) { return; }
-    let at = row * params.head_dim;
-    var sum = 0.0;
-    for (var e = 0u; e < params.head_dim; e++) { sum += dout[at + e] * o_saved[at + e]; }
+    var sum = vec4<f32>();
+    for (var j = 0u; j < head_quads(); j++) { sum += dout_at(row, j) * o_saved_at(row, j); }
     stats[2u * row] = lse_saved[row];
-    stats[2u * row + 1u] = sum;
+    stats[2u * row + 1u] = (sum.x + sum.y) + (sum.z + sum.w);
 }
 
 // s·dS of query row i for the 4 keys from row0 into ds [B·H, T, T]: row i, columns row0 … row0 + 3,
@@ -221,41 +260,48 @@ fn store_ds(bh: u32, i: u32, row0: u32, scaled: vec4<f32>) {
 // 734 ms against 414 at ViT-B/16 batch 8 on lavapipe: the registers spill). Each query row i
 // gives, for the 4 keys:
 // S_i = ⟨Q_i, K⟩, dP_i = ⟨dO_i, V⟩ (columns of sa, sb and pa, pb), P_i = exp(s·S_i − L_i),
-// dS_i = P_i·(dP_i − D_i); then dV += Σ_i P_i·dO_i and dK += s·Σ_i dS_i·Q_i, column e at a time,
-// and s·dS_i is stored for dQ's matmul (where `store_ds`): the 4 keys' entries of row i of ds.
+// dS_i = P_i·(dP_i − D_i); then dV += Σ_i P_i·dO_i and dK += s·Σ_i dS_i·Q_i, a quad of columns
+// at a time, and s·dS_i is stored for dQ's matmul (where `store_ds`): the 4 keys' entries of
+// row i of ds.
 // ---------------------------------------------------------------------------------------------
 @compute @workgroup_size(ROWS_WG)
 fn attention_backward_dkdv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                            @builtin(local_invocation_index) lid: u32) {
-    let hd = params.head_dim;
     let t = params.tokens;
+    let quads = head_quads();
     let rows = rows_of(wid, nwg, ROWS_WG * 4u);
     if (!rows.valid) { return; }
     let row0 = rows.first + 4u * lid;
     if (row0 >= t) { return; }
-    let at = tile_rows(rows.head, row0, t, hd);  // the 4 key rows (entries 0..3)
-    var dk_rows: array<vec4<f32>, MAX_HD>;
-    var dv_rows: array<vec4<f32>, MAX_HD>;
-    for (var e = 0u; e < hd; e++) { dk_rows[e] = vec4<f32>(); dv_rows[e] = vec4<f32>(); }
+    let at = tile_rows(rows.bh, row0);  // the 4 key rows (entries 0..3)
+    var dk_rows: array<mat4x4<f32>, MAX_QUADS>;  // quad j: column c is column 4j + c of the 4 keys
+    var dv_rows: array<mat4x4<f32>, MAX_QUADS>;
+    var kt_rows: array<mat4x4<f32>, MAX_QUADS>;  // the keys' own quads j, transposed, read once
+    var vt_rows: array<mat4x4<f32>, MAX_QUADS>;
+    for (var j = 0u; j < quads; j++) {
+        dk_rows[j] = mat4x4<f32>(); dv_rows[j] = mat4x4<f32>();
+        kt_rows[j] = transpose(k_block(at, 0u, j));
+        vt_rows[j] = transpose(v_block(at, 0u, j));
+    }
 
     for (var q0 = 0u; q0 < t; q0 += 8u) {
-        let qs = tile_rows(rows.head, q0, t, hd);  // entries 0..7: the query rows
+        let qs = tile_rows(rows.bh, q0);  // entries 0..7: the query rows
         var sa = mat4x4<f32>();  // column c: S of query q0 + c for the 4 keys
         var sb = mat4x4<f32>();  // column c: query q0 + 4 + c
         var pa = mat4x4<f32>();  // the same for dP
         var pb = mat4x4<f32>();
-        for (var e = 0u; e < hd; e++) {
-            let ke = vec4<f32>(k[at[0] + e], k[at[1] + e], k[at[2] + e], k[at[3] + e]);
-            let ve = vec4<f32>(v[at[0] + e], v[at[1] + e], v[at[2] + e], v[at[3] + e]);
-            sa += mat4x4<f32>(ke * q[qs[0] + e], ke * q[qs[1] + e], ke * q[qs[2] + e], ke * q[qs[3] + e]);
-            sb += mat4x4<f32>(ke * q[qs[4] + e], ke * q[qs[5] + e], ke * q[qs[6] + e], ke * q[qs[7] + e]);
-            pa += mat4x4<f32>(ve * dout[qs[0] + e], ve * dout[qs[1] + e], ve * dout[qs[2] + e], ve * dout[qs[3] + e]);
-            pb += mat4x4<f32>(ve * dout[qs[4] + e], ve * dout[qs[5] + e], ve * dout[qs[6] + e], ve * dout[qs[7] + e]);
+        for (var j = 0u; j < quads; j++) {
+            let kt = kt_rows[j];
+            let vt = vt_rows[j];
+            sa += kt * q_block(qs, 0u, j);
+            sb += kt * q_block(qs, 4u, j);
+            pa += vt * dout_block(qs, 0u, j);
+            pb += vt * dout_block(qs, 4u, j);
         }
         // P = exp(s·S − L_i) into sa, sb; dS = P·(dP − D_i) into pa, pb; 0 for a query past T.
         for (var c = 0u; c < 4u; c++) {
-            let ia = 2u * (rows.bh * t + min(q0 + c, t - 1u));
-            let ib = 2u * (rows.bh * t + min(q0 + 4u + c, t - 1u));
+            let ia = 2u * qs[c];
+            let ib = 2u * qs[4u + c];
             let keep_a = select(0.0, 1.0, q0 + c < t);
             let keep_b = select(0.0, 1.0, q0 + 4u + c < t);
             sa[c] = keep_a * exp(params.scale * sa[c] - stats_saved[ia]);
@@ -267,19 +313,20 @@ fn attention_backward_dkdv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_w
             store_ds(rows.bh, q0 + c, row0, params.scale * pa[c]);
             store_ds(rows.bh, q0 + 4u + c, row0, params.scale * pb[c]);
         }
-        for (var e = 0u; e < hd; e++) {
-            let qa = vec4<f32>(q[qs[0] + e], q[qs[1] + e], q[qs[2] + e], q[qs[3] + e]);
-            let qb = vec4<f32>(q[qs[4] + e], q[qs[5] + e], q[qs[6] + e], q[qs[7] + e]);
-            let da = vec4<f32>(dout[qs[0] + e], dout[qs[1] + e], dout[qs[2] + e], dout[qs[3] + e]);
-            let db = vec4<f32>(dout[qs[4] + e], dout[qs[5] + e], dout[qs[6] + e], dout[qs[7] + e]);
-            dv_rows[e] += sa * da + sb * db;
-            dk_rows[e] += params.scale * (pa * qa + pb * qb);
+        // Quad j of dV and dK for the 4 keys: P (or dS) [4 keys × 8 queries] times the queries'
+        // quads j of dO (or Q), transposed.
+        for (var j = 0u; j < quads; j++) {
+            dv_rows[j] += sa * transpose(dout_block(qs, 0u, j)) + sb * transpose(dout_block(qs, 4u, j));
+            dk_rows[j] += params.scale * (pa * transpose(q_block(qs, 0u, j)) + pb * transpose(q_block(qs, 4u, j)));
         }
     }
 
     for (var r = 0u; r < 4u; r++) {
         if (row0 + r < t) {
-            for (var e = 0u; e < hd; e++) { dk[at[r] + e] = dk_rows[e][r]; dv[at[r] + e] = dv_rows[e][r]; }
+            for (var j = 0u; j < quads; j++) {
+                dk_put(at[r], j, transpose(dk_rows[j])[r]);
+                dv_put(at[r], j, transpose(dv_rows[j])[r]);
+            }
         }
     }
 }
@@ -288,37 +335,36 @@ fn attention_backward_dkdv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_w
 // Backward, step 3 where s·dS was not stored (it would not fit one binding, or B·H one grid axis
 // of the matmul): dQ, one invocation per 4 query rows; K and V stream past, 8 keys at a time.
 // Column c of sa, sb holds S for key k0 + c (k0 + 4 + c) and the 4 rows, of pa, pb dP; then
-// dS = P·(dP − D) with P = exp(s·S − L), and dQ += s·Σ_j dS_j·K_j, column e at a time.
+// dS = P·(dP − D) with P = exp(s·S − L), and dQ += s·Σ_j dS_j·K_j, a quad of columns at a time.
 // ---------------------------------------------------------------------------------------------
 @compute @workgroup_size(ROWS_WG)
 fn attention_backward_dq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                          @builtin(local_invocation_index) lid: u32) {
-    let hd = params.head_dim;
     let t = params.tokens;
+    let quads = head_quads();
     let rows = rows_of(wid, nwg, ROWS_WG * 4u);
     if (!rows.valid) { return; }
     let row0 = rows.first + 4u * lid;
     if (row0 >= t) { return; }
-    let at = tile_rows(rows.head, row0, t, hd);  // the 4 query rows (entries 0..3)
-    let stat_at = 2u * (rows.bh * t + vec4<u32>(min(row0, t - 1u), min(row0 + 1u, t - 1u), min(row0 + 2u, t - 1u), min(row0 + 3u, t - 1u)));
-    let lse_rows = vec4<f32>(stats_saved[stat_at.x], stats_saved[stat_at.y], stats_saved[stat_at.z], stats_saved[stat_at.w]);
-    let delta_rows = vec4<f32>(stats_saved[stat_at.x + 1u], stats_saved[stat_at.y + 1u], stats_saved[stat_at.z + 1u], stats_saved[stat_at.w + 1u]);
-    var dq_rows: array<vec4<f32>, MAX_HD>;
-    for (var e = 0u; e < hd; e++) { dq_rows[e] = vec4<f32>(); }
+    let at = tile_rows(rows.bh, row0);  // the 4 query rows (entries 0..3)
+    let lse_rows = vec4<f32>(stats_saved[2u * at[0]], stats_saved[2u * at[1]], stats_saved[2u * at[2]], stats_saved[2u * at[3]]);
+    let delta_rows = vec4<f32>(stats_saved[2u * at[0] + 1u], stats_saved[2u * at[1] + 1u], stats_saved[2u * at[2] + 1u], stats_saved[2u * at[3] + 1u]);
+    var dq_rows: array<mat4x4<f32>, MAX_QUADS>;  // quad j: column c is column 4j + c of the 4 rows
+    for (var j = 0u; j < quads; j++) { dq_rows[j] = mat4x4<f32>(); }
 
     for (var k0 = 0u; k0 < t; k0 += 8u) {
-        let kv = tile_rows(rows.head, k0, t, hd);  // entries 0..7: the key rows
+        let kv = tile_rows(rows.bh, k0);  // entries 0..7: the key rows
         var sa = mat4x4<f32>();
         var sb = mat4x4<f32>();
         var pa = mat4x4<f32>();
         var pb = mat4x4<f32>();
-        for (var e = 0u; e < hd; e++) {
-            let qe = vec4<f32>(q[at[0] + e], q[at[1] + e], q[at[2] + e], q[at[3] + e]);
-            let de = vec4<f32>(dout[at[0] + e], dout[at[1] + e], dout[at[2] + e], dout[at[3] + e]);
-            sa += mat4x4<f32>(qe * k[kv[0] + e], qe * k[kv[1] + e], qe * k[kv[2] + e], qe * k[kv[3] + e]);
-            sb += mat4x4<f32>(qe * k[kv[4] + e], qe * k[kv[5] + e], qe * k[kv[6] + e], qe * k[kv[7] + e]);
-            pa += mat4x4<f32>(de * v[kv[0] + e], de * v[kv[1] + e], de * v[kv[2] + e], de * v[kv[3] + e]);
-            pb += mat4x4<f32>(de * v[kv[4] + e], de * v[kv[5] + e], de * v[kv[6] + e], de * v[kv[7] + e]);
+        for (var j = 0u; j < quads; j++) {
+            let qt = transpose(q_block(at, 0u, j));
+            let dt = transpose(dout_block(at, 0u, j));
+            sa += qt * k_block(kv, 0u, j);
+            sb += qt * k_block(kv, 4u, j);
+            pa += dt * v_block(kv, 0u, j);
+            pb += dt * v_block(kv, 4u, j);
         }
         // dS = P·(dP − D), P = exp(s·S − L), into pa, pb; 0 for a key past T.
         for (var c = 0u; c < 4u; c++) {
@@ -327,16 +373,14 @@ fn attention_backward_dq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wor
             pa[c] = keep_a * exp(params.scale * sa[c] - lse_rows) * (pa[c] - delta_rows);
             pb[c] = keep_b * exp(params.scale * sb[c] - lse_rows) * (pb[c] - delta_rows);
         }
-        for (var e = 0u; e < hd; e++) {
-            let ka = vec4<f32>(k[kv[0] + e], k[kv[1] + e], k[kv[2] + e], k[kv[3] + e]);
-            let kb = vec4<f32>(k[kv[4] + e], k[kv[5] + e], k[kv[6] + e], k[kv[7] + e]);
-            dq_rows[e] += params.scale * (pa * ka + pb * kb);
+        for (var j = 0u; j < quads; j++) {
+            dq_rows[j] += params.scale * (pa * transpose(k_block(kv, 0u, j)) + pb * transpose(k_block(kv, 4u, j)));
         }
     }
 
     for (var r = 0u; r < 4u; r++) {
         if (row0 + r < t) {
-            for (var e = 0u; e < hd; e++) { dq[at[r] + e] = dq_rows[e][r]; }
+            for (var j = 0u; j < quads; j++) { dq_put(at[r], j, transpose(dq_rows[j])[r]); }
         }
     }
 }

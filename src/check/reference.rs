@@ -164,15 +164,22 @@ fn cross_entropy_rows(c: &mut Checker) -> Result<()> {
     Ok(())
 }
 
-/// The fused attention, forward and backward, at [2, 3, 41, 40]: 41 tokens cross its 16-key
-/// tiles and 4-row groups; hd 40 is not a power of two.
+/// The fused attention, forward and backward, at [2, 3, 41, 40] (41 tokens cross its 16-key
+/// tiles and 4-row groups; hd 40 is not a power of two) and at [1, 2, 41, 13], whose heads are not
+/// a multiple of 4 wide (the build reading them as f32s, with a partial last quad).
 fn fused_attention(c: &mut Checker) -> Result<()> {
-    let (b, h, t, hd) = (2, 3, 41, 40);
-    let shape = [b, h, t, hd];
-    let (q, qt) = random(c.gpu, &shape, 51, 2.0)?;
-    let (k, kt) = random(c.gpu, &shape, 52, 2.0)?;
-    let (v, vt) = random(c.gpu, &shape, 53, 1.0)?;
-    let (dout, doutt) = random(c.gpu, &shape, 54, 1.0)?;
+    for (shape, seed) in [([2, 3, 41, 40], 51), ([1, 2, 41, 13], 61)] {
+        fused_attention_at(c, shape, seed)?;
+    }
+    Ok(())
+}
+
+fn fused_attention_at(c: &mut Checker, shape: [usize; 4], seed: u64) -> Result<()> {
+    let [b, h, t, hd] = shape;
+    let (q, qt) = random(c.gpu, &shape, seed, 2.0)?;
+    let (k, kt) = random(c.gpu, &shape, seed + 1, 2.0)?;
+    let (v, vt) = random(c.gpu, &shape, seed + 2, 1.0)?;
+    let (dout, doutt) = random(c.gpu, &shape, seed + 3, 1.0)?;
     let scale = 1.0 / (hd as f32).sqrt();
     let out = attention::attention_forward(&qt, &kt, &vt, scale)?;
     let (want_o, _) = reference::attention::attention_forward(&q, &k, &v, t, hd, scale as f64);

@@ -58,7 +58,9 @@ impl Shader {
 /// adapters with the named `wgpu::Features` (several joined by `|`); `f16 bindings [2, 6]` after `needs` names the
 /// bindings that hold f16 values (as `array<f16>`, or as pairs packed in `array<u32>`:
 /// `wgsl_shader!("halves", needs downlevel [SHADER_F16_IN_F32], f16 bindings [2, 3], uses [..])`,
-/// which needs no feature, only a downlevel flag nearly every adapter has).
+/// which needs no feature, only a downlevel flag nearly every adapter has). Without `needs`,
+/// `wgsl_shader!(SHADER_SCALARS = "attention" as "attention_scalars", uses [...])` declares a
+/// variant that every adapter compiles (the same kernels reading their inputs another way).
 macro_rules! wgsl_shader {
     ($name:literal $(, uses [$($lib:literal),* $(,)?])?) => {
         $crate::gpu::wgsl_shader!($name, needs downlevel [], f16 bindings [] $(, uses [$($lib),*])?);
@@ -75,6 +77,20 @@ macro_rules! wgsl_shader {
             needs: wgpu::Features::empty(),
             needs_downlevel: wgpu::DownlevelFlags::empty()$(.union(wgpu::DownlevelFlags::$dl))*,
             f16_bindings: &[$($f16),*],
+        };
+    };
+    ($konst:ident = $file:literal as $name:literal, uses [$($lib:literal),* $(,)?]) => {
+        pub const $konst: $crate::gpu::Shader = $crate::gpu::Shader {
+            name: $name,
+            file: $file,
+            source: concat!(
+                $(include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/wgsl/lib/", $lib, ".wgsl")), "\n",)*
+                include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/wgsl/", $file, ".wgsl"))
+            ),
+            uses: &[$($lib),*],
+            needs: wgpu::Features::empty(),
+            needs_downlevel: wgpu::DownlevelFlags::empty(),
+            f16_bindings: &[],
         };
     };
     ($konst:ident = $file:literal as $name:literal, needs $($needs:ident)|+, uses [$($lib:literal),* $(,)?]) => {

@@ -9,10 +9,24 @@
 use super::matmul::{matmul_forward, MatmulOptions};
 use super::{expect_rank, grid_1d, same_device, same_shape};
 use crate::error::{Error, Result};
-use crate::gpu::{wgsl_shader, Bind, Gpu, Params};
+use crate::gpu::{wgsl_shader, Bind, Gpu, Params, Shader};
 use crate::tensor::Tensor;
 
-wgsl_shader!("attention", uses["flat"]);
+// The kernels read the [T, hd] matrices a quad of columns at a time: as vec4s where hd is a
+// multiple of 4 (every ViT), four f32 loads otherwise (`shader_for`).
+wgsl_shader!("attention", uses["flat", "attention_quads"]);
+wgsl_shader!(SHADER_SCALARS = "attention" as "attention_scalars", uses["flat", "attention_scalars"]);
+
+/// The build that reads heads of width `head_dim`: [`SHADER`] (one vec4 load per quad of columns)
+/// where it is a multiple of 4, so that every row starts on a vec4, else [`SHADER_SCALARS`]
+/// (four f32 loads; the same bits as [`SHADER`] where both apply).
+pub fn shader_for(head_dim: usize) -> &'static Shader {
+    if head_dim.is_multiple_of(4) {
+        &SHADER
+    } else {
+        &SHADER_SCALARS
+    }
+}
 
 /// The widest head the fused kernels take, `MAX_HD` in the WGSL: each invocation accumulates
 /// its rows' outputs over this many columns.
@@ -80,7 +94,7 @@ pub fn attention_forward(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32) -> Resu
     let o = q.empty_like_shape(q.shape())?;
     let lse = q.empty_like_shape(&q.shape()[..3])?;
     q.gpu().dispatch(
-        &SHADER,
+        shader_for(dims.head_dim),
         op,
         &dims.params(scale, false),
         &[Bind::read(1, q.buffer()), Bind::read(2, k.buffer()), Bind::read(3, v.buffer()), Bind::read_write(4, o.buffer()), Bind::read_write(5, lse.buffer())],
@@ -139,8 +153,9 @@ fn backward(dq_path: Option<DqPath>, q: &Tensor, k: &Tensor, v: &Tensor, out: &A
     let dq_by_matmul = dq_path.unwrap_or_else(|| DqPath::for_shape(gpu, bh, t)) == DqPath::Matmul;
     let params = dims.params(scale, dq_by_matmul);
     let stats = q.empty_like_shape(&[bh, t, 2])?; // (L, D) per row
+    let shader = shader_for(hd);
     gpu.dispatch(
-        &SHADER,
+        shader,
         "attention_backward_rowdot",
         &params,
         &[Bind::read(6, out.o.buffer()), Bind::read(7, out.lse.buffer()), Bind::read(8, dout.buffer()), Bind::read_write(9, stats.buffer())],
@@ -152,7 +167,7 @@ fn backward(dq_path: Option<DqPath>, q: &Tensor, k: &Tensor, v: &Tensor, out: &A
     let inputs = [Bind::read(1, q.buffer()), Bind::read(2, k.buffer()), Bind::read(3, v.buffer()), Bind::read(8, dout.buffer()), Bind::read(10, stats.buffer())];
     let mut binds = inputs.to_vec();
     binds.extend([Bind::read_write(11, ds.buffer()), Bind::read_write(12, dk.buffer()), Bind::read_write(13, dv.buffer())]);
-    gpu.dispatch(&SHADER, "attention_backward_dkdv", &params, &binds, dims.row_grid(gpu, op)?)?;
+    gpu.dispatch(shader, "attention_backward_dkdv", &params, &binds, dims.row_grid(gpu, op)?)?;
     let dq = if dq_by_matmul {
         // dQ [B·H, T, hd] = (s·dS) [B·H, T, T] · K [B·H, T, hd]
         matmul_forward(&ds, &k.reshape(&[bh, t, hd])?, None, MatmulOptions::default())?.reshape(q.shape())?
@@ -160,7 +175,7 @@ fn backward(dq_path: Option<DqPath>, q: &Tensor, k: &Tensor, v: &Tensor, out: &A
         let dq = q.empty_like_shape(q.shape())?;
         let mut binds = inputs.to_vec();
         binds.push(Bind::read_write(14, dq.buffer()));
-        gpu.dispatch(&SHADER, "attention_backward_dq", &params, &binds, dims.row_grid(gpu, op)?)?;
+        gpu.dispatch(shader, "attention_backward_dq", &params, &binds, dims.row_grid(gpu, op)?)?;
         dq
     };
     Ok(AttentionGrads { dq, dk, dv })

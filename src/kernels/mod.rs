@@ -30,6 +30,7 @@ pub mod tokens;
 /// and for `vpt info`.
 pub const ALL_SHADERS: &[&Shader] = &[
     &attention::SHADER,
+    &attention::SHADER_SCALARS,
     &cross_entropy::SHADER,
     &cross_entropy::SHADER_SUBGROUP,
     &elementwise::SHADER,
