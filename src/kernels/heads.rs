@@ -36,7 +36,7 @@ pub fn split_heads_forward(qkv: &Tensor, heads: usize) -> Result<Qkv> {
         "split_heads_forward",
         &head_params(batch, tokens, heads, head_dim),
         &[Bind::read(1, qkv.buffer()), Bind::read_write(2, q.buffer()), Bind::read_write(3, k.buffer()), Bind::read_write(4, v.buffer())],
-        grid_1d(gpu, qkv.numel())?,
+        grid_1d(gpu, q.numel())?, // one thread per element of q (and of k and v)
     )?;
     Ok(Qkv { q, k, v })
 }
@@ -57,7 +57,7 @@ pub fn split_heads_backward(dq: &Tensor, dk: &Tensor, dv: &Tensor) -> Result<Ten
         "split_heads_backward",
         &head_params(batch, tokens, heads, head_dim),
         &[Bind::read_write(5, dqkv.buffer()), Bind::read(6, dq.buffer()), Bind::read(7, dk.buffer()), Bind::read(8, dv.buffer())],
-        grid_1d(gpu, dqkv.numel())?,
+        grid_1d(gpu, dq.numel())?, // one thread per element of dq (and of dk and dv)
     )?;
     Ok(dqkv)
 }
