@@ -30,7 +30,7 @@
 // Layouts: q, k, v, o, dout, dk, dv: [B·H, T, hd] (what split_heads makes); lse: [B·H, T];
 // stats: [B·H, T, 2], each row's (L, D), one binding so that dkdv binds 8 storage buffers, the
 // WebGPU default; ds: [B·H, T, T] (one f32 where not stored). Any T (a head's last tile is
-// partial: its rows past T repeat row T − 1 and are masked), hd from 1 to MAX_HD.
+// partial: its rows past T repeat row T − 1 and are masked), hd from 1 to 4·MAX_QUADS = 128.
 //
 // The kernels read and write the [T, hd] matrices a quad at a time: quad j of a row is its
 // columns 4j … 4j + 3, through q_at, k_at, v_at, dout_at, o_saved_at and o_put, dk_put, dv_put,
@@ -70,7 +70,7 @@
 // 4 rows' quads once into an array before the loops (qt_rows, kt_rows, vt_rows) rather than
 // at every step paid in the forward (a few %) and in dkdv (8%: 326–341 against 353–368 ms at
 // best); in dq it cost 3–6% (445–453 against 421–433 ms at best, with three such arrays).
-// On a real GPU the per-invocation arrays (up to 4 × [MAX_HD / 4] mat4x4s, 8 KiB) live in
+// On a real GPU the per-invocation arrays (up to 4 × [MAX_QUADS] mat4x4s, 8 KiB) live in
 // scratch memory; a GPU-shaped variant (workgroup tiles, subgroup reductions) should be chosen
 // by measurement on one.
 
@@ -93,7 +93,7 @@ struct Params {
 
 const ROWS_WG: u32 = 64u;             // invocations per workgroup, 4 rows each
 const TILE: u32 = 16u;                // keys per step of the forward
-const MAX_QUADS: u32 = 32u;           // widest head, in quads (MAX_HD = 128 columns): the per-row accumulators hold this many mat4x4s
+const MAX_QUADS: u32 = 32u;           // widest head, in quads (128 columns): the per-row accumulators hold this many mat4x4s
 const LOWEST: f32 = -3.4028234663852886e38;   // max() identity: −f32::MAX exactly (WGSL has no −∞ literal; Tint rejects -3.40282347e38, just past f32::MAX, which naga rounds)
 
 // Which rows this workgroup owns (`per_workgroup` of one head). Workgroups are laid out in x then

@@ -19,8 +19,8 @@ wgsl_shader!(SHADER_SCALARS = "attention" as "attention_scalars", uses["flat", "
 
 /// The build that reads heads of width `head_dim`: [`SHADER`] (one vec4 load per quad of columns)
 /// where it is a multiple of 4, so that every row starts on a vec4, else [`SHADER_SCALARS`]
-/// (four f32 loads; the same bits as [`SHADER`] where both apply).
-pub fn shader_for(head_dim: usize) -> &'static Shader {
+/// (four f32 loads per quad; the same sums in the same order).
+fn shader_for(head_dim: usize) -> &'static Shader {
     if head_dim.is_multiple_of(4) {
         &SHADER
     } else {
@@ -28,8 +28,8 @@ pub fn shader_for(head_dim: usize) -> &'static Shader {
     }
 }
 
-/// The widest head the fused kernels take, `MAX_HD` in the WGSL: each invocation accumulates
-/// its rows' outputs over this many columns.
+/// The widest head the fused kernels take, 4 × `MAX_QUADS` in the WGSL: each invocation
+/// accumulates its rows' outputs over this many columns, a quad of 4 at a time.
 pub const MAX_HEAD_DIM: usize = 128;
 /// Rows per workgroup: `ROWS_WG` = 64 invocations of 4 rows each.
 const ROWS_PER_WORKGROUP: usize = 4 * 64;

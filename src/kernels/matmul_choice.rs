@@ -92,7 +92,7 @@ impl MatmulKernel {
     /// 16-row predecessor ran 1.5–1.8× as fast as `Reg16x8` on lavapipe; with B stored [K, N] (the
     /// linear layers' dX) 1.1–3.2× as fast as `Reg32x8` where A's rows take vec4 loads, and 0.4×
     /// without them (attention's dQ on the [247, 247] scores), where it is left out; 32 rows ran
-    /// 1.1–2× faster again (`wgsl/lib/matmul_subgroup.wgsl`). On a GPU, `Tiled`, the
+    /// 9–34% faster again (`wgsl/lib/matmul_subgroup.wgsl`). On a GPU, `Tiled`, the
     /// kernel built for GPU memory; run `vpt bench` to check yours.
     ///
     /// Where `vpt tune` measured this shape on this adapter (its cache in use, see

@@ -21,13 +21,13 @@
 // [K, N]). On lavapipe a lane is one SIMD lane, every load from memory is a loop over the 8 lanes
 // (reg16x8's 8 lanes loading the same A quad make an 8-address gather of one address), and a
 // shuffle with a uniform index is one register permute. Twice the rows then halved op(B)'s loads
-// per multiply-add, as reg32x8 did for reg16x8: sg16x8 → sg32x8, the fastest of four interleaved
-// rounds of `cargo run --release --example matmul_readback -- 8 3` (ms, batch 8, a busy host):
-// qkv 236.8 → 205.4, proj 82.3 → 66.9, fc1 343.1 → 306.2, fc2 305.4 → 256.4; dX: qkv 263.3 →
-// 226.2, proj 89.1 → 67.9, fc1 455.9 → 228.6, fc2 320.4 → 283.3; three more rounds gave 10–21%
-// on every product, forward and dX (fc1 303.5 → 272.4, fc1 dX 306.1 → 239.7, qkv dX 217.6 →
-// 176.8). In two interleaved whole-step profiles (`--example step_profile -- vit-b 8`) the
-// difference stayed inside that hour's noise (204–244 against 222–230 ms per forward product).
+// per multiply-add, as reg32x8 did for reg16x8. sg16x8 → sg32x8, the fastest run of each
+// product in seven interleaved rounds of `cargo run --release --example matmul_readback -- 8 3`
+// (ms, batch 8, a busy host): qkv 226.3 → 202.6, proj 69.1 → 61.8, fc1 303.5 → 272.4, fc2 291.1
+// → 247.0; dX: qkv 217.6 → 176.8, proj 71.6 → 59.7, fc1 306.1 → 228.6, fc2 304.9 → 261.6; every
+// product 9–34% faster. In two interleaved whole-step profiles (`--example step_profile --
+// vit-b 8`) the difference stayed inside that hour's noise (204–244 against 222–230 ms per
+// forward product).
 // Not measured on a GPU, where the 256 accumulators and 128 values of op(A) held per invocation
 // may not fit the registers.
 //
