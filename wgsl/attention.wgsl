@@ -66,13 +66,17 @@
 // matmuls do. At ViT-B/16 batch 8 (`vpt bench --preset vit-b --batch 8 --filter
 // "attention fwd fused,attention bwd fused" --reps 5`, three interleaved rounds, the medians'
 // median), one float per load → a quad per load: forward 199.6 → 128.0 ms, backward (dQ by
-// matmul) 442.2 → 365.8, backward with the dq kernel 677.6 → 473.9. Reading the invocation's own
-// 4 rows' quads once into an array before the loops (qt_rows, kt_rows, vt_rows) rather than
-// at every step paid in the forward (a few %) and in dkdv (8%: 326–341 against 353–368 ms at
-// best); in dq it cost 3–6% (445–453 against 421–433 ms at best, with three such arrays).
-// On a real GPU the per-invocation arrays (up to 4 × [MAX_QUADS] mat4x4s, 8 KiB) live in
-// scratch memory; a GPU-shaped variant (workgroup tiles, subgroup reductions) should be chosen
-// by measurement on one.
+// matmul) 442.2 → 365.8, backward with the dq kernel 677.6 → 473.9 (with the arrays below);
+// as this file is, without them, two earlier interleaved rounds: forward 189.3 → 119.5 and
+// 203.4 → 127.0 ms, backward 523.9 → 371.6 and 456.2 → 353.4.
+// Tried and not kept: reading the invocation's own 4 rows' quads once, into an array of
+// mat4x4s before the loops, rather than at every step. It paid 3% in the forward and 8% in dkdv
+// (326–341 against 353–368 ms at best) and cost 3–6% in dq, but lavapipe then took 6× as long
+// to compile the kernels (133 against 22 s for `vpt bench --filter "attention fwd
+// fused,attention bwd fused" --reps 1` with MESA_SHADER_CACHE_DISABLE=true, the same as before
+// the quads without them), more than the cold CI run can spare. On a real GPU the
+// per-invocation arrays (2 × [MAX_QUADS] mat4x4s, 4 KiB) live in scratch memory; a GPU-shaped
+// variant (workgroup tiles, subgroup reductions) should be chosen by measurement on one.
 
 struct Params {
     batch_heads: u32,  // B·H
@@ -163,11 +167,7 @@ fn attention_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
     let at = tile_rows(rows.bh, row0);  // the 4 rows (entries 0..3)
     // O·l of the 4 rows, quad j as a mat4x4 whose column c is column 4j + c; normalised at the end.
     var o_rows: array<mat4x4<f32>, MAX_QUADS>;
-    var qt_rows: array<mat4x4<f32>, MAX_QUADS>;  // the rows' own quads j, transposed, read once
-    for (var j = 0u; j < quads; j++) {
-        o_rows[j] = mat4x4<f32>();
-        qt_rows[j] = transpose(q_block(at, 0u, j));
-    }
+    for (var j = 0u; j < quads; j++) { o_rows[j] = mat4x4<f32>(); }
     var m = vec4<f32>(LOWEST);  // running max of each row's scores
     var l = vec4<f32>();        // running Σ exp(score − m)
 
@@ -178,7 +178,7 @@ fn attention_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
         var sc = mat4x4<f32>();
         var sd = mat4x4<f32>();
         for (var j = 0u; j < quads; j++) {
-            let qt = qt_rows[j];
+            let qt = transpose(q_block(at, 0u, j));
             sa += qt * k_block(kv, 0u, j);
             sb += qt * k_block(kv, 4u, j);
             sc += qt * k_block(kv, 8u, j);
@@ -276,13 +276,7 @@ fn attention_backward_dkdv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_w
     let at = tile_rows(rows.bh, row0);  // the 4 key rows (entries 0..3)
     var dk_rows: array<mat4x4<f32>, MAX_QUADS>;  // quad j: column c is column 4j + c of the 4 keys
     var dv_rows: array<mat4x4<f32>, MAX_QUADS>;
-    var kt_rows: array<mat4x4<f32>, MAX_QUADS>;  // the keys' own quads j, transposed, read once
-    var vt_rows: array<mat4x4<f32>, MAX_QUADS>;
-    for (var j = 0u; j < quads; j++) {
-        dk_rows[j] = mat4x4<f32>(); dv_rows[j] = mat4x4<f32>();
-        kt_rows[j] = transpose(k_block(at, 0u, j));
-        vt_rows[j] = transpose(v_block(at, 0u, j));
-    }
+    for (var j = 0u; j < quads; j++) { dk_rows[j] = mat4x4<f32>(); dv_rows[j] = mat4x4<f32>(); }
 
     for (var q0 = 0u; q0 < t; q0 += 8u) {
         let qs = tile_rows(rows.bh, q0);  // entries 0..7: the query rows
@@ -291,8 +285,8 @@ fn attention_backward_dkdv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_w
         var pa = mat4x4<f32>();  // the same for dP
         var pb = mat4x4<f32>();
         for (var j = 0u; j < quads; j++) {
-            let kt = kt_rows[j];
-            let vt = vt_rows[j];
+            let kt = transpose(k_block(at, 0u, j));
+            let vt = transpose(v_block(at, 0u, j));
             sa += kt * q_block(qs, 0u, j);
             sb += kt * q_block(qs, 4u, j);
             pa += vt * dout_block(qs, 0u, j);

@@ -25,7 +25,7 @@
 //
 // Seven kernels compute the same thing: `naive`, `tiled`, four register-tiled kernels each adding
 // one change (llm.c style), and `gpu64x64`, built for real GPUs (at the end of the file); an
-// eighth, `sg32x8`, shares op(A) through subgroup shuffles and lives in
+// eighth, `sg16x8`, shares op(A) through subgroup shuffles and lives in
 // wgsl/lib/matmul_subgroup.wgsl, prepended only to the builds for adapters with SUBGROUP. The
 // launcher's `MatmulKernel` names them and picks one per device and shape. All use the z grid
 // dimension for the batch: workgroup (x, y, z) covers columns of tile x, rows of tile y, of batch z.
@@ -473,7 +473,7 @@ var<private> acc30: mat4x4<f32>;
 var<private> acc31: mat4x4<f32>;
 
 // The 16×8 block's products for one step: op(A)'s 4 blocks a0..a3 (rows m, m + 4, m + 8, m + 12)
-// times op(B)'s 2 (columns n, n + 4). Shared with sg32x8 (wgsl/lib/matmul_subgroup.wgsl).
+// times op(B)'s 2 (columns n, n + 4). Shared with sg16x8 (wgsl/lib/matmul_subgroup.wgsl).
 fn product_16x8(a0: mat4x4<f32>, a1: mat4x4<f32>, a2: mat4x4<f32>, a3: mat4x4<f32>, b0: mat4x4<f32>, b1: mat4x4<f32>) {
     acc00 += b0 * a0;
     acc01 += b1 * a0;

@@ -74,7 +74,7 @@ pub struct Tune {
 /// LayerNorm, cross-entropy) are timed with both of their reductions.
 pub(super) fn cases<'a>(gpu: &'a Gpu, without_subgroups: Option<&'a Gpu>, options: &BenchOptions) -> Vec<Case<'a>> {
     let mut cases = Vec::new();
-    // A kernel this adapter cannot run (sg32x8 without SUBGROUP) has no rows.
+    // A kernel this adapter cannot run (sg16x8 without SUBGROUP) has no rows.
     for &kernel in options.matmul_kernels.iter().filter(|k| k.available(gpu)) {
         cases.extend(matmul_cases(gpu, kernel, &options.shape, options.precision));
     }

@@ -29,7 +29,7 @@ use crate::tensor::{DType, Tensor};
 wgsl_shader!("matmul", uses ["matmul_b_f32", "gelu_math"]);
 // B stored as f16 (a frozen weight under `--precision f16`), read widened to f32.
 wgsl_shader!(SHADER_F16 = "matmul" as "matmul_f16", needs SHADER_F16, f16 bindings [2, 6], uses ["matmul_b_f16", "gelu_math"]);
-// The same two with the subgroup kernel (`MatmulKernel::Sg32x8`, wgsl/lib/matmul_subgroup.wgsl),
+// The same two with the subgroup kernel (`MatmulKernel::Sg16x8`, wgsl/lib/matmul_subgroup.wgsl),
 // launched only for the kernels that need SUBGROUP (`MatmulKernel::needs`), so the others never do.
 wgsl_shader!(SHADER_SUBGROUP = "matmul" as "matmul_subgroup", needs SUBGROUP, uses ["matmul_b_f32", "gelu_math", "matmul_subgroup"]);
 wgsl_shader!(

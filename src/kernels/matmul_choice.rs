@@ -37,15 +37,14 @@ pub enum MatmulKernel {
     /// Built for real GPUs: a 64×64 tile staged in workgroup memory with vec4 loads,
     /// double-buffered along K, a 4×8 register block per thread, the layout fixed at compile time.
     Gpu64x64,
-    /// `Reg32x8`'s 32×8 block with op(A) shared through subgroup shuffles: each lane loads one
-    /// block of op(A) per subgroup-size steps along K, the others take it from that lane. Needs
-    /// SUBGROUP. (It had 16 rows, as `sg16x8`, until 2026-12-06.)
-    Sg32x8,
+    /// `Reg16x8` with op(A) shared through subgroup shuffles: each lane loads one block of op(A)
+    /// per subgroup-size steps along K, the others take it from that lane. Needs SUBGROUP.
+    Sg16x8,
 }
 
 impl MatmulKernel {
     pub const ALL: [MatmulKernel; 8] =
-        [MatmulKernel::Naive, MatmulKernel::Tiled, MatmulKernel::Reg4x4, MatmulKernel::Reg4x4Vec4, MatmulKernel::Reg16x8, MatmulKernel::Reg32x8, MatmulKernel::Gpu64x64, MatmulKernel::Sg32x8];
+        [MatmulKernel::Naive, MatmulKernel::Tiled, MatmulKernel::Reg4x4, MatmulKernel::Reg4x4Vec4, MatmulKernel::Reg16x8, MatmulKernel::Reg32x8, MatmulKernel::Gpu64x64, MatmulKernel::Sg16x8];
 
     /// Short name for test and benchmark output.
     pub fn name(self) -> &'static str {
@@ -57,14 +56,14 @@ impl MatmulKernel {
             MatmulKernel::Reg16x8 => "reg16x8",
             MatmulKernel::Reg32x8 => "reg32x8",
             MatmulKernel::Gpu64x64 => "gpu64x64",
-            MatmulKernel::Sg32x8 => "sg32x8",
+            MatmulKernel::Sg16x8 => "sg16x8",
         }
     }
 
-    /// The adapter features the kernel needs (SUBGROUP for `Sg32x8`; none for the others).
+    /// The adapter features the kernel needs (SUBGROUP for `Sg16x8`; none for the others).
     pub fn needs(self) -> wgpu::Features {
         match self {
-            MatmulKernel::Sg32x8 => wgpu::Features::SUBGROUP,
+            MatmulKernel::Sg16x8 => wgpu::Features::SUBGROUP,
             _ => wgpu::Features::empty(),
         }
     }
@@ -87,12 +86,11 @@ impl MatmulKernel {
     /// loads (A's stored rows a multiple of 4 long; elsewhere ~5% slower: A's scalar loads then
     /// dominate and it does not reduce them). Their tiles are 32×32, 128×64 and 256×64, so where M
     /// or N is small enough that the larger tiles would be mostly padding (a 32-row classifier
-    /// head) the smaller ones finish first. Where the device has SUBGROUP, `Sg32x8` wherever A is
-    /// stored [M, K]: with B stored [N, K] (every linear layer's forward, attention's q·kᵀ) its
-    /// 16-row predecessor ran 1.5–1.8× as fast as `Reg16x8` on lavapipe; with B stored [K, N] (the
-    /// linear layers' dX) 1.1–3.2× as fast as `Reg32x8` where A's rows take vec4 loads, and 0.4×
-    /// without them (attention's dQ on the [247, 247] scores), where it is left out; 32 rows ran
-    /// 9–34% faster again (`wgsl/lib/matmul_subgroup.wgsl`). On a GPU, `Tiled`, the
+    /// head) the smaller ones finish first. Where the device has SUBGROUP, `Sg16x8` wherever A is
+    /// stored [M, K]: with B stored [N, K] (every linear layer's forward, attention's q·kᵀ) it ran
+    /// 1.5–1.8× as fast as `Reg16x8` on lavapipe; with B stored [K, N] (the linear layers' dX)
+    /// 1.1–3.2× as fast as `Reg32x8` where A's rows take vec4 loads, and 0.4× without them
+    /// (attention's dQ on the [247, 247] scores), where it is left out. On a GPU, `Tiled`, the
     /// kernel built for GPU memory; run `vpt bench` to check yours.
     ///
     /// Where `vpt tune` measured this shape on this adapter (its cache in use, see
@@ -121,10 +119,10 @@ impl MatmulKernel {
         if a_vec4 {
             candidates.push((MatmulKernel::Reg32x8, 2.2));
         }
-        if MatmulKernel::Sg32x8.available(gpu) && !opts.trans_a {
+        if MatmulKernel::Sg16x8.available(gpu) && !opts.trans_a {
             match (opts.trans_b, a_vec4) {
-                (true, _) => candidates.push((MatmulKernel::Sg32x8, 3.5)),
-                (false, true) => candidates.push((MatmulKernel::Sg32x8, 2.6)),
+                (true, _) => candidates.push((MatmulKernel::Sg16x8, 3.5)),
+                (false, true) => candidates.push((MatmulKernel::Sg16x8, 2.6)),
                 (false, false) => {}
             }
         }
@@ -160,7 +158,7 @@ impl MatmulKernel {
             MatmulKernel::Reg16x8 => "matmul_reg16x8",
             MatmulKernel::Reg32x8 => "matmul_reg32x8",
             MatmulKernel::Gpu64x64 => "matmul_gpu64x64",
-            MatmulKernel::Sg32x8 => "matmul_sg32x8",
+            MatmulKernel::Sg16x8 => "matmul_sg16x8",
         }
     }
 
@@ -173,7 +171,7 @@ impl MatmulKernel {
             MatmulKernel::Reg16x8 => (128, 64),
             MatmulKernel::Reg32x8 => (256, 64),
             MatmulKernel::Gpu64x64 => (64, 64),
-            MatmulKernel::Sg32x8 => (32, 256),
+            MatmulKernel::Sg16x8 => (16, 256),
         }
     }
 
@@ -185,7 +183,7 @@ impl MatmulKernel {
 
     /// May it read four consecutive values with one vec4 load where the layout allows?
     pub(super) fn vec4_loads(self) -> bool {
-        matches!(self, MatmulKernel::Reg4x4Vec4 | MatmulKernel::Reg16x8 | MatmulKernel::Reg32x8 | MatmulKernel::Gpu64x64 | MatmulKernel::Sg32x8)
+        matches!(self, MatmulKernel::Reg4x4Vec4 | MatmulKernel::Reg16x8 | MatmulKernel::Reg32x8 | MatmulKernel::Gpu64x64 | MatmulKernel::Sg16x8)
     }
 }
 
@@ -214,7 +212,7 @@ impl DxLayout {
 
     /// The layout for a frozen weight [out, in] stored as `w` on this adapter: `vpt tune`'s
     /// measurement where it has one ([`DxLayout::tune_key`]), else the weight as stored, which
-    /// costs no memory. On lavapipe the copy bought nothing: `sg32x8` reads B stored [K, N] as
+    /// costs no memory. On lavapipe the copy bought nothing: `sg16x8` reads B stored [K, N] as
     /// fast as [N, K] at ViT-B's shapes (batch 8, 1976 rows: qkv's dX 209.0 ms stored against
     /// 210.3 ms from the copy, fc1's 286.4 against 282.6, `vpt tune --preset vit-b --batch 8
     /// --reps 3 --filter dX`), and the whole step's backward took 20.5 and 19.3 s stored against

@@ -275,7 +275,7 @@ fn matmul_forward_uses_the_best_kernel_for_the_shape() {
             // the shuffling kernel takes that layout at every size (its tile is 16 rows), and the
             // dX layout (`nn`) where A's rows take vec4 loads.
             let subgroups = gpu.has_subgroups();
-            let linear = |register_kernel| if subgroups { MatmulKernel::Sg32x8 } else { register_kernel };
+            let linear = |register_kernel| if subgroups { MatmulKernel::Sg16x8 } else { register_kernel };
             // The ViT's linear layers and their dX: A read with vec4 loads.
             assert_eq!(MatmulKernel::best_for(gpu, 247, 3072, 768, tn), linear(MatmulKernel::Reg32x8));
             assert_eq!(MatmulKernel::best_for(gpu, 247, 768, 3072, nn), linear(MatmulKernel::Reg32x8));
@@ -295,11 +295,11 @@ fn matmul_forward_uses_the_best_kernel_for_the_shape() {
 fn the_subgroup_kernel_without_subgroups_is_an_error_naming_the_feature() {
     let gpu = &gpus()[0];
     let plain = if gpu.has_subgroups() { gpu.reopen_without(wgpu::Features::SUBGROUP).unwrap() } else { gpu.clone() };
-    assert!(!MatmulKernel::Sg32x8.available(&plain) && !MatmulKernel::all_on(&plain).contains(&MatmulKernel::Sg32x8));
+    assert!(!MatmulKernel::Sg16x8.available(&plain) && !MatmulKernel::all_on(&plain).contains(&MatmulKernel::Sg16x8));
     let (a, b) = (Tensor::zeros(&plain, &[4, 8]).unwrap(), Tensor::zeros(&plain, &[8, 4]).unwrap());
-    let err = matmul_forward_with(MatmulKernel::Sg32x8, &a, &b, None, MatmulOptions::default()).unwrap_err().to_string();
-    assert!(err.contains("sg32x8") && err.contains("SUBGROUP"), "{err}");
-    assert_ne!(MatmulKernel::best_for(&plain, 247, 3072, 768, MatmulOptions { trans_a: false, trans_b: true }), MatmulKernel::Sg32x8);
+    let err = matmul_forward_with(MatmulKernel::Sg16x8, &a, &b, None, MatmulOptions::default()).unwrap_err().to_string();
+    assert!(err.contains("sg16x8") && err.contains("SUBGROUP"), "{err}");
+    assert_ne!(MatmulKernel::best_for(&plain, 247, 3072, 768, MatmulOptions { trans_a: false, trans_b: true }), MatmulKernel::Sg16x8);
 }
 
 /// A frozen weight asks for dA only, and gets exactly one kernel launch: nothing for dB or dbias.
