@@ -80,23 +80,16 @@ macro_rules! wgsl_shader {
         };
     };
     ($konst:ident = $file:literal as $name:literal, uses [$($lib:literal),* $(,)?]) => {
-        pub const $konst: $crate::gpu::Shader = $crate::gpu::Shader {
-            name: $name,
-            file: $file,
-            source: concat!(
-                $(include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/wgsl/lib/", $lib, ".wgsl")), "\n",)*
-                include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/wgsl/", $file, ".wgsl"))
-            ),
-            uses: &[$($lib),*],
-            needs: wgpu::Features::empty(),
-            needs_downlevel: wgpu::DownlevelFlags::empty(),
-            f16_bindings: &[],
-        };
+        $crate::gpu::wgsl_shader!(@variant $konst, $file, $name, wgpu::Features::empty(), [], [$($lib),*]);
     };
     ($konst:ident = $file:literal as $name:literal, needs $($needs:ident)|+, uses [$($lib:literal),* $(,)?]) => {
         $crate::gpu::wgsl_shader!($konst = $file as $name, needs $($needs)|+, f16 bindings [], uses [$($lib),*]);
     };
     ($konst:ident = $file:literal as $name:literal, needs $($needs:ident)|+, f16 bindings [$($f16:literal),*], uses [$($lib:literal),* $(,)?]) => {
+        $crate::gpu::wgsl_shader!(@variant $konst, $file, $name, wgpu::Features::empty()$(.union(wgpu::Features::$needs))+, [$($f16),*], [$($lib),*]);
+    };
+    // The variant's constant, for the two forms above.
+    (@variant $konst:ident, $file:literal, $name:literal, $needs:expr, [$($f16:literal),*], [$($lib:literal),*]) => {
         pub const $konst: $crate::gpu::Shader = $crate::gpu::Shader {
             name: $name,
             file: $file,
@@ -105,7 +98,7 @@ macro_rules! wgsl_shader {
                 include_str!(concat!(env!("CARGO_MANIFEST_DIR"), "/wgsl/", $file, ".wgsl"))
             ),
             uses: &[$($lib),*],
-            needs: wgpu::Features::empty()$(.union(wgpu::Features::$needs))+,
+            needs: $needs,
             needs_downlevel: wgpu::DownlevelFlags::empty(),
             f16_bindings: &[$($f16),*],
         };
