@@ -75,13 +75,13 @@ fn suite_measures_every_kernel_and_variant_and_writes_json() {
     // 14 matmuls of a step and the 2 with a fused GELU epilogue, with each kernel, and the 5 dX
     // products again from a transposed copy of the weight; LayerNorm, add + LayerNorm, softmax,
     // GELU, cross-entropy both ways; the f16 packing of kept activations both ways; attention
-    // fused and unfused both ways, and the fused backward with dQ's own kernel; the 8 row-kernel cases again without subgroups where the
-    // adapter has them.
+    // fused and unfused both ways, and the fused backward with dQ's own kernel; the 8 row-kernel
+    // cases and the 3 fused attention cases again without subgroups where the adapter has them.
     let matmuls = ["qkv", "proj", "fc1", "fc2"].len() * 2 + 6 + 2 + 5;
-    let without_subgroups = if gpu.has_subgroups() { 8 } else { 0 };
+    let without_subgroups = if gpu.has_subgroups() { 8 + 3 } else { 0 };
     assert_eq!(report.results.len(), matmuls * MatmulKernel::all_on(&gpu).len() + 10 + 2 + 5 + without_subgroups);
     if gpu.has_subgroups() {
-        for kernel in ["layernorm fwd", "add_layernorm bwd", "softmax fwd", "cross_entropy bwd"] {
+        for kernel in ["layernorm fwd", "add_layernorm bwd", "softmax fwd", "cross_entropy bwd", "attention fwd fused", "attention bwd fused, dq kernel"] {
             let variants: Vec<&str> = report.results.iter().filter(|r| r.kernel == kernel).map(|r| r.variant.as_str()).collect();
             assert!(variants.len() == 2 && variants[0].ends_with(" (subgroups)") && !variants[1].ends_with(" (subgroups)"), "{kernel}: {variants:?}");
         }
@@ -104,10 +104,13 @@ fn suite_measures_every_kernel_and_variant_and_writes_json() {
             assert!(report.results.iter().any(|r| r.kernel == format!("attention {dir} {path}")), "attention {dir} {path}");
         }
     }
+    // The fused kernels share the streamed rows by subgroup shuffles where the adapter has them
+    // (the `_sg` entry points), listed first.
+    let sg = if gpu.has_subgroups() { "_sg" } else { "" };
     let fused = report.results.iter().find(|r| r.kernel == "attention bwd fused").unwrap();
-    assert!(fused.variant.starts_with("attention_backward_rowdot+attention_backward_dkdv+matmul_"), "dQ by matmul: {}", fused.variant);
+    assert!(fused.variant.starts_with(&format!("attention_backward_rowdot+attention_backward_dkdv{sg}+matmul_")), "dQ by matmul: {}", fused.variant);
     let kernel = report.results.iter().find(|r| r.kernel == "attention bwd fused, dq kernel").unwrap();
-    assert_eq!(kernel.variant, "attention_backward_rowdot+attention_backward_dkdv+attention_backward_dq");
+    assert_eq!(kernel.variant.trim_end_matches(" (subgroups)"), format!("attention_backward_rowdot+attention_backward_dkdv{sg}+attention_backward_dq{sg}"));
     for r in &report.results {
         assert!(r.min_ms <= r.median_ms && r.median_ms <= r.max_ms, "{r:?}");
         // GFLOP/s for matmuls, GB/s for the rest (either may be absent if a kernel took 0 ns).

@@ -126,14 +126,17 @@ fn launch_every_kernel(gpu: &Gpu) -> Result<()> {
     let out = attention::attention_forward(&qkv.q, &qkv.k, &qkv.v, 0.25)?;
     attention::attention_backward(&qkv.q, &qkv.k, &qkv.v, &out, &qkv.v, 0.25)?;
     attention::attention_backward_with(attention::DqPath::Kernel, &qkv.q, &qkv.k, &qkv.v, &out, &qkv.v, 0.25)?;
-    // Heads 5 wide (not a multiple of 4): the build that reads them as f32s.
+    // Heads 5 wide (not a multiple of 4): the builds that read them as f32s.
     let odd = heads::split_heads_forward(&t(gpu, &[2, 3, 30]), 2)?;
+    heads::split_heads_backward(&odd.q, &odd.k, &odd.v)?;
+    heads::merge_heads_backward(&heads::merge_heads_forward(&odd.q)?, 2)?;
     let out = attention::attention_forward(&odd.q, &odd.k, &odd.v, 0.25)?;
     attention::attention_backward(&odd.q, &odd.k, &odd.v, &out, &odd.v, 0.25)?;
     attention::attention_backward_with(attention::DqPath::Kernel, &odd.q, &odd.k, &odd.v, &out, &odd.v, 0.25)?;
     let parts = [&t(gpu, &[2, 1, 8]), &a];
     let cat = tokens::concat_tokens_forward(&parts)?;
     tokens::slice_tokens_forward(&cat, 1, 2)?;
+    tokens::slice_tokens_forward(&t(gpu, &[2, 3, 5]), 1, 2)?; // D = 5: the build that moves f32s
     let patches = patch::im2col_forward(&t(gpu, &[1, 3, 8, 8]), 4)?;
     patch::im2col_backward(&patches, &[1, 3, 8, 8], 4)?;
     let param = t(gpu, &[8]);
@@ -180,7 +183,8 @@ fn every_launcher_matches_its_entry_point() {
     assert!(errors.is_empty(), "launchers that break their kernel's contract:\n{}", errors.join("\n"));
 
     // No entry point escapes the check above, except those of a build this adapter cannot run,
-    // and those a build is never launched for (matmul's subgroup builds serve one kernel).
+    // and those a build is never launched for (matmul's subgroup builds serve one kernel, the
+    // attention's its three `_sg` kernels).
     let mut missing = BTreeSet::new();
     for shader in ALL_SHADERS {
         if !gpu.features().contains(shader.needs) {
@@ -189,7 +193,14 @@ fn every_launcher_matches_its_entry_point() {
         }
         // The launcher takes those builds only for the kernels that need SUBGROUP.
         let subgroup_entries: Vec<&str> = MatmulKernel::ALL.into_iter().filter(|k| k.needs().contains(wgpu::Features::SUBGROUP)).map(MatmulKernel::entry).collect();
-        let serves_only = [&matmul::SHADER_SUBGROUP, &matmul::SHADER_F16_SUBGROUP].iter().any(|s| s.name == shader.name).then_some(&subgroup_entries);
+        let attention_sg: Vec<&str> = vec!["attention_forward_sg", "attention_backward_dkdv_sg", "attention_backward_dq_sg"];
+        let serves_only = if [&matmul::SHADER_SUBGROUP, &matmul::SHADER_F16_SUBGROUP].iter().any(|s| s.name == shader.name) {
+            Some(&subgroup_entries)
+        } else if shader.name == attention::SHADER_SUBGROUP.name {
+            Some(&attention_sg)
+        } else {
+            None
+        };
         for entry in parse(shader.source).module.entry_points.iter().filter(|e| serves_only.is_none_or(|only| only.contains(&e.name.as_str()))) {
             let op = format!("{}::{}", shader.name, entry.name);
             if !launches.contains_key(&op) {

@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use std::process::Command;
 
 use vpt_wgsl::gpu::KernelChoices;
+use vpt_wgsl::kernels::attention;
 use vpt_wgsl::kernels::matmul::{matmul_forward, MatmulKernel, MatmulOptions};
 use vpt_wgsl::kernels::softmax::softmax_forward;
 use vpt_wgsl::{Gpu, Tensor};
@@ -23,7 +24,8 @@ fn vpt(args: &[&str], cache: &PathBuf) -> (bool, String, String) {
 }
 
 /// A choice in use replaces the fixed rule for exactly its shape and layout; the row kernels take
-/// the workgroup-memory build when that was measured faster.
+/// the workgroup-memory build, and the fused attention its kernels without subgroup shuffles,
+/// when those were measured faster.
 #[test]
 fn the_engine_takes_the_choices_in_use() {
     let gpu = Gpu::new().unwrap_or_else(|e| panic!("{e}"));
@@ -32,18 +34,25 @@ fn the_engine_takes_the_choices_in_use() {
     let fixed = MatmulKernel::best_for(&gpu, 13, 20, 24, linear);
     let other = if fixed == MatmulKernel::Tiled { MatmulKernel::Reg4x4 } else { MatmulKernel::Tiled };
     let mut choices = KernelChoices::for_gpu(&gpu, "test");
-    choices.choices = BTreeMap::from([(MatmulKernel::tune_key(13, 20, 24, linear, vpt_wgsl::DType::F32), other.name().to_string()), ("row_reduce".to_string(), "workgroup".to_string())]);
+    choices.choices = BTreeMap::from([
+        (MatmulKernel::tune_key(13, 20, 24, linear, vpt_wgsl::DType::F32), other.name().to_string()),
+        ("row_reduce".to_string(), "workgroup".to_string()),
+        (attention::BUILD_KEY.to_string(), attention::BUILD_PLAIN.to_string()),
+    ]);
     gpu.use_choices(choices);
     assert_eq!(MatmulKernel::best_for(&gpu, 13, 20, 24, linear), other);
     assert_eq!(MatmulKernel::best_for(&gpu, 13, 21, 24, linear), fixed, "another shape keeps the fixed rule");
     let before = gpu.dispatch_counts();
     matmul_forward(&x, &w, None, linear).unwrap();
     softmax_forward(&x).unwrap();
+    let heads = Tensor::zeros(&gpu, &[1, 1, 5, 4]).unwrap();
+    attention::attention_forward(&heads, &heads, &heads, 0.5).unwrap();
     gpu.wait_for_all().unwrap();
     let after = gpu.dispatch_counts();
     let ran = |op: &str| after.get(op).copied().unwrap_or(0) > before.get(op).copied().unwrap_or(0);
     assert!(ran(&format!("matmul::{}", other.entry())), "{after:?}");
     assert!(ran("softmax::softmax_forward") && !ran("softmax_subgroup::softmax_forward"), "{after:?}");
+    assert!(ran("attention::attention_forward") && !ran("attention_subgroup::attention_forward_sg"), "{after:?}");
 }
 
 /// `vpt tune` → cache file → `vpt info` names it → `vpt bench` marks the winners it wrote.
@@ -72,6 +81,14 @@ fn tune_writes_the_cache_that_bench_and_info_use() {
     let report: serde_json::Value = serde_json::from_str(&json).unwrap();
     let chosen: Vec<&str> = report["results"].as_array().unwrap().iter().filter(|r| r["kernel"] == "matmul qkv" && r["chosen"] == true).map(|r| r["variant"].as_str().unwrap()).collect();
     assert_eq!(chosen, [winner.as_str()], "bench marks the tuned kernel");
+
+    // The fused attention's build is a choice where the adapter has subgroups.
+    let (ok, stdout, stderr) = vpt(&["tune", "--preset", "small", "--reps", "1", "--filter", "attention fwd fused,attention bwd fused", "--backend", "vulkan"], &cache);
+    assert!(ok, "vpt tune failed:\n{stdout}\n{stderr}");
+    if Gpu::with_backends(wgpu::Backends::VULKAN).unwrap().has_subgroups() {
+        let line = stdout.lines().find(|l| l.starts_with(attention::BUILD_KEY)).unwrap_or_else(|| panic!("no attention choice:\n{stdout}"));
+        assert!(line.contains(attention::BUILD_SUBGROUPS) && line.contains(attention::BUILD_PLAIN), "{line}");
+    }
     let _ = std::fs::remove_dir_all(&cache);
 }
 

@@ -69,6 +69,16 @@
 // matmul) 442.2 → 365.8, backward with the dq kernel 677.6 → 473.9 (with the arrays below);
 // as this file is, without them, two earlier interleaved rounds: forward 189.3 → 119.5 and
 // 203.4 → 127.0 ms, backward 523.9 → 371.6 and 456.2 → 353.4.
+// Where the adapter has subgroups, the forward, dkdv and dq kernels run from the build with
+// wgsl/lib/attention_subgroup.wgsl in front (`attention_forward_sg`, …): the rows streaming past
+// are the same for every invocation of a workgroup, so each lane loads one quad of them and the
+// others take it by subgroupShuffle; the sums are these kernels', in the same order (the same
+// bits, `tests/kernels/attention.rs`). On lavapipe, ViT-B/16 batch 8 (`vpt bench --preset vit-b
+// --batch 8 --filter "attention fwd fused,attention bwd fused" --reps 3`, two rounds against the
+// build without them, medians): forward 194.0, 204.2 → 86.5, 64.4 ms (a third run 80.9, 59.5);
+// backward with dQ by matmul 368.6, 367.4 → 238.1, 233.8 ms; in a step's profile (`cargo run
+// --release --example step_profile -- vit-b 8`) the forward 110.4 → 55.9 ms and dkdv
+// 295.7 → 173.4 ms per block.
 // Tried and not kept: reading the invocation's own 4 rows' quads once, into an array of
 // mat4x4s before the loops, rather than at every step. It paid 3% in the forward and 8% in dkdv
 // (326–341 against 353–368 ms at best) and cost 3–6% in dq, but lavapipe then took 6× as long
@@ -76,7 +86,8 @@
 // fused,attention bwd fused" --reps 1` with MESA_SHADER_CACHE_DISABLE=true, the same as before
 // the quads without them), more than the cold CI run can spare. On a real GPU the
 // per-invocation arrays (2 × [MAX_QUADS] mat4x4s, 4 KiB) live in scratch memory; a GPU-shaped
-// variant (workgroup tiles, subgroup reductions) should be chosen by measurement on one.
+// variant (workgroup tiles, subgroup reductions) should be chosen by measurement on one. The
+// subgroup build's shuffles were measured on lavapipe only.
 
 struct Params {
     batch_heads: u32,  // B·H
@@ -148,6 +159,40 @@ fn scale_rows(m: mat4x4<f32>, by: vec4<f32>) -> mat4x4<f32> {
     return mat4x4<f32>(m[0] * by, m[1] * by, m[2] * by, m[3] * by);
 }
 
+// 4 rows' scores against a tile of 16 keys: column c of `a` is key k0 + c, of `b` key k0 + 4 + c,
+// and so on; each column a vec4 over the 4 rows.
+struct Scores { a: mat4x4<f32>, b: mat4x4<f32>, c: mat4x4<f32>, d: mat4x4<f32> }
+
+// One tile's step of the online softmax: P in place of the scores, the rows' new running max m
+// and sum l, and exp(m_old − m), what the output so far is multiplied by.
+struct SoftmaxStep { p: Scores, m: vec4<f32>, l: vec4<f32>, rescale: vec4<f32> }
+
+// From the raw products Q·Kᵀ of a tile (keys k0 …), per row: S = s·(Q·Kᵀ), masked past T;
+// m' = max(m, max_j S_j), P_j = exp(S_j − m'), l' = l·exp(m − m') + Σ_j P_j. The first tile has
+// m = LOWEST, so exp(m − m') = 0.
+fn softmax_step(raw: Scores, m: vec4<f32>, l: vec4<f32>, k0: u32) -> SoftmaxStep {
+    let t = params.tokens;
+    var s = Scores(params.scale * raw.a, params.scale * raw.b, params.scale * raw.c, params.scale * raw.d);
+    for (var c = 0u; c < 4u; c++) {
+        s.a[c] = masked(s.a[c], k0 + c, t);
+        s.b[c] = masked(s.b[c], k0 + 4u + c, t);
+        s.c[c] = masked(s.c[c], k0 + 8u + c, t);
+        s.d[c] = masked(s.d[c], k0 + 12u + c, t);
+    }
+    var m_new = m;
+    for (var c = 0u; c < 4u; c++) { m_new = max(m_new, max(max(s.a[c], s.b[c]), max(s.c[c], s.d[c]))); }
+    var sum = vec4<f32>();
+    for (var c = 0u; c < 4u; c++) {
+        s.a[c] = exp(s.a[c] - m_new);
+        s.b[c] = exp(s.b[c] - m_new);
+        s.c[c] = exp(s.c[c] - m_new);
+        s.d[c] = exp(s.d[c] - m_new);
+        sum += s.a[c] + s.b[c] + s.c[c] + s.d[c];
+    }
+    let rescale = exp(m - m_new);
+    return SoftmaxStep(s, m_new, l * rescale + sum, rescale);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Forward: one invocation per 4 query rows; K and V stream past, TILE = 16 keys at a time. The
 // 4 rows × 16 keys of scores live in four mat4x4 (column c of sa is key k0 + c, of sb key
@@ -184,37 +229,15 @@ fn attention_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
             sc += qt * k_block(kv, 8u, j);
             sd += qt * k_block(kv, 12u, j);
         }
-        sa = params.scale * sa;
-        sb = params.scale * sb;
-        sc = params.scale * sc;
-        sd = params.scale * sd;
-        for (var c = 0u; c < 4u; c++) {
-            sa[c] = masked(sa[c], k0 + c, t);
-            sb[c] = masked(sb[c], k0 + 4u + c, t);
-            sc[c] = masked(sc[c], k0 + 8u + c, t);
-            sd[c] = masked(sd[c], k0 + 12u + c, t);
-        }
-        // Online softmax, per row: m' = max(m, max_j S_j), P_j = exp(S_j − m'),
-        // l' = l·exp(m − m') + Σ_j P_j. The first tile has m = LOWEST, so exp(m − m') = 0.
-        var m_new = m;
-        for (var c = 0u; c < 4u; c++) { m_new = max(m_new, max(max(sa[c], sb[c]), max(sc[c], sd[c]))); }
-        var sum = vec4<f32>();
-        for (var c = 0u; c < 4u; c++) {
-            sa[c] = exp(sa[c] - m_new);
-            sb[c] = exp(sb[c] - m_new);
-            sc[c] = exp(sc[c] - m_new);
-            sd[c] = exp(sd[c] - m_new);
-            sum += sa[c] + sb[c] + sc[c] + sd[c];
-        }
-        let rescale = exp(m - m_new);
-        m = m_new;
-        l = l * rescale + sum;
+        let step = softmax_step(Scores(sa, sb, sc, sd), m, l, k0);
+        m = step.m;
+        l = step.l;
         // O·l ← O·l·exp(m − m') + P·V, a quad of columns at a time: P's 4 × 4 block of keys times
         // V's block of their quads j, transposed (row c: column 4j + c of the 4 keys).
         for (var j = 0u; j < quads; j++) {
-            o_rows[j] = scale_rows(o_rows[j], rescale)
-                + sa * transpose(v_block(kv, 0u, j)) + sb * transpose(v_block(kv, 4u, j))
-                + sc * transpose(v_block(kv, 8u, j)) + sd * transpose(v_block(kv, 12u, j));
+            o_rows[j] = scale_rows(o_rows[j], step.rescale)
+                + step.p.a * transpose(v_block(kv, 0u, j)) + step.p.b * transpose(v_block(kv, 4u, j))
+                + step.p.c * transpose(v_block(kv, 8u, j)) + step.p.d * transpose(v_block(kv, 12u, j));
         }
     }
 
@@ -252,6 +275,32 @@ fn store_ds(bh: u32, i: u32, row0: u32, scaled: vec4<f32>) {
     for (var r = 0u; r < 4u; r++) {
         if (row0 + r < t) { ds[at + r] = scaled[r]; }
     }
+}
+
+// P and dS of 4 keys against 8 queries (column c of `pa`, `dsa`: query q0 + c; of `pb`, `dsb`:
+// query q0 + 4 + c), 0 for a query past T.
+struct KeySide { pa: mat4x4<f32>, pb: mat4x4<f32>, dsa: mat4x4<f32>, dsb: mat4x4<f32> }
+
+// From the raw products Q·Kᵀ (sa, sb) and dO·Vᵀ (pa, pb): P = exp(s·S − L_i) and
+// dS = P·(dP − D_i), with s·dS stored for dQ's matmul (`store_ds`).
+fn key_side(sa: mat4x4<f32>, sb: mat4x4<f32>, pa: mat4x4<f32>, pb: mat4x4<f32>, bh: u32, qs: array<u32, 16>, q0: u32, row0: u32) -> KeySide {
+    let t = params.tokens;
+    var g: KeySide;
+    for (var c = 0u; c < 4u; c++) {
+        let ia = 2u * qs[c];
+        let ib = 2u * qs[4u + c];
+        let keep_a = select(0.0, 1.0, q0 + c < t);
+        let keep_b = select(0.0, 1.0, q0 + 4u + c < t);
+        g.pa[c] = keep_a * exp(params.scale * sa[c] - stats_saved[ia]);
+        g.pb[c] = keep_b * exp(params.scale * sb[c] - stats_saved[ib]);
+        g.dsa[c] = g.pa[c] * (pa[c] - stats_saved[ia + 1u]);
+        g.dsb[c] = g.pb[c] * (pb[c] - stats_saved[ib + 1u]);
+    }
+    for (var c = 0u; c < 4u; c++) {
+        store_ds(bh, q0 + c, row0, params.scale * g.dsa[c]);
+        store_ds(bh, q0 + 4u + c, row0, params.scale * g.dsb[c]);
+    }
+    return g;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -292,26 +341,12 @@ fn attention_backward_dkdv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_w
             pa += vt * dout_block(qs, 0u, j);
             pb += vt * dout_block(qs, 4u, j);
         }
-        // P = exp(s·S − L_i) into sa, sb; dS = P·(dP − D_i) into pa, pb; 0 for a query past T.
-        for (var c = 0u; c < 4u; c++) {
-            let ia = 2u * qs[c];
-            let ib = 2u * qs[4u + c];
-            let keep_a = select(0.0, 1.0, q0 + c < t);
-            let keep_b = select(0.0, 1.0, q0 + 4u + c < t);
-            sa[c] = keep_a * exp(params.scale * sa[c] - stats_saved[ia]);
-            sb[c] = keep_b * exp(params.scale * sb[c] - stats_saved[ib]);
-            pa[c] = sa[c] * (pa[c] - stats_saved[ia + 1u]);
-            pb[c] = sb[c] * (pb[c] - stats_saved[ib + 1u]);
-        }
-        for (var c = 0u; c < 4u; c++) {
-            store_ds(rows.bh, q0 + c, row0, params.scale * pa[c]);
-            store_ds(rows.bh, q0 + 4u + c, row0, params.scale * pb[c]);
-        }
+        let g = key_side(sa, sb, pa, pb, rows.bh, qs, q0, row0);
         // Quad j of dV and dK for the 4 keys: P (or dS) [4 keys × 8 queries] times the queries'
         // quads j of dO (or Q), transposed.
         for (var j = 0u; j < quads; j++) {
-            dv_rows[j] += sa * transpose(dout_block(qs, 0u, j)) + sb * transpose(dout_block(qs, 4u, j));
-            dk_rows[j] += params.scale * (pa * transpose(q_block(qs, 0u, j)) + pb * transpose(q_block(qs, 4u, j)));
+            dv_rows[j] += g.pa * transpose(dout_block(qs, 0u, j)) + g.pb * transpose(dout_block(qs, 4u, j));
+            dk_rows[j] += params.scale * (g.dsa * transpose(q_block(qs, 0u, j)) + g.dsb * transpose(q_block(qs, 4u, j)));
         }
     }
 
@@ -323,6 +358,28 @@ fn attention_backward_dkdv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_w
             }
         }
     }
+}
+
+// dS of 4 query rows against 8 keys (column c of `a`: key k0 + c; of `b`: key k0 + 4 + c).
+struct QuerySide { a: mat4x4<f32>, b: mat4x4<f32> }
+
+// From the raw products Q·Kᵀ (sa, sb) and dO·Vᵀ (pa, pb) and the rows' L and D:
+// dS = P·(dP − D) with P = exp(s·S − L); 0 for a key past T.
+fn query_side(sa: mat4x4<f32>, sb: mat4x4<f32>, pa: mat4x4<f32>, pb: mat4x4<f32>, lse_rows: vec4<f32>, delta_rows: vec4<f32>, k0: u32) -> QuerySide {
+    let t = params.tokens;
+    var ds: QuerySide;
+    for (var c = 0u; c < 4u; c++) {
+        let keep_a = select(0.0, 1.0, k0 + c < t);
+        let keep_b = select(0.0, 1.0, k0 + 4u + c < t);
+        ds.a[c] = keep_a * exp(params.scale * sa[c] - lse_rows) * (pa[c] - delta_rows);
+        ds.b[c] = keep_b * exp(params.scale * sb[c] - lse_rows) * (pb[c] - delta_rows);
+    }
+    return ds;
+}
+
+// The rows' (L, D), each a vec4 over the 4 rows `at[0..3]`.
+fn rows_stats(at: array<u32, 16>, which: u32) -> vec4<f32> {
+    return vec4<f32>(stats_saved[2u * at[0] + which], stats_saved[2u * at[1] + which], stats_saved[2u * at[2] + which], stats_saved[2u * at[3] + which]);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -341,8 +398,8 @@ fn attention_backward_dq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wor
     let row0 = rows.first + 4u * lid;
     if (row0 >= t) { return; }
     let at = tile_rows(rows.bh, row0);  // the 4 query rows (entries 0..3)
-    let lse_rows = vec4<f32>(stats_saved[2u * at[0]], stats_saved[2u * at[1]], stats_saved[2u * at[2]], stats_saved[2u * at[3]]);
-    let delta_rows = vec4<f32>(stats_saved[2u * at[0] + 1u], stats_saved[2u * at[1] + 1u], stats_saved[2u * at[2] + 1u], stats_saved[2u * at[3] + 1u]);
+    let lse_rows = rows_stats(at, 0u);
+    let delta_rows = rows_stats(at, 1u);
     var dq_rows: array<mat4x4<f32>, MAX_QUADS>;  // quad j: column c is column 4j + c of the 4 rows
     for (var j = 0u; j < quads; j++) { dq_rows[j] = mat4x4<f32>(); }
 
@@ -360,15 +417,9 @@ fn attention_backward_dq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wor
             pa += dt * v_block(kv, 0u, j);
             pb += dt * v_block(kv, 4u, j);
         }
-        // dS = P·(dP − D), P = exp(s·S − L), into pa, pb; 0 for a key past T.
-        for (var c = 0u; c < 4u; c++) {
-            let keep_a = select(0.0, 1.0, k0 + c < t);
-            let keep_b = select(0.0, 1.0, k0 + 4u + c < t);
-            pa[c] = keep_a * exp(params.scale * sa[c] - lse_rows) * (pa[c] - delta_rows);
-            pb[c] = keep_b * exp(params.scale * sb[c] - lse_rows) * (pb[c] - delta_rows);
-        }
+        let ds = query_side(sa, sb, pa, pb, lse_rows, delta_rows, k0);
         for (var j = 0u; j < quads; j++) {
-            dq_rows[j] += params.scale * (pa * transpose(k_block(kv, 0u, j)) + pb * transpose(k_block(kv, 4u, j)));
+            dq_rows[j] += params.scale * (ds.a * transpose(k_block(kv, 0u, j)) + ds.b * transpose(k_block(kv, 4u, j)));
         }
     }
 

@@ -4,7 +4,7 @@
 use super::{BenchOptions, BenchResult, StepShape};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Profile, TimingMethod};
-use crate::kernels::attention::{attention_backward, attention_backward_with, attention_forward, DqPath};
+use crate::kernels::attention::{self, attention_backward, attention_backward_with, attention_forward, DqPath};
 use crate::kernels::cross_entropy::{cross_entropy_backward, cross_entropy_forward};
 use crate::kernels::gelu::{gelu_backward, gelu_forward};
 use crate::kernels::halves::{from_halves, to_halves};
@@ -90,10 +90,25 @@ pub(super) fn cases<'a>(gpu: &'a Gpu, without_subgroups: Option<&'a Gpu>, option
         let row_cases = other_cases(plain, &options.shape).into_iter().filter(is_row);
         cases.extend(row_cases.map(|c| Case { device: Some(plain), tune: Some(row_tune(false)), ..c }));
     }
-    // Not a tuned choice: the fused path is taken for memory (its forward keeps nothing of
-    // [B, H, T, T]; its backward holds one block's score gradients while it runs), even where the
-    // unfused one is faster, so its time is shown and not acted on.
-    cases.extend(attention_cases(gpu, &options.shape));
+    // The fused path against the unfused one is not a tuned choice: it is taken for memory (its
+    // forward keeps nothing of [B, H, T, T]; its backward holds one block's score gradients while
+    // it runs), even where the unfused one is faster, so that time is shown and not acted on. The
+    // fused kernels with and without subgroup shuffles are a choice, where the adapter has them.
+    let attention_plain_chosen = gpu.choice(attention::BUILD_KEY).as_deref() == Some(attention::BUILD_PLAIN);
+    let attention_tune = |subgroups: bool| Tune {
+        key: attention::BUILD_KEY.into(),
+        value: if subgroups { attention::BUILD_SUBGROUPS } else { attention::BUILD_PLAIN }.into(),
+        chosen: subgroups != attention_plain_chosen,
+    };
+    let is_fused = |c: &Case| c.kernel.split([' ', ',']).any(|word| word == "fused"); // not "unfused"
+    for case in attention_cases(gpu, &options.shape) {
+        let tune = (is_fused(&case) && without_subgroups.is_some()).then(|| attention_tune(true));
+        cases.push(Case { tune, ..case });
+    }
+    if let Some(plain) = without_subgroups {
+        let fused = attention_cases(plain, &options.shape).into_iter().filter(is_fused);
+        cases.extend(fused.map(|c| Case { device: Some(plain), tune: Some(attention_tune(false)), ..c }));
+    }
     cases
 }
 

@@ -6,9 +6,11 @@
 //! reference), with f32 weights and, where the adapter has SHADER_F16, f16 ones, and the row kernels' reduction (subgroups or workgroup memory, by the total of
 //! their cases, where the adapter has subgroups), and where a frozen linear layer's dX product
 //! reads its weight (`DxLayout`: as stored, or a transposed copy made at load; by the sum of its
-//! cases, each at its fastest kernel). A choice with one candidate measured is not
-//! written: the fixed rule stays. Attention's path is not tuned: the fused kernels are taken for
-//! the memory they save (no [B, H, T, T]), and `vpt bench` shows what they cost in time.
+//! cases, each at its fastest kernel), and the fused attention's kernels with subgroup shuffles
+//! or without (by the total of its fused cases, where the adapter has subgroups). A choice with
+//! one candidate measured is not written: the fixed rule stays. The fused path against the
+//! unfused one is not tuned: the fused kernels are taken for the memory they save (no
+//! [B, H, T, T]), and `vpt bench` shows what they cost in time.
 
 use std::collections::BTreeMap;
 

@@ -9,7 +9,8 @@
 //!   fused attention, the row kernels and the f16 packing of kept activations.
 //!
 //! The row kernels (softmax, LayerNorm, cross-entropy) are checked as built with subgroup
-//! reductions where the device has them, and again on the same adapter opened without subgroups.
+//! reductions where the device has them, and again on the same adapter opened without subgroups;
+//! so is the fused attention (its subgroup build shares the streamed rows by shuffles).
 //! The tests of `tests/kernels/pytorch.rs` run the same checks, so the suite and `vpt check` hold
 //! the kernels to the same tolerances.
 
@@ -218,8 +219,9 @@ pub fn worst_error(got: &[f32], want: &[f64], metric: Metric) -> f64 {
     worst
 }
 
-/// Every check on `gpu`: all PyTorch fixtures and all f64 cases; the row kernels again on the
-/// same adapter without subgroups where it has them. `progress` sees each row as it is made.
+/// Every check on `gpu`: all PyTorch fixtures and all f64 cases; the row kernels (fixtures and
+/// f64) and the fused attention (f64) again on the same adapter without subgroups where it has
+/// them. `progress` sees each row as it is made.
 pub fn run_all(gpu: &Gpu, progress: impl FnMut(&CheckRow)) -> Result<Vec<CheckRow>> {
     gpu.blocking("check", run_all_async(gpu, progress))
 }
@@ -234,7 +236,12 @@ pub async fn run_all_async(gpu: &Gpu, mut progress: impl FnMut(&CheckRow)) -> Re
         }
         run_families(&mut checker, pytorch::FAMILIES, false).await?;
         if !gpu.has_subgroups() {
-            checker.skipped("row kernels (subgroups)", "both", "-", format!("{} has no SUBGROUP feature: its row kernels run the workgroup-memory build, checked above", gpu.describe()));
+            checker.skipped(
+                "row kernels, attention (subgroups)",
+                "both",
+                "-",
+                format!("{} has no SUBGROUP feature: its row kernels and fused attention run the builds without subgroups, checked above", gpu.describe()),
+            );
             checker.settle().await?;
         }
         rows.append(&mut checker.rows);
@@ -248,14 +255,15 @@ pub async fn run_all_async(gpu: &Gpu, mut progress: impl FnMut(&CheckRow)) -> Re
     Ok(rows)
 }
 
-/// The PyTorch checks of `families`, then the f64 groups (`rows_only`: the row kernels'), each
-/// settled before the next runs, so that what waits to be read back stays one family's.
-async fn run_families(checker: &mut Checker<'_>, families: &[&str], rows_only: bool) -> Result<()> {
+/// The PyTorch checks of `families`, then the f64 groups (`subgroup_builds_only`: those of the
+/// families with a subgroup build), each settled before the next runs, so that what waits to be
+/// read back stays one family's.
+async fn run_families(checker: &mut Checker<'_>, families: &[&str], subgroup_builds_only: bool) -> Result<()> {
     for family in families {
         pytorch::check_all(checker, &[family]);
         checker.settle().await?;
     }
-    for (name, group) in reference::groups(checker, rows_only) {
+    for (name, group) in reference::groups(checker, subgroup_builds_only) {
         reference::run_group(checker, name, group);
         checker.settle().await?;
     }

@@ -24,11 +24,14 @@ const F16_STEP: f64 = 1.0 / 1024.0;
 /// A group of comparisons run together (one kernel family).
 pub type Group = fn(&mut Checker) -> Result<()>;
 
-/// Every f64 check's group, by name; `rows_only`: just the row kernels (for a device opened
-/// without subgroups). The f16 weights' products are a skip row on a device without SHADER_F16.
-pub fn groups(c: &mut Checker, rows_only: bool) -> Vec<(&'static str, Group)> {
+/// Every f64 check's group, by name; `subgroup_builds_only`: just the families with a build
+/// that uses subgroups (the row kernels and the fused attention), for a device opened without
+/// them. The f16 weights' products are a skip row on a device without SHADER_F16.
+pub fn groups(c: &mut Checker, subgroup_builds_only: bool) -> Vec<(&'static str, Group)> {
     let mut groups: Vec<(&str, Group)> = vec![("softmax", softmax_rows), ("layernorm", layernorm_rows), ("cross_entropy", cross_entropy_rows)];
-    if !rows_only {
+    if subgroup_builds_only {
+        groups.push(("attention", fused_attention));
+    } else {
         groups.insert(0, ("matmul", matmul_layouts));
         if c.gpu.features().contains(wgpu::Features::SHADER_F16) {
             groups.insert(1, ("matmul f16", matmul_f16_weights));
@@ -43,8 +46,8 @@ pub fn groups(c: &mut Checker, rows_only: bool) -> Vec<(&'static str, Group)> {
 
 /// Every f64 check (see [`groups`]). A group whose kernels fail to run is one failed row; the
 /// others still run.
-pub fn check_all(c: &mut Checker, rows_only: bool) {
-    for (name, group) in groups(c, rows_only) {
+pub fn check_all(c: &mut Checker, subgroup_builds_only: bool) {
+    for (name, group) in groups(c, subgroup_builds_only) {
         run_group(c, name, group);
     }
 }

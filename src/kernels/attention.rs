@@ -1,7 +1,8 @@
 //! Fused attention: softmax(s·q·kᵀ)·v in one kernel, without the [B, H, T, T] probabilities,
 //! and its FlashAttention-2 backward that recomputes them from a saved log-sum-exp (with dQ as a
 //! matmul on the score gradients, which exist only while the backward runs, where they fit).
-//! Kernels and the equations in `wgsl/attention.wgsl`.
+//! Kernels and the equations in `wgsl/attention.wgsl`; where the device has SUBGROUP, the
+//! forward, dK/dV and dQ kernels of `wgsl/lib/attention_subgroup.wgsl` (the same sums).
 //!
 //! The unfused path (matmul → softmax_scaled → matmul, each with its backward) stays in the
 //! model as the readable reference and for comparison; `model::block` picks one.
@@ -16,6 +17,9 @@ use crate::tensor::Tensor;
 // multiple of 4 (every ViT), four f32 loads otherwise (`shader_for`).
 wgsl_shader!("attention", uses["flat", "attention_quads"]);
 wgsl_shader!(SHADER_SCALARS = "attention" as "attention_scalars", uses["flat", "attention_scalars"]);
+// The forward, dK/dV and dQ kernels that share the streamed rows through subgroup shuffles
+// (wgsl/lib/attention_subgroup.wgsl), launched only for those three (`Kernels::for_device`).
+wgsl_shader!(SHADER_SUBGROUP = "attention" as "attention_subgroup", needs SUBGROUP, uses["flat", "attention_quads", "attention_subgroup"]);
 
 /// The build that reads heads of width `head_dim`: [`SHADER`] (one vec4 load per quad of columns)
 /// where it is a multiple of 4, so that every row starts on a vec4, else [`SHADER_SCALARS`]
@@ -25,6 +29,36 @@ fn shader_for(head_dim: usize) -> &'static Shader {
         &SHADER
     } else {
         &SHADER_SCALARS
+    }
+}
+
+/// The key of the fused attention's build among `vpt tune`'s choices, and its two values: the
+/// kernels sharing the streamed rows by subgroup shuffles (where the device has SUBGROUP, unless
+/// a tune measured the other faster) or those without.
+pub const BUILD_KEY: &str = "attention";
+pub const BUILD_SUBGROUPS: &str = "subgroups";
+pub const BUILD_PLAIN: &str = "plain";
+
+/// The forward, dK/dV and dQ kernels for a device and head width: where the device has SUBGROUP,
+/// the heads are read as vec4s and no tune chose [`BUILD_PLAIN`], the `_sg` kernels of
+/// [`SHADER_SUBGROUP`] (the same sums in the same order, so the same bits); else those of
+/// [`shader_for`]. Fixed per device, so the same device always runs the same code.
+#[derive(Clone, Copy)]
+struct Kernels {
+    shader: &'static Shader,
+    forward: &'static str,
+    dkdv: &'static str,
+    dq: &'static str,
+}
+
+impl Kernels {
+    fn for_device(gpu: &Gpu, head_dim: usize) -> Kernels {
+        let plain_chosen = gpu.choice(BUILD_KEY).as_deref() == Some(BUILD_PLAIN);
+        if gpu.has_subgroups() && head_dim.is_multiple_of(4) && !plain_chosen {
+            Kernels { shader: &SHADER_SUBGROUP, forward: "attention_forward_sg", dkdv: "attention_backward_dkdv_sg", dq: "attention_backward_dq_sg" }
+        } else {
+            Kernels { shader: shader_for(head_dim), forward: "attention_forward", dkdv: "attention_backward_dkdv", dq: "attention_backward_dq" }
+        }
     }
 }
 
@@ -93,9 +127,10 @@ pub fn attention_forward(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32) -> Resu
     let dims = head_dims(op, q, &[(k, "k"), (v, "v")])?;
     let o = q.empty_like_shape(q.shape())?;
     let lse = q.empty_like_shape(&q.shape()[..3])?;
+    let kernels = Kernels::for_device(q.gpu(), dims.head_dim);
     q.gpu().dispatch(
-        shader_for(dims.head_dim),
-        op,
+        kernels.shader,
+        kernels.forward,
         &dims.params(scale, false),
         &[Bind::read(1, q.buffer()), Bind::read(2, k.buffer()), Bind::read(3, v.buffer()), Bind::read_write(4, o.buffer()), Bind::read_write(5, lse.buffer())],
         dims.row_grid(q.gpu(), op)?,
@@ -167,7 +202,8 @@ fn backward(dq_path: Option<DqPath>, q: &Tensor, k: &Tensor, v: &Tensor, out: &A
     let inputs = [Bind::read(1, q.buffer()), Bind::read(2, k.buffer()), Bind::read(3, v.buffer()), Bind::read(8, dout.buffer()), Bind::read(10, stats.buffer())];
     let mut binds = inputs.to_vec();
     binds.extend([Bind::read_write(11, ds.buffer()), Bind::read_write(12, dk.buffer()), Bind::read_write(13, dv.buffer())]);
-    gpu.dispatch(shader, "attention_backward_dkdv", &params, &binds, dims.row_grid(gpu, op)?)?;
+    let kernels = Kernels::for_device(gpu, hd);
+    gpu.dispatch(kernels.shader, kernels.dkdv, &params, &binds, dims.row_grid(gpu, op)?)?;
     let dq = if dq_by_matmul {
         // dQ [B·H, T, hd] = (s·dS) [B·H, T, T] · K [B·H, T, hd]
         matmul_forward(&ds, &k.reshape(&[bh, t, hd])?, None, MatmulOptions::default())?.reshape(q.shape())?
@@ -175,7 +211,7 @@ fn backward(dq_path: Option<DqPath>, q: &Tensor, k: &Tensor, v: &Tensor, out: &A
         let dq = q.empty_like_shape(q.shape())?;
         let mut binds = inputs.to_vec();
         binds.push(Bind::read_write(14, dq.buffer()));
-        gpu.dispatch(shader, "attention_backward_dq", &params, &binds, dims.row_grid(gpu, op)?)?;
+        gpu.dispatch(kernels.shader, kernels.dq, &params, &binds, dims.row_grid(gpu, op)?)?;
         dq
     };
     Ok(AttentionGrads { dq, dk, dv })

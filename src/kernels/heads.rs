@@ -1,11 +1,14 @@
 //! The permutes around multi-head attention. Kernels in `wgsl/heads.wgsl`.
 
+use super::moves::Moves;
 use super::{expect_rank, grid_1d, same_device, same_shape};
 use crate::error::{Error, Result};
 use crate::gpu::{wgsl_shader, Bind, Params};
 use crate::tensor::Tensor;
 
-wgsl_shader!("heads", uses["flat"]);
+// A thread moves a quad of 4 f32s where hd is a multiple of 4, else one f32 (`Moves`).
+wgsl_shader!("heads", uses["flat", "move_quads"]);
+wgsl_shader!(SHADER_SCALARS = "heads" as "heads_scalars", uses["flat", "move_scalars"]);
 
 /// q, k, v: [B, H, T, hd] each.
 #[derive(Debug)]
@@ -15,8 +18,14 @@ pub struct Qkv {
     pub v: Tensor,
 }
 
-fn head_params(batch: usize, tokens: usize, heads: usize, head_dim: usize) -> Params {
-    Params::new().dim("batch", batch).dim("tokens", tokens).dim("heads", heads).dim("head_dim", head_dim)
+/// The build for heads `head_dim` wide.
+fn moves(head_dim: usize) -> Moves {
+    Moves::for_width(head_dim, &SHADER, &SHADER_SCALARS)
+}
+
+/// The uniform, hd counted in the build's Units.
+fn head_params(moves: Moves, batch: usize, tokens: usize, heads: usize, head_dim: usize) -> Params {
+    Params::new().dim("batch", batch).dim("tokens", tokens).dim("heads", heads).dim("head_dim", head_dim / moves.unit)
 }
 
 /// qkv: [B, T, 3·D], D = H·hd → q, k, v: [B, H, T, hd].
@@ -31,12 +40,13 @@ pub fn split_heads_forward(qkv: &Tensor, heads: usize) -> Result<Qkv> {
     let out = [batch, heads, tokens, head_dim];
     let (q, k, v) = (qkv.empty_like_shape(&out)?, qkv.empty_like_shape(&out)?, qkv.empty_like_shape(&out)?);
     let gpu = qkv.gpu();
+    let moves = moves(head_dim);
     gpu.dispatch(
-        &SHADER,
+        moves.shader,
         "split_heads_forward",
-        &head_params(batch, tokens, heads, head_dim),
+        &head_params(moves, batch, tokens, heads, head_dim),
         &[Bind::read(1, qkv.buffer()), Bind::read_write(2, q.buffer()), Bind::read_write(3, k.buffer()), Bind::read_write(4, v.buffer())],
-        grid_1d(gpu, q.numel())?, // one thread per element of q (and of k and v)
+        grid_1d(gpu, q.numel() / moves.unit)?, // one thread per element (Unit) of q, and of k and v
     )?;
     Ok(Qkv { q, k, v })
 }
@@ -52,12 +62,13 @@ pub fn split_heads_backward(dq: &Tensor, dk: &Tensor, dv: &Tensor) -> Result<Ten
     let (batch, heads, tokens, head_dim) = (dq.shape()[0], dq.shape()[1], dq.shape()[2], dq.shape()[3]);
     let dqkv = dq.empty_like_shape(&[batch, tokens, 3 * heads * head_dim])?;
     let gpu = dq.gpu();
+    let moves = moves(head_dim);
     gpu.dispatch(
-        &SHADER,
+        moves.shader,
         "split_heads_backward",
-        &head_params(batch, tokens, heads, head_dim),
+        &head_params(moves, batch, tokens, heads, head_dim),
         &[Bind::read_write(5, dqkv.buffer()), Bind::read(6, dq.buffer()), Bind::read(7, dk.buffer()), Bind::read(8, dv.buffer())],
-        grid_1d(gpu, dq.numel())?, // one thread per element of dq (and of dk and dv)
+        grid_1d(gpu, dq.numel() / moves.unit)?, // one thread per element (Unit) of dq, and of dk and dv
     )?;
     Ok(dqkv)
 }
@@ -68,7 +79,9 @@ pub fn merge_heads_forward(x: &Tensor) -> Result<Tensor> {
     let (batch, heads, tokens, head_dim) = (x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3]);
     let y = x.empty_like_shape(&[batch, tokens, heads * head_dim])?;
     let gpu = x.gpu();
-    gpu.dispatch(&SHADER, "merge_heads_forward", &head_params(batch, tokens, heads, head_dim), &[Bind::read(9, x.buffer()), Bind::read_write(10, y.buffer())], grid_1d(gpu, x.numel())?)?;
+    let moves = moves(head_dim);
+    let params = head_params(moves, batch, tokens, heads, head_dim);
+    gpu.dispatch(moves.shader, "merge_heads_forward", &params, &[Bind::read(9, x.buffer()), Bind::read_write(10, y.buffer())], grid_1d(gpu, x.numel() / moves.unit)?)?;
     Ok(y)
 }
 
@@ -83,6 +96,8 @@ pub fn merge_heads_backward(dy: &Tensor, heads: usize) -> Result<Tensor> {
     let head_dim = width / heads;
     let dx = dy.empty_like_shape(&[batch, heads, tokens, head_dim])?;
     let gpu = dy.gpu();
-    gpu.dispatch(&SHADER, "merge_heads_backward", &head_params(batch, tokens, heads, head_dim), &[Bind::read(9, dy.buffer()), Bind::read_write(10, dx.buffer())], grid_1d(gpu, dy.numel())?)?;
+    let moves = moves(head_dim);
+    let params = head_params(moves, batch, tokens, heads, head_dim);
+    gpu.dispatch(moves.shader, "merge_heads_backward", &params, &[Bind::read(9, dy.buffer()), Bind::read_write(10, dx.buffer())], grid_1d(gpu, dy.numel() / moves.unit)?)?;
     Ok(dx)
 }

@@ -20,6 +20,7 @@ pub mod heads;
 pub mod layernorm;
 pub mod matmul;
 pub mod matmul_choice;
+mod moves;
 pub mod optim;
 pub mod patch;
 pub mod reduce;
@@ -31,12 +32,14 @@ pub mod tokens;
 pub const ALL_SHADERS: &[&Shader] = &[
     &attention::SHADER,
     &attention::SHADER_SCALARS,
+    &attention::SHADER_SUBGROUP,
     &cross_entropy::SHADER,
     &cross_entropy::SHADER_SUBGROUP,
     &elementwise::SHADER,
     &gelu::SHADER,
     &halves::SHADER,
     &heads::SHADER,
+    &heads::SHADER_SCALARS,
     &layernorm::SHADER,
     &layernorm::SHADER_SUBGROUP,
     &matmul::SHADER,
@@ -49,6 +52,7 @@ pub const ALL_SHADERS: &[&Shader] = &[
     &softmax::SHADER,
     &softmax::SHADER_SUBGROUP,
     &tokens::SHADER,
+    &tokens::SHADER_SCALARS,
 ];
 
 /// The key of the row kernels' reduction among `vpt tune`'s choices, and its two values.

@@ -4,13 +4,16 @@
 //! Token tensors are [B, T, D]. A part with batch 1 is broadcast over the batch (prompts and the
 //! CLS token are shared by every image); its gradient is summed over the batch.
 
+use super::moves::Moves;
 use super::{expect_rank, grid_1d, same_device};
 use crate::error::{Error, Result};
 use crate::gpu::{wgsl_shader, Bind, Params};
 use crate::kernels::reduce;
 use crate::tensor::Tensor;
 
-wgsl_shader!("tokens");
+// A thread moves a quad of 4 f32s where D is a multiple of 4, else one f32 (`Moves`).
+wgsl_shader!("tokens", uses["move_quads"]);
+wgsl_shader!(SHADER_SCALARS = "tokens" as "tokens_scalars", uses["move_scalars"]);
 
 /// One run of tokens to move: `count` tokens from `src[:, src_start..]` to `dst[:, dst_start..]`.
 struct Copy<'a> {
@@ -25,18 +28,20 @@ struct Copy<'a> {
 fn copy_tokens(c: Copy) -> Result<()> {
     let (batch, dst_tokens, width) = (c.dst.shape()[0], c.dst.shape()[1], c.dst.shape()[2]);
     let (src_batch, src_tokens) = (c.src.shape()[0], c.src.shape()[1]);
+    let moves = Moves::for_width(width, &SHADER, &SHADER_SCALARS);
+    let units = width / moves.unit; // D in the build's Units
     let params = Params::new()
         .dim("batch", batch)
         .dim("src_tokens", src_tokens)
         .dim("dst_tokens", dst_tokens)
-        .dim("width", width)
+        .dim("width", units)
         .dim("src_start", c.src_start)
         .dim("dst_start", c.dst_start)
         .dim("count", c.count)
         .flag("src_broadcast", src_batch == 1 && batch > 1)
         .flag("accumulate", c.accumulate);
     let gpu = c.dst.gpu();
-    gpu.dispatch(&SHADER, "copy_tokens", &params, &[Bind::read(1, c.src.buffer()), Bind::read_write(2, c.dst.buffer())], grid_1d(gpu, batch * c.count * width)?)
+    gpu.dispatch(moves.shader, "copy_tokens", &params, &[Bind::read(1, c.src.buffer()), Bind::read_write(2, c.dst.buffer())], grid_1d(gpu, batch * c.count * units)?)
 }
 
 /// Concatenate along the token axis. parts: [Bᵢ, Tᵢ, D] with each Bᵢ either B or 1 (broadcast)

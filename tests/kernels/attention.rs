@@ -105,6 +105,36 @@ fn fused_attention_matches_unfused_path() {
     }
 }
 
+/// Where a device has SUBGROUP, the forward, dK/dV and dQ kernels that share the streamed rows
+/// by subgroup shuffles (`_sg`) compute the same sums in the same order as the plain kernels: the
+/// same bits, checked against the same adapter opened without SUBGROUP. Shapes: hd 64 (16 quads,
+/// two or more chunks of lanes) and hd 20 (5 quads, fewer than a subgroup's lanes), T past the
+/// tiles with idle invocations at the end.
+#[test]
+fn subgroup_attention_gives_the_plain_kernels_bits() {
+    for gpu in gpus().iter().filter(|g| g.has_subgroups()) {
+        let plain = gpu.reopen_without(wgpu::Features::SUBGROUP).unwrap();
+        for (i, shape) in [[1, 2, 37, 64], [2, 1, 19, 20]].into_iter().enumerate() {
+            let scale = 1.0 / (shape[3] as f32).sqrt();
+            let run = |device: &vpt_wgsl::Gpu| {
+                let seed = 40 + 4 * i as u64;
+                let [q, k, v, d_o] = [0, 1, 2, 3].map(|n| random_tensor(device, &shape, seed + n, 2.0).1);
+                let out = attention_forward(&q, &k, &v, scale).unwrap();
+                let mut all = vec![out.o.to_vec().unwrap(), out.lse.to_vec().unwrap()];
+                for path in [DqPath::Matmul, DqPath::Kernel] {
+                    let g = attention_backward_with(path, &q, &k, &v, &out, &d_o, scale).unwrap();
+                    all.extend([g.dq.to_vec().unwrap(), g.dk.to_vec().unwrap(), g.dv.to_vec().unwrap()]);
+                }
+                all
+            };
+            let (with, without) = (run(gpu), run(&plain));
+            for (n, name) in ["o", "lse", "dq (matmul)", "dk", "dv", "dq (kernel)", "dk", "dv"].iter().enumerate() {
+                assert!(with[n] == without[n], "{name} at {shape:?}: the subgroup kernels differ from the plain ones on {}", gpu.describe());
+            }
+        }
+    }
+}
+
 /// B·H = 70000 heads of one token each: 70000 workgroups, folded into a 2-D grid (and past the
 /// matmul's batch axis, so dQ takes the recomputing kernel). With T = 1 every row's softmax is
 /// exactly 1, so o = v, L = s·⟨q, k⟩, dv = dO and dq = dk = 0.

@@ -1,0 +1,215 @@
+// The fused attention's forward and backward kernels with the streamed side shared through
+// subgroup shuffles: `attention_forward_sg`, `attention_backward_dkdv_sg`, `attention_backward_dq_sg`. Prepended, with
+// wgsl/lib/attention_quads.wgsl, to wgsl/attention.wgsl (whose helpers they use: tile_rows,
+// the _block readers, softmax_step, key_side, query_side) only in the build for adapters with wgpu's
+// SUBGROUP feature (`attention_subgroup`), so the other builds never contain a subgroup builtin.
+// The sums are those of attention_forward and attention_backward_dkdv, in the same order.
+//
+// Why. Every invocation of a workgroup streams the same rows of the other side (the forward's
+// 16 keys of K and V, dkdv's 8 queries of Q and dO, dq's 8 keys of K and V): each lane of a subgroup loads the same
+// address. Lavapipe compiles a load from a storage buffer into a loop over the SIMD register's
+// 8 lanes (see wgsl/attention.wgsl), so a load all lanes share costs as much as 8 different
+// ones. Here lane l loads only quad j0 + l of those rows, and step s takes lane s's quads by
+// subgroupShuffle, with an index the same in every lane (one register permute on lavapipe):
+// per quad of columns, 16 shuffles and 2 loads (per 8 lanes) in place of 16 loads. The rows
+// each invocation owns are its own: those loads stay. The same trick as matmul_sg16x8's op(A)
+// (wgsl/lib/matmul_subgroup.wgsl).
+//
+// Bounds: no invocation returns before the last shuffle (a shuffle reads a lane that must be
+// there): those past T compute on the last row, as tile_rows clamps, and store nothing. A lane
+// whose quad j0 + l is past hd loads the last quad instead; no step takes it.
+
+// Lane s's 4×4 block: each column shuffled from lane s.
+fn lane_block(held: mat4x4<f32>, s: u32) -> mat4x4<f32> {
+    return mat4x4<f32>(subgroupShuffle(held[0], s), subgroupShuffle(held[1], s), subgroupShuffle(held[2], s), subgroupShuffle(held[3], s));
+}
+
+// The forward (attention_forward's sums): one invocation per 4 query rows, K and V 16 keys at a
+// time, their quads shared across the subgroup.
+@compute @workgroup_size(ROWS_WG)
+fn attention_forward_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                        @builtin(local_invocation_index) lid: u32,
+                        @builtin(subgroup_invocation_id) lane: u32, @builtin(subgroup_size) lanes: u32) {
+    let t = params.tokens;
+    let quads = head_quads();
+    let rows = rows_of(wid, nwg, ROWS_WG * 4u);
+    if (!rows.valid) { return; }  // the whole workgroup
+    let row0 = rows.first + 4u * lid;
+    let at = tile_rows(rows.bh, row0);  // the 4 rows (entries 0..3), clamped to T − 1
+    var o_rows: array<mat4x4<f32>, MAX_QUADS>;  // O·l, as in attention_forward
+    for (var j = 0u; j < quads; j++) { o_rows[j] = mat4x4<f32>(); }
+    var m = vec4<f32>(LOWEST);
+    var l = vec4<f32>();
+
+    for (var k0 = 0u; k0 < t; k0 += TILE) {
+        let kv = tile_rows(rows.bh, k0);
+        var sa = mat4x4<f32>();
+        var sb = mat4x4<f32>();
+        var sc = mat4x4<f32>();
+        var sd = mat4x4<f32>();
+        for (var j0 = 0u; j0 < quads; j0 += lanes) {
+            let held = min(j0 + lane, quads - 1u);  // this lane's quad of the 16 keys
+            let ka = k_block(kv, 0u, held);
+            let kb = k_block(kv, 4u, held);
+            let kc = k_block(kv, 8u, held);
+            let kd = k_block(kv, 12u, held);
+            let steps = min(lanes, quads - j0);
+            for (var s = 0u; s < steps; s++) {
+                let qt = transpose(q_block(at, 0u, j0 + s));
+                sa += qt * lane_block(ka, s);
+                sb += qt * lane_block(kb, s);
+                sc += qt * lane_block(kc, s);
+                sd += qt * lane_block(kd, s);
+            }
+        }
+        let step = softmax_step(Scores(sa, sb, sc, sd), m, l, k0);
+        m = step.m;
+        l = step.l;
+        for (var j0 = 0u; j0 < quads; j0 += lanes) {
+            let held = min(j0 + lane, quads - 1u);
+            let va = v_block(kv, 0u, held);
+            let vb = v_block(kv, 4u, held);
+            let vc = v_block(kv, 8u, held);
+            let vd = v_block(kv, 12u, held);
+            let steps = min(lanes, quads - j0);
+            for (var s = 0u; s < steps; s++) {
+                let j = j0 + s;
+                o_rows[j] = scale_rows(o_rows[j], step.rescale)
+                    + step.p.a * transpose(lane_block(va, s)) + step.p.b * transpose(lane_block(vb, s))
+                    + step.p.c * transpose(lane_block(vc, s)) + step.p.d * transpose(lane_block(vd, s));
+            }
+        }
+    }
+
+    let lse_row = m + log(l);
+    for (var r = 0u; r < 4u; r++) {
+        if (row0 + r < t) {
+            for (var j = 0u; j < quads; j++) { o_put(at[r], j, transpose(o_rows[j])[r] / l[r]); }
+            lse[at[r]] = lse_row[r];
+        }
+    }
+}
+
+// dK and dV (attention_backward_dkdv's sums): one invocation per 4 key rows, Q and dO 8 queries
+// at a time, their quads shared across the subgroup (loaded twice: once for the scores, once for
+// the sums after P and dS).
+@compute @workgroup_size(ROWS_WG)
+fn attention_backward_dkdv_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                              @builtin(local_invocation_index) lid: u32,
+                              @builtin(subgroup_invocation_id) lane: u32, @builtin(subgroup_size) lanes: u32) {
+    let t = params.tokens;
+    let quads = head_quads();
+    let rows = rows_of(wid, nwg, ROWS_WG * 4u);
+    if (!rows.valid) { return; }  // the whole workgroup
+    let row0 = rows.first + 4u * lid;
+    let at = tile_rows(rows.bh, row0);  // the 4 key rows, clamped to T − 1
+    var dk_rows: array<mat4x4<f32>, MAX_QUADS>;
+    var dv_rows: array<mat4x4<f32>, MAX_QUADS>;
+    for (var j = 0u; j < quads; j++) { dk_rows[j] = mat4x4<f32>(); dv_rows[j] = mat4x4<f32>(); }
+
+    for (var q0 = 0u; q0 < t; q0 += 8u) {
+        let qs = tile_rows(rows.bh, q0);
+        var sa = mat4x4<f32>();
+        var sb = mat4x4<f32>();
+        var pa = mat4x4<f32>();
+        var pb = mat4x4<f32>();
+        for (var j0 = 0u; j0 < quads; j0 += lanes) {
+            let held = min(j0 + lane, quads - 1u);  // this lane's quad of the 8 queries
+            let qa = q_block(qs, 0u, held);
+            let qb = q_block(qs, 4u, held);
+            let da = dout_block(qs, 0u, held);
+            let db = dout_block(qs, 4u, held);
+            let steps = min(lanes, quads - j0);
+            for (var s = 0u; s < steps; s++) {
+                let kt = transpose(k_block(at, 0u, j0 + s));
+                let vt = transpose(v_block(at, 0u, j0 + s));
+                sa += kt * lane_block(qa, s);
+                sb += kt * lane_block(qb, s);
+                pa += vt * lane_block(da, s);
+                pb += vt * lane_block(db, s);
+            }
+        }
+        let g = key_side(sa, sb, pa, pb, rows.bh, qs, q0, row0);
+        for (var j0 = 0u; j0 < quads; j0 += lanes) {
+            let held = min(j0 + lane, quads - 1u);
+            let qa = q_block(qs, 0u, held);
+            let qb = q_block(qs, 4u, held);
+            let da = dout_block(qs, 0u, held);
+            let db = dout_block(qs, 4u, held);
+            let steps = min(lanes, quads - j0);
+            for (var s = 0u; s < steps; s++) {
+                let j = j0 + s;
+                dv_rows[j] += g.pa * transpose(lane_block(da, s)) + g.pb * transpose(lane_block(db, s));
+                dk_rows[j] += params.scale * (g.dsa * transpose(lane_block(qa, s)) + g.dsb * transpose(lane_block(qb, s)));
+            }
+        }
+    }
+
+    for (var r = 0u; r < 4u; r++) {
+        if (row0 + r < t) {
+            for (var j = 0u; j < quads; j++) {
+                dk_put(at[r], j, transpose(dk_rows[j])[r]);
+                dv_put(at[r], j, transpose(dv_rows[j])[r]);
+            }
+        }
+    }
+}
+
+// dQ where s·dS is not stored (attention_backward_dq's sums): one invocation per 4 query rows,
+// K and V 8 keys at a time, their quads shared across the subgroup (K's loaded twice).
+@compute @workgroup_size(ROWS_WG)
+fn attention_backward_dq_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                            @builtin(local_invocation_index) lid: u32,
+                            @builtin(subgroup_invocation_id) lane: u32, @builtin(subgroup_size) lanes: u32) {
+    let t = params.tokens;
+    let quads = head_quads();
+    let rows = rows_of(wid, nwg, ROWS_WG * 4u);
+    if (!rows.valid) { return; }  // the whole workgroup
+    let row0 = rows.first + 4u * lid;
+    let at = tile_rows(rows.bh, row0);  // the 4 query rows, clamped to T − 1
+    let lse_rows = rows_stats(at, 0u);
+    let delta_rows = rows_stats(at, 1u);
+    var dq_rows: array<mat4x4<f32>, MAX_QUADS>;
+    for (var j = 0u; j < quads; j++) { dq_rows[j] = mat4x4<f32>(); }
+
+    for (var k0 = 0u; k0 < t; k0 += 8u) {
+        let kv = tile_rows(rows.bh, k0);
+        var sa = mat4x4<f32>();
+        var sb = mat4x4<f32>();
+        var pa = mat4x4<f32>();
+        var pb = mat4x4<f32>();
+        for (var j0 = 0u; j0 < quads; j0 += lanes) {
+            let held = min(j0 + lane, quads - 1u);  // this lane's quad of the 8 keys
+            let ka = k_block(kv, 0u, held);
+            let kb = k_block(kv, 4u, held);
+            let va = v_block(kv, 0u, held);
+            let vb = v_block(kv, 4u, held);
+            let steps = min(lanes, quads - j0);
+            for (var s = 0u; s < steps; s++) {
+                let qt = transpose(q_block(at, 0u, j0 + s));
+                let dt = transpose(dout_block(at, 0u, j0 + s));
+                sa += qt * lane_block(ka, s);
+                sb += qt * lane_block(kb, s);
+                pa += dt * lane_block(va, s);
+                pb += dt * lane_block(vb, s);
+            }
+        }
+        let ds = query_side(sa, sb, pa, pb, lse_rows, delta_rows, k0);
+        for (var j0 = 0u; j0 < quads; j0 += lanes) {
+            let held = min(j0 + lane, quads - 1u);
+            let ka = k_block(kv, 0u, held);
+            let kb = k_block(kv, 4u, held);
+            let steps = min(lanes, quads - j0);
+            for (var s = 0u; s < steps; s++) {
+                let j = j0 + s;
+                dq_rows[j] += params.scale * (ds.a * transpose(lane_block(ka, s)) + ds.b * transpose(lane_block(kb, s)));
+            }
+        }
+    }
+
+    for (var r = 0u; r < 4u; r++) {
+        if (row0 + r < t) {
+            for (var j = 0u; j < quads; j++) { dq_put(at[r], j, transpose(dq_rows[j])[r]); }
+        }
+    }
+}
