@@ -71,43 +71,47 @@ pub struct Tune {
 
 /// Every case of one training step, in the order a report lists them. `without_subgroups`: the
 /// same adapter opened without subgroups, where `gpu` has them, so that the row kernels (softmax,
-/// LayerNorm, cross-entropy) are timed with both of their reductions.
+/// LayerNorm, cross-entropy) are timed with both of their reductions, and the fused attention
+/// with and without subgroup shuffles.
 pub(super) fn cases<'a>(gpu: &'a Gpu, without_subgroups: Option<&'a Gpu>, options: &BenchOptions) -> Vec<Case<'a>> {
     let mut cases = Vec::new();
     // A kernel this adapter cannot run (sg16x8 without SUBGROUP) has no rows.
     for &kernel in options.matmul_kernels.iter().filter(|k| k.available(gpu)) {
         cases.extend(matmul_cases(gpu, kernel, &options.shape, options.precision));
     }
+    // The row kernels' reduction: subgroups or workgroup memory, a tuned choice.
     let row_kernels = ["layernorm", "softmax", "cross_entropy"];
     let is_row = |c: &Case| row_kernels.iter().any(|k| c.kernel.contains(k));
-    let workgroup_chosen = gpu.choice(ROW_REDUCE_KEY).as_deref() == Some(ROW_REDUCE_WORKGROUP);
-    let row_tune = |subgroups: bool| Tune { key: ROW_REDUCE_KEY.into(), value: if subgroups { ROW_REDUCE_SUBGROUPS } else { ROW_REDUCE_WORKGROUP }.into(), chosen: subgroups != workgroup_chosen };
-    for case in other_cases(gpu, &options.shape) {
-        let tune = (is_row(&case) && without_subgroups.is_some()).then(|| row_tune(true));
-        cases.push(Case { tune, ..case });
-    }
-    if let Some(plain) = without_subgroups {
-        let row_cases = other_cases(plain, &options.shape).into_iter().filter(is_row);
-        cases.extend(row_cases.map(|c| Case { device: Some(plain), tune: Some(row_tune(false)), ..c }));
-    }
+    let reduction = SubgroupChoice { key: ROW_REDUCE_KEY, with: ROW_REDUCE_SUBGROUPS, without: ROW_REDUCE_WORKGROUP };
+    cases.extend(with_and_without_subgroups(gpu, without_subgroups, reduction, |g| other_cases(g, &options.shape), is_row));
     // The fused path against the unfused one is not a tuned choice: it is taken for memory (its
     // forward keeps nothing of [B, H, T, T]; its backward holds one block's score gradients while
     // it runs), even where the unfused one is faster, so that time is shown and not acted on. The
     // fused kernels with and without subgroup shuffles are a choice, where the adapter has them.
-    let attention_plain_chosen = gpu.choice(attention::BUILD_KEY).as_deref() == Some(attention::BUILD_PLAIN);
-    let attention_tune = |subgroups: bool| Tune {
-        key: attention::BUILD_KEY.into(),
-        value: if subgroups { attention::BUILD_SUBGROUPS } else { attention::BUILD_PLAIN }.into(),
-        chosen: subgroups != attention_plain_chosen,
-    };
     let is_fused = |c: &Case| c.kernel.split([' ', ',']).any(|word| word == "fused"); // not "unfused"
-    for case in attention_cases(gpu, &options.shape) {
-        let tune = (is_fused(&case) && without_subgroups.is_some()).then(|| attention_tune(true));
-        cases.push(Case { tune, ..case });
-    }
-    if let Some(plain) = without_subgroups {
-        let fused = attention_cases(plain, &options.shape).into_iter().filter(is_fused);
-        cases.extend(fused.map(|c| Case { device: Some(plain), tune: Some(attention_tune(false)), ..c }));
+    let build = SubgroupChoice { key: attention::BUILD_KEY, with: attention::BUILD_SUBGROUPS, without: attention::BUILD_PLAIN };
+    cases.extend(with_and_without_subgroups(gpu, without_subgroups, build, |g| attention_cases(g, &options.shape), is_fused));
+    cases
+}
+
+/// A `vpt tune` choice between a family's build with subgroups and its build without: the key,
+/// and the value naming each.
+struct SubgroupChoice {
+    key: &'static str,
+    with: &'static str,
+    without: &'static str,
+}
+
+/// The cases `made` on `gpu`; where `plain` (the same adapter without subgroups) is given, those
+/// of them that are candidates of `choice` (`of_choice`) are marked so, and made again on
+/// `plain` as the other candidate.
+fn with_and_without_subgroups<'a>(gpu: &'a Gpu, plain: Option<&'a Gpu>, choice: SubgroupChoice, made: impl Fn(&'a Gpu) -> Vec<Case<'a>>, of_choice: impl Fn(&Case) -> bool) -> Vec<Case<'a>> {
+    let without_chosen = gpu.choice(choice.key).as_deref() == Some(choice.without);
+    let tune = |subgroups: bool| Tune { key: choice.key.into(), value: if subgroups { choice.with } else { choice.without }.into(), chosen: subgroups != without_chosen };
+    let mut cases: Vec<Case<'a>> = made(gpu).into_iter().map(|c| Case { tune: (of_choice(&c) && plain.is_some()).then(|| tune(true)), ..c }).collect();
+    if let Some(plain) = plain {
+        let again = made(plain).into_iter().filter(|c| of_choice(c));
+        cases.extend(again.map(|c| Case { device: Some(plain), tune: Some(tune(false)), ..c }));
     }
     cases
 }
