@@ -306,7 +306,8 @@ fn key_side(sa: mat4x4<f32>, sb: mat4x4<f32>, pa: mat4x4<f32>, pb: mat4x4<f32>, 
 // ---------------------------------------------------------------------------------------------
 // Backward, step 2: dK and dV, one invocation per 4 key rows (a vec4 "over keys" holds one value
 // of each); Q and dO stream past, 8 query rows at a time (16, with eight score matrices, took
-// 734 ms against 414 at ViT-B/16 batch 8 on lavapipe: the registers spill). Each query row i
+// 734 ms against 414 at ViT-B/16 batch 8 on lavapipe: the registers spill; the subgroup build's
+// attention_backward_dkdv_sg takes 16 as two of these steps, which paid there). Each query row i
 // gives, for the 4 keys:
 // S_i = ⟨Q_i, K⟩, dP_i = ⟨dO_i, V⟩ (columns of sa, sb and pa, pb), P_i = exp(s·S_i − L_i),
 // dS_i = P_i·(dP_i − D_i); then dV += Σ_i P_i·dO_i and dK += s·Σ_i dS_i·Q_i, a quad of columns

@@ -108,13 +108,14 @@ fn fused_attention_matches_unfused_path() {
 /// Where a device has SUBGROUP, the forward, dK/dV and dQ kernels that share the streamed rows
 /// by subgroup shuffles (`_sg`) compute the same sums in the same order as the plain kernels: the
 /// same bits, checked against the same adapter opened without SUBGROUP. Shapes: hd 64 (16 quads,
-/// two or more chunks of lanes) and hd 20 (5 quads, fewer than a subgroup's lanes), T past the
-/// tiles with idle invocations at the end.
+/// two or more chunks of lanes), hd 20 (5 quads, fewer than a subgroup's lanes) and hd 8, T past the
+/// tiles with idle invocations at the end: dkdv_sg streams 16 queries a step, two of the plain
+/// kernel's steps of 8, and T = 29 ends on a step with both, T = 37 and 19 on a step with one.
 #[test]
 fn subgroup_attention_gives_the_plain_kernels_bits() {
     for gpu in gpus().iter().filter(|g| g.has_subgroups()) {
         let plain = gpu.reopen_without(wgpu::Features::SUBGROUP).unwrap();
-        for (i, shape) in [[1, 2, 37, 64], [2, 1, 19, 20]].into_iter().enumerate() {
+        for (i, shape) in [[1, 2, 37, 64], [2, 1, 19, 20], [1, 1, 29, 8]].into_iter().enumerate() {
             let scale = 1.0 / (shape[3] as f32).sqrt();
             let run = |device: &vpt_wgsl::Gpu| {
                 let seed = 40 + 4 * i as u64;

@@ -6,18 +6,27 @@
 // The sums are those of attention_forward and attention_backward_dkdv, in the same order.
 //
 // Why. Every invocation of a workgroup streams the same rows of the other side (the forward's
-// 16 keys of K and V, dkdv's 8 queries of Q and dO, dq's 8 keys of K and V): each lane of a subgroup loads the same
-// address. Lavapipe compiles a load from a storage buffer into a loop over the SIMD register's
-// 8 lanes (see wgsl/attention.wgsl), so a load all lanes share costs as much as 8 different
-// ones. Here lane l loads only quad j0 + l of those rows, and step s takes lane s's quads by
-// subgroupShuffle, with an index the same in every lane (one register permute on lavapipe):
-// per quad of columns, 16 shuffles and 2 loads (per 8 lanes) in place of 16 loads. The rows
-// each invocation owns are its own: those loads stay. The same trick as matmul_sg16x8's op(A)
-// (wgsl/lib/matmul_subgroup.wgsl).
+// 16 keys of K and V, dkdv's 16 queries of Q and dO, dq's 16 keys of K and V): each lane of a
+// subgroup loads the same address. Lavapipe compiles a load from a storage buffer into a loop
+// over the SIMD register's 8 lanes (see wgsl/attention.wgsl), so a load all lanes share costs as
+// much as 8 different ones. Here lane l loads only quad j0 + l of those rows, and step s takes
+// lane s's quads by subgroupShuffle, with an index the same in every lane (one register permute
+// on lavapipe): per quad of columns, 16 shuffles and 2 loads (per 8 lanes) in place of 16 loads.
+// The same trick as matmul_sg16x8's op(A) (wgsl/lib/matmul_subgroup.wgsl).
+//
+// The rows each invocation owns are its own: those loads stay, once per step. So dkdv and dq
+// take 16 rows of the other side per step, two of the plain kernels' steps of 8, summed one after
+// the other as those are: half the loads of their own rows per row streamed. The forward keeps
+// the plain kernel's 16 keys: two tiles of 16 per step, the same way, was no faster (ViT-B/16
+// batch 8, medians of eight interleaved rounds: 71.0 against 58.2 ms; the unchanged kernel itself
+// ran 20% apart in such rounds). Measured on lavapipe only; what the loads cost is in the
+// profile that `benches/lavapipe_profile.sh` prints.
 //
 // Bounds: no invocation returns before the last shuffle (a shuffle reads a lane that must be
 // there): those past T compute on the last row, as tile_rows clamps, and store nothing. A lane
-// whose quad j0 + l is past hd loads the last quad instead; no step takes it.
+// whose quad j0 + l is past hd loads the last quad instead; no step takes it. Where a step's
+// second 8 rows start at or past T, dkdv and dq add nothing for them (`second`, the same in
+// every lane), as the plain kernels run no such step: their sums stay the plain kernels' bits.
 
 // Lane s's 4×4 block: each column shuffled from lane s.
 fn lane_block(held: mat4x4<f32>, s: u32) -> mat4x4<f32> {
@@ -90,9 +99,9 @@ fn attention_forward_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_work
     }
 }
 
-// dK and dV (attention_backward_dkdv's sums): one invocation per 4 key rows, Q and dO 8 queries
-// at a time, their quads shared across the subgroup (loaded twice: once for the scores, once for
-// the sums after P and dS).
+// dK and dV (attention_backward_dkdv's sums): one invocation per 4 key rows, Q and dO 16 queries
+// at a time (two of the plain kernel's steps of 8, summed in its order), their quads shared
+// across the subgroup (loaded twice: once for the scores, once for the sums after P and dS).
 @compute @workgroup_size(ROWS_WG)
 fn attention_backward_dkdv_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                               @builtin(local_invocation_index) lid: u32,
@@ -107,18 +116,27 @@ fn attention_backward_dkdv_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(nu
     var dv_rows: array<mat4x4<f32>, MAX_QUADS>;
     for (var j = 0u; j < quads; j++) { dk_rows[j] = mat4x4<f32>(); dv_rows[j] = mat4x4<f32>(); }
 
-    for (var q0 = 0u; q0 < t; q0 += 8u) {
+    for (var q0 = 0u; q0 < t; q0 += 16u) {
         let qs = tile_rows(rows.bh, q0);
+        let qs2 = tile_rows(rows.bh, q0 + 8u);
         var sa = mat4x4<f32>();
         var sb = mat4x4<f32>();
         var pa = mat4x4<f32>();
         var pb = mat4x4<f32>();
+        var sc = mat4x4<f32>();
+        var sd = mat4x4<f32>();
+        var pc = mat4x4<f32>();
+        var pd = mat4x4<f32>();
         for (var j0 = 0u; j0 < quads; j0 += lanes) {
-            let held = min(j0 + lane, quads - 1u);  // this lane's quad of the 8 queries
+            let held = min(j0 + lane, quads - 1u);  // this lane's quad of the 16 queries
             let qa = q_block(qs, 0u, held);
             let qb = q_block(qs, 4u, held);
             let da = dout_block(qs, 0u, held);
             let db = dout_block(qs, 4u, held);
+            let qc = q_block(qs2, 0u, held);
+            let qd = q_block(qs2, 4u, held);
+            let dc = dout_block(qs2, 0u, held);
+            let dd = dout_block(qs2, 4u, held);
             let steps = min(lanes, quads - j0);
             for (var s = 0u; s < steps; s++) {
                 let kt = transpose(k_block(at, 0u, j0 + s));
@@ -127,20 +145,36 @@ fn attention_backward_dkdv_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(nu
                 sb += kt * lane_block(qb, s);
                 pa += vt * lane_block(da, s);
                 pb += vt * lane_block(db, s);
+                sc += kt * lane_block(qc, s);
+                sd += kt * lane_block(qd, s);
+                pc += vt * lane_block(dc, s);
+                pd += vt * lane_block(dd, s);
             }
         }
         let g = key_side(sa, sb, pa, pb, rows.bh, qs, q0, row0);
+        let g2 = key_side(sc, sd, pc, pd, rows.bh, qs2, q0 + 8u, row0);
+        let second = q0 + 8u < t;  // the same in every lane
         for (var j0 = 0u; j0 < quads; j0 += lanes) {
             let held = min(j0 + lane, quads - 1u);
             let qa = q_block(qs, 0u, held);
             let qb = q_block(qs, 4u, held);
             let da = dout_block(qs, 0u, held);
             let db = dout_block(qs, 4u, held);
+            let qc = q_block(qs2, 0u, held);
+            let qd = q_block(qs2, 4u, held);
+            let dc = dout_block(qs2, 0u, held);
+            let dd = dout_block(qs2, 4u, held);
             let steps = min(lanes, quads - j0);
             for (var s = 0u; s < steps; s++) {
                 let j = j0 + s;
-                dv_rows[j] += g.pa * transpose(lane_block(da, s)) + g.pb * transpose(lane_block(db, s));
-                dk_rows[j] += params.scale * (g.dsa * transpose(lane_block(qa, s)) + g.dsb * transpose(lane_block(qb, s)));
+                var dv_j = dv_rows[j] + (g.pa * transpose(lane_block(da, s)) + g.pb * transpose(lane_block(db, s)));
+                var dk_j = dk_rows[j] + params.scale * (g.dsa * transpose(lane_block(qa, s)) + g.dsb * transpose(lane_block(qb, s)));
+                if (second) {
+                    dv_j += g2.pa * transpose(lane_block(dc, s)) + g2.pb * transpose(lane_block(dd, s));
+                    dk_j += params.scale * (g2.dsa * transpose(lane_block(qc, s)) + g2.dsb * transpose(lane_block(qd, s)));
+                }
+                dv_rows[j] = dv_j;
+                dk_rows[j] = dk_j;
             }
         }
     }
@@ -156,7 +190,8 @@ fn attention_backward_dkdv_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(nu
 }
 
 // dQ where s·dS is not stored (attention_backward_dq's sums): one invocation per 4 query rows,
-// K and V 8 keys at a time, their quads shared across the subgroup (K's loaded twice).
+// K and V 16 keys at a time (two of the plain kernel's steps of 8, summed in its order), their
+// quads shared across the subgroup (K's loaded twice).
 @compute @workgroup_size(ROWS_WG)
 fn attention_backward_dq_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                             @builtin(local_invocation_index) lid: u32,
@@ -172,18 +207,28 @@ fn attention_backward_dq_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_
     var dq_rows: array<mat4x4<f32>, MAX_QUADS>;
     for (var j = 0u; j < quads; j++) { dq_rows[j] = mat4x4<f32>(); }
 
-    for (var k0 = 0u; k0 < t; k0 += 8u) {
+    for (var k0 = 0u; k0 < t; k0 += 16u) {
         let kv = tile_rows(rows.bh, k0);
+        let kv2 = tile_rows(rows.bh, k0 + 8u);
+        let second = k0 + 8u < t;  // the same in every lane
         var sa = mat4x4<f32>();
         var sb = mat4x4<f32>();
         var pa = mat4x4<f32>();
         var pb = mat4x4<f32>();
+        var sc = mat4x4<f32>();
+        var sd = mat4x4<f32>();
+        var pc = mat4x4<f32>();
+        var pd = mat4x4<f32>();
         for (var j0 = 0u; j0 < quads; j0 += lanes) {
-            let held = min(j0 + lane, quads - 1u);  // this lane's quad of the 8 keys
+            let held = min(j0 + lane, quads - 1u);  // this lane's quad of the 16 keys
             let ka = k_block(kv, 0u, held);
             let kb = k_block(kv, 4u, held);
             let va = v_block(kv, 0u, held);
             let vb = v_block(kv, 4u, held);
+            let kc = k_block(kv2, 0u, held);
+            let kd = k_block(kv2, 4u, held);
+            let vc = v_block(kv2, 0u, held);
+            let vd = v_block(kv2, 4u, held);
             let steps = min(lanes, quads - j0);
             for (var s = 0u; s < steps; s++) {
                 let qt = transpose(q_block(at, 0u, j0 + s));
@@ -192,17 +237,28 @@ fn attention_backward_dq_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_
                 sb += qt * lane_block(kb, s);
                 pa += dt * lane_block(va, s);
                 pb += dt * lane_block(vb, s);
+                sc += qt * lane_block(kc, s);
+                sd += qt * lane_block(kd, s);
+                pc += dt * lane_block(vc, s);
+                pd += dt * lane_block(vd, s);
             }
         }
         let ds = query_side(sa, sb, pa, pb, lse_rows, delta_rows, k0);
+        let ds2 = query_side(sc, sd, pc, pd, lse_rows, delta_rows, k0 + 8u);
         for (var j0 = 0u; j0 < quads; j0 += lanes) {
             let held = min(j0 + lane, quads - 1u);
             let ka = k_block(kv, 0u, held);
             let kb = k_block(kv, 4u, held);
+            let kc = k_block(kv2, 0u, held);
+            let kd = k_block(kv2, 4u, held);
             let steps = min(lanes, quads - j0);
             for (var s = 0u; s < steps; s++) {
                 let j = j0 + s;
-                dq_rows[j] += params.scale * (ds.a * transpose(lane_block(ka, s)) + ds.b * transpose(lane_block(kb, s)));
+                var dq_j = dq_rows[j] + params.scale * (ds.a * transpose(lane_block(ka, s)) + ds.b * transpose(lane_block(kb, s)));
+                if (second) {
+                    dq_j += params.scale * (ds2.a * transpose(lane_block(kc, s)) + ds2.b * transpose(lane_block(kd, s)));
+                }
+                dq_rows[j] = dq_j;
             }
         }
     }
