@@ -14,11 +14,12 @@
 //! Either operand may be a plain matrix (rank 2) shared by every batch of the other, like a
 //! weight; when both have batch dims they must be equal.
 //!
-//! One family: the launcher of `wgsl/matmul.wgsl`'s seven kernels and the subgroup one of
-//! `wgsl/lib/matmul_subgroup.wgsl` (the shape checks, the launch with its specialisation
-//! constants and its f32 or f16 B), the backward and the two fused GELU variants, which share
-//! all of it. Which kernel runs (`MatmulKernel`, the rule that picks one or the tuned choice) is
-//! `matmul_choice.rs`.
+//! One family: the launcher of its eight kernels (naive and tiled in `wgsl/matmul.wgsl`, the
+//! register-tiled four in `wgsl/lib/matmul_register.wgsl`, gpu64x64 in `wgsl/lib/matmul_gpu.wgsl`,
+//! sg16x8 in `wgsl/lib/matmul_subgroup.wgsl`): the shape checks, the launch with its
+//! specialisation constants and its f32 or f16 B, the backward and the two fused GELU variants,
+//! which share all of it. Which kernel runs (`MatmulKernel`, the rule that picks one or the
+//! tuned choice) is `matmul_choice.rs`.
 
 pub use super::matmul_choice::{DxLayout, MatmulKernel, MatmulOptions};
 use super::{reduce, same_device};
@@ -26,17 +27,17 @@ use crate::error::{Error, Result};
 use crate::gpu::{wgsl_shader, Bind, Gpu, Params};
 use crate::tensor::{DType, Tensor};
 
-wgsl_shader!("matmul", uses ["matmul_b_f32", "gelu_math"]);
+wgsl_shader!("matmul", uses ["matmul_b_f32", "gelu_math", "matmul_register", "matmul_gpu"]);
 // B stored as f16 (a frozen weight under `--precision f16`), read widened to f32.
-wgsl_shader!(SHADER_F16 = "matmul" as "matmul_f16", needs SHADER_F16, f16 bindings [2, 6], uses ["matmul_b_f16", "gelu_math"]);
+wgsl_shader!(SHADER_F16 = "matmul" as "matmul_f16", needs SHADER_F16, f16 bindings [2, 6], uses ["matmul_b_f16", "gelu_math", "matmul_register", "matmul_gpu"]);
 // The same two with the subgroup kernel (`MatmulKernel::Sg16x8`, wgsl/lib/matmul_subgroup.wgsl),
 // launched only for the kernels that need SUBGROUP (`MatmulKernel::needs`), so the others never do.
-wgsl_shader!(SHADER_SUBGROUP = "matmul" as "matmul_subgroup", needs SUBGROUP, uses ["matmul_b_f32", "gelu_math", "matmul_subgroup"]);
+wgsl_shader!(SHADER_SUBGROUP = "matmul" as "matmul_subgroup", needs SUBGROUP, uses ["matmul_b_f32", "gelu_math", "matmul_register", "matmul_gpu", "matmul_subgroup"]);
 wgsl_shader!(
     SHADER_F16_SUBGROUP = "matmul" as "matmul_f16_subgroup",
     needs SHADER_F16 | SUBGROUP,
     f16 bindings [2, 6],
-    uses ["matmul_b_f16", "gelu_math", "matmul_subgroup"]
+    uses ["matmul_b_f16", "gelu_math", "matmul_register", "matmul_gpu", "matmul_subgroup"]
 );
 
 /// Which gradients [`matmul_backward`] should compute. Nothing is dispatched for the others: a

@@ -1,5 +1,5 @@
 //! Which matmul kernel runs: the layout options ([`MatmulOptions`]), the kernels of
-//! `wgsl/matmul.wgsl` side by side ([`MatmulKernel`]), and the rule that picks one per shape and
+//! `wgsl/matmul.wgsl` and its `wgsl/lib/matmul_*.wgsl` files side by side ([`MatmulKernel`]), and the rule that picks one per shape and
 //! adapter, or the choice `vpt tune` measured. The launcher is `matmul.rs`.
 
 use crate::gpu::Gpu;
@@ -149,7 +149,8 @@ impl MatmulKernel {
         format!("matmul {m}x{n}x{k} {}{}{stored}", t(opts.trans_a), t(opts.trans_b))
     }
 
-    /// The WGSL entry point in `wgsl/matmul.wgsl` (dispatch counts and profiles name it).
+    /// The WGSL entry point (in `wgsl/matmul.wgsl` or a `wgsl/lib/matmul_*.wgsl` file; dispatch
+    /// counts and profiles name it).
     pub fn entry(self) -> &'static str {
         match self {
             MatmulKernel::Naive => "matmul_naive",
