@@ -23,6 +23,9 @@ struct Widths {
     batch: usize,
     /// CLS + patches + prompts.
     tokens: usize,
+    /// The rows a block computes past its attention: all but the prompts the next block
+    /// overwrites (`model::block::RowsRead`; the last block computes only CLS's).
+    read: usize,
     dim: usize,
     heads: usize,
     mlp: usize,
@@ -31,7 +34,7 @@ struct Widths {
 
 impl Widths {
     fn of(s: &StepShape) -> Widths {
-        Widths { batch: s.batch, tokens: s.tokens(), dim: s.vit.embed_dim, heads: s.vit.num_heads, mlp: s.vit.mlp_hidden, classes: s.classes }
+        Widths { batch: s.batch, tokens: s.tokens(), read: s.tokens() - s.prompts, dim: s.vit.embed_dim, heads: s.vit.num_heads, mlp: s.vit.mlp_hidden, classes: s.classes }
     }
 }
 
@@ -123,7 +126,8 @@ fn with_and_without_subgroups<'a>(gpu: &'a Gpu, plain: Option<&'a Gpu>, choice: 
 /// stores them; attention's products have no weight and stay f32.
 fn matmul_cases<'a>(gpu: &'a Gpu, kernel: MatmulKernel, s: &StepShape, precision: Precision) -> Vec<Case<'a>> {
     let d = Widths::of(s);
-    let rows = d.batch * d.tokens; // every token of every image, as rows of one matrix
+    let rows = d.batch * d.tokens; // every token of every image, as rows of one matrix: qkv's
+    let read = d.batch * d.read; // what proj and the MLP run on in every block but the last
     let (t, hd, bh) = (d.tokens, d.dim / d.heads, d.batch * d.heads);
     let nt = MatmulOptions { trans_a: false, trans_b: true };
     let nn = MatmulOptions { trans_a: false, trans_b: false };
@@ -136,7 +140,7 @@ fn matmul_cases<'a>(gpu: &'a Gpu, kernel: MatmulKernel, s: &StepShape, precision
     let mm = |name: &str, a: Vec<usize>, b: Vec<usize>, opts| matmul_case(gpu, kernel, name, a, b, opts, Epilogue::None, DType::F32);
     let fused = |name: &str, a: Vec<usize>, b: Vec<usize>, opts, epilogue| matmul_case(gpu, kernel, name, a, b, opts, epilogue, weight);
     // dX [rows, in] = dY [rows, out] · W, W [out, in] read as stored or from its transposed copy.
-    let dx = |name: &str, out: usize, inp: usize, epilogue| {
+    let dx = |name: &str, rows: usize, out: usize, inp: usize, epilogue| {
         DxLayout::ALL.map(|layout| {
             let (label, b, opts) = match layout {
                 DxLayout::Stored => (name.to_string(), vec![out, inp], nn),
@@ -147,29 +151,29 @@ fn matmul_cases<'a>(gpu: &'a Gpu, kernel: MatmulKernel, s: &StepShape, precision
             Case { layout: Some(layout), ..matmul_case(gpu, kernel, &label, vec![rows, out], b, opts, epilogue, weight) }
         })
     };
-    let [qkv_dx, qkv_dx_t] = dx("qkv dX", 3 * d.dim, d.dim, Epilogue::None);
-    let [proj_dx, proj_dx_t] = dx("proj dX", d.dim, d.dim, Epilogue::None);
-    let [fc1_dx, fc1_dx_t] = dx("fc1 dX", d.mlp, d.dim, Epilogue::None);
-    let [fc2_dx, fc2_dx_t] = dx("fc2 dX", d.dim, d.mlp, Epilogue::None);
+    let [qkv_dx, qkv_dx_t] = dx("qkv dX", rows, 3 * d.dim, d.dim, Epilogue::None);
+    let [proj_dx, proj_dx_t] = dx("proj dX", read, d.dim, d.dim, Epilogue::None);
+    let [fc1_dx, fc1_dx_t] = dx("fc1 dX", read, d.mlp, d.dim, Epilogue::None);
+    let [fc2_dx, fc2_dx_t] = dx("fc2 dX", read, d.dim, d.mlp, Epilogue::None);
     // What the training step runs instead of fc2 dX + "gelu bwd": GELU's derivative at the saved
     // pre-activation applied as C is stored.
-    let [fc2_dx_gelu, fc2_dx_gelu_t] = dx("fc2 dX*gelu'", d.dim, d.mlp, Epilogue::GeluGrad);
+    let [fc2_dx_gelu, fc2_dx_gelu_t] = dx("fc2 dX*gelu'", read, d.dim, d.mlp, Epilogue::GeluGrad);
     vec![
         // Linear layers: X [rows, in] · W [out, in]ᵀ, and dX [rows, in] = dY [rows, out] · W.
         linear("qkv", vec![rows, d.dim], vec![3 * d.dim, d.dim], nt),
         qkv_dx,
         qkv_dx_t,
-        linear("proj", vec![rows, d.dim], vec![d.dim, d.dim], nt),
+        linear("proj", vec![read, d.dim], vec![d.dim, d.dim], nt),
         proj_dx,
         proj_dx_t,
-        linear("fc1", vec![rows, d.dim], vec![d.mlp, d.dim], nt),
+        linear("fc1", vec![read, d.dim], vec![d.mlp, d.dim], nt),
         fc1_dx,
         fc1_dx_t,
-        linear("fc2", vec![rows, d.mlp], vec![d.dim, d.mlp], nt),
+        linear("fc2", vec![read, d.mlp], vec![d.dim, d.mlp], nt),
         fc2_dx,
         fc2_dx_t,
         // What the step runs instead of fc1 + "gelu fwd": GELU applied as C is stored.
-        fused("fc1+gelu", vec![rows, d.dim], vec![d.mlp, d.dim], nt, Epilogue::Gelu),
+        fused("fc1+gelu", vec![read, d.dim], vec![d.mlp, d.dim], nt, Epilogue::Gelu),
         fc2_dx_gelu,
         fc2_dx_gelu_t,
         // Attention, per (image, head): S = Q·Kᵀ, dQ = dS·K, dK = dSᵀ·Q.

@@ -170,7 +170,10 @@ impl Fixture<'_, '_, '_> {
             self.check("vpt", role, g, Metric::Relative, SUMS)?;
         }
         let (start, count): (usize, usize) = (self.meta("slice.start")?, self.meta("slice.count")?);
-        self.check("slice", "y", &tokens::slice_tokens_forward(&y, start, count)?, Metric::Relative, EXACT)
+        self.check("slice", "y", &tokens::slice_tokens_forward(&y, start, count)?, Metric::Relative, EXACT)?;
+        let (start, count): (usize, usize) = (self.meta("drop.start")?, self.meta("drop.count")?);
+        self.check("drop", "y", &tokens::drop_tokens_forward(&y, start, count)?, Metric::Relative, EXACT)?;
+        self.check("drop", "dx", &tokens::drop_tokens_backward(&self.load("drop", "dy")?, start, count)?, Metric::Relative, EXACT)
     }
 
     fn heads(&mut self) -> Result<()> {

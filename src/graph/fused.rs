@@ -182,6 +182,12 @@ impl Graph {
         self.record("slice_tokens", &[x], y, move |dy, _| Ok(vec![Some(tokens::slice_tokens_backward(dy, total, start)?)]))
     }
 
+    /// x [B, T, D] → [B, T − count, D], without tokens start..start+count.
+    pub fn drop_tokens(&self, x: &Var, start: usize, count: usize) -> Result<Var> {
+        let y = tokens::drop_tokens_forward(x.value(), start, count)?;
+        self.record("drop_tokens", &[x], y, move |dy, _| Ok(vec![Some(tokens::drop_tokens_backward(dy, start, count)?)]))
+    }
+
     /// Mean over the token axis: x [B, T, D] → [B, D]. A matmul with a row of 1/T, so it needs no
     /// kernel of its own: [1, T] · [B, T, D] → [B, 1, D].
     pub fn mean_tokens(&self, x: &Var) -> Result<Var> {

@@ -1,5 +1,6 @@
-//! Concatenation and slicing along the token axis: how prompts are inserted after the CLS token,
-//! and how their gradients come back out. Kernel in `wgsl/tokens.wgsl`.
+//! Concatenation, slicing and dropping along the token axis: how prompts are inserted after the
+//! CLS token, how a block leaves out the rows nobody reads (`model::block::RowsRead`), and how
+//! their gradients come back out. Kernel in `wgsl/tokens.wgsl`.
 //!
 //! Token tensors are [B, T, D]. A part with batch 1 is broadcast over the batch (prompts and the
 //! CLS token are shared by every image); its gradient is summed over the batch.
@@ -98,6 +99,44 @@ pub fn slice_tokens_backward(dy: &Tensor, tokens: usize, start: usize) -> Result
     }
     let dx = dy.empty_like_shape(&[batch, tokens, width])?;
     copy_tokens(Copy { src: dy, src_start: 0, dst: &dx, dst_start: start, count, accumulate: false })?;
+    Ok(dx)
+}
+
+/// x: [B, T, D] → [B, T − count, D], without tokens `start..start + count`: one copy for each
+/// side of the gap, where slicing both sides and concatenating them would take four copies and
+/// two tensors more.
+pub fn drop_tokens_forward(x: &Tensor, start: usize, count: usize) -> Result<Tensor> {
+    expect_rank("drop_tokens_forward", x, "x", 3, "[B, T, D]")?;
+    let (batch, tokens, width) = (x.shape()[0], x.shape()[1], x.shape()[2]);
+    if start + count > tokens || count >= tokens {
+        return Err(Error::shape("drop_tokens_forward", format!("dropping tokens {start}..{} of x {:?} leaves none, or is out of range", start + count, x.shape())));
+    }
+    let y = x.empty_like_shape(&[batch, tokens - count, width])?;
+    let after = tokens - start - count;
+    if start > 0 {
+        copy_tokens(Copy { src: x, src_start: 0, dst: &y, dst_start: 0, count: start, accumulate: false })?;
+    }
+    if after > 0 {
+        copy_tokens(Copy { src: x, src_start: start + count, dst: &y, dst_start: start, count: after, accumulate: false })?;
+    }
+    Ok(y)
+}
+
+/// Gradient of [`drop_tokens_forward`]: dy [B, T − count, D] → [B, T, D], zeros at the dropped
+/// tokens.
+pub fn drop_tokens_backward(dy: &Tensor, start: usize, count: usize) -> Result<Tensor> {
+    expect_rank("drop_tokens_backward", dy, "dy", 3, "[B, T − count, D]")?;
+    let (batch, kept, width) = (dy.shape()[0], dy.shape()[1], dy.shape()[2]);
+    if start > kept {
+        return Err(Error::shape("drop_tokens_backward", format!("dy {:?} has no token {start} to put the {count} dropped ones before", dy.shape())));
+    }
+    let dx = dy.empty_like_shape(&[batch, kept + count, width])?; // zeros
+    if start > 0 {
+        copy_tokens(Copy { src: dy, src_start: 0, dst: &dx, dst_start: 0, count: start, accumulate: false })?;
+    }
+    if kept > start {
+        copy_tokens(Copy { src: dy, src_start: start, dst: &dx, dst_start: start + count, count: kept - start, accumulate: false })?;
+    }
     Ok(dx)
 }
 

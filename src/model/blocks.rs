@@ -5,19 +5,20 @@
 use crate::error::{Error, Result};
 use crate::graph::{Graph, Pass, Var};
 use crate::kernels::attention::MAX_HEAD_DIM;
-use crate::model::block::{block_forward, norm_stream, BlockRun, BlockVars, Stream};
+use crate::model::block::{block_forward, norm_stream, BlockRun, BlockVars, RowsRead, Stream};
 use crate::model::methods::leaves::BackboneVars;
 use crate::model::plan::{AttentionChoice, Recompute};
 use crate::model::vit::Vit;
 
 impl Vit {
-    /// Transformer block `i`: x [B, T, D] → [B, T, D], as a [`Stream`] whose last residual add is
-    /// left for whatever reads it next. With `Recompute::Block` the block is one checkpoint on
-    /// the tape: it keeps its input stream and nothing else.
+    /// Transformer block `i`: x [B, T, D] → [B, T', D], the T' rows `rows` says are read after
+    /// it, as a [`Stream`] whose last residual add is left for whatever reads it next. With
+    /// `Recompute::Block` the block is one checkpoint on the tape: it keeps its input stream and
+    /// nothing else.
     ///
     /// A batch whose activations would not fit one storage binding runs through the block a few
     /// images at a time (see [`Vit::images_per_run`]): every op of a block treats images apart.
-    pub fn block(&self, g: &Graph, i: usize, x: Stream, backbone: &BackboneVars) -> Result<Stream> {
+    pub fn block(&self, g: &Graph, i: usize, x: Stream, rows: RowsRead, backbone: &BackboneVars) -> Result<Stream> {
         let (batch, tokens) = (x.shape()[0], x.shape()[1]);
         let run = BlockRun {
             num_heads: self.cfg.num_heads,
@@ -26,6 +27,7 @@ impl Vit {
             recompute_mlp: self.plan.recompute == Recompute::Mlp,
             output_read: true,
             keep: self.keep,
+            rows,
         };
         let per_run = self.images_per_run(batch, tokens, run.fused_attention);
         if per_run >= batch {

@@ -4,7 +4,8 @@
 //!   between prompts the first depth_p layers, depth_p = 0 (no prompts) is the linear probe;
 //! - input of block 0: [CLS, prompts[0], patch tokens], prompts get no position embedding;
 //! - before block i (1 ≤ i < depth_p) the previous block's outputs at the prompt positions are
-//!   replaced by prompts[i];
+//!   replaced by prompts[i] (so block i−1 does not compute them past its attention, see
+//!   `block::RowsRead`; nor does the last block compute the rows the pooling does not read);
 //! - after the final norm, pooling: the CLS token (default), the mean of the image tokens, or the
 //!   mean of the prompt tokens; then the task's linear head;
 //! - loss: mean softmax cross-entropy; prompts, head weight and head bias get gradients, and
@@ -16,7 +17,7 @@ use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::{Dropout, Grads, Graph, Var};
 use crate::io::{f32_tensors_to_bytes, TensorFile};
-use crate::model::block::Stream;
+use crate::model::block::{RowsRead, Stream};
 use crate::model::methods::leaves::BackboneVars;
 use crate::model::methods::method::Method;
 use crate::model::methods::tuned::Tuned;
@@ -220,29 +221,43 @@ pub fn vpt_pooled(g: &Graph, vit: &Vit, backbone: &BackboneVars, prompts: Option
     if depth_p > vit.cfg.depth {
         return Err(Error::shape("vpt", format!("{depth_p} prompted layers but the backbone has {}", vit.cfg.depth)));
     }
+    if pool == Pool::Prompt && p == 0 {
+        return Err(Error::invalid("pool", "prompt pooling needs prompts: give the task prompts, or pool cls or image"));
+    }
     let embedded = vit.embed(g, images, backbone)?; // [B, 1+N, D]
-    let tokens = embedded.shape()[1] + p;
+    let tokens = embedded.shape()[1] + p; // T = 1 + P + N, every block's input
+                                          // The rows the pooling reads, of the last block's output.
+    let pooled_rows = match pool {
+        Pool::Cls => RowsRead::Only { start: 0, count: 1 },
+        Pool::Image => RowsRead::Only { start: 1 + p, count: tokens - 1 - p },
+        Pool::Prompt => RowsRead::Only { start: 1, count: p },
+    };
     let mut x = Stream::new(embedded);
     for i in 0..vit.cfg.depth {
         if i < depth_p {
             let prompts = prompts.expect("depth_p > 0 implies prompts");
             let layer_dropout = dropout.map(|d| Dropout { seed: d.seed.wrapping_add(i as u64), ..d });
             let prompts = layer_prompts(g, prompts, i, batch, layer_dropout)?;
-            // Block 0: insert after CLS. Later blocks: overwrite what block i−1 computed there.
-            let skip = if i == 0 { 1 } else { 1 + p };
+            // Insert after CLS: block 0's input has no prompts yet, and block i−1 left out the
+            // rows these prompts take the place of (`RowsRead::AllBut` below).
             let full = x.sum(g)?; // the previous block's residual add, done here to edit tokens
             let cls = g.slice_tokens(&full, 0, 1)?;
-            let rest = g.slice_tokens(&full, skip, full.shape()[1] - skip)?;
+            let rest = g.slice_tokens(&full, 1, full.shape()[1] - 1)?;
             x = Stream::new(g.concat_tokens(&[&cls, &prompts, &rest])?); // [B, 1+P+N, D]
         }
-        x = vit.block(g, i, x, backbone)?;
+        let rows = if i + 1 == vit.cfg.depth {
+            pooled_rows
+        } else if i + 1 < depth_p {
+            RowsRead::AllBut { start: 1, count: p } // the next block overwrites them
+        } else {
+            RowsRead::All
+        };
+        x = vit.block(g, i, x, rows, backbone)?; // [B, T', D]
     }
-    let x = vit.final_norm(g, x, backbone)?;
+    let x = vit.final_norm(g, x, backbone)?; // [B, T', D], the pooled rows only
     match pool {
-        Pool::Cls => g.reshape(&g.slice_tokens(&x, 0, 1)?, &[batch, vit.cfg.embed_dim]),
-        Pool::Image => g.mean_tokens(&g.slice_tokens(&x, 1 + p, tokens - 1 - p)?),
-        Pool::Prompt if p > 0 => g.mean_tokens(&g.slice_tokens(&x, 1, p)?),
-        Pool::Prompt => Err(Error::invalid("pool", "prompt pooling needs prompts: give the task prompts, or pool cls or image")),
+        Pool::Cls => g.reshape(&x, &[batch, vit.cfg.embed_dim]),
+        Pool::Image | Pool::Prompt => g.mean_tokens(&x),
     }
 }
 

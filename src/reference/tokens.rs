@@ -1,4 +1,4 @@
-//! Token-axis concatenation and slicing in f64. Tensors are [B, T, D], row-major.
+//! Token-axis concatenation, slicing and dropping in f64. Tensors are [B, T, D], row-major.
 
 /// parts: (data, [Bᵢ, Tᵢ, D]) with Bᵢ = B or 1 (broadcast) → [B, ΣTᵢ, D].
 pub fn concat_tokens_forward(parts: &[(&[f64], [usize; 3])], batch: usize) -> Vec<f64> {
@@ -16,4 +16,12 @@ pub fn concat_tokens_forward(parts: &[(&[f64], [usize; 3])], batch: usize) -> Ve
 /// x: [B, T, D] → [B, count, D].
 pub fn slice_tokens_forward(x: &[f64], [batch, tokens, width]: [usize; 3], start: usize, count: usize) -> Vec<f64> {
     (0..batch).flat_map(|b| x[(b * tokens + start) * width..(b * tokens + start + count) * width].iter().copied()).collect()
+}
+
+/// x: [B, T, D] → [B, T − count, D], without tokens start..start + count.
+pub fn drop_tokens_forward(x: &[f64], [batch, tokens, width]: [usize; 3], start: usize, count: usize) -> Vec<f64> {
+    (0..batch)
+        .flat_map(|b| (0..tokens).filter(move |t| !(start..start + count).contains(t)).map(move |t| (b, t)))
+        .flat_map(|(b, t)| x[(b * tokens + t) * width..(b * tokens + t + 1) * width].iter().copied())
+        .collect()
 }

@@ -1,4 +1,4 @@
-//! Token concatenation and slicing: GPU vs f64 reference, backward vs finite differences.
+//! Token concatenation, slicing and dropping: GPU vs f64 reference, backward vs finite differences.
 //! These only move values, so GPU and reference must agree exactly.
 
 use proptest::prelude::*;
@@ -61,6 +61,26 @@ proptest! {
             assert_grad_matches_fd("slice_tokens_backward", gpu, &dx.to_vec().unwrap(), fd, &v, GRAD_TOL);
         }
     }
+
+    // What a block leaves out of its output (`RowsRead::AllBut`): any run of tokens, at the start,
+    // inside or at the end, never all of them.
+    #[test]
+    fn drop_matches_reference_and_finite_differences(batch in dim(3), tokens in 2usize..20, width in dim(17), seed in any::<u64>(), a in 0usize..20, b in 0usize..20) {
+        let start = a % tokens;
+        let count = 1 + b % (tokens - start).min(tokens - 1);
+        for gpu in gpus() {
+            let (x, xt) = random_tensor(gpu, &[batch, tokens, width], seed, 1.0);
+            let y = drop_tokens_forward(&xt, start, count).unwrap();
+            prop_assert_eq!(y.shape(), &[batch, tokens - count, width][..]);
+            assert_close("drop_tokens_forward", gpu, &y.to_vec().unwrap(), &cpu::drop_tokens_forward(&x, [batch, tokens, width], start, count), 0.0);
+            let (w, wt) = random_tensor(gpu, &[batch, tokens - count, width], seed ^ 1, 1.0);
+            let dx = drop_tokens_backward(&wt, start, count).unwrap();
+            prop_assert_eq!(dx.shape(), &[batch, tokens, width][..]);
+            let v = random_vec(seed ^ 2, x.len(), 1.0);
+            let fd = directional_fd(|x| cpu::drop_tokens_forward(x, [batch, tokens, width], start, count), &x, &v, &w);
+            assert_grad_matches_fd("drop_tokens_backward", gpu, &dx.to_vec().unwrap(), fd, &v, GRAD_TOL);
+        }
+    }
 }
 
 #[test]
@@ -72,4 +92,8 @@ fn token_shape_errors_name_op_and_shapes() {
     assert!(msg.contains("concat_tokens_forward") && msg.contains("[2, 3, 4]") && msg.contains("[3, 3, 4]"), "{msg}");
     let msg = slice_tokens_forward(&a, 2, 2).unwrap_err().to_string();
     assert!(msg.contains("slice_tokens_forward") && msg.contains("[2, 3, 4]"), "{msg}");
+    for (start, count) in [(0, 3), (2, 2)] {
+        let msg = drop_tokens_forward(&a, start, count).unwrap_err().to_string();
+        assert!(msg.contains("drop_tokens_forward") && msg.contains("[2, 3, 4]"), "{msg}");
+    }
 }

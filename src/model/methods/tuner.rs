@@ -184,7 +184,8 @@ pub trait Tuner: Debug + Send + Sync {
         Ok(fc2_weight)
     }
 
-    /// The MLP's output m [B, T, D], before the residual add.
+    /// The MLP's output m [B, T', D] (the rows read after the block, `block::RowsRead`), before
+    /// the residual add.
     fn mlp_output(&self, _at: &BlockSite, m: Var) -> Result<Var> {
         Ok(m)
     }
