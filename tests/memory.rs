@@ -82,9 +82,11 @@ fn what_the_engine_lets_go_of_is_freed_however_far_the_host_runs_ahead() {
 }
 
 /// With the kept activations in f16 (`--precision f16`, `Vit::keep`), what a training forward
-/// leaves for the backward shrinks by exactly half of the MLP pre-activations [B, T, hidden] and
+/// leaves for the backward shrinks by exactly half of the MLP pre-activations [B, T', hidden] and
 /// the fused attention's q, k, v, o [B, H, T, hd] of every block, and the loss is the same bits
-/// (the forward computes in f32 either way).
+/// (the forward computes in f32 either way). T' is the rows a block computes past its attention
+/// (`RowsRead`): T − P under VPT-deep where the next block replaces the prompts, CLS alone in the
+/// last block.
 #[test]
 fn f16_kept_activations_halve_what_the_forward_keeps_and_leave_the_loss_alone() {
     use vpt_wgsl::bench::{StepSetup, StepShape};
@@ -108,11 +110,16 @@ fn f16_kept_activations_halve_what_the_forward_keeps_and_leave_the_loss_alone() 
     let (kept16, loss16) = kept_and_loss(KeepAs::F16);
     assert_eq!(loss16.to_bits(), loss32.to_bits(), "keeping activations in f16 changed the forward");
     let cfg = &shape.vit;
-    let (b, t) = (shape.batch as u64, shape.tokens() as u64);
+    let (b, t, p) = (shape.batch as u64, shape.tokens() as u64, shape.prompts as u64);
     let f16_bytes = |elements: u64| (elements * 2).next_multiple_of(4);
-    let pre = b * t * cfg.mlp_hidden as u64;
     let head_part = b * t * cfg.embed_dim as u64; // q, k, v or o, [B, H, T, hd]
-    let halved = cfg.depth as u64 * (4 * pre + 4 * 4 * head_part - f16_bytes(pre) - 4 * f16_bytes(head_part));
+    let halved: u64 = (0..cfg.depth)
+        .map(|i| {
+            let rows = if i + 1 == cfg.depth { 1 } else { t - p }; // the task pools CLS
+            let pre = b * rows * cfg.mlp_hidden as u64;
+            4 * pre + 4 * 4 * head_part - f16_bytes(pre) - 4 * f16_bytes(head_part)
+        })
+        .sum();
     assert_eq!(kept32 - kept16, halved, "kept {kept32} B with f32, {kept16} B with f16");
 }
 
