@@ -128,8 +128,9 @@ pub fn block_forward(g: &Graph, b: &BlockVars, run: BlockRun, x: Stream) -> Resu
         g.matmul(&probs, &v, MatmulOptions::default())? // [B, H, T, hd]
     };
     let o = g.merge_heads(&o)?; // [B, T, D]
-                                // From here on only the rows read after the block: T' of T.
-    let (x, o) = (run.rows.take(g, &x)?, run.rows.take(g, &o)?); // [B, T', D] each
+
+    // From here on only the rows read after the block: T' of T, [B, T', D] each.
+    let (x, o) = (run.rows.take(g, &x)?, run.rows.take(g, &o)?);
     let o = g.linear(&o, &b.proj.0, Some(&b.proj.1))?;
     // The residual add and norm2 in one kernel each way: x = x + o, h = norm2(x), [B, T', D].
     let (x, h) = g.add_layernorm(&x, &o, &b.norm2.0, &b.norm2.1, run.eps)?;

@@ -226,7 +226,8 @@ pub fn vpt_pooled(g: &Graph, vit: &Vit, backbone: &BackboneVars, prompts: Option
     }
     let embedded = vit.embed(g, images, backbone)?; // [B, 1+N, D]
     let tokens = embedded.shape()[1] + p; // T = 1 + P + N, every block's input
-                                          // The rows the pooling reads, of the last block's output.
+
+    // The rows the pooling reads, of the last block's output.
     let pooled_rows = match pool {
         Pool::Cls => RowsRead::Only { start: 0, count: 1 },
         Pool::Image => RowsRead::Only { start: 1 + p, count: tokens - 1 - p },
