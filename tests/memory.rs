@@ -83,10 +83,10 @@ fn what_the_engine_lets_go_of_is_freed_however_far_the_host_runs_ahead() {
 
 /// With the kept activations in f16 (`--precision f16`, `Vit::keep`), what a training forward
 /// leaves for the backward shrinks by exactly half of the MLP pre-activations [B, T', hidden] and
-/// the fused attention's q, k, v, o [B, H, T, hd] of every block, and the loss is the same bits
-/// (the forward computes in f32 either way). T' is the rows a block computes past its attention
-/// (`RowsRead`): T − P under VPT-deep where the next block replaces the prompts, CLS alone in the
-/// last block.
+/// the fused attention's q, o [B, H, T', hd] and k, v [B, H, T, hd] of every block, and the loss
+/// is the same bits (the forward computes in f32 either way). T' is the rows read after a block
+/// (`RowsRead`), which alone ask the attention and run past it: T − P under VPT-deep where the
+/// next block replaces the prompts, CLS alone in the last block.
 #[test]
 fn f16_kept_activations_halve_what_the_forward_keeps_and_leave_the_loss_alone() {
     use vpt_wgsl::bench::{StepSetup, StepShape};
@@ -112,12 +112,14 @@ fn f16_kept_activations_halve_what_the_forward_keeps_and_leave_the_loss_alone() 
     let cfg = &shape.vit;
     let (b, t, p) = (shape.batch as u64, shape.tokens() as u64, shape.prompts as u64);
     let f16_bytes = |elements: u64| (elements * 2).next_multiple_of(4);
-    let head_part = b * t * cfg.embed_dim as u64; // q, k, v or o, [B, H, T, hd]
     let halved: u64 = (0..cfg.depth)
         .map(|i| {
             let rows = if i + 1 == cfg.depth { 1 } else { t - p }; // the task pools CLS
             let pre = b * rows * cfg.mlp_hidden as u64;
-            4 * pre + 4 * 4 * head_part - f16_bytes(pre) - 4 * f16_bytes(head_part)
+            let query_part = b * rows * cfg.embed_dim as u64; // q or o, [B, H, T', hd]: the rows read ask
+            let key_part = b * t * cfg.embed_dim as u64; // k or v, [B, H, T, hd]: every row answers
+            let f32_bytes = 4 * (pre + 2 * query_part + 2 * key_part);
+            f32_bytes - f16_bytes(pre) - 2 * f16_bytes(query_part) - 2 * f16_bytes(key_part)
         })
         .sum();
     assert_eq!(kept32 - kept16, halved, "kept {kept32} B with f32, {kept16} B with f16");

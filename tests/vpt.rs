@@ -52,14 +52,17 @@ fn backward_computes_no_backbone_weight_gradients() {
     let mut vit = tiny_vit(&gpu);
     // Per block, the backward's matmuls are the dX of qkv, proj, fc2 (with GELU's derivative) and
     // fc1, plus, on the unfused path, attention's four (dP, dV, dQ, dK); the fused attention's
-    // backward runs its own kernels and one matmul, dQ.
+    // backward runs its own kernels and one matmul, dQ. Where a block runs its prompts through
+    // qkv apart from the images' rows (`block::block_forward`: VPT-deep, whose every block reads
+    // no prompt row after it), qkv's dX is two products, the prompts' and the images', except in
+    // block 0, whose image rows no gradient needs.
     for (attention, per_block) in [(AttentionChoice::Unfused, 8), (AttentionChoice::Fused, 5)] {
         vit.plan.attention = attention;
         for (depth_p, pool, expected_matmuls) in [
-            (DEPTH, Pool::Cls, per_block * DEPTH as u64 + 2),   // VPT-deep
-            (1, Pool::Cls, per_block * DEPTH as u64 + 2),       // VPT-shallow: every block is after the prompts
-            (2, Pool::Image, per_block * DEPTH as u64 + 2 + 1), // mean pooling adds one matmul (dX of the averager product)
-            (0, Pool::Cls, 1),                                  // linear probe: only the head's dW
+            (DEPTH, Pool::Cls, per_block * DEPTH as u64 + (DEPTH as u64 - 1) + 2), // VPT-deep
+            (1, Pool::Cls, per_block * DEPTH as u64 + 2),                          // VPT-shallow: every block is after the prompts
+            (2, Pool::Image, per_block * DEPTH as u64 + 2 + 1),                    // mean pooling adds one matmul (dX of the averager product)
+            (0, Pool::Cls, 1),                                                     // linear probe: only the head's dW
         ] {
             let task = task(&gpu, depth_p, 4, pool);
             let g = Graph::new(&gpu);

@@ -1,7 +1,9 @@
 // Fused attention, flash style: O = softmax(s·Q·Kᵀ)·V without ever storing the T×T matrix,
 // forward and backward (FlashAttention-2's schedule).
 //
-// Per (batch, head), with Q, K, V, O, dO: [T, hd] and s = 1/√hd:
+// Per (batch, head), with K, V: [T, hd], Q, O, dO: [Tq, hd] and s = 1/√hd (Tq = T where every
+// row asks; fewer where only some rows' outputs are read, as under VPT-deep, whose next block
+// overwrites the prompt rows and whose last block's head reads CLS alone):
 //
 //   forward:   S = s·Q·Kᵀ,  P = softmax(S) row by row,  O = P·V
 //              L_i = m_i + log l_i, the row's log-sum-exp (m_i = max_j S_ij, l_i = Σ_j exp(S_ij − m_i))
@@ -9,7 +11,7 @@
 //              D_i  = Σ_e dO_ie·O_ie  (= Σ_j P_ij·dP_ij)     attention_backward_rowdot
 //              dP   = dO·Vᵀ,  dS_ij = P_ij·(dP_ij − D_i)
 //              dV   = Pᵀ·dO,  dK = s·dSᵀ·Q                   attention_backward_dkdv, per key row,
-//                                                            which also stores s·dS [T, T]
+//                                                            which also stores s·dS [Tq, T]
 //              dQ   = (s·dS)·K                              a matmul (`kernels/attention.rs`),
 //                                   or attention_backward_dq, per query row, where s·dS is not stored
 //
@@ -27,10 +29,12 @@
 // the matmul cannot take (s·dS over one storage binding, or B·H past one grid axis), where the
 // backward stores nothing of T².
 //
-// Layouts: q, k, v, o, dout, dk, dv: [B·H, T, hd] (what split_heads makes); lse: [B·H, T];
-// stats: [B·H, T, 2], each row's (L, D), one binding so that dkdv binds 8 storage buffers, the
-// WebGPU default; ds: [B·H, T, T] (one f32 where not stored). Any T (a head's last tile is
-// partial: its rows past T repeat row T − 1 and are masked), hd from 1 to 4·MAX_QUADS = 128.
+// Layouts: k, v, dk, dv: [B·H, T, hd] (what split_heads makes); q, o, dout, dq: [B·H, Tq, hd];
+// lse: [B·H, Tq]; stats: [B·H, Tq, 2], each query row's (L, D), one binding so that dkdv binds 8
+// storage buffers, the WebGPU default; ds: [B·H, Tq, T] (one f32 where not stored). Any T and
+// Tq (a head's last tile is partial: its rows past the end repeat the last row and are masked),
+// hd from 1 to 4·MAX_QUADS = 128. A query row asked for nothing costs nothing: its dO is 0, so
+// it adds nothing to dK and dV, and it need not be in Q at all.
 //
 // The kernels read and write the [T, hd] matrices a quad at a time: quad j of a row is its
 // columns 4j … 4j + 3, through q_at, k_at, v_at, dout_at, o_saved_at and o_put, dk_put, dv_put,
@@ -91,7 +95,8 @@
 
 struct Params {
     batch_heads: u32,  // B·H
-    tokens: u32,       // T
+    tokens: u32,       // T, the rows of K and V (the keys)
+    queries: u32,      // Tq, the rows of Q, O and dO (T where every row asks; fewer where only some are read)
     head_dim: u32,     // hd
     scale: f32,        // s = 1/√hd
     store_ds: u32,     // dkdv: 1 to store s·dS for dQ's matmul, 0 where the dq kernel runs
@@ -119,19 +124,19 @@ struct Rows {
     valid: bool,
 }
 
-fn rows_of(wid: vec3<u32>, nwg: vec3<u32>, per_workgroup: u32) -> Rows {
+fn rows_of(wid: vec3<u32>, nwg: vec3<u32>, per_workgroup: u32, head_rows: u32) -> Rows {
     let index = wid.y * nwg.x + wid.x;
-    let per_head = (params.tokens + per_workgroup - 1u) / per_workgroup;
+    let per_head = (head_rows + per_workgroup - 1u) / per_workgroup;
     let bh = index / per_head;
     return Rows(bh, (index % per_head) * per_workgroup, bh < params.batch_heads);
 }
 
-// Rows r0 … r0 + 15 of head bh as rows of [B·H·T, hd] (what the _at and _put functions take),
-// the last real row repeated past T (so every read is in bounds; those scores are masked).
-fn tile_rows(bh: u32, r0: u32) -> array<u32, 16> {
-    let t = params.tokens;
+// Rows r0 … r0 + 15 of head bh, whose matrix has n rows (T for K and V, Tq for Q and dO), as
+// rows of [B·H·n, hd] (what the _at and _put functions take), the last real row repeated past n
+// (so every read is in bounds; those scores are masked).
+fn tile_rows(bh: u32, r0: u32, n: u32) -> array<u32, 16> {
     var at: array<u32, 16>;
-    for (var j = 0u; j < 16u; j++) { at[j] = bh * t + min(r0 + j, t - 1u); }
+    for (var j = 0u; j < 16u; j++) { at[j] = bh * n + min(r0 + j, n - 1u); }
     return at;
 }
 
@@ -204,12 +209,13 @@ fn softmax_step(raw: Scores, m: vec4<f32>, l: vec4<f32>, k0: u32) -> SoftmaxStep
 fn attention_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                      @builtin(local_invocation_index) lid: u32) {
     let t = params.tokens;
+    let tq = params.queries;
     let quads = head_quads();
-    let rows = rows_of(wid, nwg, ROWS_WG * 4u);
+    let rows = rows_of(wid, nwg, ROWS_WG * 4u, tq);
     if (!rows.valid) { return; }
     let row0 = rows.first + 4u * lid;
-    if (row0 >= t) { return; }  // no barriers below: idle invocations may leave
-    let at = tile_rows(rows.bh, row0);  // the 4 rows (entries 0..3)
+    if (row0 >= tq) { return; }  // no barriers below: idle invocations may leave
+    let at = tile_rows(rows.bh, row0, tq);  // the 4 query rows (entries 0..3)
     // O·l of the 4 rows, quad j as a mat4x4 whose column c is column 4j + c; normalised at the end.
     var o_rows: array<mat4x4<f32>, MAX_QUADS>;
     for (var j = 0u; j < quads; j++) { o_rows[j] = mat4x4<f32>(); }
@@ -217,7 +223,7 @@ fn attention_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
     var l = vec4<f32>();        // running Σ exp(score − m)
 
     for (var k0 = 0u; k0 < t; k0 += TILE) {
-        let kv = tile_rows(rows.bh, k0);
+        let kv = tile_rows(rows.bh, k0, t);
         var sa = mat4x4<f32>();
         var sb = mat4x4<f32>();
         var sc = mat4x4<f32>();
@@ -241,10 +247,10 @@ fn attention_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
         }
     }
 
-    // O = O·l / l (l ≥ 1: the max term is 1), L = m + log l; rows past T write nothing.
+    // O = O·l / l (l ≥ 1: the max term is 1), L = m + log l; rows past Tq write nothing.
     let lse_row = m + log(l);
     for (var r = 0u; r < 4u; r++) {
-        if (row0 + r < t) {
+        if (row0 + r < tq) {
             for (var j = 0u; j < quads; j++) { o_put(at[r], j, transpose(o_rows[j])[r] / l[r]); }
             lse[at[r]] = lse_row[r];
         }
@@ -259,38 +265,38 @@ fn attention_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
 fn attention_backward_rowdot(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                              @builtin(local_invocation_index) lid: u32) {
     let row = flat_index(wid, nwg, lid);
-    if (row >= params.batch_heads * params.tokens) { return; }
+    if (row >= params.batch_heads * params.queries) { return; }
     var sum = vec4<f32>();
     for (var j = 0u; j < head_quads(); j++) { sum += dout_at(row, j) * o_saved_at(row, j); }
     stats[2u * row] = lse_saved[row];
     stats[2u * row + 1u] = (sum.x + sum.y) + (sum.z + sum.w);
 }
 
-// s·dS of query row i for the 4 keys from row0 into ds [B·H, T, T]: row i, columns row0 … row0 + 3,
+// s·dS of query row i for the 4 keys from row0 into ds [B·H, Tq, T]: row i, columns row0 … row0 + 3,
 // those below T.
 fn store_ds(bh: u32, i: u32, row0: u32, scaled: vec4<f32>) {
     let t = params.tokens;
-    if (params.store_ds == 0u || i >= t) { return; }
-    let at = (bh * t + i) * t + row0;
+    if (params.store_ds == 0u || i >= params.queries) { return; }
+    let at = (bh * params.queries + i) * t + row0;
     for (var r = 0u; r < 4u; r++) {
         if (row0 + r < t) { ds[at + r] = scaled[r]; }
     }
 }
 
 // P and dS of 4 keys against 8 queries (column c of `pa`, `dsa`: query q0 + c; of `pb`, `dsb`:
-// query q0 + 4 + c), 0 for a query past T.
+// query q0 + 4 + c), 0 for a query past Tq.
 struct KeySide { pa: mat4x4<f32>, pb: mat4x4<f32>, dsa: mat4x4<f32>, dsb: mat4x4<f32> }
 
 // From the raw products Q·Kᵀ (sa, sb) and dO·Vᵀ (pa, pb): P = exp(s·S − L_i) and
 // dS = P·(dP − D_i), with s·dS stored for dQ's matmul (`store_ds`).
 fn key_side(sa: mat4x4<f32>, sb: mat4x4<f32>, pa: mat4x4<f32>, pb: mat4x4<f32>, bh: u32, qs: array<u32, 16>, q0: u32, row0: u32) -> KeySide {
-    let t = params.tokens;
+    let tq = params.queries;
     var g: KeySide;
     for (var c = 0u; c < 4u; c++) {
         let ia = 2u * qs[c];
         let ib = 2u * qs[4u + c];
-        let keep_a = select(0.0, 1.0, q0 + c < t);
-        let keep_b = select(0.0, 1.0, q0 + 4u + c < t);
+        let keep_a = select(0.0, 1.0, q0 + c < tq);
+        let keep_b = select(0.0, 1.0, q0 + 4u + c < tq);
         g.pa[c] = keep_a * exp(params.scale * sa[c] - stats_saved[ia]);
         g.pb[c] = keep_b * exp(params.scale * sb[c] - stats_saved[ib]);
         g.dsa[c] = g.pa[c] * (pa[c] - stats_saved[ia + 1u]);
@@ -318,18 +324,19 @@ fn key_side(sa: mat4x4<f32>, sb: mat4x4<f32>, pa: mat4x4<f32>, pb: mat4x4<f32>, 
 fn attention_backward_dkdv(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                            @builtin(local_invocation_index) lid: u32) {
     let t = params.tokens;
+    let tq = params.queries;
     let quads = head_quads();
-    let rows = rows_of(wid, nwg, ROWS_WG * 4u);
+    let rows = rows_of(wid, nwg, ROWS_WG * 4u, t);
     if (!rows.valid) { return; }
     let row0 = rows.first + 4u * lid;
     if (row0 >= t) { return; }
-    let at = tile_rows(rows.bh, row0);  // the 4 key rows (entries 0..3)
+    let at = tile_rows(rows.bh, row0, t);  // the 4 key rows (entries 0..3)
     var dk_rows: array<mat4x4<f32>, MAX_QUADS>;  // quad j: column c is column 4j + c of the 4 keys
     var dv_rows: array<mat4x4<f32>, MAX_QUADS>;
     for (var j = 0u; j < quads; j++) { dk_rows[j] = mat4x4<f32>(); dv_rows[j] = mat4x4<f32>(); }
 
-    for (var q0 = 0u; q0 < t; q0 += 8u) {
-        let qs = tile_rows(rows.bh, q0);  // entries 0..7: the query rows
+    for (var q0 = 0u; q0 < tq; q0 += 8u) {
+        let qs = tile_rows(rows.bh, q0, tq);  // entries 0..7: the query rows
         var sa = mat4x4<f32>();  // column c: S of query q0 + c for the 4 keys
         var sb = mat4x4<f32>();  // column c: query q0 + 4 + c
         var pa = mat4x4<f32>();  // the same for dP
@@ -393,19 +400,20 @@ fn rows_stats(at: array<u32, 16>, which: u32) -> vec4<f32> {
 fn attention_backward_dq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                          @builtin(local_invocation_index) lid: u32) {
     let t = params.tokens;
+    let tq = params.queries;
     let quads = head_quads();
-    let rows = rows_of(wid, nwg, ROWS_WG * 4u);
+    let rows = rows_of(wid, nwg, ROWS_WG * 4u, tq);
     if (!rows.valid) { return; }
     let row0 = rows.first + 4u * lid;
-    if (row0 >= t) { return; }
-    let at = tile_rows(rows.bh, row0);  // the 4 query rows (entries 0..3)
+    if (row0 >= tq) { return; }
+    let at = tile_rows(rows.bh, row0, tq);  // the 4 query rows (entries 0..3)
     let lse_rows = rows_stats(at, 0u);
     let delta_rows = rows_stats(at, 1u);
     var dq_rows: array<mat4x4<f32>, MAX_QUADS>;  // quad j: column c is column 4j + c of the 4 rows
     for (var j = 0u; j < quads; j++) { dq_rows[j] = mat4x4<f32>(); }
 
     for (var k0 = 0u; k0 < t; k0 += 8u) {
-        let kv = tile_rows(rows.bh, k0);  // entries 0..7: the key rows
+        let kv = tile_rows(rows.bh, k0, t);  // entries 0..7: the key rows
         var sa = mat4x4<f32>();
         var sb = mat4x4<f32>();
         var pa = mat4x4<f32>();
@@ -425,7 +433,7 @@ fn attention_backward_dq(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wor
     }
 
     for (var r = 0u; r < 4u; r++) {
-        if (row0 + r < t) {
+        if (row0 + r < tq) {
             for (var j = 0u; j < quads; j++) { dq_put(at[r], j, transpose(dq_rows[j])[r]); }
         }
     }

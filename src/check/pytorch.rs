@@ -322,10 +322,11 @@ impl Fixture<'_, '_, '_> {
     }
 
     /// torch's scaled_dot_product_attention, forward and backward, at ViT-B/16 head shapes (197
-    /// tokens, and 247 with 50 VPT-deep prompts) and ViT-H's hd 80, against the fused kernels
-    /// (which never form the [T, T] probabilities torch's math path does).
+    /// tokens, 247 with 50 VPT-deep prompts, and 197 query rows against those 247 keys) and
+    /// ViT-H's hd 80, against the fused kernels (which never form the [Tq, T] probabilities
+    /// torch's math path does).
     fn attention(&mut self) -> Result<()> {
-        for case in ["vit_b16", "vit_b16_deep", "vit_h_odd"] {
+        for case in ["vit_b16", "vit_b16_deep", "vit_b16_deep_rows", "vit_h_odd"] {
             let (q, k, v, dout) = (self.load(case, "q")?, self.load(case, "k")?, self.load(case, "v")?, self.load(case, "do")?);
             let scale = 1.0 / (q.shape()[3] as f32).sqrt();
             let out = attention::attention_forward(&q, &k, &v, scale)?;

@@ -168,28 +168,32 @@ fn cross_entropy_rows(c: &mut Checker) -> Result<()> {
 }
 
 /// The fused attention, forward and backward, at [2, 3, 41, 40] (41 tokens cross its 16-key
-/// tiles and 4-row groups; hd 40 is not a power of two) and at [1, 2, 41, 13], whose heads are not
-/// a multiple of 4 wide (the build reading them as f32s, with a partial last quad).
+/// tiles and 4-row groups; hd 40 is not a power of two), at [1, 2, 41, 13], whose heads are not
+/// a multiple of 4 wide (the build reading them as f32s, with a partial last quad), and with 23
+/// query rows against 41 keys (what VPT-deep asks where only some rows are read).
 fn fused_attention(c: &mut Checker) -> Result<()> {
-    for (shape, seed) in [([2, 3, 41, 40], 51), ([1, 2, 41, 13], 61)] {
-        fused_attention_at(c, shape, seed)?;
+    for (q_shape, tokens, seed) in [([2, 3, 41, 40], 41, 51), ([1, 2, 41, 13], 41, 61), ([1, 2, 23, 40], 41, 71)] {
+        fused_attention_at(c, q_shape, tokens, seed)?;
     }
     Ok(())
 }
 
-fn fused_attention_at(c: &mut Checker, shape: [usize; 4], seed: u64) -> Result<()> {
-    let [b, h, t, hd] = shape;
-    let (q, qt) = random(c.gpu, &shape, seed, 2.0)?;
-    let (k, kt) = random(c.gpu, &shape, seed + 1, 2.0)?;
-    let (v, vt) = random(c.gpu, &shape, seed + 2, 1.0)?;
-    let (dout, doutt) = random(c.gpu, &shape, seed + 3, 1.0)?;
+/// q [B, H, Tq, hd] against k, v [B, H, T, hd], T = `tokens`.
+fn fused_attention_at(c: &mut Checker, q_shape: [usize; 4], tokens: usize, seed: u64) -> Result<()> {
+    let [b, h, tq, hd] = q_shape;
+    let k_shape = [b, h, tokens, hd];
+    let (q, qt) = random(c.gpu, &q_shape, seed, 2.0)?;
+    let (k, kt) = random(c.gpu, &k_shape, seed + 1, 2.0)?;
+    let (v, vt) = random(c.gpu, &k_shape, seed + 2, 1.0)?;
+    let (dout, doutt) = random(c.gpu, &q_shape, seed + 3, 1.0)?;
     let scale = 1.0 / (hd as f32).sqrt();
+    let heads = reference::attention::Heads { queries: tq, tokens, head_dim: hd };
     let out = attention::attention_forward(&qt, &kt, &vt, scale)?;
-    let (want_o, _) = reference::attention::attention_forward(&q, &k, &v, t, hd, scale as f64);
-    let case = format!("[{b},{h},{t},{hd}]");
+    let (want_o, _) = reference::attention::attention_forward(&q, &k, &v, heads, scale as f64);
+    let case = if tq == tokens { format!("[{b},{h},{tokens},{hd}]") } else { format!("[{b},{h},{tq} of {tokens},{hd}]") };
     c.compare("attention (fused)", &format!("{case} o"), "f64", &out.o, &want_o, Metric::Scaled, ATTENTION)?;
     let g = attention::attention_backward(&qt, &kt, &vt, &out, &doutt, scale)?;
-    let [dq, dk, dv] = reference::attention::attention_backward(&q, &k, &v, &dout, t, hd, scale as f64);
+    let [dq, dk, dv] = reference::attention::attention_backward(&q, &k, &v, &dout, heads, scale as f64);
     c.compare("attention (fused)", &format!("{case} dq"), "f64", &g.dq, &dq, Metric::Scaled, ATTENTION)?;
     c.compare("attention (fused)", &format!("{case} dk"), "f64", &g.dk, &dk, Metric::Scaled, ATTENTION)?;
     c.compare("attention (fused)", &format!("{case} dv"), "f64", &g.dv, &dv, Metric::Scaled, ATTENTION)

@@ -126,9 +126,10 @@ impl Graph {
     }
 
     /// Fused attention, softmax(s·q·kᵀ)·v in one kernel each way (`kernels::attention`):
-    /// q, k, v [B, H, T, hd] → o [B, H, T, hd]. Keeps q, k, v, o (as `keep` says) and the row
-    /// log-sum-exp [B, H, T] (f32) for the backward, never the [B, H, T, T] probabilities the
-    /// unfused path (`matmul`, `softmax_scaled`, `matmul`) keeps.
+    /// q [B, H, Tq, hd], k, v [B, H, T, hd] → o [B, H, Tq, hd] (Tq < T where only some rows'
+    /// outputs are read). Keeps q, k, v, o (as `keep` says) and the row log-sum-exp [B, H, Tq]
+    /// (f32) for the backward, never the [B, H, Tq, T] probabilities the unfused path (`matmul`,
+    /// `softmax_scaled`, `matmul`) keeps.
     pub fn attention(&self, q: &Var, k: &Var, v: &Var, scale: f32, keep: KeepAs) -> Result<Var> {
         let AttentionOut { o, lse } = attention::attention_forward(q.value(), k.value(), v.value(), scale)?;
         // Kept as computed, o is the output's own buffer: keeping it costs nothing more.

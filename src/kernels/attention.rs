@@ -68,7 +68,7 @@ pub const MAX_HEAD_DIM: usize = 128;
 /// Rows per workgroup: `ROWS_WG` = 64 invocations of 4 rows each.
 const ROWS_PER_WORKGROUP: usize = 4 * 64;
 
-/// What the forward returns: o [B, H, T, hd] and the per-row log-sum-exp [B, H, T] that the
+/// What the forward returns: o [B, H, Tq, hd] and the per-row log-sum-exp [B, H, Tq] that the
 /// backward recomputes the probabilities from.
 #[derive(Debug)]
 pub struct AttentionOut {
@@ -76,7 +76,7 @@ pub struct AttentionOut {
     pub lse: Tensor,
 }
 
-/// Gradients with respect to q, k and v, [B, H, T, hd] each.
+/// Gradients with respect to q [B, H, Tq, hd], k and v [B, H, T, hd].
 #[derive(Debug)]
 pub struct AttentionGrads {
     pub dq: Tensor,
@@ -88,43 +88,58 @@ pub struct AttentionGrads {
 #[derive(Clone, Copy, Debug)]
 struct Dims {
     batch_heads: usize,
+    /// T: the rows of k and v.
     tokens: usize,
+    /// Tq: the rows of q (and o, dO, dQ).
+    queries: usize,
     head_dim: usize,
 }
 
 impl Dims {
     /// The uniform every kernel gets; `store_ds`: dkdv stores s·dS for dQ's matmul.
     fn params(self, scale: f32, store_ds: bool) -> Params {
-        Params::new().dim("batch_heads", self.batch_heads).dim("tokens", self.tokens).dim("head_dim", self.head_dim).f32("scale", scale).flag("store_ds", store_ds)
+        Params::new().dim("batch_heads", self.batch_heads).dim("tokens", self.tokens).dim("queries", self.queries).dim("head_dim", self.head_dim).f32("scale", scale).flag("store_ds", store_ds)
     }
 
-    /// One workgroup per 256 rows of every head (one per head up to T = 256).
-    fn row_grid(self, gpu: &Gpu, op: &'static str) -> Result<[u32; 3]> {
-        let groups = self.batch_heads * self.tokens.div_ceil(ROWS_PER_WORKGROUP);
+    /// One workgroup per 256 of each head's `rows` (the queries for the forward and dQ, the keys
+    /// for dK/dV): one per head up to 256.
+    fn row_grid(self, gpu: &Gpu, op: &'static str, rows: usize) -> Result<[u32; 3]> {
+        let groups = self.batch_heads * rows.div_ceil(ROWS_PER_WORKGROUP);
         let groups = u32::try_from(groups).map_err(|_| Error::shape(op, format!("{groups} workgroups is more than one launch can cover")))?;
         Ok(gpu.grid(groups))
     }
 }
 
-/// Check q and the tensors that must match it ([B, H, T, hd] each) and read their sizes.
-fn head_dims(op: &'static str, q: &Tensor, others: &[(&Tensor, &str)]) -> Result<Dims> {
-    expect_rank(op, q, "q", 4, "[B, H, T, hd]")?;
-    for (t, name) in others {
+/// Check q [B, H, Tq, hd] and k [B, H, T, hd], the tensors that must match each
+/// (`like_q`, `like_k`), and read their sizes.
+fn head_dims(op: &'static str, q: &Tensor, k: &Tensor, like_q: &[(&Tensor, &str)], like_k: &[(&Tensor, &str)]) -> Result<Dims> {
+    expect_rank(op, q, "q", 4, "[B, H, Tq, hd]")?;
+    expect_rank(op, k, "k", 4, "[B, H, T, hd]")?;
+    same_device(op, q, k)?;
+    let (qs, ks) = (q.shape(), k.shape());
+    if (qs[0], qs[1], qs[3]) != (ks[0], ks[1], ks[3]) {
+        return Err(Error::shape(op, format!("q {qs:?} and k {ks:?}: they must agree in B, H and hd (q [B, H, Tq, hd], k [B, H, T, hd])")));
+    }
+    for (t, name) in like_q {
         same_shape(op, q, t, "q", name)?;
         same_device(op, q, t)?;
     }
-    let s = q.shape();
-    if s[3] == 0 || s[3] > MAX_HEAD_DIM || s[2] == 0 {
-        return Err(Error::shape(op, format!("q {s:?}: the fused attention takes 1 ≤ T and 1 ≤ hd ≤ {MAX_HEAD_DIM}; use the unfused path (`attention` unfused) for wider heads")));
+    for (t, name) in like_k {
+        same_shape(op, k, t, "k", name)?;
+        same_device(op, k, t)?;
     }
-    Ok(Dims { batch_heads: s[0] * s[1], tokens: s[2], head_dim: s[3] })
+    if qs[3] == 0 || qs[3] > MAX_HEAD_DIM || qs[2] == 0 || ks[2] == 0 {
+        return Err(Error::shape(op, format!("q {qs:?}, k {ks:?}: the fused attention takes 1 ≤ Tq, 1 ≤ T and 1 ≤ hd ≤ {MAX_HEAD_DIM}; use the unfused path (`attention` unfused) for wider heads")));
+    }
+    Ok(Dims { batch_heads: qs[0] * qs[1], tokens: ks[2], queries: qs[2], head_dim: qs[3] })
 }
 
 /// o = softmax(scale·q·kᵀ)·v per (batch, head), and the row log-sum-exp.
-/// q, k, v: [B, H, T, hd] → o [B, H, T, hd], lse [B, H, T].
+/// q [B, H, Tq, hd], k, v [B, H, T, hd] → o [B, H, Tq, hd], lse [B, H, Tq]. Tq = T is
+/// self-attention; a q of fewer rows asks only for the rows whose output is read.
 pub fn attention_forward(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32) -> Result<AttentionOut> {
     let op = "attention_forward";
-    let dims = head_dims(op, q, &[(k, "k"), (v, "v")])?;
+    let dims = head_dims(op, q, k, &[], &[(v, "v")])?;
     let o = q.empty_like_shape(q.shape())?;
     let lse = q.empty_like_shape(&q.shape()[..3])?;
     let kernels = Kernels::for_device(q.gpu(), dims.head_dim);
@@ -133,7 +148,7 @@ pub fn attention_forward(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32) -> Resu
         kernels.forward,
         &dims.params(scale, false),
         &[Bind::read(1, q.buffer()), Bind::read(2, k.buffer()), Bind::read(3, v.buffer()), Bind::read_write(4, o.buffer()), Bind::read_write(5, lse.buffer())],
-        dims.row_grid(q.gpu(), op)?,
+        dims.row_grid(q.gpu(), op, dims.queries)?,
     )?;
     Ok(AttentionOut { o, lse })
 }
@@ -141,19 +156,19 @@ pub fn attention_forward(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32) -> Resu
 /// How the fused backward computes dQ.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum DqPath {
-    /// dkdv stores s·dS [B·H, T, T] and dQ = (s·dS)·K is a matmul: 10·T²·hd multiply-adds per
-    /// head.
+    /// dkdv stores s·dS [B·H, Tq, T] and dQ = (s·dS)·K is a matmul: 10·Tq·T·hd multiply-adds
+    /// per head.
     Matmul,
-    /// A kernel per query block recomputes S and dP (FlashAttention-2's): 14·T²·hd, nothing of
-    /// T² stored.
+    /// A kernel per query block recomputes S and dP (FlashAttention-2's): 14·Tq·T·hd, nothing of
+    /// Tq·T stored.
     Kernel,
 }
 
 impl DqPath {
     /// `Matmul` where s·dS fits one storage binding and B·H one grid axis (the matmul's batch),
     /// else `Kernel`.
-    pub fn for_shape(gpu: &Gpu, batch_heads: usize, tokens: usize) -> DqPath {
-        let ds_bytes = (batch_heads as u64).saturating_mul(tokens as u64).saturating_mul(tokens as u64).saturating_mul(4);
+    pub fn for_shape(gpu: &Gpu, batch_heads: usize, queries: usize, tokens: usize) -> DqPath {
+        let ds_bytes = (batch_heads as u64).saturating_mul(queries as u64).saturating_mul(tokens as u64).saturating_mul(4);
         let fits = ds_bytes <= gpu.max_binding_bytes() && batch_heads <= gpu.limits().max_compute_workgroups_per_dimension as usize;
         if fits {
             DqPath::Matmul
@@ -163,7 +178,7 @@ impl DqPath {
     }
 }
 
-/// Gradient of [`attention_forward`] from its inputs, its outputs and dO [B, H, T, hd], dQ by
+/// Gradient of [`attention_forward`] from its inputs, its outputs and dO [B, H, Tq, hd], dQ by
 /// [`DqPath::for_shape`].
 pub fn attention_backward(q: &Tensor, k: &Tensor, v: &Tensor, out: &AttentionOut, dout: &Tensor, scale: f32) -> Result<AttentionGrads> {
     backward(None, q, k, v, out, dout, scale)
@@ -179,39 +194,39 @@ pub fn attention_backward_with(dq_path: DqPath, q: &Tensor, k: &Tensor, v: &Tens
 /// [`DqPath::for_shape`].
 fn backward(dq_path: Option<DqPath>, q: &Tensor, k: &Tensor, v: &Tensor, out: &AttentionOut, dout: &Tensor, scale: f32) -> Result<AttentionGrads> {
     let op = "attention_backward";
-    let dims = head_dims(op, q, &[(k, "k"), (v, "v"), (&out.o, "o"), (dout, "dO")])?;
+    let dims = head_dims(op, q, k, &[(&out.o, "o"), (dout, "dO")], &[(v, "v")])?;
     if out.lse.shape() != &q.shape()[..3] {
-        return Err(Error::shape(op, format!("lse has shape {:?}; it must be [B, H, T] = {:?}", out.lse.shape(), &q.shape()[..3])));
+        return Err(Error::shape(op, format!("lse has shape {:?}; it must be [B, H, Tq] = {:?}", out.lse.shape(), &q.shape()[..3])));
     }
     let gpu = q.gpu();
-    let (bh, t, hd) = (dims.batch_heads, dims.tokens, dims.head_dim);
-    let dq_by_matmul = dq_path.unwrap_or_else(|| DqPath::for_shape(gpu, bh, t)) == DqPath::Matmul;
+    let (bh, t, tq, hd) = (dims.batch_heads, dims.tokens, dims.queries, dims.head_dim);
+    let dq_by_matmul = dq_path.unwrap_or_else(|| DqPath::for_shape(gpu, bh, tq, t)) == DqPath::Matmul;
     let params = dims.params(scale, dq_by_matmul);
-    let stats = q.empty_like_shape(&[bh, t, 2])?; // (L, D) per row
+    let stats = q.empty_like_shape(&[bh, tq, 2])?; // (L, D) per query row
     let shader = shader_for(hd);
     gpu.dispatch(
         shader,
         "attention_backward_rowdot",
         &params,
         &[Bind::read(6, out.o.buffer()), Bind::read(7, out.lse.buffer()), Bind::read(8, dout.buffer()), Bind::read_write(9, stats.buffer())],
-        grid_1d(gpu, bh * t)?,
+        grid_1d(gpu, bh * tq)?,
     )?;
-    let (dk, dv) = (q.empty_like_shape(q.shape())?, q.empty_like_shape(q.shape())?);
-    let ds_shape = if dq_by_matmul { vec![bh, t, t] } else { vec![1] }; // one unused value where not stored
+    let (dk, dv) = (k.empty_like_shape(k.shape())?, k.empty_like_shape(k.shape())?);
+    let ds_shape = if dq_by_matmul { vec![bh, tq, t] } else { vec![1] }; // one unused value where not stored
     let ds = q.empty_like_shape(&ds_shape)?; // s·dS
     let inputs = [Bind::read(1, q.buffer()), Bind::read(2, k.buffer()), Bind::read(3, v.buffer()), Bind::read(8, dout.buffer()), Bind::read(10, stats.buffer())];
     let mut binds = inputs.to_vec();
     binds.extend([Bind::read_write(11, ds.buffer()), Bind::read_write(12, dk.buffer()), Bind::read_write(13, dv.buffer())]);
     let kernels = Kernels::for_device(gpu, hd);
-    gpu.dispatch(kernels.shader, kernels.dkdv, &params, &binds, dims.row_grid(gpu, op)?)?;
+    gpu.dispatch(kernels.shader, kernels.dkdv, &params, &binds, dims.row_grid(gpu, op, t)?)?;
     let dq = if dq_by_matmul {
-        // dQ [B·H, T, hd] = (s·dS) [B·H, T, T] · K [B·H, T, hd]
+        // dQ [B·H, Tq, hd] = (s·dS) [B·H, Tq, T] · K [B·H, T, hd]
         matmul_forward(&ds, &k.reshape(&[bh, t, hd])?, None, MatmulOptions::default())?.reshape(q.shape())?
     } else {
         let dq = q.empty_like_shape(q.shape())?;
         let mut binds = inputs.to_vec();
         binds.push(Bind::read_write(14, dq.buffer()));
-        gpu.dispatch(kernels.shader, kernels.dq, &params, &binds, dims.row_grid(gpu, op)?)?;
+        gpu.dispatch(kernels.shader, kernels.dq, &params, &binds, dims.row_grid(gpu, op, tq)?)?;
         dq
     };
     Ok(AttentionGrads { dq, dk, dv })

@@ -1,10 +1,10 @@
-//! One pre-norm transformer block on the graph, and the residual stream between blocks
-//! ([`Stream`]); `blocks.rs` runs them under a plan.
+//! One pre-norm transformer block on the graph; the residual stream between blocks is
+//! `stream.rs`, and `blocks.rs` runs the blocks under a plan.
 //!
 //!   x = x + proj(attention(norm1(x)));   x = x + fc2(gelu(fc1(norm2(x))))
 //!
-//! Shapes: B batch, T tokens, D width, H heads, hd = D / H head width, T' ≤ T the rows of the
-//! output that are read ([`RowsRead`]).
+//! Shapes: B batch, T tokens, D width, H heads, hd = D / H head width, P prompts, T' ≤ T the
+//! rows of the output that are read ([`RowsRead`]).
 
 use std::sync::Arc;
 
@@ -13,6 +13,7 @@ use crate::graph::{Graph, KeepAs, MlpRun, Var};
 use crate::kernels::matmul::MatmulOptions;
 use crate::model::methods::leaves::BackboneVars;
 use crate::model::methods::tuner::{BlockSite, Tuner};
+use crate::model::stream::Stream;
 use crate::tensor::Tensor;
 
 /// One transformer block's weights: (weight, bias) pairs. Cloning shares the GPU buffers.
@@ -67,8 +68,21 @@ impl RowsRead {
     pub fn take(self, g: &Graph, x: &Var) -> Result<Var> {
         match self {
             RowsRead::All => Ok(x.clone()),
+            RowsRead::Only { start: 0, count } if count == x.shape()[1] => Ok(x.clone()),
             RowsRead::Only { start, count } => g.slice_tokens(x, start, count),
             RowsRead::AllBut { start, count } => g.drop_tokens(x, start, count),
+        }
+    }
+
+    /// The same rows of a block input whose `prompts` rows (timm's 1..1+P, after CLS) stand last
+    /// instead, behind its `others` rows (CLS and the rest): [CLS, rest, prompts]. None where a
+    /// prompt row is read, or every row (the next block would then see the rows in another order).
+    pub fn with_prompts_last(self, prompts: usize, others: usize) -> Option<RowsRead> {
+        match self {
+            RowsRead::AllBut { start: 1, count } if count == prompts => Some(RowsRead::Only { start: 0, count: others }),
+            RowsRead::Only { start, count } if start + count <= 1 => Some(self),
+            RowsRead::Only { start, count } if start > prompts => Some(RowsRead::Only { start: start - prompts, count }),
+            _ => None,
         }
     }
 }
@@ -108,29 +122,39 @@ impl BlockVars<'_> {
 pub fn block_forward(g: &Graph, b: &BlockVars, run: BlockRun, x: Stream) -> Result<Stream> {
     let at = BlockSite { g, block: b.index, leaves: b.backbone.leaves() };
     let acting = b.backbone.acting();
+    let (x, prompts, rows) = prompts_apart(g, x, run.rows)?;
     // Attention: x + proj(attention(q, k, v)). norm1 also does the previous block's residual
     // add, if that is still pending.
-    let (x, h) = norm_stream(g, x, &b.norm1, run.eps)?; // [B, T, D] each
-    let mut qkv = qkv_linear(&at, acting, &h, &b.qkv)?; // [B, T, 3D]
-    for method in acting {
-        qkv = method.qkv(&at, &h, &b.qkv.0, qkv)?;
+    let (x, h) = x.norm(g, &b.norm1, run.eps)?; // [B, T0, D] each: T0 = T − P with prompts apart
+    let mut qkv = qkv_of(&at, acting, &h, &b.qkv)?; // [B, T0, 3D]
+    if let Some(prompts) = &prompts {
+        // Prompts shared by the batch ([1, P, D]) go through norm1 and qkv once, not once per
+        // image: at ViT-B/16 batch 8 with 50 prompts, a fifth of qkv's rows. Keys and values
+        // may come in any order, so the prompts' rows go last: [CLS, rest, prompts].
+        let hp = g.layernorm(prompts, &b.norm1.0, &b.norm1.1, run.eps)?; // [1 or B, P, D]
+        let qkv_p = qkv_of(&at, acting, &hp, &b.qkv)?; // [1 or B, P, 3D]
+        qkv = g.concat_tokens(&[&qkv, &qkv_p])?; // [B, T, 3D]
     }
     let [q, k, v] = g.split_heads(&qkv, run.num_heads)?; // [B, H, T, hd] each
+
+    // Only the rows read after the block ask anything of the attention: every key and value
+    // row answers, but the queries are the T' rows read.
+    let q = query_rows(g, rows, &q)?; // [B, H, T', hd]
     let scale = 1.0 / (q.shape()[3] as f32).sqrt();
     let o = if run.fused_attention {
-        g.attention(&q, &k, &v, scale, run.keep)? // [B, H, T, hd]
+        g.attention(&q, &k, &v, scale, run.keep)? // [B, H, T', hd]
     } else {
-        let scores = g.matmul(&q, &k, MatmulOptions { trans_a: false, trans_b: true })?; // [B, H, T, T]
+        let scores = g.matmul(&q, &k, MatmulOptions { trans_a: false, trans_b: true })?; // [B, H, T', T]
 
         // softmax(q·kᵀ/√hd): the scale is applied inside the softmax kernel (timm scales q
         // first; the same product, without a pass over q of its own).
         let probs = g.softmax_scaled(&scores, scale)?;
-        g.matmul(&probs, &v, MatmulOptions::default())? // [B, H, T, hd]
+        g.matmul(&probs, &v, MatmulOptions::default())? // [B, H, T', hd]
     };
-    let o = g.merge_heads(&o)?; // [B, T, D]
+    let o = g.merge_heads(&o)?; // [B, T', D]
 
     // From here on only the rows read after the block: T' of T, [B, T', D] each.
-    let (x, o) = (run.rows.take(g, &x)?, run.rows.take(g, &o)?);
+    let x = rows.take(g, &x)?;
     let o = g.linear(&o, &b.proj.0, Some(&b.proj.1))?;
     // The residual add and norm2 in one kernel each way: x = x + o, h = norm2(x), [B, T', D].
     let (x, h) = g.add_layernorm(&x, &o, &b.norm2.0, &b.norm2.1, run.eps)?;
@@ -144,7 +168,42 @@ pub fn block_forward(g: &Graph, b: &BlockVars, run: BlockRun, x: Stream) -> Resu
     for method in acting {
         h = method.mlp_output(&at, h)?;
     }
-    Ok(Stream { x, pending: Some(h) })
+    Ok(Stream::output(x, h))
+}
+
+/// The block's input with its prompts kept apart where no prompt row and not every row is read
+/// after the block (VPT-deep where the next block overwrites them, or the last block's pooled
+/// rows): (the stream without them, the prompts, the rows read in the order [CLS, rest,
+/// prompts]). Elsewhere the prompts are copied into the stream after CLS, timm's order.
+fn prompts_apart(g: &Graph, x: Stream, rows: RowsRead) -> Result<(Stream, Option<Var>, RowsRead)> {
+    let (x, prompts) = x.take_prompts();
+    let Some(prompts) = prompts else { return Ok((x, None, rows)) };
+    let others = x.tokens();
+    match rows.with_prompts_last(prompts.shape()[1], others) {
+        Some(rows) => Ok((x, Some(prompts), rows)),
+        None => Ok((x.with_prompts(prompts).with_prompts_inserted(g)?, None, rows)),
+    }
+}
+
+/// The query rows of the rows read: q [B, H, T, hd] → [B, H, T', hd], each head's token rows
+/// taken as `rows` takes a [B, T, D] tensor's.
+fn query_rows(g: &Graph, rows: RowsRead, q: &Var) -> Result<Var> {
+    if rows == RowsRead::All {
+        return Ok(q.clone());
+    }
+    let [batch, heads, tokens, head_dim] = q.shape().try_into().map_err(|_| Error::shape("query_rows", format!("q has shape {:?}; it must be [B, H, T, hd]", q.shape())))?;
+    let taken = rows.take(g, &g.reshape(q, &[batch * heads, tokens, head_dim])?)?; // [B·H, T', hd]
+    let read = taken.shape()[1];
+    g.reshape(&taken, &[batch, heads, read, head_dim])
+}
+
+/// qkv's output [B, T, 3D] with what the task's methods do to it.
+fn qkv_of(at: &BlockSite, acting: &[Arc<dyn Tuner>], h: &Var, weights: &(Var, Var)) -> Result<Var> {
+    let mut qkv = qkv_linear(at, acting, h, weights)?;
+    for method in acting {
+        qkv = method.qkv(at, h, &weights.0, qkv)?;
+    }
+    Ok(qkv)
 }
 
 /// qkv's output [B, T, 3D]: the plain linear layer, or what the one method that makes it makes.
@@ -161,94 +220,5 @@ fn qkv_linear(at: &BlockSite, acting: &[Arc<dyn Tuner>], h: &Var, (w, bias): &(V
     match made {
         Some((_, y)) => Ok(y),
         None => at.g.linear(h, w, Some(bias)),
-    }
-}
-
-/// LayerNorm of a stream: (the stream's sum, its normalised copy), the pending add fused in.
-pub fn norm_stream(g: &Graph, x: Stream, (w, b): &(Var, Var), eps: f32) -> Result<(Var, Var)> {
-    match x.pending {
-        Some(delta) => g.add_layernorm(&x.x, &delta, w, b, eps),
-        None => {
-            let y = g.layernorm(&x.x, w, b, eps)?;
-            Ok((x.x, y))
-        }
-    }
-}
-
-/// The residual stream between blocks: `x + pending`, with the add not yet done, so that the
-/// LayerNorm that reads it next (the next block's norm1, or the final norm) does the add in its
-/// own kernel: one pass over [B, T, D] and one launch less each way.
-pub struct Stream {
-    x: Var,
-    pending: Option<Var>,
-}
-
-impl Stream {
-    /// A stream with nothing pending (the embedding's output).
-    pub fn new(x: Var) -> Stream {
-        Stream { x, pending: None }
-    }
-
-    /// [B, T, D]
-    pub fn shape(&self) -> &[usize] {
-        self.x.shape()
-    }
-
-    /// x + pending as one tensor: for code that must read or change the tokens themselves
-    /// (VPT-deep replacing the prompt tokens between blocks).
-    pub fn sum(self, g: &Graph) -> Result<Var> {
-        match self.pending {
-            Some(delta) => g.add(&self.x, &delta),
-            None => Ok(self.x),
-        }
-    }
-
-    /// Runs of at most `images` images along the batch axis, in order.
-    pub fn split_batch(self, g: &Graph, images: usize) -> Result<Vec<Stream>> {
-        let (batch, tokens, width) = (self.x.shape()[0], self.x.shape()[1], self.x.shape()[2]);
-        let pieces = |v: &Var| -> Result<Vec<Var>> {
-            // [B, T, D] is [1, B·T, D] in memory: a run of images is a run of tokens there.
-            let flat = g.reshape(v, &[1, batch * tokens, width])?;
-            (0..batch)
-                .step_by(images)
-                .map(|first| {
-                    let n = images.min(batch - first);
-                    g.reshape(&g.slice_tokens(&flat, first * tokens, n * tokens)?, &[n, tokens, width])
-                })
-                .collect()
-        };
-        let xs = pieces(&self.x)?;
-        let pendings: Vec<Option<Var>> = match &self.pending {
-            Some(p) => pieces(p)?.into_iter().map(Some).collect(),
-            None => vec![None; xs.len()],
-        };
-        Ok(xs.into_iter().zip(pendings).map(|(x, pending)| Stream { x, pending }).collect())
-    }
-
-    /// The inverse of [`Stream::split_batch`]: runs of images joined along the batch axis.
-    pub fn concat_batch(g: &Graph, parts: Vec<Stream>) -> Result<Stream> {
-        let join = |vars: Vec<&Var>| -> Result<Var> {
-            let (tokens, width) = (vars[0].shape()[1], vars[0].shape()[2]);
-            let batch: usize = vars.iter().map(|v| v.shape()[0]).sum();
-            let flat = vars.iter().map(|v| g.reshape(v, &[1, v.shape()[0] * tokens, width])).collect::<Result<Vec<_>>>()?;
-            g.reshape(&g.concat_tokens(&flat.iter().collect::<Vec<_>>())?, &[batch, tokens, width])
-        };
-        let x = join(parts.iter().map(|p| &p.x).collect())?;
-        let pending = match parts.iter().map(|p| p.pending.as_ref()).collect::<Option<Vec<_>>>() {
-            Some(pendings) => Some(join(pendings)?),
-            None => None,
-        };
-        Ok(Stream { x, pending })
-    }
-
-    /// [x] or [x, pending]: the stream as a checkpoint's inputs or outputs.
-    pub fn vars(self) -> Vec<Var> {
-        std::iter::once(self.x).chain(self.pending).collect()
-    }
-
-    pub fn from_vars(vars: Vec<Var>) -> Stream {
-        let mut vars = vars.into_iter();
-        let x = vars.next().expect("a stream has x");
-        Stream { x, pending: vars.next() }
     }
 }

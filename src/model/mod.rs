@@ -1,7 +1,7 @@
 //! The models, on the autodiff graph: a frozen Vision Transformer and Visual Prompt Tuning on it.
 //!
 //! - [`vit`]: the ViT's shape ([`vit::VitConfig`]), its weights (`StateDict`), its forward;
-//! - [`block`]: one transformer block and the residual stream between blocks;
+//! - [`block`]: one transformer block; [`stream`]: the residual stream between blocks;
 //! - [`plan`]: how the blocks run ([`plan::BlockPlan`]: fused or unfused attention, what the
 //!   backward recomputes); [`blocks`]: the ViT running its blocks under it;
 //! - [`methods`]: the tuning methods, one file each (`--method`), and a task's tensors beyond
@@ -22,6 +22,7 @@ pub mod layouts;
 pub mod methods;
 pub mod plan;
 pub mod pos_embed;
+pub mod stream;
 pub mod synthetic;
 pub mod vit;
 pub mod vpt;

@@ -17,10 +17,11 @@ use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::{Dropout, Grads, Graph, Var};
 use crate::io::{f32_tensors_to_bytes, TensorFile};
-use crate::model::block::{RowsRead, Stream};
+use crate::model::block::RowsRead;
 use crate::model::methods::leaves::BackboneVars;
 use crate::model::methods::method::Method;
 use crate::model::methods::tuned::Tuned;
+use crate::model::stream::Stream;
 use crate::model::vit::Vit;
 use crate::tensor::{Labels, Tensor};
 
@@ -239,12 +240,10 @@ pub fn vpt_pooled(g: &Graph, vit: &Vit, backbone: &BackboneVars, prompts: Option
             let prompts = prompts.expect("depth_p > 0 implies prompts");
             let layer_dropout = dropout.map(|d| Dropout { seed: d.seed.wrapping_add(i as u64), ..d });
             let prompts = layer_prompts(g, prompts, i, batch, layer_dropout)?;
-            // Insert after CLS: block 0's input has no prompts yet, and block i−1 left out the
-            // rows these prompts take the place of (`RowsRead::AllBut` below).
-            let full = x.sum(g)?; // the previous block's residual add, done here to edit tokens
-            let cls = g.slice_tokens(&full, 0, 1)?;
-            let rest = g.slice_tokens(&full, 1, full.shape()[1] - 1)?;
-            x = Stream::new(g.concat_tokens(&[&cls, &prompts, &rest])?); // [B, 1+P+N, D]
+            // After CLS: block 0's input has no prompts yet, and block i−1 left out the rows
+            // these prompts take the place of (`RowsRead::AllBut` below). Kept beside the
+            // stream, so that the block runs norm1 and qkv on them once for the batch.
+            x = x.with_prompts(prompts); // [B, 1+P+N, D] as the block reads it
         }
         let rows = if i + 1 == vit.cfg.depth {
             pooled_rows

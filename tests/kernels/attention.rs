@@ -1,6 +1,7 @@
 //! Fused attention: forward and backward against the f64 reference (which forms P explicitly) on
-//! random B, H, T (1, primes, past the 16-row tile) and hd (1 to 128, ViT-H's 80 included; 1
-//! and 6 are read by the build for widths not a multiple of 4, with a partial last quad);
+//! random B, H, T (1, primes, past the 16-row tile), Tq (T, 1, about half of T, past T) and hd
+//! (1 to 128, ViT-H's 80 included; 1 and 6 are read by the build for widths not a multiple of
+//! 4, with a partial last quad);
 //! with dQ both ways (`DqPath`); against finite differences; against the unfused path (matmul → softmax → matmul) on the same
 //! GPU; more than 65535 workgroups; and the shape errors.
 
@@ -9,6 +10,7 @@ use vpt_wgsl::kernels::attention::*;
 use vpt_wgsl::kernels::matmul::{matmul_forward, MatmulOptions};
 use vpt_wgsl::kernels::softmax::softmax_scaled_forward;
 use vpt_wgsl::reference::attention as cpu;
+use vpt_wgsl::reference::attention::Heads;
 use vpt_wgsl::Tensor;
 
 use crate::common::*;
@@ -28,6 +30,11 @@ fn tokens() -> impl Strategy<Value = usize> {
     prop_oneof![Just(1), Just(2), Just(13), Just(16), Just(17), Just(41)]
 }
 
+/// Tq from T and a pick: T (self-attention), 1 (CLS alone), about half, or past T.
+fn queries_of(t: usize, pick: usize) -> usize {
+    [t, 1, t / 2 + 1, t + 5][pick % 4]
+}
+
 fn head_dims() -> impl Strategy<Value = usize> {
     prop_oneof![Just(1), Just(6), Just(32), Just(64), Just(80), Just(128)]
 }
@@ -37,24 +44,26 @@ proptest! {
 
     /// o and L against the reference, then dq, dk, dv (from the GPU's own o and L).
     #[test]
-    fn attention_matches_reference(b in dim(2), h in dim(3), t in tokens(), hd in head_dims(), seed in any::<u64>(),
+    fn attention_matches_reference(b in dim(2), h in dim(3), t in tokens(), pick in 0usize..4, hd in head_dims(), seed in any::<u64>(),
                                    spread in prop_oneof![Just(1.0), Just(4.0)]) {
         for gpu in gpus() {
-            let shape = [b, h, t, hd];
+            let tq = queries_of(t, pick);
+            let (q_shape, k_shape) = ([b, h, tq, hd], [b, h, t, hd]);
+            let heads = Heads { queries: tq, tokens: t, head_dim: hd };
             let scale = 1.0 / (hd as f32).sqrt();
             // spread 4 gives scores up to ~16·√hd·s: near one-hot rows, where the online max matters.
-            let (q, qt) = random_tensor(gpu, &shape, seed, spread);
-            let (k, kt) = random_tensor(gpu, &shape, seed ^ 1, spread);
-            let (v, vt) = random_tensor(gpu, &shape, seed ^ 2, 1.0);
-            let (d_o, dot) = random_tensor(gpu, &shape, seed ^ 3, 1.0);
+            let (q, qt) = random_tensor(gpu, &q_shape, seed, spread);
+            let (k, kt) = random_tensor(gpu, &k_shape, seed ^ 1, spread);
+            let (v, vt) = random_tensor(gpu, &k_shape, seed ^ 2, 1.0);
+            let (d_o, dot) = random_tensor(gpu, &q_shape, seed ^ 3, 1.0);
             let out = attention_forward(&qt, &kt, &vt, scale).unwrap();
-            prop_assert_eq!(out.o.shape(), &shape[..]);
-            prop_assert_eq!(out.lse.shape(), &shape[..3]);
-            let (want_o, want_lse) = cpu::attention_forward(&q, &k, &v, t, hd, scale as f64);
+            prop_assert_eq!(out.o.shape(), &q_shape[..]);
+            prop_assert_eq!(out.lse.shape(), &q_shape[..3]);
+            let (want_o, want_lse) = cpu::attention_forward(&q, &k, &v, heads, scale as f64);
             assert_close("attention_forward o", gpu, &out.o.to_vec().unwrap(), &want_o, FWD_TOL);
             assert_close("attention_forward lse", gpu, &out.lse.to_vec().unwrap(), &want_lse, FWD_TOL);
 
-            let [dq, dk, dv] = cpu::attention_backward(&q, &k, &v, &d_o, t, hd, scale as f64);
+            let [dq, dk, dv] = cpu::attention_backward(&q, &k, &v, &d_o, heads, scale as f64);
             // dQ both ways: the matmul on the stored s·dS (what fits), and the recomputing kernel.
             for path in [DqPath::Matmul, DqPath::Kernel] {
                 let g = attention_backward_with(path, &qt, &kt, &vt, &out, &dot, scale).unwrap();
@@ -67,21 +76,25 @@ proptest! {
 
     /// ⟨(dq, dk, dv), u⟩ must equal the directional derivative of ⟨o, dO⟩ along u = (uq, uk, uv).
     #[test]
-    fn attention_backward_matches_finite_differences(h in dim(2), t in prop_oneof![Just(3), Just(19)],
+    fn attention_backward_matches_finite_differences(h in dim(2), t in prop_oneof![Just(3), Just(19)], pick in 0usize..4,
                                                      hd in prop_oneof![Just(1), Just(8), Just(80)], seed in any::<u64>()) {
         for gpu in gpus() {
-            let shape = [1, h, t, hd];
-            let n = h * t * hd;
+            let tq = queries_of(t, pick);
+            let heads = Heads { queries: tq, tokens: t, head_dim: hd };
+            let (nq, nk) = (h * tq * hd, h * t * hd);
             let scale = 1.0 / (hd as f32).sqrt();
-            let (qkv, _) = random_tensor(gpu, &[3 * n], seed, 1.0);
-            let part = |i: usize| Tensor::from_slice(gpu, &shape, &as_f32(&qkv[i * n..(i + 1) * n])).unwrap();
-            let (d_o, dot) = random_tensor(gpu, &shape, seed ^ 1, 1.0);
-            let u = random_vec(seed ^ 2, 3 * n, 1.0);
-            let (qt, kt, vt) = (part(0), part(1), part(2));
+            // q, k, v side by side in one vector, the point the derivative is taken at.
+            let (qkv, _) = random_tensor(gpu, &[nq + 2 * nk], seed, 1.0);
+            let (at_k, at_v) = (nq, nq + nk);
+            let qt = Tensor::from_slice(gpu, &[1, h, tq, hd], &as_f32(&qkv[..at_k])).unwrap();
+            let kt = Tensor::from_slice(gpu, &[1, h, t, hd], &as_f32(&qkv[at_k..at_v])).unwrap();
+            let vt = Tensor::from_slice(gpu, &[1, h, t, hd], &as_f32(&qkv[at_v..])).unwrap();
+            let (d_o, dot) = random_tensor(gpu, &[1, h, tq, hd], seed ^ 1, 1.0);
+            let u = random_vec(seed ^ 2, nq + 2 * nk, 1.0);
             let out = attention_forward(&qt, &kt, &vt, scale).unwrap();
             let g = attention_backward(&qt, &kt, &vt, &out, &dot, scale).unwrap();
             let grad: Vec<f32> = [g.dq, g.dk, g.dv].iter().flat_map(|t| t.to_vec().unwrap()).collect();
-            let f = |x: &[f64]| cpu::attention_forward(&x[..n], &x[n..2 * n], &x[2 * n..], t, hd, scale as f64).0;
+            let f = |x: &[f64]| cpu::attention_forward(&x[..at_k], &x[at_k..at_v], &x[at_v..], heads, scale as f64).0;
             assert_grad_matches_fd("attention_backward", gpu, &grad, directional_fd(f, &qkv, &u, &d_o), &u, GRAD_TOL);
         }
     }
@@ -110,16 +123,20 @@ fn fused_attention_matches_unfused_path() {
 /// same bits, checked against the same adapter opened without SUBGROUP. Shapes: hd 64 (16 quads,
 /// two or more chunks of lanes), hd 20 (5 quads, fewer than a subgroup's lanes) and hd 8, T past the
 /// tiles with idle invocations at the end: dkdv_sg streams 16 queries a step, two of the plain
-/// kernel's steps of 8, and T = 29 ends on a step with both, T = 37 and 19 on a step with one.
+/// kernel's steps of 8, and T = 29 ends on a step with both, T = 37 and 19 on a step with one;
+/// Tq = 1 (CLS alone: 63 of 64 invocations past Tq) and 21 (dkdv's last step of queries with
+/// both groups of 8, against T = 37) with fewer queries than keys.
 #[test]
 fn subgroup_attention_gives_the_plain_kernels_bits() {
     for gpu in gpus().iter().filter(|g| g.has_subgroups()) {
         let plain = gpu.reopen_without(wgpu::Features::SUBGROUP).unwrap();
-        for (i, shape) in [[1, 2, 37, 64], [2, 1, 19, 20], [1, 1, 29, 8]].into_iter().enumerate() {
-            let scale = 1.0 / (shape[3] as f32).sqrt();
+        let cases = [([1, 2, 37, 64], 37), ([2, 1, 19, 20], 19), ([1, 1, 29, 8], 29), ([1, 2, 1, 64], 37), ([2, 1, 21, 20], 37)];
+        for (i, (q_shape, tokens)) in cases.into_iter().enumerate() {
+            let k_shape = [q_shape[0], q_shape[1], tokens, q_shape[3]];
+            let scale = 1.0 / (q_shape[3] as f32).sqrt();
             let run = |device: &vpt_wgsl::Gpu| {
                 let seed = 40 + 4 * i as u64;
-                let [q, k, v, d_o] = [0, 1, 2, 3].map(|n| random_tensor(device, &shape, seed + n, 2.0).1);
+                let [q, k, v, d_o] = [(0, q_shape), (1, k_shape), (2, k_shape), (3, q_shape)].map(|(n, s)| random_tensor(device, &s, seed + n, 2.0).1);
                 let out = attention_forward(&q, &k, &v, scale).unwrap();
                 let mut all = vec![out.o.to_vec().unwrap(), out.lse.to_vec().unwrap()];
                 for path in [DqPath::Matmul, DqPath::Kernel] {
@@ -130,7 +147,7 @@ fn subgroup_attention_gives_the_plain_kernels_bits() {
             };
             let (with, without) = (run(gpu), run(&plain));
             for (n, name) in ["o", "lse", "dq (matmul)", "dk", "dv", "dq (kernel)", "dk", "dv"].iter().enumerate() {
-                assert!(with[n] == without[n], "{name} at {shape:?}: the subgroup kernels differ from the plain ones on {}", gpu.describe());
+                assert!(with[n] == without[n], "{name} at q {q_shape:?}, T = {tokens}: the subgroup kernels differ from the plain ones on {}", gpu.describe());
             }
         }
     }
@@ -152,7 +169,7 @@ fn attention_covers_more_than_65535_workgroups() {
         assert_eq!(out.o.to_vec().unwrap(), as_f32(&v), "o = v on {}", gpu.describe());
         let want_lse: Vec<f64> = (0..n).map(|i| 0.5 * q[i] * k[i]).collect();
         assert_close("lse", gpu, &out.lse.to_vec().unwrap(), &want_lse, 1e-6);
-        assert_eq!(DqPath::for_shape(gpu, n, 1), DqPath::Kernel);
+        assert_eq!(DqPath::for_shape(gpu, n, 1, 1), DqPath::Kernel);
         let g = attention_backward(&qt, &kt, &vt, &out, &dot, 0.5).unwrap();
         assert_eq!(g.dv.to_vec().unwrap(), as_f32(&d_o), "dv = dO on {}", gpu.describe());
         assert!(g.dq.to_vec().unwrap().iter().chain(&g.dk.to_vec().unwrap()).all(|x| x.abs() < 1e-6));
@@ -164,9 +181,12 @@ fn attention_shape_errors_name_the_op_and_shapes() {
     let gpu = &gpus()[0];
     let t = |shape: &[usize]| Tensor::zeros(gpu, shape).unwrap();
     let err = attention_forward(&t(&[2, 3, 4]), &t(&[2, 3, 4]), &t(&[2, 3, 4]), 1.0).unwrap_err().to_string();
-    assert!(err.contains("attention_forward") && err.contains("[B, H, T, hd]"), "{err}");
+    assert!(err.contains("attention_forward") && err.contains("[B, H, Tq, hd]"), "{err}");
+    // Tq may differ from T; B, H and hd may not, and v must be k's shape.
+    let err = attention_forward(&t(&[1, 2, 5, 8]), &t(&[1, 3, 6, 8]), &t(&[1, 3, 6, 8]), 1.0).unwrap_err().to_string();
+    assert!(err.contains("[1, 3, 6, 8]") && err.contains("B, H and hd"), "{err}");
     let err = attention_forward(&t(&[1, 2, 5, 8]), &t(&[1, 2, 6, 8]), &t(&[1, 2, 5, 8]), 1.0).unwrap_err().to_string();
-    assert!(err.contains("[1, 2, 6, 8]") && err.contains('k'), "{err}");
+    assert!(err.contains("[1, 2, 5, 8]") && err.contains('v'), "{err}");
     let err = attention_forward(&t(&[1, 1, 2, 129]), &t(&[1, 1, 2, 129]), &t(&[1, 1, 2, 129]), 1.0).unwrap_err().to_string();
     assert!(err.contains("hd ≤ 128") && err.contains("`attention` unfused"), "{err}");
 }

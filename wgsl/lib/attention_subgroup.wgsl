@@ -23,10 +23,16 @@
 // profile that `benches/lavapipe_profile.sh` prints.
 //
 // Bounds: no invocation returns before the last shuffle (a shuffle reads a lane that must be
-// there): those past T compute on the last row, as tile_rows clamps, and store nothing. A lane
-// whose quad j0 + l is past hd loads the last quad instead; no step takes it. Where a step's
-// second 8 rows start at or past T, dkdv and dq add nothing for them (`second`, the same in
-// every lane), as the plain kernels run no such step: their sums stay the plain kernels' bits.
+// there): those past their side's rows (Tq queries, T keys) compute on the last row, as
+// tile_rows clamps, and store nothing. Not even a whole subgroup past them returns (by
+// `subgroupAll`): WGSL's uniformity analysis (Chrome's Tint enforces it, `tests/browser.rs`)
+// rejects a shuffle after a return that is uniform only within a subgroup. So at Tq = 197
+// (ViT-B/16's rows read under 50 deep prompts) 14 of a workgroup's 64 invocations run idle,
+// and at Tq = 1 (CLS, the last block's only query) 63. A lane whose quad j0 + l is past hd
+// loads the last quad instead; no step takes it. Where a step's second 8 rows start at or past
+// their count (dkdv's Tq queries, dq's T keys), dkdv and dq add nothing for them (`second`, the
+// same in every lane), as the plain kernels run no such step: their sums stay the plain
+// kernels' bits.
 
 // Lane s's 4×4 block: each column shuffled from lane s.
 fn lane_block(held: mat4x4<f32>, s: u32) -> mat4x4<f32> {
@@ -40,18 +46,19 @@ fn attention_forward_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_work
                         @builtin(local_invocation_index) lid: u32,
                         @builtin(subgroup_invocation_id) lane: u32, @builtin(subgroup_size) lanes: u32) {
     let t = params.tokens;
+    let tq = params.queries;
     let quads = head_quads();
-    let rows = rows_of(wid, nwg, ROWS_WG * 4u);
+    let rows = rows_of(wid, nwg, ROWS_WG * 4u, tq);
     if (!rows.valid) { return; }  // the whole workgroup
     let row0 = rows.first + 4u * lid;
-    let at = tile_rows(rows.bh, row0);  // the 4 rows (entries 0..3), clamped to T − 1
+    let at = tile_rows(rows.bh, row0, tq);  // the 4 query rows (entries 0..3), clamped to Tq − 1
     var o_rows: array<mat4x4<f32>, MAX_QUADS>;  // O·l, as in attention_forward
     for (var j = 0u; j < quads; j++) { o_rows[j] = mat4x4<f32>(); }
     var m = vec4<f32>(LOWEST);
     var l = vec4<f32>();
 
     for (var k0 = 0u; k0 < t; k0 += TILE) {
-        let kv = tile_rows(rows.bh, k0);
+        let kv = tile_rows(rows.bh, k0, t);
         var sa = mat4x4<f32>();
         var sb = mat4x4<f32>();
         var sc = mat4x4<f32>();
@@ -92,7 +99,7 @@ fn attention_forward_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_work
 
     let lse_row = m + log(l);
     for (var r = 0u; r < 4u; r++) {
-        if (row0 + r < t) {
+        if (row0 + r < tq) {
             for (var j = 0u; j < quads; j++) { o_put(at[r], j, transpose(o_rows[j])[r] / l[r]); }
             lse[at[r]] = lse_row[r];
         }
@@ -107,18 +114,19 @@ fn attention_backward_dkdv_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(nu
                               @builtin(local_invocation_index) lid: u32,
                               @builtin(subgroup_invocation_id) lane: u32, @builtin(subgroup_size) lanes: u32) {
     let t = params.tokens;
+    let tq = params.queries;
     let quads = head_quads();
-    let rows = rows_of(wid, nwg, ROWS_WG * 4u);
+    let rows = rows_of(wid, nwg, ROWS_WG * 4u, t);
     if (!rows.valid) { return; }  // the whole workgroup
     let row0 = rows.first + 4u * lid;
-    let at = tile_rows(rows.bh, row0);  // the 4 key rows, clamped to T − 1
+    let at = tile_rows(rows.bh, row0, t);  // the 4 key rows, clamped to T − 1
     var dk_rows: array<mat4x4<f32>, MAX_QUADS>;
     var dv_rows: array<mat4x4<f32>, MAX_QUADS>;
     for (var j = 0u; j < quads; j++) { dk_rows[j] = mat4x4<f32>(); dv_rows[j] = mat4x4<f32>(); }
 
-    for (var q0 = 0u; q0 < t; q0 += 16u) {
-        let qs = tile_rows(rows.bh, q0);
-        let qs2 = tile_rows(rows.bh, q0 + 8u);
+    for (var q0 = 0u; q0 < tq; q0 += 16u) {
+        let qs = tile_rows(rows.bh, q0, tq);
+        let qs2 = tile_rows(rows.bh, q0 + 8u, tq);
         var sa = mat4x4<f32>();
         var sb = mat4x4<f32>();
         var pa = mat4x4<f32>();
@@ -153,7 +161,7 @@ fn attention_backward_dkdv_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(nu
         }
         let g = key_side(sa, sb, pa, pb, rows.bh, qs, q0, row0);
         let g2 = key_side(sc, sd, pc, pd, rows.bh, qs2, q0 + 8u, row0);
-        let second = q0 + 8u < t;  // the same in every lane
+        let second = q0 + 8u < tq;  // the same in every lane
         for (var j0 = 0u; j0 < quads; j0 += lanes) {
             let held = min(j0 + lane, quads - 1u);
             let qa = q_block(qs, 0u, held);
@@ -197,19 +205,20 @@ fn attention_backward_dq_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_
                             @builtin(local_invocation_index) lid: u32,
                             @builtin(subgroup_invocation_id) lane: u32, @builtin(subgroup_size) lanes: u32) {
     let t = params.tokens;
+    let tq = params.queries;
     let quads = head_quads();
-    let rows = rows_of(wid, nwg, ROWS_WG * 4u);
+    let rows = rows_of(wid, nwg, ROWS_WG * 4u, tq);
     if (!rows.valid) { return; }  // the whole workgroup
     let row0 = rows.first + 4u * lid;
-    let at = tile_rows(rows.bh, row0);  // the 4 query rows, clamped to T − 1
+    let at = tile_rows(rows.bh, row0, tq);  // the 4 query rows, clamped to Tq − 1
     let lse_rows = rows_stats(at, 0u);
     let delta_rows = rows_stats(at, 1u);
     var dq_rows: array<mat4x4<f32>, MAX_QUADS>;
     for (var j = 0u; j < quads; j++) { dq_rows[j] = mat4x4<f32>(); }
 
     for (var k0 = 0u; k0 < t; k0 += 16u) {
-        let kv = tile_rows(rows.bh, k0);
-        let kv2 = tile_rows(rows.bh, k0 + 8u);
+        let kv = tile_rows(rows.bh, k0, t);
+        let kv2 = tile_rows(rows.bh, k0 + 8u, t);
         let second = k0 + 8u < t;  // the same in every lane
         var sa = mat4x4<f32>();
         var sb = mat4x4<f32>();
@@ -264,7 +273,7 @@ fn attention_backward_dq_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_
     }
 
     for (var r = 0u; r < 4u; r++) {
-        if (row0 + r < t) {
+        if (row0 + r < tq) {
             for (var j = 0u; j < quads; j++) { dq_put(at[r], j, transpose(dq_rows[j])[r]); }
         }
     }
