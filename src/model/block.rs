@@ -176,12 +176,13 @@ pub fn block_forward(g: &Graph, b: &BlockVars, run: BlockRun, x: Stream) -> Resu
 /// rows): (the stream without them, the prompts, the rows read in the order [CLS, rest,
 /// prompts]). Elsewhere the prompts are copied into the stream after CLS, timm's order.
 fn prompts_apart(g: &Graph, x: Stream, rows: RowsRead) -> Result<(Stream, Option<Var>, RowsRead)> {
-    let (x, prompts) = x.take_prompts();
-    let Some(prompts) = prompts else { return Ok((x, None, rows)) };
-    let others = x.tokens();
-    match rows.with_prompts_last(prompts.shape()[1], others) {
-        Some(rows) => Ok((x, Some(prompts), rows)),
-        None => Ok((x.with_prompts(prompts).with_prompts_inserted(g)?, None, rows)),
+    let Some(p) = x.prompt_count() else { return Ok((x, None, rows)) };
+    match rows.with_prompts_last(p, x.tokens() - p) {
+        Some(rows) => {
+            let (x, prompts) = x.take_prompts();
+            Ok((x, prompts, rows))
+        }
+        None => Ok((x.with_prompts_inserted(g)?, None, rows)),
     }
 }
 

@@ -50,7 +50,12 @@ impl Stream {
 
     /// T = T0 + P: the rows of the next block's input.
     pub fn tokens(&self) -> usize {
-        self.x.shape()[1] + self.prompts.as_ref().map_or(0, |p| p.shape()[1])
+        self.x.shape()[1] + self.prompt_count().unwrap_or(0)
+    }
+
+    /// P, where the stream has prompts.
+    pub fn prompt_count(&self) -> Option<usize> {
+        self.prompts.as_ref().map(|p| p.shape()[1])
     }
 
     /// The stream without its prompts, and the prompts.
@@ -70,9 +75,8 @@ impl Stream {
     /// The same stream with its pending add done: one tensor where a checkpoint keeps its
     /// inputs (`--recompute block`), instead of two.
     pub fn summed(self, g: &Graph) -> Result<Stream> {
-        let prompts = self.prompts.clone();
-        let x = Stream { prompts: None, ..self }.sum(g)?;
-        Ok(Stream { x, pending: None, prompts })
+        let (stream, prompts) = self.take_prompts();
+        Ok(Stream { x: stream.sum(g)?, pending: None, prompts })
     }
 
     /// The next block's input as one tensor: [CLS, prompts, the rest], [B, T, D], nothing pending.
