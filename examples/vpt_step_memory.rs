@@ -46,9 +46,10 @@ fn main() -> Result<()> {
     let sd = StateDict::from_tensors("synthetic ViT-B/16", synthetic_vit_state_dict(&cfg, 0, 1234), [("num_heads".into(), "12".into())].into());
     // Loaded as `vpt train` loads it: with the transposed copies its backward reads, where this
     // adapter takes them.
-    let mut vit = Vit::from_state_dict(&gpu, &sd, &LoadOptions { dx_copies: true, ..LoadOptions::default() })?;
+    let mut vit = Vit::from_state_dict(&gpu, &sd, &LoadOptions { dx_copies: true, texel_copies: true, ..LoadOptions::default() })?;
     vit.plan = plan;
     drop(sd);
+    gpu.wait_for_all()?; // the uploads and the copies into texels have run
     let weights = gpu.live_bytes();
     let at_load = resident();
 
@@ -89,7 +90,7 @@ fn main() -> Result<()> {
         plan.recompute,
         grad_prompts.iter().fold(0.0f32, |m, v| m.max(v.abs()))
     );
-    println!("frozen weights:               {} ({} of them transposed copies for the backward)", mib(weights), mib(vit.transposed_copy_bytes()));
+    println!("frozen weights:               {} ({} of them transposed copies for the backward, {} texels)", mib(weights), mib(vit.transposed_copy_bytes()), mib(vit.texel_bytes()));
     println!("kept by the forward for backward (activations, {} ops on the tape): {}", recorded, mib(kept));
     println!("peak during the step:         {} (weights and inputs included)", mib(gpu.peak_bytes()));
     println!("peak above weights and inputs: {}", mib(gpu.peak_bytes() - before_step));

@@ -15,7 +15,7 @@ use std::sync::Arc;
 use half::{bf16, f16};
 
 use crate::error::{Error, Result};
-use crate::gpu::{Gpu, GpuBuffer};
+use crate::gpu::{Gpu, GpuBuffer, Texels};
 
 /// How a tensor's values are stored on the GPU.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -34,6 +34,10 @@ pub struct Tensor {
     /// once at load for the backward's dX products, which read it faster that way on some
     /// adapters ([`Tensor::with_transposed`]). None for every other tensor.
     transposed: Option<Arc<Tensor>>,
+    /// A frozen weight's values once more, in a texture, for the matmuls that read it as their B
+    /// operand where this adapter fetches texels faster ([`Tensor::with_texels`]). None for every
+    /// other tensor.
+    texels: Option<Arc<Texels>>,
 }
 
 impl std::fmt::Debug for Tensor {
@@ -52,7 +56,7 @@ pub fn numel_of(op: &'static str, shape: &[usize]) -> Result<usize> {
 
 impl Tensor {
     fn new(gpu: &Gpu, buffer: GpuBuffer, shape: &[usize]) -> Tensor {
-        Tensor { gpu: gpu.clone(), buffer: Arc::new(buffer), shape: shape.to_vec(), transposed: None }
+        Tensor { gpu: gpu.clone(), buffer: Arc::new(buffer), shape: shape.to_vec(), transposed: None, texels: None }
     }
 
     /// This frozen weight [N, K] with `transposed` [K, N], the same values transposed and stored
@@ -73,10 +77,23 @@ impl Tensor {
         self.transposed.as_deref()
     }
 
-    /// The same tensor without its transposed copy: for a leaf an optimizer updates in place,
-    /// which would leave the copy behind.
-    pub fn without_transposed(self) -> Tensor {
-        Tensor { transposed: None, ..self }
+    /// This frozen weight with its values once more in a texture (`Gpu::texels`, copied from its
+    /// buffer on the device), riding along: a matmul reading it as B reads the texture instead
+    /// where the launcher can (`kernels::matmul`). An error where they would not fit one texture.
+    pub fn with_texels(self) -> Result<Tensor> {
+        let texels = self.gpu.texels(&format!("texels of a {:?} weight", self.shape), &self.buffer, self.numel())?;
+        Ok(Tensor { texels: Some(Arc::new(texels)), ..self })
+    }
+
+    /// The texels made at load ([`Tensor::with_texels`]), if there are any.
+    pub fn texels(&self) -> Option<&Texels> {
+        self.texels.as_deref()
+    }
+
+    /// The same tensor without the copies a frozen weight carries (its transposed copy and its
+    /// texels): for a leaf an optimizer updates in place, which would leave them behind.
+    pub fn without_copies(self) -> Tensor {
+        Tensor { transposed: None, texels: None, ..self }
     }
 
     /// Upload f32 host data.
@@ -192,7 +209,7 @@ impl Tensor {
         if n != self.numel() {
             return Err(Error::shape("reshape", format!("cannot view {:?} ({} elements) as {shape:?} ({n} elements)", self.shape, self.numel())));
         }
-        Ok(Tensor { gpu: self.gpu.clone(), buffer: self.buffer.clone(), shape: shape.to_vec(), transposed: None })
+        Ok(Tensor { gpu: self.gpu.clone(), buffer: self.buffer.clone(), shape: shape.to_vec(), transposed: None, texels: None })
     }
 
     pub fn shape(&self) -> &[usize] {
@@ -226,8 +243,8 @@ impl Tensor {
     /// Overwrite this tensor's values with `src`'s (same shape), in place: for restoring saved
     /// training state into tensors an optimizer updates.
     pub fn copy_from(&self, src: &Tensor) -> Result<()> {
-        if self.transposed.is_some() {
-            return Err(Error::Internal { what: "Tensor::copy_from".into(), msg: format!("the weight {:?} carries a transposed copy, which the write would leave behind", self.shape) });
+        if self.transposed.is_some() || self.texels.is_some() {
+            return Err(Error::Internal { what: "Tensor::copy_from".into(), msg: format!("the weight {:?} carries a transposed copy or texels, which the write would leave behind", self.shape) });
         }
         if src.shape != self.shape || !self.gpu.same_device(&src.gpu) || src.dtype() != self.dtype() {
             return Err(Error::shape("Tensor::copy_from", format!("cannot copy {:?} {:?} into {:?} {:?}", src.shape, src.dtype(), self.shape, self.dtype())));

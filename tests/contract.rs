@@ -8,14 +8,16 @@
 //!   the launcher fills the whole struct;
 //! - every buffer bound is a binding the entry point uses, with the access the launcher expects
 //!   (`read` or `read_write`), and every storage binding it uses is bound;
-//! - `WG` in `wgsl/lib/flat.wgsl` is the `WG_1D` the launchers size their grids with.
+//! - every texture it reads is bound to texels (`TexelBind`), and nothing else is;
+//! - `WG` in `wgsl/lib/flat.wgsl` is the `WG_1D` the launchers size their grids with, and
+//!   `TEXELS_PER_ROW` in `wgsl/lib/matmul_b_texels.wgsl` the one texels are laid out with.
 //!
 //! And no entry point escapes: each one of every family must have been launched here.
 
 use std::collections::BTreeSet;
 
 use naga::valid::{Capabilities, ValidationFlags, Validator};
-use vpt_wgsl::gpu::{Access, LaunchRecord, ParamType, WG_1D};
+use vpt_wgsl::gpu::{Access, LaunchRecord, ParamType, TEXELS_PER_ROW, WG_1D};
 use vpt_wgsl::kernels::matmul::{self, MatmulKernel, MatmulNeed, MatmulOptions};
 use vpt_wgsl::kernels::{attention, cross_entropy, elementwise, gelu, halves, heads, layernorm, optim, patch, reduce, softmax, tokens, ALL_SHADERS};
 use vpt_wgsl::{Gpu, Labels, Result, Tensor};
@@ -70,10 +72,15 @@ fn check_launch(op: &str, record: &LaunchRecord, parsed: &Parsed) -> std::result
                     Some(_) => {}
                 }
             }
+            naga::AddressSpace::Handle if matches!(module.types[ty].inner, naga::TypeInner::Image { .. }) => {
+                if !record.texels.contains(&binding) {
+                    return Err(format!("{op}: texture binding {binding} ({name}) is used by the entry point but no texels are bound there"));
+                }
+            }
             other => return Err(format!("{op}: binding {binding} ({name}) is in address space {other:?}, which no launcher binds")),
         }
     }
-    for (binding, _) in &record.bindings {
+    for binding in record.bindings.iter().map(|(b, _)| b).chain(&record.texels) {
         if !used.iter().any(|u| u.0 == *binding) {
             return Err(format!("{op}: the launcher binds slot {binding}, which the entry point does not declare or use"));
         }
@@ -159,6 +166,13 @@ fn launch_every_kernel(gpu: &Gpu) -> Result<()> {
             matmul::matmul_gelu_grad_with(kernel, &x, &weight16, MatmulOptions::default(), &fused.pre)?;
         }
     }
+    // The builds reading B from a frozen weight's texels.
+    let textured = t(gpu, &[8, 8]).with_texels()?;
+    for kernel in MatmulKernel::all_on(gpu) {
+        matmul::matmul_forward_with(kernel, &x, &textured, Some(&w), linear)?;
+        let fused = matmul::matmul_gelu_forward_with(kernel, &x, &textured, Some(&w), linear)?;
+        matmul::matmul_gelu_grad_with(kernel, &x, &textured, MatmulOptions::default(), &fused.pre)?;
+    }
     gpu.wait_for_all()
 }
 
@@ -194,7 +208,7 @@ fn every_launcher_matches_its_entry_point() {
         // The launcher takes those builds only for the kernels that need SUBGROUP.
         let subgroup_entries: Vec<&str> = MatmulKernel::ALL.into_iter().filter(|k| k.needs().contains(wgpu::Features::SUBGROUP)).map(MatmulKernel::entry).collect();
         let attention_sg: Vec<&str> = vec!["attention_forward_sg", "attention_backward_dkdv_sg", "attention_backward_dq_sg"];
-        let serves_only = if [&matmul::SHADER_SUBGROUP, &matmul::SHADER_F16_SUBGROUP].iter().any(|s| s.name == shader.name) {
+        let serves_only = if [&matmul::SHADER_SUBGROUP, &matmul::SHADER_F16_SUBGROUP, &matmul::SHADER_TEXELS_SUBGROUP].iter().any(|s| s.name == shader.name) {
             Some(&subgroup_entries)
         } else if shader.name == attention::SHADER_SUBGROUP.name {
             Some(&attention_sg)
@@ -244,12 +258,24 @@ fn a_launcher_that_breaks_the_contract_fails_the_check() {
     assert!(check_launch("add_forward", &short, &parsed).unwrap_err().contains("Params"));
 }
 
+/// The value of `const NAME: u32 = …u;` in a WGSL source.
+fn u32_const(source: &str, name: &str) -> u32 {
+    let module = naga::front::wgsl::parse_str(source).unwrap();
+    let (_, c) = module.constants.iter().find(|(_, c)| c.name.as_deref() == Some(name)).unwrap_or_else(|| panic!("no const {name}"));
+    let naga::Expression::Literal(naga::Literal::U32(value)) = module.global_expressions[c.init] else { panic!("{name} is not a u32 literal") };
+    value
+}
+
 /// `WG` in wgsl/lib/flat.wgsl sizes the workgroups; `WG_1D` sizes the grids. They must agree.
 #[test]
 fn flat_workgroup_size_matches_the_launchers() {
-    let source = include_str!("../wgsl/lib/flat.wgsl");
-    let module = naga::front::wgsl::parse_str(source).unwrap();
-    let (_, wg) = module.constants.iter().find(|(_, c)| c.name.as_deref() == Some("WG")).expect("const WG");
-    let naga::Expression::Literal(naga::Literal::U32(value)) = module.global_expressions[wg.init] else { panic!("WG is not a u32 literal") };
-    assert_eq!(value, WG_1D, "WG in wgsl/lib/flat.wgsl vs WG_1D in src/gpu/shader.rs");
+    assert_eq!(u32_const(include_str!("../wgsl/lib/flat.wgsl"), "WG"), WG_1D, "WG in wgsl/lib/flat.wgsl vs WG_1D in src/gpu/shader.rs");
+}
+
+/// `TEXELS_PER_ROW` in wgsl/lib/matmul_b_texels.wgsl addresses the texels `Gpu::texels` lays out
+/// with src/gpu/texels.rs's: they must agree.
+#[test]
+fn texel_rows_match_the_loader() {
+    let wgsl = u32_const(include_str!("../wgsl/lib/matmul_b_texels.wgsl"), "TEXELS_PER_ROW");
+    assert_eq!(wgsl, TEXELS_PER_ROW, "TEXELS_PER_ROW in wgsl/lib/matmul_b_texels.wgsl vs src/gpu/texels.rs");
 }

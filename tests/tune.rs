@@ -120,11 +120,17 @@ fn a_bad_cache_is_an_error_naming_the_file() {
         ("row_reduce".to_string(), "warp".to_string()),
         ("flash_attention".to_string(), "on".to_string()),
         ("matmul 60x768x768 nt".to_string(), MatmulKernel::Tiled.name().to_string()),
+        // Every other kind of choice `vpt tune` writes, with a value it may take: no warning.
+        ("attention".to_string(), "plain".to_string()),
+        ("linear dX 2304x768".to_string(), "transposed".to_string()),
+        ("linear source 2304x768 f16".to_string(), "texels".to_string()),
+        ("linear source 768x768".to_string(), "textures".to_string()),
     ]);
     std::fs::write(&path, unknown.to_json()).unwrap();
     let (ok, _, stderr) = vpt(&["info"], &cache);
     let warnings: Vec<&str> = stderr.lines().filter(|l| l.starts_with("warning: the tune cache") && l.contains(&path.display().to_string())).collect();
-    assert!(ok && warnings.len() == 3, "{stderr}");
+    assert!(ok && warnings.len() == 4, "{stderr}");
+    assert!(warnings.iter().any(|w| w.contains("\"textures\", which is not a variant (use buffer or texels)")), "{stderr}");
     assert!(warnings.iter().any(|w| w.contains("\"reg64x64\", which is not a variant")) && warnings.iter().any(|w| w.contains("\"flash_attention\" is not a choice")), "{stderr}");
     let _ = std::fs::remove_dir_all(&cache);
 }

@@ -3,7 +3,7 @@
 
 use vpt_wgsl::gpu::KernelChoices;
 use vpt_wgsl::graph::{Graph, MlpRun};
-use vpt_wgsl::kernels::matmul::DxLayout;
+use vpt_wgsl::kernels::matmul::{DxLayout, WeightSource};
 use vpt_wgsl::model::plan::{AttentionChoice, BlockPlan, Recompute};
 use vpt_wgsl::model::vit::{LoadOptions, Vit};
 use vpt_wgsl::model::vpt::{vpt_logits, Pool, TaskVars, VptTask};
@@ -40,7 +40,7 @@ fn images(gpu: &Gpu, batch: usize) -> Tensor {
 }
 
 fn matmuls(gpu: &Gpu) -> u64 {
-    // Every matmul kernel: `matmul::…` and the subgroup build's `matmul_subgroup::…`.
+    // Every matmul kernel: `matmul::…`, and the other builds' (`matmul_subgroup::…`, `matmul_texels::…`).
     gpu.dispatch_counts().iter().filter(|(k, _)| k.starts_with("matmul")).map(|(_, v)| v).sum()
 }
 
@@ -160,6 +160,15 @@ fn fused_and_unfused_attention_agree() {
     assert!(worst <= 1e-5 * scale, "fused vs unfused: worst difference {worst:e} (scale {scale:e})");
 }
 
+/// Make `value` the tune cache's choice for each of a block's four linear weights (f32), under
+/// the key `key` gives.
+fn choose_per_weight(gpu: &Gpu, key: fn(usize, usize, DType) -> String, value: &str) {
+    let mut choices = KernelChoices::for_gpu(gpu, "test");
+    let weights = [(3 * D, D), (D, D), (4 * D, D), (D, 4 * D)];
+    choices.choices = weights.iter().map(|&(out, inp)| (key(out, inp, DType::F32), value.to_string())).collect();
+    gpu.use_choices(choices);
+}
+
 /// The transposed weight copies a training load makes (`LoadOptions::dx_copies`) give the same
 /// step to f32 rounding, with the same launches: the backward's dX products only read W from its
 /// copy. Where the adapter's choice is the weight as stored, the load makes none; a trained leaf
@@ -168,11 +177,7 @@ fn fused_and_unfused_attention_agree() {
 fn transposed_weight_copies_give_the_same_step() {
     let gpu = own_gpu();
     let shapes = [(3 * D, D), (D, D), (4 * D, D), (D, 4 * D)];
-    let choose = |layout: DxLayout| {
-        let mut choices = KernelChoices::for_gpu(&gpu, "test");
-        choices.choices = shapes.iter().map(|&(out, inp)| (DxLayout::tune_key(out, inp, DType::F32), layout.name().to_string())).collect();
-        gpu.use_choices(choices);
-    };
+    let choose = |layout: DxLayout| choose_per_weight(&gpu, DxLayout::tune_key, layout.name());
     let load = |dx_copies: bool| Vit::from_state_dict(&gpu, &tiny_state_dict(), &LoadOptions { dx_copies, ..LoadOptions::default() }).unwrap();
     choose(DxLayout::Stored);
     assert_eq!(load(true).transposed_copy_bytes(), 0, "the choice says stored: no copies");
@@ -199,6 +204,35 @@ fn transposed_weight_copies_give_the_same_step() {
     assert!(w.transposed().is_some() && Graph::new(&gpu).param(w.clone()).value().transposed().is_none());
     assert!(Tensor::zeros(&gpu, &[2, 3]).unwrap().with_transposed(Tensor::zeros(&gpu, &[2, 3]).unwrap()).is_err(), "not a transpose");
     assert!(w.copy_from(&Tensor::zeros(&gpu, &[2, 3]).unwrap()).is_err(), "a write would leave the copy behind");
+}
+
+/// Texels of the frozen linear weights (`LoadOptions::texel_copies`, chosen per weight by
+/// `WeightSource`) give the same bits in the same launches, only from the texel builds; a
+/// trained leaf drops them, and a write into a weight that has them is refused.
+#[test]
+fn weight_texels_give_the_same_bits() {
+    let gpu = own_gpu();
+    let choose = |source: WeightSource| choose_per_weight(&gpu, WeightSource::tune_key, source.name());
+    let load = |texel_copies: bool| Vit::from_state_dict(&gpu, &tiny_state_dict(), &LoadOptions { texel_copies, ..LoadOptions::default() }).unwrap();
+    choose(WeightSource::Buffer);
+    assert_eq!(load(true).texel_bytes(), 0, "the choice says buffer: no texels");
+    let plain = load(true);
+    choose(WeightSource::Texels);
+    assert_eq!(load(false).texel_bytes(), 0, "not asked for: none");
+    let textured = load(true);
+    assert!(textured.texel_bytes() > 0);
+    let task = task(&gpu, DEPTH, 4, Pool::Cls);
+    let texel_launches = || gpu.dispatch_counts().iter().filter(|(op, _)| op.starts_with("matmul_texels")).map(|(_, n)| n).sum::<u64>();
+    let (before, plain_bits) = (matmuls(&gpu), step_bits(&gpu, &plain, &task));
+    let (launches, texels_before) = (matmuls(&gpu) - before, texel_launches());
+    assert_eq!(texels_before, 0, "the buffer load reads no texels");
+    assert!(step_bits(&gpu, &textured, &task) == plain_bits, "texels and buffers give other bits");
+    assert_eq!(matmuls(&gpu) - before - launches, launches, "the same launches");
+    assert!(texel_launches() >= (4 * DEPTH) as u64, "every block's linear layers read texels");
+
+    let w = Tensor::zeros(&gpu, &[2, 3]).unwrap().with_texels().unwrap();
+    assert!(w.texels().is_some() && Graph::new(&gpu).param(w.clone()).value().texels().is_none());
+    assert!(w.copy_from(&Tensor::zeros(&gpu, &[2, 3]).unwrap()).is_err(), "a write would leave the texels behind");
 }
 
 /// An inference graph records nothing, so it keeps no activation alive.

@@ -9,7 +9,7 @@ use crate::kernels::cross_entropy::{cross_entropy_backward, cross_entropy_forwar
 use crate::kernels::gelu::{gelu_backward, gelu_forward};
 use crate::kernels::halves::{from_halves, to_halves};
 use crate::kernels::layernorm::{add_layernorm_backward, add_layernorm_forward, layernorm_backward, layernorm_forward};
-use crate::kernels::matmul::{matmul_backward, matmul_forward, matmul_forward_with, matmul_gelu_forward_with, matmul_gelu_grad_with, DxLayout, MatmulKernel, MatmulNeed, MatmulOptions};
+use crate::kernels::matmul::{matmul_backward, matmul_forward, matmul_forward_with, matmul_gelu_forward_with, matmul_gelu_grad_with, DxLayout, MatmulKernel, MatmulNeed, MatmulOptions, WeightSource};
 use crate::kernels::softmax::{softmax_backward, softmax_forward, softmax_scaled_backward, softmax_scaled_forward};
 use crate::kernels::{ROW_REDUCE_KEY, ROW_REDUCE_SUBGROUPS, ROW_REDUCE_WORKGROUP};
 use crate::model::vit::Precision;
@@ -58,8 +58,8 @@ pub(super) struct Case<'a> {
     device: Option<&'a Gpu>,
     /// The choice this case is one candidate of, for `vpt tune`.
     tune: Option<Tune>,
-    /// The frozen weight layout a dX case reads (`DxLayout`), for `vpt tune`: a second choice,
-    /// made by the fastest kernel of each layout.
+    /// The frozen weight layout a dX case reads (`DxLayout`), or where a forward case reads its
+    /// weight (`WeightSource`), for `vpt tune`: a second choice, made by the fastest kernel of each.
     layout: Option<Tune>,
 }
 
@@ -80,7 +80,12 @@ pub(super) fn cases<'a>(gpu: &'a Gpu, without_subgroups: Option<&'a Gpu>, option
     let mut cases = Vec::new();
     // A kernel this adapter cannot run (sg16x8 without SUBGROUP) has no rows.
     for &kernel in options.matmul_kernels.iter().filter(|k| k.available(gpu)) {
-        cases.extend(matmul_cases(gpu, kernel, &options.shape, options.precision));
+        cases.extend(matmul_cases(gpu, kernel, &options.shape, options.precision, options.weight_texels));
+    }
+    if options.weight_texels {
+        // The kernel the engine takes for each, and no kernel choice made from these.
+        cases.retain(|c| c.tune.as_ref().is_some_and(|t| t.chosen));
+        return cases.into_iter().map(|c| Case { tune: None, ..c }).collect();
     }
     // The row kernels' reduction: subgroups or workgroup memory, a tuned choice.
     let row_kernels = ["layernorm", "softmax", "cross_entropy"];
@@ -123,8 +128,9 @@ fn with_and_without_subgroups<'a>(gpu: &'a Gpu, plain: Option<&'a Gpu>, choice: 
 /// gradients with respect to activations (dX), never the weights'.
 ///
 /// With `precision` f16 the linear layers' weights (B) are stored as f16, as the training step
-/// stores them; attention's products have no weight and stay f32.
-fn matmul_cases<'a>(gpu: &'a Gpu, kernel: MatmulKernel, s: &StepShape, precision: Precision) -> Vec<Case<'a>> {
+/// stores them; attention's products have no weight and stay f32. With `texels`, only the linear
+/// layers' forward products, their weights read from texels.
+fn matmul_cases<'a>(gpu: &'a Gpu, kernel: MatmulKernel, s: &StepShape, precision: Precision, texels: bool) -> Vec<Case<'a>> {
     let d = Widths::of(s);
     let rows = d.batch * d.tokens; // every token of every image, as rows of one matrix: qkv's
     let read = d.batch * d.read; // what proj and the MLP run on in every block but the last
@@ -136,9 +142,28 @@ fn matmul_cases<'a>(gpu: &'a Gpu, kernel: MatmulKernel, s: &StepShape, precision
         Precision::F32 => DType::F32,
         Precision::F16 => DType::F16,
     };
-    let linear = |name: &str, a: Vec<usize>, b: Vec<usize>, opts| matmul_case(gpu, kernel, name, a, b, opts, Epilogue::None, weight);
-    let mm = |name: &str, a: Vec<usize>, b: Vec<usize>, opts| matmul_case(gpu, kernel, name, a, b, opts, Epilogue::None, DType::F32);
-    let fused = |name: &str, a: Vec<usize>, b: Vec<usize>, opts, epilogue| matmul_case(gpu, kernel, name, a, b, opts, epilogue, weight);
+    // A forward case as a candidate of its weight's source (`WeightSource`).
+    let source = WeightSource::ALL[texels as usize];
+    let fused = |name: &str, a: Vec<usize>, b: Vec<usize>, opts, epilogue| {
+        let chosen = WeightSource::for_weight(gpu, b[0], b[1], weight) == source;
+        let layout = Tune { key: WeightSource::tune_key(b[0], b[1], weight), value: source.name().into(), chosen };
+        Case { layout: Some(layout), ..matmul_case(gpu, kernel, name, a, b, opts, epilogue, (weight, texels)) }
+    };
+    let linear = |name: &str, a: Vec<usize>, b: Vec<usize>, opts| fused(name, a, b, opts, Epilogue::None);
+    // Linear layers: X [rows, in] · W [out, in]ᵀ; and what the step runs instead of fc1 + "gelu
+    // fwd": GELU applied as C is stored.
+    let forward = [
+        linear("qkv", vec![rows, d.dim], vec![3 * d.dim, d.dim], nt),
+        linear("proj", vec![read, d.dim], vec![d.dim, d.dim], nt),
+        linear("fc1", vec![read, d.dim], vec![d.mlp, d.dim], nt),
+        linear("fc2", vec![read, d.mlp], vec![d.dim, d.mlp], nt),
+        fused("fc1+gelu", vec![read, d.dim], vec![d.mlp, d.dim], nt, Epilogue::Gelu),
+    ];
+    if texels {
+        return forward.into();
+    }
+    let [qkv, proj, fc1, fc2, fc1_gelu] = forward;
+    let mm = |name: &str, a: Vec<usize>, b: Vec<usize>, opts| matmul_case(gpu, kernel, name, a, b, opts, Epilogue::None, (DType::F32, false));
     // dX [rows, in] = dY [rows, out] · W, W [out, in] read as stored or from its transposed copy.
     let dx = |name: &str, rows: usize, out: usize, inp: usize, epilogue| {
         DxLayout::ALL.map(|layout| {
@@ -148,7 +173,7 @@ fn matmul_cases<'a>(gpu: &'a Gpu, kernel: MatmulKernel, s: &StepShape, precision
             };
             let chosen = DxLayout::for_weight(gpu, out, inp, weight) == layout;
             let layout = Tune { key: DxLayout::tune_key(out, inp, weight), value: layout.name().into(), chosen };
-            Case { layout: Some(layout), ..matmul_case(gpu, kernel, &label, vec![rows, out], b, opts, epilogue, weight) }
+            Case { layout: Some(layout), ..matmul_case(gpu, kernel, &label, vec![rows, out], b, opts, epilogue, (weight, false)) }
         })
     };
     let [qkv_dx, qkv_dx_t] = dx("qkv dX", rows, 3 * d.dim, d.dim, Epilogue::None);
@@ -158,33 +183,22 @@ fn matmul_cases<'a>(gpu: &'a Gpu, kernel: MatmulKernel, s: &StepShape, precision
     // What the training step runs instead of fc2 dX + "gelu bwd": GELU's derivative at the saved
     // pre-activation applied as C is stored.
     let [fc2_dx_gelu, fc2_dx_gelu_t] = dx("fc2 dX*gelu'", read, d.dim, d.mlp, Epilogue::GeluGrad);
-    vec![
-        // Linear layers: X [rows, in] · W [out, in]ᵀ, and dX [rows, in] = dY [rows, out] · W.
-        linear("qkv", vec![rows, d.dim], vec![3 * d.dim, d.dim], nt),
-        qkv_dx,
-        qkv_dx_t,
-        linear("proj", vec![read, d.dim], vec![d.dim, d.dim], nt),
-        proj_dx,
-        proj_dx_t,
-        linear("fc1", vec![read, d.dim], vec![d.mlp, d.dim], nt),
-        fc1_dx,
-        fc1_dx_t,
-        linear("fc2", vec![read, d.mlp], vec![d.dim, d.mlp], nt),
-        fc2_dx,
-        fc2_dx_t,
-        // What the step runs instead of fc1 + "gelu fwd": GELU applied as C is stored.
-        fused("fc1+gelu", vec![read, d.dim], vec![d.mlp, d.dim], nt, Epilogue::Gelu),
-        fc2_dx_gelu,
-        fc2_dx_gelu_t,
-        // Attention, per (image, head): S = Q·Kᵀ, dQ = dS·K, dK = dSᵀ·Q.
-        mm("q.kT", vec![bh, t, hd], vec![bh, t, hd], nt),
-        mm("q.kT dQ", vec![bh, t, t], vec![bh, t, hd], nn),
-        mm("q.kT dK", vec![bh, t, t], vec![bh, t, hd], tn),
-        // O = P·V, dP = dO·Vᵀ, dV = Pᵀ·dO.
-        mm("attn.v", vec![bh, t, t], vec![bh, t, hd], nn),
-        mm("attn.v dP", vec![bh, t, hd], vec![bh, t, hd], nt),
-        mm("attn.v dV", vec![bh, t, t], vec![bh, t, hd], tn),
-    ]
+    // Each linear layer's forward, then its dX [rows, in] = dY [rows, out] · W both ways.
+    #[rustfmt::skip]
+    let linear_layers = [qkv, qkv_dx, qkv_dx_t, proj, proj_dx, proj_dx_t, fc1, fc1_dx, fc1_dx_t, fc2, fc2_dx, fc2_dx_t, fc1_gelu, fc2_dx_gelu, fc2_dx_gelu_t];
+    linear_layers
+        .into_iter()
+        .chain([
+            // Attention, per (image, head): S = Q·Kᵀ, dQ = dS·K, dK = dSᵀ·Q.
+            mm("q.kT", vec![bh, t, hd], vec![bh, t, hd], nt),
+            mm("q.kT dQ", vec![bh, t, t], vec![bh, t, hd], nn),
+            mm("q.kT dK", vec![bh, t, t], vec![bh, t, hd], tn),
+            // O = P·V, dP = dO·Vᵀ, dV = Pᵀ·dO.
+            mm("attn.v", vec![bh, t, t], vec![bh, t, hd], nn),
+            mm("attn.v dP", vec![bh, t, hd], vec![bh, t, hd], nt),
+            mm("attn.v dV", vec![bh, t, t], vec![bh, t, hd], tn),
+        ])
+        .collect()
 }
 
 /// Which matmul launcher a case times: the plain product or one of the fused GELU epilogues.
@@ -198,7 +212,8 @@ enum Epilogue {
 }
 
 #[allow(clippy::too_many_arguments)]
-fn matmul_case<'a>(gpu: &'a Gpu, kernel: MatmulKernel, name: &str, a: Vec<usize>, b: Vec<usize>, opts: MatmulOptions, epilogue: Epilogue, b_stored: DType) -> Case<'a> {
+/// `(b_stored, texels)`: how B is stored, and whether it is read from texels (a linear weight).
+fn matmul_case<'a>(gpu: &'a Gpu, kernel: MatmulKernel, name: &str, a: Vec<usize>, b: Vec<usize>, opts: MatmulOptions, epilogue: Epilogue, (b_stored, texels): (DType, bool)) -> Case<'a> {
     // op(A) [batch, M, K] · op(B) [batch, K, N]
     let batch: usize = a[..a.len() - 2].iter().product();
     let (m, k) = if opts.trans_a { (a[a.len() - 1], a[a.len() - 2]) } else { (a[a.len() - 2], a[a.len() - 1]) };
@@ -206,8 +221,9 @@ fn matmul_case<'a>(gpu: &'a Gpu, kernel: MatmulKernel, name: &str, a: Vec<usize>
     let t = |yes: bool| if yes { "^T" } else { "" };
     let c_shape: Vec<usize> = a[..a.len() - 2].iter().copied().chain([m, n]).collect();
     let f16 = if b_stored == DType::F16 { " (f16 W)" } else { "" };
+    let from = if texels { " (texels)" } else { "" };
     Case {
-        kernel: format!("matmul {name}{f16}"),
+        kernel: format!("matmul {name}{f16}{from}"),
         variant: Some(kernel.name()),
         shape: format!("{}{} @ {}{}", dims_text(&a), t(opts.trans_a), dims_text(&b), t(opts.trans_b)),
         work: Work::Flops(2.0 * (batch * m * n * k) as f64),
@@ -217,6 +233,7 @@ fn matmul_case<'a>(gpu: &'a Gpu, kernel: MatmulKernel, name: &str, a: Vec<usize>
                 DType::F32 => random(gpu, &b, seed + 1, -1.0, 1.0)?,
                 DType::F16 => Tensor::from_f16_stored(gpu, &b, &random(gpu, &b, seed + 1, -1.0, 1.0)?.to_vec()?)?,
             };
+            let b = if texels { b.with_texels()? } else { b };
             let op: Op<'a> = match epilogue {
                 Epilogue::None => Box::new(move || matmul_forward_with(kernel, &a, &b, None, opts)),
                 Epilogue::Gelu => Box::new(move || Ok(matmul_gelu_forward_with(kernel, &a, &b, None, opts)?.y)),

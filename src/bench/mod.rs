@@ -123,6 +123,9 @@ pub struct BenchOptions {
     /// How the weights are stored: in the linear layers' matmuls (their B operand) and in the
     /// timed training step's backbone.
     pub precision: Precision,
+    /// Time only the linear layers' forward products, with the kernel the engine takes, reading
+    /// their weights from texels (`WeightSource`): `vpt tune`'s other candidate for them.
+    pub weight_texels: bool,
 }
 
 impl BenchOptions {
@@ -137,6 +140,7 @@ impl BenchOptions {
             plan: BlockPlan::default(),
             peak_gflops: None,
             precision: Precision::F32,
+            weight_texels: false,
         }
     }
 }
@@ -159,6 +163,8 @@ pub struct TrainStepResult {
     pub weight_bytes: u64,
     /// Of the weights, the transposed copies the backward's dX products read (`DxLayout`).
     pub copy_bytes: u64,
+    /// Of the weights, the texels the matmuls read instead of their buffers (`WeightSource`).
+    pub texel_bytes: u64,
     pub description: String,
 }
 
@@ -182,7 +188,8 @@ pub struct BenchResult {
     /// The kernel choice this case is a candidate of (`vpt tune`), and whether the engine takes
     /// it now.
     pub tune: Option<cases::Tune>,
-    /// The frozen weight layout a linear layer's dX case reads (`DxLayout`), a choice of its own.
+    /// The frozen weight layout a linear layer's dX case reads (`DxLayout`), or where a linear
+    /// layer's forward case reads its weight from (`WeightSource`): a choice of its own.
     pub layout: Option<cases::Tune>,
 }
 

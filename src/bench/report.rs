@@ -25,7 +25,7 @@ impl BenchReport {
             json!({
                 "description": t.description, "images_per_second": t.images_per_second,
                 "forward_ms": t.forward_ms, "backward_ms": t.backward_ms, "optimizer_ms": t.optimizer_ms,
-                "dispatches": t.dispatches, "peak_bytes": t.peak_bytes, "weight_bytes": t.weight_bytes, "copy_bytes": t.copy_bytes, "kept_bytes": t.kept_bytes,
+                "dispatches": t.dispatches, "peak_bytes": t.peak_bytes, "weight_bytes": t.weight_bytes, "copy_bytes": t.copy_bytes, "texel_bytes": t.texel_bytes, "kept_bytes": t.kept_bytes,
             })
         });
         let report = json!({
@@ -64,8 +64,8 @@ impl BenchReport {
 pub fn train_step_text(t: &TrainStepResult) -> String {
     let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
     format!(
-        "\ntrain step ({}):\n  {:.2} images/s = forward {:.1} ms + backward {:.1} ms + optimizer {:.1} ms (host clock, each waited for)\n  {} kernel launches per step; peak tensor memory {:.1} MiB, of which frozen weights {:.1} MiB ({:.1} MiB of them transposed copies for the backward); kept by the forward for the backward {:.1} MiB\n",
-        t.description, t.images_per_second, t.forward_ms, t.backward_ms, t.optimizer_ms, t.dispatches, mib(t.peak_bytes), mib(t.weight_bytes), mib(t.copy_bytes), mib(t.kept_bytes)
+        "\ntrain step ({}):\n  {:.2} images/s = forward {:.1} ms + backward {:.1} ms + optimizer {:.1} ms (host clock, each waited for)\n  {} kernel launches per step; peak tensor memory {:.1} MiB, of which frozen weights {:.1} MiB ({:.1} MiB of them transposed copies for the backward, {:.1} MiB texels); kept by the forward for the backward {:.1} MiB\n",
+        t.description, t.images_per_second, t.forward_ms, t.backward_ms, t.optimizer_ms, t.dispatches, mib(t.peak_bytes), mib(t.weight_bytes), mib(t.copy_bytes), mib(t.texel_bytes), mib(t.kept_bytes)
     )
 }
 

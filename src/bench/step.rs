@@ -65,6 +65,7 @@ pub fn train_step(gpu: &Gpu, shape: &StepShape, plan: BlockPlan, precision: Prec
         kept_bytes,
         weight_bytes,
         copy_bytes: vit.transposed_copy_bytes(),
+        texel_bytes: vit.texel_bytes(),
         description: format!(
             "VPT-deep step: {depth} blocks, {p} prompts each, {h}×{w} images (patch {}), batch {b}, {} attention, recompute {}, {} weights",
             cfg.patch_size,
@@ -95,7 +96,7 @@ impl StepSetup {
         let cfg = &shape.vit;
         let live_before = gpu.live_bytes();
         let sd = StateDict::from_tensors("bench", synthetic_vit_state_dict(cfg, 0, 1), [("num_heads".to_string(), cfg.num_heads.to_string())].into());
-        let mut vit = Vit::from_state_dict(gpu, &sd, &LoadOptions { precision, dx_copies: true, ..LoadOptions::default() })?;
+        let mut vit = Vit::from_state_dict(gpu, &sd, &LoadOptions { precision, dx_copies: true, texel_copies: true, ..LoadOptions::default() })?;
         vit.plan = plan;
         drop(sd);
         let weight_bytes = gpu.live_bytes() - live_before;

@@ -6,7 +6,9 @@
 //! reference), with f32 weights and, where the adapter has SHADER_F16, f16 ones, and the row kernels' reduction (subgroups or workgroup memory, by the total of
 //! their cases, where the adapter has subgroups), and where a frozen linear layer's dX product
 //! reads its weight (`DxLayout`: as stored, or a transposed copy made at load; by the sum of its
-//! cases, each at its fastest kernel), and the fused attention's kernels with subgroup shuffles
+//! cases, each at its fastest kernel), where the linear layers read their weights from
+//! (`WeightSource`: the buffer, or texels made at load; by the sum of each weight's forward cases,
+//! the buffer's at their fastest kernel, the texels' at the kernel the engine takes), and the fused attention's kernels with subgroup shuffles
 //! or without (by the total of its fused cases, where the adapter has subgroups). A choice with
 //! one candidate measured is not written: the fixed rule stays. The fused path against the
 //! unfused one is not tuned: the fused kernels are taken for the memory they save (no
@@ -17,7 +19,7 @@ use std::collections::BTreeMap;
 use super::{run, BenchOptions, BenchResult};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, KernelChoices};
-use crate::kernels::matmul::{DxLayout, MatmulKernel};
+use crate::kernels::matmul::{DxLayout, MatmulKernel, WeightSource};
 use crate::model::vit::Precision;
 
 /// What names the matmul cases with f16 weights (`matmul qkv (f16 W)`), lower-cased as filters are.
@@ -56,6 +58,13 @@ pub fn tune(gpu: &Gpu, options: &BenchOptions, mut progress: impl FnMut(&BenchRe
         let f16 = BenchOptions { precision: Precision::F16, filter, ..options.clone() };
         results.extend(run(gpu, &f16, &mut progress)?.results.into_iter().filter(|r| r.kernel.to_lowercase().contains(F16_CASES)));
     }
+    // Then the linear layers' forward products again, their weights read from texels, with the
+    // kernel the engine takes (f16 weights too, where the adapter stores them).
+    let f16 = gpu.features().contains(wgpu::Features::SHADER_F16);
+    for precision in [Precision::F32, Precision::F16].into_iter().take(1 + f16 as usize) {
+        let texels = BenchOptions { weight_texels: true, precision, ..options.clone() };
+        results.extend(run(gpu, &texels, &mut progress)?.results.into_iter().filter(|r| (precision == Precision::F16) == r.kernel.to_lowercase().contains(F16_CASES)));
+    }
     // Per key, per candidate: the sum of the medians of its cases.
     let mut totals: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();
     for r in &results {
@@ -63,7 +72,8 @@ pub fn tune(gpu: &Gpu, options: &BenchOptions, mut progress: impl FnMut(&BenchRe
             *totals.entry(t.key.clone()).or_default().entry(t.value.clone()).or_default() += r.median_ms;
         }
     }
-    // The frozen weights' dX layout: per layout, its cases each at their fastest kernel, summed.
+    // The frozen weights' dX layout and source: per candidate, its cases each at their fastest
+    // kernel, summed.
     let mut fastest: BTreeMap<(String, String, String), f64> = BTreeMap::new();
     for r in &results {
         if let Some(l) = &r.layout {
@@ -82,8 +92,10 @@ pub fn tune(gpu: &Gpu, options: &BenchOptions, mut progress: impl FnMut(&BenchRe
             continue;
         }
         let mut candidates: Vec<(String, f64)> = candidates.into_iter().collect();
-        // The transposed copy costs memory: it wins only where it saves `COPY_MUST_SAVE`.
-        let charged = |(name, ms): &(String, f64)| if name == DxLayout::Transposed.name() { ms / (1.0 - DxLayout::COPY_MUST_SAVE) } else { *ms };
+        // The transposed copy and the texels cost memory: each wins only where it saves
+        // `COPY_MUST_SAVE`.
+        let copy = |name: &str| name == DxLayout::Transposed.name() || name == WeightSource::Texels.name();
+        let charged = |(name, ms): &(String, f64)| if copy(name) { ms / (1.0 - DxLayout::COPY_MUST_SAVE) } else { *ms };
         candidates.sort_by(|a, b| charged(a).total_cmp(&charged(b)));
         let m = Measured { key: key.clone(), candidates };
         choices.choices.insert(key, m.winner().to_string());

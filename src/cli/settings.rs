@@ -52,9 +52,10 @@ impl PlanArgs {
 impl ModelArgs {
     /// How to load the backbone, at `img_size` (what decided it: `size_from`), for the commands
     /// that run at most one backward (eval, predict, grad): without transposed copies, whose
-    /// making costs more than one backward saves.
+    /// making costs more than one backward saves, but with texels where the adapter reads them
+    /// faster (every forward reads them; a weight a method trains drops them, `Graph::param`).
     pub fn load_options(&self, img_size: Option<(usize, usize)>, size_from: Option<String>) -> LoadOptions {
-        LoadOptions { num_heads: self.num_heads, precision: self.precision.precision, img_size, size_from, dx_copies: false }
+        LoadOptions { num_heads: self.num_heads, precision: self.precision.precision, img_size, size_from, dx_copies: false, texel_copies: true }
     }
 }
 

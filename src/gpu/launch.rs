@@ -1,9 +1,10 @@
-//! One kernel launch: each storage buffer it binds ([`Bind`], the launcher's half of the binding
+//! One kernel launch: each storage buffer it binds ([`Bind`]) and texture it reads ([`TexelBind`], the launcher's half of the binding
 //! contract; `shader.rs` has the kernel's half, [`Access`]), and the launch as a whole
 //! ([`Launch`]), as the log and the trace hear of it (`aides.rs`).
 
 use super::memory::GpuBuffer;
 use super::shader::{Access, Constants, Params, Shader};
+use super::texels::Texels;
 
 /// One storage buffer bound for a launch: binding number, the access the launcher expects the
 /// entry point to declare, and the buffer.
@@ -25,6 +26,13 @@ impl<'a> Bind<'a> {
     }
 }
 
+/// One texture bound for a launch, read by `textureLoad` (a frozen weight's [`Texels`]).
+#[derive(Clone, Copy)]
+pub struct TexelBind<'a> {
+    pub binding: u32,
+    pub texels: &'a Texels,
+}
+
 /// One launch as recorded: what those who hear of it (`aides.rs`) are told.
 pub struct Launch<'a> {
     /// "shader::entry", e.g. "matmul::matmul_tiled".
@@ -34,6 +42,8 @@ pub struct Launch<'a> {
     pub constants: Constants<'a>,
     pub params: &'a Params,
     pub buffers: &'a [Bind<'a>],
+    /// The textures it reads; none but a matmul's B from a weight's texels.
+    pub texels: &'a [TexelBind<'a>],
     /// Workgroups along x, y, z.
     pub grid: [u32; 3],
 }

@@ -17,6 +17,8 @@ pub struct LaunchRecord {
     pub entry: &'static str,
     pub params: Vec<(&'static str, ParamType)>,
     pub bindings: Vec<(u32, Access)>,
+    /// The bindings of the textures it read.
+    pub texels: Vec<u32>,
     /// How many times this entry point was launched.
     pub count: u64,
 }
@@ -39,6 +41,7 @@ impl LaunchLog {
             entry: launch.entry,
             params: launch.params.fields().to_vec(),
             bindings: launch.buffers.iter().map(|b| (b.binding, b.access)).collect(),
+            texels: launch.texels.iter().map(|t| t.binding).collect(),
             count: record.count + 1,
         };
     }

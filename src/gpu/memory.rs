@@ -78,9 +78,13 @@ impl Memory {
     pub(super) fn new(gl: bool) -> Memory {
         Memory { released: gl.then(Mutex::default), ..Memory::default() }
     }
-    fn alloc(&self, bytes: u64) {
+    pub(super) fn alloc(&self, bytes: u64) {
         let now = self.live.fetch_add(bytes, Ordering::Relaxed) + bytes;
         self.peak.fetch_max(now, Ordering::Relaxed);
+    }
+    /// Memory that is not a pooled buffer (a weight's texels) was let go of.
+    pub(super) fn uncount(&self, bytes: u64) {
+        self.live.fetch_sub(bytes, Ordering::Relaxed);
     }
     /// A tensor let go of its buffer: keep it for reuse, giving back the longest-idle buffers
     /// if the pool would hold more than its cap.

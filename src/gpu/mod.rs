@@ -35,6 +35,7 @@ mod profile;
 mod readback;
 mod shader;
 mod sources;
+mod texels;
 mod trace;
 mod tuning;
 // Native: the tune cache's file and `--wgsl-dir` read the file system.
@@ -50,13 +51,14 @@ use wgpu::util::DeviceExt;
 
 pub use adapter::{backends_from_env, list_adapters, AdapterReport, LARGEST_SHARED_BLOCK_BYTES, MEMORY_HINTS};
 pub use in_flight::{MAX_IN_FLIGHT, MAX_RELEASED_BEFORE_SUBMIT};
-pub use launch::{Bind, Launch};
+pub use launch::{Bind, Launch, TexelBind};
 pub use launch_log::LaunchRecord;
 pub use memory::{DriverBlocks, GpuBuffer};
 pub use profile::{KernelTime, Profile, TimingMethod};
 pub(crate) use shader::wgsl_shader;
 pub use shader::{Access, Constants, ParamType, Params, Shader, WG_1D};
 pub use sources::WgslReader;
+pub use texels::{Texels, TEXELS_PER_ROW};
 pub use trace::{BlobRange, Trace, TraceOp, TracedShader};
 pub use tuning::KernelChoices;
 
@@ -147,6 +149,14 @@ impl Gpu {
 
     /// [`Gpu::dispatch`] of an entry point whose `override` constants take the values `constants`.
     pub fn dispatch_specialized(&self, shader: &Shader, entry: &'static str, constants: Constants, params: &Params, buffers: &[Bind], workgroups: [u32; 3]) -> Result<()> {
+        self.dispatch_reading_texels(shader, entry, constants, params, buffers, &[], workgroups)
+    }
+
+    /// [`Gpu::dispatch_specialized`] for a kernel that also reads textures (a matmul's B from a
+    /// weight's [`Texels`]). A trace has no textures: while one records, launchers bind buffers
+    /// instead ([`Gpu::tracing`]), and a texture bound anyway is an error.
+    #[allow(clippy::too_many_arguments)]
+    pub fn dispatch_reading_texels(&self, shader: &Shader, entry: &'static str, constants: Constants, params: &Params, buffers: &[Bind], texels: &[TexelBind], workgroups: [u32; 3]) -> Result<()> {
         let op = format!("{}::{entry}", shader.name);
         if !self.inner.downlevel.contains(shader.needs_downlevel) {
             return Err(Error::Gpu {
@@ -168,6 +178,9 @@ impl Gpu {
                 });
             }
         }
+        if !texels.is_empty() && self.tracing() {
+            return Err(Error::Internal { what: op, msg: "a texture bound while a trace records, which has no textures; the launcher should have bound the weight's buffer".into() });
+        }
         let max = self.inner.limits.max_compute_workgroups_per_dimension;
         if workgroups.iter().any(|&n| n == 0 || n > max) {
             return Err(Error::Gpu { op, msg: format!("grid {workgroups:?} outside 1..={max} per dimension") });
@@ -183,6 +196,7 @@ impl Gpu {
                 let uniform = device.create_buffer_init(&wgpu::util::BufferInitDescriptor { label: Some("params"), contents: &params.padded_bytes(), usage: wgpu::BufferUsages::UNIFORM });
                 let mut entries = vec![wgpu::BindGroupEntry { binding: 0, resource: uniform.as_entire_binding() }];
                 entries.extend(buffers.iter().map(|b| wgpu::BindGroupEntry { binding: b.binding, resource: b.buffer.buffer.as_entire_binding() }));
+                entries.extend(texels.iter().map(|t| wgpu::BindGroupEntry { binding: t.binding, resource: wgpu::BindingResource::TextureView(&t.texels.view) }));
                 device.create_bind_group(&wgpu::BindGroupDescriptor {
                     label: Some(&op),
                     // The layout wgpu derived from the WGSL's declarations (`layout: None` at compile).
@@ -194,7 +208,7 @@ impl Gpu {
 
         // One compute pass in the pending encoder. Profiling on the host clock times it alone.
         self.timed_on_host(&op, || self.record_pass(&op, &pipeline, &bind_group, workgroups))?;
-        self.inner.aides.launched(&Launch { op: &op, shader, entry, constants, params, buffers, grid: workgroups });
+        self.inner.aides.launched(&Launch { op: &op, shader, entry, constants, params, buffers, texels, grid: workgroups });
         Ok(())
     }
 
@@ -253,7 +267,7 @@ impl Gpu {
     }
 
     /// Record a command into the pending encoder, after everything already recorded.
-    fn record(&self, f: impl FnOnce(&mut wgpu::CommandEncoder)) {
+    pub(super) fn record(&self, f: impl FnOnce(&mut wgpu::CommandEncoder)) {
         let device = &self.inner.device;
         let mut guard = self.pending();
         f(guard.pending.encoder.get_or_insert_with(|| new_encoder(device)));

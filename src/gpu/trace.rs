@@ -239,6 +239,11 @@ impl super::Gpu {
         Ok(self.inner.aides.trace.trace.lock().unwrap().take())
     }
 
+    /// Is a trace recording? Launchers then bind buffers only: a trace holds no textures.
+    pub fn tracing(&self) -> bool {
+        self.inner.aides.trace.trace.lock().unwrap().is_some()
+    }
+
     /// Name the most recent read-back in the trace (e.g. "loss").
     pub fn label_last_read(&self, name: &str) {
         self.inner.aides.trace.traced(|t| t.label_last_read(name));

@@ -21,10 +21,10 @@
 //! which share all of it. Which kernel runs (`MatmulKernel`, the rule that picks one or the
 //! tuned choice) is `matmul_choice.rs`.
 
-pub use super::matmul_choice::{DxLayout, MatmulKernel, MatmulOptions};
+pub use super::matmul_choice::{DxLayout, MatmulKernel, MatmulOptions, WeightSource};
 use super::{reduce, same_device};
 use crate::error::{Error, Result};
-use crate::gpu::{wgsl_shader, Bind, Gpu, Params};
+use crate::gpu::{wgsl_shader, Bind, Gpu, Params, Shader, TexelBind};
 use crate::tensor::{DType, Tensor};
 
 wgsl_shader!("matmul", uses ["matmul_b_f32", "gelu_math", "matmul_register", "matmul_gpu"]);
@@ -39,6 +39,10 @@ wgsl_shader!(
     f16 bindings [2, 6],
     uses ["matmul_b_f16", "gelu_math", "matmul_register", "matmul_gpu", "matmul_subgroup"]
 );
+// B read from a frozen weight's texels (`Texels`, f32 or f16 alike: a texture reads as f32),
+// with and without the subgroup kernel: the kernels are the same text (wgsl/lib/matmul_b_texels.wgsl).
+wgsl_shader!(SHADER_TEXELS = "matmul" as "matmul_texels", uses ["matmul_b_texels", "gelu_math", "matmul_register", "matmul_gpu"]);
+wgsl_shader!(SHADER_TEXELS_SUBGROUP = "matmul" as "matmul_texels_subgroup", needs SUBGROUP, uses ["matmul_b_texels", "gelu_math", "matmul_register", "matmul_gpu", "matmul_subgroup"]);
 
 /// Which gradients [`matmul_backward`] should compute. Nothing is dispatched for the others: a
 /// frozen weight asks for `a` only.
@@ -175,12 +179,10 @@ fn launch(op: &'static str, kernel: MatmulKernel, a: &Tensor, b: &Tensor, bias: 
             format!("the {} kernel needs {:?}, which {} lacks; pick another kernel (`vpt info` lists the adapter's features)", kernel.name(), kernel.needs(), gpu.describe()),
         ));
     }
-    let shader = match (b.dtype(), kernel.needs().contains(wgpu::Features::SUBGROUP)) {
-        (DType::F32, false) => &SHADER,
-        (DType::F16, false) => &SHADER_F16,
-        (DType::F32, true) => &SHADER_SUBGROUP,
-        (DType::F16, true) => &SHADER_F16_SUBGROUP,
-    };
+    // B from the weight's texels where it has them (never while a trace records: a trace holds
+    // buffers only), else from its buffer.
+    let texels = b.texels().filter(|_| !s.b_batched && !gpu.tracing());
+    let shader = b_shader(texels.is_some(), b.dtype(), kernel.needs().contains(wgpu::Features::SUBGROUP));
     let params = Params::new()
         .dim("M", s.m)
         .dim("N", s.n)
@@ -191,10 +193,14 @@ fn launch(op: &'static str, kernel: MatmulKernel, a: &Tensor, b: &Tensor, bias: 
         .dim("a_batch_stride", if s.a_batched { s.m * s.k } else { 0 })
         .dim("b_batch_stride", if s.b_batched { s.k * s.n } else { 0 })
         .flag("has_bias", bias.is_some());
-    let mut buffers = vec![Bind::read(1, a.buffer()), Bind::read(2, b.buffer()), Bind::read(3, bias_buffer), Bind::read_write(4, c.buffer()), Bind::read_write(7, aux_buffer)];
+    let mut buffers = vec![Bind::read(1, a.buffer()), Bind::read(3, bias_buffer), Bind::read_write(4, c.buffer()), Bind::read_write(7, aux_buffer)];
+    let texel_binds: Vec<TexelBind> = texels.map(|t| TexelBind { binding: 2, texels: t }).into_iter().collect();
+    if texels.is_none() {
+        buffers.push(Bind::read(2, b.buffer()));
+    }
     let epilogue_code = ("EPILOGUE", epilogue.code() as f64);
     if !kernel.specialized() {
-        gpu.dispatch_specialized(shader, kernel.entry(), &[epilogue_code], &params, &buffers, grid)?;
+        gpu.dispatch_reading_texels(shader, kernel.entry(), &[epilogue_code], &params, &buffers, &texel_binds, grid)?;
         return Ok(c);
     }
     // Quads of four consecutive stored values are read with one vec4 load when every stored row
@@ -212,11 +218,26 @@ fn launch(op: &'static str, kernel: MatmulKernel, a: &Tensor, b: &Tensor, bias: 
             &b_stand_in
         }
     };
-    buffers.push(Bind::read(6, b_view));
+    if texels.is_none() {
+        buffers.push(Bind::read(6, b_view));
+    }
     let flag = |on: bool| if on { 1.0 } else { 0.0 };
     let constants = [("TRANS_A", flag(opts.trans_a)), ("TRANS_B", flag(opts.trans_b)), ("A_VEC4", flag(a_vec4)), ("B_VEC4", flag(b_vec4)), epilogue_code];
-    gpu.dispatch_specialized(shader, kernel.entry(), &constants, &params, &buffers, grid)?;
+    gpu.dispatch_reading_texels(shader, kernel.entry(), &constants, &params, &buffers, &texel_binds, grid)?;
     Ok(c)
+}
+
+/// The build of the matmul family that reads B as it is held: from texels (whatever their
+/// values' type), or from a buffer of f32 or f16; with the subgroup kernel or without.
+fn b_shader(from_texels: bool, b: DType, subgroup: bool) -> &'static Shader {
+    match (from_texels, b, subgroup) {
+        (true, _, false) => &SHADER_TEXELS,
+        (true, _, true) => &SHADER_TEXELS_SUBGROUP,
+        (false, DType::F32, false) => &SHADER,
+        (false, DType::F16, false) => &SHADER_F16,
+        (false, DType::F32, true) => &SHADER_SUBGROUP,
+        (false, DType::F16, true) => &SHADER_F16_SUBGROUP,
+    }
 }
 
 /// Gradients of C = op(A)·op(B) + bias given dC = ∂L/∂C ([batch..., M, N]), only those `need`

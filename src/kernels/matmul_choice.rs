@@ -235,3 +235,52 @@ impl DxLayout {
         format!("linear dX {out}x{inp}{stored}")
     }
 }
+
+/// Where the matmuls read a frozen linear weight from: its buffer, or a copy of it in a texture
+/// made once at load (`Gpu::texels`, read by `wgsl/lib/matmul_b_texels.wgsl`), which costs the
+/// weight's memory once more (ViT-B/16's blocks: 324 MiB in f32, 162 MiB in f16) and gives the
+/// same bits.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WeightSource {
+    Buffer,
+    Texels,
+}
+
+impl WeightSource {
+    pub const ALL: [WeightSource; 2] = [WeightSource::Buffer, WeightSource::Texels];
+
+    pub fn name(self) -> &'static str {
+        match self {
+            WeightSource::Buffer => "buffer",
+            WeightSource::Texels => "texels",
+        }
+    }
+
+    /// The source for a frozen weight [out, in] stored as `w` on this adapter: the tune cache's
+    /// choice where it has one ([`WeightSource::tune_key`]); else texels on lavapipe (a CPU
+    /// adapter on Vulkan), where every ViT-B product ran faster from them (`sg16x8`, batch 8:
+    /// qkv 334 → 274 ms, fc2's dX 426 → 323 ms; see the WGSL) and the memory is the host's; else
+    /// the buffer: no other adapter has been measured. Never texels that do not fit one texture.
+    pub fn for_weight(gpu: &Gpu, out: usize, inp: usize, w: DType) -> WeightSource {
+        if !gpu.texels_fit(out * inp) {
+            return WeightSource::Buffer;
+        }
+        let tuned = gpu.choice(&Self::tune_key(out, inp, w));
+        if let Some(source) = WeightSource::ALL.into_iter().find(|s| tuned.as_deref() == Some(s.name())) {
+            return source;
+        }
+        let lavapipe = gpu.info().device_type == wgpu::DeviceType::Cpu && gpu.info().backend == wgpu::Backend::Vulkan;
+        if lavapipe {
+            WeightSource::Texels
+        } else {
+            WeightSource::Buffer
+        }
+    }
+
+    /// Its key among the tune cache's choices: "linear source 2304x768" (the weight's [out, in]),
+    /// with " f16" after it where the weight is stored as f16.
+    pub fn tune_key(out: usize, inp: usize, w: DType) -> String {
+        let stored = if w == DType::F16 { " f16" } else { "" };
+        format!("linear source {out}x{inp}{stored}")
+    }
+}

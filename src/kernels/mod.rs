@@ -46,6 +46,8 @@ pub const ALL_SHADERS: &[&Shader] = &[
     &matmul::SHADER_F16,
     &matmul::SHADER_SUBGROUP,
     &matmul::SHADER_F16_SUBGROUP,
+    &matmul::SHADER_TEXELS,
+    &matmul::SHADER_TEXELS_SUBGROUP,
     &optim::SHADER,
     &patch::SHADER,
     &reduce::SHADER,
@@ -84,6 +86,16 @@ pub fn unused_choices(choices: &crate::gpu::KernelChoices) -> Vec<String> {
         if key.starts_with("matmul ") {
             let names: Vec<&str> = matmul::MatmulKernel::ALL.iter().map(|k| k.name()).collect();
             return matmul::MatmulKernel::by_name(value).map(drop).ok_or(names.join(", "));
+        }
+        let one_of = |names: &[&str]| names.contains(&value).then_some(()).ok_or(names.join(" or "));
+        if key == attention::BUILD_KEY {
+            return one_of(&[attention::BUILD_SUBGROUPS, attention::BUILD_PLAIN]);
+        }
+        if key.starts_with("linear dX ") {
+            return one_of(&matmul::DxLayout::ALL.map(matmul::DxLayout::name));
+        }
+        if key.starts_with("linear source ") {
+            return one_of(&matmul::WeightSource::ALL.map(matmul::WeightSource::name));
         }
         Err(String::new())
     };

@@ -15,7 +15,7 @@ use crate::error::{Error, Result};
 use crate::gpu::Gpu;
 use crate::graph::{Graph, KeepAs, Var};
 use crate::io::{HostData, TensorFile};
-use crate::kernels::matmul::DxLayout;
+use crate::kernels::matmul::{DxLayout, WeightSource};
 use crate::model::block::Block;
 use crate::model::methods::leaves::BackboneVars;
 use crate::model::methods::method::Method;
@@ -179,6 +179,10 @@ pub struct LoadOptions {
     /// [`DxLayout`] says the backward's dX products read them faster so (a copy of their memory).
     /// Inference, which runs no backward, and a method that trains them leave it false.
     pub dx_copies: bool,
+    /// Also keep each block's frozen linear weights in a texture, where this adapter's
+    /// [`WeightSource`] says the matmuls read them faster so (a copy of their memory). Left false
+    /// by a method that trains them, and by default.
+    pub texel_copies: bool,
 }
 
 /// How a ViT's frozen weights are stored on the GPU (`--precision f32|f16`).
@@ -252,12 +256,20 @@ impl Vit {
         };
         let up_weight = |name: &str, shape: &[usize]| -> Result<Tensor> { store(shape, sd.shaped(name, shape)?) };
         let pair = |prefix: &str, w: &[usize], b: &[usize]| -> Result<(Tensor, Tensor)> { Ok((up(&format!("{prefix}.weight"), w)?, up(&format!("{prefix}.bias"), b)?)) };
+        // A frozen weight [out, in] the matmuls read as B, with its texels where asked for.
+        let frozen = |w: &[usize], data: &[f32]| -> Result<Tensor> {
+            let weight = store(w, data)?;
+            if !opts.texel_copies || WeightSource::for_weight(gpu, w[0], w[1], weight.dtype()) == WeightSource::Buffer {
+                return Ok(weight);
+            }
+            weight.with_texels()
+        };
         // A block's linear weight [out, in], with its transposed copy [in, out] where asked for.
         let linear = |prefix: &str, w: &[usize], b: &[usize]| -> Result<(Tensor, Tensor)> {
             let data = sd.shaped(&format!("{prefix}.weight"), w)?;
-            let mut weight = store(w, data)?;
+            let mut weight = frozen(w, data)?;
             if opts.dx_copies && DxLayout::for_weight(gpu, w[0], w[1], weight.dtype()) == DxLayout::Transposed {
-                weight = weight.with_transposed(store(&[w[1], w[0]], &transposed(data, w[0], w[1]))?)?;
+                weight = weight.with_transposed(frozen(&[w[1], w[0]], &transposed(data, w[0], w[1]))?)?;
             }
             Ok((weight, up(&format!("{prefix}.bias"), b)?))
         };
@@ -288,6 +300,13 @@ impl Vit {
                 Precision::F16 => KeepAs::F16,
             },
         })
+    }
+
+    /// Bytes of the texels the load made of the frozen linear weights
+    /// ([`LoadOptions::texel_copies`]), their transposed copies' included; 0 where it made none.
+    pub fn texel_bytes(&self) -> u64 {
+        let weights = self.blocks.iter().flat_map(|b| [&b.qkv.0, &b.proj.0, &b.fc1.0, &b.fc2.0]);
+        weights.flat_map(|w| [w.texels(), w.transposed().and_then(Tensor::texels)]).flatten().map(|t| t.bytes()).sum()
     }
 
     /// Bytes of the transposed weight copies the load made for the backward

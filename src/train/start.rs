@@ -13,10 +13,11 @@ use crate::model::plan::{AttentionChoice, Recompute};
 use crate::model::vit::{LoadOptions, StateDict, Vit};
 
 /// How a run loads its backbone: heads, precision and crop size from the recipe, and the
-/// transposed copies its backward's dX products read where the method keeps the weights frozen.
+/// transposed copies its backward's dX products read and the texels its matmuls read, where the
+/// method keeps the weights frozen.
 pub fn load_options(cfg: &TrainConfig) -> LoadOptions {
-    let dx_copies = !cfg.method.trains_linear_weights();
-    LoadOptions { num_heads: cfg.num_heads, precision: cfg.precision, img_size: cfg.img_size.map(|s| (s, s)), size_from: Some("`img_size`".into()), dx_copies }
+    let frozen = !cfg.method.trains_linear_weights();
+    LoadOptions { num_heads: cfg.num_heads, precision: cfg.precision, img_size: cfg.img_size.map(|s| (s, s)), size_from: Some("`img_size`".into()), dx_copies: frozen, texel_copies: frozen }
 }
 
 /// The backbone of a state dict already read, its fingerprint, and the normalisation its

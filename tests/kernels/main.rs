@@ -10,6 +10,7 @@ mod halves;
 mod heads;
 mod layernorm;
 mod matmul;
+mod matmul_texels;
 mod optim;
 mod patch;
 mod pytorch;

@@ -1,0 +1,104 @@
+//! A frozen weight's values once more, in a texture: what a matmul reads its B operand from where
+//! this adapter fetches texels faster than it loads from storage buffers (on lavapipe, about 20%
+//! faster for the ViT's linear layers; `wgsl/lib/matmul_b_texels.wgsl` says why and what was
+//! measured). Made once, at load, copied on the device from the weight's own buffer; read-only
+//! after.
+//!
+//! Layout: the values in their stored order, four to a texel (rgba32float; rgba16float for a
+//! weight stored as f16), [`TEXELS_PER_ROW`] texels to a row of the texture, the last row padded
+//! with zeros. Quad q of the values is texel (q mod TEXELS_PER_ROW, q div TEXELS_PER_ROW), so a
+//! kernel addresses the texture as it would the buffer seen as vec4s.
+
+use std::sync::Arc;
+
+use super::memory::{GpuBuffer, Memory};
+use super::Gpu;
+use crate::error::{Error, Result};
+
+/// Texels per row of the texture; `TEXELS_PER_ROW` in `wgsl/lib/matmul_b_texels.wgsl` (checked by
+/// `tests/contract.rs`). 2048 is the smallest `max_texture_dimension_2d` of any WebGPU adapter.
+pub const TEXELS_PER_ROW: u32 = 2048;
+
+/// A weight's values as a texture, counted in the device's tensor memory while it lives.
+pub struct Texels {
+    /// Owned here; the view reads it.
+    _texture: wgpu::Texture,
+    pub(crate) view: wgpu::TextureView,
+    bytes: u64,
+    memory: Arc<Memory>,
+}
+
+impl Drop for Texels {
+    fn drop(&mut self) {
+        // Not `destroy()`: commands recorded but not yet submitted may still read the texture;
+        // wgpu frees it once the last of them has run.
+        self.memory.uncount(self.bytes);
+    }
+}
+
+impl Texels {
+    /// Bytes of device memory the texture takes.
+    pub fn bytes(&self) -> u64 {
+        self.bytes
+    }
+}
+
+impl Gpu {
+    /// Would `values` values fit one texture of this device, [`TEXELS_PER_ROW`] texels wide?
+    pub fn texels_fit(&self, values: usize) -> bool {
+        let rows = (values.div_ceil(4) as u64).div_ceil(TEXELS_PER_ROW as u64);
+        let max = self.inner.limits.max_texture_dimension_2d as u64;
+        TEXELS_PER_ROW as u64 <= max && (1..=max).contains(&rows)
+    }
+
+    /// [`Texels`] holding the first `values` values of `buffer` (f32, or f16 where the buffer
+    /// holds f16), copied on the device in the order of the commands already recorded: no copy
+    /// through the host, and the very bits the buffer holds. An error naming `what` where they do
+    /// not fit one texture ([`Gpu::texels_fit`]).
+    pub fn texels(&self, what: &str, buffer: &GpuBuffer, values: usize) -> Result<Texels> {
+        if !self.texels_fit(values) {
+            let max = self.inner.limits.max_texture_dimension_2d;
+            return Err(Error::invalid(
+                what,
+                format!("{values} values do not fit one {TEXELS_PER_ROW}-texel-wide texture of at most {max} rows on {}; keep this weight in its buffer", self.describe()),
+            ));
+        }
+        let (format, texel_bytes) = if buffer.holds_f16() { (wgpu::TextureFormat::Rgba16Float, 8) } else { (wgpu::TextureFormat::Rgba32Float, 16) };
+        let rows = (values.div_ceil(4) as u32).div_ceil(TEXELS_PER_ROW);
+        let size = wgpu::Extent3d { width: TEXELS_PER_ROW, height: rows, depth_or_array_layers: 1 };
+        let texture = self.scoped(what, || {
+            self.inner.device.create_texture(&wgpu::TextureDescriptor {
+                label: Some(what),
+                size,
+                mip_level_count: 1,
+                sample_count: 1,
+                dimension: wgpu::TextureDimension::D2,
+                format,
+                // Read by textureLoad only (no sampler, so no filtering: rgba32float needs none).
+                usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+                view_formats: &[],
+            })
+        })?;
+        // A buffer→texture copy takes whole rows of texels: the values go first into a zeroed
+        // buffer of whole rows (a pooled one, so each weight shape of a model reuses it).
+        let bytes_per_row = TEXELS_PER_ROW * texel_bytes;
+        let padded = self.alloc(what, (rows * bytes_per_row) as u64)?;
+        let value_bytes = buffer.raw().size().min(padded.raw().size());
+        self.record(|encoder| {
+            encoder.copy_buffer_to_buffer(buffer.raw(), 0, padded.raw(), 0, value_bytes);
+            encoder.copy_buffer_to_texture(
+                wgpu::TexelCopyBufferInfo { buffer: padded.raw(), layout: wgpu::TexelCopyBufferLayout { offset: 0, bytes_per_row: Some(bytes_per_row), rows_per_image: Some(rows) } },
+                wgpu::TexelCopyTextureInfo { texture: &texture, mip_level: 0, origin: wgpu::Origin3d::ZERO, aspect: wgpu::TextureAspect::All },
+                size,
+            );
+        });
+        // Run the copies now, one weight at a time: on lavapipe the copies of a whole model
+        // recorded into one submission left about as much resident memory again behind them
+        // (vpt_step_memory: 1378 MiB resident at load for 651 MiB of weights and texels).
+        self.wait_for_all()?;
+        let view = texture.create_view(&wgpu::TextureViewDescriptor::default());
+        let bytes = (rows * bytes_per_row) as u64;
+        self.inner.memory.alloc(bytes);
+        Ok(Texels { _texture: texture, view, bytes, memory: self.inner.memory.clone() })
+    }
+}
