@@ -40,7 +40,8 @@ fn images(gpu: &Gpu, batch: usize) -> Tensor {
 }
 
 fn matmuls(gpu: &Gpu) -> u64 {
-    // Every matmul kernel: `matmul::…`, and the other builds' (`matmul_subgroup::…`, `matmul_texels::…`).
+    // Every matmul kernel: `matmul::…`, and the other builds' (`matmul_subgroup::…`,
+    // `matmul_texels::…`).
     gpu.dispatch_counts().iter().filter(|(k, _)| k.starts_with("matmul")).map(|(_, v)| v).sum()
 }
 

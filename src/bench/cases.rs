@@ -59,7 +59,8 @@ pub(super) struct Case<'a> {
     /// The choice this case is one candidate of, for `vpt tune`.
     tune: Option<Tune>,
     /// The frozen weight layout a dX case reads (`DxLayout`), or where a forward case reads its
-    /// weight (`WeightSource`), for `vpt tune`: a second choice, made by the fastest kernel of each.
+    /// weight (`WeightSource`), for `vpt tune`: a second choice, made by the fastest kernel of
+    /// each.
     layout: Option<Tune>,
 }
 

@@ -8,7 +8,8 @@
 //! reads its weight (`DxLayout`: as stored, or a transposed copy made at load; by the sum of its
 //! cases, each at its fastest kernel), where the linear layers read their weights from
 //! (`WeightSource`: the buffer, or texels made at load; by the sum of each weight's forward cases,
-//! the buffer's at their fastest kernel, the texels' at the kernel the engine takes), and the fused attention's kernels with subgroup shuffles
+//! the buffer's at their fastest kernel, the texels' at the kernel the engine takes), and the fused
+//! attention's kernels with subgroup shuffles
 //! or without (by the total of its fused cases, where the adapter has subgroups). A choice with
 //! one candidate measured is not written: the fixed rule stays. The fused path against the
 //! unfused one is not tuned: the fused kernels are taken for the memory they save (no

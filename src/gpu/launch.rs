@@ -1,6 +1,7 @@
-//! One kernel launch: each storage buffer it binds ([`Bind`]) and texture it reads ([`TexelBind`], the launcher's half of the binding
-//! contract; `shader.rs` has the kernel's half, [`Access`]), and the launch as a whole
-//! ([`Launch`]), as the log and the trace hear of it (`aides.rs`).
+//! One kernel launch: each storage buffer it binds ([`Bind`], the launcher's half of the binding
+//! contract; `shader.rs` has the kernel's half, [`Access`]) and each texture it reads
+//! ([`TexelBind`]), and the launch as a whole ([`Launch`]), as the log and the trace hear of it
+//! (`aides.rs`).
 
 use super::memory::GpuBuffer;
 use super::shader::{Access, Constants, Params, Shader};

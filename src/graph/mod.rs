@@ -126,7 +126,8 @@ impl Graph {
 
     /// A trainable leaf (prompts, the head): gets a gradient from `backward`.
     pub fn param(&self, value: Tensor) -> Var {
-        // An optimizer updates it in place: a transposed copy or texels made at load would fall behind.
+        // An optimizer updates it in place: a transposed copy or texels made at load would fall
+        // behind.
         Var { id: self.fresh_id(), value: value.without_copies(), requires_grad: self.recording }
     }
 

@@ -40,7 +40,8 @@ wgsl_shader!(
     uses ["matmul_b_f16", "gelu_math", "matmul_register", "matmul_gpu", "matmul_subgroup"]
 );
 // B read from a frozen weight's texels (`Texels`, f32 or f16 alike: a texture reads as f32),
-// with and without the subgroup kernel: the kernels are the same text (wgsl/lib/matmul_b_texels.wgsl).
+// with and without the subgroup kernel: the kernels are the same text
+// (wgsl/lib/matmul_b_texels.wgsl).
 wgsl_shader!(SHADER_TEXELS = "matmul" as "matmul_texels", uses ["matmul_b_texels", "gelu_math", "matmul_register", "matmul_gpu"]);
 wgsl_shader!(SHADER_TEXELS_SUBGROUP = "matmul" as "matmul_texels_subgroup", needs SUBGROUP, uses ["matmul_b_texels", "gelu_math", "matmul_register", "matmul_gpu", "matmul_subgroup"]);
 
