@@ -5,8 +5,9 @@
 //! - PyTorch (`pytorch.rs`): the fixtures of `fixtures/kernels/`, written by `fixtures/generate.py`
 //!   with torch, embedded in the binary. Inputs, outputs and autograd gradients per kernel family.
 //! - f64 (`reference.rs`): the plain CPU versions in [`crate::reference`], on random inputs at
-//!   awkward shapes (odd sizes across tile edges), for every matmul variant and layout, the
-//!   fused attention, the row kernels and the f16 packing of kept activations.
+//!   awkward shapes (odd sizes across tile edges), for every matmul variant and layout (B also
+//!   as f16 and read from a weight's texels), the fused attention, the row kernels and the f16
+//!   packing of kept activations.
 //!
 //! The row kernels (softmax, LayerNorm, cross-entropy) are checked as built with subgroup
 //! reductions where the device has them, and again on the same adapter opened without subgroups;

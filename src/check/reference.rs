@@ -18,6 +18,8 @@ const ROWWISE: f64 = 1e-5;
 const ATTENTION: f64 = 2e-5;
 /// What the f16 weights' products' cases say, and their skip row's case.
 const F16_CASES: &str = "f16 B";
+/// What the products reading B from a weight's texels say in their case, and their skip row's.
+const TEXEL_CASES: &str = "B texels";
 /// One f16 step relative to the value (2⁻¹⁰): WGSL may round to either neighbour.
 const F16_STEP: f64 = 1.0 / 1024.0;
 
@@ -37,6 +39,11 @@ pub fn groups(c: &mut Checker, subgroup_builds_only: bool) -> Vec<(&'static str,
             groups.insert(1, ("matmul f16", matmul_f16_weights));
         } else {
             c.skipped("matmul (every kernel)", "f64", F16_CASES, format!("{} has no SHADER_F16 feature, which the f16 weights' products need (`precision` f16)", c.gpu.describe()));
+        }
+        if c.gpu.info().backend == wgpu::Backend::BrowserWebGpu {
+            c.skipped("matmul (every kernel)", "f64", TEXEL_CASES, "in a browser the engine reads every weight from its buffer (`WeightSource`)".into());
+        } else {
+            groups.push(("matmul texels", matmul_weight_texels));
         }
         groups.push(("attention", fused_attention));
         groups.push(("halves", halves_round_trip));
@@ -82,6 +89,28 @@ fn matmul_layouts(c: &mut Checker) -> Result<()> {
         let layout = format!("{}{} {batch}×[{m},{k}]·[{k},{n}]", if trans_a { "T" } else { "N" }, if trans_b { "T" } else { "N" });
         for kernel in MatmulKernel::all_on(c.gpu) {
             let got = matmul::matmul_forward_with(kernel, &at, &bt, Some(&biast), MatmulOptions { trans_a, trans_b })?;
+            c.compare(&format!("matmul ({})", kernel.name()), &layout, "f64", &got, &want, Metric::Scaled, PRODUCT)?;
+        }
+    }
+    Ok(())
+}
+
+/// Every matmul kernel with B a frozen weight read from its texels (`WeightSource::Texels`,
+/// `wgsl/lib/matmul_b_texels.wgsl`), which `vpt tune` may choose over its buffer on this adapter:
+/// B stored [N, K] and [K, N] at K = 37, so quads straddle rows, with a bias.
+fn matmul_weight_texels(c: &mut Checker) -> Result<()> {
+    let (batch, m, k, n) = (2, 67, 37, 45);
+    for trans_b in [true, false] {
+        let d = MatmulDims { batch, m, k, n, trans_a: false, trans_b, a_batched: true, b_batched: false };
+        let (a, at) = random(c.gpu, &[batch, m, k], 71, 1.0)?;
+        let b_shape = if trans_b { [n, k] } else { [k, n] };
+        let (b, bt) = random(c.gpu, &b_shape, 72, 1.0)?;
+        let bt = bt.with_texels()?;
+        let (bias, biast) = random(c.gpu, &[n], 73, 1.0)?;
+        let want = reference::matmul::matmul_forward(&a, &b, Some(&bias), d);
+        let layout = format!("N{} {batch}×[{m},{k}]·[{k},{n}] {TEXEL_CASES}", if trans_b { "T" } else { "N" });
+        for kernel in MatmulKernel::all_on(c.gpu) {
+            let got = matmul::matmul_forward_with(kernel, &at, &bt, Some(&biast), MatmulOptions { trans_a: false, trans_b })?;
             c.compare(&format!("matmul ({})", kernel.name()), &layout, "f64", &got, &want, Metric::Scaled, PRODUCT)?;
         }
     }
