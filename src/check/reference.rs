@@ -18,7 +18,7 @@ const ROWWISE: f64 = 1e-5;
 const ATTENTION: f64 = 2e-5;
 /// What the f16 weights' products' cases say, and their skip row's case.
 const F16_CASES: &str = "f16 B";
-/// What the products reading B from a weight's texels say in their case, and their skip row's.
+/// What the products reading B from a weight's texels say in their case.
 const TEXEL_CASES: &str = "B texels";
 /// One f16 step relative to the value (2⁻¹⁰): WGSL may round to either neighbour.
 const F16_STEP: f64 = 1.0 / 1024.0;
@@ -40,11 +40,7 @@ pub fn groups(c: &mut Checker, subgroup_builds_only: bool) -> Vec<(&'static str,
         } else {
             c.skipped("matmul (every kernel)", "f64", F16_CASES, format!("{} has no SHADER_F16 feature, which the f16 weights' products need (`precision` f16)", c.gpu.describe()));
         }
-        if c.gpu.info().backend == wgpu::Backend::BrowserWebGpu {
-            c.skipped("matmul (every kernel)", "f64", TEXEL_CASES, "in a browser the engine reads every weight from its buffer (`WeightSource`)".into());
-        } else {
-            groups.push(("matmul texels", matmul_weight_texels));
-        }
+        groups.push(("matmul texels", matmul_weight_texels));
         groups.push(("attention", fused_attention));
         groups.push(("halves", halves_round_trip));
     }
