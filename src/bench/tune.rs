@@ -54,17 +54,18 @@ pub fn tune(gpu: &Gpu, options: &BenchOptions, mut progress: impl FnMut(&BenchRe
     let mut results = run(gpu, &options, &mut progress)?.results;
     // Then the linear layers with f16 weights, which have choices of their own, where the
     // adapter can store f16.
-    if gpu.features().contains(wgpu::Features::SHADER_F16) {
+    let f16 = gpu.features().contains(wgpu::Features::SHADER_F16);
+    if f16 {
         let filter = if options.filter.is_empty() { vec![F16_CASES.to_string()] } else { options.filter.clone() };
         let f16 = BenchOptions { precision: Precision::F16, filter, ..options.clone() };
         results.extend(run(gpu, &f16, &mut progress)?.results.into_iter().filter(|r| r.kernel.to_lowercase().contains(F16_CASES)));
     }
     // Then the linear layers' forward products again, their weights read from texels, with the
-    // kernel the engine takes (f16 weights too, where the adapter stores them).
-    let f16 = gpu.features().contains(wgpu::Features::SHADER_F16);
+    // kernel the engine takes (f16 weights too, where the adapter stores them). Such a run has
+    // those cases alone, each with weights of its precision: nothing to filter out.
     for precision in [Precision::F32, Precision::F16].into_iter().take(1 + f16 as usize) {
         let texels = BenchOptions { weight_texels: true, precision, ..options.clone() };
-        results.extend(run(gpu, &texels, &mut progress)?.results.into_iter().filter(|r| (precision == Precision::F16) == r.kernel.to_lowercase().contains(F16_CASES)));
+        results.extend(run(gpu, &texels, &mut progress)?.results);
     }
     // Per key, per candidate: the sum of the medians of its cases.
     let mut totals: BTreeMap<String, BTreeMap<String, f64>> = BTreeMap::new();

@@ -209,17 +209,18 @@ fn launch(op: &'static str, kernel: MatmulKernel, a: &Tensor, b: &Tensor, bias: 
     let a_vec4 = kernel.vec4_loads() && (if opts.trans_a { s.m } else { s.k }) % 4 == 0;
     let b_vec4 = kernel.vec4_loads() && (if opts.trans_b { s.k } else { s.n }) % 4 == 0;
     buffers.push(Bind::read(5, if a_vec4 { a.buffer() } else { &stand_in }));
-    // That build declares B's view f16 too, so its stand-in must hold f16: made only where bound.
+    // B's vec4 view, where B is read from its buffer. The f16 build declares it f16 too, so its
+    // stand-in must hold f16: made only where bound.
     let b_stand_in;
-    let b_view = match (b_vec4, b.dtype()) {
-        (true, _) => b.buffer(),
-        (false, DType::F32) => &stand_in,
-        (false, DType::F16) => {
-            b_stand_in = gpu.alloc_init_f16("matmul: unused f16 binding", &[half::f16::ZERO; 8])?;
-            &b_stand_in
-        }
-    };
     if texels.is_none() {
+        let b_view = match (b_vec4, b.dtype()) {
+            (true, _) => b.buffer(),
+            (false, DType::F32) => &stand_in,
+            (false, DType::F16) => {
+                b_stand_in = gpu.alloc_init_f16("matmul: unused f16 binding", &[half::f16::ZERO; 8])?;
+                &b_stand_in
+            }
+        };
         buffers.push(Bind::read(6, b_view));
     }
     let flag = |on: bool| if on { 1.0 } else { 0.0 };
