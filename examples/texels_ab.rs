@@ -57,11 +57,8 @@ fn main() -> Result<()> {
 
 /// The weight stored as `precision` says, twice: alone, and with texels of the same values.
 fn weight_twice(gpu: &Gpu, shape: &[usize], w: &[f32], precision: Precision) -> Result<(Tensor, Tensor)> {
-    let store = match precision {
-        Precision::F32 => Tensor::from_slice,
-        Precision::F16 => Tensor::from_f16_stored,
-    };
-    Ok((store(gpu, shape, w)?, store(gpu, shape, w)?.with_texels()?))
+    let store = || Tensor::from_slice_as(gpu, shape, w, precision.weights());
+    Ok((store()?, store()?.with_texels()?))
 }
 
 /// Uniform values in [-1, 1), the same for the same seed.

@@ -130,6 +130,15 @@ impl Tensor {
         Ok(Tensor::new(gpu, buffer, shape))
     }
 
+    /// Upload values stored as `dtype`: as given ([`Tensor::from_slice`]), or rounded to f16
+    /// ([`Tensor::from_f16_stored`]).
+    pub fn from_slice_as(gpu: &Gpu, shape: &[usize], data: &[f32], dtype: DType) -> Result<Tensor> {
+        match dtype {
+            DType::F32 => Tensor::from_slice(gpu, shape, data),
+            DType::F16 => Tensor::from_f16_stored(gpu, shape, data),
+        }
+    }
+
     /// How the values are stored.
     pub fn dtype(&self) -> DType {
         if self.buffer.holds_f16() {

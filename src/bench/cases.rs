@@ -139,10 +139,7 @@ fn matmul_cases<'a>(gpu: &'a Gpu, kernel: MatmulKernel, s: &StepShape, precision
     let nt = MatmulOptions { trans_a: false, trans_b: true };
     let nn = MatmulOptions { trans_a: false, trans_b: false };
     let tn = MatmulOptions { trans_a: true, trans_b: false };
-    let weight = match precision {
-        Precision::F32 => DType::F32,
-        Precision::F16 => DType::F16,
-    };
+    let weight = precision.weights();
     // A forward case as a candidate of its weight's source (`WeightSource`).
     let source = WeightSource::ALL[texels as usize];
     let fused = |name: &str, a: Vec<usize>, b: Vec<usize>, opts, epilogue| {

@@ -22,7 +22,7 @@ use crate::model::methods::method::Method;
 use crate::model::methods::tuned::Tuned;
 use crate::model::methods::tuner::Dims;
 use crate::model::plan::BlockPlan;
-use crate::tensor::Tensor;
+use crate::tensor::{DType, Tensor};
 
 /// Shape of a ViT.
 #[derive(Clone, Debug, PartialEq)]
@@ -211,6 +211,14 @@ impl Precision {
             Precision::F16 => "f16",
         }
     }
+
+    /// How the large frozen weights are stored under this precision.
+    pub fn weights(self) -> DType {
+        match self {
+            Precision::F32 => DType::F32,
+            Precision::F16 => DType::F16,
+        }
+    }
 }
 
 impl std::str::FromStr for Precision {
@@ -248,12 +256,7 @@ impl Vit {
         let (d, p, c, hidden) = (cfg.embed_dim, cfg.patch_size, cfg.in_chans, cfg.mlp_hidden);
         let up = |name: &str, shape: &[usize]| -> Result<Tensor> { Tensor::from_slice(gpu, shape, sd.shaped(name, shape)?) };
         // A large frozen weight, a matmul's B operand: stored as `opts.precision` says.
-        let store = |shape: &[usize], data: &[f32]| -> Result<Tensor> {
-            match opts.precision {
-                Precision::F32 => Tensor::from_slice(gpu, shape, data),
-                Precision::F16 => Tensor::from_f16_stored(gpu, shape, data),
-            }
-        };
+        let store = |shape: &[usize], data: &[f32]| Tensor::from_slice_as(gpu, shape, data, opts.precision.weights());
         let up_weight = |name: &str, shape: &[usize]| -> Result<Tensor> { store(shape, sd.shaped(name, shape)?) };
         let pair = |prefix: &str, w: &[usize], b: &[usize]| -> Result<(Tensor, Tensor)> { Ok((up(&format!("{prefix}.weight"), w)?, up(&format!("{prefix}.bias"), b)?)) };
         // A frozen weight [out, in] the matmuls read as B, with its texels where asked for.

@@ -14,11 +14,8 @@ fn bits(t: &Tensor) -> Vec<u32> {
 
 /// The weight stored as `dtype` from `data`, and the same with texels of it.
 fn weight_twice(gpu: &Gpu, shape: &[usize], data: &[f32], dtype: DType) -> (Tensor, Tensor) {
-    let store = |d: &[f32]| match dtype {
-        DType::F32 => Tensor::from_slice(gpu, shape, d).unwrap(),
-        DType::F16 => Tensor::from_f16_stored(gpu, shape, d).unwrap(),
-    };
-    (store(data), store(data).with_texels().unwrap())
+    let store = || Tensor::from_slice_as(gpu, shape, data, dtype).unwrap();
+    (store(), store().with_texels().unwrap())
 }
 
 /// Launches of the matmul builds that read texels, so far.
