@@ -13,7 +13,10 @@
 //              dV   = Pᵀ·dO,  dK = s·dSᵀ·Q                   attention_backward_dkdv, per key row,
 //                                                            which also stores s·dS [Tq, T]
 //              dQ   = (s·dS)·K                              a matmul (`kernels/attention.rs`),
-//                                   or attention_backward_dq, per query row, where s·dS is not stored
+//                                   or attention_backward_dq, per query row, where s·dS is not stored;
+//                                   where the device has SUBGROUP the matmul makes dQᵀ and
+//                                   attention_backward_dq_untranspose (wgsl/lib/attention_subgroup.wgsl)
+//                                   turns it the right way
 //
 // The forward streams K and V past each query row and keeps, per row, a running max m, a
 // running sum l and an unnormalised output (the online softmax): when a new tile raises the max

@@ -7,7 +7,8 @@
 //! The unfused path (matmul → softmax_scaled → matmul, each with its backward) stays in the
 //! model as the readable reference and for comparison; `model::block` picks one.
 
-use super::matmul::{matmul_forward, MatmulOptions};
+use super::matmul::{matmul_forward, matmul_forward_with, MatmulOptions};
+use super::matmul_choice::MatmulKernel;
 use super::{expect_rank, grid_1d, same_device, same_shape};
 use crate::error::{Error, Result};
 use crate::gpu::{wgsl_shader, Bind, Gpu, Params, Shader};
@@ -220,8 +221,7 @@ fn backward(dq_path: Option<DqPath>, q: &Tensor, k: &Tensor, v: &Tensor, out: &A
     let kernels = Kernels::for_device(gpu, hd);
     gpu.dispatch(kernels.shader, kernels.dkdv, &params, &binds, dims.row_grid(gpu, op, t)?)?;
     let dq = if dq_by_matmul {
-        // dQ [B·H, Tq, hd] = (s·dS) [B·H, Tq, T] · K [B·H, T, hd]
-        matmul_forward(&ds, &k.reshape(&[bh, t, hd])?, None, MatmulOptions::default())?.reshape(q.shape())?
+        dq_by_matmul_of(&ds, k, dims, &params)?.reshape(q.shape())?
     } else {
         let dq = q.empty_like_shape(q.shape())?;
         let mut binds = inputs.to_vec();
@@ -230,4 +230,39 @@ fn backward(dq_path: Option<DqPath>, q: &Tensor, k: &Tensor, v: &Tensor, out: &A
         dq
     };
     Ok(AttentionGrads { dq, dk, dv })
+}
+
+/// dQ [B·H, Tq, hd] = (s·dS) [B·H, Tq, T] · K [B·H, T, hd], by a matmul.
+///
+/// Where `sg16x8` runs (SUBGROUP) and hd is a multiple of 4, as dQᵀ [B·H, hd, Tq] =
+/// Kᵀ·(s·dS)ᵀ, then turned the right way by `attention_backward_dq_untranspose` (in
+/// [`SHADER_SUBGROUP`], the build for such adapters). That puts Tq
+/// along `sg16x8`'s 256 columns per workgroup and reads s·dS stored [N, K], the layout it is
+/// fastest in; dS·K has only hd columns (64 at ViT-B: the tile a quarter full) and reads K
+/// stored [K, N], so the rule gives it `reg16x8`. Measured on lavapipe at ViT-B/16 batch 8
+/// (B·H = 96, Tq = T = 247, hd = 64; a scratch timing of the matmul alone, GPU timestamps, two
+/// rounds): dS·K 66.0 / 68.3 ms with `reg16x8` (62.7 / 68.7 with `reg32x8`, 107.8 with
+/// `sg16x8`), Kᵀ·dSᵀ 31.9 / 31.5 ms with `sg16x8` (99.9 / 100.7 with `reg16x8`); in the
+/// whole step (`cargo run --release --example step_profile -- vit-b 8`) the 12 blocks' dQ went
+/// from 701.5 ms to 372 ms of products plus 26.9 ms of untransposing. The same bits: each value
+/// is the same sum in the same order (`tests/kernels/attention.rs` holds the subgroup build to
+/// the plain one's bits). Not measured on a GPU.
+fn dq_by_matmul_of(ds: &Tensor, k: &Tensor, dims: Dims, params: &Params) -> Result<Tensor> {
+    let gpu = k.gpu();
+    let (bh, t, tq, hd) = (dims.batch_heads, dims.tokens, dims.queries, dims.head_dim);
+    let k = k.reshape(&[bh, t, hd])?;
+    if !(MatmulKernel::Sg16x8.available(gpu) && hd.is_multiple_of(4)) {
+        return matmul_forward(ds, &k, None, MatmulOptions::default());
+    }
+    // dQᵀ [B·H, hd, Tq] = op(A) [hd, T] · op(B) [T, Tq]: A = K stored [T, hd], B = s·dS stored [Tq, T].
+    let dq_t = matmul_forward_with(MatmulKernel::Sg16x8, &k, ds, None, MatmulOptions { trans_a: true, trans_b: true })?;
+    let dq = k.empty_like_shape(&[bh, tq, hd])?;
+    gpu.dispatch(
+        &SHADER_SUBGROUP,
+        "attention_backward_dq_untranspose",
+        params,
+        &[Bind::read(15, dq_t.buffer()), Bind::read_write(14, dq.buffer())],
+        grid_1d(gpu, bh * tq * hd / 4)?, // one thread per quad of dQ
+    )?;
+    Ok(dq)
 }

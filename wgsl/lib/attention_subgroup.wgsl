@@ -1,5 +1,7 @@
 // The fused attention's forward and backward kernels with the streamed side shared through
-// subgroup shuffles: `attention_forward_sg`, `attention_backward_dkdv_sg`, `attention_backward_dq_sg`. Prepended, with
+// subgroup shuffles: `attention_forward_sg`, `attention_backward_dkdv_sg`, `attention_backward_dq_sg`
+// (and `attention_backward_dq_untranspose`, at the end, which serves the dQ matmul that only
+// adapters with SUBGROUP take; it shuffles nothing). Prepended, with
 // wgsl/lib/attention_quads.wgsl, to wgsl/attention.wgsl (whose helpers they use: tile_rows,
 // the _block readers, softmax_step, key_side, query_side) only in the build for adapters with wgpu's
 // SUBGROUP feature (`attention_subgroup`), so the other builds never contain a subgroup builtin.
@@ -277,4 +279,26 @@ fn attention_backward_dq_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_
             for (var j = 0u; j < quads; j++) { dq_put(at[r], j, transpose(dq_rows[j])[r]); }
         }
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// dQ the right way round: dQᵀ [B·H, hd, Tq] (the matmul Kᵀ·(s·dS)ᵀ that `kernels/attention.rs`
+// runs with matmul_sg16x8 where the device has SUBGROUP) → dQ [B·H, Tq, hd], one thread per quad
+// of dQ (flat launch), its 4 values read from 4 rows of dQᵀ. Only moves values: nothing is summed.
+// This build reads heads as vec4s, so hd is a multiple of 4.
+// ---------------------------------------------------------------------------------------------
+@group(0) @binding(15) var<storage, read> dq_t: array<f32>;  // dQᵀ [B·H, hd, Tq], the matmul's output
+
+@compute @workgroup_size(WG)
+fn attention_backward_dq_untranspose(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
+                                     @builtin(local_invocation_index) lid: u32) {
+    let quads = head_quads();
+    let i = flat_index(wid, nwg, lid);
+    if (i >= params.batch_heads * params.queries * quads) { return; }
+    let row = i / quads;                  // row of [B·H·Tq, hd]
+    let j = i % quads;
+    let bh = row / params.queries;
+    let first = (bh * params.head_dim + 4u * j) * params.queries + row % params.queries;  // dQᵀ[bh, 4j, query]
+    let tq = params.queries;
+    dq_put(row, j, vec4<f32>(dq_t[first], dq_t[first + tq], dq_t[first + 2u * tq], dq_t[first + 3u * tq]));
 }
