@@ -20,7 +20,7 @@ use naga::valid::{Capabilities, ValidationFlags, Validator};
 use vpt_wgsl::gpu::{Access, LaunchRecord, ParamType, TEXELS_PER_ROW, WG_1D};
 use vpt_wgsl::kernels::matmul::{self, MatmulKernel, MatmulNeed, MatmulOptions};
 use vpt_wgsl::kernels::{attention, cross_entropy, elementwise, gelu, halves, heads, layernorm, optim, patch, reduce, softmax, tokens, ALL_SHADERS};
-use vpt_wgsl::{Gpu, Labels, Result, Tensor};
+use vpt_wgsl::{DType, Gpu, Labels, Result, Tensor};
 
 /// A parsed and validated shader: naga's module, and which globals each entry point uses.
 struct Parsed {
@@ -166,12 +166,19 @@ fn launch_every_kernel(gpu: &Gpu) -> Result<()> {
             matmul::matmul_gelu_grad_with(kernel, &x, &weight16, MatmulOptions::default(), &fused.pre)?;
         }
     }
-    // The builds reading B from a frozen weight's texels.
+    // The builds reading B from a frozen weight's texels, f32 and, where the adapter has f16
+    // weights at all, f16.
     let textured = t(gpu, &[8, 8]).with_texels()?;
-    for kernel in MatmulKernel::all_on(gpu) {
-        matmul::matmul_forward_with(kernel, &x, &textured, Some(&w), linear)?;
-        let fused = matmul::matmul_gelu_forward_with(kernel, &x, &textured, Some(&w), linear)?;
-        matmul::matmul_gelu_grad_with(kernel, &x, &textured, MatmulOptions::default(), &fused.pre)?;
+    let mut texel_weights = vec![textured.clone()];
+    if gpu.features().contains(wgpu::Features::SHADER_F16) {
+        texel_weights.push(Tensor::from_slice_as(gpu, &[8, 8], &textured.to_vec()?, DType::F16)?.with_texels()?);
+    }
+    for b in &texel_weights {
+        for kernel in MatmulKernel::all_on(gpu) {
+            matmul::matmul_forward_with(kernel, &x, b, Some(&w), linear)?;
+            let fused = matmul::matmul_gelu_forward_with(kernel, &x, b, Some(&w), linear)?;
+            matmul::matmul_gelu_grad_with(kernel, &x, b, MatmulOptions::default(), &fused.pre)?;
+        }
     }
     gpu.wait_for_all()
 }
@@ -208,7 +215,7 @@ fn every_launcher_matches_its_entry_point() {
         // The launcher takes those builds only for the kernels that need SUBGROUP.
         let subgroup_entries: Vec<&str> = MatmulKernel::ALL.into_iter().filter(|k| k.needs().contains(wgpu::Features::SUBGROUP)).map(MatmulKernel::entry).collect();
         let attention_sg: Vec<&str> = vec!["attention_forward_sg", "attention_backward_dkdv_sg", "attention_backward_dq_sg", "attention_backward_dq_untranspose"];
-        let serves_only = if [&matmul::SHADER_SUBGROUP, &matmul::SHADER_F16_SUBGROUP, &matmul::SHADER_TEXELS_SUBGROUP].iter().any(|s| s.name == shader.name) {
+        let serves_only = if [&matmul::SHADER_SUBGROUP, &matmul::SHADER_F16_SUBGROUP, &matmul::SHADER_TEXELS_SUBGROUP, &matmul::SHADER_TEXELS_F16_SUBGROUP].iter().any(|s| s.name == shader.name) {
             Some(&subgroup_entries)
         } else if shader.name == attention::SHADER_SUBGROUP.name {
             Some(&attention_sg)
@@ -276,6 +283,7 @@ fn flat_workgroup_size_matches_the_launchers() {
 /// with src/gpu/texels.rs's: they must agree.
 #[test]
 fn texel_rows_match_the_loader() {
-    let wgsl = u32_const(include_str!("../wgsl/lib/matmul_b_texels.wgsl"), "TEXELS_PER_ROW");
+    // The texel build whole: the library file alone reads a texture the file before it declares.
+    let wgsl = u32_const(matmul::SHADER_TEXELS.source, "TEXELS_PER_ROW");
     assert_eq!(wgsl, TEXELS_PER_ROW, "TEXELS_PER_ROW in wgsl/lib/matmul_b_texels.wgsl vs src/gpu/texels.rs");
 }

@@ -11,7 +11,7 @@ use crate::kernels::matmul::{self, MatmulKernel, MatmulOptions};
 use crate::kernels::{attention, cross_entropy, halves, layernorm, softmax};
 use crate::reference;
 use crate::reference::matmul::MatmulDims;
-use crate::tensor::{Labels, Tensor};
+use crate::tensor::{DType, Labels, Tensor};
 
 const PRODUCT: f64 = 1e-5;
 const ROWWISE: f64 = 1e-5;
@@ -20,6 +20,8 @@ const ATTENTION: f64 = 2e-5;
 const F16_CASES: &str = "f16 B";
 /// What the products reading B from a weight's texels say in their case.
 const TEXEL_CASES: &str = "B texels";
+/// The same, for texels of a weight stored as f16.
+const TEXEL_F16_CASES: &str = "B f16 texels";
 /// One f16 step relative to the value (2⁻¹⁰): WGSL may round to either neighbour.
 const F16_STEP: f64 = 1.0 / 1024.0;
 
@@ -93,21 +95,36 @@ fn matmul_layouts(c: &mut Checker) -> Result<()> {
 
 /// Every matmul kernel with B a frozen weight read from its texels (`WeightSource::Texels`,
 /// `wgsl/lib/matmul_b_texels.wgsl`), which `vpt tune` may choose over its buffer on this adapter:
-/// B stored [N, K] and [K, N] at K = 37, so quads straddle rows, with a bias.
+/// B stored [N, K] and [K, N] at K = 37, so quads straddle rows, with a bias; f32 texels and,
+/// where the adapter stores weights as f16, f16 ones (a build of their own; the reference
+/// multiplies the f16-rounded B, so only the f32 accumulation's error is left).
 fn matmul_weight_texels(c: &mut Checker) -> Result<()> {
     let (batch, m, k, n) = (2, 67, 37, 45);
-    for trans_b in [true, false] {
-        let d = MatmulDims { batch, m, k, n, trans_a: false, trans_b, a_batched: true, b_batched: false };
-        let (a, at) = random(c.gpu, &[batch, m, k], 71, 1.0)?;
-        let b_shape = if trans_b { [n, k] } else { [k, n] };
-        let (b, bt) = random(c.gpu, &b_shape, 72, 1.0)?;
-        let bt = bt.with_texels()?;
-        let (bias, biast) = random(c.gpu, &[n], 73, 1.0)?;
-        let want = reference::matmul::matmul_forward(&a, &b, Some(&bias), d);
-        let layout = format!("N{} {batch}×[{m},{k}]·[{k},{n}] {TEXEL_CASES}", if trans_b { "T" } else { "N" });
-        for kernel in MatmulKernel::all_on(c.gpu) {
-            let got = matmul::matmul_forward_with(kernel, &at, &bt, Some(&biast), MatmulOptions { trans_a: false, trans_b })?;
-            c.compare(&format!("matmul ({})", kernel.name()), &layout, "f64", &got, &want, Metric::Scaled, PRODUCT)?;
+    let mut dtypes = vec![(DType::F32, TEXEL_CASES)];
+    if c.gpu.features().contains(wgpu::Features::SHADER_F16) {
+        dtypes.push((DType::F16, TEXEL_F16_CASES));
+    } else {
+        c.skipped("matmul (every kernel)", "f64", TEXEL_F16_CASES, format!("{} has no SHADER_F16 feature, so no weight is stored as f16 (`precision` f16)", c.gpu.describe()));
+    }
+    for (dtype, cases) in dtypes {
+        for trans_b in [true, false] {
+            let d = MatmulDims { batch, m, k, n, trans_a: false, trans_b, a_batched: true, b_batched: false };
+            let (a, at) = random(c.gpu, &[batch, m, k], 71, 1.0)?;
+            let b_shape = if trans_b { [n, k] } else { [k, n] };
+            let (b, _) = random(c.gpu, &b_shape, 72, 1.0)?;
+            let b32: Vec<f32> = b.iter().map(|&v| v as f32).collect();
+            let bt = Tensor::from_slice_as(c.gpu, &b_shape, &b32, dtype)?.with_texels()?;
+            let stored: Vec<f64> = match dtype {
+                DType::F32 => b,
+                DType::F16 => b32.iter().map(|&v| half::f16::from_f32(v).to_f64()).collect(),
+            };
+            let (bias, biast) = random(c.gpu, &[n], 73, 1.0)?;
+            let want = reference::matmul::matmul_forward(&a, &stored, Some(&bias), d);
+            let layout = format!("N{} {batch}×[{m},{k}]·[{k},{n}] {cases}", if trans_b { "T" } else { "N" });
+            for kernel in MatmulKernel::all_on(c.gpu) {
+                let got = matmul::matmul_forward_with(kernel, &at, &bt, Some(&biast), MatmulOptions { trans_a: false, trans_b })?;
+                c.compare(&format!("matmul ({})", kernel.name()), &layout, "f64", &got, &want, Metric::Scaled, PRODUCT)?;
+            }
         }
     }
     Ok(())

@@ -1,8 +1,8 @@
 //! A frozen weight's values once more, in a texture: what a matmul reads its B operand from where
-//! this adapter fetches texels faster than it loads from storage buffers (on lavapipe, about 20%
-//! faster for the ViT's linear layers; `wgsl/lib/matmul_b_texels.wgsl` says why and what was
-//! measured). Made once, at load, copied on the device from the weight's own buffer; read-only
-//! after.
+//! this adapter loads texels faster than it loads from storage buffers (on lavapipe, read as a
+//! read-only storage texture, the ViT's eight linear products take about 0.69× the time;
+//! `wgsl/lib/matmul_b_texels.wgsl` says why and what was measured). Made once, at load, copied on
+//! the device from the weight's own buffer; read-only after.
 //!
 //! Layout: the values in their stored order, four to a texel (rgba32float; rgba16float for a
 //! weight stored as f16), [`TEXELS_PER_ROW`] texels to a row of the texture, the last row padded
@@ -74,8 +74,10 @@ impl Gpu {
                 sample_count: 1,
                 dimension: wgpu::TextureDimension::D2,
                 format,
-                // Read by textureLoad only (no sampler, so no filtering: rgba32float needs none).
-                usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+                // Read by textureLoad as a read-only storage texture (no sampler, so no
+                // filtering; WebGPU guarantees read-only storage for rgba32float and
+                // rgba16float): on lavapipe faster than a sampled one (wgsl/lib/matmul_b_texels.wgsl).
+                usage: wgpu::TextureUsages::STORAGE_BINDING | wgpu::TextureUsages::COPY_DST,
                 view_formats: &[],
             })
         })?;

@@ -39,11 +39,27 @@ wgsl_shader!(
     f16 bindings [2, 6],
     uses ["matmul_b_f16", "gelu_math", "matmul_register", "matmul_gpu", "matmul_subgroup"]
 );
-// B read from a frozen weight's texels (`Texels`, f32 or f16 alike: a texture reads as f32),
-// with and without the subgroup kernel: the kernels are the same text
-// (wgsl/lib/matmul_b_texels.wgsl).
-wgsl_shader!(SHADER_TEXELS = "matmul" as "matmul_texels", uses ["matmul_b_texels", "gelu_math", "matmul_register", "matmul_gpu"]);
-wgsl_shader!(SHADER_TEXELS_SUBGROUP = "matmul" as "matmul_texels_subgroup", needs SUBGROUP, uses ["matmul_b_texels", "gelu_math", "matmul_register", "matmul_gpu", "matmul_subgroup"]);
+// B read from a frozen weight's texels (`Texels`), with and without the subgroup kernel: the
+// kernels are the same text (wgsl/lib/matmul_b_texels.wgsl). A storage texture's type names its
+// format, so f32 texels (rgba32float) and f16 ones (rgba16float) are builds of their own. The
+// f16 ones read their texels as f32, but an f16 weight exists only where the adapter has
+// SHADER_F16, so they are built only there.
+wgsl_shader!(SHADER_TEXELS = "matmul" as "matmul_texels", uses ["matmul_b_texels_f32", "matmul_b_texels", "gelu_math", "matmul_register", "matmul_gpu"]);
+wgsl_shader!(
+    SHADER_TEXELS_SUBGROUP = "matmul" as "matmul_texels_subgroup",
+    needs SUBGROUP,
+    uses ["matmul_b_texels_f32", "matmul_b_texels", "gelu_math", "matmul_register", "matmul_gpu", "matmul_subgroup"]
+);
+wgsl_shader!(
+    SHADER_TEXELS_F16 = "matmul" as "matmul_texels_f16",
+    needs SHADER_F16,
+    uses ["matmul_b_texels_f16", "matmul_b_texels", "gelu_math", "matmul_register", "matmul_gpu"]
+);
+wgsl_shader!(
+    SHADER_TEXELS_F16_SUBGROUP = "matmul" as "matmul_texels_f16_subgroup",
+    needs SHADER_F16 | SUBGROUP,
+    uses ["matmul_b_texels_f16", "matmul_b_texels", "gelu_math", "matmul_register", "matmul_gpu", "matmul_subgroup"]
+);
 
 /// Which gradients [`matmul_backward`] should compute. Nothing is dispatched for the others: a
 /// frozen weight asks for `a` only.
@@ -229,12 +245,14 @@ fn launch(op: &'static str, kernel: MatmulKernel, a: &Tensor, b: &Tensor, bias: 
     Ok(c)
 }
 
-/// The build of the matmul family that reads B as it is held: from texels (whatever their
-/// values' type), or from a buffer of f32 or f16; with the subgroup kernel or without.
+/// The build of the matmul family that reads B as it is held: from texels or from a buffer, of
+/// f32 or f16; with the subgroup kernel or without.
 fn b_shader(from_texels: bool, b: DType, subgroup: bool) -> &'static Shader {
     match (from_texels, b, subgroup) {
-        (true, _, false) => &SHADER_TEXELS,
-        (true, _, true) => &SHADER_TEXELS_SUBGROUP,
+        (true, DType::F32, false) => &SHADER_TEXELS,
+        (true, DType::F32, true) => &SHADER_TEXELS_SUBGROUP,
+        (true, DType::F16, false) => &SHADER_TEXELS_F16,
+        (true, DType::F16, true) => &SHADER_TEXELS_F16_SUBGROUP,
         (false, DType::F32, false) => &SHADER,
         (false, DType::F16, false) => &SHADER_F16,
         (false, DType::F32, true) => &SHADER_SUBGROUP,

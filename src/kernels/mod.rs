@@ -48,6 +48,8 @@ pub const ALL_SHADERS: &[&Shader] = &[
     &matmul::SHADER_F16_SUBGROUP,
     &matmul::SHADER_TEXELS,
     &matmul::SHADER_TEXELS_SUBGROUP,
+    &matmul::SHADER_TEXELS_F16,
+    &matmul::SHADER_TEXELS_F16_SUBGROUP,
     &optim::SHADER,
     &patch::SHADER,
     &reduce::SHADER,

@@ -3,26 +3,37 @@
 // rgba16float for an f16 weight, read widened to f32 either way), TEXELS_PER_ROW texels to a row
 // of the texture. Prepended to wgsl/matmul.wgsl in place of wgsl/lib/matmul_b_f32.wgsl: the
 // kernels read B only through b_value and b_quad4, so every kernel reads a texture unchanged, and
-// the same values give the same bits.
+// the same values give the same bits. The texture itself, `b_texels`, is declared by the file
+// prepended before this one, with its format: wgsl/lib/matmul_b_texels_f32.wgsl or
+// wgsl/lib/matmul_b_texels_f16.wgsl (a storage texture's type names its format, so each format
+// is a build of its own).
 //
 // Why a texture: on lavapipe (Mesa 22.3) every load from a storage buffer is a loop over the 8
 // SIMD lanes with a branch and a bounds check per lane and per component, while a texel fetch is
 // addressed, bounds-checked and gathered for all 8 lanes at once. Measured on lavapipe (Vulkan),
 // sg16x8 alone, ViT-B batch 8 (scratch timing of one launch, best of 3, interleaved): qkv
 // 1976×2304×768 334/339 → 274/282 ms, qkv's dX 1976×768×2304 298/227 → 249/217 ms, fc2's dX
-// 1976×768×3072 426/434 → 323/294 ms. With B's loads replaced by arithmetic (no memory at all),
-// qkv took 151–182 ms: B's loads were about 40% of the kernel. Not measured on a GPU.
+// 1976×768×3072 426/434 → 323/294 ms, from a sampled texture (texture_2d<f32>).
+//
+// Why a read-only storage texture rather than a sampled one: lavapipe's image load costs fewer
+// instructions than its texel fetch, which goes through the sampler's code (levels, formats).
+// Measured on lavapipe (Vulkan), 2026-12-07, sg16x8 alone at the same shapes (a scratch timing,
+// GPU timestamps, best of 3, two interleaved rounds), sampled → storage, f32 texels: qkv
+// 170.8/173.9 → 141.6/143.4 ms, qkv dX 168.7/168.9 → 140.0/133.0, fc2 260.4/245.0 →
+// 231.6/231.7, fc2 dX 218.2/217.2 → 175.1/179.3; f16 texels: qkv 172.8/171.6 → 143.5/142.5,
+// qkv dX 163.1/166.1 → 127.9/133.9, fc2 227.4/229.0 → 192.7/193.8, fc2 dX 232.3/226.5 →
+// 178.5/181.5. What remains is still mostly B: with B's loads replaced by arithmetic, the
+// sampled kernel's qkv took 64 ms. WebGPU guarantees read-only storage for both formats. Not
+// measured on a GPU.
 
 // Texels per texture row: a power of two, so the texel of quad q is a shift and a mask away.
 // 2048 is the least `max_texture_dimension_2d` any WebGPU adapter offers (wgpu's downlevel
 // limits), so a texture this wide fits everywhere. Must equal `TEXELS_PER_ROW` in src/gpu/texels.rs.
 const TEXELS_PER_ROW: u32 = 2048u;
 
-@group(0) @binding(2) var b_texels: texture_2d<f32>;
-
 // B's elements 4q .. 4q + 3: texel q.
 fn b_quad4(q: u32) -> vec4<f32> {
-    return textureLoad(b_texels, vec2<u32>(q % TEXELS_PER_ROW, q / TEXELS_PER_ROW), 0);
+    return textureLoad(b_texels, vec2<u32>(q % TEXELS_PER_ROW, q / TEXELS_PER_ROW));
 }
 
 // B's element i.
