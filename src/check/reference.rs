@@ -72,6 +72,18 @@ fn random(gpu: &Gpu, shape: &[usize], seed: u64, scale: f64) -> Result<(Vec<f64>
     Ok((host.iter().map(|&v| v as f64).collect(), Tensor::from_slice(gpu, shape, &host)?))
 }
 
+/// [`random`]'s values in [-1, 1) stored as `dtype` (a weight under `--precision`), and on the host
+/// the values as stored (rounded to f16 where it is f16), which the reference then multiplies.
+fn random_stored_as(gpu: &Gpu, shape: &[usize], seed: u64, dtype: DType) -> Result<(Vec<f64>, Tensor)> {
+    let (values, _) = random(gpu, shape, seed, 1.0)?;
+    let values: Vec<f32> = values.iter().map(|&v| v as f32).collect();
+    let stored = match dtype {
+        DType::F32 => values.iter().map(|&v| v as f64).collect(),
+        DType::F16 => values.iter().map(|&v| half::f16::from_f32(v).to_f64()).collect(),
+    };
+    Ok((stored, Tensor::from_slice_as(gpu, shape, &values, dtype)?))
+}
+
 /// Every matmul kernel in all four transpose layouts, batched, with a bias: 2 × [67, 37] · [37, 45]
 /// crosses every kernel's tile edge in M, N and K (37 is not a multiple of 4, 8 or 16).
 fn matmul_layouts(c: &mut Checker) -> Result<()> {
@@ -111,15 +123,10 @@ fn matmul_weight_texels(c: &mut Checker) -> Result<()> {
             let d = MatmulDims { batch, m, k, n, trans_a: false, trans_b, a_batched: true, b_batched: false };
             let (a, at) = random(c.gpu, &[batch, m, k], 71, 1.0)?;
             let b_shape = if trans_b { [n, k] } else { [k, n] };
-            let (b, _) = random(c.gpu, &b_shape, 72, 1.0)?;
-            let b32: Vec<f32> = b.iter().map(|&v| v as f32).collect();
-            let bt = Tensor::from_slice_as(c.gpu, &b_shape, &b32, dtype)?.with_texels()?;
-            let stored: Vec<f64> = match dtype {
-                DType::F32 => b,
-                DType::F16 => b32.iter().map(|&v| half::f16::from_f32(v).to_f64()).collect(),
-            };
+            let (b, bt) = random_stored_as(c.gpu, &b_shape, 72, dtype)?;
+            let bt = bt.with_texels()?;
             let (bias, biast) = random(c.gpu, &[n], 73, 1.0)?;
-            let want = reference::matmul::matmul_forward(&a, &stored, Some(&bias), d);
+            let want = reference::matmul::matmul_forward(&a, &b, Some(&bias), d);
             let layout = format!("N{} {batch}×[{m},{k}]·[{k},{n}] {cases}", if trans_b { "T" } else { "N" });
             for kernel in MatmulKernel::all_on(c.gpu) {
                 let got = matmul::matmul_forward_with(kernel, &at, &bt, Some(&biast), MatmulOptions { trans_a: false, trans_b })?;
@@ -140,11 +147,8 @@ fn matmul_f16_weights(c: &mut Checker) -> Result<()> {
             let d = MatmulDims { batch, m, k, n, trans_a: false, trans_b, a_batched: true, b_batched: false };
             let (a, at) = random(c.gpu, &[batch, m, k], 61, 1.0)?;
             let b_shape = if trans_b { [n, k] } else { [k, n] };
-            let (b, _) = random(c.gpu, &b_shape, 62, 1.0)?;
-            let b32: Vec<f32> = b.iter().map(|&v| v as f32).collect();
-            let bt = Tensor::from_f16_stored(c.gpu, &b_shape, &b32)?;
-            let rounded: Vec<f64> = b32.iter().map(|&v| half::f16::from_f32(v).to_f64()).collect();
-            let want = reference::matmul::matmul_forward(&a, &rounded, None, d);
+            let (b, bt) = random_stored_as(c.gpu, &b_shape, 62, DType::F16)?;
+            let want = reference::matmul::matmul_forward(&a, &b, None, d);
             let layout = format!("N{} {batch}×[{m},{k}]·[{k},{n}] {F16_CASES}", if trans_b { "T" } else { "N" });
             for kernel in MatmulKernel::all_on(c.gpu) {
                 let got = matmul::matmul_forward_with(kernel, &at, &bt, None, MatmulOptions { trans_a: false, trans_b })?;
