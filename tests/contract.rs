@@ -205,7 +205,7 @@ fn every_launcher_matches_its_entry_point() {
 
     // No entry point escapes the check above, except those of a build this adapter cannot run,
     // and those a build is never launched for (matmul's subgroup builds serve one kernel, the
-    // attention's its three `_sg` kernels and the untranspose of dQ that only such adapters run).
+    // attention's its three `_sg` kernels and, on a CPU adapter, the untranspose of dQ).
     let mut missing = BTreeSet::new();
     for shader in ALL_SHADERS {
         if !gpu.features().contains(shader.needs) {
@@ -214,7 +214,10 @@ fn every_launcher_matches_its_entry_point() {
         }
         // The launcher takes those builds only for the kernels that need SUBGROUP.
         let subgroup_entries: Vec<&str> = MatmulKernel::ALL.into_iter().filter(|k| k.needs().contains(wgpu::Features::SUBGROUP)).map(MatmulKernel::entry).collect();
-        let attention_sg: Vec<&str> = vec!["attention_forward_sg", "attention_backward_dkdv_sg", "attention_backward_dq_sg", "attention_backward_dq_untranspose"];
+        let mut attention_sg: Vec<&str> = vec!["attention_forward_sg", "attention_backward_dkdv_sg", "attention_backward_dq_sg"];
+        if gpu.info().device_type == wgpu::DeviceType::Cpu {
+            attention_sg.push("attention_backward_dq_untranspose"); // dQ's turned matmul runs on CPU adapters only
+        }
         let serves_only = if [&matmul::SHADER_SUBGROUP, &matmul::SHADER_F16_SUBGROUP, &matmul::SHADER_TEXELS_SUBGROUP, &matmul::SHADER_TEXELS_F16_SUBGROUP].iter().any(|s| s.name == shader.name) {
             Some(&subgroup_entries)
         } else if shader.name == attention::SHADER_SUBGROUP.name {

@@ -14,7 +14,7 @@
 //                                                            which also stores s·dS [Tq, T]
 //              dQ   = (s·dS)·K                              a matmul (`kernels/attention.rs`),
 //                                   or attention_backward_dq, per query row, where s·dS is not stored;
-//                                   where the device has SUBGROUP the matmul makes dQᵀ and
+//                                   on a CPU adapter with SUBGROUP the matmul makes dQᵀ and
 //                                   attention_backward_dq_untranspose (wgsl/lib/attention_subgroup.wgsl)
 //                                   turns it the right way
 //

@@ -234,11 +234,12 @@ fn backward(dq_path: Option<DqPath>, q: &Tensor, k: &Tensor, v: &Tensor, out: &A
 
 /// dQ [B·H, Tq, hd] = (s·dS) [B·H, Tq, T] · K [B·H, T, hd], by a matmul.
 ///
-/// Where `sg16x8` runs (SUBGROUP) and hd is a multiple of 4, as dQᵀ [B·H, hd, Tq] =
-/// Kᵀ·(s·dS)ᵀ, then turned the right way by `attention_backward_dq_untranspose` (in
-/// [`SHADER_SUBGROUP`], the build for such adapters). That puts Tq
-/// along `sg16x8`'s 256 columns per workgroup and reads s·dS stored [N, K], the layout it is
-/// fastest in; dS·K has only hd columns (64 at ViT-B: the tile a quarter full) and reads K
+/// On a CPU adapter with SUBGROUP (lavapipe, where `sg16x8` is the rule's kernel) and hd a
+/// multiple of 4, as dQᵀ [B·H, hd, Tq] = Kᵀ·(s·dS)ᵀ with `sg16x8`, then turned the right way
+/// by `attention_backward_dq_untranspose` (in [`SHADER_SUBGROUP`]). Elsewhere dS·K with the
+/// rule's kernel, as before: on a GPU the rule takes `tiled`, and `sg16x8` is unmeasured there.
+/// The turn puts Tq along `sg16x8`'s 256 columns per workgroup and reads s·dS stored [N, K], the
+/// layout it is fastest in; dS·K has only hd columns (64 at ViT-B: the tile a quarter full) and reads K
 /// stored [K, N], so the rule gives it `reg16x8`. Measured on lavapipe at ViT-B/16 batch 8
 /// (B·H = 96, Tq = T = 247, hd = 64; a scratch timing of the matmul alone, GPU timestamps, two
 /// rounds): dS·K 66.0 / 68.3 ms with `reg16x8` (62.7 / 68.7 with `reg32x8`, 107.8 with
@@ -251,7 +252,8 @@ fn dq_by_matmul_of(ds: &Tensor, k: &Tensor, dims: Dims, params: &Params) -> Resu
     let gpu = k.gpu();
     let (bh, t, tq, hd) = (dims.batch_heads, dims.tokens, dims.queries, dims.head_dim);
     let k = k.reshape(&[bh, t, hd])?;
-    if !(MatmulKernel::Sg16x8.available(gpu) && hd.is_multiple_of(4)) {
+    let on_cpu = gpu.info().device_type == wgpu::DeviceType::Cpu;
+    if !(on_cpu && MatmulKernel::Sg16x8.available(gpu) && hd.is_multiple_of(4)) {
         return matmul_forward(ds, &k, None, MatmulOptions::default());
     }
     // dQᵀ [B·H, hd, Tq] = op(A) [hd, T] · op(B) [T, Tq]: A = K stored [T, hd], B = s·dS stored [Tq, T].

@@ -1,7 +1,7 @@
 // The fused attention's forward and backward kernels with the streamed side shared through
 // subgroup shuffles: `attention_forward_sg`, `attention_backward_dkdv_sg`, `attention_backward_dq_sg`
 // (and `attention_backward_dq_untranspose`, at the end, which serves the dQ matmul that only
-// adapters with SUBGROUP take; it shuffles nothing). Prepended, with
+// CPU adapters with SUBGROUP take; it shuffles nothing). Prepended, with
 // wgsl/lib/attention_quads.wgsl, to wgsl/attention.wgsl (whose helpers they use: tile_rows,
 // the _block readers, softmax_step, key_side, query_side) only in the build for adapters with wgpu's
 // SUBGROUP feature (`attention_subgroup`), so the other builds never contain a subgroup builtin.
@@ -283,7 +283,7 @@ fn attention_backward_dq_sg(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_
 
 // ---------------------------------------------------------------------------------------------
 // dQ the right way round: dQᵀ [B·H, hd, Tq] (the matmul Kᵀ·(s·dS)ᵀ that `kernels/attention.rs`
-// runs with matmul_sg16x8 where the device has SUBGROUP) → dQ [B·H, Tq, hd], one thread per quad
+// runs with matmul_sg16x8 on a CPU adapter with SUBGROUP) → dQ [B·H, Tq, hd], one thread per quad
 // of dQ (flat launch), its 4 values read from 4 rows of dQᵀ. Only moves values: nothing is summed.
 // This build reads heads as vec4s, so hd is a multiple of 4.
 // ---------------------------------------------------------------------------------------------
