@@ -238,16 +238,17 @@ fn backward(dq_path: Option<DqPath>, q: &Tensor, k: &Tensor, v: &Tensor, out: &A
 /// multiple of 4, as dQᵀ [B·H, hd, Tq] = Kᵀ·(s·dS)ᵀ with `sg16x8`, then turned the right way
 /// by `attention_backward_dq_untranspose` (in [`SHADER_SUBGROUP`]). Elsewhere dS·K with the
 /// rule's kernel, as before: on a GPU the rule takes `tiled`, and `sg16x8` is unmeasured there.
-/// The turn puts Tq along `sg16x8`'s 256 columns per workgroup and reads s·dS stored [N, K], the
-/// layout it is fastest in; dS·K has only hd columns (64 at ViT-B: the tile a quarter full) and reads K
-/// stored [K, N], so the rule gives it `reg16x8`. Measured on lavapipe at ViT-B/16 batch 8
-/// (B·H = 96, Tq = T = 247, hd = 64; a scratch timing of the matmul alone, GPU timestamps, two
-/// rounds): dS·K 66.0 / 68.3 ms with `reg16x8` (62.7 / 68.7 with `reg32x8`, 107.8 with
-/// `sg16x8`), Kᵀ·dSᵀ 31.9 / 31.5 ms with `sg16x8` (99.9 / 100.7 with `reg16x8`); in the
-/// whole step (`cargo run --release --example step_profile -- vit-b 8`) the 12 blocks' dQ went
-/// from 701.5 ms to 372 ms of products plus 26.9 ms of untransposing. The same bits: each value
-/// is the same sum in the same order (`tests/kernels/attention.rs` holds the subgroup build to
-/// the plain one's bits). Not measured on a GPU.
+/// The turn puts Tq along `sg16x8`'s 256 columns per workgroup and reads s·dS stored [N, K],
+/// the layout it is fastest in; dS·K has only hd columns (64 at ViT-B: the tile a quarter
+/// full) and reads K stored [K, N], so the rule gives it `reg16x8`.
+///
+/// Measured on lavapipe at ViT-B/16 batch 8 (B·H = 96, Tq = T = 247, hd = 64; a scratch timing
+/// of the matmul alone, GPU timestamps, two rounds): dS·K 66.0 / 68.3 ms with `reg16x8` (62.7 /
+/// 68.7 with `reg32x8`, 107.8 with `sg16x8`), Kᵀ·dSᵀ 31.9 / 31.5 ms with `sg16x8` (99.9 / 100.7
+/// with `reg16x8`); in the whole step (`cargo run --release --example step_profile -- vit-b 8`)
+/// the 12 blocks' dQ went from 701.5 ms to 372 ms of products plus 26.9 ms of untransposing.
+/// The same bits: each value is the same sum in the same order (`tests/kernels/attention.rs`
+/// holds the subgroup build to the plain one's bits). Not measured on a GPU.
 fn dq_by_matmul_of(ds: &Tensor, k: &Tensor, dims: Dims, params: &Params) -> Result<Tensor> {
     let gpu = k.gpu();
     let (bh, t, tq, hd) = (dims.batch_heads, dims.tokens, dims.queries, dims.head_dim);
