@@ -46,9 +46,8 @@ impl Texels {
 impl Gpu {
     /// Would `values` values fit one texture of this device, [`TEXELS_PER_ROW`] texels wide?
     pub fn texels_fit(&self, values: usize) -> bool {
-        let rows = (values.div_ceil(4) as u64).div_ceil(TEXELS_PER_ROW as u64);
         let max = self.inner.limits.max_texture_dimension_2d as u64;
-        TEXELS_PER_ROW as u64 <= max && (1..=max).contains(&rows)
+        TEXELS_PER_ROW as u64 <= max && (1..=max).contains(&texel_rows(values))
     }
 
     /// [`Texels`] holding the first `values` values of `buffer` (f32, or f16 where the buffer
@@ -64,7 +63,7 @@ impl Gpu {
             ));
         }
         let (format, texel_bytes) = if buffer.holds_f16() { (wgpu::TextureFormat::Rgba16Float, 8) } else { (wgpu::TextureFormat::Rgba32Float, 16) };
-        let rows = (values.div_ceil(4) as u32).div_ceil(TEXELS_PER_ROW);
+        let rows = texel_rows(values) as u32; // fits: checked above
         let size = wgpu::Extent3d { width: TEXELS_PER_ROW, height: rows, depth_or_array_layers: 1 };
         let texture = self.scoped(what, || {
             self.inner.device.create_texture(&wgpu::TextureDescriptor {
@@ -84,7 +83,8 @@ impl Gpu {
         // A buffer→texture copy takes whole rows of texels: the values go first into a zeroed
         // buffer of whole rows (a pooled one, so each weight shape of a model reuses it).
         let bytes_per_row = TEXELS_PER_ROW * texel_bytes;
-        let padded = self.alloc(what, (rows * bytes_per_row) as u64)?;
+        let bytes = (rows * bytes_per_row) as u64;
+        let padded = self.alloc(what, bytes)?;
         let value_bytes = buffer.raw().size().min(padded.raw().size());
         self.record(|encoder| {
             encoder.copy_buffer_to_buffer(buffer.raw(), 0, padded.raw(), 0, value_bytes);
@@ -99,8 +99,12 @@ impl Gpu {
         // (vpt_step_memory: 1378 MiB resident at load for 651 MiB of weights and texels).
         self.wait_for_all()?;
         let view = texture.create_view(&wgpu::TextureViewDescriptor::default());
-        let bytes = (rows * bytes_per_row) as u64;
         self.inner.memory.alloc(bytes);
         Ok(Texels { _texture: texture, view, bytes, memory: self.inner.memory.clone() })
     }
+}
+
+/// Rows of the texture that holds `values` values, four to a texel, [`TEXELS_PER_ROW`] to a row.
+fn texel_rows(values: usize) -> u64 {
+    (values.div_ceil(4) as u64).div_ceil(TEXELS_PER_ROW as u64)
 }

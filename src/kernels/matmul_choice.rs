@@ -258,8 +258,9 @@ impl WeightSource {
 
     /// The source for a frozen weight [out, in] stored as `w` on this adapter: the tune cache's
     /// choice where it has one ([`WeightSource::tune_key`]); else texels on lavapipe (a CPU
-    /// adapter on Vulkan), where every ViT-B product ran faster from them (`sg16x8`, batch 8:
-    /// qkv 334 → 274 ms, fc2's dX 426 → 323 ms; see the WGSL) and the memory is the host's; else
+    /// adapter on Vulkan), where every ViT-B product ran faster from them (`sg16x8`, batch 8,
+    /// `cargo run --release --example texels_ab -- 8 5`: qkv 205.9 → 142.9 ms, fc2's dX 266.6 →
+    /// 182.7 ms; see the WGSL) and the memory is the host's; else
     /// the buffer: no other adapter has been measured. Never texels that do not fit one texture.
     pub fn for_weight(gpu: &Gpu, out: usize, inp: usize, w: DType) -> WeightSource {
         if !gpu.texels_fit(out * inp) {

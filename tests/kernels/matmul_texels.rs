@@ -43,8 +43,10 @@ fn products(kernel: MatmulKernel, a: &Tensor, b: &Tensor, bias: &Tensor, pre: &T
 /// rows: vec4 loads). The kernel the ViT's products take on this device (`sg16x8` where it has
 /// subgroups, else `reg16x8`) also at K = 29 (quads that straddle rows: one value at a time),
 /// with B stored [K, N], with both GELU epilogues, from a texture of several rows, and from f16
-/// texels. The texel build is one text whatever it reads, so the other kernels need no more than
-/// that: each case compiles two pipelines more on lavapipe, which CI pays for cold.
+/// texels. The kernels are one text whatever they read (the f32 and f16 texel builds differ only
+/// in the texture's declared format; `vpt check` holds every kernel of both against f64), so the
+/// other kernels need no more than that: each case compiles two pipelines more on lavapipe,
+/// which CI pays for cold.
 #[test]
 fn every_kernel_reads_a_weights_texels_bit_for_bit() {
     for (i, gpu) in own_gpus().iter().enumerate() {
