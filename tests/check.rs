@@ -1,5 +1,6 @@
 //! `vpt check` as a user runs it: green on every backend this machine has (lavapipe's Vulkan, with
-//! subgroups, and llvmpipe's GL, without), and red when a kernel is broken.
+//! subgroups, and llvmpipe's GL, without), and red when a kernel is broken; and an edited kernel
+//! (`--wgsl-dir`) that drops a binding named as such.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -85,4 +86,21 @@ fn wgsl_dir_without_lib_is_an_error() {
     assert!(!ok);
     assert!(stderr.contains("--wgsl-dir") && stderr.contains("lib/"), "{stderr}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// An edited kernel (`vpt check --wgsl-dir`) that no longer uses a binding its launcher binds:
+/// the error says so and names the bindings, not wgpu's bind-group-layout words alone.
+#[test]
+fn an_edited_kernel_that_drops_a_binding_is_named() {
+    let gpu = vpt_wgsl::Gpu::new().unwrap_or_else(|e| panic!("{e}"));
+    let read = |relative: &str| -> vpt_wgsl::Result<String> {
+        let text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("wgsl").join(relative)).unwrap();
+        // gelu_forward no longer reads x (binding 1).
+        Ok(if relative == "gelu.wgsl" { text.replace("y[i] = gelu_exact(x[i]);", "y[i] = 1.0;") } else { text })
+    };
+    gpu.use_kernel_sources(std::sync::Arc::new(read)).unwrap();
+    let x = vpt_wgsl::Tensor::from_slice(&gpu, &[4], &[1.0, 2.0, 3.0, 4.0]).unwrap();
+    let Err(err) = vpt_wgsl::kernels::gelu::gelu_forward(&x) else { panic!("the bind group cannot fit") };
+    let err = err.to_string();
+    assert!(err.contains("gelu::gelu_forward") && err.contains("buffers at [1, 2]") && err.contains("`wgsl_dir`") && err.contains("keep every binding"), "{err}");
 }

@@ -123,6 +123,12 @@ fn launch_every_kernel(gpu: &Gpu) -> Result<()> {
     layernorm::layernorm_backward(&a, &w, &ln.mean, &ln.rstd, &b, true)?;
     let aln = layernorm::add_layernorm_forward(&a, &b, &w, &bias, 1e-6)?;
     layernorm::add_layernorm_backward(&aln.sum, &w, &aln.mean, &aln.rstd, &b, &a, true)?;
+    // Rows 5 wide (not a multiple of 4): the builds that read them as f32s.
+    let (a5, b5, w5) = (t(gpu, &[2, 3, 5]), t(gpu, &[2, 3, 5]), t(gpu, &[5]));
+    let ln = layernorm::layernorm_forward(&a5, &w5, &w5, 1e-6)?;
+    layernorm::layernorm_backward(&a5, &w5, &ln.mean, &ln.rstd, &b5, true)?;
+    let aln = layernorm::add_layernorm_forward(&a5, &b5, &w5, &w5, 1e-6)?;
+    layernorm::add_layernorm_backward(&aln.sum, &w5, &aln.mean, &aln.rstd, &b5, &a5, true)?;
     let labels = Labels::new(gpu, &[1, 3], 4)?;
     let ce = cross_entropy::cross_entropy_forward(&t(gpu, &[2, 4]), &labels)?;
     cross_entropy::cross_entropy_backward(&ce.probs, &labels, &t(gpu, &[1]))?;

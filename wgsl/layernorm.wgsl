@@ -11,8 +11,15 @@
 //              dbias[j]   = Σ_r dy[r, j]
 //
 // x, y, dy, dx: [rows, D]; weight, bias, dweight, dbias: [D]; mean, rstd: [rows].
-// The forward and dx kernels run one workgroup per row; the dweight/dbias kernel runs one thread
-// per column, walking down the rows in a fixed order (coalesced and deterministic).
+// The forward and dx kernels run one workgroup of ROW_WG threads per row; the dweight/dbias
+// kernel runs one thread per Unit of columns, walking down the rows in a fixed order (coalesced
+// and deterministic).
+//
+// Every array of D-wide rows is read and written in Units, which the file prepended to this one
+// defines: a quad of 4 f32s where D is a multiple of 4 (wgsl/lib/norm_quads.wgsl), else one f32
+// (wgsl/lib/norm_scalars.wgsl); `units()` is D in Units, and unit_sum adds a Unit's values (in a
+// fixed order, so the same adapter always gives the same bits). The launcher picks the build
+// (`kernels::layernorm`). The per-row values (mean, rstd) stay f32.
 //
 // Fused with the residual add before it (a pre-norm ViT block's `x = x + attn(…); norm2(x)`):
 //   add_layernorm_forward:      s = x + r, then the forward above on s (s is written too: the
@@ -26,34 +33,41 @@
 
 struct Params {
     rows: u32,   // rows: the leading axes flattened (B·T for a ViT)
-    d: u32,      // D: the normalised width
+    d: u32,      // D: the normalised width, in f32s
     eps: f32,    // added to the variance (timm's ViT: 1e-6)
 }
 
 @group(0) @binding(0) var<uniform> params: Params;
-@group(0) @binding(1) var<storage, read> x: array<f32>;               // [rows, D]
-@group(0) @binding(2) var<storage, read> weight: array<f32>;          // [D]
-@group(0) @binding(3) var<storage, read> bias: array<f32>;            // [D]
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;         // forward: [rows, D]
+@group(0) @binding(1) var<storage, read> x: array<Unit>;              // [rows, D]
+@group(0) @binding(2) var<storage, read> weight: array<Unit>;         // [D]
+@group(0) @binding(3) var<storage, read> bias: array<Unit>;           // [D]
+@group(0) @binding(4) var<storage, read_write> y: array<Unit>;        // forward: [rows, D]
 @group(0) @binding(5) var<storage, read_write> mean_out: array<f32>;  // forward: [rows]
 @group(0) @binding(6) var<storage, read_write> rstd_out: array<f32>;  // forward: [rows]
 @group(0) @binding(7) var<storage, read> mean: array<f32>;            // backward: the forward's mean
 @group(0) @binding(8) var<storage, read> rstd: array<f32>;            // backward: the forward's rstd
-@group(0) @binding(9) var<storage, read> dy: array<f32>;              // backward: [rows, D]
-@group(0) @binding(10) var<storage, read_write> dx: array<f32>;       // backward: [rows, D]
-@group(0) @binding(11) var<storage, read_write> dweight: array<f32>;  // backward: [D]
-@group(0) @binding(12) var<storage, read_write> dbias: array<f32>;    // backward: [D]
+@group(0) @binding(9) var<storage, read> dy: array<Unit>;             // backward: [rows, D]
+@group(0) @binding(10) var<storage, read_write> dx: array<Unit>;      // backward: [rows, D]
+@group(0) @binding(11) var<storage, read_write> dweight: array<Unit>; // backward: [D]
+@group(0) @binding(12) var<storage, read_write> dbias: array<Unit>;   // backward: [D]
 // The fused add. Each entry point's automatic layout has only the bindings it uses, and none
 // uses more than 8 storage buffers (wgpu's default per-stage limit): the fused forward uses
 // 1-6, 13 and 14, the fused dx 1, 2, 7-10 and 15.
-@group(0) @binding(13) var<storage, read> r: array<f32>;               // fused forward: [rows, D]
-@group(0) @binding(14) var<storage, read_write> sum_out: array<f32>;  // fused forward: s = x + r, [rows, D]
-@group(0) @binding(15) var<storage, read> dsum: array<f32>;           // fused dx: [rows, D]
+@group(0) @binding(13) var<storage, read> r: array<Unit>;              // fused forward: [rows, D]
+@group(0) @binding(14) var<storage, read_write> sum_out: array<Unit>;  // fused forward: s = x + r, [rows, D]
+@group(0) @binding(15) var<storage, read> dsum: array<Unit>;           // fused dx: [rows, D]
 
-// Threads per row in the per-row kernels (forward, dx). 64 threads cover a row of D = 768 with
-// 12 elements each and do not leave most threads idle on small D, which on lavapipe (every
-// invocation runs on the CPU, busy or not) made the old 256 several times slower.
-const ROW_WG: u32 = 64u;
+// Threads per row in the per-row kernels (forward, dx), set by the launcher
+// (`kernels::layernorm::row_threads`): 8 on a CPU adapter, 64 elsewhere. Lavapipe runs 8
+// invocations in the lanes of one SIMD register and runs a workgroup with barriers as coroutines,
+// one per 8 invocations, switched at every barrier; a row's workgroup of 8 is one register, and
+// its reductions switch nothing. Measured on lavapipe (Vulkan), ViT-B/16 batch 8 rows (1976 ×
+// 768), `vpt bench --preset vit-b --batch 8 --filter add_layernorm --reps 5`, subgroup build,
+// medians: with a quad per thread, 64 → 32 → 16 → 8 threads: forward 11.0 → 8.5 → 7.5 → 5.2 ms,
+// dx 8.6 → 7.7 → 6.2 → 4.8 ms. 64 on a GPU is the value lavapipe chose before (where it beat
+// 256); no GPU has measured it. ROW_WG must be a power of 2 (the tree reduction halves it); it
+// also sizes the reductions' workgroup arrays.
+override ROW_WG: u32 = 64u;
 // row_index, workgroup_sum and workgroup_sum2 are in wgsl/lib/row_reduce.wgsl (or its subgroup
 // twin, row_reduce_subgroup.wgsl), and flat_index for the per-column kernel (dweight, dbias) in
 // wgsl/lib/flat.wgsl, prepended to this file.
@@ -64,34 +78,34 @@ fn layernorm_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
     let row = row_index(wid, nwg);
     // Uniform across the workgroup, so every thread that stays reaches the barriers below.
     if (row >= params.rows) { return; }
-    let start = row * params.d;
+    let start = row * units();
     let d = f32(params.d);
 
     // Everything is computed relative to the row's first element, x0. For a row like 30 + noise,
     // Σx in f32 rounds at the scale of 30·D and loses the noise's low digits; x − x0 is exact
     // (Sterbenz: the operands are within 2× of each other) and Σ(x − x0) rounds only at the
     // noise's scale. The shift cancels exactly out of x − mean.
-    let x0 = x[start];
+    let x0 = unit_first(x[start]);
 
     // Pass 1: mean, as x0 + mean(x − x0).
     var local_sum = 0.0;
-    for (var j = lid; j < params.d; j += ROW_WG) {
-        local_sum += x[start + j] - x0;
+    for (var j = lid; j < units(); j += ROW_WG) {
+        local_sum += unit_sum(x[start + j] - x0);
     }
     let shifted_mean = workgroup_sum(lid, local_sum) / d;
 
     // Pass 2: variance as the mean of squared deviations. The one-pass E[x²] − E[x]² would
     // subtract two nearly equal numbers when |mean| ≫ std and keep only rounding noise.
     var local_sq = 0.0;
-    for (var j = lid; j < params.d; j += ROW_WG) {
+    for (var j = lid; j < units(); j += ROW_WG) {
         let centered = (x[start + j] - x0) - shifted_mean;
-        local_sq += centered * centered;
+        local_sq += unit_sum(centered * centered);
     }
     let variance = workgroup_sum(lid, local_sq) / d;
     let row_rstd = inverseSqrt(variance + params.eps);
 
     // Pass 3: normalise, scale and shift.
-    for (var j = lid; j < params.d; j += ROW_WG) {
+    for (var j = lid; j < units(); j += ROW_WG) {
         let xhat = ((x[start + j] - x0) - shifted_mean) * row_rstd;
         y[start + j] = xhat * weight[j] + bias[j];
     }
@@ -102,7 +116,7 @@ fn layernorm_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgro
 }
 
 // layernorm_forward on s = x + r, writing s as well. Pass 1 makes s (each element once) and
-// reads only x and r; passes 2 and 3 read s back, each thread the elements it wrote itself
+// reads only x and r; passes 2 and 3 read s back, each thread the Units it wrote itself
 // (the same j = lid + k·ROW_WG in every pass), so no barrier is needed for them. The shift s0
 // is recomputed by every thread rather than read from sum_out, which thread 0 writes.
 @compute @workgroup_size(ROW_WG)
@@ -110,30 +124,30 @@ fn add_layernorm_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wor
                          @builtin(local_invocation_index) lid: u32) {
     let row = row_index(wid, nwg);
     if (row >= params.rows) { return; }
-    let start = row * params.d;
+    let start = row * units();
     let d = f32(params.d);
-    let s0 = x[start] + r[start];
+    let s0 = unit_first(x[start]) + unit_first(r[start]);
 
     // Pass 1: s, and its mean as s0 + mean(s − s0) (see layernorm_forward for the shift).
     var local_sum = 0.0;
-    for (var j = lid; j < params.d; j += ROW_WG) {
+    for (var j = lid; j < units(); j += ROW_WG) {
         let s = x[start + j] + r[start + j];
         sum_out[start + j] = s;
-        local_sum += s - s0;
+        local_sum += unit_sum(s - s0);
     }
     let shifted_mean = workgroup_sum(lid, local_sum) / d;
 
     // Pass 2: variance as the mean of squared deviations.
     var local_sq = 0.0;
-    for (var j = lid; j < params.d; j += ROW_WG) {
+    for (var j = lid; j < units(); j += ROW_WG) {
         let centered = (sum_out[start + j] - s0) - shifted_mean;
-        local_sq += centered * centered;
+        local_sq += unit_sum(centered * centered);
     }
     let variance = workgroup_sum(lid, local_sq) / d;
     let row_rstd = inverseSqrt(variance + params.eps);
 
     // Pass 3: normalise, scale and shift.
-    for (var j = lid; j < params.d; j += ROW_WG) {
+    for (var j = lid; j < units(); j += ROW_WG) {
         let shat = ((sum_out[start + j] - s0) - shifted_mean) * row_rstd;
         y[start + j] = shat * weight[j] + bias[j];
     }
@@ -147,17 +161,17 @@ fn add_layernorm_forward(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wor
 // through mean_r and rstd_r needs. One reduction for both. Every thread of the row must call it.
 fn dx_row_means(start: u32, lid: u32, row_mean: f32, row_rstd: f32) -> vec2<f32> {
     var local = vec2<f32>(0.0, 0.0);
-    for (var j = lid; j < params.d; j += ROW_WG) {
+    for (var j = lid; j < units(); j += ROW_WG) {
         let xhat = (x[start + j] - row_mean) * row_rstd;
         let g = dy[start + j] * weight[j];
-        local += vec2<f32>(g, g * xhat);
+        local += vec2<f32>(unit_sum(g), unit_sum(g * xhat));
     }
     return workgroup_sum2(lid, local) / f32(params.d);
 }
 
-// dx of element j of a row: the chain rule through mean_r and rstd_r takes from g its row mean
+// dx of Unit j of a row: the chain rule through mean_r and rstd_r takes from g its row mean
 // (adding a constant to x leaves x̂ unchanged) and a part along x̂ (since ∂rstd_r/∂x ∝ x − mean_r).
-fn dx_element(start: u32, j: u32, row_mean: f32, row_rstd: f32, means: vec2<f32>) -> f32 {
+fn dx_unit(start: u32, j: u32, row_mean: f32, row_rstd: f32, means: vec2<f32>) -> Unit {
     let xhat = (x[start + j] - row_mean) * row_rstd;
     let g = dy[start + j] * weight[j];
     return row_rstd * (g - means.x - xhat * means.y);
@@ -168,12 +182,12 @@ fn layernorm_backward_dx(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_wor
                          @builtin(local_invocation_index) lid: u32) {
     let row = row_index(wid, nwg);
     if (row >= params.rows) { return; }
-    let start = row * params.d;
+    let start = row * units();
     let row_mean = mean[row];
     let row_rstd = rstd[row];
     let means = dx_row_means(start, lid, row_mean, row_rstd);
-    for (var j = lid; j < params.d; j += ROW_WG) {
-        dx[start + j] = dx_element(start, j, row_mean, row_rstd, means);
+    for (var j = lid; j < units(); j += ROW_WG) {
+        dx[start + j] = dx_unit(start, j, row_mean, row_rstd, means);
     }
 }
 
@@ -185,24 +199,25 @@ fn add_layernorm_backward_dx(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num
                              @builtin(local_invocation_index) lid: u32) {
     let row = row_index(wid, nwg);
     if (row >= params.rows) { return; }
-    let start = row * params.d;
+    let start = row * units();
     let row_mean = mean[row];
     let row_rstd = rstd[row];
     let means = dx_row_means(start, lid, row_mean, row_rstd);
-    for (var j = lid; j < params.d; j += ROW_WG) {
-        dx[start + j] = dsum[start + j] + dx_element(start, j, row_mean, row_rstd, means);
+    for (var j = lid; j < units(); j += ROW_WG) {
+        dx[start + j] = dsum[start + j] + dx_unit(start, j, row_mean, row_rstd, means);
     }
 }
 
+// One thread per Unit j of columns, down the rows in order.
 @compute @workgroup_size(WG)
 fn layernorm_backward_params(@builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>,
                              @builtin(local_invocation_index) lid: u32) {
     let j = flat_index(wid, nwg, lid);
-    if (j >= params.d) { return; }
-    var dw = 0.0;
-    var db = 0.0;
+    if (j >= units()) { return; }
+    var dw = Unit();
+    var db = Unit();
     for (var r = 0u; r < params.rows; r++) {
-        let i = r * params.d + j;
+        let i = r * units() + j;
         let xhat = (x[i] - mean[r]) * rstd[r];
         dw += dy[i] * xhat;
         db += dy[i];

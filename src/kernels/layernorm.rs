@@ -7,13 +7,47 @@ use crate::error::{Error, Result};
 use crate::gpu::{wgsl_shader, Bind, Gpu, Params, Shader};
 use crate::tensor::Tensor;
 
-wgsl_shader!("layernorm", uses ["flat", "row_reduce"]);
-wgsl_shader!(SHADER_SUBGROUP = "layernorm" as "layernorm_subgroup", needs SUBGROUP, uses ["flat", "row_reduce_subgroup"]);
+wgsl_shader!("layernorm", uses ["flat", "norm_quads", "row_reduce"]);
+wgsl_shader!(SHADER_SUBGROUP = "layernorm" as "layernorm_subgroup", needs SUBGROUP, uses ["flat", "norm_quads", "row_reduce_subgroup"]);
+wgsl_shader!(SHADER_SCALARS = "layernorm" as "layernorm_scalars", uses ["flat", "norm_scalars", "row_reduce"]);
+wgsl_shader!(SHADER_SCALARS_SUBGROUP = "layernorm" as "layernorm_scalars_subgroup", needs SUBGROUP, uses ["flat", "norm_scalars", "row_reduce_subgroup"]);
 
-/// The family compiled with subgroup reductions where the adapter has them (see
-/// [`row_reduce_shader`]).
-fn shader(gpu: &Gpu) -> &'static Shader {
-    row_reduce_shader(gpu, &SHADER, &SHADER_SUBGROUP)
+/// The family's build for rows `d` wide: a quad per thread where D is a multiple of 4 (so every
+/// row starts on a vec4), else one f32; each compiled with subgroup reductions where the adapter
+/// has them (see [`row_reduce_shader`]).
+fn shader(gpu: &Gpu, d: usize) -> &'static Shader {
+    if d.is_multiple_of(4) {
+        row_reduce_shader(gpu, &SHADER, &SHADER_SUBGROUP)
+    } else {
+        row_reduce_shader(gpu, &SHADER_SCALARS, &SHADER_SCALARS_SUBGROUP)
+    }
+}
+
+/// Threads per row of the forward and dx kernels (`ROW_WG` in `wgsl/layernorm.wgsl`, which says
+/// what was measured): one SIMD register's 8 lanes on a CPU adapter (lavapipe, llvmpipe), 64 on
+/// a GPU.
+pub fn row_threads(gpu: &Gpu) -> u32 {
+    if gpu.info().device_type == wgpu::DeviceType::Cpu {
+        8
+    } else {
+        64
+    }
+}
+
+/// Launch a per-row kernel (forward or dx) with `threads` threads per row.
+#[allow(clippy::too_many_arguments)]
+fn dispatch_rows(gpu: &Gpu, threads: u32, op: &'static str, entry: &'static str, d: usize, params: &Params, buffers: &[Bind], rows: usize) -> Result<()> {
+    let constants = [("ROW_WG", f64::from(threads))];
+    gpu.dispatch_specialized(shader(gpu, d), entry, &constants, params, buffers, grid_rows(gpu, op, rows)?)
+}
+
+/// The tree reduction halves the threads down to 1, and WebGPU promises 256 invocations per
+/// workgroup.
+fn check_threads(op: &'static str, threads: u32) -> Result<()> {
+    if !(threads.is_power_of_two() && threads <= 256) {
+        return Err(Error::invalid(op, format!("{threads} threads per row: it must be a power of 2 from 1 to 256")));
+    }
+    Ok(())
 }
 
 /// What the forward returns: the output and the per-row statistics the backward needs.
@@ -68,7 +102,7 @@ pub fn layernorm_forward(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f32) -
         Bind::read_write(5, mean.buffer()),
         Bind::read_write(6, rstd.buffer()),
     ];
-    x.gpu().dispatch(shader(x.gpu()), op, &params, &buffers, grid_rows(x.gpu(), op, rows)?)?;
+    dispatch_rows(x.gpu(), row_threads(x.gpu()), op, op, d, &params, &buffers, rows)?;
     Ok(LayerNormOut { y, mean, rstd })
 }
 
@@ -77,7 +111,14 @@ pub fn layernorm_forward(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f32) -
 /// s back. s is returned too, for the residual that uses it next. x, r: [..., D], the same shape;
 /// weight, bias: [D] → sum, y: [..., D], mean, rstd: [rows].
 pub fn add_layernorm_forward(x: &Tensor, r: &Tensor, weight: &Tensor, bias: &Tensor, eps: f32) -> Result<AddLayerNormOut> {
+    add_layernorm_forward_with(row_threads(x.gpu()), x, r, weight, bias, eps)
+}
+
+/// [`add_layernorm_forward`] with `threads` per row (a power of 2, at most 256) in place of
+/// [`row_threads`]'s: for tests that run another adapter's choice here.
+pub fn add_layernorm_forward_with(threads: u32, x: &Tensor, r: &Tensor, weight: &Tensor, bias: &Tensor, eps: f32) -> Result<AddLayerNormOut> {
     let op = "add_layernorm_forward";
+    check_threads(op, threads)?;
     same_device(op, x, r)?;
     same_shape(op, x, r, "x", "r")?;
     check_affine(op, x, weight, bias, eps)?;
@@ -97,7 +138,7 @@ pub fn add_layernorm_forward(x: &Tensor, r: &Tensor, weight: &Tensor, bias: &Ten
         Bind::read_write(5, mean.buffer()),
         Bind::read_write(6, rstd.buffer()),
     ];
-    x.gpu().dispatch(shader(x.gpu()), op, &params, &buffers, grid_rows(x.gpu(), op, rows)?)?;
+    dispatch_rows(x.gpu(), threads, op, op, d, &params, &buffers, rows)?;
     Ok(AddLayerNormOut { sum, y, mean, rstd })
 }
 
@@ -105,7 +146,7 @@ pub fn add_layernorm_forward(x: &Tensor, r: &Tensor, weight: &Tensor, bias: &Ten
 /// forward. dx always; dweight = Σ_rows dy·x̂ and dbias = Σ_rows dy only when `need_params`
 /// (a frozen backbone's LayerNorm skips that kernel entirely).
 pub fn layernorm_backward(x: &Tensor, weight: &Tensor, mean: &Tensor, rstd: &Tensor, dy: &Tensor, need_params: bool) -> Result<LayerNormGrads> {
-    backward("layernorm_backward", x, weight, mean, rstd, dy, None, need_params)
+    backward("layernorm_backward", row_threads(x.gpu()), x, weight, mean, rstd, dy, None, need_params)
 }
 
 /// Gradients of [`add_layernorm_forward`]. sum: the forward's s, [..., D]; dy: the gradient of y;
@@ -115,12 +156,21 @@ pub fn layernorm_backward(x: &Tensor, weight: &Tensor, mean: &Tensor, rstd: &Ten
 /// [`layernorm_backward`]. (Where no gradient reached y, the gradient of s is dsum itself; where
 /// none reached s, [`layernorm_backward`] on s.)
 pub fn add_layernorm_backward(sum: &Tensor, weight: &Tensor, mean: &Tensor, rstd: &Tensor, dy: &Tensor, dsum: &Tensor, need_params: bool) -> Result<LayerNormGrads> {
-    backward("add_layernorm_backward", sum, weight, mean, rstd, dy, Some(dsum), need_params)
+    add_layernorm_backward_with(row_threads(sum.gpu()), sum, weight, mean, rstd, dy, dsum, need_params)
+}
+
+/// [`add_layernorm_backward`] with `threads` per row in place of [`row_threads`]'s, as
+/// [`add_layernorm_forward_with`].
+#[allow(clippy::too_many_arguments)]
+pub fn add_layernorm_backward_with(threads: u32, sum: &Tensor, weight: &Tensor, mean: &Tensor, rstd: &Tensor, dy: &Tensor, dsum: &Tensor, need_params: bool) -> Result<LayerNormGrads> {
+    let op = "add_layernorm_backward";
+    check_threads(op, threads)?;
+    backward(op, threads, sum, weight, mean, rstd, dy, Some(dsum), need_params)
 }
 
 /// The backward of both: dx = [dsum +] LN'(dy), then dweight and dbias if asked for.
 #[allow(clippy::too_many_arguments)]
-fn backward(op: &'static str, x: &Tensor, weight: &Tensor, mean: &Tensor, rstd: &Tensor, dy: &Tensor, dsum: Option<&Tensor>, need_params: bool) -> Result<LayerNormGrads> {
+fn backward(op: &'static str, threads: u32, x: &Tensor, weight: &Tensor, mean: &Tensor, rstd: &Tensor, dy: &Tensor, dsum: Option<&Tensor>, need_params: bool) -> Result<LayerNormGrads> {
     check_width(op, x, weight, "weight")?;
     check_row_stats(op, x, mean, "mean")?;
     check_row_stats(op, x, rstd, "rstd")?;
@@ -147,7 +197,7 @@ fn backward(op: &'static str, x: &Tensor, weight: &Tensor, mean: &Tensor, rstd: 
         }
         None => "layernorm_backward_dx",
     };
-    gpu.dispatch(shader(gpu), entry, &params, &buffers, grid_rows(gpu, op, rows)?)?;
+    dispatch_rows(gpu, threads, op, entry, d, &params, &buffers, rows)?;
     if !need_params {
         return Ok(LayerNormGrads { dx, dweight: None, dbias: None });
     }
@@ -162,7 +212,9 @@ fn backward(op: &'static str, x: &Tensor, weight: &Tensor, mean: &Tensor, rstd: 
         Bind::read_write(11, dweight.buffer()),
         Bind::read_write(12, dbias.buffer()),
     ];
-    gpu.dispatch(shader(gpu), "layernorm_backward_params", &params, &buffers, grid_1d(gpu, d)?)?;
+    // One thread per Unit of columns: D / 4 in the quad build.
+    let units = if d.is_multiple_of(4) { d / 4 } else { d };
+    gpu.dispatch(shader(gpu, d), "layernorm_backward_params", &params, &buffers, grid_1d(gpu, units)?)?;
     Ok(LayerNormGrads { dx, dweight: Some(dweight), dbias: Some(dbias) })
 }
 

@@ -42,6 +42,8 @@ pub const ALL_SHADERS: &[&Shader] = &[
     &heads::SHADER_SCALARS,
     &layernorm::SHADER,
     &layernorm::SHADER_SUBGROUP,
+    &layernorm::SHADER_SCALARS,
+    &layernorm::SHADER_SCALARS_SUBGROUP,
     &matmul::SHADER,
     &matmul::SHADER_F16,
     &matmul::SHADER_SUBGROUP,

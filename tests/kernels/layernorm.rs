@@ -10,13 +10,14 @@ use vpt_wgsl::{Gpu, Tensor};
 use crate::common::*;
 
 // Tolerances, relative to the output scale (floor 1). Forward: the kernel centres each row on its
-// first element before summing, so the mean and x − mean carry rounding of ~(D/256 + 8)·2^-24
-// ≈ 7e-7 (≤ 4 terms per thread, then 8 tree levels) of the row's spread, not of its offset; rstd
-// adds ~2 ulp (inverseSqrt) and y one multiply-add: ~1e-6 in all. Backward: x̂ is rebuilt from the
-// saved f32 mean, whose rounding (≤ ½ulp(30) ≈ 1e-6, ~2e-6 of these rows' std) shifts every x̂ of
-// a row, and the row sums of g and g·x̂ add ~7e-7; dweight/dbias add ≤ 24 rows in order.
-// Measured here: ≤ 2e-7 forward, ≤ 2e-6 backward. 1e-5 leaves room for other drivers' rounding
-// and still fails any wrong term by orders of magnitude.
+// first element before summing, so the mean and x − mean carry rounding of ~(D/32 + 8)·2^-24
+// ≈ 2e-6 (≤ 25 quads per thread at D = 800 on a CPU adapter's 8 threads, then the reduction)
+// of the row's spread, not of its offset; rstd adds ~2 ulp (inverseSqrt) and y one
+// multiply-add: ~3e-6 in all. Backward: x̂ is rebuilt from the saved f32 mean, whose rounding
+// (≤ ½ulp(30) ≈ 1e-6, ~2e-6 of these rows' std) shifts every x̂ of a row, and the row sums of g
+// and g·x̂ add ~7e-7; dweight/dbias add ≤ 24 rows in order. Measured here (8 threads a row,
+// quads where D allows): ≤ 4e-7 forward, ≤ 2e-6 backward. 1e-5 leaves room for other drivers'
+// rounding and still fails any wrong term by orders of magnitude.
 const FWD_TOL: f64 = 1e-5;
 const BWD_TOL: f64 = 1e-5;
 
@@ -53,7 +54,8 @@ fn check_against_reference(gpu: &Gpu, x: &[f64], shape: &[usize], seed: u64, eps
 /// exactly, and the LayerNorm reference runs on that rounded s: the f64 sum differs from it by up
 /// to ½ulp(32) ≈ 2e-6 at offset 30, which would take a third of the tolerance away from what the
 /// test is about, the kernel's LayerNorm.
-fn check_fused_against_reference(gpu: &Gpu, x: &[f64], shape: &[usize], seed: u64, eps: f32) {
+/// `threads`: per row, as the launcher takes them (`row_threads`) or another adapter's choice.
+fn check_fused_against_reference(gpu: &Gpu, threads: u32, x: &[f64], shape: &[usize], seed: u64, eps: f32) {
     let d = *shape.last().unwrap();
     let rows = x.len() / d;
     let xt = Tensor::from_slice(gpu, shape, &as_f32(x)).unwrap();
@@ -63,7 +65,7 @@ fn check_fused_against_reference(gpu: &Gpu, x: &[f64], shape: &[usize], seed: u6
     let (dy, dyt) = random_tensor(gpu, shape, seed ^ 3, 1.0);
     let (dsum, dsumt) = random_tensor(gpu, shape, seed ^ 6, 1.0);
 
-    let out = add_layernorm_forward(&xt, &rt, &wt, &bt, eps).unwrap();
+    let out = add_layernorm_forward_with(threads, &xt, &rt, &wt, &bt, eps).unwrap();
     let shapes = (out.sum.shape(), out.y.shape(), out.mean.shape(), out.rstd.shape());
     assert_eq!(shapes, (shape, shape, &[rows][..], &[rows][..]));
     let sum = as_f64(&x.iter().zip(&r).map(|(a, b)| *a as f32 + *b as f32).collect::<Vec<_>>());
@@ -73,7 +75,7 @@ fn check_fused_against_reference(gpu: &Gpu, x: &[f64], shape: &[usize], seed: u6
     assert_close("add_layernorm_forward mean", gpu, &out.mean.to_vec().unwrap(), &want.mean, FWD_TOL);
     assert_close("add_layernorm_forward rstd", gpu, &out.rstd.to_vec().unwrap(), &want.rstd, FWD_TOL);
 
-    let grads = add_layernorm_backward(&out.sum, &wt, &out.mean, &out.rstd, &dyt, &dsumt, true).unwrap();
+    let grads = add_layernorm_backward_with(threads, &out.sum, &wt, &out.mean, &out.rstd, &dyt, &dsumt, true).unwrap();
     let want = cpu::add_layernorm_backward(&sum, &w, &dy, &dsum, eps as f64);
     assert_close("add_layernorm_backward dx", gpu, &grads.dx.to_vec().unwrap(), &want.dx, BWD_TOL);
     assert_close("add_layernorm_backward dweight", gpu, &grads.dweight.unwrap().to_vec().unwrap(), &want.dweight, BWD_TOL);
@@ -144,7 +146,7 @@ proptest! {
                                        offset in prop_oneof![Just(0.0), Just(30.0)],
                                        eps in prop_oneof![Just(EPS), Just(1e-5f32)]) {
         for gpu in row_gpus() {
-            check_fused_against_reference(gpu, &spread_rows(seed, rows, d, offset), &[rows, d], seed, eps);
+            check_fused_against_reference(gpu, row_threads(gpu), &spread_rows(seed, rows, d, offset), &[rows, d], seed, eps);
         }
     }
 
@@ -187,14 +189,38 @@ proptest! {
     }
 }
 
-/// The fused op at the widths the proptest reaches only by chance: D = 1 (ŝ = 0, y = bias, LN's
-/// dx = 0, so dx = dsum), primes below and above the 64 threads of a row, and ViT-B's 768.
+/// The fused op at the widths the proptest reaches only by chance: D = 1 (ŝ = 0, y = bias, LN's
+/// dx = 0, so dx = dsum), primes below and above a GPU's 64 threads of a row, quads fewer (28)
+/// and more (36) than a CPU adapter's 8 threads, and ViT-B's 768.
 #[test]
 fn add_layernorm_handles_rows_of_one_and_odd_widths() {
     for gpu in row_gpus() {
-        for (rows, d) in [(5, 1), (3, 61), (2, 67), (2, 769), (3, 768)] {
-            check_fused_against_reference(gpu, &spread_rows(d as u64, rows, d, 30.0), &[rows, d], 9 + d as u64, EPS);
+        for (rows, d) in [(5, 1), (3, 61), (2, 67), (2, 769), (3, 768), (4, 28), (2, 36)] {
+            check_fused_against_reference(gpu, row_threads(gpu), &spread_rows(d as u64, rows, d, 30.0), &[rows, d], 9 + d as u64, EPS);
         }
+    }
+}
+
+/// A GPU's 64 threads per row (`row_threads` gives a CPU adapter 8, so the other tests here run
+/// those), on both reductions and both builds (quads at 768 and 28, f32s at 67 and 1).
+#[test]
+fn add_layernorm_runs_with_a_gpus_threads_per_row() {
+    for gpu in row_gpus() {
+        for (rows, d) in [(5, 1), (2, 67), (3, 768), (4, 28)] {
+            check_fused_against_reference(gpu, 64, &spread_rows(d as u64, rows, d, 30.0), &[rows, d], 19 + d as u64, EPS);
+        }
+    }
+}
+
+/// Threads per row that the reductions cannot take are an error naming the op, not a hang.
+#[test]
+fn layernorm_rejects_threads_per_row_that_are_not_a_power_of_two() {
+    let gpu = &gpus()[0];
+    let (_, xt) = random_tensor(gpu, &[2, 8], 1, 1.0);
+    let (_, wt) = random_tensor(gpu, &[8], 2, 1.0);
+    for threads in [0, 12, 512] {
+        let err = add_layernorm_forward_with(threads, &xt, &xt, &wt, &wt, EPS).err().expect("rejected").to_string();
+        assert!(err.contains("add_layernorm_forward") && err.contains("power of 2"), "{err}");
     }
 }
 
