@@ -114,7 +114,16 @@ struct Params {
 @group(0) @binding(10) var<storage, read> stats_saved: array<f32>;  // (L, D), read by dkdv and dq
 @group(0) @binding(11) var<storage, read_write> ds: array<f32>;     // dkdv output s·dS
 
-const ROWS_WG: u32 = 64u;             // invocations per workgroup, 4 rows each
+// Invocations per workgroup of the forward, dkdv and dq kernels, 4 rows each, set by the launcher
+// (`kernels::attention::row_threads`): 8 on a CPU adapter, 64 elsewhere. Each invocation's sums
+// do not depend on it. What it changes is how many invocations run idle past a head's last row,
+// which lavapipe runs all the same: at Tq = 197 (ViT-B/16's rows read under 50 deep prompts, 50
+// invocations' worth) 14 of one workgroup of 64, against 6 of seven of 8; at Tq = 1 (CLS, the
+// last block's only query) 63 against 7. Measured on lavapipe (Vulkan), `cargo run --release
+// --example step_profile -- vit-b 8`, two interleaved rounds, 64 → 8: the step's 12 forwards
+// 663.3 → 551.8 and 674.3 → 573.6 ms, dkdv 1281.9 → 1231.1 and 1283.5 → 1284.5 ms (T = 247:
+// 2 of 64 idle). 64 on a GPU is the value lavapipe chose before; no GPU has measured it.
+override ROWS_WG: u32 = 64u;
 const TILE: u32 = 16u;                // keys per step of the forward
 const MAX_QUADS: u32 = 32u;           // widest head, in quads (128 columns): the per-row accumulators hold this many mat4x4s
 const LOWEST: f32 = -3.4028234663852886e38;   // max() identity: −f32::MAX exactly (WGSL has no −∞ literal; Tint rejects -3.40282347e38, just past f32::MAX, which naga rounds)

@@ -66,8 +66,29 @@ impl Kernels {
 /// The widest head the fused kernels take, 4 × `MAX_QUADS` in the WGSL: each invocation
 /// accumulates its rows' outputs over this many columns, a quad of 4 at a time.
 pub const MAX_HEAD_DIM: usize = 128;
-/// Rows per workgroup: `ROWS_WG` = 64 invocations of 4 rows each.
-const ROWS_PER_WORKGROUP: usize = 4 * 64;
+/// Rows each invocation of the forward, dK/dV and dQ kernels owns.
+const ROWS_PER_INVOCATION: usize = 4;
+
+/// Invocations per workgroup of the forward, dK/dV and dQ kernels (`ROWS_WG` in
+/// `wgsl/attention.wgsl`, which says what was measured): one SIMD register's 8 lanes on a CPU
+/// adapter (lavapipe, llvmpipe), 64 on a GPU. Each invocation's sums are the same either way, so
+/// the results are the same bits.
+pub fn row_threads(gpu: &Gpu) -> u32 {
+    if gpu.info().device_type == wgpu::DeviceType::Cpu {
+        8
+    } else {
+        64
+    }
+}
+
+/// The threads per workgroup must be a power of 2 (the subgroup build's shuffles take whole
+/// subgroups) and at most the 256 invocations WebGPU promises.
+fn check_threads(op: &'static str, threads: u32) -> Result<()> {
+    if !(threads.is_power_of_two() && threads <= 256) {
+        return Err(Error::invalid(op, format!("{threads} invocations per workgroup: it must be a power of 2 from 1 to 256")));
+    }
+    Ok(())
+}
 
 /// What the forward returns: o [B, H, Tq, hd] and the per-row log-sum-exp [B, H, Tq] that the
 /// backward recomputes the probabilities from.
@@ -102,10 +123,10 @@ impl Dims {
         Params::new().dim("batch_heads", self.batch_heads).dim("tokens", self.tokens).dim("queries", self.queries).dim("head_dim", self.head_dim).f32("scale", scale).flag("store_ds", store_ds)
     }
 
-    /// One workgroup per 256 of each head's `rows` (the queries for the forward and dQ, the keys
-    /// for dK/dV): one per head up to 256.
-    fn row_grid(self, gpu: &Gpu, op: &'static str, rows: usize) -> Result<[u32; 3]> {
-        let groups = self.batch_heads * rows.div_ceil(ROWS_PER_WORKGROUP);
+    /// One workgroup of `threads` invocations, 4 rows each, per 4·`threads` of each head's `rows`
+    /// (the queries for the forward and dQ, the keys for dK/dV).
+    fn row_grid(self, gpu: &Gpu, op: &'static str, threads: u32, rows: usize) -> Result<[u32; 3]> {
+        let groups = self.batch_heads * rows.div_ceil(ROWS_PER_INVOCATION * threads as usize);
         let groups = u32::try_from(groups).map_err(|_| Error::shape(op, format!("{groups} workgroups is more than one launch can cover")))?;
         Ok(gpu.grid(groups))
     }
@@ -139,17 +160,25 @@ fn head_dims(op: &'static str, q: &Tensor, k: &Tensor, like_q: &[(&Tensor, &str)
 /// q [B, H, Tq, hd], k, v [B, H, T, hd] → o [B, H, Tq, hd], lse [B, H, Tq]. Tq = T is
 /// self-attention; a q of fewer rows asks only for the rows whose output is read.
 pub fn attention_forward(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32) -> Result<AttentionOut> {
+    attention_forward_with_threads(row_threads(q.gpu()), q, k, v, scale)
+}
+
+/// [`attention_forward`] with `threads` invocations per workgroup in place of [`row_threads`]'s:
+/// for tests that run another adapter's choice here.
+pub fn attention_forward_with_threads(threads: u32, q: &Tensor, k: &Tensor, v: &Tensor, scale: f32) -> Result<AttentionOut> {
     let op = "attention_forward";
+    check_threads(op, threads)?;
     let dims = head_dims(op, q, k, &[], &[(v, "v")])?;
     let o = q.empty_like_shape(q.shape())?;
     let lse = q.empty_like_shape(&q.shape()[..3])?;
     let kernels = Kernels::for_device(q.gpu(), dims.head_dim);
-    q.gpu().dispatch(
+    q.gpu().dispatch_specialized(
         kernels.shader,
         kernels.forward,
+        &[("ROWS_WG", f64::from(threads))],
         &dims.params(scale, false),
         &[Bind::read(1, q.buffer()), Bind::read(2, k.buffer()), Bind::read(3, v.buffer()), Bind::read_write(4, o.buffer()), Bind::read_write(5, lse.buffer())],
-        dims.row_grid(q.gpu(), op, dims.queries)?,
+        dims.row_grid(q.gpu(), op, threads, dims.queries)?,
     )?;
     Ok(AttentionOut { o, lse })
 }
@@ -182,18 +211,27 @@ impl DqPath {
 /// Gradient of [`attention_forward`] from its inputs, its outputs and dO [B, H, Tq, hd], dQ by
 /// [`DqPath::for_shape`].
 pub fn attention_backward(q: &Tensor, k: &Tensor, v: &Tensor, out: &AttentionOut, dout: &Tensor, scale: f32) -> Result<AttentionGrads> {
-    backward(None, q, k, v, out, dout, scale)
+    backward(None, row_threads(q.gpu()), q, k, v, out, dout, scale)
 }
 
 /// [`attention_backward`] with dQ computed as `dq_path` says.
 pub fn attention_backward_with(dq_path: DqPath, q: &Tensor, k: &Tensor, v: &Tensor, out: &AttentionOut, dout: &Tensor, scale: f32) -> Result<AttentionGrads> {
-    backward(Some(dq_path), q, k, v, out, dout, scale)
+    backward(Some(dq_path), row_threads(q.gpu()), q, k, v, out, dout, scale)
+}
+
+/// [`attention_backward_with`] with `threads` invocations per workgroup in place of
+/// [`row_threads`]'s, as [`attention_forward_with_threads`].
+#[allow(clippy::too_many_arguments)]
+pub fn attention_backward_with_threads(threads: u32, dq_path: DqPath, q: &Tensor, k: &Tensor, v: &Tensor, out: &AttentionOut, dout: &Tensor, scale: f32) -> Result<AttentionGrads> {
+    check_threads("attention_backward", threads)?;
+    backward(Some(dq_path), threads, q, k, v, out, dout, scale)
 }
 
 /// D = rowsum(dO ⊙ O) beside L, then dK and dV per key block (which also stores s·dS for
 /// `DqPath::Matmul`, freed on return), then dQ (why: `wgsl/attention.wgsl`). `dq_path` None:
 /// [`DqPath::for_shape`].
-fn backward(dq_path: Option<DqPath>, q: &Tensor, k: &Tensor, v: &Tensor, out: &AttentionOut, dout: &Tensor, scale: f32) -> Result<AttentionGrads> {
+#[allow(clippy::too_many_arguments)]
+fn backward(dq_path: Option<DqPath>, threads: u32, q: &Tensor, k: &Tensor, v: &Tensor, out: &AttentionOut, dout: &Tensor, scale: f32) -> Result<AttentionGrads> {
     let op = "attention_backward";
     let dims = head_dims(op, q, k, &[(&out.o, "o"), (dout, "dO")], &[(v, "v")])?;
     if out.lse.shape() != &q.shape()[..3] {
@@ -219,14 +257,15 @@ fn backward(dq_path: Option<DqPath>, q: &Tensor, k: &Tensor, v: &Tensor, out: &A
     let mut binds = inputs.to_vec();
     binds.extend([Bind::read_write(11, ds.buffer()), Bind::read_write(12, dk.buffer()), Bind::read_write(13, dv.buffer())]);
     let kernels = Kernels::for_device(gpu, hd);
-    gpu.dispatch(kernels.shader, kernels.dkdv, &params, &binds, dims.row_grid(gpu, op, t)?)?;
+    let rows_wg = [("ROWS_WG", f64::from(threads))];
+    gpu.dispatch_specialized(kernels.shader, kernels.dkdv, &rows_wg, &params, &binds, dims.row_grid(gpu, op, threads, t)?)?;
     let dq = if dq_by_matmul {
         dq_by_matmul_of(&ds, k, dims, &params)?.reshape(q.shape())?
     } else {
         let dq = q.empty_like_shape(q.shape())?;
         let mut binds = inputs.to_vec();
         binds.push(Bind::read_write(14, dq.buffer()));
-        gpu.dispatch(kernels.shader, kernels.dq, &params, &binds, dims.row_grid(gpu, op, tq)?)?;
+        gpu.dispatch_specialized(kernels.shader, kernels.dq, &rows_wg, &params, &binds, dims.row_grid(gpu, op, threads, tq)?)?;
         dq
     };
     Ok(AttentionGrads { dq, dk, dv })

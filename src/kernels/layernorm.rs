@@ -111,12 +111,12 @@ pub fn layernorm_forward(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f32) -
 /// s back. s is returned too, for the residual that uses it next. x, r: [..., D], the same shape;
 /// weight, bias: [D] → sum, y: [..., D], mean, rstd: [rows].
 pub fn add_layernorm_forward(x: &Tensor, r: &Tensor, weight: &Tensor, bias: &Tensor, eps: f32) -> Result<AddLayerNormOut> {
-    add_layernorm_forward_with(row_threads(x.gpu()), x, r, weight, bias, eps)
+    add_layernorm_forward_with_threads(row_threads(x.gpu()), x, r, weight, bias, eps)
 }
 
 /// [`add_layernorm_forward`] with `threads` per row (a power of 2, at most 256) in place of
 /// [`row_threads`]'s: for tests that run another adapter's choice here.
-pub fn add_layernorm_forward_with(threads: u32, x: &Tensor, r: &Tensor, weight: &Tensor, bias: &Tensor, eps: f32) -> Result<AddLayerNormOut> {
+pub fn add_layernorm_forward_with_threads(threads: u32, x: &Tensor, r: &Tensor, weight: &Tensor, bias: &Tensor, eps: f32) -> Result<AddLayerNormOut> {
     let op = "add_layernorm_forward";
     check_threads(op, threads)?;
     same_device(op, x, r)?;
@@ -156,13 +156,13 @@ pub fn layernorm_backward(x: &Tensor, weight: &Tensor, mean: &Tensor, rstd: &Ten
 /// [`layernorm_backward`]. (Where no gradient reached y, the gradient of s is dsum itself; where
 /// none reached s, [`layernorm_backward`] on s.)
 pub fn add_layernorm_backward(sum: &Tensor, weight: &Tensor, mean: &Tensor, rstd: &Tensor, dy: &Tensor, dsum: &Tensor, need_params: bool) -> Result<LayerNormGrads> {
-    add_layernorm_backward_with(row_threads(sum.gpu()), sum, weight, mean, rstd, dy, dsum, need_params)
+    add_layernorm_backward_with_threads(row_threads(sum.gpu()), sum, weight, mean, rstd, dy, dsum, need_params)
 }
 
 /// [`add_layernorm_backward`] with `threads` per row in place of [`row_threads`]'s, as
-/// [`add_layernorm_forward_with`].
+/// [`add_layernorm_forward_with_threads`].
 #[allow(clippy::too_many_arguments)]
-pub fn add_layernorm_backward_with(threads: u32, sum: &Tensor, weight: &Tensor, mean: &Tensor, rstd: &Tensor, dy: &Tensor, dsum: &Tensor, need_params: bool) -> Result<LayerNormGrads> {
+pub fn add_layernorm_backward_with_threads(threads: u32, sum: &Tensor, weight: &Tensor, mean: &Tensor, rstd: &Tensor, dy: &Tensor, dsum: &Tensor, need_params: bool) -> Result<LayerNormGrads> {
     let op = "add_layernorm_backward";
     check_threads(op, threads)?;
     backward(op, threads, sum, weight, mean, rstd, dy, Some(dsum), need_params)

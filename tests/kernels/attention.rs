@@ -3,7 +3,8 @@
 //! (1 to 128, ViT-H's 80 included; 1 and 6 are read by the build for widths not a multiple of
 //! 4, with a partial last quad);
 //! with dQ both ways (`DqPath`); against finite differences; against the unfused path (matmul → softmax → matmul) on the same
-//! GPU; more than 65535 workgroups; and the shape errors.
+//! GPU; the subgroup build and any workgroup size to the bit; more than 65535 workgroups; and the
+//! shape errors.
 
 use proptest::prelude::*;
 use vpt_wgsl::kernels::attention::*;
@@ -120,36 +121,54 @@ fn fused_attention_matches_unfused_path() {
 
 /// Where a device has SUBGROUP, the forward, dK/dV and dQ kernels that share the streamed rows
 /// by subgroup shuffles (`_sg`) compute the same sums in the same order as the plain kernels: the
-/// same bits, checked against the same adapter opened without SUBGROUP. Shapes: hd 64 (16 quads,
-/// two or more chunks of lanes), hd 20 (5 quads, fewer than a subgroup's lanes) and hd 8, T past the
-/// tiles with idle invocations at the end: dkdv_sg streams 16 queries a step, two of the plain
-/// kernel's steps of 8, and T = 29 ends on a step with both, T = 37 and 19 on a step with one;
-/// Tq = 1 (CLS alone: 63 of 64 invocations past Tq) and 21 (dkdv's last step of queries with
-/// both groups of 8, against T = 37) with fewer queries than keys.
+/// same bits, checked against the same adapter opened without SUBGROUP. And the invocations per
+/// workgroup (`row_threads`: a CPU adapter's 8, a GPU's 64) change only which invocations idle,
+/// never a sum: both builds at both sizes give the bits of the plain build at 64. Shapes: hd 64
+/// (16 quads, two or more chunks of lanes), hd 20 (5 quads, fewer than a subgroup's lanes) and
+/// hd 8, T past the tiles with idle invocations at the end: dkdv_sg streams 16 queries a step,
+/// two of the plain kernel's steps of 8, and T = 29 ends on a step with both, T = 37 and 19 on a
+/// step with one; Tq = 1 (CLS alone: every invocation of its workgroup but one past Tq) and 21
+/// (dkdv's last step of queries with both groups of 8, against T = 37) with fewer queries than
+/// keys.
 #[test]
-fn subgroup_attention_gives_the_plain_kernels_bits() {
-    for gpu in gpus().iter().filter(|g| g.has_subgroups()) {
+fn subgroup_attention_and_every_workgroup_size_give_the_plain_kernels_bits() {
+    for gpu in gpus() {
         let plain = gpu.reopen_without(wgpu::Features::SUBGROUP).unwrap();
         let cases = [([1, 2, 37, 64], 37), ([2, 1, 19, 20], 19), ([1, 1, 29, 8], 29), ([1, 2, 1, 64], 37), ([2, 1, 21, 20], 37)];
         for (i, (q_shape, tokens)) in cases.into_iter().enumerate() {
             let k_shape = [q_shape[0], q_shape[1], tokens, q_shape[3]];
             let scale = 1.0 / (q_shape[3] as f32).sqrt();
-            let run = |device: &vpt_wgsl::Gpu| {
+            let run = |device: &vpt_wgsl::Gpu, threads: u32| {
                 let seed = 40 + 4 * i as u64;
                 let [q, k, v, d_o] = [(0, q_shape), (1, k_shape), (2, k_shape), (3, q_shape)].map(|(n, s)| random_tensor(device, &s, seed + n, 2.0).1);
-                let out = attention_forward(&q, &k, &v, scale).unwrap();
+                let out = attention_forward_with_threads(threads, &q, &k, &v, scale).unwrap();
                 let mut all = vec![out.o.to_vec().unwrap(), out.lse.to_vec().unwrap()];
                 for path in [DqPath::Matmul, DqPath::Kernel] {
-                    let g = attention_backward_with(path, &q, &k, &v, &out, &d_o, scale).unwrap();
+                    let g = attention_backward_with_threads(threads, path, &q, &k, &v, &out, &d_o, scale).unwrap();
                     all.extend([g.dq.to_vec().unwrap(), g.dk.to_vec().unwrap(), g.dv.to_vec().unwrap()]);
                 }
                 all
             };
-            let (with, without) = (run(gpu), run(&plain));
-            for (n, name) in ["o", "lse", "dq (matmul)", "dk", "dv", "dq (kernel)", "dk", "dv"].iter().enumerate() {
-                assert!(with[n] == without[n], "{name} at q {q_shape:?}, T = {tokens}: the subgroup kernels differ from the plain ones on {}", gpu.describe());
+            let want = run(&plain, 64);
+            for (device, threads) in [(gpu, 8), (gpu, 64), (&plain, 8)] {
+                let got = run(device, threads);
+                for (n, name) in ["o", "lse", "dq (matmul)", "dk", "dv", "dq (kernel)", "dk", "dv"].iter().enumerate() {
+                    assert!(got[n] == want[n], "{name} at q {q_shape:?}, T = {tokens}, {threads} invocations a workgroup: differs from the plain kernels at 64 on {}", device.describe());
+                }
             }
         }
+    }
+}
+
+/// Invocations per workgroup that are no power of 2, or more than WebGPU promises: an error
+/// naming the op, not a hang.
+#[test]
+fn attention_rejects_workgroup_sizes_it_cannot_take() {
+    let gpu = &gpus()[0];
+    let (_, q) = random_tensor(gpu, &[1, 1, 4, 8], 1, 1.0);
+    for threads in [0, 24, 512] {
+        let err = attention_forward_with_threads(threads, &q, &q, &q, 0.5).expect_err("rejected").to_string();
+        assert!(err.contains("attention_forward") && err.contains("power of 2"), "{err}");
     }
 }
 

@@ -65,7 +65,7 @@ fn check_fused_against_reference(gpu: &Gpu, threads: u32, x: &[f64], shape: &[us
     let (dy, dyt) = random_tensor(gpu, shape, seed ^ 3, 1.0);
     let (dsum, dsumt) = random_tensor(gpu, shape, seed ^ 6, 1.0);
 
-    let out = add_layernorm_forward_with(threads, &xt, &rt, &wt, &bt, eps).unwrap();
+    let out = add_layernorm_forward_with_threads(threads, &xt, &rt, &wt, &bt, eps).unwrap();
     let shapes = (out.sum.shape(), out.y.shape(), out.mean.shape(), out.rstd.shape());
     assert_eq!(shapes, (shape, shape, &[rows][..], &[rows][..]));
     let sum = as_f64(&x.iter().zip(&r).map(|(a, b)| *a as f32 + *b as f32).collect::<Vec<_>>());
@@ -75,7 +75,7 @@ fn check_fused_against_reference(gpu: &Gpu, threads: u32, x: &[f64], shape: &[us
     assert_close("add_layernorm_forward mean", gpu, &out.mean.to_vec().unwrap(), &want.mean, FWD_TOL);
     assert_close("add_layernorm_forward rstd", gpu, &out.rstd.to_vec().unwrap(), &want.rstd, FWD_TOL);
 
-    let grads = add_layernorm_backward_with(threads, &out.sum, &wt, &out.mean, &out.rstd, &dyt, &dsumt, true).unwrap();
+    let grads = add_layernorm_backward_with_threads(threads, &out.sum, &wt, &out.mean, &out.rstd, &dyt, &dsumt, true).unwrap();
     let want = cpu::add_layernorm_backward(&sum, &w, &dy, &dsum, eps as f64);
     assert_close("add_layernorm_backward dx", gpu, &grads.dx.to_vec().unwrap(), &want.dx, BWD_TOL);
     assert_close("add_layernorm_backward dweight", gpu, &grads.dweight.unwrap().to_vec().unwrap(), &want.dweight, BWD_TOL);
@@ -219,7 +219,7 @@ fn layernorm_rejects_threads_per_row_that_are_not_a_power_of_two() {
     let (_, xt) = random_tensor(gpu, &[2, 8], 1, 1.0);
     let (_, wt) = random_tensor(gpu, &[8], 2, 1.0);
     for threads in [0, 12, 512] {
-        let err = add_layernorm_forward_with(threads, &xt, &xt, &wt, &wt, EPS).err().expect("rejected").to_string();
+        let err = add_layernorm_forward_with_threads(threads, &xt, &xt, &wt, &wt, EPS).err().expect("rejected").to_string();
         assert!(err.contains("add_layernorm_forward") && err.contains("power of 2"), "{err}");
     }
 }

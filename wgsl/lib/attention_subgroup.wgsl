@@ -29,8 +29,9 @@
 // tile_rows clamps, and store nothing. Not even a whole subgroup past them returns (by
 // `subgroupAll`): WGSL's uniformity analysis (Chrome's Tint enforces it, `tests/browser.rs`)
 // rejects a shuffle after a return that is uniform only within a subgroup. So at Tq = 197
-// (ViT-B/16's rows read under 50 deep prompts) 14 of a workgroup's 64 invocations run idle,
-// and at Tq = 1 (CLS, the last block's only query) 63. A lane whose quad j0 + l is past hd
+// (ViT-B/16's rows read under 50 deep prompts) 14 invocations of a head's workgroup of 64 run
+// idle on a GPU (6 of seven workgroups of 8 on a CPU adapter: ROWS_WG), and at Tq = 1 (CLS,
+// the last block's only query) 63 (7). A lane whose quad j0 + l is past hd
 // loads the last quad instead; no step takes it. Where a step's second 8 rows start at or past
 // their count (dkdv's Tq queries, dq's T keys), dkdv and dq add nothing for them (`second`, the
 // same in every lane), as the plain kernels run no such step: their sums stay the plain
