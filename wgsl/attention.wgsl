@@ -115,7 +115,7 @@ struct Params {
 @group(0) @binding(11) var<storage, read_write> ds: array<f32>;     // dkdv output s·dS
 
 // Invocations per workgroup of the forward, dkdv and dq kernels, 4 rows each, set by the launcher
-// (`kernels::attention::row_threads`): 8 on a CPU adapter, 64 elsewhere. Each invocation's sums
+// (`kernels::row_workgroup_threads`): 8 on a CPU adapter, 64 elsewhere. Each invocation's sums
 // do not depend on it. What it changes is how many invocations run idle past a head's last row,
 // which lavapipe runs all the same: at Tq = 197 (ViT-B/16's rows read under 50 deep prompts, 50
 // invocations' worth) 14 of one workgroup of 64, against 6 of seven of 8; at Tq = 1 (CLS, the

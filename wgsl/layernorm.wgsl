@@ -58,7 +58,7 @@ struct Params {
 @group(0) @binding(15) var<storage, read> dsum: array<Unit>;           // fused dx: [rows, D]
 
 // Threads per row in the per-row kernels (forward, dx), set by the launcher
-// (`kernels::layernorm::row_threads`): 8 on a CPU adapter, 64 elsewhere. Lavapipe runs 8
+// (`kernels::row_workgroup_threads`): 8 on a CPU adapter, 64 elsewhere. Lavapipe runs 8
 // invocations in the lanes of one SIMD register and runs a workgroup with barriers as coroutines,
 // one per 8 invocations, switched at every barrier; a row's workgroup of 8 is one register, and
 // its reductions switch nothing. Measured on lavapipe (Vulkan), ViT-B/16 batch 8 rows (1976 ×

@@ -9,7 +9,7 @@
 
 use super::matmul::{matmul_forward, matmul_forward_with, MatmulOptions};
 use super::matmul_choice::MatmulKernel;
-use super::{expect_rank, grid_1d, same_device, same_shape};
+use super::{check_workgroup_threads, expect_rank, grid_1d, row_workgroup_threads, same_device, same_shape};
 use crate::error::{Error, Result};
 use crate::gpu::{wgsl_shader, Bind, Gpu, Params, Shader};
 use crate::tensor::Tensor;
@@ -68,27 +68,6 @@ impl Kernels {
 pub const MAX_HEAD_DIM: usize = 128;
 /// Rows each invocation of the forward, dK/dV and dQ kernels owns.
 const ROWS_PER_INVOCATION: usize = 4;
-
-/// Invocations per workgroup of the forward, dK/dV and dQ kernels (`ROWS_WG` in
-/// `wgsl/attention.wgsl`, which says what was measured): one SIMD register's 8 lanes on a CPU
-/// adapter (lavapipe, llvmpipe), 64 on a GPU. Each invocation's sums are the same either way, so
-/// the results are the same bits.
-pub fn row_threads(gpu: &Gpu) -> u32 {
-    if gpu.info().device_type == wgpu::DeviceType::Cpu {
-        8
-    } else {
-        64
-    }
-}
-
-/// The threads per workgroup must be a power of 2 (the subgroup build's shuffles take whole
-/// subgroups) and at most the 256 invocations WebGPU promises.
-fn check_threads(op: &'static str, threads: u32) -> Result<()> {
-    if !(threads.is_power_of_two() && threads <= 256) {
-        return Err(Error::invalid(op, format!("{threads} invocations per workgroup: it must be a power of 2 from 1 to 256")));
-    }
-    Ok(())
-}
 
 /// What the forward returns: o [B, H, Tq, hd] and the per-row log-sum-exp [B, H, Tq] that the
 /// backward recomputes the probabilities from.
@@ -160,14 +139,14 @@ fn head_dims(op: &'static str, q: &Tensor, k: &Tensor, like_q: &[(&Tensor, &str)
 /// q [B, H, Tq, hd], k, v [B, H, T, hd] → o [B, H, Tq, hd], lse [B, H, Tq]. Tq = T is
 /// self-attention; a q of fewer rows asks only for the rows whose output is read.
 pub fn attention_forward(q: &Tensor, k: &Tensor, v: &Tensor, scale: f32) -> Result<AttentionOut> {
-    attention_forward_with_threads(row_threads(q.gpu()), q, k, v, scale)
+    attention_forward_with_threads(row_workgroup_threads(q.gpu()), q, k, v, scale)
 }
 
-/// [`attention_forward`] with `threads` invocations per workgroup in place of [`row_threads`]'s:
+/// [`attention_forward`] with `threads` invocations per workgroup in place of [`row_workgroup_threads`]'s:
 /// for tests that run another adapter's choice here.
 pub fn attention_forward_with_threads(threads: u32, q: &Tensor, k: &Tensor, v: &Tensor, scale: f32) -> Result<AttentionOut> {
     let op = "attention_forward";
-    check_threads(op, threads)?;
+    check_workgroup_threads(op, threads)?;
     let dims = head_dims(op, q, k, &[], &[(v, "v")])?;
     let o = q.empty_like_shape(q.shape())?;
     let lse = q.empty_like_shape(&q.shape()[..3])?;
@@ -211,19 +190,19 @@ impl DqPath {
 /// Gradient of [`attention_forward`] from its inputs, its outputs and dO [B, H, Tq, hd], dQ by
 /// [`DqPath::for_shape`].
 pub fn attention_backward(q: &Tensor, k: &Tensor, v: &Tensor, out: &AttentionOut, dout: &Tensor, scale: f32) -> Result<AttentionGrads> {
-    backward(None, row_threads(q.gpu()), q, k, v, out, dout, scale)
+    backward(None, row_workgroup_threads(q.gpu()), q, k, v, out, dout, scale)
 }
 
 /// [`attention_backward`] with dQ computed as `dq_path` says.
 pub fn attention_backward_with(dq_path: DqPath, q: &Tensor, k: &Tensor, v: &Tensor, out: &AttentionOut, dout: &Tensor, scale: f32) -> Result<AttentionGrads> {
-    backward(Some(dq_path), row_threads(q.gpu()), q, k, v, out, dout, scale)
+    backward(Some(dq_path), row_workgroup_threads(q.gpu()), q, k, v, out, dout, scale)
 }
 
 /// [`attention_backward_with`] with `threads` invocations per workgroup in place of
-/// [`row_threads`]'s, as [`attention_forward_with_threads`].
+/// [`row_workgroup_threads`]'s, as [`attention_forward_with_threads`].
 #[allow(clippy::too_many_arguments)]
 pub fn attention_backward_with_threads(threads: u32, dq_path: DqPath, q: &Tensor, k: &Tensor, v: &Tensor, out: &AttentionOut, dout: &Tensor, scale: f32) -> Result<AttentionGrads> {
-    check_threads("attention_backward", threads)?;
+    check_workgroup_threads("attention_backward", threads)?;
     backward(Some(dq_path), threads, q, k, v, out, dout, scale)
 }
 

@@ -1,8 +1,8 @@
 //! LayerNorm over the last axis with `torch.nn.LayerNorm` semantics (biased variance, eps inside
 //! the square root). Kernels in `wgsl/layernorm.wgsl`.
 
+use super::{check_workgroup_threads, grid_rows, row_reduce_shader, row_workgroup_threads};
 use super::{grid_1d, same_device, same_shape};
-use super::{grid_rows, row_reduce_shader};
 use crate::error::{Error, Result};
 use crate::gpu::{wgsl_shader, Bind, Gpu, Params, Shader};
 use crate::tensor::Tensor;
@@ -23,31 +23,11 @@ fn shader(gpu: &Gpu, d: usize) -> &'static Shader {
     }
 }
 
-/// Threads per row of the forward and dx kernels (`ROW_WG` in `wgsl/layernorm.wgsl`, which says
-/// what was measured): one SIMD register's 8 lanes on a CPU adapter (lavapipe, llvmpipe), 64 on
-/// a GPU.
-pub fn row_threads(gpu: &Gpu) -> u32 {
-    if gpu.info().device_type == wgpu::DeviceType::Cpu {
-        8
-    } else {
-        64
-    }
-}
-
 /// Launch a per-row kernel (forward or dx) with `threads` threads per row.
 #[allow(clippy::too_many_arguments)]
 fn dispatch_rows(gpu: &Gpu, threads: u32, op: &'static str, entry: &'static str, d: usize, params: &Params, buffers: &[Bind], rows: usize) -> Result<()> {
     let constants = [("ROW_WG", f64::from(threads))];
     gpu.dispatch_specialized(shader(gpu, d), entry, &constants, params, buffers, grid_rows(gpu, op, rows)?)
-}
-
-/// The tree reduction halves the threads down to 1, and WebGPU promises 256 invocations per
-/// workgroup.
-fn check_threads(op: &'static str, threads: u32) -> Result<()> {
-    if !(threads.is_power_of_two() && threads <= 256) {
-        return Err(Error::invalid(op, format!("{threads} threads per row: it must be a power of 2 from 1 to 256")));
-    }
-    Ok(())
 }
 
 /// What the forward returns: the output and the per-row statistics the backward needs.
@@ -102,7 +82,7 @@ pub fn layernorm_forward(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f32) -
         Bind::read_write(5, mean.buffer()),
         Bind::read_write(6, rstd.buffer()),
     ];
-    dispatch_rows(x.gpu(), row_threads(x.gpu()), op, op, d, &params, &buffers, rows)?;
+    dispatch_rows(x.gpu(), row_workgroup_threads(x.gpu()), op, op, d, &params, &buffers, rows)?;
     Ok(LayerNormOut { y, mean, rstd })
 }
 
@@ -111,14 +91,14 @@ pub fn layernorm_forward(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f32) -
 /// s back. s is returned too, for the residual that uses it next. x, r: [..., D], the same shape;
 /// weight, bias: [D] → sum, y: [..., D], mean, rstd: [rows].
 pub fn add_layernorm_forward(x: &Tensor, r: &Tensor, weight: &Tensor, bias: &Tensor, eps: f32) -> Result<AddLayerNormOut> {
-    add_layernorm_forward_with_threads(row_threads(x.gpu()), x, r, weight, bias, eps)
+    add_layernorm_forward_with_threads(row_workgroup_threads(x.gpu()), x, r, weight, bias, eps)
 }
 
 /// [`add_layernorm_forward`] with `threads` per row (a power of 2, at most 256) in place of
-/// [`row_threads`]'s: for tests that run another adapter's choice here.
+/// [`row_workgroup_threads`]'s: for tests that run another adapter's choice here.
 pub fn add_layernorm_forward_with_threads(threads: u32, x: &Tensor, r: &Tensor, weight: &Tensor, bias: &Tensor, eps: f32) -> Result<AddLayerNormOut> {
     let op = "add_layernorm_forward";
-    check_threads(op, threads)?;
+    check_workgroup_threads(op, threads)?;
     same_device(op, x, r)?;
     same_shape(op, x, r, "x", "r")?;
     check_affine(op, x, weight, bias, eps)?;
@@ -146,7 +126,7 @@ pub fn add_layernorm_forward_with_threads(threads: u32, x: &Tensor, r: &Tensor, 
 /// forward. dx always; dweight = Σ_rows dy·x̂ and dbias = Σ_rows dy only when `need_params`
 /// (a frozen backbone's LayerNorm skips that kernel entirely).
 pub fn layernorm_backward(x: &Tensor, weight: &Tensor, mean: &Tensor, rstd: &Tensor, dy: &Tensor, need_params: bool) -> Result<LayerNormGrads> {
-    backward("layernorm_backward", row_threads(x.gpu()), x, weight, mean, rstd, dy, None, need_params)
+    backward("layernorm_backward", row_workgroup_threads(x.gpu()), x, weight, mean, rstd, dy, None, need_params)
 }
 
 /// Gradients of [`add_layernorm_forward`]. sum: the forward's s, [..., D]; dy: the gradient of y;
@@ -156,15 +136,15 @@ pub fn layernorm_backward(x: &Tensor, weight: &Tensor, mean: &Tensor, rstd: &Ten
 /// [`layernorm_backward`]. (Where no gradient reached y, the gradient of s is dsum itself; where
 /// none reached s, [`layernorm_backward`] on s.)
 pub fn add_layernorm_backward(sum: &Tensor, weight: &Tensor, mean: &Tensor, rstd: &Tensor, dy: &Tensor, dsum: &Tensor, need_params: bool) -> Result<LayerNormGrads> {
-    add_layernorm_backward_with_threads(row_threads(sum.gpu()), sum, weight, mean, rstd, dy, dsum, need_params)
+    add_layernorm_backward_with_threads(row_workgroup_threads(sum.gpu()), sum, weight, mean, rstd, dy, dsum, need_params)
 }
 
-/// [`add_layernorm_backward`] with `threads` per row in place of [`row_threads`]'s, as
+/// [`add_layernorm_backward`] with `threads` per row in place of [`row_workgroup_threads`]'s, as
 /// [`add_layernorm_forward_with_threads`].
 #[allow(clippy::too_many_arguments)]
 pub fn add_layernorm_backward_with_threads(threads: u32, sum: &Tensor, weight: &Tensor, mean: &Tensor, rstd: &Tensor, dy: &Tensor, dsum: &Tensor, need_params: bool) -> Result<LayerNormGrads> {
     let op = "add_layernorm_backward";
-    check_threads(op, threads)?;
+    check_workgroup_threads(op, threads)?;
     backward(op, threads, sum, weight, mean, rstd, dy, Some(dsum), need_params)
 }
 

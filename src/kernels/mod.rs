@@ -114,6 +114,30 @@ pub fn unused_choices(choices: &crate::gpu::KernelChoices) -> Vec<String> {
     unused
 }
 
+/// Invocations per workgroup of the kernels whose workgroup shares a row (LayerNorm's forward
+/// and dx, `ROW_WG`) or a head's block of rows (the fused attention's forward, dK/dV and dQ,
+/// `ROWS_WG`): one SIMD register's 8 lanes on a CPU adapter (lavapipe, llvmpipe), where a
+/// workgroup of one register switches no coroutines at its barriers and leaves fewer invocations
+/// idle past the last row; 64 on a GPU, the size lavapipe chose before and no GPU has measured.
+/// Each family's WGSL says what was measured.
+pub fn row_workgroup_threads(gpu: &Gpu) -> u32 {
+    if gpu.info().device_type == wgpu::DeviceType::Cpu {
+        8
+    } else {
+        64
+    }
+}
+
+/// A workgroup size given in place of [`row_workgroup_threads`]'s (the `_with_threads` launchers,
+/// for tests that run another adapter's choice): a power of 2 (the tree reductions halve it, the
+/// shuffles take whole subgroups), at most the 256 invocations WebGPU promises.
+pub(crate) fn check_workgroup_threads(op: &'static str, threads: u32) -> Result<()> {
+    if !(threads.is_power_of_two() && threads <= 256) {
+        return Err(Error::invalid(op, format!("{threads} invocations per workgroup: it must be a power of 2 from 1 to 256")));
+    }
+    Ok(())
+}
+
 /// Grid for a 1-D kernel over `n` elements, one thread each.
 pub(crate) fn grid_1d(gpu: &Gpu, n: usize) -> Result<[u32; 3]> {
     let groups = u32::try_from(n.div_ceil(WG_1D as usize)).map_err(|_| Error::shape("grid", format!("{n} elements is more than one launch can cover")))?;

@@ -122,7 +122,7 @@ fn fused_attention_matches_unfused_path() {
 /// Where a device has SUBGROUP, the forward, dK/dV and dQ kernels that share the streamed rows
 /// by subgroup shuffles (`_sg`) compute the same sums in the same order as the plain kernels: the
 /// same bits, checked against the same adapter opened without SUBGROUP. And the invocations per
-/// workgroup (`row_threads`: a CPU adapter's 8, a GPU's 64) change only which invocations idle,
+/// workgroup (`row_workgroup_threads`: a CPU adapter's 8, a GPU's 64) change only which invocations idle,
 /// never a sum: both builds at both sizes give the bits of the plain build at 64. Shapes: hd 64
 /// (16 quads, two or more chunks of lanes), hd 20 (5 quads, fewer than a subgroup's lanes) and
 /// hd 8, T past the tiles with idle invocations at the end: dkdv_sg streams 16 queries a step,

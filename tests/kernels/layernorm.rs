@@ -4,6 +4,7 @@
 
 use proptest::prelude::*;
 use vpt_wgsl::kernels::layernorm::*;
+use vpt_wgsl::kernels::row_workgroup_threads;
 use vpt_wgsl::reference::layernorm as cpu;
 use vpt_wgsl::{Gpu, Tensor};
 
@@ -54,7 +55,7 @@ fn check_against_reference(gpu: &Gpu, x: &[f64], shape: &[usize], seed: u64, eps
 /// exactly, and the LayerNorm reference runs on that rounded s: the f64 sum differs from it by up
 /// to ½ulp(32) ≈ 2e-6 at offset 30, which would take a third of the tolerance away from what the
 /// test is about, the kernel's LayerNorm.
-/// `threads`: per row, as the launcher takes them (`row_threads`) or another adapter's choice.
+/// `threads`: per row, as the launcher takes them (`row_workgroup_threads`) or another adapter's choice.
 fn check_fused_against_reference(gpu: &Gpu, threads: u32, x: &[f64], shape: &[usize], seed: u64, eps: f32) {
     let d = *shape.last().unwrap();
     let rows = x.len() / d;
@@ -146,7 +147,7 @@ proptest! {
                                        offset in prop_oneof![Just(0.0), Just(30.0)],
                                        eps in prop_oneof![Just(EPS), Just(1e-5f32)]) {
         for gpu in row_gpus() {
-            check_fused_against_reference(gpu, row_threads(gpu), &spread_rows(seed, rows, d, offset), &[rows, d], seed, eps);
+            check_fused_against_reference(gpu, row_workgroup_threads(gpu), &spread_rows(seed, rows, d, offset), &[rows, d], seed, eps);
         }
     }
 
@@ -196,12 +197,12 @@ proptest! {
 fn add_layernorm_handles_rows_of_one_and_odd_widths() {
     for gpu in row_gpus() {
         for (rows, d) in [(5, 1), (3, 61), (2, 67), (2, 769), (3, 768), (4, 28), (2, 36)] {
-            check_fused_against_reference(gpu, row_threads(gpu), &spread_rows(d as u64, rows, d, 30.0), &[rows, d], 9 + d as u64, EPS);
+            check_fused_against_reference(gpu, row_workgroup_threads(gpu), &spread_rows(d as u64, rows, d, 30.0), &[rows, d], 9 + d as u64, EPS);
         }
     }
 }
 
-/// A GPU's 64 threads per row (`row_threads` gives a CPU adapter 8, so the other tests here run
+/// A GPU's 64 threads per row (`row_workgroup_threads` gives a CPU adapter 8, so the other tests here run
 /// those), on both reductions and both builds (quads at 768 and 28, f32s at 67 and 1).
 #[test]
 fn add_layernorm_runs_with_a_gpus_threads_per_row() {
