@@ -95,6 +95,11 @@
 // per-invocation arrays (2 × [MAX_QUADS] mat4x4s, 4 KiB) live in scratch memory; a GPU-shaped
 // variant (workgroup tiles, subgroup reductions) should be chosen by measurement on one. The
 // subgroup build's shuffles were measured on lavapipe only.
+// Tried and not kept, 2026-12-07: the subgroup forward's output rows held in 16 named mat4x4s
+// (hd = 64, the steps unrolled by hand) rather than the array `o_rows` indexed by the step, so
+// that no index is dynamic. Slower on lavapipe: 86.4 and 115.5 ms against 54.4 and 53.9 for the
+// array (`vpt bench --preset vit-b --batch 8 --filter "attention fwd fused" --reps 3`, two
+// interleaved rounds); 256 live floats a lane spill worse than the array's loads and stores.
 
 struct Params {
     batch_heads: u32,  // B·H
