@@ -27,12 +27,18 @@ struct Params {
 @group(0) @binding(4) var<storage, read> dy: array<f32>;          // backward: upstream gradient
 @group(0) @binding(5) var<storage, read_write> dx: array<f32>;    // backward: output gradient
 
-// Threads per row. 64 covers the rows this engine meets (247 tokens of attention at most per
-// row in ViT-B, a few dozen in small models) with a few elements per thread, and is a common
-// hardware wave size. 256 left most threads idle on short rows: on lavapipe, which runs every
-// invocation of a workgroup on the CPU whether it has work or not, it made softmax slower than
-// the q·kᵀ matmul that feeds it.
-const ROW_WG: u32 = 64u;
+// Threads per row, set by the launcher (`kernels::row_workgroup_threads`): 8 on a CPU adapter, 64
+// elsewhere. 64 covers the rows this engine meets (247 tokens of attention at most per row in
+// ViT-B, a few dozen in small models) with a few elements per thread, and is a common hardware
+// wave size. 256 left most threads idle on short rows: on lavapipe, which runs every invocation
+// of a workgroup on the CPU whether it has work or not, it made softmax slower than the q·kᵀ
+// matmul that feeds it. 8 is one SIMD register on lavapipe, whose barriers then switch no
+// coroutines (see wgsl/layernorm.wgsl). Measured on lavapipe (Vulkan), `vpt bench --preset vit-b
+// --batch 8 --filter softmax --reps 5` ([23712, 247], a busy host, two interleaved rounds,
+// median ms), 64 → 8: subgroup build forward 98.7 / 108.8 → 56.2 / 52.8, backward 72.1 / 66.7 →
+// 44.4 / 43.6; workgroup-memory build forward 127.8 / 139.5 → 59.4 / 60.6, backward 110.1 /
+// 101.5 → 43.9 / 45.2. It must be a power of 2 (the tree reduction halves it).
+override ROW_WG: u32 = 64u;
 // row_index, LOWEST_F32 and the reductions are in wgsl/lib/row_reduce.wgsl (workgroup memory) or
 // wgsl/lib/row_reduce_subgroup.wgsl (subgroup operations), whichever the launcher prepends.
 

@@ -115,8 +115,8 @@ pub fn unused_choices(choices: &crate::gpu::KernelChoices) -> Vec<String> {
 }
 
 /// Invocations per workgroup of the kernels whose workgroup shares a row (LayerNorm's forward
-/// and dx, `ROW_WG`) or a head's block of rows (the fused attention's forward, dK/dV and dQ,
-/// `ROWS_WG`): one SIMD register's 8 lanes on a CPU adapter (lavapipe, llvmpipe), where a
+/// and dx, softmax, `ROW_WG`) or a head's block of rows (the fused attention's forward, dK/dV
+/// and dQ, `ROWS_WG`): one SIMD register's 8 lanes on a CPU adapter (lavapipe, llvmpipe), where a
 /// workgroup of one register switches no coroutines at its barriers and leaves fewer invocations
 /// idle past the last row; 64 on a GPU, the size lavapipe chose before and no GPU has measured.
 /// Each family's WGSL says what was measured.

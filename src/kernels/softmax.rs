@@ -1,7 +1,7 @@
 //! Softmax over the last axis, numerically stable (the row max is subtracted before `exp`).
 //! Kernels in `wgsl/softmax.wgsl`.
 
-use super::{grid_rows, row_reduce_shader};
+use super::{check_workgroup_threads, grid_rows, row_reduce_shader, row_workgroup_threads};
 use super::{same_device, same_shape};
 use crate::error::Result;
 use crate::gpu::{wgsl_shader, Bind, Gpu, Params, Shader};
@@ -28,23 +28,40 @@ pub fn softmax_backward(y: &Tensor, dy: &Tensor) -> Result<Tensor> {
 
 /// y = softmax(s·x) along the last axis, in one pass: attention's softmax(q·kᵀ/√hd).
 pub fn softmax_scaled_forward(x: &Tensor, scale: f32) -> Result<Tensor> {
+    softmax_scaled_forward_with_threads(row_workgroup_threads(x.gpu()), x, scale)
+}
+
+/// [`softmax_scaled_forward`] with `threads` per row in place of [`row_workgroup_threads`]'s: for
+/// tests that run another adapter's choice here.
+pub fn softmax_scaled_forward_with_threads(threads: u32, x: &Tensor, scale: f32) -> Result<Tensor> {
+    let op = "softmax_forward";
+    check_workgroup_threads(op, threads)?;
     let (rows, n) = (x.rows(), x.last_dim());
     let y = x.empty_like_shape(x.shape())?;
     let params = Params::new().dim("rows", rows).dim("n", n).f32("scale", scale);
-    let grid = grid_rows(x.gpu(), "softmax_forward", rows)?;
-    x.gpu().dispatch(shader(x.gpu()), "softmax_forward", &params, &[Bind::read(1, x.buffer()), Bind::read_write(2, y.buffer())], grid)?;
+    dispatch_rows(x.gpu(), threads, op, &params, &[Bind::read(1, x.buffer()), Bind::read_write(2, y.buffer())], rows)?;
     Ok(y)
 }
 
 /// Gradient of [`softmax_scaled_forward`]: dx = s · y ⊙ (dy − Σ_j dy_j·y_j) per row.
 pub fn softmax_scaled_backward(y: &Tensor, dy: &Tensor, scale: f32) -> Result<Tensor> {
+    softmax_scaled_backward_with_threads(row_workgroup_threads(y.gpu()), y, dy, scale)
+}
+
+/// [`softmax_scaled_backward`] with `threads` per row, as [`softmax_scaled_forward_with_threads`].
+pub fn softmax_scaled_backward_with_threads(threads: u32, y: &Tensor, dy: &Tensor, scale: f32) -> Result<Tensor> {
     let op = "softmax_backward";
+    check_workgroup_threads(op, threads)?;
     same_device(op, y, dy)?;
     same_shape(op, y, dy, "y", "dy")?;
     let (rows, n) = (y.rows(), y.last_dim());
     let dx = y.empty_like_shape(y.shape())?;
     let params = Params::new().dim("rows", rows).dim("n", n).f32("scale", scale);
-    let grid = grid_rows(y.gpu(), op, rows)?;
-    y.gpu().dispatch(shader(y.gpu()), op, &params, &[Bind::read(3, y.buffer()), Bind::read(4, dy.buffer()), Bind::read_write(5, dx.buffer())], grid)?;
+    dispatch_rows(y.gpu(), threads, op, &params, &[Bind::read(3, y.buffer()), Bind::read(4, dy.buffer()), Bind::read_write(5, dx.buffer())], rows)?;
     Ok(dx)
+}
+
+/// Launch `entry` (the op's name) one workgroup of `threads` per row.
+fn dispatch_rows(gpu: &Gpu, threads: u32, entry: &'static str, params: &Params, buffers: &[Bind], rows: usize) -> Result<()> {
+    gpu.dispatch_specialized(shader(gpu), entry, &[("ROW_WG", f64::from(threads))], params, buffers, grid_rows(gpu, entry, rows)?)
 }

@@ -22,7 +22,7 @@ proptest! {
     #![proptest_config(cases(12))]
 
     /// x: [a, b, n], rank 3, so rows = a·b; n covers 1, tiny rows, and lengths that are not a
-    /// multiple of the 64-thread workgroup. Scale 80 gives inputs in ±80, where a naive
+    /// multiple of a row's 8 or 64 threads. Scale 80 gives inputs in ±80, where a naive
     /// exp(x) would overflow f32; offset 50 shifts every logit of a row.
     #[test]
     fn softmax_matches_reference(a in dim(4), b in dim(8), n in dim(700), seed in any::<u64>(),
@@ -82,6 +82,27 @@ proptest! {
             let v = random_vec(seed ^ 3, rows * n, 1.0);
             let g = softmax_scaled_backward(&y, &dyt, s).unwrap().to_vec().unwrap();
             assert_grad_matches_fd("softmax_scaled_backward", gpu, &g, directional_fd(scaled, &x, &v, &dy), &v, GRAD_TOL);
+        }
+    }
+}
+
+/// A GPU's 64 threads per row (`row_workgroup_threads` gives a CPU adapter 8, so the other tests
+/// here run those), on both reductions, at rows shorter and longer than either: forward and
+/// backward against the reference.
+#[test]
+fn softmax_runs_with_a_gpus_threads_per_row() {
+    for gpu in row_gpus() {
+        for (rows, n) in [(3, 1), (5, 7), (2, 247), (3, 300)] {
+            let (x, xt) = random_tensor(gpu, &[rows, n], n as u64, 4.0);
+            let s = 0.125f32;
+            let want = cpu::softmax_forward(&x.iter().map(|v| s as f64 * v).collect::<Vec<_>>(), n);
+            let y = softmax_scaled_forward_with_threads(64, &xt, s).unwrap();
+            assert_close("softmax_scaled_forward at 64 threads", gpu, &y.to_vec().unwrap(), &want, FWD_TOL);
+            let y_in = Tensor::from_slice(gpu, &[rows, n], &as_f32(&want)).unwrap();
+            let (dy, dyt) = random_tensor(gpu, &[rows, n], n as u64 ^ 1, 1.0);
+            let dx = softmax_scaled_backward_with_threads(64, &y_in, &dyt, s).unwrap();
+            let want_dx: Vec<f64> = cpu::softmax_backward(&as_f64(&as_f32(&want)), &dy, n).iter().map(|g| s as f64 * g).collect();
+            assert_close("softmax_scaled_backward at 64 threads", gpu, &dx.to_vec().unwrap(), &want_dx, BWD_TOL);
         }
     }
 }
