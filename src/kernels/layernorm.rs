@@ -1,7 +1,7 @@
 //! LayerNorm over the last axis with `torch.nn.LayerNorm` semantics (biased variance, eps inside
 //! the square root). Kernels in `wgsl/layernorm.wgsl`.
 
-use super::{check_workgroup_threads, grid_rows, row_reduce_shader, row_workgroup_threads};
+use super::{check_workgroup_threads, dispatch_per_row, grid_rows, row_reduce_shader, row_workgroup_threads};
 use super::{grid_1d, same_device, same_shape};
 use crate::error::{Error, Result};
 use crate::gpu::{wgsl_shader, Bind, Gpu, Params, Shader};
@@ -12,22 +12,25 @@ wgsl_shader!(SHADER_SUBGROUP = "layernorm" as "layernorm_subgroup", needs SUBGRO
 wgsl_shader!(SHADER_SCALARS = "layernorm" as "layernorm_scalars", uses ["flat", "norm_scalars", "row_reduce"]);
 wgsl_shader!(SHADER_SCALARS_SUBGROUP = "layernorm" as "layernorm_scalars_subgroup", needs SUBGROUP, uses ["flat", "norm_scalars", "row_reduce_subgroup"]);
 
-/// The family's build for rows `d` wide: a quad per thread where D is a multiple of 4 (so every
-/// row starts on a vec4), else one f32; each compiled with subgroup reductions where the adapter
-/// has them (see [`row_reduce_shader`]).
-fn shader(gpu: &Gpu, d: usize) -> &'static Shader {
+/// f32s per Unit for rows `d` wide: a quad (4) where D is a multiple of 4, so that every row
+/// starts on a vec4, else one f32. It picks the build, and sizes the per-column kernel's grid.
+fn unit(d: usize) -> usize {
     if d.is_multiple_of(4) {
+        4
+    } else {
+        1
+    }
+}
+
+/// The family's build for rows `d` wide (`wgsl/lib/norm_quads.wgsl` or `norm_scalars.wgsl`, by
+/// [`unit`]), compiled with subgroup reductions where the adapter has them (see
+/// [`row_reduce_shader`]).
+fn shader(gpu: &Gpu, d: usize) -> &'static Shader {
+    if unit(d) == 4 {
         row_reduce_shader(gpu, &SHADER, &SHADER_SUBGROUP)
     } else {
         row_reduce_shader(gpu, &SHADER_SCALARS, &SHADER_SCALARS_SUBGROUP)
     }
-}
-
-/// Launch a per-row kernel (forward or dx) with `threads` threads per row.
-#[allow(clippy::too_many_arguments)]
-fn dispatch_rows(gpu: &Gpu, threads: u32, op: &'static str, entry: &'static str, d: usize, params: &Params, buffers: &[Bind], rows: usize) -> Result<()> {
-    let constants = [("ROW_WG", f64::from(threads))];
-    gpu.dispatch_specialized(shader(gpu, d), entry, &constants, params, buffers, grid_rows(gpu, op, rows)?)
 }
 
 /// What the forward returns: the output and the per-row statistics the backward needs.
@@ -82,7 +85,7 @@ pub fn layernorm_forward(x: &Tensor, weight: &Tensor, bias: &Tensor, eps: f32) -
         Bind::read_write(5, mean.buffer()),
         Bind::read_write(6, rstd.buffer()),
     ];
-    dispatch_rows(x.gpu(), row_workgroup_threads(x.gpu()), op, op, d, &params, &buffers, rows)?;
+    dispatch_per_row(x.gpu(), shader(x.gpu(), d), op, row_workgroup_threads(x.gpu()), &params, &buffers, grid_rows(x.gpu(), op, rows)?)?;
     Ok(LayerNormOut { y, mean, rstd })
 }
 
@@ -118,7 +121,7 @@ pub fn add_layernorm_forward_with_threads(threads: u32, x: &Tensor, r: &Tensor, 
         Bind::read_write(5, mean.buffer()),
         Bind::read_write(6, rstd.buffer()),
     ];
-    dispatch_rows(x.gpu(), threads, op, op, d, &params, &buffers, rows)?;
+    dispatch_per_row(x.gpu(), shader(x.gpu(), d), op, threads, &params, &buffers, grid_rows(x.gpu(), op, rows)?)?;
     Ok(AddLayerNormOut { sum, y, mean, rstd })
 }
 
@@ -177,7 +180,7 @@ fn backward(op: &'static str, threads: u32, x: &Tensor, weight: &Tensor, mean: &
         }
         None => "layernorm_backward_dx",
     };
-    dispatch_rows(gpu, threads, op, entry, d, &params, &buffers, rows)?;
+    dispatch_per_row(gpu, shader(gpu, d), entry, threads, &params, &buffers, grid_rows(gpu, op, rows)?)?;
     if !need_params {
         return Ok(LayerNormGrads { dx, dweight: None, dbias: None });
     }
@@ -192,9 +195,8 @@ fn backward(op: &'static str, threads: u32, x: &Tensor, weight: &Tensor, mean: &
         Bind::read_write(11, dweight.buffer()),
         Bind::read_write(12, dbias.buffer()),
     ];
-    // One thread per Unit of columns: D / 4 in the quad build.
-    let units = if d.is_multiple_of(4) { d / 4 } else { d };
-    gpu.dispatch(shader(gpu, d), "layernorm_backward_params", &params, &buffers, grid_1d(gpu, units)?)?;
+    // One thread per Unit of columns.
+    gpu.dispatch(shader(gpu, d), "layernorm_backward_params", &params, &buffers, grid_1d(gpu, d / unit(d))?)?;
     Ok(LayerNormGrads { dx, dweight: Some(dweight), dbias: Some(dbias) })
 }
 

@@ -8,7 +8,7 @@
 //! `gpu/shader.rs`.
 
 use crate::error::{Error, Result};
-use crate::gpu::{Gpu, Shader, WG_1D};
+use crate::gpu::{Bind, Gpu, Params, Shader, WG_1D};
 use crate::tensor::Tensor;
 
 pub mod attention;
@@ -136,6 +136,12 @@ pub(crate) fn check_workgroup_threads(op: &'static str, threads: u32) -> Result<
         return Err(Error::invalid(op, format!("{threads} invocations per workgroup: it must be a power of 2 from 1 to 256")));
     }
     Ok(())
+}
+
+/// Launch `entry` of a family that reduces rows through `wgsl/lib/row_reduce*.wgsl` (LayerNorm,
+/// softmax) with `threads` per row: its `ROW_WG` override set to them, on `grid` ([`grid_rows`]).
+pub(crate) fn dispatch_per_row(gpu: &Gpu, shader: &Shader, entry: &'static str, threads: u32, params: &Params, buffers: &[Bind], grid: [u32; 3]) -> Result<()> {
+    gpu.dispatch_specialized(shader, entry, &[("ROW_WG", f64::from(threads))], params, buffers, grid)
 }
 
 /// Grid for a 1-D kernel over `n` elements, one thread each.

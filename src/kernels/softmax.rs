@@ -1,7 +1,7 @@
 //! Softmax over the last axis, numerically stable (the row max is subtracted before `exp`).
 //! Kernels in `wgsl/softmax.wgsl`.
 
-use super::{check_workgroup_threads, grid_rows, row_reduce_shader, row_workgroup_threads};
+use super::{check_workgroup_threads, dispatch_per_row, grid_rows, row_reduce_shader, row_workgroup_threads};
 use super::{same_device, same_shape};
 use crate::error::Result;
 use crate::gpu::{wgsl_shader, Bind, Gpu, Params, Shader};
@@ -39,7 +39,7 @@ pub fn softmax_scaled_forward_with_threads(threads: u32, x: &Tensor, scale: f32)
     let (rows, n) = (x.rows(), x.last_dim());
     let y = x.empty_like_shape(x.shape())?;
     let params = Params::new().dim("rows", rows).dim("n", n).f32("scale", scale);
-    dispatch_rows(x.gpu(), threads, op, &params, &[Bind::read(1, x.buffer()), Bind::read_write(2, y.buffer())], rows)?;
+    dispatch_per_row(x.gpu(), shader(x.gpu()), op, threads, &params, &[Bind::read(1, x.buffer()), Bind::read_write(2, y.buffer())], grid_rows(x.gpu(), op, rows)?)?;
     Ok(y)
 }
 
@@ -57,11 +57,6 @@ pub fn softmax_scaled_backward_with_threads(threads: u32, y: &Tensor, dy: &Tenso
     let (rows, n) = (y.rows(), y.last_dim());
     let dx = y.empty_like_shape(y.shape())?;
     let params = Params::new().dim("rows", rows).dim("n", n).f32("scale", scale);
-    dispatch_rows(y.gpu(), threads, op, &params, &[Bind::read(3, y.buffer()), Bind::read(4, dy.buffer()), Bind::read_write(5, dx.buffer())], rows)?;
+    dispatch_per_row(y.gpu(), shader(y.gpu()), op, threads, &params, &[Bind::read(3, y.buffer()), Bind::read(4, dy.buffer()), Bind::read_write(5, dx.buffer())], grid_rows(y.gpu(), op, rows)?)?;
     Ok(dx)
-}
-
-/// Launch `entry` (the op's name) one workgroup of `threads` per row.
-fn dispatch_rows(gpu: &Gpu, threads: u32, entry: &'static str, params: &Params, buffers: &[Bind], rows: usize) -> Result<()> {
-    gpu.dispatch_specialized(shader(gpu), entry, &[("ROW_WG", f64::from(threads))], params, buffers, grid_rows(gpu, entry, rows)?)
 }
