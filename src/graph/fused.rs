@@ -4,6 +4,8 @@
 //! records a backward closure that captures only what that backward reads.
 //! Shapes: B batch, T tokens, D width, H heads, hd head width, N patches.
 
+use std::ops::Range;
+
 use super::kept::{KeepAs, Kept};
 use super::ops::{frozen_dx_operand, linear_backward, LINEAR};
 use super::{Graph, Var};
@@ -143,15 +145,21 @@ impl Graph {
         })
     }
 
-    /// qkv [B, T, 3·D] → q, k, v [B, H, T, hd].
-    pub fn split_heads(&self, qkv: &Var, num_heads: usize) -> Result<[Var; 3]> {
-        let out = heads::split_heads_forward(qkv.value(), num_heads)?;
-        let head_shape = out.q.shape().to_vec();
+    /// qkv [B, T, 3·D], given as its token parts [Bᵢ, Tᵢ, 3·D] (Bᵢ = 1 shared by the batch) →
+    /// k, v [B, H, T, hd] and q [B, H, Tq, hd], q only the tokens in `queries` (the rows a block
+    /// reads after it): the concatenation, the split and the slice of q in one move each way.
+    pub fn split_heads(&self, parts: &[&Var], num_heads: usize, queries: Range<usize>) -> Result<[Var; 3]> {
+        let values: Vec<&Tensor> = parts.iter().map(|p| p.value()).collect();
+        let out = heads::split_heads_of_parts_forward(&values, num_heads, queries.clone())?;
+        let shapes = [out.q.shape().to_vec(), out.k.shape().to_vec(), out.v.shape().to_vec()];
+        let part_shapes: Vec<Vec<usize>> = parts.iter().map(|p| p.shape().to_vec()).collect();
         let gpu = self.gpu.clone();
-        let vars = self.record_multi("split_heads", &[qkv], vec![out.q, out.k, out.v], move |dys, _| {
-            // A part that no gradient reached (not possible in attention, but allowed) counts as zeros.
-            let parts: Vec<Tensor> = dys.iter().map(|d| d.clone().map_or_else(|| Tensor::zeros(&gpu, &head_shape), Ok)).collect::<Result<_>>()?;
-            Ok(vec![Some(heads::split_heads_backward(&parts[0], &parts[1], &parts[2])?)])
+        let vars = self.record_multi("split_heads", parts, vec![out.q, out.k, out.v], move |dys, needs| {
+            // An output that no gradient reached (not possible in attention, but allowed) counts as
+            // zeros. Every part's gradient is made, as concat_tokens's are; those no input needs are dropped.
+            let d: Vec<Tensor> = dys.iter().zip(&shapes).map(|(d, shape)| d.clone().map_or_else(|| Tensor::zeros(&gpu, shape), Ok)).collect::<Result<_>>()?;
+            let grads = heads::split_heads_of_parts_backward(&d[0], &d[1], &d[2], &part_shapes, queries)?;
+            Ok(grads.into_iter().zip(needs).map(|(g, &need)| need.then_some(g)).collect())
         });
         let [q, k, v]: [Var; 3] = vars.try_into().expect("three outputs");
         Ok([q, k, v])

@@ -48,7 +48,7 @@ fn copy_tokens(c: Copy) -> Result<()> {
 /// Concatenate along the token axis. parts: [Bᵢ, Tᵢ, D] with each Bᵢ either B or 1 (broadcast)
 /// → y: [B, ΣTᵢ, D].
 pub fn concat_tokens_forward(parts: &[&Tensor]) -> Result<Tensor> {
-    let (batch, width) = check_parts(parts)?;
+    let (batch, width) = check_parts("concat_tokens_forward", parts)?;
     let total: usize = parts.iter().map(|p| p.shape()[1]).sum();
     let y = parts[0].empty_like_shape(&[batch, total, width])?;
     let mut start = 0;
@@ -141,14 +141,13 @@ pub fn drop_tokens_backward(dy: &Tensor, start: usize, count: usize) -> Result<T
 }
 
 /// [B, T, D] → [1, T, D]: the gradient of a part that was broadcast over the batch.
-fn sum_over_batch(x: &Tensor) -> Result<Tensor> {
+pub(crate) fn sum_over_batch(x: &Tensor) -> Result<Tensor> {
     let (tokens, width) = (x.shape()[1], x.shape()[2]);
     reduce::sum_rows_forward(x)?.reshape(&[1, tokens, width])
 }
 
-/// Check the parts agree on D and on B (or broadcast); returns (B, D).
-fn check_parts(parts: &[&Tensor]) -> Result<(usize, usize)> {
-    let op = "concat_tokens_forward";
+/// Check `op`'s token parts [Bᵢ, Tᵢ, D] agree on D and on B (or broadcast); returns (B, D).
+pub(crate) fn check_parts(op: &'static str, parts: &[&Tensor]) -> Result<(usize, usize)> {
     let first = parts.first().ok_or_else(|| Error::shape(op, "no parts to concatenate"))?;
     for p in parts {
         expect_rank(op, p, "every part", 3, "[B, T, D]")?;

@@ -6,6 +6,7 @@
 //! Shapes: B batch, T tokens, D width, H heads, hd = D / H head width, P prompts, T' ≤ T the
 //! rows of the output that are read ([`RowsRead`]).
 
+use std::ops::Range;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
@@ -74,6 +75,17 @@ impl RowsRead {
         }
     }
 
+    /// The rows read of `tokens` rows, as one range; None for `AllBut` a range inside them.
+    pub fn as_range(self, tokens: usize) -> Option<Range<usize>> {
+        match self {
+            RowsRead::All => Some(0..tokens),
+            RowsRead::Only { start, count } => Some(start..start + count),
+            RowsRead::AllBut { start: 0, count } => Some(count..tokens),
+            RowsRead::AllBut { start, count } if start + count == tokens => Some(0..start),
+            RowsRead::AllBut { .. } => None,
+        }
+    }
+
     /// The same rows of a block input whose `prompts` rows (timm's 1..1+P, after CLS) stand last
     /// instead, behind its `others` rows (CLS and the rest): [CLS, rest, prompts]. None where a
     /// prompt row is read, or every row (the next block would then see the rows in another order).
@@ -126,20 +138,27 @@ pub fn block_forward(g: &Graph, b: &BlockVars, run: BlockRun, x: Stream) -> Resu
     // Attention: x + proj(attention(q, k, v)). norm1 also does the previous block's residual
     // add, if that is still pending.
     let (x, h) = x.norm(g, &b.norm1, run.eps)?; // [B, T0, D] each: T0 = T − P with prompts apart
-    let mut qkv = qkv_of(&at, acting, &h, &b.qkv)?; // [B, T0, 3D]
+    let mut qkv = vec![qkv_of(&at, acting, &h, &b.qkv)?]; // [B, T0, 3D]
     if let Some(prompts) = &prompts {
         // Prompts shared by the batch ([1, P, D]) go through norm1 and qkv once, not once per
         // image: at ViT-B/16 batch 8 with 50 prompts, a fifth of qkv's rows. Keys and values
         // may come in any order, so the prompts' rows go last: [CLS, rest, prompts].
         let hp = g.layernorm(prompts, &b.norm1.0, &b.norm1.1, run.eps)?; // [1 or B, P, D]
-        let qkv_p = qkv_of(&at, acting, &hp, &b.qkv)?; // [1 or B, P, 3D]
-        qkv = g.concat_tokens(&[&qkv, &qkv_p])?; // [B, T, 3D]
+        qkv.push(qkv_of(&at, acting, &hp, &b.qkv)?); // [1 or B, P, 3D]
     }
-    let [q, k, v] = g.split_heads(&qkv, run.num_heads)?; // [B, H, T, hd] each
+    let tokens: usize = qkv.iter().map(|part| part.shape()[1]).sum(); // T = T0 (+ P)
 
     // Only the rows read after the block ask anything of the attention: every key and value
-    // row answers, but the queries are the T' rows read.
-    let q = query_rows(g, rows, &q)?; // [B, H, T', hd]
+    // row answers, but the queries are the T' rows read. The split takes qkv's parts as they
+    // are and keeps only those query rows (a range of them: else all, then taken apart).
+    let parts: Vec<&Var> = qkv.iter().collect();
+    let [q, k, v] = match rows.as_range(tokens) {
+        Some(queries) => g.split_heads(&parts, run.num_heads, queries)?, // q [B, H, T', hd], k, v [B, H, T, hd]
+        None => {
+            let [q, k, v] = g.split_heads(&parts, run.num_heads, 0..tokens)?;
+            [query_rows(g, rows, &q)?, k, v]
+        }
+    };
     let scale = 1.0 / (q.shape()[3] as f32).sqrt();
     let o = if run.fused_attention {
         g.attention(&q, &k, &v, scale, run.keep)? // [B, H, T', hd]
@@ -186,12 +205,10 @@ fn prompts_apart(g: &Graph, x: Stream, rows: RowsRead) -> Result<(Stream, Option
     }
 }
 
-/// The query rows of the rows read: q [B, H, T, hd] → [B, H, T', hd], each head's token rows
-/// taken as `rows` takes a [B, T, D] tensor's.
+/// The query rows of the rows read, where they are not one range (`RowsRead::as_range`): q
+/// [B, H, T, hd] → [B, H, T', hd], each head's token rows taken as `rows` takes a [B, T, D]
+/// tensor's.
 fn query_rows(g: &Graph, rows: RowsRead, q: &Var) -> Result<Var> {
-    if rows == RowsRead::All {
-        return Ok(q.clone());
-    }
     let [batch, heads, tokens, head_dim] = q.shape().try_into().map_err(|_| Error::shape("query_rows", format!("q has shape {:?}; it must be [B, H, T, hd]", q.shape())))?;
     let taken = rows.take(g, &g.reshape(q, &[batch * heads, tokens, head_dim])?)?; // [B·H, T', hd]
     let read = taken.shape()[1];
