@@ -64,22 +64,7 @@ impl Gpu {
         }
         let (format, texel_bytes) = if buffer.holds_f16() { (wgpu::TextureFormat::Rgba16Float, 8) } else { (wgpu::TextureFormat::Rgba32Float, 16) };
         let rows = texel_rows(values) as u32; // fits: checked above
-        let size = wgpu::Extent3d { width: TEXELS_PER_ROW, height: rows, depth_or_array_layers: 1 };
-        let texture = self.scoped(what, || {
-            self.inner.device.create_texture(&wgpu::TextureDescriptor {
-                label: Some(what),
-                size,
-                mip_level_count: 1,
-                sample_count: 1,
-                dimension: wgpu::TextureDimension::D2,
-                format,
-                // Read by textureLoad as a read-only storage texture (no sampler, so no
-                // filtering; WebGPU guarantees read-only storage for rgba32float and
-                // rgba16float): on lavapipe faster than a sampled one (wgsl/lib/matmul_b_texels.wgsl).
-                usage: wgpu::TextureUsages::STORAGE_BINDING | wgpu::TextureUsages::COPY_DST,
-                view_formats: &[],
-            })
-        })?;
+        let (texture, size) = self.texel_texture(what, rows, format)?;
         // A buffer→texture copy takes whole rows of texels: the values go first into a zeroed
         // buffer of whole rows (a pooled one, so each weight shape of a model reuses it).
         let bytes_per_row = TEXELS_PER_ROW * texel_bytes;
@@ -101,6 +86,67 @@ impl Gpu {
         let view = texture.create_view(&wgpu::TextureViewDescriptor::default());
         self.inner.memory.alloc(bytes);
         Ok(Texels { _texture: texture, view, bytes, memory: self.inner.memory.clone() })
+    }
+}
+
+impl Gpu {
+    /// [`Texels`] of an activation's first `values` f32 values, for the launches about to be
+    /// recorded (a matmul's A, `kernels::matmul`): copied on the device in the order of the
+    /// commands already recorded, and, unlike a weight's ([`Gpu::texels`]), without waiting for
+    /// them. The whole rows of texels go straight from `buffer`; the last, partial row through a
+    /// zeroed buffer of one row. An error naming `what` where they do not fit one texture.
+    pub fn activation_texels(&self, what: &str, buffer: &GpuBuffer, values: usize) -> Result<Texels> {
+        if !self.texels_fit(values) || buffer.holds_f16() {
+            return Err(Error::Internal {
+                what: what.to_string(),
+                msg: format!("{values} values of an f32 activation were asked as texels that do not fit one texture; the launcher should have read its buffer"),
+            });
+        }
+        let rows = texel_rows(values) as u32;
+        let (texture, _) = self.texel_texture(what, rows, wgpu::TextureFormat::Rgba32Float)?;
+        let bytes_per_row = u64::from(TEXELS_PER_ROW) * 16;
+        let value_bytes = values as u64 * 4;
+        let whole_rows = (value_bytes / bytes_per_row) as u32;
+        let tail_bytes = value_bytes - u64::from(whole_rows) * bytes_per_row;
+        let tail = if tail_bytes > 0 { Some(self.alloc(what, bytes_per_row)?) } else { None };
+        let at_row = |y: u32| wgpu::TexelCopyTextureInfo { texture: &texture, mip_level: 0, origin: wgpu::Origin3d { x: 0, y, z: 0 }, aspect: wgpu::TextureAspect::All };
+        let layout = |rows: u32| wgpu::TexelCopyBufferLayout { offset: 0, bytes_per_row: Some(bytes_per_row as u32), rows_per_image: Some(rows) };
+        self.record(|encoder| {
+            if whole_rows > 0 {
+                let size = wgpu::Extent3d { width: TEXELS_PER_ROW, height: whole_rows, depth_or_array_layers: 1 };
+                encoder.copy_buffer_to_texture(wgpu::TexelCopyBufferInfo { buffer: buffer.raw(), layout: layout(whole_rows) }, at_row(0), size);
+            }
+            if let Some(tail) = &tail {
+                let offset = u64::from(whole_rows) * bytes_per_row;
+                encoder.copy_buffer_to_buffer(buffer.raw(), offset, tail.raw(), 0, tail_bytes);
+                let size = wgpu::Extent3d { width: TEXELS_PER_ROW, height: 1, depth_or_array_layers: 1 };
+                encoder.copy_buffer_to_texture(wgpu::TexelCopyBufferInfo { buffer: tail.raw(), layout: layout(1) }, at_row(whole_rows), size);
+            }
+        });
+        let view = texture.create_view(&wgpu::TextureViewDescriptor::default());
+        let bytes = u64::from(rows) * bytes_per_row;
+        self.inner.memory.alloc(bytes);
+        Ok(Texels { _texture: texture, view, bytes, memory: self.inner.memory.clone() })
+    }
+
+    /// A texture of `rows` rows of [`TEXELS_PER_ROW`] texels, read as a read-only storage texture
+    /// (no sampler, so no filtering; WebGPU guarantees read-only storage for rgba32float and
+    /// rgba16float): on lavapipe faster than a sampled one (wgsl/lib/matmul_b_texels.wgsl).
+    fn texel_texture(&self, what: &str, rows: u32, format: wgpu::TextureFormat) -> Result<(wgpu::Texture, wgpu::Extent3d)> {
+        let size = wgpu::Extent3d { width: TEXELS_PER_ROW, height: rows, depth_or_array_layers: 1 };
+        let texture = self.scoped(what, || {
+            self.inner.device.create_texture(&wgpu::TextureDescriptor {
+                label: Some(what),
+                size,
+                mip_level_count: 1,
+                sample_count: 1,
+                dimension: wgpu::TextureDimension::D2,
+                format,
+                usage: wgpu::TextureUsages::STORAGE_BINDING | wgpu::TextureUsages::COPY_DST,
+                view_formats: &[],
+            })
+        })?;
+        Ok((texture, size))
     }
 }
 

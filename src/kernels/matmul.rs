@@ -211,7 +211,8 @@ fn launch(op: &'static str, kernel: MatmulKernel, a: &Tensor, b: &Tensor, bias: 
         .dim("b_batch_stride", if s.b_batched { s.k * s.n } else { 0 })
         .flag("has_bias", bias.is_some());
     let mut buffers = vec![Bind::read(1, a.buffer()), Bind::read(3, bias_buffer), Bind::read_write(4, c.buffer()), Bind::read_write(7, aux_buffer)];
-    let texel_binds: Vec<TexelBind> = texels.map(|t| TexelBind { binding: 2, texels: t }).into_iter().collect();
+    let a_texels; // A's texels for this launch, where a texel build reads them (below)
+    let mut texel_binds: Vec<TexelBind> = texels.map(|t| TexelBind { binding: 2, texels: t }).into_iter().collect();
     if texels.is_none() {
         buffers.push(Bind::read(2, b.buffer()));
     }
@@ -224,7 +225,10 @@ fn launch(op: &'static str, kernel: MatmulKernel, a: &Tensor, b: &Tensor, bias: 
     // is a multiple of 4 long, so that no quad straddles two rows and the vec4s are aligned.
     let a_vec4 = kernel.vec4_loads() && (if opts.trans_a { s.m } else { s.k }) % 4 == 0;
     let b_vec4 = kernel.vec4_loads() && (if opts.trans_b { s.k } else { s.n }) % 4 == 0;
-    buffers.push(Bind::read(5, if a_vec4 { a.buffer() } else { &stand_in }));
+    // A's quads from texels made for this launch, where B comes from texels (an adapter where
+    // they pay) and A's fit one texture: wgsl/lib/matmul_b_texels.wgsl says why and what it gave.
+    let a_from_texels = texels.is_some() && a_vec4 && a.dtype() == DType::F32 && gpu.texels_fit(a.numel());
+    buffers.push(Bind::read(5, if a_vec4 && !a_from_texels { a.buffer() } else { &stand_in }));
     // B's vec4 view, where B is read from its buffer. The f16 build declares it f16 too, so its
     // stand-in must hold f16: made only where bound.
     let b_stand_in;
@@ -240,7 +244,14 @@ fn launch(op: &'static str, kernel: MatmulKernel, a: &Tensor, b: &Tensor, bias: 
         buffers.push(Bind::read(6, b_view));
     }
     let flag = |on: bool| if on { 1.0 } else { 0.0 };
-    let constants = [("TRANS_A", flag(opts.trans_a)), ("TRANS_B", flag(opts.trans_b)), ("A_VEC4", flag(a_vec4)), ("B_VEC4", flag(b_vec4)), epilogue_code];
+    let mut constants = vec![("TRANS_A", flag(opts.trans_a)), ("TRANS_B", flag(opts.trans_b)), ("A_VEC4", flag(a_vec4)), ("B_VEC4", flag(b_vec4)), epilogue_code];
+    if texels.is_some() {
+        // The texel builds declare A's texels: a one-texel stand-in where A is read from its buffer.
+        let (source, values) = if a_from_texels { (a.buffer(), a.numel()) } else { (&stand_in, 4) };
+        a_texels = gpu.activation_texels("matmul: A's texels", source, values)?;
+        texel_binds.push(TexelBind { binding: 8, texels: &a_texels });
+        constants.push(("A_TEXELS", flag(a_from_texels)));
+    }
     gpu.dispatch_reading_texels(shader, kernel.entry(), &constants, &params, &buffers, &texel_binds, grid)?;
     Ok(c)
 }

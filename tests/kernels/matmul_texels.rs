@@ -108,3 +108,40 @@ fn texels_fit_the_devices_texture_rows() {
     let one = Tensor::from_slice(gpu, &[1], &[1.5]).unwrap().with_texels().unwrap();
     assert_eq!(one.texels().unwrap().bytes(), 16 * TEXELS_PER_ROW as u64, "one row of rgba32float texels");
 }
+
+/// Where B is read from texels, A's quads are too, from texels made for the launch
+/// (`Gpu::activation_texels`): the same bits as A's buffer, for an A of several texture rows (two
+/// whole rows and part of a third; the whole rows go straight from A's buffer, the rest through a
+/// row's buffer), and of exactly two; and the texels are counted while they live, then freed.
+#[test]
+fn a_reads_its_own_texels_across_texture_rows() {
+    let gpu = &own_gpus()[0];
+    let focus = if MatmulKernel::Sg16x8.available(gpu) { MatmulKernel::Sg16x8 } else { MatmulKernel::Reg16x8 };
+    let (k, n) = (32, 48);
+    let per_row = 4 * TEXELS_PER_ROW as usize;
+    let (plain, textured) = weight_twice(gpu, &[n, k], &as_f32(&random_vec(95, n * k, 1.0)), DType::F32);
+    let opts = MatmulOptions { trans_a: false, trans_b: true };
+    for m in [300, 2 * per_row / (2 * k)] {
+        let what = format!("{} on {}: A [2, {m}, {k}] ({} values)", focus.name(), gpu.describe(), 2 * m * k);
+        let (_, a) = random_tensor(gpu, &[2, m, k], 96, 1.0);
+        // What each product adds to the peak: C and stand-ins, and with B's texels A's too.
+        let peak_of = |b: &Tensor| {
+            gpu.wait_for_all().unwrap();
+            let live = gpu.live_bytes();
+            gpu.reset_peak_bytes();
+            let c = matmul_forward_with(focus, &a, b, None, opts).unwrap();
+            (c, gpu.peak_bytes() - live)
+        };
+        let (c, plain_peak) = peak_of(&plain);
+        let from_buffer = bits(&c);
+        drop(c);
+        let live = gpu.live_bytes();
+        let (c, textured_peak) = peak_of(&textured);
+        let a_texel_bytes = (2 * m * k).div_ceil(per_row) as u64 * 16 * TEXELS_PER_ROW as u64;
+        assert!(textured_peak >= plain_peak + a_texel_bytes, "{what}: A's texels ({a_texel_bytes} bytes) were made: {textured_peak} bytes at peak, {plain_peak} from A's buffer");
+        assert!(bits(&c) == from_buffer, "{what}: A from its texels and from its buffer differ");
+        drop(c);
+        gpu.wait_for_all().unwrap();
+        assert!(gpu.live_bytes() < live + a_texel_bytes, "{what}: A's texels freed after the launch");
+    }
+}

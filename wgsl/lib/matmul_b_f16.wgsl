@@ -17,3 +17,9 @@ fn b_value(i: u32) -> f32 {
 fn b_quad4(q: u32) -> vec4<f32> {
     return vec4<f32>(b4[q]);
 }
+
+// A's quad q, one vec4 load from its buffer (a4, wgsl/lib/matmul_register.wgsl). The texel builds
+// may read it from A's texels instead (wgsl/lib/matmul_b_texels.wgsl).
+fn a_quad4(q: u32) -> vec4<f32> {
+    return a4[q];
+}

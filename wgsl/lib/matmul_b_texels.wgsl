@@ -40,3 +40,25 @@ fn b_quad4(q: u32) -> vec4<f32> {
 fn b_value(i: u32) -> f32 {
     return b_quad4(i / 4u)[i % 4u];
 }
+
+// A from texels too. B's texels are a frozen weight's, made once at load; A is an activation, so
+// its texels are made for the one launch (`Gpu::activation_texels`: two device copies of A, the
+// whole rows straight from its buffer), where A's rows are read as quads (A_VEC4) and fit one
+// texture; A_TEXELS says so. The same values as a4, so the same bits.
+//
+// Why: on lavapipe sg16x8 from B's texels still spent about 23% of its time on A's 2 quad loads a
+// step (storage-buffer loads, the dearer kind there: docs/benchmarks.md, "The step within 4× of
+// PyTorch"). Measured on lavapipe (Vulkan), 2026-12-07, `cargo run --release --example texels_ab
+// -- 8 3`, the eight ViT-B products, texels against buffer in the same run (the buffer's kernels
+// unchanged, so the ratio cancels the host's drift): B's texels alone 0.678 and 0.721, with A's
+// texels too 0.593, 0.588 and 0.586, kernel time only. Not measured on a GPU.
+@group(0) @binding(8) var a_texels: texture_storage_2d<rgba32float, read>;
+override A_TEXELS: bool = false;
+
+// A's quad q: texel q of A's texels, or a4[q].
+fn a_quad4(q: u32) -> vec4<f32> {
+    if (A_TEXELS) {
+        return textureLoad(a_texels, vec2<u32>(q % TEXELS_PER_ROW, q / TEXELS_PER_ROW));
+    }
+    return a4[q];
+}

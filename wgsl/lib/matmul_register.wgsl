@@ -62,7 +62,7 @@ override B_VEC4: bool = false;    // same for B
 fn a_quad(base: u32, r: u32, c: u32, rows: u32, cols: u32) -> vec4<f32> {
     let row = base + min(r, rows - 1u) * cols;
     if (A_VEC4) {
-        return a4[(row + min(c, cols - 4u)) / 4u];
+        return a_quad4((row + min(c, cols - 4u)) / 4u);  // the build's: from a4, or A's texels
     }
     let last = cols - 1u;
     return vec4<f32>(a[row + min(c, last)], a[row + min(c + 1u, last)], a[row + min(c + 2u, last)], a[row + min(c + 3u, last)]);
