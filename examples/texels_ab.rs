@@ -1,5 +1,6 @@
 //! A frozen weight read from its buffer against the same weight read from its texels
-//! (`WeightSource`, `wgsl/lib/matmul_b_texels.wgsl`), interleaved: each repetition times the
+//! (`WeightSource`, `wgsl/lib/matmul_b_texels.wgsl`; with the texels, A's quads come from texels
+//! made for the launch too, `Gpu::activation_texels`), interleaved: each repetition times the
 //! product both ways, one right after the other, on the same inputs, so that a host whose speed
 //! drifts (a shared CPU running lavapipe) slows both alike.
 //!
