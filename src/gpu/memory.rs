@@ -151,8 +151,8 @@ impl Memory {
             _ => drop(buffers),
         }
     }
-    /// Count `bytes` of buffers let go of while recorded commands may still use them.
-    fn note_released(&self, bytes: u64) {
+    /// Count `bytes` of buffers (or textures) let go of while recorded commands may still use them.
+    pub(super) fn note_released(&self, bytes: u64) {
         self.released_since_submit.fetch_add(bytes, Ordering::Relaxed);
     }
     /// Start counting again: called at each submit.
@@ -359,6 +359,13 @@ impl Gpu {
     /// where the backend keeps no count (wgpu keeps it on Vulkan and DX12).
     pub fn driver_buffer_bytes(&self) -> Option<u64> {
         let bytes = self.inner.device.get_internal_counters().hal.buffer_memory.read();
+        (bytes > 0).then_some(bytes as u64)
+    }
+    /// Bytes of texture memory the driver holds for this device, by wgpu's own count: the frozen
+    /// weights' texels, and the matmuls' A texels (`Gpu::activation_texels`) let go of that
+    /// submitted or pending commands still read. `None` where the backend keeps no count.
+    pub fn driver_texture_bytes(&self) -> Option<u64> {
+        let bytes = self.inner.device.get_internal_counters().hal.texture_memory.read();
         (bytes > 0).then_some(bytes as u64)
     }
     /// The memory blocks wgpu's allocator holds from the driver for this device, and how much of
