@@ -10,14 +10,14 @@
 //!   (`read` or `read_write`), and every storage binding it uses is bound;
 //! - every texture it reads is bound to texels (`TexelBind`), and nothing else is;
 //! - `WG` in `wgsl/lib/flat.wgsl` is the `WG_1D` the launchers size their grids with, and
-//!   `TEXELS_PER_ROW` in `wgsl/lib/matmul_b_texels.wgsl` the one texels are laid out with.
+//!   `TEXELS_PER_ROW` in `wgsl/lib/texel_rows.wgsl` the one texels are laid out with.
 //!
 //! And no entry point escapes: each one of every family must have been launched here.
 
 use std::collections::BTreeSet;
 
 use naga::valid::{Capabilities, ValidationFlags, Validator};
-use vpt_wgsl::gpu::{Access, LaunchRecord, ParamType, TEXELS_PER_ROW, WG_1D};
+use vpt_wgsl::gpu::{Access, KernelChoices, LaunchRecord, ParamType, TEXELS_PER_ROW, WG_1D};
 use vpt_wgsl::kernels::matmul::{self, MatmulKernel, MatmulNeed, MatmulOptions};
 use vpt_wgsl::kernels::{attention, cross_entropy, elementwise, gelu, halves, heads, layernorm, optim, patch, reduce, softmax, tokens, ALL_SHADERS};
 use vpt_wgsl::{DType, Gpu, Labels, Result, Tensor};
@@ -194,10 +194,16 @@ fn every_launcher_matches_its_entry_point() {
     // The row kernels are built with subgroup reductions where the device has SUBGROUP, without
     // them otherwise: launching everything on the device and again on the same adapter opened
     // without subgroups reaches both builds.
+    // The fused attention's subgroup kernels read the heads from texels on some adapters
+    // (`attention::HEADS_KEY`): the same adapter told to read their buffers reaches that build.
     let gpu = gpu();
     let plain = gpu.reopen_without(wgpu::Features::SUBGROUP).unwrap();
+    let from_buffers = gpu.reopen_without(wgpu::Features::empty()).unwrap();
+    let mut choices = KernelChoices::for_gpu(&from_buffers, "contract");
+    choices.choices.insert(attention::HEADS_KEY.to_string(), attention::HEADS_BUFFERS.to_string());
+    from_buffers.use_choices(choices);
     let mut launches = std::collections::HashMap::new();
-    for device in [&gpu, &plain] {
+    for device in [&gpu, &plain, &from_buffers] {
         launch_every_kernel(device).unwrap();
         launches.extend(device.launches());
     }
@@ -211,7 +217,8 @@ fn every_launcher_matches_its_entry_point() {
 
     // No entry point escapes the check above, except those of a build this adapter cannot run,
     // and those a build is never launched for (matmul's subgroup builds serve one kernel, the
-    // attention's its three `_sg` kernels and, on a CPU adapter, the untranspose of dQ).
+    // attention's its three `_sg` kernels and, on a CPU adapter, the untranspose of dQ, which
+    // the build reading texels leaves to the other).
     let mut missing = BTreeSet::new();
     for shader in ALL_SHADERS {
         if !gpu.features().contains(shader.needs) {
@@ -220,7 +227,8 @@ fn every_launcher_matches_its_entry_point() {
         }
         // The launcher takes those builds only for the kernels that need SUBGROUP.
         let subgroup_entries: Vec<&str> = MatmulKernel::ALL.into_iter().filter(|k| k.needs().contains(wgpu::Features::SUBGROUP)).map(MatmulKernel::entry).collect();
-        let mut attention_sg: Vec<&str> = vec!["attention_forward_sg", "attention_backward_dkdv_sg", "attention_backward_dq_sg"];
+        let attention_sg_texels: Vec<&str> = vec!["attention_forward_sg", "attention_backward_dkdv_sg", "attention_backward_dq_sg"];
+        let mut attention_sg = attention_sg_texels.clone();
         if gpu.info().device_type == wgpu::DeviceType::Cpu {
             attention_sg.push("attention_backward_dq_untranspose"); // dQ's turned matmul runs on CPU adapters only
         }
@@ -228,6 +236,8 @@ fn every_launcher_matches_its_entry_point() {
             Some(&subgroup_entries)
         } else if shader.name == attention::SHADER_SUBGROUP.name {
             Some(&attention_sg)
+        } else if shader.name == attention::SHADER_TEXELS_SUBGROUP.name {
+            Some(&attention_sg_texels)
         } else {
             None
         };
@@ -288,11 +298,10 @@ fn flat_workgroup_size_matches_the_launchers() {
     assert_eq!(u32_const(include_str!("../wgsl/lib/flat.wgsl"), "WG"), WG_1D, "WG in wgsl/lib/flat.wgsl vs WG_1D in src/gpu/shader.rs");
 }
 
-/// `TEXELS_PER_ROW` in wgsl/lib/matmul_b_texels.wgsl addresses the texels `Gpu::texels` lays out
+/// `TEXELS_PER_ROW` in wgsl/lib/texel_rows.wgsl addresses the texels `Gpu::texels` lays out
 /// with src/gpu/texels.rs's: they must agree.
 #[test]
 fn texel_rows_match_the_loader() {
-    // The texel build whole: the library file alone reads a texture the file before it declares.
-    let wgsl = u32_const(matmul::SHADER_TEXELS.source, "TEXELS_PER_ROW");
-    assert_eq!(wgsl, TEXELS_PER_ROW, "TEXELS_PER_ROW in wgsl/lib/matmul_b_texels.wgsl vs src/gpu/texels.rs");
+    let wgsl = u32_const(include_str!("../wgsl/lib/texel_rows.wgsl"), "TEXELS_PER_ROW");
+    assert_eq!(wgsl, TEXELS_PER_ROW, "TEXELS_PER_ROW in wgsl/lib/texel_rows.wgsl vs src/gpu/texels.rs");
 }

@@ -184,6 +184,7 @@ impl Gpu {
                 pending: Mutex::default(),
                 uncaptured,
                 memory: Arc::new(Memory::new(gl)),
+                stand_in_texels: std::sync::OnceLock::new(),
                 turns: turns.clone(),
                 adapter_features,
                 downlevel,

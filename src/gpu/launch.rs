@@ -43,7 +43,7 @@ pub struct Launch<'a> {
     pub constants: Constants<'a>,
     pub params: &'a Params,
     pub buffers: &'a [Bind<'a>],
-    /// The textures it reads; none but a matmul's B from a weight's texels.
+    /// The textures it reads: a matmul's B and A, the fused attention's heads (`Texels`).
     pub texels: &'a [TexelBind<'a>],
     /// Workgroups along x, y, z.
     pub grid: [u32; 3],

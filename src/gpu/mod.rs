@@ -92,6 +92,9 @@ struct GpuInner {
     /// Errors wgpu raised outside any error scope (e.g. while a command buffer executed).
     uncaptured: Arc<Mutex<Vec<String>>>,
     memory: Arc<memory::Memory>,
+    /// The texel bound where a kernel declares a texture it is told not to read
+    /// ([`Gpu::stand_in_texels`]), made the first time one is needed.
+    stand_in_texels: std::sync::OnceLock<Texels>,
     /// On the GL backend only: whose turn it is to call into wgpu (`gl_turns.rs`).
     turns: Option<Arc<gl_turns::Turns>>,
     /// What a launch consults besides the device: kernel sources, tuned choices, the launch log

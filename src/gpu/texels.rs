@@ -15,7 +15,7 @@ use super::memory::{GpuBuffer, Memory};
 use super::Gpu;
 use crate::error::{Error, Result};
 
-/// Texels per row of the texture; `TEXELS_PER_ROW` in `wgsl/lib/matmul_b_texels.wgsl` (checked by
+/// Texels per row of the texture; `TEXELS_PER_ROW` in `wgsl/lib/texel_rows.wgsl` (checked by
 /// `tests/contract.rs`). 2048 is the smallest `max_texture_dimension_2d` of any WebGPU adapter.
 pub const TEXELS_PER_ROW: u32 = 2048;
 
@@ -48,6 +48,14 @@ impl Texels {
 }
 
 impl Gpu {
+    /// Whether texels are this adapter's default source for what kernels read most (a frozen
+    /// weight, a matmul's A, the fused attention's heads): on lavapipe (a CPU adapter on Vulkan),
+    /// where each was measured faster read from texels than from storage buffers (the WGSL of
+    /// each says by how much); on no other adapter, since none other has been measured.
+    pub fn texels_pay(&self) -> bool {
+        self.inner.info.device_type == wgpu::DeviceType::Cpu && self.inner.info.backend == wgpu::Backend::Vulkan
+    }
+
     /// Would `values` values fit one texture of this device, [`TEXELS_PER_ROW`] texels wide?
     pub fn texels_fit(&self, values: usize) -> bool {
         let max = self.inner.limits.max_texture_dimension_2d as u64;
@@ -55,9 +63,10 @@ impl Gpu {
     }
 
     /// [`Texels`] holding the first `values` values of `buffer` (f32, or f16 where the buffer
-    /// holds f16), copied on the device in the order of the commands already recorded: no copy
-    /// through the host, and the very bits the buffer holds. An error naming `what` where they do
-    /// not fit one texture ([`Gpu::texels_fit`]).
+    /// holds f16), copied on the device in the order of the commands already recorded, and run
+    /// before this returns: no copy through the host, and the very bits the buffer holds. For a
+    /// frozen weight, made once at load. An error naming `what` where they do not fit one texture
+    /// ([`Gpu::texels_fit`]).
     pub fn texels(&self, what: &str, buffer: &GpuBuffer, values: usize) -> Result<Texels> {
         if !self.texels_fit(values) {
             let max = self.inner.limits.max_texture_dimension_2d;
@@ -66,39 +75,18 @@ impl Gpu {
                 format!("{values} values do not fit one {TEXELS_PER_ROW}-texel-wide texture of at most {max} rows on {}; keep this weight in its buffer", self.describe()),
             ));
         }
-        let (format, texel_bytes) = if buffer.holds_f16() { (wgpu::TextureFormat::Rgba16Float, 8) } else { (wgpu::TextureFormat::Rgba32Float, 16) };
-        let rows = texel_rows(values) as u32; // fits: checked above
-        let (texture, size) = self.texel_texture(what, rows, format)?;
-        // A buffer→texture copy takes whole rows of texels: the values go first into a zeroed
-        // buffer of whole rows (a pooled one, so each weight shape of a model reuses it).
-        let bytes_per_row = TEXELS_PER_ROW * texel_bytes;
-        let bytes = (rows * bytes_per_row) as u64;
-        let padded = self.alloc(what, bytes)?;
-        let value_bytes = buffer.raw().size().min(padded.raw().size());
-        self.record(|encoder| {
-            encoder.copy_buffer_to_buffer(buffer.raw(), 0, padded.raw(), 0, value_bytes);
-            encoder.copy_buffer_to_texture(
-                wgpu::TexelCopyBufferInfo { buffer: padded.raw(), layout: wgpu::TexelCopyBufferLayout { offset: 0, bytes_per_row: Some(bytes_per_row), rows_per_image: Some(rows) } },
-                wgpu::TexelCopyTextureInfo { texture: &texture, mip_level: 0, origin: wgpu::Origin3d::ZERO, aspect: wgpu::TextureAspect::All },
-                size,
-            );
-        });
+        let texels = self.record_texels(what, buffer, values)?;
         // Run the copies now, one weight at a time: on lavapipe the copies of a whole model
         // recorded into one submission left about as much resident memory again behind them
         // (vpt_step_memory: 1378 MiB resident at load for 651 MiB of weights and texels).
         self.wait_for_all()?;
-        let view = texture.create_view(&wgpu::TextureViewDescriptor::default());
-        self.inner.memory.alloc(bytes);
-        Ok(Texels { _texture: texture, view, bytes, memory: self.inner.memory.clone() })
+        Ok(texels)
     }
-}
 
-impl Gpu {
     /// [`Texels`] of an activation's first `values` f32 values, for the launches about to be
-    /// recorded (a matmul's A, `kernels::matmul`): copied on the device in the order of the
-    /// commands already recorded, and, unlike a weight's ([`Gpu::texels`]), without waiting for
-    /// them. The whole rows of texels go straight from `buffer`; the last, partial row through a
-    /// zeroed buffer of one row. An error naming `what` where they do not fit one texture.
+    /// recorded (a matmul's A, the fused attention's heads): copied as [`Gpu::texels`] copies a
+    /// weight's, without waiting for the copy. An internal error naming `what` where they do not
+    /// fit one texture: the launcher should have asked [`Gpu::texels_fit`] and read the buffer.
     pub fn activation_texels(&self, what: &str, buffer: &GpuBuffer, values: usize) -> Result<Texels> {
         if !self.texels_fit(values) || buffer.holds_f16() {
             return Err(Error::Internal {
@@ -106,25 +94,37 @@ impl Gpu {
                 msg: format!("{values} values of an f32 activation were asked as texels that do not fit one texture; the launcher should have read its buffer"),
             });
         }
+        self.record_texels(what, buffer, values)
+    }
+
+    /// Records the copy of `buffer`'s first `values` values into a new texture (rgba16float where
+    /// the buffer holds f16, else rgba32float) after the commands already recorded. A
+    /// buffer→texture copy takes whole rows of texels: those go straight from `buffer`, and the
+    /// last, partial row, if any, through a zeroed buffer of one row (pooled), so the padding
+    /// reads as zeros. The caller has checked that they fit.
+    fn record_texels(&self, what: &str, buffer: &GpuBuffer, values: usize) -> Result<Texels> {
+        let (format, texel_bytes) = if buffer.holds_f16() { (wgpu::TextureFormat::Rgba16Float, 8) } else { (wgpu::TextureFormat::Rgba32Float, 16) };
         let rows = texel_rows(values) as u32;
-        let (texture, _) = self.texel_texture(what, rows, wgpu::TextureFormat::Rgba32Float)?;
-        let bytes_per_row = u64::from(TEXELS_PER_ROW) * 16;
-        let value_bytes = values as u64 * 4;
+        let texture = self.texel_texture(what, TEXELS_PER_ROW, rows, format)?;
+        let bytes_per_row = u64::from(TEXELS_PER_ROW * texel_bytes);
+        let value_bytes = values as u64 * texel_bytes as u64 / 4;
         let whole_rows = (value_bytes / bytes_per_row) as u32;
         let tail_bytes = value_bytes - u64::from(whole_rows) * bytes_per_row;
         let tail = if tail_bytes > 0 { Some(self.alloc(what, bytes_per_row)?) } else { None };
         let at_row = |y: u32| wgpu::TexelCopyTextureInfo { texture: &texture, mip_level: 0, origin: wgpu::Origin3d { x: 0, y, z: 0 }, aspect: wgpu::TextureAspect::All };
         let layout = |rows: u32| wgpu::TexelCopyBufferLayout { offset: 0, bytes_per_row: Some(bytes_per_row as u32), rows_per_image: Some(rows) };
+        let rows_of = |height: u32| wgpu::Extent3d { width: TEXELS_PER_ROW, height, depth_or_array_layers: 1 };
         self.record(|encoder| {
             if whole_rows > 0 {
-                let size = wgpu::Extent3d { width: TEXELS_PER_ROW, height: whole_rows, depth_or_array_layers: 1 };
-                encoder.copy_buffer_to_texture(wgpu::TexelCopyBufferInfo { buffer: buffer.raw(), layout: layout(whole_rows) }, at_row(0), size);
+                encoder.copy_buffer_to_texture(wgpu::TexelCopyBufferInfo { buffer: buffer.raw(), layout: layout(whole_rows) }, at_row(0), rows_of(whole_rows));
             }
             if let Some(tail) = &tail {
                 let offset = u64::from(whole_rows) * bytes_per_row;
-                encoder.copy_buffer_to_buffer(buffer.raw(), offset, tail.raw(), 0, tail_bytes);
-                let size = wgpu::Extent3d { width: TEXELS_PER_ROW, height: 1, depth_or_array_layers: 1 };
-                encoder.copy_buffer_to_texture(wgpu::TexelCopyBufferInfo { buffer: tail.raw(), layout: layout(1) }, at_row(whole_rows), size);
+                // A copy between buffers moves whole words: an f16 buffer of an odd count rounds up
+                // into its own padding, which no kernel reads.
+                let words = tail_bytes.next_multiple_of(4).min(buffer.raw().size() - offset);
+                encoder.copy_buffer_to_buffer(buffer.raw(), offset, tail.raw(), 0, words);
+                encoder.copy_buffer_to_texture(wgpu::TexelCopyBufferInfo { buffer: tail.raw(), layout: layout(1) }, at_row(whole_rows), rows_of(1));
             }
         });
         let view = texture.create_view(&wgpu::TextureViewDescriptor::default());
@@ -133,12 +133,26 @@ impl Gpu {
         Ok(Texels { _texture: texture, view, bytes, memory: self.inner.memory.clone() })
     }
 
-    /// A texture of `rows` rows of [`TEXELS_PER_ROW`] texels, read as a read-only storage texture
-    /// (no sampler, so no filtering; WebGPU guarantees read-only storage for rgba32float and
+    /// One f32 texel that kernels declare but are told by an override constant not to read (a
+    /// matmul's A, the attention's heads, where they come from buffers): made once per device and
+    /// bound wherever such a texture must be. Not counted among the tensors (16 bytes, held as
+    /// long as the device, like its pipelines).
+    pub(crate) fn stand_in_texels(&self) -> Result<&Texels> {
+        if let Some(texels) = self.inner.stand_in_texels.get() {
+            return Ok(texels);
+        }
+        let texture = self.texel_texture("a stand-in texel", 1, 1, wgpu::TextureFormat::Rgba32Float)?;
+        let view = texture.create_view(&wgpu::TextureViewDescriptor::default());
+        let made = Texels { _texture: texture, view, bytes: 0, memory: self.inner.memory.clone() };
+        Ok(self.inner.stand_in_texels.get_or_init(|| made))
+    }
+
+    /// A texture `width` texels wide and `rows` tall, read as a read-only storage texture (no
+    /// sampler, so no filtering; WebGPU guarantees read-only storage for rgba32float and
     /// rgba16float): on lavapipe faster than a sampled one (wgsl/lib/matmul_b_texels.wgsl).
-    fn texel_texture(&self, what: &str, rows: u32, format: wgpu::TextureFormat) -> Result<(wgpu::Texture, wgpu::Extent3d)> {
-        let size = wgpu::Extent3d { width: TEXELS_PER_ROW, height: rows, depth_or_array_layers: 1 };
-        let texture = self.scoped(what, || {
+    fn texel_texture(&self, what: &str, width: u32, rows: u32, format: wgpu::TextureFormat) -> Result<wgpu::Texture> {
+        let size = wgpu::Extent3d { width, height: rows, depth_or_array_layers: 1 };
+        self.scoped(what, || {
             self.inner.device.create_texture(&wgpu::TextureDescriptor {
                 label: Some(what),
                 size,
@@ -149,8 +163,7 @@ impl Gpu {
                 usage: wgpu::TextureUsages::STORAGE_BINDING | wgpu::TextureUsages::COPY_DST,
                 view_formats: &[],
             })
-        })?;
-        Ok((texture, size))
+        })
     }
 }
 

@@ -11,16 +11,23 @@ use super::matmul::{matmul_forward, matmul_forward_with, MatmulOptions};
 use super::matmul_choice::MatmulKernel;
 use super::{check_workgroup_threads, expect_rank, grid_1d, row_workgroup_threads, same_device, same_shape};
 use crate::error::{Error, Result};
-use crate::gpu::{wgsl_shader, Bind, Gpu, Params, Shader};
-use crate::tensor::Tensor;
+use crate::gpu::{wgsl_shader, Bind, Gpu, Params, Shader, TexelBind, Texels};
+use crate::tensor::{DType, Tensor};
 
 // The kernels read the [T, hd] matrices a quad of columns at a time: as vec4s where hd is a
 // multiple of 4 (every ViT), four f32 loads otherwise (`shader_for`).
-wgsl_shader!("attention", uses["flat", "attention_quads"]);
+wgsl_shader!("attention", uses["flat", "attention_quads", "attention_heads_buffers"]);
 wgsl_shader!(SHADER_SCALARS = "attention" as "attention_scalars", uses["flat", "attention_scalars"]);
 // The forward, dK/dV and dQ kernels that share the streamed rows through subgroup shuffles
 // (wgsl/lib/attention_subgroup.wgsl), launched only for those three (`Kernels::for_device`).
-wgsl_shader!(SHADER_SUBGROUP = "attention" as "attention_subgroup", needs SUBGROUP, uses["flat", "attention_quads", "attention_subgroup"]);
+wgsl_shader!(SHADER_SUBGROUP = "attention" as "attention_subgroup", needs SUBGROUP, uses["flat", "attention_quads", "attention_heads_buffers", "attention_subgroup"]);
+// The same kernels reading the heads (q, k, v, dO) from texels made for the launch, where those
+// pay and fit (`heads_from_texels`; wgsl/lib/attention_heads_texels.wgsl says why).
+wgsl_shader!(
+    SHADER_TEXELS_SUBGROUP = "attention" as "attention_texels_subgroup",
+    needs SUBGROUP,
+    uses["flat", "texel_rows", "attention_quads", "attention_heads_texels", "attention_subgroup"]
+);
 
 /// The build that reads heads of width `head_dim`: [`SHADER`] (one vec4 load per quad of columns)
 /// where it is a multiple of 4, so that every row starts on a vec4, else [`SHADER_SCALARS`]
@@ -50,17 +57,64 @@ struct Kernels {
     forward: &'static str,
     dkdv: &'static str,
     dq: &'static str,
+    /// The `_sg` kernels, which have a build reading the heads from texels.
+    subgroup: bool,
 }
 
 impl Kernels {
     fn for_device(gpu: &Gpu, head_dim: usize) -> Kernels {
         let plain_chosen = gpu.choice(BUILD_KEY).as_deref() == Some(BUILD_PLAIN);
         if gpu.has_subgroups() && head_dim.is_multiple_of(4) && !plain_chosen {
-            Kernels { shader: &SHADER_SUBGROUP, forward: "attention_forward_sg", dkdv: "attention_backward_dkdv_sg", dq: "attention_backward_dq_sg" }
+            Kernels { shader: &SHADER_SUBGROUP, forward: "attention_forward_sg", dkdv: "attention_backward_dkdv_sg", dq: "attention_backward_dq_sg", subgroup: true }
         } else {
-            Kernels { shader: shader_for(head_dim), forward: "attention_forward", dkdv: "attention_backward_dkdv", dq: "attention_backward_dq" }
+            Kernels { shader: shader_for(head_dim), forward: "attention_forward", dkdv: "attention_backward_dkdv", dq: "attention_backward_dq", subgroup: false }
         }
     }
+
+    /// Launches `entry` with `threads` invocations per workgroup. The `_sg` kernels read the
+    /// heads (`heads`: q, k, v, and dO in the backward, each with the binding of its buffer) from
+    /// texels made for this launch, in [`SHADER_TEXELS_SUBGROUP`], where [`heads_from_texels`]
+    /// says so; else from their buffers. The same values, so the same bits.
+    #[allow(clippy::too_many_arguments)]
+    fn launch(self, gpu: &Gpu, entry: &'static str, threads: u32, heads: &[(u32, &Tensor)], params: &Params, binds: &[Bind], grid: [u32; 3]) -> Result<()> {
+        let rows_wg = [("ROWS_WG", f64::from(threads))];
+        if !(self.subgroup && heads_from_texels(gpu, heads)) {
+            return gpu.dispatch_specialized(self.shader, entry, &rows_wg, params, binds, grid);
+        }
+        let texels: Vec<Texels> = heads.iter().map(|(_, t)| gpu.activation_texels("attention: a head's texels", t.buffer(), t.numel())).collect::<Result<_>>()?;
+        let texel_binds: Vec<TexelBind> = texels.iter().enumerate().map(|(i, texels)| TexelBind { binding: FIRST_HEAD_TEXELS + i as u32, texels }).collect();
+        // The texel build reads no head's buffer, so binds none (a binding it does not use is refused).
+        let other_binds: Vec<Bind> = binds.iter().filter(|b| !heads.iter().any(|(binding, _)| *binding == b.binding)).copied().collect();
+        gpu.dispatch_reading_texels(&SHADER_TEXELS_SUBGROUP, entry, &rows_wg, params, &other_binds, &texel_binds, grid)
+    }
+}
+
+/// The binding of q's texels; k's, v's and dO's follow it (wgsl/lib/attention_heads_texels.wgsl).
+const FIRST_HEAD_TEXELS: u32 = 16;
+
+/// The key of where the `_sg` kernels read the heads among the tune cache's choices, and its two
+/// values.
+pub const HEADS_KEY: &str = "attention heads";
+pub const HEADS_TEXELS: &str = "texels";
+pub const HEADS_BUFFERS: &str = "buffers";
+
+/// Whether the `_sg` kernels read `heads` from texels: where the tune cache says
+/// [`HEADS_TEXELS`], or says nothing and texels are this adapter's default source
+/// ([`Gpu::texels_pay`]); and no trace records (a trace holds buffers only), and each head is
+/// f32 and fits one texture.
+///
+/// Measured on lavapipe (Vulkan), 2026-12-07, two interleaved rounds of `cargo run --release
+/// --example step_profile -- vit-b 8` (ViT-B/16 deep 50, batch 8, kernel time of the 12 blocks):
+/// the forward 651.4 → 544.1 and 566.9 → 424.9 ms, dK/dV 1498.0 → 1309.1 and 1357.3 → 991.6 ms,
+/// while the same rounds' linear products ran 6195 → 7104 and 5736 → 5445 ms (the host's drift):
+/// against them, 0.73–0.79 of the time. Not measured on a GPU.
+fn heads_from_texels(gpu: &Gpu, heads: &[(u32, &Tensor)]) -> bool {
+    let wanted = match gpu.choice(HEADS_KEY).as_deref() {
+        Some(HEADS_TEXELS) => true,
+        Some(HEADS_BUFFERS) => false,
+        _ => gpu.texels_pay(),
+    };
+    wanted && !gpu.tracing() && heads.iter().all(|(_, t)| t.dtype() == DType::F32 && gpu.texels_fit(t.numel()))
 }
 
 /// The widest head the fused kernels take, 4 × `MAX_QUADS` in the WGSL: each invocation
@@ -151,10 +205,11 @@ pub fn attention_forward_with_threads(threads: u32, q: &Tensor, k: &Tensor, v: &
     let o = q.empty_like_shape(q.shape())?;
     let lse = q.empty_like_shape(&q.shape()[..3])?;
     let kernels = Kernels::for_device(q.gpu(), dims.head_dim);
-    q.gpu().dispatch_specialized(
-        kernels.shader,
+    kernels.launch(
+        q.gpu(),
         kernels.forward,
-        &[("ROWS_WG", f64::from(threads))],
+        threads,
+        &[(1, q), (2, k), (3, v)],
         &dims.params(scale, false),
         &[Bind::read(1, q.buffer()), Bind::read(2, k.buffer()), Bind::read(3, v.buffer()), Bind::read_write(4, o.buffer()), Bind::read_write(5, lse.buffer())],
         dims.row_grid(q.gpu(), op, threads, dims.queries)?,
@@ -236,15 +291,15 @@ fn backward(dq_path: Option<DqPath>, threads: u32, q: &Tensor, k: &Tensor, v: &T
     let mut binds = inputs.to_vec();
     binds.extend([Bind::read_write(11, ds.buffer()), Bind::read_write(12, dk.buffer()), Bind::read_write(13, dv.buffer())]);
     let kernels = Kernels::for_device(gpu, hd);
-    let rows_wg = [("ROWS_WG", f64::from(threads))];
-    gpu.dispatch_specialized(kernels.shader, kernels.dkdv, &rows_wg, &params, &binds, dims.row_grid(gpu, op, threads, t)?)?;
+    let heads = [(1, q), (2, k), (3, v), (8, dout)];
+    kernels.launch(gpu, kernels.dkdv, threads, &heads, &params, &binds, dims.row_grid(gpu, op, threads, t)?)?;
     let dq = if dq_by_matmul {
         dq_by_matmul_of(&ds, k, dims, &params)?.reshape(q.shape())?
     } else {
         let dq = q.empty_like_shape(q.shape())?;
         let mut binds = inputs.to_vec();
         binds.push(Bind::read_write(14, dq.buffer()));
-        gpu.dispatch_specialized(kernels.shader, kernels.dq, &rows_wg, &params, &binds, dims.row_grid(gpu, op, threads, tq)?)?;
+        kernels.launch(gpu, kernels.dq, threads, &heads, &params, &binds, dims.row_grid(gpu, op, threads, tq)?)?;
         dq
     };
     Ok(AttentionGrads { dq, dk, dv })

@@ -44,21 +44,21 @@ wgsl_shader!(
 // format, so f32 texels (rgba32float) and f16 ones (rgba16float) are builds of their own. The
 // f16 ones read their texels as f32, but an f16 weight exists only where the adapter has
 // SHADER_F16, so they are built only there.
-wgsl_shader!(SHADER_TEXELS = "matmul" as "matmul_texels", uses ["matmul_b_texels_f32", "matmul_b_texels", "gelu_math", "matmul_register", "matmul_gpu"]);
+wgsl_shader!(SHADER_TEXELS = "matmul" as "matmul_texels", uses ["texel_rows", "matmul_b_texels_f32", "matmul_b_texels", "gelu_math", "matmul_register", "matmul_gpu"]);
 wgsl_shader!(
     SHADER_TEXELS_SUBGROUP = "matmul" as "matmul_texels_subgroup",
     needs SUBGROUP,
-    uses ["matmul_b_texels_f32", "matmul_b_texels", "gelu_math", "matmul_register", "matmul_gpu", "matmul_subgroup"]
+    uses ["texel_rows", "matmul_b_texels_f32", "matmul_b_texels", "gelu_math", "matmul_register", "matmul_gpu", "matmul_subgroup"]
 );
 wgsl_shader!(
     SHADER_TEXELS_F16 = "matmul" as "matmul_texels_f16",
     needs SHADER_F16,
-    uses ["matmul_b_texels_f16", "matmul_b_texels", "gelu_math", "matmul_register", "matmul_gpu"]
+    uses ["texel_rows", "matmul_b_texels_f16", "matmul_b_texels", "gelu_math", "matmul_register", "matmul_gpu"]
 );
 wgsl_shader!(
     SHADER_TEXELS_F16_SUBGROUP = "matmul" as "matmul_texels_f16_subgroup",
     needs SHADER_F16 | SUBGROUP,
-    uses ["matmul_b_texels_f16", "matmul_b_texels", "gelu_math", "matmul_register", "matmul_gpu", "matmul_subgroup"]
+    uses ["texel_rows", "matmul_b_texels_f16", "matmul_b_texels", "gelu_math", "matmul_register", "matmul_gpu", "matmul_subgroup"]
 );
 
 /// Which gradients [`matmul_backward`] should compute. Nothing is dispatched for the others: a
@@ -246,10 +246,14 @@ fn launch(op: &'static str, kernel: MatmulKernel, a: &Tensor, b: &Tensor, bias: 
     let flag = |on: bool| if on { 1.0 } else { 0.0 };
     let mut constants = vec![("TRANS_A", flag(opts.trans_a)), ("TRANS_B", flag(opts.trans_b)), ("A_VEC4", flag(a_vec4)), ("B_VEC4", flag(b_vec4)), epilogue_code];
     if texels.is_some() {
-        // The texel builds declare A's texels: a one-texel stand-in where A is read from its buffer.
-        let (source, values) = if a_from_texels { (a.buffer(), a.numel()) } else { (&stand_in, 4) };
-        a_texels = gpu.activation_texels("matmul: A's texels", source, values)?;
-        texel_binds.push(TexelBind { binding: 8, texels: &a_texels });
+        // The texel builds declare A's texels: the device's stand-in where A is read from its buffer.
+        let a_texels_bound = if a_from_texels {
+            a_texels = gpu.activation_texels("matmul: A's texels", a.buffer(), a.numel())?;
+            &a_texels
+        } else {
+            gpu.stand_in_texels()?
+        };
+        texel_binds.push(TexelBind { binding: 8, texels: a_texels_bound });
         constants.push(("A_TEXELS", flag(a_from_texels)));
     }
     gpu.dispatch_reading_texels(shader, kernel.entry(), &constants, &params, &buffers, &texel_binds, grid)?;

@@ -270,8 +270,7 @@ impl WeightSource {
         if let Some(source) = WeightSource::ALL.into_iter().find(|s| tuned.as_deref() == Some(s.name())) {
             return source;
         }
-        let lavapipe = gpu.info().device_type == wgpu::DeviceType::Cpu && gpu.info().backend == wgpu::Backend::Vulkan;
-        if lavapipe {
+        if gpu.texels_pay() {
             WeightSource::Texels
         } else {
             WeightSource::Buffer

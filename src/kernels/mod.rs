@@ -33,6 +33,7 @@ pub const ALL_SHADERS: &[&Shader] = &[
     &attention::SHADER,
     &attention::SHADER_SCALARS,
     &attention::SHADER_SUBGROUP,
+    &attention::SHADER_TEXELS_SUBGROUP,
     &cross_entropy::SHADER,
     &cross_entropy::SHADER_SUBGROUP,
     &elementwise::SHADER,
@@ -94,6 +95,9 @@ pub fn unused_choices(choices: &crate::gpu::KernelChoices) -> Vec<String> {
         let one_of = |names: &[&str]| names.contains(&value).then_some(()).ok_or(names.join(" or "));
         if key == attention::BUILD_KEY {
             return one_of(&[attention::BUILD_SUBGROUPS, attention::BUILD_PLAIN]);
+        }
+        if key == attention::HEADS_KEY {
+            return one_of(&[attention::HEADS_TEXELS, attention::HEADS_BUFFERS]);
         }
         if key.starts_with("linear dX ") {
             return one_of(&matmul::DxLayout::ALL.map(matmul::DxLayout::name));

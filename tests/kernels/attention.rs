@@ -7,6 +7,7 @@
 //! shape errors.
 
 use proptest::prelude::*;
+use vpt_wgsl::gpu::KernelChoices;
 use vpt_wgsl::kernels::attention::*;
 use vpt_wgsl::kernels::matmul::{matmul_forward, MatmulOptions};
 use vpt_wgsl::kernels::softmax::softmax_scaled_forward;
@@ -130,11 +131,19 @@ fn fused_attention_matches_unfused_path() {
 /// step with one; Tq = 1 (CLS alone: every invocation of its workgroup but one past Tq) and 21
 /// (dkdv's last step of queries with both groups of 8, against T = 37) with fewer queries than
 /// keys.
+///
+/// Where the subgroup kernels read the heads from texels (lavapipe's default, `heads_from_texels`),
+/// the same device told by its tune choices to read their buffers gives those bits too; the
+/// heads of the first case (9472 values) fill one texture row and part of a second.
 #[test]
 fn subgroup_attention_and_every_workgroup_size_give_the_plain_kernels_bits() {
     for gpu in gpus() {
         let plain = gpu.reopen_without(wgpu::Features::SUBGROUP).unwrap();
-        let cases = [([1, 2, 37, 64], 37), ([2, 1, 19, 20], 19), ([1, 1, 29, 8], 29), ([1, 2, 1, 64], 37), ([2, 1, 21, 20], 37)];
+        let from_buffers = gpu.reopen_without(wgpu::Features::empty()).unwrap();
+        let mut choices = KernelChoices::for_gpu(&from_buffers, "test");
+        choices.choices.insert(HEADS_KEY.to_string(), HEADS_BUFFERS.to_string());
+        from_buffers.use_choices(choices);
+        let cases = [([2, 2, 37, 64], 37), ([2, 1, 19, 20], 19), ([1, 1, 29, 8], 29), ([1, 2, 1, 64], 37), ([2, 1, 21, 20], 37)];
         for (i, (q_shape, tokens)) in cases.into_iter().enumerate() {
             let k_shape = [q_shape[0], q_shape[1], tokens, q_shape[3]];
             let scale = 1.0 / (q_shape[3] as f32).sqrt();
@@ -150,11 +159,18 @@ fn subgroup_attention_and_every_workgroup_size_give_the_plain_kernels_bits() {
                 all
             };
             let want = run(&plain, 64);
-            for (device, threads) in [(gpu, 8), (gpu, 64), (&plain, 8)] {
+            for (device, threads) in [(gpu, 8), (gpu, 64), (&plain, 8), (&from_buffers, 8)] {
                 let got = run(device, threads);
                 for (n, name) in ["o", "lse", "dq (matmul)", "dk", "dv", "dq (kernel)", "dk", "dv"].iter().enumerate() {
                     assert!(got[n] == want[n], "{name} at q {q_shape:?}, T = {tokens}, {threads} invocations a workgroup: differs from the plain kernels at 64 on {}", device.describe());
                 }
+            }
+        }
+        if gpu.has_subgroups() && gpu.texels_pay() {
+            let ran = |device: &vpt_wgsl::Gpu, op: &str| device.dispatch_counts().get(op).copied().unwrap_or(0) > 0;
+            for entry in ["attention_forward_sg", "attention_backward_dkdv_sg", "attention_backward_dq_sg"] {
+                assert!(ran(gpu, &format!("attention_texels_subgroup::{entry}")) && !ran(gpu, &format!("attention_subgroup::{entry}")), "{entry} reads texels on {}", gpu.describe());
+                assert!(ran(&from_buffers, &format!("attention_subgroup::{entry}")) && !ran(&from_buffers, &format!("attention_texels_subgroup::{entry}")), "{entry} reads buffers where told to");
             }
         }
     }

@@ -1,9 +1,10 @@
 // The matmul's B operand read from a texture: a frozen weight's copy made at load (`Texels`,
 // src/gpu/texels.rs), its values in their stored order, four to a texel (rgba32float, or
 // rgba16float for an f16 weight, read widened to f32 either way), TEXELS_PER_ROW texels to a row
-// of the texture. Prepended to wgsl/matmul.wgsl in place of wgsl/lib/matmul_b_f32.wgsl: the
-// kernels read B only through b_value and b_quad4, so every kernel reads a texture unchanged, and
-// the same values give the same bits. The texture itself, `b_texels`, is declared by the file
+// of the texture (wgsl/lib/texel_rows.wgsl, prepended before this file). Prepended to
+// wgsl/matmul.wgsl in place of wgsl/lib/matmul_b_f32.wgsl: the kernels read B only through
+// b_value and b_quad4, so every kernel reads a texture unchanged, and the same values give the
+// same bits. The texture itself, `b_texels`, is declared by the file
 // prepended before this one, with its format: wgsl/lib/matmul_b_texels_f32.wgsl or
 // wgsl/lib/matmul_b_texels_f16.wgsl (a storage texture's type names its format, so each format
 // is a build of its own).
@@ -26,14 +27,9 @@
 // sampled kernel's qkv took 64 ms. WebGPU guarantees read-only storage for both formats. Not
 // measured on a GPU.
 
-// Texels per texture row: a power of two, so the texel of quad q is a shift and a mask away.
-// 2048 is the least `max_texture_dimension_2d` any WebGPU adapter offers (wgpu's downlevel
-// limits), so a texture this wide fits everywhere. Must equal `TEXELS_PER_ROW` in src/gpu/texels.rs.
-const TEXELS_PER_ROW: u32 = 2048u;
-
 // B's elements 4q .. 4q + 3: texel q.
 fn b_quad4(q: u32) -> vec4<f32> {
-    return textureLoad(b_texels, vec2<u32>(q % TEXELS_PER_ROW, q / TEXELS_PER_ROW));
+    return textureLoad(b_texels, texel_of_quad(q));
 }
 
 // B's element i.
@@ -58,7 +54,7 @@ override A_TEXELS: bool = false;
 // A's quad q: texel q of A's texels, or a4[q].
 fn a_quad4(q: u32) -> vec4<f32> {
     if (A_TEXELS) {
-        return textureLoad(a_texels, vec2<u32>(q % TEXELS_PER_ROW, q / TEXELS_PER_ROW));
+        return textureLoad(a_texels, texel_of_quad(q));
     }
     return a4[q];
 }
