@@ -4,36 +4,35 @@
 use super::{BenchOptions, BenchResult, StepShape};
 use crate::error::{Error, Result};
 use crate::gpu::{Gpu, Profile, TimingMethod};
-use crate::kernels::attention::{self, attention_backward, attention_backward_with, attention_forward, DqPath};
 use crate::kernels::cross_entropy::{cross_entropy_backward, cross_entropy_forward};
 use crate::kernels::gelu::{gelu_backward, gelu_forward};
 use crate::kernels::halves::{from_halves, to_halves};
 use crate::kernels::layernorm::{add_layernorm_backward, add_layernorm_forward, layernorm_backward, layernorm_forward};
-use crate::kernels::matmul::{matmul_backward, matmul_forward, matmul_forward_with, matmul_gelu_forward_with, matmul_gelu_grad_with, DxLayout, MatmulKernel, MatmulNeed, MatmulOptions, WeightSource};
-use crate::kernels::softmax::{softmax_backward, softmax_forward, softmax_scaled_backward, softmax_scaled_forward};
+use crate::kernels::matmul::{matmul_forward_with, matmul_gelu_forward_with, matmul_gelu_grad_with, DxLayout, MatmulKernel, MatmulOptions, WeightSource};
+use crate::kernels::softmax::{softmax_backward, softmax_forward};
 use crate::kernels::{ROW_REDUCE_KEY, ROW_REDUCE_SUBGROUPS, ROW_REDUCE_WORKGROUP};
 use crate::model::vit::Precision;
 use crate::tensor::{DType, Labels, Tensor};
 
 /// The op of one repetition, on inputs already uploaded; returns the output to check.
-type Op<'a> = Box<dyn FnOnce() -> Result<Tensor> + 'a>;
+pub(super) type Op<'a> = Box<dyn FnOnce() -> Result<Tensor> + 'a>;
 
 /// The sizes the cases are made of, from a [`StepShape`].
-struct Widths {
-    batch: usize,
+pub(super) struct Widths {
+    pub(super) batch: usize,
     /// CLS + patches + prompts.
-    tokens: usize,
+    pub(super) tokens: usize,
     /// The rows a block computes past its attention: all but the prompts the next block
     /// overwrites (`model::block::RowsRead`; the last block computes only CLS's).
-    read: usize,
-    dim: usize,
-    heads: usize,
-    mlp: usize,
-    classes: usize,
+    pub(super) read: usize,
+    pub(super) dim: usize,
+    pub(super) heads: usize,
+    pub(super) mlp: usize,
+    pub(super) classes: usize,
 }
 
 impl Widths {
-    fn of(s: &StepShape) -> Widths {
+    pub(super) fn of(s: &StepShape) -> Widths {
         Widths { batch: s.batch, tokens: s.tokens(), read: s.tokens() - s.prompts, dim: s.vit.embed_dim, heads: s.vit.num_heads, mlp: s.vit.mlp_hidden, classes: s.classes }
     }
 }
@@ -46,7 +45,7 @@ enum Work {
 }
 
 pub(super) struct Case<'a> {
-    kernel: String,
+    pub(super) kernel: String,
     /// The matmul kernel's name; `None`: named after the entry points the op launched.
     variant: Option<&'static str>,
     shape: String,
@@ -55,13 +54,13 @@ pub(super) struct Case<'a> {
     prepare: Box<dyn Fn(u64) -> Result<Op<'a>> + 'a>,
     /// The device the op runs on, when it is not the one the run profiles (the adapter opened
     /// again without subgroups).
-    device: Option<&'a Gpu>,
+    pub(super) device: Option<&'a Gpu>,
     /// The choice this case is one candidate of, for `vpt tune`.
-    tune: Option<Tune>,
+    pub(super) tune: Option<Tune>,
     /// The frozen weight layout a dX case reads (`DxLayout`), or where a forward case reads its
     /// weight (`WeightSource`), for `vpt tune`: a second choice, made by the fastest kernel of
     /// each.
-    layout: Option<Tune>,
+    pub(super) layout: Option<Tune>,
 }
 
 /// A case as a candidate of a kernel choice: the choice's key, this candidate's value, and
@@ -75,8 +74,8 @@ pub struct Tune {
 
 /// Every case of one training step, in the order a report lists them. `without_subgroups`: the
 /// same adapter opened without subgroups, where `gpu` has them, so that the row kernels (softmax,
-/// LayerNorm, cross-entropy) are timed with both of their reductions, and the fused attention
-/// with and without subgroup shuffles.
+/// LayerNorm, cross-entropy) are timed with both of their reductions. The attention's cases
+/// follow them (`attention_cases.rs`).
 pub(super) fn cases<'a>(gpu: &'a Gpu, without_subgroups: Option<&'a Gpu>, options: &BenchOptions) -> Vec<Case<'a>> {
     let mut cases = Vec::new();
     // A kernel this adapter cannot run (sg16x8 without SUBGROUP) has no rows.
@@ -93,28 +92,27 @@ pub(super) fn cases<'a>(gpu: &'a Gpu, without_subgroups: Option<&'a Gpu>, option
     let is_row = |c: &Case| row_kernels.iter().any(|k| c.kernel.contains(k));
     let reduction = SubgroupChoice { key: ROW_REDUCE_KEY, with: ROW_REDUCE_SUBGROUPS, without: ROW_REDUCE_WORKGROUP };
     cases.extend(with_and_without_subgroups(gpu, without_subgroups, reduction, |g| other_cases(g, &options.shape), is_row));
-    // The fused path against the unfused one is not a tuned choice: it is taken for memory (its
-    // forward keeps nothing of [B, H, T, T]; its backward holds one block's score gradients while
-    // it runs), even where the unfused one is faster, so that time is shown and not acted on. The
-    // fused kernels with and without subgroup shuffles are a choice, where the adapter has them.
-    let is_fused = |c: &Case| c.kernel.split([' ', ',']).any(|word| word == "fused"); // not "unfused"
-    let build = SubgroupChoice { key: attention::BUILD_KEY, with: attention::BUILD_SUBGROUPS, without: attention::BUILD_PLAIN };
-    cases.extend(with_and_without_subgroups(gpu, without_subgroups, build, |g| attention_cases(g, &options.shape), is_fused));
     cases
 }
 
 /// A `vpt tune` choice between a family's build with subgroups and its build without: the key,
 /// and the value naming each.
-struct SubgroupChoice {
-    key: &'static str,
-    with: &'static str,
-    without: &'static str,
+pub(super) struct SubgroupChoice {
+    pub(super) key: &'static str,
+    pub(super) with: &'static str,
+    pub(super) without: &'static str,
 }
 
 /// The cases `made` on `gpu`; where `plain` (the same adapter without subgroups) is given, those
 /// of them that are candidates of `choice` (`of_choice`) are marked so, and made again on
 /// `plain` as the other candidate.
-fn with_and_without_subgroups<'a>(gpu: &'a Gpu, plain: Option<&'a Gpu>, choice: SubgroupChoice, made: impl Fn(&'a Gpu) -> Vec<Case<'a>>, of_choice: impl Fn(&Case) -> bool) -> Vec<Case<'a>> {
+pub(super) fn with_and_without_subgroups<'a>(
+    gpu: &'a Gpu,
+    plain: Option<&'a Gpu>,
+    choice: SubgroupChoice,
+    made: impl Fn(&'a Gpu) -> Vec<Case<'a>>,
+    of_choice: impl Fn(&Case) -> bool,
+) -> Vec<Case<'a>> {
     let without_chosen = gpu.choice(choice.key).as_deref() == Some(choice.without);
     let tune = |subgroups: bool| Tune { key: choice.key.into(), value: if subgroups { choice.with } else { choice.without }.into(), chosen: subgroups != without_chosen };
     let mut cases: Vec<Case<'a>> = made(gpu).into_iter().map(|c| Case { tune: (of_choice(&c) && plain.is_some()).then(|| tune(true)), ..c }).collect();
@@ -249,7 +247,7 @@ fn matmul_case<'a>(gpu: &'a Gpu, kernel: MatmulKernel, name: &str, a: Vec<usize>
 }
 
 /// A memory-bound case: `bytes` read and written at least once, on operands of `shape`.
-fn case<'a>(kernel: &str, shape: Vec<usize>, bytes: f64, prepare: impl Fn(u64) -> Result<Op<'a>> + 'a) -> Case<'a> {
+pub(super) fn case<'a>(kernel: &str, shape: Vec<usize>, bytes: f64, prepare: impl Fn(u64) -> Result<Op<'a>> + 'a) -> Case<'a> {
     Case { kernel: kernel.to_string(), variant: None, shape: dims_text(&shape), work: Work::Bytes(bytes), prepare: Box::new(prepare), device: None, tune: None, layout: None }
 }
 
@@ -335,63 +333,6 @@ fn other_cases<'a>(gpu: &'a Gpu, s: &StepShape) -> Vec<Case<'a>> {
     ]
 }
 
-/// Attention, fused (`kernels::attention`) and unfused (q·kᵀ, softmax, ·v, each with its
-/// backward, the matmuls on their best kernel), forward and backward. GB/s counts what each must
-/// move at least once: q, k, v, o (and dO and the three gradients backward), the fused path's
-/// log-sum-exp, and the unfused path's [B, H, T, T] scores and probabilities.
-fn attention_cases<'a>(gpu: &'a Gpu, s: &StepShape) -> Vec<Case<'a>> {
-    let d = Widths::of(s);
-    let (bh, t, hd) = (d.batch * d.heads, d.tokens, d.dim / d.heads);
-    let shape = [d.batch, d.heads, t, hd];
-    let scale = 1.0 / (hd as f32).sqrt();
-    let (heads_f32, rows_f32, probs_f32) = (4.0 * (bh * t * hd) as f64, 4.0 * (bh * t) as f64, 4.0 * (bh * t * t) as f64);
-    let qkv = move |seed: u64| -> Result<[Tensor; 3]> { Ok([random(gpu, &shape, seed, -2.0, 2.0)?, random(gpu, &shape, seed + 1, -2.0, 2.0)?, random(gpu, &shape, seed + 2, -1.0, 1.0)?]) };
-    let qk_t = MatmulOptions { trans_a: false, trans_b: true };
-    vec![
-        // Reads q, k, v; writes o and L.
-        case("attention fwd fused", shape.to_vec(), 4.0 * heads_f32 + rows_f32, move |seed| {
-            let [q, k, v] = qkv(seed)?;
-            Ok(Box::new(move || Ok(attention_forward(&q, &k, &v, scale)?.o)))
-        }),
-        // Reads q, k, v, o, L, dO; writes D, dq, dk, dv; with dQ by matmul also writes and reads
-        // s·dS (not counted: the kernel the step takes where it fits, `DqPath::for_shape`).
-        case("attention bwd fused", shape.to_vec(), 8.0 * heads_f32 + 2.0 * rows_f32, move |seed| {
-            let [q, k, v] = qkv(seed)?;
-            let out = attention_forward(&q, &k, &v, scale)?;
-            let dout = random(gpu, &shape, seed + 3, -1.0, 1.0)?;
-            Ok(Box::new(move || Ok(attention_backward(&q, &k, &v, &out, &dout, scale)?.dq)))
-        }),
-        // The same with dQ's kernel, which stores nothing of T² (what runs where s·dS does not fit).
-        case("attention bwd fused, dq kernel", shape.to_vec(), 8.0 * heads_f32 + 2.0 * rows_f32, move |seed| {
-            let [q, k, v] = qkv(seed)?;
-            let out = attention_forward(&q, &k, &v, scale)?;
-            let dout = random(gpu, &shape, seed + 3, -1.0, 1.0)?;
-            Ok(Box::new(move || Ok(attention_backward_with(DqPath::Kernel, &q, &k, &v, &out, &dout, scale)?.dq)))
-        }),
-        // Reads q, k, v; writes and reads the scores and the probabilities; writes o.
-        case("attention fwd unfused", shape.to_vec(), 4.0 * heads_f32 + 4.0 * probs_f32, move |seed| {
-            let [q, k, v] = qkv(seed)?;
-            Ok(Box::new(move || {
-                let probs = softmax_scaled_forward(&matmul_forward(&q, &k, None, qk_t)?, scale)?;
-                matmul_forward(&probs, &v, None, MatmulOptions::default())
-            }))
-        }),
-        // Reads q, k, v, P, dO; writes and reads dP and dS; writes dq, dk, dv.
-        case("attention bwd unfused", shape.to_vec(), 7.0 * heads_f32 + 5.0 * probs_f32, move |seed| {
-            let [q, k, v] = qkv(seed)?;
-            let probs = softmax_scaled_forward(&matmul_forward(&q, &k, None, qk_t)?, scale)?;
-            let dout = random(gpu, &shape, seed + 3, -1.0, 1.0)?;
-            let both = MatmulNeed { a: true, b: true, bias: false };
-            Ok(Box::new(move || {
-                let through_v = matmul_backward(&probs, &v, &dout, MatmulOptions::default(), both)?;
-                let dprobs = through_v.da.expect("asked for");
-                let dscores = softmax_scaled_backward(&probs, &dprobs, scale)?;
-                Ok(matmul_backward(&q, &k, &dscores, qk_t, both)?.da.expect("asked for"))
-            }))
-        }),
-    ]
-}
-
 impl Case<'_> {
     /// Does "kernel variant" contain one of `filter` (or is `filter` empty)?
     pub(super) fn selected(&self, filter: &[String]) -> bool {
@@ -453,18 +394,25 @@ pub(super) fn median(sorted: &[f64]) -> f64 {
 }
 
 /// "cross_entropy_forward+mean_forward": the entry points a profile saw, in launch order, and
-/// " (subgroups)" after them where one was a family's subgroup build (`softmax_subgroup::…`).
+/// " (subgroups)" after them where one was a family's subgroup build (`softmax_subgroup::…`),
+/// " (subgroups, texels)" where that build read texels (`attention_texels_subgroup::…`).
 fn entry_points(profile: &Profile) -> String {
     let mut names: Vec<&str> = Vec::new();
-    let mut subgroups = false;
+    let (mut subgroups, mut texels) = (false, false);
     for k in &profile.kernels {
         let (shader, entry) = k.name.rsplit_once("::").unwrap_or(("", &k.name));
         subgroups |= shader.ends_with("_subgroup");
+        texels |= shader.ends_with("_texels_subgroup");
         if !names.contains(&entry) {
             names.push(entry);
         }
     }
-    names.join("+") + if subgroups { " (subgroups)" } else { "" }
+    names.join("+")
+        + match (subgroups, texels) {
+            (true, true) => " (subgroups, texels)",
+            (true, false) => " (subgroups)",
+            _ => "",
+        }
 }
 
 /// "[247,768]"
@@ -475,7 +423,7 @@ fn dims_text(shape: &[usize]) -> String {
 
 /// A tensor of values uniform in [lo, hi), different for each seed (SplitMix64, fast enough to
 /// make every repetition's inputs fresh).
-fn random(gpu: &Gpu, shape: &[usize], seed: u64, lo: f32, hi: f32) -> Result<Tensor> {
+pub(super) fn random(gpu: &Gpu, shape: &[usize], seed: u64, lo: f32, hi: f32) -> Result<Tensor> {
     let n: usize = shape.iter().product();
     let data: Vec<f32> = (0..n as u64).map(|i| lo + (hi - lo) * unit(seed.wrapping_mul(0x1_0000_0001).wrapping_add(i))).collect();
     Tensor::from_slice(gpu, shape, &data)

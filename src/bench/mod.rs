@@ -11,6 +11,7 @@
 //!
 //! `cases.rs` holds the cases, `step.rs` the whole training step, `report.rs` the table and JSON.
 
+mod attention_cases;
 mod cases;
 mod report;
 mod step;
@@ -218,7 +219,13 @@ pub fn run(gpu: &Gpu, options: &BenchOptions, mut progress: impl FnMut(&BenchRes
     let timing = timing_for(gpu, options.timing);
     let mut results = Vec::new();
     let without_subgroups = if gpu.has_subgroups() { Some(gpu.reopen_without(wgpu::Features::SUBGROUP)?) } else { None };
-    for case in cases::cases(gpu, without_subgroups.as_ref(), options) {
+    let other_heads = if options.weight_texels { None } else { attention_cases::other_heads_device(gpu)? };
+    let mut cases = cases::cases(gpu, without_subgroups.as_ref(), options);
+    if !options.weight_texels {
+        // A run of the weights' texels has those matmul cases alone (`BenchOptions::weight_texels`).
+        cases.extend(attention_cases::cases(gpu, without_subgroups.as_ref(), other_heads.as_ref(), options));
+    }
+    for case in cases {
         if !case.selected(&options.filter) {
             continue;
         }

@@ -8,9 +8,10 @@
 //! reads its weight (`DxLayout`: as stored, or a transposed copy made at load; by the sum of its
 //! cases, each at its fastest kernel), where the linear layers read their weights from
 //! (`WeightSource`: the buffer, or texels made at load; by the sum of each weight's forward cases,
-//! the buffer's at their fastest kernel, the texels' at the kernel the engine takes), and the fused
-//! attention's kernels with subgroup shuffles
-//! or without (by the total of its fused cases, where the adapter has subgroups). A choice with
+//! the buffer's at their fastest kernel, the texels' at the kernel the engine takes), the fused
+//! attention's kernels with subgroup shuffles or without (by the total of its fused cases, where
+//! the adapter has subgroups), and where those with shuffles read the heads (`attention::HEADS_KEY`:
+//! texels made for each launch, or the buffers; by the sum of the fused cases). A choice with
 //! one candidate measured is not written: the fixed rule stays. The fused path against the
 //! unfused one is not tuned: the fused kernels are taken for the memory they save (no
 //! [B, H, T, T]), and `vpt bench` shows what they cost in time.
@@ -94,8 +95,8 @@ pub fn tune(gpu: &Gpu, options: &BenchOptions, mut progress: impl FnMut(&BenchRe
             continue;
         }
         let mut candidates: Vec<(String, f64)> = candidates.into_iter().collect();
-        // The transposed copy and the texels cost memory: each wins only where it saves
-        // `COPY_MUST_SAVE`.
+        // The transposed copy and the texels cost memory (the heads' texels, copies the kernels'
+        // time leaves out): each wins only where it saves `COPY_MUST_SAVE`.
         let copy = |name: &str| name == DxLayout::Transposed.name() || name == WeightSource::Texels.name();
         let charged = |(name, ms): &(String, f64)| if copy(name) { ms / (1.0 - DxLayout::COPY_MUST_SAVE) } else { *ms };
         candidates.sort_by(|a, b| charged(a).total_cmp(&charged(b)));

@@ -92,8 +92,8 @@ impl Kernels {
 /// The binding of q's texels; k's, v's and dO's follow it (wgsl/lib/attention_heads_texels.wgsl).
 const FIRST_HEAD_TEXELS: u32 = 16;
 
-/// The key of where the `_sg` kernels read the heads among the tune cache's choices, and its two
-/// values.
+/// The key of where the `_sg` kernels read the heads among the tune cache's choices (`vpt tune`
+/// measures both), and its two values.
 pub const HEADS_KEY: &str = "attention heads";
 pub const HEADS_TEXELS: &str = "texels";
 pub const HEADS_BUFFERS: &str = "buffers";
@@ -109,12 +109,19 @@ pub const HEADS_BUFFERS: &str = "buffers";
 /// while the same rounds' linear products ran 6195 → 7104 and 5736 → 5445 ms (the host's drift):
 /// against them, 0.73–0.79 of the time. Not measured on a GPU.
 fn heads_from_texels(gpu: &Gpu, heads: &[(u32, &Tensor)]) -> bool {
-    let wanted = match gpu.choice(HEADS_KEY).as_deref() {
-        Some(HEADS_TEXELS) => true,
-        Some(HEADS_BUFFERS) => false,
-        _ => gpu.texels_pay(),
-    };
-    wanted && !gpu.tracing() && heads.iter().all(|(_, t)| t.dtype() == DType::F32 && gpu.texels_fit(t.numel()))
+    heads_source(gpu) == HEADS_TEXELS && !gpu.tracing() && heads.iter().all(|(_, t)| t.dtype() == DType::F32 && gpu.texels_fit(t.numel()))
+}
+
+/// Where the `_sg` kernels read the heads on `gpu`, where they fit: [`HEADS_TEXELS`] or
+/// [`HEADS_BUFFERS`], as its tune cache says or, where it says nothing, texels where they are
+/// this adapter's default source ([`Gpu::texels_pay`]).
+pub fn heads_source(gpu: &Gpu) -> &'static str {
+    match gpu.choice(HEADS_KEY).as_deref() {
+        Some(HEADS_TEXELS) => HEADS_TEXELS,
+        Some(HEADS_BUFFERS) => HEADS_BUFFERS,
+        _ if gpu.texels_pay() => HEADS_TEXELS,
+        _ => HEADS_BUFFERS,
+    }
 }
 
 /// The widest head the fused kernels take, 4 × `MAX_QUADS` in the WGSL: each invocation
