@@ -74,9 +74,9 @@ impl Kernels {
     /// Launches `entry` with `threads` invocations per workgroup. The `_sg` kernels read the
     /// heads (`heads`: q, k, v, and dO in the backward, each with the binding of its buffer) from
     /// texels made for this launch, in [`SHADER_TEXELS_SUBGROUP`], where [`heads_from_texels`]
-    /// says so; else from their buffers. The same values, so the same bits.
-    #[allow(clippy::too_many_arguments)]
-    fn launch(self, gpu: &Gpu, entry: &'static str, threads: u32, heads: &[(u32, &Tensor)], params: &Params, binds: &[Bind], grid: [u32; 3]) -> Result<()> {
+    /// says so; else from their buffers. The same values, so the same bits. The device is q's.
+    fn launch(self, entry: &'static str, threads: u32, heads: &[(u32, &Tensor)], params: &Params, binds: &[Bind], grid: [u32; 3]) -> Result<()> {
+        let gpu = heads[0].1.gpu();
         let rows_wg = [("ROWS_WG", f64::from(threads))];
         if !(self.subgroup && heads_from_texels(gpu, heads)) {
             return gpu.dispatch_specialized(self.shader, entry, &rows_wg, params, binds, grid);
@@ -213,7 +213,6 @@ pub fn attention_forward_with_threads(threads: u32, q: &Tensor, k: &Tensor, v: &
     let lse = q.empty_like_shape(&q.shape()[..3])?;
     let kernels = Kernels::for_device(q.gpu(), dims.head_dim);
     kernels.launch(
-        q.gpu(),
         kernels.forward,
         threads,
         &[(1, q), (2, k), (3, v)],
@@ -299,14 +298,14 @@ fn backward(dq_path: Option<DqPath>, threads: u32, q: &Tensor, k: &Tensor, v: &T
     binds.extend([Bind::read_write(11, ds.buffer()), Bind::read_write(12, dk.buffer()), Bind::read_write(13, dv.buffer())]);
     let kernels = Kernels::for_device(gpu, hd);
     let heads = [(1, q), (2, k), (3, v), (8, dout)];
-    kernels.launch(gpu, kernels.dkdv, threads, &heads, &params, &binds, dims.row_grid(gpu, op, threads, t)?)?;
+    kernels.launch(kernels.dkdv, threads, &heads, &params, &binds, dims.row_grid(gpu, op, threads, t)?)?;
     let dq = if dq_by_matmul {
         dq_by_matmul_of(&ds, k, dims, &params)?.reshape(q.shape())?
     } else {
         let dq = q.empty_like_shape(q.shape())?;
         let mut binds = inputs.to_vec();
         binds.push(Bind::read_write(14, dq.buffer()));
-        kernels.launch(gpu, kernels.dq, threads, &heads, &params, &binds, dims.row_grid(gpu, op, threads, tq)?)?;
+        kernels.launch(kernels.dq, threads, &heads, &params, &binds, dims.row_grid(gpu, op, threads, tq)?)?;
         dq
     };
     Ok(AttentionGrads { dq, dk, dv })
