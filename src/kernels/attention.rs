@@ -71,22 +71,44 @@ impl Kernels {
         }
     }
 
-    /// Launches `entry` with `threads` invocations per workgroup. The `_sg` kernels read the
-    /// heads (`heads`: q, k, v, and dO in the backward, each with the binding of its buffer) from
-    /// texels made for this launch, in [`SHADER_TEXELS_SUBGROUP`], where [`heads_from_texels`]
-    /// says so; else from their buffers. The same values, so the same bits. The device is q's.
-    fn launch(self, entry: &'static str, threads: u32, heads: &[(u32, &Tensor)], params: &Params, binds: &[Bind], grid: [u32; 3]) -> Result<()> {
+    /// Where a launch of the forward, dK/dV or dQ kernels reads `heads` (q, k, v, and dO in the
+    /// backward, each with the binding of its buffer): from texels made here, once for every
+    /// launch of the op, where the `_sg` kernels run and [`heads_from_texels`] says so (read by
+    /// [`SHADER_TEXELS_SUBGROUP`]); else from their buffers.
+    fn heads<'a>(self, heads: &[(u32, &'a Tensor)]) -> Result<Heads<'a>> {
         let gpu = heads[0].1.gpu();
-        let rows_wg = [("ROWS_WG", f64::from(threads))];
-        if !(self.subgroup && heads_from_texels(gpu, heads)) {
-            return gpu.dispatch_specialized(self.shader, entry, &rows_wg, params, binds, grid);
-        }
-        let texels: Vec<Texels> = heads.iter().map(|(_, t)| gpu.activation_texels("attention: a head's texels", t.buffer(), t.numel())).collect::<Result<_>>()?;
-        let texel_binds: Vec<TexelBind> = texels.iter().enumerate().map(|(i, texels)| TexelBind { binding: FIRST_HEAD_TEXELS + i as u32, texels }).collect();
-        // The texel build reads no head's buffer, so binds none (a binding it does not use is refused).
-        let other_binds: Vec<Bind> = binds.iter().filter(|b| !heads.iter().any(|(binding, _)| *binding == b.binding)).copied().collect();
-        gpu.dispatch_reading_texels(&SHADER_TEXELS_SUBGROUP, entry, &rows_wg, params, &other_binds, &texel_binds, grid)
+        let texels = match self.subgroup && heads_from_texels(gpu, heads) {
+            true => Some(heads.iter().map(|(_, t)| gpu.activation_texels("attention: a head's texels", t.buffer(), t.numel())).collect::<Result<_>>()?),
+            false => None,
+        };
+        Ok(Heads { tensors: heads.to_vec(), texels })
     }
+
+    /// Launches `entry` with `threads` invocations per workgroup, reading `heads` as they are
+    /// held, and `binds` besides them. The same values either way, so the same bits.
+    fn launch(self, entry: &'static str, threads: u32, heads: &Heads, params: &Params, binds: &[Bind], grid: [u32; 3]) -> Result<()> {
+        let gpu = heads.tensors[0].1.gpu();
+        let rows_wg = [("ROWS_WG", f64::from(threads))];
+        match &heads.texels {
+            Some(texels) => {
+                let texel_binds: Vec<TexelBind> = texels.iter().enumerate().map(|(i, texels)| TexelBind { binding: FIRST_HEAD_TEXELS + i as u32, texels }).collect();
+                gpu.dispatch_reading_texels(&SHADER_TEXELS_SUBGROUP, entry, &rows_wg, params, binds, &texel_binds, grid)
+            }
+            None => {
+                let mut all = binds.to_vec();
+                all.extend(heads.tensors.iter().map(|(binding, t)| Bind::read(*binding, t.buffer())));
+                gpu.dispatch_specialized(self.shader, entry, &rows_wg, params, &all, grid)
+            }
+        }
+    }
+}
+
+/// The heads an op's launches read, and their texels where they are read from texels
+/// ([`Kernels::heads`]); the texel build binds no head's buffer (a binding it does not use is
+/// refused).
+struct Heads<'a> {
+    tensors: Vec<(u32, &'a Tensor)>,
+    texels: Option<Vec<Texels>>,
 }
 
 /// The binding of q's texels; k's, v's and dO's follow it (wgsl/lib/attention_heads_texels.wgsl).
@@ -212,14 +234,9 @@ pub fn attention_forward_with_threads(threads: u32, q: &Tensor, k: &Tensor, v: &
     let o = q.empty_like_shape(q.shape())?;
     let lse = q.empty_like_shape(&q.shape()[..3])?;
     let kernels = Kernels::for_device(q.gpu(), dims.head_dim);
-    kernels.launch(
-        kernels.forward,
-        threads,
-        &[(1, q), (2, k), (3, v)],
-        &dims.params(scale, false),
-        &[Bind::read(1, q.buffer()), Bind::read(2, k.buffer()), Bind::read(3, v.buffer()), Bind::read_write(4, o.buffer()), Bind::read_write(5, lse.buffer())],
-        dims.row_grid(q.gpu(), op, threads, dims.queries)?,
-    )?;
+    let heads = kernels.heads(&[(1, q), (2, k), (3, v)])?;
+    let outputs = [Bind::read_write(4, o.buffer()), Bind::read_write(5, lse.buffer())];
+    kernels.launch(kernels.forward, threads, &heads, &dims.params(scale, false), &outputs, dims.row_grid(q.gpu(), op, threads, dims.queries)?)?;
     Ok(AttentionOut { o, lse })
 }
 
@@ -293,19 +310,19 @@ fn backward(dq_path: Option<DqPath>, threads: u32, q: &Tensor, k: &Tensor, v: &T
     let (dk, dv) = (k.empty_like_shape(k.shape())?, k.empty_like_shape(k.shape())?);
     let ds_shape = if dq_by_matmul { vec![bh, tq, t] } else { vec![1] }; // one unused value where not stored
     let ds = q.empty_like_shape(&ds_shape)?; // s·dS
-    let inputs = [Bind::read(1, q.buffer()), Bind::read(2, k.buffer()), Bind::read(3, v.buffer()), Bind::read(8, dout.buffer()), Bind::read(10, stats.buffer())];
-    let mut binds = inputs.to_vec();
-    binds.extend([Bind::read_write(11, ds.buffer()), Bind::read_write(12, dk.buffer()), Bind::read_write(13, dv.buffer())]);
+    let stats_read = Bind::read(10, stats.buffer());
     let kernels = Kernels::for_device(gpu, hd);
-    let heads = [(1, q), (2, k), (3, v), (8, dout)];
-    kernels.launch(kernels.dkdv, threads, &heads, &params, &binds, dims.row_grid(gpu, op, threads, t)?)?;
+    // Their texels, where read, are made once for dK/dV and the dQ kernel.
+    let heads = kernels.heads(&[(1, q), (2, k), (3, v), (8, dout)])?;
+    let dkdv_binds = [stats_read, Bind::read_write(11, ds.buffer()), Bind::read_write(12, dk.buffer()), Bind::read_write(13, dv.buffer())];
+    kernels.launch(kernels.dkdv, threads, &heads, &params, &dkdv_binds, dims.row_grid(gpu, op, threads, t)?)?;
     let dq = if dq_by_matmul {
+        drop(heads); // no kernel reads the heads' texels again: let them go before dQ's matmul
         dq_by_matmul_of(&ds, k, dims, &params)?.reshape(q.shape())?
     } else {
         let dq = q.empty_like_shape(q.shape())?;
-        let mut binds = inputs.to_vec();
-        binds.push(Bind::read_write(14, dq.buffer()));
-        kernels.launch(kernels.dq, threads, &heads, &params, &binds, dims.row_grid(gpu, op, threads, tq)?)?;
+        let dq_binds = [stats_read, Bind::read_write(14, dq.buffer())];
+        kernels.launch(kernels.dq, threads, &heads, &params, &dq_binds, dims.row_grid(gpu, op, threads, tq)?)?;
         dq
     };
     Ok(AttentionGrads { dq, dk, dv })
